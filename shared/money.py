@@ -13,9 +13,30 @@ from typing import Final
 
 #: ISO 4217 currencies whose minor unit is not 2 digits; every other valid code has 2.
 _MINOR_UNITS: Final[dict[str, int]] = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0,
-    "XPF": 0, "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "BIF": 0,
+    "CLP": 0,
+    "DJF": 0,
+    "GNF": 0,
+    "ISK": 0,
+    "JPY": 0,
+    "KMF": 0,
+    "KRW": 0,
+    "PYG": 0,
+    "RWF": 0,
+    "UGX": 0,
+    "UYI": 0,
+    "VND": 0,
+    "VUV": 0,
+    "XAF": 0,
+    "XOF": 0,
+    "XPF": 0,
+    "BHD": 3,
+    "IQD": 3,
+    "JOD": 3,
+    "KWD": 3,
+    "LYD": 3,
+    "OMR": 3,
+    "TND": 3,
 }
 _CURRENCY_RE: Final = re.compile(r"^[A-Z]{3}$")
 ZERO: Final = Decimal(0)
@@ -46,6 +67,11 @@ def to_minor(amount: Decimal, currency: str) -> int:
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{amount} has more precision than {currency} allows")
     return int(scaled)
+
+
+def fits_currency(amount: Decimal, currency: str) -> bool:
+    """True when ``amount`` has no more decimals than the currency's minor unit."""
+    return amount == round_money(amount, currency)
 
 
 def from_minor(units: int, currency: str) -> Decimal:

@@ -111,7 +111,9 @@ class PureReplay:
         elif kind in ("order_completed", "order_cancelled"):
             facts = self.orders[event["order_id"]]
             if facts.status is OrderStatus.PLACED:
-                status = OrderStatus.COMPLETED if kind == "order_completed" else OrderStatus.CANCELLED
+                status = (
+                    OrderStatus.COMPLETED if kind == "order_completed" else OrderStatus.CANCELLED
+                )
                 self.orders[event["order_id"]] = replace(facts, status=status)
         elif kind == "order_refunded":
             facts = self.orders[event["order_id"]]

@@ -71,7 +71,9 @@ def window_of(order: OrderRef, window: timedelta = DEFAULT_WINDOW) -> tuple[date
     return order.placed_at - window, order.placed_at
 
 
-def ineligibility(click: Click, order: OrderRef, window: timedelta = DEFAULT_WINDOW) -> Verdict | None:
+def ineligibility(
+    click: Click, order: OrderRef, window: timedelta = DEFAULT_WINDOW
+) -> Verdict | None:
     """None when ``click`` is eligible for ``order``, else the first reason it is not."""
     if click.store_id != order.store_id:
         return Verdict.OTHER_STORE
@@ -90,11 +92,15 @@ def _rank(click: Click) -> tuple[datetime, str]:
     return click.occurred_at, click.click_id
 
 
-def decide(order: OrderRef, clicks: Iterable[Click], window: timedelta = DEFAULT_WINDOW) -> Decision:
+def decide(
+    order: OrderRef, clicks: Iterable[Click], window: timedelta = DEFAULT_WINDOW
+) -> Decision:
     """The winning click for ``order`` among ``clicks`` (any order, duplicates harmless)."""
     best: Click | None = None
     for click in clicks:
-        if ineligibility(click, order, window) is None and (best is None or _rank(click) > _rank(best)):
+        if ineligibility(click, order, window) is None and (
+            best is None or _rank(click) > _rank(best)
+        ):
             best = click
     start, end = window_of(order, window)
     return Decision(order.order_id, best, start, end)

@@ -153,7 +153,8 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
         mains = dict(state.main_products)
         if op.key not in mains and len(mains) >= MAX_MAIN_PRODUCTS:
             raise ProgramError(
-                "too_many_main_products", f"a store may have at most {MAX_MAIN_PRODUCTS} main products"
+                "too_many_main_products",
+                f"a store may have at most {MAX_MAIN_PRODUCTS} main products",
             )
         mains[op.key] = op.rate
         return replace(state, main_products=mains)
@@ -366,7 +367,9 @@ def compute_order(
         rate = state.rate_for(line.product_id, line.category_id)
         commission = commission_on(line.base, rate, facts.currency) if pays else ZERO
         reversal = sum((commission_on(a, rate, facts.currency) for a in refunded), ZERO)
-        items.append(ItemCommission(line.product_id, line.base, rate, commission, min(commission, reversal)))
+        items.append(
+            ItemCommission(line.product_id, line.base, rate, commission, min(commission, reversal))
+        )
     return OrderCommission(
         facts.order_id, facts.currency, facts.status, facts.affiliate_id, chargeable, tuple(items)
     )
@@ -423,13 +426,18 @@ def reversal_key(order_id: str, refund_id: str) -> str:
     return f"reversal:{order_id}:{refund_id}"
 
 
-def _transfer(key: str, kind: TxnKind, facts: OrderFacts, affiliate: str, amount: Decimal) -> LedgerTxn:
+def _transfer(
+    key: str, kind: TxnKind, facts: OrderFacts, affiliate: str, amount: Decimal
+) -> LedgerTxn:
     return LedgerTxn(
         key,
         kind,
         facts.order_id,
         facts.currency,
-        (Posting(store_account(facts.store_id), -amount), Posting(affiliate_account(affiliate), amount)),
+        (
+            Posting(store_account(facts.store_id), -amount),
+            Posting(affiliate_account(affiliate), amount),
+        ),
     )
 
 
@@ -451,7 +459,9 @@ def ledger_delta(
     txns: list[LedgerTxn] = []
     key = commission_key(facts.order_id)
     if key not in posted:
-        txns.append(_transfer(key, TxnKind.COMMISSION, facts, facts.affiliate_id, result.commission))
+        txns.append(
+            _transfer(key, TxnKind.COMMISSION, facts, facts.affiliate_id, result.commission)
+        )
     reversed_so_far = -sum(
         (amt for k, amt in posted.items() if k.startswith(f"reversal:{facts.order_id}:")), ZERO
     )

@@ -68,7 +68,10 @@ class TestLastClickWins:
         assert decide(ORDER, [good, bad]).click == good
 
     def test_other_store_and_other_visitor_never_count(self) -> None:
-        assert decide(ORDER, [click("c1", T0, store_id="s2"), click("c2", T0, visitor_id="v2")]).click is None
+        assert (
+            decide(ORDER, [click("c1", T0, store_id="s2"), click("c2", T0, visitor_id="v2")]).click
+            is None
+        )
 
 
 class TestExplain:

@@ -44,7 +44,9 @@ def order(*items: LineItem, **kw: object) -> OrderFacts:
     return OrderFacts("o1", "s1", "USD", items=items, **fields)  # type: ignore[arg-type]
 
 
-def line(price: str, qty: int = 1, ship: str = "0", product: str = "p1", cat: str = "c1") -> LineItem:
+def line(
+    price: str, qty: int = 1, ship: str = "0", product: str = "p1", cat: str = "c1"
+) -> LineItem:
     return LineItem(product, cat, qty, Decimal(price), Decimal(ship))
 
 
@@ -187,7 +189,9 @@ def reference_net(items: tuple[LineItem, ...], rate: Decimal, refunds: list[Refu
                     continue
                 left = ri.amount
                 for pos, j in enumerate(same):
-                    base = max(Decimal(0), items[j].unit_price * items[j].quantity - items[j].shipping_fee)
+                    base = max(
+                        Decimal(0), items[j].unit_price * items[j].quantity - items[j].shipping_fee
+                    )
                     take = left if pos == len(same) - 1 else min(left, base)
                     if j == idx and take > 0:
                         reversed_ += r(take)
@@ -200,9 +204,7 @@ def reference_net(items: tuple[LineItem, ...], rate: Decimal, refunds: list[Refu
 @given(
     items=lines_st,
     rate=rates,
-    refund_specs=st.lists(
-        st.tuples(st.sampled_from(["p1", "p2", "p3", "p9"]), cents), max_size=4
-    ),
+    refund_specs=st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3", "p9"]), cents), max_size=4),
     data=st.data(),
 )
 def test_ledger_equals_reference_under_any_order_and_duplication(
@@ -210,10 +212,13 @@ def test_ledger_equals_reference_under_any_order_and_duplication(
 ) -> None:
     program = joined(rate)
     refunds = [
-        Refund(f"r{n}", T0 + (21 + n) * D, (RefundItem(p, amt),)) for n, (p, amt) in enumerate(refund_specs)
+        Refund(f"r{n}", T0 + (21 + n) * D, (RefundItem(p, amt),))
+        for n, (p, amt) in enumerate(refund_specs)
     ]
     events: list[object] = ["complete", *refunds]
-    arrival = data.draw(st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=3))))
+    arrival = data.draw(
+        st.permutations(events + data.draw(st.lists(st.sampled_from(events), max_size=3)))
+    )
 
     facts = order(*items)
     posted: dict[str, Decimal] = {}

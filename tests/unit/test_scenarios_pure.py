@@ -21,5 +21,7 @@ def test_scenario_matches_expected_figures(path: Path) -> None:
         facts = replay.orders[order_id]
         ref = OrderRef(order_id, facts.store_id, replay.visitors[order_id], facts.placed_at)
         decision = decide(ref, replay.clicks)
-        got = as_expected(replay.result(order_id), decision.click.click_id if decision.click else None)
+        got = as_expected(
+            replay.result(order_id), decision.click.click_id if decision.click else None
+        )
         assert got == expected, f"{path.stem}/{order_id}"

@@ -1,0 +1,63 @@
+"""The attribution service: the click/order join, with health endpoints over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from services.attribution.consumer import OutboxRelay, make_pipeline
+from services.attribution.service import AttributionService
+from shared.clock import Clock, SystemClock
+from shared.config import Settings, get_settings
+from shared.db import make_engine, make_sessions, ping
+from shared.http import health_router, install_error_handlers
+from shared.kafka import make_producer
+from shared.service_runtime import BackgroundTasks
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessions(engine)
+    tasks = BackgroundTasks()
+    service = AttributionService(
+        clock or SystemClock(),
+        timedelta(days=settings.attribution_window_days),
+        settings.topic_prefix,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
+        await producer.start()
+        relay = OutboxRelay(sessions, producer)
+        pipeline = make_pipeline(settings, sessions, producer, service, relay)
+        await pipeline.start()
+        app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay
+        tasks.start("consumer", pipeline.run())
+        tasks.start("outbox-relay", relay.run())
+        try:
+            yield
+        finally:
+            # Finish the batch in hand and commit it, then publish what it decided.
+            await tasks.stop("consumer", pipeline.stop)
+            await tasks.stop("outbox-relay", relay.stop)
+            await producer.stop()
+            await engine.dispose()
+
+    async def kafka_ready() -> None:
+        await app.state.producer.client.fetch_all_metadata()
+
+    async def db_ready() -> None:
+        await ping(engine)
+
+    app = FastAPI(title="Alliance attribution", version="1", lifespan=lifespan)
+    app.state.service = service
+    install_error_handlers(app)
+    app.include_router(
+        health_router({"kafka": kafka_ready, "postgres": db_ready, "workers": tasks.check})
+    )
+    return app

@@ -1,0 +1,78 @@
+"""Tables of the attribution service (schema ``attribution``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from shared.db import make_metadata
+from shared.offsets import offsets_table
+
+metadata = make_metadata("attribution")
+
+#: Clicks kept for the join: the window plus a grace, then expired.
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("click_id", String(128), primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("visitor_id", String(128), nullable=False),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    Column("suspicious", Boolean, nullable=False, default=False),
+    Column("link_code", String(512), nullable=False),
+    Column("product_id", String(128)),
+    Column("sub_id", String(128)),
+    Index("ix_clicks_store_visitor_time", "store_id", "visitor_id", "occurred_at"),
+)
+
+#: Every order seen and its current decision.
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("visitor_id", String(128), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("order_event", JSONB, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("click_id", String(128)),
+    Column("affiliate_id", String(128)),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index("ix_orders_store_visitor_placed", "store_id", "visitor_id", "placed_at"),
+)
+
+#: The first terminal status of an order (completed or cancelled) freezes its decision. Kept
+#: apart from ``orders`` because it may arrive first: it is keyed by order, not by visitor.
+order_status = Table(
+    "order_status",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Transactional outbox: decisions to publish, written with the state that produced them.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", String(250), nullable=False),
+    Column("key", String(250), nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+consumer_offsets = offsets_table(metadata)

@@ -1,0 +1,127 @@
+"""Attribution use cases: fold a batch of clicks and order events into decisions."""
+
+from __future__ import annotations
+
+import orjson
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.attribution.core import Click as CoreClick
+from services.attribution.core import Decision, OrderRef, decide
+from services.attribution.repository import AttributionRepository, StoredOrder
+from shared.clock import Clock
+from shared.events import (
+    Attribution,
+    Click,
+    OrderCancelled,
+    OrderCompleted,
+    OrderPlaced,
+    Topic,
+    encode,
+)
+from shared.kafka import Received
+
+Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | None
+
+
+@dataclass
+class Stats:
+    decisions: int = 0
+    corrections: int = 0
+    late_after_freeze: int = 0  # a late click that would have changed a frozen decision
+
+
+@dataclass
+class AttributionService:
+    clock: Clock
+    window: timedelta
+    topic_prefix: str = ""
+    stats: Stats = field(default_factory=Stats)
+
+    async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
+        """Apply one batch; idempotent: a replayed batch writes no new state and no outbox row."""
+        repo = AttributionRepository(session)
+        events = [r.value for r in batch if r.value is not None]
+        new_clicks = await repo.insert_clicks([e for e in events if isinstance(e, Click)])
+        await repo.insert_statuses(
+            (e.order_id, e.type.removeprefix("order_"), e.occurred_at)
+            for e in events
+            if isinstance(e, OrderCompleted | OrderCancelled)
+        )
+        placed = [e for e in events if isinstance(e, OrderPlaced)]
+        new_ids = await repo.new_orders(
+            [
+                {
+                    "order_id": e.order_id,
+                    "store_id": e.store_id,
+                    "visitor_id": e.visitor_id,
+                    "placed_at": e.occurred_at,
+                    "order_event": orjson.loads(encode(e)),
+                    "revision": -1,  # not yet decided
+                    "decided_at": self.clock.now(),
+                }
+                for e in placed
+            ]
+        )
+        candidates = {o.order_id: o for o in await repo.orders_by_id(new_ids)}
+        for o in await repo.orders_reached_by(new_clicks, self.window):
+            candidates.setdefault(o.order_id, o)
+        if not candidates:
+            return
+        frozen = await repo.frozen(o for o in candidates if o not in new_ids)
+        open_orders = [o for o in candidates.values() if o.order_id not in frozen]
+        if len(open_orders) < len(candidates):
+            self.stats.late_after_freeze += len(candidates) - len(open_orders)
+        if not open_orders:
+            return
+        clicks = await repo.clicks_for(
+            {(o.store_id, o.visitor_id) for o in open_orders},
+            min(o.placed_at for o in open_orders) - self.window,
+            max(o.placed_at for o in open_orders),
+        )
+        by_pair: dict[tuple[str, str], list[CoreClick]] = {}
+        for c in clicks:
+            by_pair.setdefault((c.store_id, c.visitor_id), []).append(c)
+        outbox: list[tuple[str, str, bytes]] = []
+        now = self.clock.now()
+        for order in sorted(open_orders, key=lambda o: o.order_id):
+            ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
+            decision = decide(ref, by_pair.get((order.store_id, order.visitor_id), []), self.window)
+            winner = decision.click.click_id if decision.click else None
+            if order.revision >= 0 and winner == order.click_id:
+                continue  # unchanged: nothing to say
+            revision = order.revision + 1
+            await repo.set_decision(order.order_id, revision, decision.click, now)
+            event = self._event(order, decision, revision, now)
+            outbox.append(
+                (f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", order.order_id, encode(event))
+            )
+            self.stats.decisions += 1
+            self.stats.corrections += revision > 0
+        await repo.add_outbox(outbox)
+
+    @staticmethod
+    def _event(order: StoredOrder, decision: Decision, revision: int, now: object) -> Attribution:
+        click = decision.click
+        return Attribution(
+            event_id=f"{order.order_id}:{revision}",
+            type="attribution" if revision == 0 else "attribution_changed",
+            occurred_at=now,  # type: ignore[arg-type]
+            revision=revision,
+            order_id=order.order_id,
+            store_id=order.store_id,
+            visitor_id=order.visitor_id,
+            placed_at=order.placed_at,
+            rule=decision.rule,  # type: ignore[arg-type]
+            affiliate_id=click.affiliate_id if click else None,
+            click_id=click.click_id if click else None,
+            click_at=click.occurred_at if click else None,
+            link_code=click.link_code if click else None,
+            sub_id=click.sub_id if click else None,
+            link_product_id=click.product_id if click else None,
+            window_start=decision.window_start,
+            window_end=decision.window_end,
+            order=OrderPlaced.model_validate(order.order_event),
+        )

@@ -1,0 +1,72 @@
+"""The commission service: program settings, the ledger consumer and the read APIs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, ORJSONResponse
+
+from services.commission.consumer import make_pipeline
+from services.commission.core import ProgramError
+from services.commission.endpoints import router
+from services.commission.service import CommissionService
+from shared.clock import Clock, SystemClock
+from shared.config import Settings, get_settings
+from shared.db import make_engine, make_sessions, ping
+from shared.http import error_body, health_router, install_error_handlers
+from shared.kafka import make_producer
+from shared.service_runtime import BackgroundTasks
+
+
+def create_app(
+    settings: Settings | None = None, clock: Clock | None = None, *, consume: bool = True
+) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    sessions = make_sessions(engine)
+    tasks = BackgroundTasks()
+    service = CommissionService(clock or SystemClock(), settings.exit_policy)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-commission")
+        await producer.start()
+        app.state.producer = producer
+        pipeline = None
+        if consume:
+            pipeline = make_pipeline(settings, sessions, producer, service)
+            await pipeline.start()
+            app.state.pipeline = pipeline
+            tasks.start("consumer", pipeline.run())
+        try:
+            yield
+        finally:
+            if pipeline is not None:
+                await tasks.stop("consumer", pipeline.stop)
+            await producer.stop()
+            await engine.dispose()
+
+    async def kafka_ready() -> None:
+        await app.state.producer.client.fetch_all_metadata()
+
+    async def db_ready() -> None:
+        await ping(engine)
+
+    app = FastAPI(title="Alliance commission", version="1", lifespan=lifespan)
+    app.state.sessions = sessions
+    app.state.service = service
+    install_error_handlers(app)
+
+    @app.exception_handler(ProgramError)
+    async def _program_error(_: Request, exc: ProgramError) -> JSONResponse:
+        return ORJSONResponse(
+            error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
+        )
+
+    app.include_router(
+        health_router({"kafka": kafka_ready, "postgres": db_ready, "workers": tasks.check})
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,51 @@
+"""The commission pipeline: attributions and order events in, ledger postings out."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.commission.models import consumer_offsets
+from services.commission.service import CommissionService, Incoming
+from shared.config import Settings
+from shared.events import Attribution, Topic, order_event_adapter
+from shared.kafka import ConsumerPipeline, PoisonMessage, dead_letter_topic
+from shared.offsets import OffsetRepository
+
+CONSUMER_NAME = "commission"
+
+
+class Decoder:
+    def __init__(self, settings: Settings) -> None:
+        self.attributions = settings.topic(Topic.ATTRIBUTIONS)
+        self.orders = settings.topic(Topic.ORDERS)
+
+    def __call__(self, topic: str, raw: bytes) -> Incoming:
+        if topic == self.attributions:
+            return Attribution.model_validate_json(raw)
+        if topic == self.orders:
+            return order_event_adapter.validate_json(raw)
+        raise PoisonMessage(f"unexpected topic {topic}")
+
+
+def make_pipeline(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    service: CommissionService,
+) -> ConsumerPipeline[Incoming]:
+    return ConsumerPipeline(
+        name=CONSUMER_NAME,
+        bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(Topic.ATTRIBUTIONS), settings.topic(Topic.ORDERS)],
+        group_id=f"{settings.topic_prefix}alliance-commission",
+        sessions=sessions,
+        offsets=OffsetRepository(consumer_offsets),
+        decode=Decoder(settings),
+        handle=service.handle_batch,
+        producer=producer,
+        dead_letter_topic=dead_letter_topic(settings.topic_prefix),
+        batch_size=settings.consumer_batch_size,
+        batch_ms=settings.consumer_batch_ms,
+        max_dead_ratio=settings.dlq_max_ratio,
+    )

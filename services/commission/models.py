@@ -1,0 +1,107 @@
+"""Tables of the commission service (schema ``commission``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Table,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from shared.db import make_metadata
+from shared.offsets import offsets_table
+
+metadata = make_metadata("commission")
+
+#: Idempotency: every event applied, written in the transaction that applied it.
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("topic", String(250), nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: The facts of each order, whichever event brought them first.
+orders = Table(
+    "orders",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("currency", String(3)),
+    Column("placed_at", DateTime(timezone=True)),
+    Column("items", JSONB),
+    Column("status", String(16), nullable=False, server_default="placed"),
+    Column("status_at", DateTime(timezone=True)),
+    Column("attribution_revision", Integer, nullable=False, server_default="-1"),
+    Column("affiliate_id", String(128)),
+    Column("click_id", String(128)),
+    Column("click_at", DateTime(timezone=True)),
+    Column("sub_id", String(128)),
+    Index("ix_orders_store_placed", "store_id", "placed_at"),
+    Index("ix_orders_affiliate_placed", "affiliate_id", "placed_at"),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("refund_id", String(128), primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("items", JSONB, nullable=False),
+)
+
+#: The operation record of every store's program: append-only, in time order.
+program_ops = Table(
+    "program_ops",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("store_id", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("key", String(128)),
+    Column("rate", Numeric(6, 5)),
+    Column("actor", String(200), nullable=False),
+    Column("before", JSONB, nullable=False),
+    Column("after", JSONB, nullable=False),
+    Index("ix_program_ops_store_at", "store_id", "at", "id"),
+)
+
+#: Ledger transactions: immutable, one per idempotency key.
+ledger_transactions = Table(
+    "ledger_transactions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("order_id", String(128)),
+    Column("store_id", String(128)),
+    Column("affiliate_id", String(128)),
+    Column("currency", String(3), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_ledger_transactions_order", "order_id"),
+)
+
+#: Signed postings in integer minor units; the postings of a transaction sum to zero.
+ledger_postings = Table(
+    "ledger_postings",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("txn_id", BigInteger, ForeignKey(ledger_transactions.c.id), nullable=False),
+    Column("account", String(300), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Index("ix_ledger_postings_account", "account", "id"),
+    Index("ix_ledger_postings_txn", "txn_id"),
+)
+
+consumer_offsets = offsets_table(metadata)

@@ -1,0 +1,339 @@
+"""All SQL of the commission service. Methods flush; the transaction owner commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission import models as m
+from services.commission.core import (
+    LedgerTxn,
+    LineItem,
+    OpKind,
+    OrderFacts,
+    OrderStatus,
+    ProgramHistory,
+    ProgramOp,
+    Refund,
+    RefundItem,
+)
+from shared.money import from_minor, to_minor
+
+
+def items_json(items: Iterable[LineItem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "product_id": i.product_id,
+            "category_id": i.category_id,
+            "title": i.title,
+            "quantity": i.quantity,
+            "unit_price": str(i.unit_price),
+            "shipping_fee": str(i.shipping_fee),
+        }
+        for i in items
+    ]
+
+
+def _line_items(raw: list[dict[str, Any]]) -> tuple[LineItem, ...]:
+    return tuple(
+        LineItem(
+            product_id=i["product_id"],
+            category_id=i.get("category_id"),
+            quantity=int(i["quantity"]),
+            unit_price=Decimal(i["unit_price"]),
+            shipping_fee=Decimal(i["shipping_fee"]),
+            title=i.get("title", ""),
+        )
+        for i in raw
+    )
+
+
+class CommissionRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- idempotency -------------------------------------------------------------------------
+
+    async def claim_events(self, events: list[tuple[str, str]]) -> set[str]:
+        """Record (event id, topic) pairs; returns the ids seen for the first time."""
+        if not events:
+            return set()
+        stmt = insert(m.processed_events).values(
+            [{"event_id": e, "topic": t} for e, t in dict(events).items()]
+        )
+        rows = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(
+                m.processed_events.c.event_id
+            )
+        )
+        return set(rows.scalars())
+
+    # -- order facts -------------------------------------------------------------------------
+
+    async def upsert_placed(
+        self,
+        order_id: str,
+        store_id: str,
+        currency: str,
+        placed_at: datetime,
+        items: list[LineItem],
+    ) -> None:
+        stmt = insert(m.orders).values(
+            order_id=order_id,
+            store_id=store_id,
+            currency=currency,
+            placed_at=placed_at,
+            items=items_json(items),
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["order_id"],
+                set_={"currency": currency, "placed_at": placed_at, "items": stmt.excluded.items},
+                where=m.orders.c.placed_at.is_(None),
+            )
+        )
+
+    async def set_terminal_status(
+        self, order_id: str, store_id: str, status: OrderStatus, at: datetime
+    ) -> None:
+        """The first terminal status wins; later ones change nothing."""
+        stmt = insert(m.orders).values(
+            order_id=order_id, store_id=store_id, status=status, status_at=at
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["order_id"],
+                set_={"status": status.value, "status_at": at},
+                where=m.orders.c.status == OrderStatus.PLACED.value,
+            )
+        )
+
+    async def set_attribution(
+        self,
+        order_id: str,
+        store_id: str,
+        revision: int,
+        affiliate_id: str | None,
+        click_id: str | None,
+        click_at: datetime | None,
+        sub_id: str | None,
+    ) -> bool:
+        """Apply a decision if it is newer than the one held and no commission is posted yet."""
+        stmt = insert(m.orders).values(order_id=order_id, store_id=store_id)
+        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id"]))
+        posted = select(m.ledger_transactions.c.id).where(
+            m.ledger_transactions.c.order_id == order_id
+        )
+        result = await self.session.execute(
+            m.orders.update()
+            .where(
+                m.orders.c.order_id == order_id,
+                m.orders.c.attribution_revision < revision,
+                ~posted.exists(),
+            )
+            .values(
+                attribution_revision=revision,
+                affiliate_id=affiliate_id,
+                click_id=click_id,
+                click_at=click_at,
+                sub_id=sub_id,
+            )
+            .returning(m.orders.c.order_id)
+        )
+        return result.first() is not None
+
+    async def add_refund(self, order_id: str, store_id: str, refund: Refund) -> None:
+        await self.session.execute(
+            insert(m.orders).values(order_id=order_id, store_id=store_id).on_conflict_do_nothing()
+        )
+        stmt = insert(m.refunds).values(
+            order_id=order_id,
+            refund_id=refund.refund_id,
+            occurred_at=refund.occurred_at,
+            items=[{"product_id": i.product_id, "amount": str(i.amount)} for i in refund.items],
+        )
+        await self.session.execute(stmt.on_conflict_do_nothing())
+
+    async def order_facts(self, order_ids: Iterable[str]) -> dict[str, OrderFacts]:
+        """Facts of the orders whose placement is known (others cannot be computed yet)."""
+        ids = list(set(order_ids))
+        if not ids:
+            return {}
+        refunds: dict[str, list[Refund]] = {}
+        for r in await self.session.execute(select(m.refunds).where(m.refunds.c.order_id.in_(ids))):
+            refunds.setdefault(r.order_id, []).append(
+                Refund(
+                    r.refund_id,
+                    r.occurred_at,
+                    tuple(RefundItem(i["product_id"], Decimal(i["amount"])) for i in r.items),
+                )
+            )
+        out: dict[str, OrderFacts] = {}
+        rows = await self.session.execute(
+            select(m.orders).where(m.orders.c.order_id.in_(ids), m.orders.c.placed_at.is_not(None))
+        )
+        for o in rows:
+            out[o.order_id] = OrderFacts(
+                order_id=o.order_id,
+                store_id=o.store_id,
+                currency=o.currency,
+                placed_at=o.placed_at,
+                items=_line_items(o.items),
+                status=OrderStatus(o.status),
+                affiliate_id=o.affiliate_id,
+                click_id=o.click_id,
+                click_at=o.click_at,
+                refunds=tuple(refunds.get(o.order_id, ())),
+            )
+        return out
+
+    async def order_row(self, order_id: str) -> Any:
+        return (
+            await self.session.execute(select(m.orders).where(m.orders.c.order_id == order_id))
+        ).first()
+
+    # -- program -----------------------------------------------------------------------------
+
+    async def lock_store(self, store_id: str) -> None:
+        """Serialise program changes of one store (transaction-scoped advisory lock)."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('program:' || :s))"), {"s": store_id}
+        )
+
+    async def programs(self, store_ids: Iterable[str]) -> dict[str, ProgramHistory]:
+        ids = list(set(store_ids))
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(m.program_ops)
+            .where(m.program_ops.c.store_id.in_(ids))
+            .order_by(m.program_ops.c.store_id, m.program_ops.c.at, m.program_ops.c.id)
+        )
+        ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
+        for r in rows:
+            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, r.rate))
+        return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
+
+    async def add_program_op(
+        self,
+        store_id: str,
+        op: ProgramOp,
+        actor: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+    ) -> int:
+        result = await self.session.execute(
+            insert(m.program_ops)
+            .values(
+                store_id=store_id,
+                kind=op.kind.value,
+                at=op.at,
+                key=op.key,
+                rate=op.rate,
+                actor=actor,
+                before=before,
+                after=after,
+            )
+            .returning(m.program_ops.c.id)
+        )
+        return int(result.scalar_one())
+
+    async def operations(self, store_id: str) -> list[Any]:
+        rows = await self.session.execute(
+            select(m.program_ops)
+            .where(m.program_ops.c.store_id == store_id)
+            .order_by(m.program_ops.c.at, m.program_ops.c.id)
+        )
+        return list(rows)
+
+    # -- ledger ------------------------------------------------------------------------------
+
+    async def posted(self, order_ids: Iterable[str]) -> dict[str, dict[str, Decimal]]:
+        """Per order: idempotency key → amount credited to the affiliate."""
+        ids = list(set(order_ids))
+        out: dict[str, dict[str, Decimal]] = {o: {} for o in ids}
+        if not ids:
+            return out
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(t.c.order_id, t.c.key, t.c.currency, func.sum(p.c.amount_minor).label("minor"))
+            .join(p, p.c.txn_id == t.c.id)
+            .where(t.c.order_id.in_(ids), p.c.account.like("affiliate:%"))
+            .group_by(t.c.order_id, t.c.key, t.c.currency)
+        )
+        for r in rows:
+            out[r.order_id][r.key] = from_minor(int(r.minor), r.currency)
+        return out
+
+    async def post(
+        self, txns: list[LedgerTxn], store_id: str, affiliate_id: str | None, at: datetime
+    ) -> int:
+        """Insert transactions whose key is new; returns how many were posted."""
+        count = 0
+        for txn in txns:
+            result = await self.session.execute(
+                insert(m.ledger_transactions)
+                .values(
+                    key=txn.key,
+                    kind=txn.kind.value,
+                    order_id=txn.order_id,
+                    store_id=store_id,
+                    affiliate_id=affiliate_id,
+                    currency=txn.currency,
+                    occurred_at=at,
+                )
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(m.ledger_transactions.c.id)
+            )
+            txn_id = result.scalar_one_or_none()
+            if txn_id is None:
+                continue
+            await self.session.execute(
+                insert(m.ledger_postings).values(
+                    [
+                        {
+                            "txn_id": txn_id,
+                            "account": p.account,
+                            "currency": txn.currency,
+                            "amount_minor": to_minor(p.amount, txn.currency),
+                        }
+                        for p in txn.postings
+                    ]
+                )
+            )
+            count += 1
+        return count
+
+    async def ledger(self, limit: int = 1000) -> list[Any]:
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(
+                t.c.id,
+                t.c.key,
+                t.c.kind,
+                t.c.order_id,
+                t.c.currency,
+                t.c.occurred_at,
+                p.c.account,
+                p.c.amount_minor,
+            )
+            .join(p, p.c.txn_id == t.c.id)
+            .order_by(t.c.id, p.c.id)
+            .limit(limit)
+        )
+        return list(rows)
+
+    async def unbalanced_transactions(self) -> list[Any]:
+        p = m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.txn_id, func.sum(p.c.amount_minor))
+            .group_by(p.c.txn_id)
+            .having(func.sum(p.c.amount_minor) != 0)
+        )
+        return list(rows)

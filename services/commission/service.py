@@ -1,0 +1,176 @@
+"""Commission use cases: apply order facts and decisions, post the ledger, run programs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission.core import (
+    ExitPolicy,
+    LineItem,
+    OpKind,
+    OrderCommission,
+    OrderStatus,
+    ProgramHistory,
+    ProgramOp,
+    ProgramState,
+    Refund,
+    RefundItem,
+    compute_order,
+    ledger_delta,
+)
+from services.commission.repository import CommissionRepository
+from shared.clock import Clock
+from shared.events import (
+    Attribution,
+    OrderCancelled,
+    OrderCompleted,
+    OrderPlaced,
+    OrderRefunded,
+)
+from shared.http import NotFound
+from shared.kafka import Received
+
+Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
+
+
+def line_items(event: OrderPlaced) -> list[LineItem]:
+    return [
+        LineItem(i.product_id, i.category_id, i.quantity, i.unit_price, i.shipping_fee, i.title)
+        for i in event.items
+    ]
+
+
+def state_json(state: ProgramState) -> dict[str, Any]:
+    return {
+        "joined": state.joined,
+        "joined_at": state.joined_at.isoformat() if state.joined_at else None,
+        "exited_at": state.exited_at.isoformat() if state.exited_at else None,
+        "default_rate": str(state.default_rate),
+        "category_rates": {k: str(v) for k, v in sorted(state.category_rates.items())},
+        "main_products": {
+            k: (str(v) if v is not None else None) for k, v in sorted(state.main_products.items())
+        },
+    }
+
+
+@dataclass
+class CommissionService:
+    clock: Clock
+    policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
+    late_corrections_ignored: int = 0
+
+    # -- the consumer's batch ---------------------------------------------------------------
+
+    async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
+        """Apply new events (idempotent by event id), then post what each touched order owes."""
+        repo = CommissionRepository(session)
+        fresh = await repo.claim_events([(r.value.event_id, r.topic) for r in batch])
+        touched: set[str] = set()
+        for rec in batch:
+            event = rec.value
+            if event.event_id not in fresh:
+                continue
+            fresh.discard(event.event_id)  # a duplicate inside the batch applies once
+            touched.add(event.order_id)
+            await self._apply(repo, event)
+        await self.reconcile(repo, touched)
+
+    async def _apply(self, repo: CommissionRepository, event: Incoming) -> None:
+        if isinstance(event, Attribution):
+            placed = event.order
+            await repo.upsert_placed(
+                placed.order_id,
+                placed.store_id,
+                placed.currency,
+                placed.occurred_at,
+                line_items(placed),
+            )
+            applied = await repo.set_attribution(
+                event.order_id,
+                event.store_id,
+                event.revision,
+                event.affiliate_id,
+                event.click_id,
+                event.click_at,
+                event.sub_id,
+            )
+            if not applied and event.revision > 0:
+                self.late_corrections_ignored += 1
+        elif isinstance(event, OrderPlaced):
+            await repo.upsert_placed(
+                event.order_id, event.store_id, event.currency, event.occurred_at, line_items(event)
+            )
+        elif isinstance(event, OrderCompleted):
+            await repo.set_terminal_status(
+                event.order_id, event.store_id, OrderStatus.COMPLETED, event.occurred_at
+            )
+        elif isinstance(event, OrderCancelled):
+            await repo.set_terminal_status(
+                event.order_id, event.store_id, OrderStatus.CANCELLED, event.occurred_at
+            )
+        elif isinstance(event, OrderRefunded):
+            refund = Refund(
+                event.refund_id,
+                event.occurred_at,
+                tuple(RefundItem(i.product_id, i.amount) for i in event.items),
+            )
+            await repo.add_refund(event.order_id, event.store_id, refund)
+
+    async def reconcile(self, repo: CommissionRepository, order_ids: set[str]) -> int:
+        """Post every transaction the orders owe and have not posted. Idempotent."""
+        facts = await repo.order_facts(order_ids)
+        if not facts:
+            return 0
+        programs = await repo.programs({f.store_id for f in facts.values()})
+        posted = await repo.posted(facts)
+        count = 0
+        now = self.clock.now()
+        for order_id in sorted(facts):
+            f = facts[order_id]
+            txns = ledger_delta(f, programs[f.store_id], posted[order_id], self.policy)
+            count += await repo.post(txns, f.store_id, f.affiliate_id, now)
+        return count
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def order_commission(
+        self, session: AsyncSession, order_id: str
+    ) -> tuple[Any, OrderCommission | None]:
+        repo = CommissionRepository(session)
+        row = await repo.order_row(order_id)
+        if row is None:
+            raise NotFound("order", order_id=order_id)
+        facts = (await repo.order_facts([order_id])).get(order_id)
+        if facts is None:
+            return row, None
+        program = (await repo.programs([facts.store_id]))[facts.store_id]
+        return row, compute_order(facts, program, self.policy)
+
+    # -- program ----------------------------------------------------------------------------
+
+    async def change_program(
+        self,
+        session: AsyncSession,
+        store_id: str,
+        kind: OpKind,
+        actor: str,
+        key: str | None = None,
+        rate: Decimal | None = None,
+    ) -> ProgramState:
+        """Apply one program operation now (the service's clock) and record it."""
+        repo = CommissionRepository(session)
+        await repo.lock_store(store_id)
+        history = (await repo.programs([store_id]))[store_id]
+        op = ProgramOp(kind, self.clock.now(), key, rate)
+        before = history.current()
+        after_history = history.append(op)  # raises ProgramError when the rules refuse
+        after = after_history.current()
+        await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
+        return after
+
+    async def program(self, session: AsyncSession, store_id: str) -> ProgramHistory:
+        return (await CommissionRepository(session).programs([store_id]))[store_id]

@@ -1,0 +1,89 @@
+"""Request and response models of the tracker's HTTP API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import Ident
+
+
+class LinkRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"affiliate_id": "aff-a", "store_id": "s1", "product_id": "p1", "sub_id": "blog"}
+            ]
+        },
+    )
+
+    affiliate_id: Ident
+    store_id: Ident
+    product_id: Ident | None = None
+    sub_id: Ident | None = None
+
+
+class LinkResponse(BaseModel):
+    code: str
+    url: str
+    affiliate_id: str
+    store_id: str
+    product_id: str | None
+    sub_id: str | None
+
+
+class EventsRequest(BaseModel):
+    """A batch of storefront events; each is validated on its own."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "events": [
+                        {
+                            "event_id": "evt-1001",
+                            "type": "order_placed",
+                            "occurred_at": "2026-03-01T12:00:00Z",
+                            "order_id": "o-1001",
+                            "visitor_id": "v-42",
+                            "currency": "USD",
+                            "items": [
+                                {
+                                    "product_id": "p1",
+                                    "category_id": "c1",
+                                    "title": "Phone case",
+                                    "quantity": 2,
+                                    "unit_price": "20.00",
+                                    "shipping_fee": "3.50",
+                                }
+                            ],
+                        },
+                        {
+                            "event_id": "evt-1002",
+                            "type": "order_completed",
+                            "occurred_at": "2026-03-06T12:00:00Z",
+                            "order_id": "o-1001",
+                        },
+                    ]
+                }
+            ]
+        }
+    )
+
+    events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class EventResult(BaseModel):
+    index: int
+    event_id: str | None
+    status: str  # accepted | duplicate | rejected
+    errors: list[dict[str, Any]] | None = None
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventResult]

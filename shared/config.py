@@ -1,0 +1,74 @@
+"""Configuration: environment variables with the ``ALLIANCE_`` prefix (see README's table)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.commission.core import ExitPolicy
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    """Every knob of every service. Read once per process (:func:`get_settings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    database_url: str = Field(
+        "postgresql+asyncpg://alliance:alliance@127.0.0.1:5432/alliance",
+        description="SQLAlchemy URL of the PostgreSQL database",
+    )
+    topic_prefix: str = Field("", description="Prefix for every topic name (tests use one each)")
+    topic_partitions: int = Field(6, description="Partitions of each topic the project creates")
+    topic_replication: int = Field(1, description="Replication factor of created topics")
+
+    tracker_port: int = 8001
+    attribution_port: int = 8002
+    commission_port: int = 8003
+    host: str = Field("127.0.0.1", description="Address the HTTP services bind")
+
+    link_keys: str = Field(
+        "k1:dev-only-link-key-change-me",
+        description="Link-signing keys 'id:secret,id:secret'; the first signs, all verify",
+    )
+    landing_url_template: str = Field(
+        "https://{store_id}.shop.example/item/{product_id}",
+        description="Landing URL of a link until stores carry their own template",
+    )
+    store_url_template: str = Field(
+        "https://{store_id}.shop.example/", description="Landing URL of a link without a product"
+    )
+    click_ack_timeout_ms: int = Field(
+        250, description="How long the redirect waits for Kafka to acknowledge a click"
+    )
+
+    attribution_window_days: int = Field(15, description="Default attribution window")
+    exit_policy: ExitPolicy = Field(
+        ExitPolicy.PLACED_IN_PROGRAM,
+        description="Which orders of an exited store are chargeable (placed_in_program | "
+        "click_in_program)",
+    )
+
+    consumer_batch_size: int = Field(1000, description="Max records a consumer handles per batch")
+    consumer_batch_ms: int = Field(200, description="Max wait to fill a consumer batch")
+    dlq_max_ratio: float = Field(
+        0.5, description="Stop a consumer when more than this share of a large batch is dead"
+    )
+
+    state_dir: Path = Field(REPO_ROOT / ".stack", description="Where `stack up` keeps data/logs")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    postgres_port: int = 5432
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,218 @@
+"""The one shared vocabulary of Alliance: topic names and event schemas (version 1).
+
+Every event carries ``event_id`` (its idempotency key), ``type``, ``v`` (schema version) and a
+timezone-aware UTC ``occurred_at`` (event time; arrival time is recorded apart where it
+matters). Amounts are decimal strings on the wire and ``Decimal`` in memory. Services never
+define their own copy of an event: they import it from here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    model_validator,
+)
+
+from shared.money import fits_currency, is_currency
+
+SCHEMA_VERSION: Final = 1
+
+
+class Topic(StrEnum):
+    """Kafka topics (names before the deployment's prefix)."""
+
+    CLICKS = "clicks"  # tracker → attribution: every click, keyed by visitor id
+    ORDERS = "orders"  # tracker → attribution, commission: storefront order events
+    ATTRIBUTIONS = "attributions"  # attribution → commission: decisions, keyed by order id
+    DEAD_LETTERS = "dead-letters"  # any consumer: messages that can never be processed
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+def _no_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('amounts are decimal strings such as "12.30", never floats')
+    return value
+
+
+def _decimal_string(value: Decimal) -> Decimal:
+    if not value.is_finite():
+        raise ValueError("must be a finite decimal")
+    return value
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+#: Money and rates: accepted as strings or integers (never floats), sent as strings.
+DecimalStr = Annotated[
+    Decimal,
+    BeforeValidator(_no_float),
+    AfterValidator(_decimal_string),
+    PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
+    Field(strict=False),
+]
+NonNegativeMoney = Annotated[DecimalStr, Field(ge=0)]
+Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
+
+
+def _currency(code: str) -> str:
+    if not is_currency(code):
+        raise ValueError("must be a three-letter ISO 4217 code such as USD")
+    return code
+
+
+Currency = Annotated[str, AfterValidator(_currency)]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    event_id: Ident
+    occurred_at: UtcDatetime
+
+
+class Click(Event):
+    """A buyer followed an affiliate link. ``event_id`` is the click id."""
+
+    type: Literal["click"] = "click"
+    affiliate_id: Ident
+    store_id: Ident
+    product_id: Ident | None = None
+    sub_id: str | None = Field(None, max_length=128)
+    link_code: str
+    visitor_id: Ident
+    received_at: UtcDatetime
+    suspicious: bool = False
+    suspicious_reason: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @property
+    def click_id(self) -> str:
+        return self.event_id
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    product_id: Ident
+    category_id: Ident | None = None
+    title: str = Field("", max_length=512)
+    quantity: int = Field(ge=1, le=1_000_000)
+    unit_price: NonNegativeMoney
+    shipping_fee: NonNegativeMoney = Decimal(0)
+
+
+class OrderPlaced(Event):
+    type: Literal["order_placed"] = "order_placed"
+    store_id: Ident
+    order_id: Ident
+    visitor_id: Ident
+    currency: Currency
+    items: list[OrderItem] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> OrderPlaced:
+        for item in self.items:
+            for amount in (item.unit_price, item.shipping_fee):
+                if not fits_currency(amount, self.currency):
+                    raise ValueError(f"{amount} has more decimals than {self.currency} allows")
+        return self
+
+
+class OrderCompleted(Event):
+    type: Literal["order_completed"] = "order_completed"
+    store_id: Ident
+    order_id: Ident
+
+
+class OrderCancelled(Event):
+    type: Literal["order_cancelled"] = "order_cancelled"
+    store_id: Ident
+    order_id: Ident
+
+
+class RefundItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    product_id: Ident
+    amount: NonNegativeMoney  # refunded product amount, shipping excluded
+
+
+class OrderRefunded(Event):
+    type: Literal["order_refunded"] = "order_refunded"
+    store_id: Ident
+    order_id: Ident
+    refund_id: Ident
+    items: list[RefundItem] = Field(min_length=1, max_length=1000)
+
+
+OrderEvent = Annotated[
+    OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded, Field(discriminator="type")
+]
+
+
+class Attribution(Event):
+    """Attribution's decision for one order; ``revision`` > 0 is a correction
+    (``attribution_changed``) that replaces every lower revision. ``occurred_at`` is the
+    decision time; ``event_id`` is ``"<order_id>:<revision>"``."""
+
+    type: Literal["attribution", "attribution_changed"] = "attribution"
+    revision: int = Field(ge=0)
+    order_id: Ident
+    store_id: Ident
+    visitor_id: Ident
+    placed_at: UtcDatetime
+    rule: Literal["last_click", "organic"]
+    affiliate_id: Ident | None = None
+    click_id: Ident | None = None
+    click_at: UtcDatetime | None = None
+    link_code: str | None = None
+    sub_id: str | None = None
+    link_product_id: Ident | None = None
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    order: OrderPlaced
+
+
+class DeadLetter(BaseModel):
+    """A message a consumer could never process, kept with the reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    v: Literal[1] = 1
+    source_topic: str
+    partition: int
+    offset: int
+    consumer: str
+    reason: str
+    key: str | None
+    value: str  # the raw value, decoded as UTF-8 with replacement
+    failed_at: UtcDatetime
+
+
+order_event_adapter: TypeAdapter[OrderEvent] = TypeAdapter(OrderEvent)
+
+
+def encode(event: BaseModel) -> bytes:
+    """Canonical JSON bytes of an event (decimals as strings, times in ISO 8601 UTC)."""
+    return event.__pydantic_serializer__.to_json(event, exclude_none=False)
+
+
+def decode_json(raw: bytes) -> Any:
+    return orjson.loads(raw)

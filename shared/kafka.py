@@ -1,0 +1,277 @@
+"""Kafka plumbing: the producer every service uses and the consumer pipeline.
+
+The pipeline is explicit: decode → validate → batch (by size and time) → one database
+transaction per batch holding the effects *and* the consumer's offsets → commit → tell Kafka.
+A message that can never be processed goes to the dead-letter topic with its reason; a
+failure of the database or the broker is retried with backoff and never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.events import DeadLetter, Topic, encode
+from shared.offsets import OffsetRepository
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def make_producer(
+    bootstrap: str, *, linger_ms: int = 5, client_id: str = "alliance"
+) -> AIOKafkaProducer:
+    """A producer whose acknowledged sends are durable: ``acks=all`` and idempotent."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=linger_ms,
+        client_id=client_id,
+        request_timeout_ms=10_000,
+    )
+
+
+class PoisonMessage(Exception):
+    """Raised by a decoder: this message can never be processed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Received(Generic[T]):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: T
+    timestamp_ms: int
+
+
+class TooManyDeadLetters(RuntimeError):
+    """A batch was mostly undecodable: stop rather than dead-letter a whole stream."""
+
+
+Decoder = Callable[[str, bytes], T]
+BatchHandler = Callable[[AsyncSession, list[Received[T]]], Awaitable[None]]
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, pipeline: ConsumerPipeline[object]) -> None:
+        self.pipeline = pipeline
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        pass  # every batch is committed before the next poll; nothing is pending here
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.pipeline._seek_to_stored(assigned)
+
+
+class ConsumerPipeline(Generic[T]):
+    """Consumes ``topics`` in group ``group_id`` and hands decoded batches to ``handle``.
+
+    Contract: ``handle`` runs inside a transaction that this pipeline owns and commits
+    together with the offsets; it must only flush. A batch is handled at least once and its
+    effects are committed exactly once. ``after_commit`` (if any) runs after each commit.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bootstrap: str,
+        topics: Sequence[str],
+        group_id: str,
+        sessions: async_sessionmaker[AsyncSession],
+        offsets: OffsetRepository,
+        decode: Decoder[T],
+        handle: BatchHandler[T],
+        producer: AIOKafkaProducer,
+        dead_letter_topic: str,
+        batch_size: int = 1000,
+        batch_ms: int = 200,
+        max_dead_ratio: float = 0.5,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.topics = list(topics)
+        self.sessions = sessions
+        self.offsets = offsets
+        self.decode = decode
+        self.handle = handle
+        self.producer = producer
+        self.dead_letter_topic = dead_letter_topic
+        self.batch_size = batch_size
+        self.batch_ms = batch_ms
+        self.max_dead_ratio = max_dead_ratio
+        self.after_commit = after_commit
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=batch_size,
+            fetch_max_wait_ms=batch_ms,
+        )
+        self._stopping = asyncio.Event()
+        self.processed = 0
+        self.dead_lettered = 0
+        self.batches = 0
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.subscribe(self.topics, listener=_Listener(self))  # type: ignore[arg-type]
+
+    async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
+        async with self.sessions() as session:
+            stored = await self.offsets.load(
+                session, self.name, [(tp.topic, tp.partition) for tp in assigned]
+            )
+        for tp in assigned:
+            if (tp.topic, tp.partition) in stored:
+                self.consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                await self.consumer.seek_to_beginning(tp)
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish its current batch, commit it and return."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """The consume loop; returns after :meth:`stop` with everything handled committed."""
+        backoff = 0.1
+        try:
+            while not self._stopping.is_set():
+                records = await self._poll()
+                if not records:
+                    continue
+                try:
+                    await self._process(records)
+                    backoff = 0.1
+                except TooManyDeadLetters:
+                    raise
+                except Exception:
+                    # Transient (database, broker): rewind and retry after a pause. The
+                    # partitions are paused so that nothing else is fetched meanwhile.
+                    log.exception("%s: batch failed, retrying in %.1fs", self.name, backoff)
+                    self._rewind(records)
+                    await self._pause_for(backoff)
+                    backoff = min(backoff * 2, 30.0)
+        finally:
+            await self.consumer.stop()
+
+    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
+        poll = asyncio.ensure_future(
+            self.consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_size)
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if poll not in done:
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return []
+        batches = poll.result()
+        return [rec for recs in batches.values() for rec in recs]
+
+    def _rewind(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for rec in records:
+            tp = TopicPartition(rec.topic, rec.partition)
+            first[tp] = min(first.get(tp, rec.offset), rec.offset)
+        assigned = self.consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:
+                self.consumer.seek(tp, offset)
+
+    async def _pause_for(self, seconds: float) -> None:
+        assigned = list(self.consumer.assignment())
+        self.consumer.pause(*assigned)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        finally:
+            self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+
+    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        good: list[Received[T]] = []
+        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        for rec in records:
+            try:
+                if rec.value is None:
+                    raise PoisonMessage("empty message")
+                good.append(
+                    Received(
+                        rec.topic,
+                        rec.partition,
+                        rec.offset,
+                        rec.key,
+                        self.decode(rec.topic, rec.value),
+                        rec.timestamp,
+                    )
+                )
+            except (PoisonMessage, ValidationError, ValueError) as exc:
+                dead.append((rec, f"{type(exc).__name__}: {exc}"[:2000]))
+        if dead and len(records) >= 20 and len(dead) / len(records) > self.max_dead_ratio:
+            raise TooManyDeadLetters(f"{self.name}: {len(dead)} of {len(records)} undecodable")
+        for rec, reason in dead:
+            await self._dead_letter(rec, reason)
+        next_offsets: dict[tuple[str, int], int] = {}
+        for rec in records:
+            key = (rec.topic, rec.partition)
+            next_offsets[key] = max(next_offsets.get(key, 0), rec.offset + 1)
+        async with self.sessions() as session, session.begin():
+            if good:
+                await self.handle(session, good)
+            await self.offsets.save(session, self.name, next_offsets)
+        self.processed += len(good)
+        self.dead_lettered += len(dead)
+        self.batches += 1
+        if self.after_commit is not None:
+            self.after_commit()
+        # Kafka's committed offsets are informational (lag monitoring); Postgres is the truth.
+        assigned = self.consumer.assignment()
+        with contextlib.suppress(Exception):
+            await self.consumer.commit(
+                {
+                    TopicPartition(t, p): o
+                    for (t, p), o in next_offsets.items()
+                    if TopicPartition(t, p) in assigned
+                }
+            )
+
+    async def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        log.warning(
+            "%s: dead-lettering %s[%d]@%d: %s",
+            self.name,
+            rec.topic,
+            rec.partition,
+            rec.offset,
+            reason,
+        )
+        letter = DeadLetter(
+            source_topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            consumer=self.name,
+            reason=reason,
+            key=rec.key.decode("utf-8", "replace") if rec.key else None,
+            value=(rec.value or b"").decode("utf-8", "replace"),
+            failed_at=datetime.now(UTC),
+        )
+        await self.producer.send_and_wait(self.dead_letter_topic, encode(letter), key=rec.key)
+
+
+def dead_letter_topic(prefix: str) -> str:
+    return f"{prefix}{Topic.DEAD_LETTERS}"
