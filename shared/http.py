@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 
 
 class AllianceError(Exception):
@@ -32,7 +32,7 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AllianceError)
     async def _business(_: Request, exc: AllianceError) -> JSONResponse:
-        return ORJSONResponse(
+        return JSONResponse(
             error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
         )
 
@@ -58,7 +58,7 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
             except Exception as exc:  # every failure is reported, not raised
                 results[name] = f"error: {type(exc).__name__}: {exc}"
         ok = all(v == "ok" for v in results.values())
-        return ORJSONResponse(
+        return JSONResponse(
             {"status": "ok" if ok else "unavailable", "checks": results},
             status_code=200 if ok else 503,
         )

@@ -65,7 +65,7 @@ Decoder = Callable[[str, bytes], T]
 BatchHandler = Callable[[AsyncSession, list[Received[T]]], Awaitable[None]]
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, pipeline: ConsumerPipeline[object]) -> None:
         self.pipeline = pipeline
 

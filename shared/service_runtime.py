@@ -33,15 +33,15 @@ class BackgroundTasks:
             if task.done():
                 raise RuntimeError(f"{name} is not running")
 
-    async def stop(self, name: str, stopper: Callable[[], None], timeout: float = 30.0) -> None:
-        """Ask task ``name`` to stop, wait for it to finish its work, cancel it past ``timeout``."""
+    async def stop(self, name: str, stopper: Callable[[], None], grace_s: float = 30.0) -> None:
+        """Ask task ``name`` to stop, wait for it to finish its work, cancel it past ``grace_s``."""
         task = self.tasks.get(name)
         stopper()
         if task is None:
             return
-        done, _ = await asyncio.wait({task}, timeout=timeout)
+        done, _ = await asyncio.wait({task}, timeout=grace_s)
         if not done:
-            log.error("%s did not stop within %.0fs; cancelling", name, timeout)
+            log.error("%s did not stop within %.0fs; cancelling", name, grace_s)
             task.cancel()
         elif not task.cancelled() and task.exception() is not None:
             log.error("%s had ended with %r", name, task.exception())

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 CONSUMER_NAME = "attribution"
 
 
-def make_decoder(settings: Settings) -> "Decoder":
+def make_decoder(settings: Settings) -> Decoder:
     return Decoder(settings.topic(Topic.CLICKS), settings.topic(Topic.ORDERS))
 
 
@@ -36,7 +36,7 @@ class Decoder:
             return Click.model_validate_json(raw)
         if topic == self.orders_topic:
             event = order_event_adapter.validate_json(raw)
-            return event if event.type != "order_refunded" else None  # type: ignore[return-value]
+            return event if event.type != "order_refunded" else None
         raise PoisonMessage(f"unexpected topic {topic}")
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import Final, Literal
 
 DEFAULT_WINDOW: Final = timedelta(days=15)
 
@@ -62,7 +62,7 @@ class Decision:
         return self.click.affiliate_id if self.click else None
 
     @property
-    def rule(self) -> str:
+    def rule(self) -> Literal["last_click", "organic"]:
         return "last_click" if self.click else "organic"
 
 

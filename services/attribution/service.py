@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import orjson
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
@@ -103,18 +103,18 @@ class AttributionService:
         await repo.add_outbox(outbox)
 
     @staticmethod
-    def _event(order: StoredOrder, decision: Decision, revision: int, now: object) -> Attribution:
+    def _event(order: StoredOrder, decision: Decision, revision: int, now: datetime) -> Attribution:
         click = decision.click
         return Attribution(
             event_id=f"{order.order_id}:{revision}",
             type="attribution" if revision == 0 else "attribution_changed",
-            occurred_at=now,  # type: ignore[arg-type]
+            occurred_at=now,
             revision=revision,
             order_id=order.order_id,
             store_id=order.store_id,
             visitor_id=order.visitor_id,
             placed_at=order.placed_at,
-            rule=decision.rule,  # type: ignore[arg-type]
+            rule=decision.rule,
             affiliate_id=click.affiliate_id if click else None,
             click_id=click.click_id if click else None,
             click_at=click.occurred_at if click else None,

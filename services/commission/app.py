@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from services.commission.consumer import make_pipeline
 from services.commission.core import ProgramError
@@ -61,7 +61,7 @@ def create_app(
 
     @app.exception_handler(ProgramError)
     async def _program_error(_: Request, exc: ProgramError) -> JSONResponse:
-        return ORJSONResponse(
+        return JSONResponse(
             error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
         )
 

@@ -121,6 +121,7 @@ async def get_order(order_id: str, session: Session, service: Service) -> OrderV
         placed_at=row.placed_at,
         affiliate_id=row.affiliate_id,
         click_id=row.click_id,
+        attribution_decided=row.attribution_revision >= 0,
         attributed=row.affiliate_id is not None,
         chargeable=bool(result and result.chargeable),
         estimated=total("estimated"),

@@ -94,7 +94,11 @@ class CommissionRepository:
         await self.session.execute(
             stmt.on_conflict_do_update(
                 index_elements=["order_id"],
-                set_={"currency": currency, "placed_at": placed_at, "items": stmt.excluded.items},
+                set_={
+                    "currency": currency,
+                    "placed_at": placed_at,
+                    "items": stmt.excluded["items"],
+                },
                 where=m.orders.c.placed_at.is_(None),
             )
         )

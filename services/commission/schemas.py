@@ -56,6 +56,7 @@ class OrderView(BaseModel):
     placed_at: datetime | None
     affiliate_id: str | None
     click_id: str | None
+    attribution_decided: bool  # the attribution service's decision has arrived
     attributed: bool
     chargeable: bool
     estimated: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import ORJSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from services.tracker.links import InvalidCode, Link
 from services.tracker.schemas import EventsRequest, EventsResponse, LinkRequest, LinkResponse
@@ -99,8 +99,8 @@ async def post_events(
         results=results,
     )
     if results and not valid:
-        return ORJSONResponse(
+        return JSONResponse(
             error_body("no_valid_events", "no event in the batch is valid", **payload.model_dump()),
             status_code=422,
         )
-    return ORJSONResponse(payload.model_dump(), status_code=202)
+    return JSONResponse(payload.model_dump(), status_code=202)

@@ -85,7 +85,8 @@ class TestExplain:
             click("other", T0 - timedelta(hours=2), store_id="s2"),
         ]
         decision, verdicts = explain(ORDER, clicks)
-        assert decision.click is not None and decision.click.click_id == "win"
+        assert decision.click is not None
+        assert decision.click.click_id == "win"
         assert {c.click_id: v for c, v in verdicts} == {
             "win": Verdict.WON,
             "early": Verdict.EARLIER,

@@ -122,13 +122,13 @@ class TestCommission:
 
     def test_cancelled_pays_nothing(self) -> None:
         r = compute_order(order(line("40"), status=OrderStatus.CANCELLED), joined())
-        assert (r.commission, r.estimated, r.payable) == (0, 0, 0)
+        assert (r.commission, r.estimated, r.payable) == (Decimal(0),) * 3
 
     def test_placed_is_estimated_completed_is_payable(self) -> None:
         placed = compute_order(order(line("100")), joined())
         done = compute_order(order(line("100"), status=OrderStatus.COMPLETED), joined())
-        assert (placed.estimated, placed.payable) == (Decimal("6.00"), 0)
-        assert (done.estimated, done.payable) == (0, Decimal("6.00"))
+        assert (placed.estimated, placed.payable) == (Decimal("6.00"), Decimal(0))
+        assert (done.estimated, done.payable) == (Decimal(0), Decimal("6.00"))
 
     def test_organic_and_out_of_program_orders_are_not_chargeable(self) -> None:
         assert not compute_order(order(line("10"), affiliate_id=None), joined()).chargeable

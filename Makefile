@@ -1,0 +1,47 @@
+# Alliance: the two commands a newcomer needs are `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+FREE_PORT = $$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+.PHONY: install demo down test lint bench-attribution clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: start Kafka + PostgreSQL + the three services, send a realistic run, print the ledger
+demo: install
+	$(BIN)/alliance stack up
+	$(BIN)/alliance services start
+	$(BIN)/alliance demo
+	@echo
+	@echo "Services keep running: tracker :8001, attribution :8002, commission :8003 (docs at /docs)."
+	@echo "Stop everything with: make down"
+
+## down: stop the services and the stack started by `make demo`
+down: install
+	-$(BIN)/alliance services stop
+	$(BIN)/alliance stack down
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## test: a throw-away stack on free ports, the whole suite against it, then tear it down
+test: install
+	@set -e; \
+	export ALLIANCE_STATE_DIR="$(CURDIR)/.stack/test-$$$$"; \
+	export ALLIANCE_KAFKA_PORT=$(FREE_PORT) ALLIANCE_KAFKA_CONTROLLER_PORT=$(FREE_PORT) ALLIANCE_POSTGRES_PORT=$(FREE_PORT); \
+	trap '$(BIN)/alliance stack down >/dev/null; rm -rf "$$ALLIANCE_STATE_DIR"' EXIT; \
+	$(BIN)/alliance stack up; \
+	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+clean: down
+	rm -rf .stack

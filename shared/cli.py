@@ -1,0 +1,118 @@
+"""The ``alliance`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from shared.config import Settings, get_settings
+
+SERVICES = {
+    "tracker": ("services.tracker.app:create_app", "tracker_port"),
+    "attribution": ("services.attribution.app:create_app", "attribution_port"),
+    "commission": ("services.commission.app:create_app", "commission_port"),
+}
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    from shared.stack import orchestrate
+
+    if args.action == "up":
+        stack = orchestrate.up(settings)
+        print(f"postgres  {stack.database_url()}")
+        print(f"kafka     {stack.bootstrap}")
+        print(f"state     {settings.state_dir}")
+    elif args.action == "down":
+        orchestrate.down(settings)
+        print("stack stopped")
+    else:
+        for name, state in orchestrate.status(settings).items():
+            print(f"{name:9} {state or 'not running'}")
+    return 0
+
+
+def _serve(name: str, settings: Settings) -> int:
+    import uvicorn
+
+    target, port_attr = SERVICES[name]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        target,
+        factory=True,
+        host=settings.host,
+        port=getattr(settings, port_attr),
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _services(args: argparse.Namespace, settings: Settings) -> int:
+    from shared import procs
+
+    run_dir = settings.state_dir / "run"
+    if args.action == "start":
+        for name, (_, port_attr) in SERVICES.items():
+            pid = procs.start(name, [name], run_dir)
+            print(f"{name:12} pid {pid}  http://{settings.host}:{getattr(settings, port_attr)}")
+        for _, port_attr in SERVICES.values():
+            procs.wait_ready(f"http://{settings.host}:{getattr(settings, port_attr)}/readyz")
+        print("all services ready")
+    elif args.action == "stop":
+        for name in SERVICES:
+            if procs.stop(name, run_dir):
+                print(f"{name:12} stopped")
+    else:
+        for name in SERVICES:
+            running = procs.read_pid(run_dir / f"{name}.pid")
+            print(f"{name:12} {'pid ' + str(running) if running else 'not running'}")
+    return 0
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from shared.migrate import upgrade
+
+    upgrade(settings.database_url)
+    print("database at head")
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from shared.demo import run_demo
+
+    return asyncio.run(run_demo(settings, orders=args.orders))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alliance", description="Alliance affiliate platform")
+    sub = parser.add_subparsers(dest="command", required=True)
+    stack = sub.add_parser("stack", help="the project's own Kafka and PostgreSQL")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    services = sub.add_parser("services", help="run the three services in the background")
+    services.add_argument("action", choices=["start", "stop", "status"])
+    for name in SERVICES:
+        sub.add_parser(name, help=f"run the {name} service (foreground)")
+    sub.add_parser("migrate", help="apply the database migrations")
+    demo = sub.add_parser("demo", help="send a small realistic run through the running services")
+    demo.add_argument("--orders", type=int, default=12)
+    args = parser.parse_args(argv)
+    settings = get_settings()
+    handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+        "stack": _stack,
+        "services": _services,
+        "migrate": _migrate,
+        "demo": _demo,
+    }
+    if args.command in SERVICES:
+        return _serve(args.command, settings)
+    return handlers[args.command](args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
