@@ -12,7 +12,8 @@ Contracts:
   was built from a different pom, and never leaves a half-populated ``libs`` dir behind.
 * :func:`start` is idempotent: a broker that is already running for ``state_dir`` is left alone
   (and waited for, if it is still starting). When it returns, the broker answers metadata
-  requests. When it raises, it has not left behind a broker process that it started.
+  requests and coordinates consumer groups. When it raises, it has not left behind a broker
+  process that it started.
 * :func:`stop` is idempotent and never leaves a broker process for ``state_dir`` behind.
 * :func:`create_topics` is idempotent: topics that already exist are fine.
 
@@ -62,6 +63,7 @@ JVM_OPTS = (
 )
 _COMPLETE_MARKER = ".complete"
 _MVN_TIMEOUT_S = 900.0
+_READINESS_GROUP = "alliance-stack-readiness"
 
 T = TypeVar("T")
 
@@ -469,27 +471,34 @@ def _run_in_fresh_loop(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(coro_fn())).result()
 
 
-async def _probe_metadata(bootstrap: str) -> bool:
-    """True if the broker answers a metadata request and lists itself as a live broker."""
+async def _probe_ready(bootstrap: str) -> bool:
+    """True if the broker answers a metadata request listing itself as a live broker, and can
+    coordinate consumer groups.
+
+    The FindCoordinator request makes a fresh broker create ``__consumer_offsets``; waiting for
+    it here means the first consumer group join after :func:`start` does not go through
+    aiokafka's "Group Coordinator Request failed: GroupCoordinatorNotAvailableError" retries.
+    """
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
+        if not any(b.get("node_id") == NODE_ID for b in cluster.get("brokers") or []):
+            return False
+        return bool(await admin.find_coordinator(_READINESS_GROUP) == NODE_ID)
     except Exception:
         return False
     finally:
         with contextlib.suppress(Exception):
             await admin.close()
-    brokers = cluster.get("brokers") or []
-    return any(b.get("node_id") == NODE_ID for b in brokers)
 
 
 def _answers(cfg: KafkaConfig) -> bool:
     if not _port_open(cfg.port):
         return False
-    return _run_in_fresh_loop(lambda: _probe_metadata(cfg.bootstrap))
+    return _run_in_fresh_loop(lambda: _probe_ready(cfg.bootstrap))
 
 
 # --------------------------------------------------------------------------------------------
@@ -508,8 +517,9 @@ def status(cfg: KafkaConfig) -> str | None:
 def start(cfg: KafkaConfig, timeout_s: float = 90) -> None:
     """Start the broker for ``cfg.state_dir`` unless it is already running; wait until ready.
 
-    Idempotent. Ready means: the broker answers a metadata request on ``cfg.port`` and lists
-    itself. On first use this fetches the jars (:func:`ensure_jars`) and formats the storage.
+    Idempotent. Ready means: the broker answers a metadata request on ``cfg.port``, lists
+    itself, and has a group coordinator (``__consumer_offsets`` exists). On first use this
+    fetches the jars (:func:`ensure_jars`) and formats the storage.
     Raises :class:`KafkaStackError` (with the tail of the logs) if the broker dies or is not
     ready within ``timeout_s``; in that case no broker process it started is left behind.
     Concurrent calls for the same ``state_dir`` are serialized with a lock file.
