@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-FREE_PORT = $$($(BIN)/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# three distinct free loopback ports, all held open while choosing
+FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
 .PHONY: install demo down test lint bench-attribution clean
 
@@ -38,7 +39,8 @@ lint: install
 test: install
 	@set -e; \
 	export ALLIANCE_STATE_DIR="$(CURDIR)/.stack/test-$$$$"; \
-	export ALLIANCE_KAFKA_PORT=$(FREE_PORT) ALLIANCE_KAFKA_CONTROLLER_PORT=$(FREE_PORT) ALLIANCE_POSTGRES_PORT=$(FREE_PORT); \
+	set -- $(FREE_PORTS); \
+	export ALLIANCE_KAFKA_PORT=$$1 ALLIANCE_KAFKA_CONTROLLER_PORT=$$2 ALLIANCE_POSTGRES_PORT=$$3; \
 	trap '$(BIN)/alliance stack down >/dev/null; rm -rf "$$ALLIANCE_STATE_DIR"' EXIT; \
 	$(BIN)/alliance stack up; \
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)

@@ -15,10 +15,16 @@ import pytest
 from shared.config import Settings
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so no repeats)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 @pytest.fixture(autouse=True)
@@ -54,11 +60,12 @@ def stack_settings() -> Iterator[Settings]:
         base.mkdir(exist_ok=True)
         state = Path(tempfile.mkdtemp(prefix="test-", dir=base))
         state.chmod(0o755)  # PostgreSQL runs as an unprivileged user when we are root
+        kafka_port, controller_port, postgres_port = free_ports(3)
         settings = Settings(
             state_dir=state,
-            kafka_port=free_port(),
-            kafka_controller_port=free_port(),
-            postgres_port=free_port(),
+            kafka_port=kafka_port,
+            kafka_controller_port=controller_port,
+            postgres_port=postgres_port,
         )
     else:
         settings = Settings()

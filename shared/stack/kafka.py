@@ -241,6 +241,8 @@ def server_properties(cfg: KafkaConfig) -> dict[str, str]:
         "share.coordinator.state.topic.replication.factor": "1",
         "share.coordinator.state.topic.min.isr": "1",
         "group.initial.rebalance.delay.ms": "0",
+        # one node: a few coordinator partitions start faster than the default 50
+        "offsets.topic.num.partitions": "5",
     }
 
 

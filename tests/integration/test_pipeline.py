@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 
 from shared.config import Settings
@@ -136,3 +137,29 @@ async def test_tampered_link_is_404(settings: Settings) -> None:
         )
         assert (await svc.tracker.get(f"/r/{forged}")).status_code == 404
         assert (await svc.tracker.get("/r/not-a-code")).status_code == 404
+
+
+async def test_every_service_reports_health_and_readiness(settings: Settings) -> None:
+    async with running(settings) as svc:
+        for client in (svc.tracker, svc.attribution, svc.commission):
+            assert (await client.get("/healthz")).json() == {"status": "ok"}
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            assert set(ready.json()["checks"].values()) == {"ok"}
+        assert "postgres" in (await svc.commission.get("/readyz")).json()["checks"]
+
+
+async def test_readyz_fails_when_postgres_is_unreachable(settings: Settings) -> None:
+    broken = settings.model_copy(
+        update={"database_url": "postgresql+asyncpg://nobody:x@127.0.0.1:1/none"}
+    )
+    from services.commission.app import create_app
+
+    app = create_app(broken, consume=False)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://c.test") as client:
+            ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["postgres"].startswith("error")
+    assert ready.json()["checks"]["kafka"] == "ok"
