@@ -17,12 +17,16 @@ from shared.ids import new_id
 
 STORES = {"demo-phones": Decimal("0.06"), "demo-garden": Decimal("0.08")}
 AFFILIATES = ["blog-techie", "coupon-hub", "insta-anna"]
-PRODUCTS = [
-    ("p-case", "cases", "Phone case", Decimal("12.99"), Decimal("1.50")),
-    ("p-charger", "chargers", "USB-C charger", Decimal("24.50"), Decimal("0.00")),
-    ("p-hose", "garden", "Garden hose 20m", Decimal("39.90"), Decimal("6.00")),
-    ("p-shears", "garden", "Pruning shears", Decimal("17.25"), Decimal("2.75")),
-]
+PRODUCTS = {
+    "demo-phones": [
+        ("p-case", "cases", "Phone case", Decimal("12.99"), Decimal("1.50")),
+        ("p-charger", "chargers", "USB-C charger", Decimal("24.50"), Decimal("0.00")),
+    ],
+    "demo-garden": [
+        ("p-hose", "hoses", "Garden hose 20m", Decimal("39.90"), Decimal("6.00")),
+        ("p-shears", "tools", "Pruning shears", Decimal("17.25"), Decimal("2.75")),
+    ],
+}
 
 
 async def click(client: httpx.AsyncClient, tracker: str, code: str, cookies: dict[str, str]) -> str:
@@ -46,7 +50,7 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
         placed: list[dict[str, Any]] = []
         for n in range(orders):
             store = rng.choice(list(STORES))
-            product = rng.choice(PRODUCTS)
+            product = rng.choice(PRODUCTS[store])
             visitor_cookie: dict[str, str] = {}
             visitor = f"organic-{run}-{n}"
             if n % 4 != 3:  # three in four buyers came through an affiliate link

@@ -7,6 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.db import ping
 
 
 class AllianceError(Exception):
@@ -38,6 +41,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 Check = Callable[[], Awaitable[None]]
+
+
+def standard_checks(app: FastAPI, engine: AsyncEngine | None = None) -> dict[str, Check]:
+    """Readiness of a service: its Kafka producer's connection (``app.state.producer``)
+    and, when it has one, its database."""
+
+    async def kafka() -> None:
+        await app.state.producer.client.fetch_all_metadata()
+
+    checks: dict[str, Check] = {"kafka": kafka}
+    if engine is not None:
+        eng = engine
+
+        async def postgres() -> None:
+            await ping(eng)
+
+        checks["postgres"] = postgres
+    return checks
 
 
 def health_router(checks: dict[str, Check]) -> APIRouter:

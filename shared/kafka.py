@@ -21,6 +21,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.config import Settings
 from shared.events import DeadLetter, Topic, encode
 from shared.offsets import OffsetRepository
 
@@ -275,3 +276,35 @@ class ConsumerPipeline(Generic[T]):
 
 def dead_letter_topic(prefix: str) -> str:
     return f"{prefix}{Topic.DEAD_LETTERS}"
+
+
+def service_pipeline(
+    settings: Settings,
+    *,
+    name: str,
+    topics: Sequence[Topic],
+    sessions: async_sessionmaker[AsyncSession],
+    offsets: OffsetRepository,
+    decode: Decoder[T],
+    handle: BatchHandler[T],
+    producer: AIOKafkaProducer,
+    after_commit: Callable[[], None] | None = None,
+) -> ConsumerPipeline[T]:
+    """A service's pipeline as configured: its group ``<prefix>alliance-<name>``, the
+    deployment's topic prefix, batch sizes and dead-letter policy."""
+    return ConsumerPipeline(
+        name=name,
+        bootstrap=settings.kafka_bootstrap,
+        topics=[settings.topic(t) for t in topics],
+        group_id=f"{settings.topic_prefix}alliance-{name}",
+        sessions=sessions,
+        offsets=offsets,
+        decode=decode,
+        handle=handle,
+        producer=producer,
+        dead_letter_topic=dead_letter_topic(settings.topic_prefix),
+        batch_size=settings.consumer_batch_size,
+        batch_ms=settings.consumer_batch_ms,
+        max_dead_ratio=settings.dlq_max_ratio,
+        after_commit=after_commit,
+    )

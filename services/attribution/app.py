@@ -12,8 +12,8 @@ from services.attribution.consumer import OutboxRelay, make_pipeline
 from services.attribution.service import AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
-from shared.db import make_engine, make_sessions, ping
-from shared.http import health_router, install_error_handlers
+from shared.db import make_engine, make_sessions
+from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.service_runtime import BackgroundTasks
 
@@ -48,16 +48,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await producer.stop()
             await engine.dispose()
 
-    async def kafka_ready() -> None:
-        await app.state.producer.client.fetch_all_metadata()
-
-    async def db_ready() -> None:
-        await ping(engine)
-
     app = FastAPI(title="Alliance attribution", version="1", lifespan=lifespan)
     app.state.service = service
     install_error_handlers(app)
-    app.include_router(
-        health_router({"kafka": kafka_ready, "postgres": db_ready, "workers": tasks.check})
-    )
+    app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     return app

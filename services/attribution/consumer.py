@@ -14,7 +14,7 @@ from services.attribution.repository import AttributionRepository
 from services.attribution.service import AttributionService, Incoming
 from shared.config import Settings
 from shared.events import Click, Topic, order_event_adapter
-from shared.kafka import ConsumerPipeline, PoisonMessage, dead_letter_topic
+from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
 from shared.offsets import OffsetRepository
 
 log = logging.getLogger(__name__)
@@ -101,19 +101,14 @@ def make_pipeline(
     service: AttributionService,
     relay: OutboxRelay,
 ) -> ConsumerPipeline[Incoming]:
-    return ConsumerPipeline(
+    return service_pipeline(
+        settings,
         name=CONSUMER_NAME,
-        bootstrap=settings.kafka_bootstrap,
-        topics=[settings.topic(Topic.CLICKS), settings.topic(Topic.ORDERS)],
-        group_id=f"{settings.topic_prefix}alliance-attribution",
+        topics=[Topic.CLICKS, Topic.ORDERS],
         sessions=sessions,
         offsets=OffsetRepository(consumer_offsets),
         decode=make_decoder(settings),
         handle=service.handle_batch,
         producer=producer,
-        dead_letter_topic=dead_letter_topic(settings.topic_prefix),
-        batch_size=settings.consumer_batch_size,
-        batch_ms=settings.consumer_batch_ms,
-        max_dead_ratio=settings.dlq_max_ratio,
         after_commit=relay.poke,
     )

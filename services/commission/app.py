@@ -14,8 +14,8 @@ from services.commission.endpoints import router
 from services.commission.service import CommissionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
-from shared.db import make_engine, make_sessions, ping
-from shared.http import error_body, health_router, install_error_handlers
+from shared.db import make_engine, make_sessions
+from shared.http import error_body, health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.service_runtime import BackgroundTasks
 
@@ -48,12 +48,6 @@ def create_app(
             await producer.stop()
             await engine.dispose()
 
-    async def kafka_ready() -> None:
-        await app.state.producer.client.fetch_all_metadata()
-
-    async def db_ready() -> None:
-        await ping(engine)
-
     app = FastAPI(title="Alliance commission", version="1", lifespan=lifespan)
     app.state.sessions = sessions
     app.state.service = service
@@ -65,8 +59,6 @@ def create_app(
             error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
         )
 
-    app.include_router(
-        health_router({"kafka": kafka_ready, "postgres": db_ready, "workers": tasks.check})
-    )
+    app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(router)
     return app

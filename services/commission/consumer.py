@@ -9,7 +9,7 @@ from services.commission.models import consumer_offsets
 from services.commission.service import CommissionService, Incoming
 from shared.config import Settings
 from shared.events import Attribution, Topic, order_event_adapter
-from shared.kafka import ConsumerPipeline, PoisonMessage, dead_letter_topic
+from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
 from shared.offsets import OffsetRepository
 
 CONSUMER_NAME = "commission"
@@ -34,18 +34,13 @@ def make_pipeline(
     producer: AIOKafkaProducer,
     service: CommissionService,
 ) -> ConsumerPipeline[Incoming]:
-    return ConsumerPipeline(
+    return service_pipeline(
+        settings,
         name=CONSUMER_NAME,
-        bootstrap=settings.kafka_bootstrap,
-        topics=[settings.topic(Topic.ATTRIBUTIONS), settings.topic(Topic.ORDERS)],
-        group_id=f"{settings.topic_prefix}alliance-commission",
+        topics=[Topic.ATTRIBUTIONS, Topic.ORDERS],
         sessions=sessions,
         offsets=OffsetRepository(consumer_offsets),
         decode=Decoder(settings),
         handle=service.handle_batch,
         producer=producer,
-        dead_letter_topic=dead_letter_topic(settings.topic_prefix),
-        batch_size=settings.consumer_batch_size,
-        batch_ms=settings.consumer_batch_ms,
-        max_dead_ratio=settings.dlq_max_ratio,
     )

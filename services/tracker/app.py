@@ -12,7 +12,7 @@ from services.tracker.links import LinkSigner
 from services.tracker.service import TrackerService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
-from shared.http import health_router, install_error_handlers
+from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 
 
@@ -24,17 +24,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-tracker")
         await producer.start()
+        app.state.producer = producer
         app.state.tracker = TrackerService(settings, signer, producer, clock or SystemClock())
         try:
             yield
         finally:
             await producer.stop()  # flushes whatever is still in flight
 
-    async def kafka_ready() -> None:
-        await app.state.tracker.producer.client.fetch_all_metadata()
-
     app = FastAPI(title="Alliance tracker", version="1", lifespan=lifespan)
     install_error_handlers(app)
-    app.include_router(health_router({"kafka": kafka_ready}))
+    app.include_router(health_router(standard_checks(app)))
     app.include_router(router)
     return app
