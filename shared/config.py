@@ -32,6 +32,24 @@ class Settings(BaseSettings):
     commission_port: int = 8003
     host: str = Field("127.0.0.1", description="Address the HTTP services bind")
 
+    secret_key: str = Field(
+        "dev-only-secret-key-change-me",
+        description="Deployment secret from which stores' webhook secrets are derived",
+    )
+    admin_token: str = Field(
+        "dev-only-admin-token", description="Bearer token of the admin API (create principals)"
+    )
+    event_max_age_s: int = Field(300, description="Refuse storefront signatures older than this")
+    dedup_horizon_hours: int = Field(24, description="How long the tracker remembers event ids")
+    flood_clicks_per_minute: int = Field(
+        10,
+        description="More clicks than this from one visitor or IP on one link in a minute "
+        "are marked suspicious",
+    )
+    spool_dir: Path | None = Field(
+        None, description="Click spool for when Kafka is slow or down (default: state_dir/spool)"
+    )
+    spool_max_bytes: int = Field(256 * 1024 * 1024, description="Bound of the click spool")
     link_keys: str = Field(
         "k1:dev-only-link-key-change-me",
         description="Link-signing keys 'id:secret,id:secret'; the first signs, all verify",
@@ -64,6 +82,10 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5432
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or self.state_dir / "spool"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"

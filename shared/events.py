@@ -37,6 +37,9 @@ class Topic(StrEnum):
     CLICKS = "clicks"  # tracker → attribution: every click, keyed by visitor id
     ORDERS = "orders"  # tracker → attribution, commission: storefront order events
     ATTRIBUTIONS = "attributions"  # attribution → commission: decisions, keyed by order id
+    PAGE_VIEWS = "pageviews"  # tracker → commission: storefront page views, keyed by visitor
+    CATALOG = "catalog"  # tracker → tracker, commission: product upserts, keyed store/product
+    DIRECTORY = "directory"  # commission → tracker: stores and affiliates (compacted, by id)
     DEAD_LETTERS = "dead-letters"  # any consumer: messages that can never be processed
 
 
@@ -167,6 +170,61 @@ OrderEvent = Annotated[
 ]
 
 
+class PageView(Event):
+    type: Literal["page_view"] = "page_view"
+    store_id: Ident
+    visitor_id: Ident
+    product_id: Ident | None = None
+
+
+class ProductUpserted(Event):
+    type: Literal["product_upserted"] = "product_upserted"
+    store_id: Ident
+    product_id: Ident
+    category_id: Ident | None = None
+    title: str = Field(max_length=512)
+    price: NonNegativeMoney
+    currency: Currency
+
+
+#: Everything a storefront may post to ``POST /v1/events``.
+StorefrontEvent = Annotated[
+    OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded | PageView | ProductUpserted,
+    Field(discriminator="type"),
+]
+
+
+class StoreEntry(BaseModel):
+    """The directory's view of a store, as the tracker needs it (no secret travels here:
+    webhook secrets are derived from the deployment's secret key and ``secret_versions``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["store"] = "store"
+    event_id: str
+    store_id: Ident
+    name: str
+    landing_url_template: str
+    secret_versions: list[int]
+    in_program: bool
+    key_hash: str
+    updated_at: UtcDatetime
+
+
+class AffiliateEntry(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["affiliate"] = "affiliate"
+    event_id: str
+    affiliate_id: Ident
+    name: str
+    key_hash: str
+    updated_at: UtcDatetime
+
+
+DirectoryEntry = Annotated[StoreEntry | AffiliateEntry, Field(discriminator="type")]
+
+
 class Attribution(Event):
     """Attribution's decision for one order; ``revision`` > 0 is a correction
     (``attribution_changed``) that replaces every lower revision. ``occurred_at`` is the
@@ -207,6 +265,8 @@ class DeadLetter(BaseModel):
 
 
 order_event_adapter: TypeAdapter[OrderEvent] = TypeAdapter(OrderEvent)
+storefront_event_adapter: TypeAdapter[StorefrontEvent] = TypeAdapter(StorefrontEvent)
+directory_adapter: TypeAdapter[DirectoryEntry] = TypeAdapter(DirectoryEntry)
 
 
 def encode(event: BaseModel) -> bytes:

@@ -8,13 +8,14 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.attribution.consumer import OutboxRelay, make_pipeline
-from services.attribution.service import AttributionService
+from services.attribution.consumer import make_pipeline
+from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
+from shared.outbox import OutboxRelay
 from shared.service_runtime import BackgroundTasks
 
 
@@ -33,7 +34,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
         await producer.start()
-        relay = OutboxRelay(sessions, producer)
+        relay = OutboxRelay(sessions, producer, OUTBOX)
         pipeline = make_pipeline(settings, sessions, producer, service, relay)
         await pipeline.start()
         app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay

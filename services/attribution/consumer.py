@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.attribution.models import consumer_offsets
-from services.attribution.repository import AttributionRepository
 from services.attribution.service import AttributionService, Incoming
 from shared.config import Settings
 from shared.events import Click, Topic, order_event_adapter
 from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
 from shared.offsets import OffsetRepository
-
-log = logging.getLogger(__name__)
+from shared.outbox import OutboxRelay
 
 CONSUMER_NAME = "attribution"
 
@@ -38,60 +32,6 @@ class Decoder:
             event = order_event_adapter.validate_json(raw)
             return event if event.type != "order_refunded" else None
         raise PoisonMessage(f"unexpected topic {topic}")
-
-
-class OutboxRelay:
-    """Publishes committed outbox rows, oldest first, and deletes them once Kafka has them.
-
-    At least once: a crash between send and delete re-sends; consumers dedupe by event id.
-    """
-
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], producer: AIOKafkaProducer
-    ) -> None:
-        self.sessions = sessions
-        self.producer = producer
-        self.wake = asyncio.Event()
-        self._stopping = asyncio.Event()
-        self.published = 0
-
-    def poke(self) -> None:
-        self.wake.set()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.wake.set()
-
-    async def drain_once(self, limit: int = 1000) -> int:
-        async with self.sessions() as session, session.begin():
-            repo = AttributionRepository(session)
-            rows = await repo.claim_outbox(limit)
-            if not rows:
-                return 0
-            futures = [
-                await self.producer.send(r.topic, r.payload, key=r.key.encode()) for r in rows
-            ]
-            await asyncio.gather(*futures)
-            await repo.delete_outbox([r.id for r in rows])
-        self.published += len(rows)
-        return len(rows)
-
-    async def run(self) -> None:
-        backoff = 0.1
-        while not self._stopping.is_set():
-            try:
-                while await self.drain_once():
-                    pass
-                backoff = 0.1
-            except Exception:
-                log.exception("outbox relay failed; retrying in %.1fs", backoff)
-                backoff = min(backoff * 2, 30.0)
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=backoff if backoff > 0.1 else 1.0)
-        with contextlib.suppress(Exception):
-            while await self.drain_once():
-                pass
 
 
 def make_pipeline(

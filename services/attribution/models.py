@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger,
     Boolean,
     Column,
     DateTime,
     Index,
     Integer,
-    LargeBinary,
     String,
     Table,
-    func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import make_metadata
 from shared.offsets import offsets_table
+from shared.outbox import outbox_table
 
 metadata = make_metadata("attribution")
 
@@ -65,14 +63,6 @@ order_status = Table(
 )
 
 #: Transactional outbox: decisions to publish, written with the state that produced them.
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", BigInteger, primary_key=True, autoincrement=True),
-    Column("topic", String(250), nullable=False),
-    Column("key", String(250), nullable=False),
-    Column("payload", LargeBinary, nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-)
+outbox = outbox_table(metadata)
 
 consumer_offsets = offsets_table(metadata)

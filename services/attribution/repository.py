@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, tuple_, update
+from sqlalchemy import and_, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,14 +25,6 @@ class StoredOrder:
     order_event: dict[str, Any]
     revision: int
     click_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    id: int
-    topic: str
-    key: str
-    payload: bytes
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -159,26 +151,6 @@ class AttributionRepository:
                 decided_at=decided_at,
             )
         )
-
-    async def add_outbox(self, rows: list[tuple[str, str, bytes]]) -> None:
-        if rows:
-            await self.session.execute(
-                insert(m.outbox).values([{"topic": t, "key": k, "payload": p} for t, k, p in rows])
-            )
-
-    async def claim_outbox(self, limit: int) -> list[OutboxRow]:
-        """Lock the oldest unpublished rows (other relays skip them)."""
-        rows = await self.session.execute(
-            select(m.outbox.c.id, m.outbox.c.topic, m.outbox.c.key, m.outbox.c.payload)
-            .order_by(m.outbox.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return [OutboxRow(r.id, r.topic, r.key, r.payload) for r in rows]
-
-    async def delete_outbox(self, ids: list[int]) -> None:
-        if ids:
-            await self.session.execute(delete(m.outbox).where(m.outbox.c.id.in_(ids)))
 
     @staticmethod
     def _order(r: Any) -> StoredOrder:

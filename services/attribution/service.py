@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import Decision, OrderRef, decide
+from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import AttributionRepository, StoredOrder
 from shared.clock import Clock
 from shared.events import (
@@ -22,6 +23,9 @@ from shared.events import (
     encode,
 )
 from shared.kafka import Received
+from shared.outbox import OutboxRepository
+
+OUTBOX = OutboxRepository(outbox_table)
 
 Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | None
 
@@ -100,7 +104,7 @@ class AttributionService:
             )
             self.stats.decisions += 1
             self.stats.corrections += revision > 0
-        await repo.add_outbox(outbox)
+        await OUTBOX.add(session, outbox)
 
     @staticmethod
     def _event(order: StoredOrder, decision: Decision, revision: int, now: datetime) -> Attribution:

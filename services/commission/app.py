@@ -11,12 +11,14 @@ from fastapi.responses import JSONResponse
 from services.commission.consumer import make_pipeline
 from services.commission.core import ProgramError
 from services.commission.endpoints import router
+from services.commission.principals import OUTBOX, AdminService
 from services.commission.service import CommissionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
 from shared.http import error_body, health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
+from shared.outbox import OutboxRelay
 from shared.service_runtime import BackgroundTasks
 
 
@@ -34,6 +36,8 @@ def create_app(
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-commission")
         await producer.start()
         app.state.producer = producer
+        relay = OutboxRelay(sessions, producer, OUTBOX)
+        tasks.start("outbox-relay", relay.run())
         pipeline = None
         if consume:
             pipeline = make_pipeline(settings, sessions, producer, service)
@@ -45,12 +49,15 @@ def create_app(
         finally:
             if pipeline is not None:
                 await tasks.stop("consumer", pipeline.stop)
+            await tasks.stop("outbox-relay", relay.stop)
             await producer.stop()
             await engine.dispose()
 
     app = FastAPI(title="Alliance commission", version="1", lifespan=lifespan)
     app.state.sessions = sessions
     app.state.service = service
+    app.state.settings = settings
+    app.state.admin = AdminService(settings.secret_key, settings.topic_prefix)
     install_error_handlers(app)
 
     @app.exception_handler(ProgramError)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import OpKind, ProgramHistory
+from services.commission.principals import AdminService, Caller, Session
 from services.commission.repository import CommissionRepository
 from services.commission.schemas import (
     ItemView,
@@ -19,15 +18,10 @@ from services.commission.schemas import (
     RateRequest,
 )
 from services.commission.service import CommissionService
+from shared.http import NotFound
 from shared.money import ZERO, fmt, from_minor
 
 router = APIRouter()
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """The request owns the transaction: commit on success, roll back on error."""
-    async with request.app.state.sessions() as session, session.begin():
-        yield session
 
 
 def get_service(request: Request) -> CommissionService:
@@ -35,8 +29,15 @@ def get_service(request: Request) -> CommissionService:
     return service
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
 Service = Annotated[CommissionService, Depends(get_service)]
+
+
+def get_admin(request: Request) -> AdminService:
+    admin: AdminService = request.app.state.admin
+    return admin
+
+
+Admin = Annotated[AdminService, Depends(get_admin)]
 
 
 def program_view(store_id: str, history: ProgramHistory) -> ProgramResponse:
@@ -88,9 +89,15 @@ async def set_default_rate(
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderView, tags=["orders"])
-async def get_order(order_id: str, session: Session, service: Service) -> OrderView:
-    """An order's status, attribution and commission per item."""
+async def get_order(order_id: str, caller: Caller, session: Session, service: Service) -> OrderView:
+    """An order's status, attribution and commission per item (finance, the order's store or
+    its attributed affiliate)."""
     row, result = await service.order_commission(session, order_id)
+    if not (
+        caller.may_see_store(row.store_id)
+        or (caller.kind == "affiliate" and caller.id == row.affiliate_id)
+    ):
+        raise NotFound("order", order_id=order_id)
     currency = row.currency or "USD"
     items: list[ItemView] = []
     if result is not None:
@@ -134,8 +141,9 @@ async def get_order(order_id: str, session: Session, service: Service) -> OrderV
 
 
 @router.get("/v1/ledger", response_model=list[LedgerLine], tags=["ledger"])
-async def get_ledger(session: Session, limit: int = 1000) -> list[LedgerLine]:
-    """Ledger postings, oldest first."""
+async def get_ledger(caller: Caller, session: Session, limit: int = 1000) -> list[LedgerLine]:
+    """Ledger postings, oldest first (finance)."""
+    caller.require("finance")
     rows = await CommissionRepository(session).ledger(min(max(limit, 1), 10_000))
     return [
         LedgerLine(

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import make_metadata
 from shared.offsets import offsets_table
+from shared.outbox import outbox_table
 
 metadata = make_metadata("commission")
 
@@ -104,4 +105,18 @@ ledger_postings = Table(
     Index("ix_ledger_postings_txn", "txn_id"),
 )
 
+#: Stores, affiliates and finance users. Keys are stored hashed only.
+principals = Table(
+    "principals",
+    metadata,
+    Column("kind", String(16), primary_key=True),
+    Column("principal_id", String(128), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("landing_url_template", String(1024)),
+    Column("secret_version", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 consumer_offsets = offsets_table(metadata)
+outbox = outbox_table(metadata)

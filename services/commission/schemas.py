@@ -4,9 +4,68 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import DecimalStr
+from shared.events import DecimalStr, Ident
+
+
+class CreateStore(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "store_id": "s1",
+                    "name": "Phone Case Planet",
+                    "landing_url_template": "https://shop.example/item/{product_id}",
+                }
+            ]
+        },
+    )
+
+    store_id: Ident
+    name: str = Field(min_length=1, max_length=256)
+    landing_url_template: str = Field(
+        min_length=8,
+        max_length=1024,
+        pattern=r"^https?://",
+        description="Landing URL of a product link; `{product_id}` is replaced. A link without "
+        "product lands on the URL's origin (the store page).",
+    )
+
+
+class CreatedStore(BaseModel):
+    store_id: str
+    api_key: str
+    webhook_secret: str
+
+
+class RotatedSecret(BaseModel):
+    store_id: str
+    webhook_secret: str
+
+
+class CreateAffiliate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"affiliate_id": "aff-a", "name": "Tech blog"}]},
+    )
+
+    affiliate_id: Ident
+    name: str = Field(min_length=1, max_length=256)
+
+
+class CreateFinanceUser(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_id": "fin-1"}]}
+    )
+
+    user_id: Ident
+
+
+class CreatedKey(BaseModel):
+    id: str
+    api_key: str
 
 
 class JoinRequest(BaseModel):

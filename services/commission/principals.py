@@ -1,0 +1,156 @@
+"""Principals: who is calling (bearer keys), what they may see, and the admin use cases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission.models import outbox
+from services.commission.repository import CommissionRepository, PrincipalRepository
+from shared.events import AffiliateEntry, StoreEntry, Topic, encode
+from shared.http import AllianceError
+from shared.outbox import OutboxRepository
+from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
+
+OUTBOX = OutboxRepository(outbox)
+
+
+class Unauthorized(AllianceError):
+    def __init__(self, message: str = "a valid API key is required") -> None:
+        super().__init__(401, "unauthorized", message)
+
+
+class Forbidden(AllianceError):
+    def __init__(self, message: str = "this key may not see that") -> None:
+        super().__init__(403, "forbidden", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: PrincipalKind | str  # "admin" for the admin token
+    id: str
+
+    def may_see_store(self, store_id: str) -> bool:
+        return self.kind in ("finance", "admin") or (self.kind == "store" and self.id == store_id)
+
+    def require_store(self, store_id: str) -> None:
+        if not self.may_see_store(store_id):
+            raise Forbidden()
+
+    def require(self, *kinds: str) -> None:
+        if self.kind not in kinds and self.kind != "admin":
+            raise Forbidden(f"this needs a {' or '.join(kinds)} key")
+
+
+def bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def authenticate(request: Request, session: AsyncSession) -> Principal:
+    """The principal of the request's bearer key (or the admin token), else 401."""
+    token = bearer(request)
+    if token is None:
+        raise Unauthorized()
+    if token == request.app.state.settings.admin_token:
+        return Principal("admin", "admin")
+    row = await PrincipalRepository(session).by_key_hash(hash_key(token))
+    if row is None:
+        raise Unauthorized("unknown API key")
+    return Principal(row.kind, row.principal_id)
+
+
+@dataclass
+class AdminService:
+    secret_key: str
+    topic_prefix: str
+
+    def _store_entry(self, row: Any, in_program: bool, now: datetime) -> StoreEntry:
+        version = int(row.secret_version)
+        return StoreEntry(
+            event_id=f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(in_program)}",
+            store_id=row.principal_id,
+            name=row.name,
+            landing_url_template=row.landing_url_template,
+            secret_versions=[v for v in (version, version - 1) if v >= 1],
+            in_program=in_program,
+            key_hash=row.key_hash,
+            updated_at=now,
+        )
+
+    async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:
+        """Put the store's current directory entry in the outbox (after any change)."""
+        row = await PrincipalRepository(session).get("store", store_id)
+        if row is None:
+            return
+        history = (await CommissionRepository(session).programs([store_id]))[store_id]
+        entry = self._store_entry(row, history.current().joined, now)
+        await OUTBOX.add(
+            session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", f"store:{store_id}", encode(entry))]
+        )
+
+    async def create(
+        self,
+        session: AsyncSession,
+        kind: PrincipalKind,
+        principal_id: str,
+        name: str,
+        now: datetime,
+        landing_url_template: str | None = None,
+    ) -> dict[str, str]:
+        """Create a principal; returns its key (and a store's webhook secret), shown once."""
+        key = new_api_key(kind)
+        repo = PrincipalRepository(session)
+        created = await repo.create(
+            kind,
+            principal_id,
+            name,
+            hash_key(key),
+            landing_url_template,
+            1 if kind == "store" else None,
+        )
+        if not created:
+            raise AllianceError(409, "already_exists", f"{kind} {principal_id} already exists")
+        out = {"api_key": key}
+        if kind == "store":
+            out["webhook_secret"] = webhook_secret(self.secret_key, principal_id, 1)
+            await self.publish_store(session, principal_id, now)
+        elif kind == "affiliate":
+            entry = AffiliateEntry(
+                event_id=f"affiliate:{principal_id}:{now.isoformat()}",
+                affiliate_id=principal_id,
+                name=name,
+                key_hash=hash_key(key),
+                updated_at=now,
+            )
+            topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
+            await OUTBOX.add(session, [(topic, f"affiliate:{principal_id}", encode(entry))])
+        return out
+
+    async def rotate_secret(self, session: AsyncSession, store_id: str, now: datetime) -> str:
+        version = await PrincipalRepository(session).bump_secret_version(store_id)
+        if version is None:
+            raise AllianceError(404, "not_found", "store not found", store_id=store_id)
+        await self.publish_store(session, store_id, now)
+        return webhook_secret(self.secret_key, store_id, version)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request owns the transaction: commit on success, roll back on error."""
+    async with request.app.state.sessions() as session, session.begin():
+        yield session
+
+
+Session = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def current_principal(request: Request, session: Session) -> Principal:
+    return await authenticate(request, session)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]

@@ -1,0 +1,75 @@
+"""Keys and secrets: API keys (random, stored hashed) and derived webhook secrets.
+
+A store's webhook secret is ``HMAC(deployment secret key, "webhook:<store>:<version>")``: the
+commission service shows it once at creation, and the tracker derives the same value to check
+signatures, so no secret ever travels over Kafka. Rotation bumps the version; the tracker
+accepts the current and the previous version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from typing import Literal
+
+PrincipalKind = Literal["store", "affiliate", "finance"]
+_PREFIX: dict[PrincipalKind, str] = {"store": "als", "affiliate": "ala", "finance": "alf"}
+
+
+def new_api_key(kind: PrincipalKind) -> str:
+    """A fresh API key, e.g. ``ala_3q…`` (the prefix tells people what kind of key it is)."""
+    return f"{_PREFIX[kind]}_{secrets.token_urlsafe(32)}"
+
+
+def hash_key(key: str) -> str:
+    """What is stored and compared: SHA-256 of a high-entropy key (no salt needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def webhook_secret(secret_key: str, store_id: str, version: int) -> str:
+    mac = hmac.new(secret_key.encode(), f"webhook:{store_id}:{version}".encode(), hashlib.sha256)
+    return "whsec_" + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def sign_body(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``v1`` signature of a storefront post: hex HMAC-SHA256 of ``"<t>.<raw body>"``."""
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def signature_header(secret: str, timestamp: int, body: bytes) -> str:
+    return f"t={timestamp},v1={sign_body(secret, timestamp, body)}"
+
+
+def parse_signature(header: str) -> tuple[int, list[str]] | None:
+    """``(t, [v1 signatures])`` of an ``X-Alliance-Signature`` header, or None if malformed."""
+    timestamp: int | None = None
+    signatures: list[str] = []
+    for part in header.split(","):
+        name, _, value = part.strip().partition("=")
+        if name == "t" and value.isdigit():
+            timestamp = int(value)
+        elif name == "v1" and value:
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        return None
+    return timestamp, signatures
+
+
+def verify_signature(
+    secrets_: list[str], header: str, body: bytes, now_unix: int, tolerance_s: int = 300
+) -> str | None:
+    """None when the header carries a valid, fresh signature by one of ``secrets_``, else the
+    reason (``malformed``, ``stale``, ``mismatch``). Constant-time comparison."""
+    parsed = parse_signature(header)
+    if parsed is None:
+        return "malformed"
+    timestamp, given = parsed
+    if abs(now_unix - timestamp) > tolerance_s:
+        return "stale"
+    for secret in secrets_:
+        expected = sign_body(secret, timestamp, body)
+        if any(hmac.compare_digest(expected, g) for g in given):
+            return None
+    return "mismatch"
