@@ -46,6 +46,8 @@ def _serve(name: str, settings: Settings) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         timeout_graceful_shutdown=30,
     )
     return 0

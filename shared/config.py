@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     attribution_port: int = 8002
     commission_port: int = 8003
     host: str = Field("127.0.0.1", description="Address the HTTP services bind")
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Proxies trusted to set X-Forwarded-For/-Proto (the client address that "
+        "click quality sees)",
+    )
 
     secret_key: str = Field(
         "dev-only-secret-key-change-me",

@@ -5,149 +5,222 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import orjson
 
 from shared.config import Settings
 from shared.ids import new_id
+from shared.secrets import signature_header
 
-STORES = {"demo-phones": Decimal("0.06"), "demo-garden": Decimal("0.08")}
+T = TypeVar("T")
+BROWSER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+)
+RATES = {"phones": "0.06", "garden": "0.08"}
 AFFILIATES = ["blog-techie", "coupon-hub", "insta-anna"]
 PRODUCTS = {
-    "demo-phones": [
-        ("p-case", "cases", "Phone case", Decimal("12.99"), Decimal("1.50")),
-        ("p-charger", "chargers", "USB-C charger", Decimal("24.50"), Decimal("0.00")),
+    "phones": [
+        ("p-case", "cases", "Phone case", "12.99", "1.50"),
+        ("p-charger", "chargers", "USB-C charger", "24.50", "0.00"),
     ],
-    "demo-garden": [
-        ("p-hose", "hoses", "Garden hose 20m", Decimal("39.90"), Decimal("6.00")),
-        ("p-shears", "tools", "Pruning shears", Decimal("17.25"), Decimal("2.75")),
+    "garden": [
+        ("p-hose", "hoses", "Garden hose 20m", "39.90", "6.00"),
+        ("p-shears", "tools", "Pruning shears", "17.25", "2.75"),
     ],
 }
 
 
-async def click(client: httpx.AsyncClient, tracker: str, code: str, cookies: dict[str, str]) -> str:
-    resp = await client.get(f"{tracker}/r/{code}", cookies=cookies, follow_redirects=False)
-    resp.raise_for_status() if resp.status_code != 302 else None
-    return parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
+async def _until(probe: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 60) -> T:
+    deadline = time.monotonic() + timeout_s
+    while (result := await probe()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.3)
+    return result
+
+
+async def _signed(
+    client: httpx.AsyncClient, store: str, secret: str, events: list[dict[str, Any]]
+) -> httpx.Response:
+    body = orjson.dumps({"events": events})
+    headers = {
+        "X-Alliance-Store": store,
+        "X-Alliance-Signature": signature_header(secret, int(time.time()), body),
+        "Content-Type": "application/json",
+    }
+    return await client.post("/v1/events", content=body, headers=headers)
 
 
 async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
     rng = random.Random(seed)
-    tracker = f"http://{settings.host}:{settings.tracker_port}"
-    commission = f"http://{settings.host}:{settings.commission_port}"
     run = new_id()[-6:]
-    async with httpx.AsyncClient(timeout=30) as client:
-        for store, rate in STORES.items():
-            resp = await client.post(
-                f"{commission}/v1/stores/{store}/program/join", json={"default_rate": str(rate)}
+    admin = {"Authorization": f"Bearer {settings.admin_token}"}
+    tracker = httpx.AsyncClient(
+        base_url=f"http://{settings.host}:{settings.tracker_port}", timeout=30
+    )
+    commission = httpx.AsyncClient(
+        base_url=f"http://{settings.host}:{settings.commission_port}", timeout=30
+    )
+    async with tracker, commission:
+        stores: dict[str, tuple[str, str]] = {}  # kind → (store id, webhook secret)
+        for kind, rate in RATES.items():
+            store_id = f"{kind}-{run}"
+            created = await commission.post(
+                "/v1/admin/stores",
+                json={
+                    "store_id": store_id,
+                    "name": f"Demo {kind}",
+                    "landing_url_template": f"https://{kind}.shop.example/item/{{product_id}}",
+                },
+                headers=admin,
             )
-            if resp.status_code not in (200, 409):
-                resp.raise_for_status()
+            created.raise_for_status()
+            keys = created.json()
+            auth = {"Authorization": f"Bearer {keys['api_key']}"}
+            (
+                await commission.post(
+                    f"/v1/stores/{store_id}/program/join", json={"default_rate": rate}, headers=auth
+                )
+            ).raise_for_status()
+            stores[kind] = (store_id, keys["webhook_secret"])
+            catalog = [
+                {
+                    "event_id": f"cat-{p[0]}",
+                    "type": "product_upserted",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "product_id": p[0],
+                    "category_id": p[1],
+                    "title": p[2],
+                    "price": p[3],
+                    "currency": "USD",
+                }
+                for p in PRODUCTS[kind]
+            ]
+
+            async def uploaded(
+                sid: str = store_id,
+                secret: str = keys["webhook_secret"],
+                cat: list[dict[str, Any]] = catalog,
+            ) -> bool | None:
+                resp = await _signed(tracker, sid, secret, cat)
+                return True if resp.status_code == 202 else None
+
+            await _until(uploaded, f"the tracker to know {store_id}")
+        affiliate_keys: dict[str, str] = {}
+        for name in AFFILIATES:
+            resp = await commission.post(
+                "/v1/admin/affiliates",
+                json={"affiliate_id": f"{name}-{run}", "name": name},
+                headers=admin,
+            )
+            resp.raise_for_status()
+            affiliate_keys[name] = resp.json()["api_key"]
+        print(
+            f"registered stores {', '.join(s for s, _ in stores.values())} and affiliates {', '.join(affiliate_keys)}"
+        )
+
+        async def link_for(affiliate: str, store_id: str, product: str) -> str:
+            async def fetched() -> str | None:
+                resp = await tracker.post(
+                    "/v1/links",
+                    json={"store_id": store_id, "product_id": product},
+                    headers={
+                        "Authorization": f"Bearer {affiliate_keys[affiliate]}",
+                        "X-Forwarded-For": "198.51.100.20",
+                    },
+                )
+                return str(resp.json()["code"]) if resp.status_code == 201 else None
+
+            return await _until(fetched, "an affiliate link")
+
         placed: list[dict[str, Any]] = []
         for n in range(orders):
-            store = rng.choice(list(STORES))
-            product = rng.choice(PRODUCTS[store])
-            visitor_cookie: dict[str, str] = {}
+            kind = rng.choice(list(RATES))
+            store_id, secret = stores[kind]
+            product = rng.choice(PRODUCTS[kind])
             visitor = f"organic-{run}-{n}"
-            if n % 4 != 3:  # three in four buyers came through an affiliate link
+            cookies: dict[str, str] = {}
+            if n % 4 != 3:  # three buyers in four came through affiliate links (one or two)
                 for affiliate in rng.sample(AFFILIATES, k=rng.randint(1, 2)):
-                    link = await client.post(
-                        f"{tracker}/v1/links",
-                        json={
-                            "affiliate_id": affiliate,
-                            "store_id": store,
-                            "product_id": product[0],
-                        },
+                    code = await link_for(affiliate, store_id, product[0])
+                    resp = await tracker.get(
+                        f"/r/{code}",
+                        cookies=cookies,
+                        headers={"User-Agent": BROWSER, "X-Forwarded-For": f"203.0.113.{n + 1}"},
                     )
-                    link.raise_for_status()
-                    visitor = await click(client, tracker, link.json()["code"], visitor_cookie)
-                    visitor_cookie = {"alliance_vid": visitor}
+                    visitor = parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
+                    cookies = {"alliance_vid": visitor}
             order_id = f"demo-{run}-{n:03d}"
             qty = rng.randint(1, 3)
-            event = {
-                "event_id": f"{order_id}-placed",
-                "type": "order_placed",
-                "occurred_at": datetime.now(UTC).isoformat(),
-                "order_id": order_id,
-                "visitor_id": visitor,
-                "currency": "USD",
-                "items": [
-                    {
-                        "product_id": product[0],
-                        "category_id": product[1],
-                        "title": product[2],
-                        "quantity": qty,
-                        "unit_price": str(product[3]),
-                        "shipping_fee": str(product[4]),
-                    }
-                ],
-            }
             status = "order_cancelled" if n % 6 == 5 else "order_completed"
-            finish = {"event_id": f"{order_id}-{status}", "type": status, "order_id": order_id}
-            resp = await client.post(
-                f"{tracker}/v1/events",
-                json={"events": [event]},
-                headers={"X-Alliance-Store": store},
-            )
-            resp.raise_for_status()
-            finish["occurred_at"] = datetime.now(UTC).isoformat()
-            resp = await client.post(
-                f"{tracker}/v1/events",
-                json={"events": [finish]},
-                headers={"X-Alliance-Store": store},
-            )
-            resp.raise_for_status()
-            placed.append(
-                {"order_id": order_id, "store": store, "status": status.removeprefix("order_")}
-            )
-        print(f"sent {orders} orders through {tracker}; waiting for the pipeline…")
-        views = await _wait_for(client, commission, placed)
+            events: list[dict[str, Any]] = [
+                {
+                    "event_id": f"{order_id}-placed",
+                    "type": "order_placed",
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                    "order_id": order_id,
+                    "visitor_id": visitor,
+                    "currency": "USD",
+                    "items": [
+                        {
+                            "product_id": product[0],
+                            "category_id": product[1],
+                            "title": product[2],
+                            "quantity": qty,
+                            "unit_price": product[3],
+                            "shipping_fee": product[4],
+                        }
+                    ],
+                },
+                {
+                    "event_id": f"{order_id}-{status}",
+                    "type": status,
+                    "order_id": order_id,
+                    "occurred_at": datetime.now(UTC).isoformat(),
+                },
+            ]
+            (await _signed(tracker, store_id, secret, events)).raise_for_status()
+            placed.append({"order_id": order_id, "status": status.removeprefix("order_")})
+        print(f"sent {orders} orders through the tracker; waiting for the pipeline…")
+
+        async def settled() -> list[dict[str, Any]] | None:
+            views = []
+            for p in placed:
+                resp = await commission.get(f"/v1/orders/{p['order_id']}", headers=admin)
+                if resp.status_code != 200:
+                    return None
+                view = resp.json()
+                if not view["attribution_decided"] or view["status"] != p["status"]:
+                    return None
+                views.append(view)
+            return views
+
+        views = await _until(settled, "the pipeline to settle the demo's orders")
         print()
         print(
-            f"{'order':22} {'store':12} {'status':10} {'affiliate':12} {'sales':>8} {'commission':>10}"
+            f"{'order':20} {'store':14} {'status':10} {'affiliate':19} {'sales':>8} {'commission':>10}"
         )
         for v in views:
             sales = sum(Decimal(i["base"]) for i in v["items"])
             print(
-                f"{v['order_id']:22} {v['store_id']:12} {v['status']:10} "
-                f"{v['affiliate_id'] or '(organic)':12} {sales:>8} {v['payable']:>10}"
+                f"{v['order_id']:20} {v['store_id']:14} {v['status']:10} {v['affiliate_id'] or '(organic)':19} {sales:>8} {v['payable']:>10}"
             )
-        ledger = (await client.get(f"{commission}/v1/ledger")).json()
+        ledger = (await commission.get("/v1/ledger", params={"limit": 10000}, headers=admin)).json()
         print()
-        print("Commission ledger (every transaction balances to zero):")
-        print(f"{'txn':>5} {'kind':11} {'order':22} {'account':34} {'amount':>9}")
+        print("Commission ledger (each transaction's postings sum to zero):")
+        print(f"{'txn':>5} {'kind':11} {'order':20} {'account':36} {'amount':>9}")
         for line in ledger:
             if line["order_id"] and line["order_id"].startswith(f"demo-{run}"):
                 print(
-                    f"{line['txn_id']:>5} {line['kind']:11} {line['order_id']:22} {line['account']:34} {line['amount']:>9} {line['currency']}"
+                    f"{line['txn_id']:>5} {line['kind']:11} {line['order_id']:20} {line['account']:36} {line['amount']:>9} {line['currency']}"
                 )
         total = sum((Decimal(v["payable"]) for v in views), Decimal(0))
-        print(
-            f"\ncommission payable this run: {total} USD over {sum(1 for v in views if v['payable'] != '0.00')} orders"
-        )
+        paid = sum(1 for v in views if v["payable"] != "0.00")
+        print(f"\ncommission payable this run: {total} USD on {paid} of {len(views)} orders")
     return 0
-
-
-async def _wait_for(
-    client: httpx.AsyncClient, commission: str, placed: list[dict[str, Any]], timeout_s: float = 60
-) -> list[dict[str, Any]]:
-    """Poll until every order is attributed and has reached the status the demo sent."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        views = []
-        for p in placed:
-            resp = await client.get(f"{commission}/v1/orders/{p['order_id']}")
-            if resp.status_code == 200:
-                views.append(resp.json())
-        if len(views) == len(placed) and all(
-            v["attribution_decided"] and v["status"] == p["status"]
-            for v, p in zip(views, placed, strict=True)
-        ):
-            return views
-        if time.monotonic() > deadline:
-            raise TimeoutError("the pipeline did not settle the demo's orders in time")
-        await asyncio.sleep(0.5)

@@ -37,6 +37,7 @@ def create_app(
         await producer.start()
         app.state.producer = producer
         relay = OutboxRelay(sessions, producer, OUTBOX)
+        app.state.relay = relay
         tasks.start("outbox-relay", relay.run())
         pipeline = None
         if consume:

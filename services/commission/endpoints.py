@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import OpKind, ProgramHistory
-from services.commission.principals import AdminService, Caller, Session
-from services.commission.repository import CommissionRepository
+from services.commission.principals import AdminService, Caller, Principal, Session
+from services.commission.repository import CommissionRepository, PrincipalRepository
 from services.commission.schemas import (
+    CreateAffiliate,
+    CreatedKey,
+    CreatedStore,
+    CreateFinanceUser,
+    CreateStore,
     ItemView,
     JoinRequest,
     LedgerLine,
     OrderView,
     ProgramResponse,
     RateRequest,
+    RotatedSecret,
 )
 from services.commission.service import CommissionService
 from shared.http import NotFound
@@ -55,37 +63,120 @@ def program_view(store_id: str, history: ProgramHistory) -> ProgramResponse:
     )
 
 
+# -- admin ---------------------------------------------------------------------------------
+
+
+@router.post("/v1/admin/stores", status_code=201, response_model=CreatedStore, tags=["admin"])
+async def create_store(
+    body: CreateStore, caller: Caller, session: Session, admin: Admin, service: Service
+) -> CreatedStore:
+    """Register a store (seller). Its API key and webhook secret are shown once."""
+    caller.require("admin")
+    keys = await admin.create(
+        session, "store", body.store_id, body.name, service.clock.now(), body.landing_url_template
+    )
+    return CreatedStore(store_id=body.store_id, **keys)
+
+
+@router.post(
+    "/v1/admin/stores/{store_id}/rotate-secret", response_model=RotatedSecret, tags=["admin"]
+)
+async def rotate_secret(
+    store_id: str, caller: Caller, session: Session, admin: Admin, service: Service
+) -> RotatedSecret:
+    """A new webhook secret; the previous one keeps working until the next rotation."""
+    caller.require("admin")
+    secret = await admin.rotate_secret(session, store_id, service.clock.now())
+    return RotatedSecret(store_id=store_id, webhook_secret=secret)
+
+
+@router.post("/v1/admin/affiliates", status_code=201, response_model=CreatedKey, tags=["admin"])
+async def create_affiliate(
+    body: CreateAffiliate, caller: Caller, session: Session, admin: Admin, service: Service
+) -> CreatedKey:
+    """Register an affiliate. Its API key is shown once."""
+    caller.require("admin")
+    now = service.clock.now()
+    keys = await admin.create(session, "affiliate", body.affiliate_id, body.name, now)
+    return CreatedKey(id=body.affiliate_id, **keys)
+
+
+@router.post("/v1/admin/finance-users", status_code=201, response_model=CreatedKey, tags=["admin"])
+async def create_finance_user(
+    body: CreateFinanceUser, caller: Caller, session: Session, admin: Admin, service: Service
+) -> CreatedKey:
+    """Register a finance user. Its API key is shown once."""
+    caller.require("admin")
+    now = service.clock.now()
+    keys = await admin.create(session, "finance", body.user_id, body.user_id, now)
+    return CreatedKey(id=body.user_id, **keys)
+
+
+# -- program -------------------------------------------------------------------------------
+
+
+async def _program_change(
+    store_id: str,
+    kind: OpKind,
+    caller: Principal,
+    session: AsyncSession,
+    service: CommissionService,
+    admin: AdminService,
+    rate: Decimal | None = None,
+) -> ProgramResponse:
+    caller.require_store(store_id)
+    if await PrincipalRepository(session).get("store", store_id) is None:
+        raise NotFound("store", store_id=store_id)
+    actor = f"{caller.kind}:{caller.id}"
+    await service.change_program(session, store_id, kind, actor, rate=rate)
+    if kind in (OpKind.JOIN, OpKind.EXIT):
+        await admin.publish_store(session, store_id, service.clock.now())
+    return program_view(store_id, await service.program(session, store_id))
+
+
 @router.post("/v1/stores/{store_id}/program/join", response_model=ProgramResponse, tags=["program"])
 async def join(
-    store_id: str, body: JoinRequest, session: Session, service: Service
+    store_id: str,
+    body: JoinRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
 ) -> ProgramResponse:
     """The store joins the program (default rate 6% unless given)."""
-    await service.change_program(
-        session, store_id, OpKind.JOIN, f"store:{store_id}", rate=body.default_rate
+    return await _program_change(
+        store_id, OpKind.JOIN, caller, session, service, admin, body.default_rate
     )
-    return program_view(store_id, await service.program(session, store_id))
 
 
 @router.post("/v1/stores/{store_id}/program/exit", response_model=ProgramResponse, tags=["program"])
-async def exit_program(store_id: str, session: Session, service: Service) -> ProgramResponse:
+async def exit_program(
+    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+) -> ProgramResponse:
     """The store leaves the program (no earlier than 15 days after joining)."""
-    await service.change_program(session, store_id, OpKind.EXIT, f"store:{store_id}")
-    return program_view(store_id, await service.program(session, store_id))
+    return await _program_change(store_id, OpKind.EXIT, caller, session, service, admin)
 
 
 @router.get("/v1/stores/{store_id}/program", response_model=ProgramResponse, tags=["program"])
-async def get_program(store_id: str, session: Session, service: Service) -> ProgramResponse:
+async def get_program(
+    store_id: str, caller: Caller, session: Session, service: Service
+) -> ProgramResponse:
+    caller.require_store(store_id)
     return program_view(store_id, await service.program(session, store_id))
 
 
 @router.put("/v1/stores/{store_id}/rates/default", response_model=ProgramResponse, tags=["program"])
 async def set_default_rate(
-    store_id: str, body: RateRequest, session: Session, service: Service
+    store_id: str,
+    body: RateRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
 ) -> ProgramResponse:
-    await service.change_program(
-        session, store_id, OpKind.DEFAULT_RATE, f"store:{store_id}", rate=body.rate
+    return await _program_change(
+        store_id, OpKind.DEFAULT_RATE, caller, session, service, admin, body.rate
     )
-    return program_view(store_id, await service.program(session, store_id))
 
 
 @router.get("/v1/orders/{order_id}", response_model=OrderView, tags=["orders"])

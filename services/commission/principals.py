@@ -144,6 +144,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """The request owns the transaction: commit on success, roll back on error."""
     async with request.app.state.sessions() as session, session.begin():
         yield session
+    # committed: let the outbox relay publish what this request wrote (directory entries)
+    relay = getattr(request.app.state, "relay", None)
+    if relay is not None:
+        relay.poke()
 
 
 Session = Annotated[AsyncSession, Depends(get_session)]

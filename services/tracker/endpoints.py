@@ -2,19 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import JSONResponse, RedirectResponse
+import orjson
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from pydantic import ValidationError
 
-from services.tracker.links import InvalidCode, Link
-from services.tracker.schemas import EventsRequest, EventsResponse, LinkRequest, LinkResponse
+from services.tracker.links import InvalidCode
+from services.tracker.quality import is_prefetch
+from services.tracker.schemas import (
+    ClickAccepted,
+    EventsRequest,
+    EventsResponse,
+    LinkRequest,
+    LinkResponse,
+    ServerClick,
+)
 from services.tracker.service import TrackerService, append_query
-from shared.http import NotFound, error_body
+from shared.http import AllianceError, NotFound, error_body
 from shared.ids import new_id
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
+MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_EVENTS = 1000
 
 router = APIRouter()
 
@@ -27,54 +39,165 @@ def get_service(request: Request) -> TrackerService:
 Service = Annotated[TrackerService, Depends(get_service)]
 
 
-@router.post("/v1/links", status_code=201, response_model=LinkResponse, tags=["links"])
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@router.post(
+    "/v1/links",
+    status_code=201,
+    response_model=LinkResponse,
+    tags=["links"],
+    responses={
+        401: {"description": "No valid affiliate key"},
+        404: {"description": "Unknown store or product"},
+        409: {"description": "The store is not in the program"},
+    },
+)
 async def create_link(body: LinkRequest, request: Request, service: Service) -> LinkResponse:
-    """Issue a signed tracking link for an affiliate."""
-    link = Link(body.affiliate_id, body.store_id, body.product_id, body.sub_id)
-    code = service.signer.sign(link)
+    """Issue a signed tracking link for the calling affiliate (``Authorization: Bearer``)."""
+    affiliate = service.affiliate_for_key(_bearer(request))
+    code = service.create_link(
+        affiliate, body.store_id, body.product_id, body.sub_id, _client_ip(request)
+    )
     return LinkResponse(
         code=code,
-        url=service.link_url(str(request.base_url), code),
-        affiliate_id=link.affiliate_id,
-        store_id=link.store_id,
-        product_id=link.product_id,
-        sub_id=link.sub_id,
+        url=f"{str(request.base_url).rstrip('/')}/r/{code}",
+        affiliate_id=affiliate,
+        store_id=body.store_id,
+        product_id=body.product_id,
+        sub_id=body.sub_id,
     )
 
 
-@router.get(
+@router.api_route(
     "/r/{code}",
+    methods=["GET", "HEAD"],
     status_code=302,
     tags=["links"],
     responses={302: {"description": "To the landing page"}, 404: {"description": "Unknown code"}},
 )
 async def follow_link(code: str, request: Request, service: Service) -> Response:
-    """Record the click (durably) and redirect the buyer to the landing page."""
+    """Record the click durably, then redirect the buyer to the landing page. A ``HEAD``
+    request or a prefetch is redirected without recording a click."""
     try:
         link = service.signer.verify(code)
     except InvalidCode:
         raise NotFound("link") from None
     visitor_id = request.cookies.get(VISITOR_COOKIE) or new_id()
-    click = await service.record_click(
-        link,
-        code,
-        visitor_id,
-        request.client.host if request.client else None,
-        request.headers.get("user-agent"),
-    )
-    target = append_query(
-        service.landing_url(link), {"alliance_vid": visitor_id, "alliance_click": click.click_id}
-    )
-    response = RedirectResponse(target, status_code=302)
+    params = {"alliance_vid": visitor_id}
+    if request.method == "GET" and not is_prefetch(dict(request.headers)):
+        click = service.make_click(
+            link,
+            code,
+            visitor_id,
+            _client_ip(request),
+            request.headers.get("user-agent"),
+            service.clock.now(),
+        )
+        await service.record_click(click)
+        params["alliance_click"] = click.click_id
+    response = RedirectResponse(append_query(service.landing_url(link), params), status_code=302)
     response.set_cookie(
         VISITOR_COOKIE,
         visitor_id,
         max_age=ONE_YEAR,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=request.url.scheme == "https"
+        or request.headers.get("x-forwarded-proto", "").lower() == "https",
     )
     return response
+
+
+async def _signed_body(request: Request, service: TrackerService) -> tuple[str, bytes]:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise AllianceError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise AllianceError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+    store = service.check_signature(
+        request.headers.get("x-alliance-store"), request.headers.get("x-alliance-signature"), body
+    )
+    return store, body
+
+
+SIGNED = {
+    "X-Alliance-Store": "the store id",
+    "X-Alliance-Signature": "t=<unix seconds>,v1=<hex HMAC-SHA256(webhook secret, "
+    "'<t>.<raw body>')>",
+}
+
+
+@router.post(
+    "/v1/clicks",
+    status_code=202,
+    response_model=ClickAccepted,
+    tags=["links"],
+    openapi_extra={
+        "parameters": [
+            {
+                "in": "header",
+                "name": k,
+                "required": True,
+                "description": v,
+                "schema": {"type": "string"},
+            }
+            for k, v in SIGNED.items()
+        ],
+        "requestBody": {
+            "content": {"application/json": {"schema": ServerClick.model_json_schema()}}
+        },
+    },
+    responses={401: {"description": "Missing, bad or stale signature"}},
+)
+async def record_server_click(request: Request, service: Service) -> Response:
+    """Record a click server to server (store-signed); ``occurred_at`` may be in the past."""
+    store_id, body = await _signed_body(request, service)
+    try:
+        payload = ServerClick.model_validate_json(body)
+    except ValidationError as exc:
+        return JSONResponse(
+            error_body(
+                "invalid_click",
+                "the click is not valid",
+                errors=exc.errors(include_url=False, include_input=False),
+            ),
+            status_code=422,
+        )
+    try:
+        link = service.signer.verify(payload.code)
+    except InvalidCode:
+        raise NotFound("link") from None
+    if link.store_id != store_id:
+        raise AllianceError(403, "foreign_link", "the link belongs to another store")
+    service.check_click_time(payload.occurred_at)
+    click = service.make_click(
+        link,
+        payload.code,
+        payload.visitor_id,
+        payload.ip,
+        payload.user_agent,
+        payload.occurred_at,
+        click_id=f"s2s:{store_id}:{payload.event_id}",
+    )
+    await service.record_click(click)
+    return JSONResponse(
+        ClickAccepted(
+            click_id=click.click_id,
+            suspicious=click.suspicious,
+            suspicious_reason=click.suspicious_reason,
+        ).model_dump(),
+        status_code=202,
+    )
 
 
 @router.post(
@@ -82,25 +205,67 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
     status_code=202,
     response_model=EventsResponse,
     tags=["events"],
-    responses={422: {"description": "No event in the batch is valid"}},
+    openapi_extra={
+        "parameters": [
+            {
+                "in": "header",
+                "name": k,
+                "required": True,
+                "description": v,
+                "schema": {"type": "string"},
+            }
+            for k, v in SIGNED.items()
+        ],
+        "requestBody": {
+            "content": {"application/json": {"schema": EventsRequest.model_json_schema()}}
+        },
+    },
+    responses={
+        401: {"description": "Missing, bad or stale signature"},
+        413: {"description": "Body over 5 MiB or more than 1,000 events"},
+        422: {"description": "No event in the batch is valid"},
+    },
 )
-async def post_events(
-    body: EventsRequest,
-    service: Service,
-    store_id: Annotated[str, Header(alias="X-Alliance-Store", min_length=1, max_length=128)],
-) -> Response:
-    """Accept a batch of storefront events; answer once every accepted one is on Kafka."""
-    valid, results = service.validate_events(store_id, body.events)
-    await service.publish_events(valid)
+async def post_events(request: Request, service: Service) -> Response:
+    """Accept a batch of storefront events (store-signed); answer once every accepted one is
+    acknowledged by Kafka. Each event is judged on its own."""
+    store_id, body = await _signed_body(request, service)
+    try:
+        data: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise AllianceError(422, "invalid_json", "the body is not JSON") from None
+    events = data.get("events") if isinstance(data, dict) else None
+    if not isinstance(events, list):
+        raise AllianceError(422, "invalid_body", 'the body is {"events": [...]}')
+    if len(events) > MAX_EVENTS:
+        raise AllianceError(413, "too_many_events", f"at most {MAX_EVENTS} events per request")
+    valid, results = service.validate_events(store_id, events)
+    await service.publish_events(store_id, valid)
     payload = EventsResponse(
         accepted=sum(r.status == "accepted" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),
         rejected=sum(r.status == "rejected" for r in results),
         results=results,
     )
-    if results and not valid:
+    if payload.rejected and payload.rejected == len(results):
         return JSONResponse(
             error_body("no_valid_events", "no event in the batch is valid", **payload.model_dump()),
             status_code=422,
         )
     return JSONResponse(payload.model_dump(), status_code=202)
+
+
+@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
+async def metrics(service: Service) -> str:
+    """Prometheus text format: click and event counters, the spool's depth."""
+    lines = [
+        "# HELP alliance_tracker_spool_bytes Bytes of clicks waiting in the local spool",
+        "# TYPE alliance_tracker_spool_bytes gauge",
+        f"alliance_tracker_spool_bytes {service.spool.depth_bytes}",
+        "# HELP alliance_tracker_total Counters of the tracker",
+        "# TYPE alliance_tracker_total counter",
+    ]
+    lines += [
+        f'alliance_tracker_total{{what="{k}"}} {v}' for k, v in sorted(service.metrics.items())
+    ]
+    return "\n".join(lines) + "\n"

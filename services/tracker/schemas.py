@@ -6,20 +6,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Ident
+from shared.events import Ident, UtcDatetime
 
 
 class LinkRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"affiliate_id": "aff-a", "store_id": "s1", "product_id": "p1", "sub_id": "blog"}
-            ]
-        },
+        json_schema_extra={"examples": [{"store_id": "s1", "product_id": "p1", "sub_id": "blog"}]},
     )
 
-    affiliate_id: Ident
     store_id: Ident
     product_id: Ident | None = None
     sub_id: Ident | None = None
@@ -73,6 +68,39 @@ class EventsRequest(BaseModel):
     )
 
     events: list[dict[str, Any]] = Field(max_length=1000)
+
+
+class ServerClick(BaseModel):
+    """A click recorded server to server (cookie-less tracking, imports of past clicks)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "event_id": "clk-778",
+                    "code": "k1.YWZmLWEfczEfcDEf.jwin1yEvPTPBsQUS",
+                    "visitor_id": "v-42",
+                    "occurred_at": "2026-03-01T11:58:00Z",
+                    "ip": "203.0.113.7",
+                    "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+                }
+            ]
+        },
+    )
+
+    event_id: Ident
+    code: str = Field(max_length=512)
+    visitor_id: Ident
+    occurred_at: UtcDatetime
+    ip: str | None = Field(None, max_length=64)
+    user_agent: str | None = Field(None, max_length=2048)
+
+
+class ClickAccepted(BaseModel):
+    click_id: str
+    suspicious: bool
+    suspicious_reason: str | None
 
 
 class EventResult(BaseModel):

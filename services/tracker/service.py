@@ -3,19 +3,38 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from services.tracker.directory import Directory
 from services.tracker.links import Link, LinkSigner
+from services.tracker.quality import FloodGuard, SelfReferral, is_bot, suspicion
 from services.tracker.schemas import EventResult
+from services.tracker.spool import ClickSpool, SpoolFull
 from shared.clock import Clock
 from shared.config import Settings
-from shared.events import Click, OrderEvent, OrderPlaced, Topic, encode, order_event_adapter
+from shared.events import (
+    Click,
+    OrderPlaced,
+    PageView,
+    ProductUpserted,
+    StorefrontEvent,
+    Topic,
+    encode,
+    storefront_event_adapter,
+)
+from shared.http import AllianceError
 from shared.ids import new_id
+from shared.secrets import hash_key, verify_signature, webhook_secret
+
+log = logging.getLogger(__name__)
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
@@ -25,32 +44,96 @@ def append_query(url: str, params: dict[str, str]) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def store_page(template: str) -> str:
+    """The store page of a landing template: its origin (a link without product lands there)."""
+    parts = urlsplit(template)
+    return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
+
+
+class Unauthorized(AllianceError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(401, "unauthorized", "missing or invalid credentials", reason=reason)
+
+
 @dataclass
 class TrackerService:
     settings: Settings
     signer: LinkSigner
     producer: AIOKafkaProducer
     clock: Clock
+    directory: Directory
+    spool: ClickSpool
+    flood: FloodGuard = field(init=False)
+    self_referral: SelfReferral = field(default_factory=SelfReferral)
+    metrics: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        self.flood = FloodGuard(self.settings.flood_clicks_per_minute)
+
+    # -- links ------------------------------------------------------------------------------
+
+    def affiliate_for_key(self, api_key: str | None) -> str:
+        affiliate = self.directory.affiliate_keys.get(hash_key(api_key)) if api_key else None
+        if affiliate is None:
+            raise Unauthorized("unknown affiliate key")
+        return affiliate
+
+    def create_link(
+        self,
+        affiliate_id: str,
+        store_id: str,
+        product_id: str | None,
+        sub_id: str | None,
+        ip: str | None,
+    ) -> str:
+        store = self.directory.stores.get(store_id)
+        if store is None:
+            raise AllianceError(404, "store_not_found", "no such store", store_id=store_id)
+        if product_id is not None and product_id not in self.directory.products.get(
+            store_id, set()
+        ):
+            raise AllianceError(404, "product_not_found", "no such product", product_id=product_id)
+        if not store.in_program:
+            raise AllianceError(409, "store_not_in_program", "the store is not in the program")
+        if ip:
+            self.self_referral.saw(affiliate_id, ip, self.clock.now().timestamp())
+        return self.signer.sign(Link(affiliate_id, store_id, product_id, sub_id))
 
     def landing_url(self, link: Link) -> str:
-        template = (
-            self.settings.landing_url_template
-            if link.product_id
-            else self.settings.store_url_template
-        )
-        return template.format(store_id=link.store_id, product_id=link.product_id or "")
+        store = self.directory.stores.get(link.store_id)
+        template = store.landing_url_template if store else self.settings.landing_url_template
+        if link.product_id:
+            return template.format(store_id=link.store_id, product_id=link.product_id)
+        if store:
+            return store_page(template)
+        return self.settings.store_url_template.format(store_id=link.store_id)
 
-    def link_url(self, base_url: str, code: str) -> str:
-        return f"{base_url.rstrip('/')}/r/{code}"
+    # -- clicks -----------------------------------------------------------------------------
 
-    async def record_click(
-        self, link: Link, code: str, visitor_id: str, ip: str | None, user_agent: str | None
+    def make_click(
+        self,
+        link: Link,
+        code: str,
+        visitor_id: str,
+        ip: str | None,
+        user_agent: str | None,
+        occurred_at: datetime,
+        click_id: str | None = None,
     ) -> Click:
-        """Publish the click and return once Kafka acknowledged it (acks=all)."""
         now = self.clock.now()
-        click = Click(
-            event_id=new_id(),
-            occurred_at=now,
+        ts = now.timestamp()
+        flooded = self.flood.flooded(code, [f"v:{visitor_id}"] + ([f"ip:{ip}"] if ip else []), ts)
+        reason = suspicion(
+            bot=is_bot(user_agent),
+            flooded=flooded,
+            self_referral=self.self_referral.is_self(link.affiliate_id, ip, ts),
+        )
+        self.metrics["clicks"] += 1
+        if reason:
+            self.metrics[f"clicks_suspicious_{reason}"] += 1
+        return Click(
+            event_id=click_id or new_id(),
+            occurred_at=occurred_at,
             received_at=now,
             affiliate_id=link.affiliate_id,
             store_id=link.store_id,
@@ -58,57 +141,160 @@ class TrackerService:
             sub_id=link.sub_id,
             link_code=code,
             visitor_id=visitor_id,
+            suspicious=reason is not None,
+            suspicious_reason=reason,
             ip=ip,
             user_agent=user_agent[:512] if user_agent else None,
         )
-        await self.producer.send_and_wait(
-            self.settings.topic(Topic.CLICKS), encode(click), key=visitor_id.encode()
+
+    async def record_click(self, click: Click) -> None:
+        """Return once the click is durable: acknowledged by Kafka within the deadline, else
+        fsynced to the local spool (sent later). Never waits long on a broken broker."""
+        payload = encode(click)
+        try:
+            await asyncio.wait_for(
+                self.producer.send_and_wait(
+                    self.settings.topic(Topic.CLICKS), payload, key=click.visitor_id.encode()
+                ),
+                timeout=self.settings.click_ack_timeout_ms / 1000,
+            )
+            return
+        except Exception as exc:  # timeout or broker error: fall back to the spool
+            self.metrics["clicks_spooled"] += 1
+            log.warning("click %s spooled (%s)", click.click_id, type(exc).__name__)
+        try:
+            await self.spool.append(payload)
+        except SpoolFull:
+            self.metrics["clicks_lost_spool_full"] += 1
+            log.error("click %s lost: spool full", click.click_id)
+
+    async def send_spooled(self, records: list[bytes]) -> None:
+        """Send spooled clicks and return once Kafka acknowledged every one."""
+        topic = self.settings.topic(Topic.CLICKS)
+        futures = []
+        for raw in records:
+            click = Click.model_validate_json(raw)
+            futures.append(await self.producer.send(topic, raw, key=click.visitor_id.encode()))
+        await asyncio.gather(*futures)
+
+    # -- storefront events ------------------------------------------------------------------
+
+    def check_signature(self, store_id: str | None, header: str | None, body: bytes) -> str:
+        """The store whose webhook secret signed ``body``, else 401."""
+        store = self.directory.stores.get(store_id) if store_id else None
+        if store is None or not header:
+            raise Unauthorized("missing store or signature" if store else "unknown store")
+        secrets_ = [
+            webhook_secret(self.settings.secret_key, store.store_id, v)
+            for v in store.secret_versions
+        ]
+        problem = verify_signature(
+            secrets_, header, body, int(self.clock.now().timestamp()), self.settings.event_max_age_s
         )
-        return click
+        if problem is not None:
+            raise Unauthorized(f"signature {problem}")
+        return store.store_id
 
     def validate_events(
-        self, store_id: str, raw_events: list[dict[str, Any]]
-    ) -> tuple[list[OrderEvent], list[EventResult]]:
-        """Validate each event on its own; a bad one never drops its valid neighbours."""
-        valid: list[OrderEvent] = []
+        self, store_id: str, raw_events: list[Any]
+    ) -> tuple[list[StorefrontEvent], list[EventResult]]:
+        """Validate each event on its own; a bad one never drops its valid neighbours.
+        Duplicates (seen within the dedup horizon, or twice in the batch) are not re-sent."""
+        valid: list[StorefrontEvent] = []
         results: list[EventResult] = []
-        seen: set[str] = set()
+        now = self.clock.now().timestamp()
         for index, raw in enumerate(raw_events):
             event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            if not isinstance(raw, dict):
+                results.append(
+                    _rejected(
+                        index,
+                        None,
+                        [
+                            {
+                                "loc": [],
+                                "type": "object_required",
+                                "msg": "an event is a JSON object",
+                            }
+                        ],
+                    )
+                )
+                continue
             try:
-                event = order_event_adapter.validate_python({**raw, "store_id": store_id})
+                event = storefront_event_adapter.validate_python({**raw, "store_id": store_id})
             except ValidationError as exc:
                 errors = [
                     {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]}
                     for e in exc.errors(include_url=False, include_input=False)
                 ]
+                results.append(_rejected(index, event_id, errors))
+                continue
+            if raw.get("store_id") not in (None, store_id):
                 results.append(
-                    EventResult(
-                        index=index, event_id=_str(event_id), status="rejected", errors=errors
+                    _rejected(
+                        index,
+                        event_id,
+                        [
+                            {
+                                "loc": ["store_id"],
+                                "type": "store_mismatch",
+                                "msg": "events may only be posted by their own store",
+                            }
+                        ],
                     )
                 )
                 continue
-            if event.event_id in seen:
+            if not self.directory.claim(store_id, event.event_id, now):
                 results.append(
                     EventResult(index=index, event_id=event.event_id, status="duplicate")
                 )
                 continue
-            seen.add(event.event_id)
             valid.append(event)
             results.append(EventResult(index=index, event_id=event.event_id, status="accepted"))
         return valid, results
 
-    async def publish_events(self, events: list[OrderEvent]) -> None:
-        """Send every event and return once Kafka acknowledged all of them."""
-        topic = self.settings.topic(Topic.ORDERS)
+    async def publish_events(self, store_id: str, events: list[StorefrontEvent]) -> None:
+        """Send every event and return once Kafka acknowledged all of them. On failure the
+        events are forgotten as seen, so that the storefront's retry is not a duplicate."""
         futures = []
+        try:
+            for event in events:
+                topic, key = self._route(event)
+                futures.append(
+                    await self.producer.send(
+                        self.settings.topic(topic), encode(event), key=key.encode()
+                    )
+                )
+            await asyncio.gather(*futures)
+        except Exception:
+            for event in events:
+                self.directory.release(store_id, event.event_id)
+            raise
         for event in events:
-            # order_placed goes with the visitor's clicks (the attribution join); the rest of an
-            # order's life is keyed by order id.
-            key = event.visitor_id if isinstance(event, OrderPlaced) else event.order_id
-            futures.append(await self.producer.send(topic, encode(event), key=key.encode()))
-        await asyncio.gather(*futures)
+            self.metrics[f"events_{event.type}"] += 1
+
+    @staticmethod
+    def _route(event: StorefrontEvent) -> tuple[Topic, str]:
+        if isinstance(event, PageView):
+            return Topic.PAGE_VIEWS, event.visitor_id
+        if isinstance(event, ProductUpserted):
+            return Topic.CATALOG, f"{event.store_id}:{event.product_id}"
+        if isinstance(event, OrderPlaced):
+            # placed orders go with the visitor's clicks (the attribution join)
+            return Topic.ORDERS, event.visitor_id
+        return Topic.ORDERS, event.order_id
+
+    def check_click_time(self, occurred_at: datetime) -> None:
+        if occurred_at > self.clock.now() + timedelta(minutes=5):
+            raise AllianceError(
+                422, "occurred_in_future", "occurred_at is more than 5 minutes ahead"
+            )
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _rejected(index: int, event_id: object, errors: list[dict[str, Any]]) -> EventResult:
+    return EventResult(
+        index=index,
+        event_id=event_id if isinstance(event_id, str) else None,
+        status="rejected",
+        errors=errors,
+    )

@@ -17,6 +17,12 @@ from shared.config import Settings
 
 T = TypeVar("T")
 
+#: Buyers use browsers: httpx's own user agent is (rightly) a bot to the click-quality check.
+BROWSER_UA = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
 
 @dataclass
 class Services:
@@ -44,7 +50,9 @@ async def running(settings: Settings, clock: Clock | None = None) -> AsyncIterat
             await stack.enter_async_context(app.router.lifespan_context(app))
             clients[name] = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.test"
+                    transport=httpx.ASGITransport(app=app),
+                    base_url=f"http://{name}.test",
+                    headers={"User-Agent": BROWSER_UA},
                 )
             )
         yield Services(clients["tracker"], clients["attribution"], clients["commission"], apps)
@@ -60,3 +68,132 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s")
         await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Store:
+    store_id: str
+    api_key: str
+    secret: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def admin(settings: Settings) -> dict[str, str]:
+    return {"Authorization": f"Bearer {settings.admin_token}"}
+
+
+async def signed_post(
+    client: httpx.AsyncClient, path: str, store: Store, payload: object, *, at: int | None = None
+) -> httpx.Response:
+    """POST ``payload`` signed with the store's webhook secret, as a storefront does."""
+    import orjson
+
+    from shared.secrets import signature_header
+
+    body = orjson.dumps(payload)
+    stamp = at if at is not None else int(time.time())
+    headers = {
+        "X-Alliance-Store": store.store_id,
+        "X-Alliance-Signature": signature_header(store.secret, stamp, body),
+        "Content-Type": "application/json",
+    }
+    return await client.post(path, content=body, headers=headers)
+
+
+async def new_store(
+    svc: Services,
+    settings: Settings,
+    store_id: str,
+    *,
+    products: tuple[str, ...] = ("p1",),
+    join: bool = True,
+    rate: str | None = None,
+) -> Store:
+    """Register a store, join it, and upload its products (once the tracker knows the store)."""
+    resp = await svc.commission.post(
+        "/v1/admin/stores",
+        json={
+            "store_id": store_id,
+            "name": store_id,
+            "landing_url_template": f"https://{store_id}.shop.example/item/{{product_id}}",
+        },
+        headers=admin(settings),
+    )
+    assert resp.status_code == 201, resp.text
+    store = Store(store_id, resp.json()["api_key"], resp.json()["webhook_secret"])
+    if join:
+        body = {"default_rate": rate} if rate else {}
+        joined = await svc.commission.post(
+            f"/v1/stores/{store_id}/program/join", json=body, headers=store.auth
+        )
+        assert joined.status_code == 200, joined.text
+    events = [
+        {
+            "event_id": f"cat-{store_id}-{p}",
+            "type": "product_upserted",
+            "occurred_at": _now(),
+            "product_id": p,
+            "category_id": "c1",
+            "title": f"Product {p}",
+            "price": "10.00",
+            "currency": "USD",
+        }
+        for p in products
+    ]
+
+    async def known() -> Store | None:
+        resp = await signed_post(svc.tracker, "/v1/events", store, {"events": events})
+        if resp.status_code == 401:
+            return None  # the tracker has not seen the store yet
+        assert resp.status_code == 202, resp.text
+        return store
+
+    return await eventually(known)
+
+
+async def new_affiliate(svc: Services, settings: Settings, affiliate_id: str) -> str:
+    resp = await svc.commission.post(
+        "/v1/admin/affiliates",
+        json={"affiliate_id": affiliate_id, "name": affiliate_id},
+        headers=admin(settings),
+    )
+    assert resp.status_code == 201, resp.text
+    key: str = resp.json()["api_key"]
+    return key
+
+
+async def new_link(
+    svc: Services, key: str, store_id: str, product_id: str | None = None
+) -> dict[str, object]:
+    """An affiliate's link, fetched from the affiliate's own address (not the buyers': a click
+    from the address that created the link is a self-referral). Retries until the tracker has
+    caught up with the directory and catalog."""
+    body = {"store_id": store_id} | ({"product_id": product_id} if product_id else {})
+    if "tracker" in svc.apps:
+        transport = httpx.ASGITransport(app=svc.apps["tracker"], client=("198.51.100.7", 40000))
+        client = httpx.AsyncClient(transport=transport, base_url="http://tracker.test")
+    else:
+        # through the (trusted, loopback) proxy header: the affiliate is not the buyer
+        client = httpx.AsyncClient(
+            base_url=str(svc.tracker.base_url), headers={"X-Forwarded-For": "198.51.100.7"}
+        )
+
+    async def fetched() -> dict[str, object] | None:
+        resp = await client.post("/v1/links", json=body, headers={"Authorization": f"Bearer {key}"})
+        if resp.status_code in (401, 404, 409):
+            return None
+        assert resp.status_code == 201, resp.text
+        link: dict[str, object] = resp.json()
+        return link
+
+    async with client:
+        return await eventually(fetched)
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -15,7 +14,17 @@ from shared import procs
 from shared.cli import SERVICES
 from shared.config import Settings
 from tests.conftest import free_ports
-from tests.integration.harness import eventually
+from tests.integration.harness import (
+    BROWSER_UA,
+    Services,
+    admin,
+    eventually,
+    new_affiliate,
+    new_link,
+    new_store,
+    signed_post,
+)
+from tests.integration.test_pipeline import completed, placed
 
 pytestmark = pytest.mark.integration
 
@@ -29,6 +38,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ALLIANCE_TRACKER_PORT": str(settings.tracker_port),
         "ALLIANCE_ATTRIBUTION_PORT": str(settings.attribution_port),
         "ALLIANCE_COMMISSION_PORT": str(settings.commission_port),
+        "ALLIANCE_SPOOL_DIR": str(settings.spool_path),
     }
 
 
@@ -41,6 +51,7 @@ async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
             "tracker_port": tracker_port,
             "attribution_port": attribution_port,
             "commission_port": commission_port,
+            "spool_dir": tmp_path / "spool",
         }
     )
     run_dir = tmp_path / "run"
@@ -48,60 +59,40 @@ async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
     try:
         for port in (s.tracker_port, s.attribution_port, s.commission_port):
             procs.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
-        uid = uuid.uuid4().hex[:8]
-        store, order_id = f"s-{uid}", f"o-{uid}"
-        tracker = httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.tracker_port}")
-        commission = httpx.AsyncClient(base_url=f"http://127.0.0.1:{s.commission_port}")
-        async with tracker, commission:
-            assert (
-                await commission.post(
-                    f"/v1/stores/{store}/program/join", json={"default_rate": "0.1"}
-                )
-            ).status_code == 200
-            code = (
-                await tracker.post("/v1/links", json={"affiliate_id": "aff-e2e", "store_id": store})
-            ).json()["code"]
-            redirect = await tracker.get(f"/r/{code}")
-            assert redirect.status_code == 302
-            assert redirect.headers["location"].startswith(f"https://{store}.shop.example/")
-            visitor = parse_qs(urlsplit(redirect.headers["location"]).query)["alliance_vid"][0]
-            now = datetime.now(UTC).isoformat()
-            events = [
-                {
-                    "event_id": f"{order_id}-p",
-                    "type": "order_placed",
-                    "occurred_at": now,
-                    "order_id": order_id,
-                    "visitor_id": visitor,
-                    "currency": "EUR",
-                    "items": [
-                        {
-                            "product_id": "p9",
-                            "quantity": 3,
-                            "unit_price": "9.99",
-                            "shipping_fee": "2.00",
-                        }
-                    ],
-                },
-                {
-                    "event_id": f"{order_id}-c",
-                    "type": "order_completed",
-                    "occurred_at": now,
-                    "order_id": order_id,
-                },
-            ]
-            resp = await tracker.post(
-                "/v1/events", json={"events": events}, headers={"X-Alliance-Store": store}
+        u = uuid.uuid4().hex[:8]
+        clients = [
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{port}", headers={"User-Agent": BROWSER_UA}
             )
-            assert resp.status_code == 202
+            for port in (s.tracker_port, s.attribution_port, s.commission_port)
+        ]
+        svc = Services(clients[0], clients[1], clients[2], apps={})
+        async with clients[0], clients[1], clients[2]:
+            store = await new_store(svc, s, f"s-{u}", products=("p9",), rate="0.1")
+            key = await new_affiliate(svc, s, f"aff-{u}")
+            link = await new_link(svc, key, store.store_id, "p9")
+            redirect = await svc.tracker.get(f"/r/{link['code']}")
+            assert redirect.status_code == 302
+            location = redirect.headers["location"]
+            assert location.startswith(f"https://{store.store_id}.shop.example/item/p9?")
+            visitor = parse_qs(urlsplit(location).query)["alliance_vid"][0]
+            order_id = f"o-{u}"
+            order = placed(order_id, visitor, price="9.99", qty=3, ship="2.00") | {
+                "currency": "EUR"
+            }
+            order["items"][0]["product_id"] = "p9"
+            resp = await signed_post(
+                svc.tracker, "/v1/events", store, {"events": [order, completed(order_id)]}
+            )
+            assert resp.status_code == 202, resp.text
 
             async def settled() -> dict[str, str] | None:
-                r = await commission.get(f"/v1/orders/{order_id}")
+                r = await svc.commission.get(f"/v1/orders/{order_id}", headers=admin(s))
                 body: dict[str, str] = r.json()
                 return body if r.status_code == 200 and body["payable"] != "0.00" else None
 
             view = await eventually(settled)
-            assert view["affiliate_id"] == "aff-e2e"
+            assert view["affiliate_id"] == f"aff-{u}"
             assert view["payable"] == "2.80"  # (3 × 9.99 − 2.00) × 10% = 2.797 → 2.80
             assert view["currency"] == "EUR"
     finally:

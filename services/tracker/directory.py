@@ -1,0 +1,138 @@
+"""What the tracker knows without a database: stores, affiliates, catalog, recent event ids.
+
+All of it is read from Kafka into memory: the compacted ``directory`` topic (stores and
+affiliates, published by the commission service) and ``catalog`` from the beginning, and the
+storefront topics from ``now - dedup horizon`` so that a restarted tracker still recognises
+duplicates. The feed keeps tailing, so several trackers converge on the same view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Directory:
+    stores: dict[str, StoreEntry] = field(default_factory=dict)
+    affiliate_keys: dict[str, str] = field(default_factory=dict)  # key hash → affiliate id
+    products: dict[str, set[str]] = field(default_factory=dict)  # store id → product ids
+    _seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (store, event id) → time
+
+    def apply_directory(self, raw: bytes) -> None:
+        entry = directory_adapter.validate_json(raw)
+        if isinstance(entry, StoreEntry):
+            self.stores[entry.store_id] = entry
+        elif isinstance(entry, AffiliateEntry):
+            self.affiliate_keys = {
+                h: a for h, a in self.affiliate_keys.items() if a != entry.affiliate_id
+            }
+            self.affiliate_keys[entry.key_hash] = entry.affiliate_id
+
+    def apply_storefront(self, raw: bytes, now: float) -> None:
+        """Remember the event id; a catalog event also adds its product."""
+        data = orjson.loads(raw)
+        store, event_id = data.get("store_id"), data.get("event_id")
+        if isinstance(store, str) and isinstance(event_id, str):
+            self._seen.setdefault((store, event_id), now)
+        if data.get("type") == "product_upserted" and isinstance(store, str):
+            self.products.setdefault(store, set()).add(str(data["product_id"]))
+
+    def claim(self, store_id: str, event_id: str, now: float) -> bool:
+        """True the first time (store, event id) is seen within the horizon."""
+        key = (store_id, event_id)
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+    def release(self, store_id: str, event_id: str) -> None:
+        """Forget a claim whose event could not be sent (so a retry is not a duplicate)."""
+        self._seen.pop((store_id, event_id), None)
+
+    def expire(self, older_than: float) -> None:
+        self._seen = {k: t for k, t in self._seen.items() if t >= older_than}
+
+
+class DirectoryFeed:
+    """Tails the topics into a :class:`Directory`. :meth:`start` returns once caught up."""
+
+    def __init__(
+        self, bootstrap: str, prefix: str, directory: Directory, horizon: timedelta
+    ) -> None:
+        self.directory = directory
+        self.horizon = horizon
+        self.full = {f"{prefix}{Topic.DIRECTORY}", f"{prefix}{Topic.CATALOG}"}
+        self.recent = {f"{prefix}{Topic.ORDERS}", f"{prefix}{Topic.PAGE_VIEWS}"}
+        self.directory_topic = f"{prefix}{Topic.DIRECTORY}"
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self._stopping = asyncio.Event()
+        self.caught_up = False
+
+    async def start(self, now: datetime) -> None:
+        await self.consumer.start()
+        # aiokafka's public topics() discards the partition map; ask the client for it
+        cluster = await self.consumer._client.fetch_all_metadata()
+        tps: list[TopicPartition] = []
+        for topic in sorted(self.full | self.recent):
+            parts = cluster.partitions_for_topic(topic)
+            if not parts:
+                raise RuntimeError(f"topic {topic} does not exist: run `alliance stack up`")
+            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        since_ms = int((now - self.horizon).timestamp() * 1000)
+        recent = [tp for tp in tps if tp.topic in self.recent]
+        found = await self.consumer.offsets_for_times({tp: since_ms for tp in recent})
+        for tp in tps:
+            if tp.topic in self.full:
+                await self.consumer.seek_to_beginning(tp)
+            elif found.get(tp) is not None:
+                self.consumer.seek(tp, found[tp].offset)
+            else:
+                await self.consumer.seek_to_end(tp)
+        end = await self.consumer.end_offsets(tps)
+        while [tp for tp, off in end.items() if await self.consumer.position(tp) < off]:
+            await self._poll(500)
+        self.caught_up = True
+
+    async def _poll(self, timeout_ms: int) -> None:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        now = time.time()
+        for tp, records in batches.items():
+            for rec in records:
+                if rec.value is None:
+                    continue
+                try:
+                    if tp.topic == self.directory_topic:
+                        self.directory.apply_directory(rec.value)
+                    else:
+                        self.directory.apply_storefront(rec.value, rec.timestamp / 1000 or now)
+                except (ValidationError, ValueError) as exc:
+                    log.warning("directory feed skipped %s@%d: %s", tp, rec.offset, exc)
+
+    async def run(self) -> None:
+        last_sweep = time.time()
+        try:
+            while not self._stopping.is_set():
+                await self._poll(200)
+                if time.time() - last_sweep > 60:
+                    self.directory.expire(time.time() - self.horizon.total_seconds())
+                    last_sweep = time.time()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
