@@ -95,14 +95,15 @@ class DirectoryFeed:
         since_ms = int((now - self.horizon).timestamp() * 1000)
         recent = [tp for tp in tps if tp.topic in self.recent]
         found = await self.consumer.offsets_for_times({tp: since_ms for tp in recent})
-        for tp in tps:
-            if tp.topic in self.full:
-                await self.consumer.seek_to_beginning(tp)
-            elif found.get(tp) is not None:
-                self.consumer.seek(tp, found[tp].offset)
-            else:
-                await self.consumer.seek_to_end(tp)
+        # explicit offsets: seek_to_beginning/end wait for the fetcher, ~0.5 s a call
+        first = await self.consumer.beginning_offsets(tps)
         end = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            hit = found.get(tp) if tp.topic in self.recent else None
+            if tp.topic in self.full:
+                self.consumer.seek(tp, first[tp])
+            else:
+                self.consumer.seek(tp, hit.offset if hit is not None else end[tp])
         while [tp for tp, off in end.items() if await self.consumer.position(tp) < off]:
             await self._poll(500)
         self.caught_up = True

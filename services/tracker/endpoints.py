@@ -75,9 +75,9 @@ async def create_link(body: LinkRequest, request: Request, service: Service) -> 
     )
 
 
-@router.api_route(
+@router.head("/r/{code}", include_in_schema=False)
+@router.get(
     "/r/{code}",
-    methods=["GET", "HEAD"],
     status_code=302,
     tags=["links"],
     responses={302: {"description": "To the landing page"}, 404: {"description": "Unknown code"}},
