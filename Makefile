@@ -45,5 +45,9 @@ test: install
 	$(BIN)/alliance stack up; \
 	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+## bench-tracker: the click redirect under load next to a bare FastAPI endpoint
+bench-tracker: install
+	$(BIN)/python -m bench.tracker.run
+
 clean: down
 	rm -rf .stack

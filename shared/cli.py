@@ -83,6 +83,53 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _admin(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import json
+
+    from services.commission.principals import AdminService
+    from shared.clock import SystemClock
+    from shared.db import make_engine, make_sessions
+    from shared.secrets import PrincipalKind
+
+    async def create() -> dict[str, str]:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session, session.begin():
+                admin = AdminService(settings.secret_key, settings.topic_prefix)
+                kinds: dict[str, PrincipalKind] = {
+                    "create-store": "store",
+                    "create-affiliate": "affiliate",
+                    "create-finance-user": "finance",
+                }
+                kind = kinds[args.action]
+                keys = await admin.create(
+                    session,
+                    kind,
+                    args.id,
+                    args.name or args.id,
+                    SystemClock().now(),
+                    args.landing_url,
+                )
+                return {"id": args.id, **keys}
+        finally:
+            await engine.dispose()
+
+    if args.action == "create-store" and not args.landing_url:
+        print("create-store needs --landing-url (e.g. https://shop.example/item/{product_id})")
+        return 2
+    from shared.http import AllianceError
+
+    try:
+        created = asyncio.run(create())
+    except AllianceError as exc:
+        print(f"error: {exc.message} ({exc.code})")
+        return 1
+    print(json.dumps(created, indent=2))
+    print("keys are shown once; the commission service publishes the new principal to the tracker")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -101,6 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in SERVICES:
         sub.add_parser(name, help=f"run the {name} service (foreground)")
     sub.add_parser("migrate", help="apply the database migrations")
+    admin = sub.add_parser("admin", help="create stores, affiliates and finance users")
+    admin.add_argument(
+        "action", choices=["create-store", "create-affiliate", "create-finance-user"]
+    )
+    admin.add_argument("id", help="the store, affiliate or user id")
+    admin.add_argument("--name", help="display name (default: the id)")
+    admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
     demo = sub.add_parser("demo", help="send a small realistic run through the running services")
     demo.add_argument("--orders", type=int, default=12)
     args = parser.parse_args(argv)
@@ -110,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "services": _services,
         "migrate": _migrate,
         "demo": _demo,
+        "admin": _admin,
     }
     if args.command in SERVICES:
         return _serve(args.command, settings)

@@ -32,7 +32,7 @@ from shared.money import ZERO, fmt, from_minor
 router = APIRouter()
 
 
-def get_service(request: Request) -> CommissionService:
+async def get_service(request: Request) -> CommissionService:
     service: CommissionService = request.app.state.service
     return service
 
@@ -40,7 +40,7 @@ def get_service(request: Request) -> CommissionService:
 Service = Annotated[CommissionService, Depends(get_service)]
 
 
-def get_admin(request: Request) -> AdminService:
+async def get_admin(request: Request) -> AdminService:
     admin: AdminService = request.app.state.admin
     return admin
 

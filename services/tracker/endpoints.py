@@ -31,7 +31,8 @@ MAX_EVENTS = 1000
 router = APIRouter()
 
 
-def get_service(request: Request) -> TrackerService:
+async def get_service(request: Request) -> TrackerService:
+    """Async on purpose: FastAPI runs a sync dependency in a thread pool, per request."""
     service: TrackerService = request.app.state.tracker
     return service
 
@@ -91,7 +92,7 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
         raise NotFound("link") from None
     visitor_id = request.cookies.get(VISITOR_COOKIE) or new_id()
     params = {"alliance_vid": visitor_id}
-    if request.method == "GET" and not is_prefetch(dict(request.headers)):
+    if request.method == "GET" and not is_prefetch(request.headers):
         click = service.make_click(
             link,
             code,

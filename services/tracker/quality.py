@@ -6,6 +6,7 @@ Pure apart from the in-memory counters it is given; the clock is a parameter.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -24,7 +25,7 @@ def is_bot(user_agent: str | None) -> bool:
 PREFETCH_HEADERS = (("purpose", "prefetch"), ("sec-purpose", "prefetch"), ("x-moz", "prefetch"))
 
 
-def is_prefetch(headers: dict[str, str]) -> bool:
+def is_prefetch(headers: Mapping[str, str]) -> bool:
     """A browser or proxy prefetch is never a click."""
     return any(headers.get(name, "").lower().startswith(value) for name, value in PREFETCH_HEADERS)
 

@@ -1,0 +1,172 @@
+"""bench/tracker: the click redirect under load, side by side with a bare FastAPI endpoint.
+
+Starts the stack (if needed), one uvicorn worker of the tracker (Kafka acks=all) and one of a
+bare redirect that does no I/O, then measures with Debian's load generators:
+- throughput: ``wrk`` (64 connections, 10 s) against each;
+- latency at a fixed 1,000 req/s: ``hey`` (10 workers × 100 q/s, redirects not followed).
+Prints both figures, the ratio, and the targets (ratio ≥ 0.6, p99 ≤ 25 ms).
+
+Run: ``make bench-tracker`` (or ``.venv/bin/python -m bench.tracker.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from services.tracker.links import Link, LinkSigner
+from shared import procs
+from shared.config import REPO_ROOT, Settings
+from shared.stack import orchestrate
+
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+
+
+def ensure_tools() -> None:
+    missing = [t for t in ("wrk", "hey") if shutil.which(t) is None]
+    if missing:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True, env=env)
+
+
+def serve(
+    name: str, target: str, port: int, env: dict[str, str], run_dir: Path
+) -> subprocess.Popen[bytes]:
+    log = (run_dir / f"{name}.log").open("ab")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            target,
+            *(["--factory"] if name == "tracker" else []),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+    )
+
+
+def wrk(url: str, seconds: int) -> float:
+    out = subprocess.run(
+        ["wrk", "-t2", "-c64", f"-d{seconds}s", "-H", f"User-Agent: {UA}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+def hey(url: str, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            "10",
+            "-q",
+            "100",
+            "-disable-redirects",
+            "-H",
+            f"User-Agent: {UA}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    for pct in ("50", "99"):
+        m = re.search(rf"{pct}%+ in ([\d.]+) secs", out)
+        figures[f"p{pct}_ms"] = float(m.group(1)) * 1000 if m else float("nan")
+    codes = re.findall(r"\[(\d{3})\]\s+(\d+) responses", out)
+    figures["non_302"] = sum(int(n) for code, n in codes if code != "302")
+    return figures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    ensure_tools()
+    settings = Settings()
+    stack = orchestrate.up(settings)
+    prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+    bench_settings = settings.model_copy(update={"topic_prefix": prefix})
+    import asyncio
+
+    from shared.stack import kafka
+
+    asyncio.run(kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench_settings), 1))
+    tracker_port, bare_port = 18401, 18402
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-tracker-"))
+    env = {
+        "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "ALLIANCE_TOPIC_PREFIX": prefix,
+        "ALLIANCE_SPOOL_DIR": str(run_dir / "spool"),
+    }
+    servers = [
+        serve("tracker", "services.tracker.app:create_app", tracker_port, env, run_dir),
+        serve("bare", "bench.tracker.bare:app", bare_port, env, run_dir),
+    ]
+    try:
+        for port in (tracker_port, bare_port):
+            procs.wait_ready(f"http://127.0.0.1:{port}/docs", timeout_s=60)
+        code = LinkSigner.from_config(settings.link_keys).sign(Link("aff-bench", "s-bench", "p1"))
+        tracker_url = f"http://127.0.0.1:{tracker_port}/r/{code}"
+        bare_url = f"http://127.0.0.1:{bare_port}/r/{code}"
+        wrk(tracker_url, 2), wrk(bare_url, 2)  # warm up
+        bare_rps, tracker_rps = wrk(bare_url, args.seconds), wrk(tracker_url, args.seconds)
+        time.sleep(1)
+        lat_bare, lat_tracker = hey(bare_url, args.seconds), hey(tracker_url, args.seconds)
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=30)
+    ratio = tracker_rps / bare_rps
+    print("bench/tracker — one uvicorn worker each, Kafka acks=all, idempotent producer")
+    print(f"{'':28}{'bare FastAPI':>14}{'tracker /r/{code}':>20}")
+    print(f"{'throughput (wrk, req/s)':28}{bare_rps:>14.0f}{tracker_rps:>20.0f}")
+    print(f"{'at 1,000 req/s: achieved':28}{lat_bare['rps']:>14.0f}{lat_tracker['rps']:>20.0f}")
+    print(
+        f"{'at 1,000 req/s: p50 (ms)':28}{lat_bare['p50_ms']:>14.2f}{lat_tracker['p50_ms']:>20.2f}"
+    )
+    print(
+        f"{'at 1,000 req/s: p99 (ms)':28}{lat_bare['p99_ms']:>14.2f}{lat_tracker['p99_ms']:>20.2f}"
+    )
+    print(f"{'non-302 answers':28}{lat_bare['non_302']:>14.0f}{lat_tracker['non_302']:>20.0f}")
+    p99 = lat_tracker["p99_ms"]
+    print(
+        f"ratio tracker/bare = {ratio:.2f} (target ≥ 0.6); tracker p99 = {p99:.1f} ms (target ≤ 25)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
