@@ -20,6 +20,7 @@ from services.commission.schemas import (
     ItemView,
     JoinRequest,
     LedgerLine,
+    MainProductRequest,
     OrderView,
     ProgramResponse,
     RateRequest,
@@ -123,12 +124,13 @@ async def _program_change(
     service: CommissionService,
     admin: AdminService,
     rate: Decimal | None = None,
+    key: str | None = None,
 ) -> ProgramResponse:
     caller.require_store(store_id)
     if await PrincipalRepository(session).get("store", store_id) is None:
         raise NotFound("store", store_id=store_id)
     actor = f"{caller.kind}:{caller.id}"
-    await service.change_program(session, store_id, kind, actor, rate=rate)
+    await service.change_program(session, store_id, kind, actor, key=key, rate=rate)
     if kind in (OpKind.JOIN, OpKind.EXIT):
         await admin.publish_store(session, store_id, service.clock.now())
     return program_view(store_id, await service.program(session, store_id))
@@ -249,3 +251,75 @@ async def get_ledger(caller: Caller, session: Session, limit: int = 1000) -> lis
         )
         for r in rows
     ]
+
+
+@router.put(
+    "/v1/stores/{store_id}/rates/categories/{category_id}",
+    response_model=ProgramResponse,
+    tags=["program"],
+)
+async def set_category_rate(
+    store_id: str,
+    category_id: str,
+    body: RateRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
+) -> ProgramResponse:
+    """The rate of a category, from now on (orders placed before keep theirs)."""
+    return await _program_change(
+        store_id, OpKind.CATEGORY_RATE, caller, session, service, admin, body.rate, category_id
+    )
+
+
+@router.delete(
+    "/v1/stores/{store_id}/rates/categories/{category_id}",
+    response_model=ProgramResponse,
+    tags=["program"],
+)
+async def delete_category_rate(
+    store_id: str,
+    category_id: str,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
+) -> ProgramResponse:
+    """The category falls back to the default rate from now on."""
+    return await _program_change(
+        store_id, OpKind.CATEGORY_RATE, caller, session, service, admin, None, category_id
+    )
+
+
+@router.put(
+    "/v1/stores/{store_id}/main-products/{product_id}",
+    response_model=ProgramResponse,
+    tags=["program"],
+)
+async def set_main_product(
+    store_id: str,
+    product_id: str,
+    body: MainProductRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
+) -> ProgramResponse:
+    """Make a product a main product (at most 60), with a rate of its own if given."""
+    return await _program_change(
+        store_id, OpKind.MAIN_PRODUCT, caller, session, service, admin, body.rate, product_id
+    )
+
+
+@router.delete(
+    "/v1/stores/{store_id}/main-products/{product_id}",
+    response_model=ProgramResponse,
+    tags=["program"],
+)
+async def delete_main_product(
+    store_id: str, product_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+) -> ProgramResponse:
+    return await _program_change(
+        store_id, OpKind.UNMAIN_PRODUCT, caller, session, service, admin, None, product_id
+    )

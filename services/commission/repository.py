@@ -221,7 +221,8 @@ class CommissionRepository:
         )
         ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
         for r in rows:
-            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, r.rate))
+            rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
+            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate))
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
 
     async def add_program_op(

@@ -82,6 +82,12 @@ class RateRequest(BaseModel):
     rate: DecimalStr
 
 
+class MainProductRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.12"}]})
+
+    rate: DecimalStr | None = None
+
+
 class ProgramResponse(BaseModel):
     store_id: str
     state: str  # joined | exited | never_joined

@@ -37,6 +37,11 @@ from shared.kafka import Received
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
 
 
+def idempotency_key(event: Incoming) -> str:
+    """Event ids are unique per store (storefronts choose them), so the key names the store."""
+    return f"{event.store_id}/{event.event_id}"
+
+
 def line_items(event: OrderPlaced) -> list[LineItem]:
     return [
         LineItem(i.product_id, i.category_id, i.quantity, i.unit_price, i.shipping_fee, i.title)
@@ -68,13 +73,14 @@ class CommissionService:
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         """Apply new events (idempotent by event id), then post what each touched order owes."""
         repo = CommissionRepository(session)
-        fresh = await repo.claim_events([(r.value.event_id, r.topic) for r in batch])
+        fresh = await repo.claim_events([(idempotency_key(r.value), r.topic) for r in batch])
         touched: set[str] = set()
         for rec in batch:
             event = rec.value
-            if event.event_id not in fresh:
+            key = idempotency_key(event)
+            if key not in fresh:
                 continue
-            fresh.discard(event.event_id)  # a duplicate inside the batch applies once
+            fresh.discard(key)  # a duplicate inside the batch applies once
             touched.add(event.order_id)
             await self._apply(repo, event)
         await self.reconcile(repo, touched)
