@@ -138,11 +138,12 @@ class ConsumerPipeline(Generic[T]):
             stored = await self.offsets.load(
                 session, self.name, [(tp.topic, tp.partition) for tp in assigned]
             )
+        # Explicit positions: seek_to_beginning() is lazy, and a fetch already under way from
+        # the group's committed offset would be processed, then rewound and processed again.
+        fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
+        first = await self.consumer.beginning_offsets(fresh) if fresh else {}
         for tp in assigned:
-            if (tp.topic, tp.partition) in stored:
-                self.consumer.seek(tp, stored[(tp.topic, tp.partition)])
-            else:
-                await self.consumer.seek_to_beginning(tp)
+            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), first.get(tp, 0)))
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its current batch, commit it and return."""

@@ -1,0 +1,181 @@
+"""Attribution on the real stream: duplicates, late clicks, poison messages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from services.commission.core import OpKind
+from shared.config import Settings
+from shared.events import Click, OrderCompleted, OrderItem, OrderPlaced, Topic, encode
+from shared.kafka import make_producer
+from tests.integration.harness import Services, admin, eventually, running
+from tests.integration.topics import read_topic
+
+pytestmark = pytest.mark.integration
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def click(u: str, visitor: str, at: datetime, affiliate: str = "aff") -> Click:
+    return Click(
+        event_id=f"c-{u}-{affiliate}-{at.timestamp():.0f}",
+        occurred_at=at,
+        received_at=at,
+        affiliate_id=f"{affiliate}-{u}",
+        store_id=f"s-{u}",
+        link_code="k1.x.y",
+        visitor_id=visitor,
+    )
+
+
+def order(u: str, visitor: str, at: datetime, n: int = 1) -> OrderPlaced:
+    return OrderPlaced(
+        event_id=f"o-{u}-{n}-p",
+        occurred_at=at,
+        store_id=f"s-{u}",
+        order_id=f"o-{u}-{n}",
+        visitor_id=visitor,
+        currency="USD",
+        items=[OrderItem(product_id="p1", quantity=1, unit_price=Decimal("100.00"))],
+    )
+
+
+async def produce(settings: Settings, items: list[tuple[Topic, str, bytes]]) -> None:
+    producer = make_producer(settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        for topic, key, value in items:
+            await producer.send_and_wait(settings.topic(topic), value, key=key.encode())
+    finally:
+        await producer.stop()
+
+
+async def joined_store(svc: Services, settings: Settings, u: str) -> None:
+    """The store, in the program since well before the events (the commission service's own
+    history is written straight into its tables: this test is about the stream)."""
+    from services.commission.service import CommissionService
+    from shared.clock import FixedClock
+
+    resp = await svc.commission.post(
+        "/v1/admin/stores",
+        json={
+            "store_id": f"s-{u}",
+            "name": "s",
+            "landing_url_template": "https://x.example/{product_id}",
+        },
+        headers=admin(settings),
+    )
+    assert resp.status_code == 201
+    sessions = svc.apps["commission"].state.sessions
+    async with sessions() as session, session.begin():
+        service = CommissionService(FixedClock(NOW - timedelta(days=60)))
+        await service.change_program(session, f"s-{u}", OpKind.JOIN, "test")
+
+
+async def view(
+    svc: Services, settings: Settings, order_id: str, **want: Any
+) -> dict[str, Any] | None:
+    resp = await svc.commission.get(f"/v1/orders/{order_id}", headers=admin(settings))
+    if resp.status_code != 200:
+        return None
+    body: dict[str, Any] = resp.json()
+    return body if all(body.get(k) == v for k, v in want.items()) else None
+
+
+async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arrives(
+    settings: Settings,
+) -> None:
+    u = uuid.uuid4().hex[:8]
+    async with running(settings) as svc:
+        await joined_store(svc, settings, u)
+        o = order(u, f"v-{u}", NOW)
+        await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
+        await eventually(
+            lambda: view(svc, settings, o.order_id, attribution_decided=True, affiliate_id=None)
+        )
+        late = click(u, f"v-{u}", NOW - timedelta(days=2))
+        await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
+        got = await eventually(lambda: view(svc, settings, o.order_id, affiliate_id=f"aff-{u}"))
+        assert got["estimated"] == "6.00"
+        done = OrderCompleted(
+            event_id=f"{o.order_id}-c", occurred_at=NOW, store_id=o.store_id, order_id=o.order_id
+        )
+        await produce(settings, [(Topic.ORDERS, o.order_id, encode(done))])
+        got = await eventually(lambda: view(svc, settings, o.order_id, status="completed"))
+        assert got["payable"] == "6.00"
+    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    assert [(d["type"], d["revision"], d["affiliate_id"]) for d in decisions] == [
+        ("attribution", 0, None),
+        ("attribution_changed", 1, f"aff-{u}"),
+    ]
+
+
+async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> None:
+    u = uuid.uuid4().hex[:8]
+    c1, c2 = (
+        click(u, f"v-{u}", NOW - timedelta(days=3), "a"),
+        click(u, f"v-{u}", NOW - timedelta(days=1), "b"),
+    )
+    o = order(u, f"v-{u}", NOW)
+    done = OrderCompleted(
+        event_id=f"{o.order_id}-c", occurred_at=NOW, store_id=o.store_id, order_id=o.order_id
+    )
+    events = [
+        (Topic.CLICKS, c1.visitor_id, encode(c1)),
+        (Topic.CLICKS, c2.visitor_id, encode(c2)),
+        (Topic.ORDERS, o.visitor_id, encode(o)),
+        (Topic.ORDERS, o.order_id, encode(done)),
+    ]
+    async with running(settings) as svc:
+        await joined_store(svc, settings, u)
+        await produce(settings, events + events[::-1] + events)
+        got = await eventually(
+            lambda: view(svc, settings, o.order_id, status="completed", affiliate_id=f"b-{u}")
+        )
+        assert got["payable"] == "6.00"
+        # let every duplicate through the pipeline, then look again
+        pipeline = svc.apps["commission"].state.pipeline
+        await eventually(lambda: _at_least(pipeline.processed, 3 * 2 + 1))  # orders ×3 + decision
+    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    assert [(d["revision"], d["affiliate_id"]) for d in decisions] == [(0, f"b-{u}")]
+    async with running(settings) as svc:
+        ledger = (
+            await svc.commission.get("/v1/ledger", params={"limit": 10000}, headers=admin(settings))
+        ).json()
+    mine = [x for x in ledger if x["order_id"] == o.order_id]
+    assert sorted(x["amount"] for x in mine) == ["-6.00", "6.00"]
+
+
+async def _at_least(value: int, n: int) -> bool | None:
+    return True if value >= n else None
+
+
+@pytest.mark.allow_logged_errors
+async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
+    settings: Settings,
+) -> None:
+    u = uuid.uuid4().hex[:8]
+    o = order(u, f"v-{u}", NOW)
+    async with running(settings) as svc:
+        await joined_store(svc, settings, u)
+        await produce(
+            settings,
+            [
+                (Topic.ORDERS, "x", b"{not json"),
+                (Topic.ORDERS, "x", b'{"type": "order_placed", "event_id": "e"}'),
+                (Topic.ORDERS, o.visitor_id, encode(o)),
+            ],
+        )
+        await eventually(lambda: view(svc, settings, o.order_id, attribution_decided=True))
+    dead = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+    by_consumer: dict[str, list[str]] = {}
+    for letter in dead:
+        by_consumer.setdefault(letter["consumer"], []).append(letter["value"])
+    assert sorted(by_consumer) == ["attribution", "commission"]
+    for values in by_consumer.values():
+        assert sorted(values) == sorted(["{not json", '{"type": "order_placed", "event_id": "e"}'])
+    assert all(letter["reason"] for letter in dead)
