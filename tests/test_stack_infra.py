@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,19 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared.stack import kafka, postgres
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _pids_with_arg(needle: str) -> set[int]:
@@ -91,7 +80,7 @@ def _pid_of(status: str | None) -> int:
 def kafka_cfg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[kafka.KafkaConfig]:
     """One broker for the module. Tests call ``kafka.start`` themselves (a no-op when it runs),
     so they do not depend on the order they run in."""
-    port, controller_port = _free_ports(2)
+    port, controller_port = free_ports(2)
     cfg = kafka.KafkaConfig(
         state_dir=tmp_path_factory.mktemp("kafka"), port=port, controller_port=controller_port
     )
@@ -185,7 +174,7 @@ def pg_cfg() -> Iterator[postgres.PostgresConfig]:
     # Not under tmp_path: as root the server runs as `postgres`, which cannot traverse
     # pytest's 0700 /tmp/pytest-of-root. A fresh dir directly in the system temp dir works.
     state = Path(tempfile.mkdtemp(prefix="alliance-pg-"))
-    cfg = postgres.PostgresConfig(state_dir=state, port=_free_ports(1)[0], durable=False)
+    cfg = postgres.PostgresConfig(state_dir=state, port=free_ports(1)[0], durable=False)
     try:
         yield cfg
     finally:

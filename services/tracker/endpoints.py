@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.tracker.links import InvalidCode
 from services.tracker.quality import is_prefetch
@@ -138,26 +138,28 @@ SIGNED = {
 }
 
 
+def signed_request(body: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI of a store-signed request: the two headers and the raw JSON body it signs."""
+    headers = [
+        {
+            "in": "header",
+            "name": k,
+            "required": True,
+            "description": v,
+            "schema": {"type": "string"},
+        }
+        for k, v in SIGNED.items()
+    ]
+    content = {"application/json": {"schema": body.model_json_schema()}}
+    return {"parameters": headers, "requestBody": {"content": content}}
+
+
 @router.post(
     "/v1/clicks",
     status_code=202,
     response_model=ClickAccepted,
     tags=["links"],
-    openapi_extra={
-        "parameters": [
-            {
-                "in": "header",
-                "name": k,
-                "required": True,
-                "description": v,
-                "schema": {"type": "string"},
-            }
-            for k, v in SIGNED.items()
-        ],
-        "requestBody": {
-            "content": {"application/json": {"schema": ServerClick.model_json_schema()}}
-        },
-    },
+    openapi_extra=signed_request(ServerClick),
     responses={401: {"description": "Missing, bad or stale signature"}},
 )
 async def record_server_click(request: Request, service: Service) -> Response:
@@ -206,21 +208,7 @@ async def record_server_click(request: Request, service: Service) -> Response:
     status_code=202,
     response_model=EventsResponse,
     tags=["events"],
-    openapi_extra={
-        "parameters": [
-            {
-                "in": "header",
-                "name": k,
-                "required": True,
-                "description": v,
-                "schema": {"type": "string"},
-            }
-            for k, v in SIGNED.items()
-        ],
-        "requestBody": {
-            "content": {"application/json": {"schema": EventsRequest.model_json_schema()}}
-        },
-    },
+    openapi_extra=signed_request(EventsRequest),
     responses={
         401: {"description": "Missing, bad or stale signature"},
         413: {"description": "Body over 5 MiB or more than 1,000 events"},
