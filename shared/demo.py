@@ -151,11 +151,14 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
                     code = await link_for(affiliate, store_id, product[0])
                     resp = await tracker.get(
                         f"/r/{code}",
-                        cookies=cookies,
-                        headers={"User-Agent": BROWSER, "X-Forwarded-For": f"203.0.113.{n + 1}"},
+                        headers={
+                            **cookies,
+                            "User-Agent": BROWSER,
+                            "X-Forwarded-For": f"203.0.113.{n + 1}",
+                        },
                     )
                     visitor = parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
-                    cookies = {"alliance_vid": visitor}
+                    cookies = {"Cookie": f"alliance_vid={visitor}"}
             order_id = f"demo-{run}-{n:03d}"
             qty = rng.randint(1, 3)
             status = "order_cancelled" if n % 6 == 5 else "order_completed"

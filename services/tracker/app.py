@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from services.tracker.directory import Directory, DirectoryFeed
 from services.tracker.endpoints import router
+from services.tracker.fastpath import TrackerApp
 from services.tracker.links import LinkSigner
 from services.tracker.service import TrackerService
 from services.tracker.spool import ClickSpool, run_drainer
@@ -54,7 +55,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("directory-feed", feed.stop)
             await producer.stop()  # flushes whatever is still in flight
 
-    app = FastAPI(
+    app = TrackerApp(
         title="Alliance tracker",
         version="1",
         lifespan=lifespan,

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 
 from services.tracker.links import InvalidCode
@@ -19,9 +19,8 @@ from services.tracker.schemas import (
     LinkResponse,
     ServerClick,
 )
-from services.tracker.service import TrackerService, append_query
+from services.tracker.service import TrackerService
 from shared.http import AllianceError, NotFound, error_body
-from shared.ids import new_id
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
@@ -85,35 +84,34 @@ async def create_link(body: LinkRequest, request: Request, service: Service) -> 
 )
 async def follow_link(code: str, request: Request, service: Service) -> Response:
     """Record the click durably, then redirect the buyer to the landing page. A ``HEAD``
-    request or a prefetch is redirected without recording a click."""
+    request or a prefetch is redirected without recording a click. (Served by the tracker's
+    fast path, :mod:`services.tracker.fastpath`; this route documents it and serves the same
+    use case when the app is mounted without it.)"""
     try:
-        link = service.signer.verify(code)
+        location, visitor_id = await service.follow(
+            code,
+            visitor_cookie=request.cookies.get(VISITOR_COOKIE),
+            record=request.method == "GET" and not is_prefetch(request.headers),
+            ip=_client_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
     except InvalidCode:
         raise NotFound("link") from None
-    visitor_id = request.cookies.get(VISITOR_COOKIE) or new_id()
-    params = {"alliance_vid": visitor_id}
-    if request.method == "GET" and not is_prefetch(request.headers):
-        click = service.make_click(
-            link,
-            code,
-            visitor_id,
-            _client_ip(request),
-            request.headers.get("user-agent"),
-            service.clock.now(),
-        )
-        await service.record_click(click)
-        params["alliance_click"] = click.click_id
-    response = RedirectResponse(append_query(service.landing_url(link), params), status_code=302)
-    response.set_cookie(
-        VISITOR_COOKIE,
-        visitor_id,
-        max_age=ONE_YEAR,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https"
-        or request.headers.get("x-forwarded-proto", "").lower() == "https",
+    secure = request.scope.get("scheme") == "https" or (
+        request.headers.get("x-forwarded-proto", "").lower() == "https"
     )
-    return response
+    return Response(
+        status_code=302,
+        headers={"location": location, "set-cookie": visitor_cookie(visitor_id, secure)},
+    )
+
+
+def visitor_cookie(visitor_id: str, secure: bool) -> str:
+    """The first-party visitor cookie: a year, HttpOnly, SameSite=Lax, Secure behind TLS."""
+    flags = "; Secure" if secure else ""
+    return (
+        f"{VISITOR_COOKIE}={visitor_id}; Max-Age={ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax{flags}"
+    )
 
 
 async def _signed_body(request: Request, service: TrackerService) -> tuple[str, bytes]:

@@ -110,6 +110,27 @@ class TrackerService:
 
     # -- clicks -----------------------------------------------------------------------------
 
+    async def follow(
+        self,
+        code: str,
+        *,
+        visitor_cookie: str | None,
+        record: bool,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> tuple[str, str]:
+        """The redirect of ``GET /r/{code}``: ``(landing URL, visitor id)``, the click written
+        durably first when ``record`` (not for HEAD or a prefetch). :class:`InvalidCode` for a
+        code we did not sign."""
+        link = self.signer.verify(code)
+        visitor_id = visitor_cookie or new_id()
+        params = {"alliance_vid": visitor_id}
+        if record:
+            click = self.make_click(link, code, visitor_id, ip, user_agent, self.clock.now())
+            await self.record_click(click)
+            params["alliance_click"] = click.click_id
+        return append_query(self.landing_url(link), params), visitor_id
+
     def make_click(
         self,
         link: Link,

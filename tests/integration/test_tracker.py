@@ -325,3 +325,37 @@ async def test_openapi_documents_every_endpoint_with_examples(settings: Settings
     assert {"/v1/links", "/r/{code}", "/v1/clicks", "/v1/events"} <= set(spec["paths"])
     text = str(spec)
     assert "examples" in text
+
+
+async def test_fast_path_and_documented_route_answer_alike(settings: Settings) -> None:
+    from fastapi import FastAPI
+    from starlette.types import Receive, Scope, Send
+
+    async with running(settings) as svc:
+        _, link = await ready_link(svc, settings, uid())
+        app = svc.apps["tracker"]
+
+        async def documented(scope: Scope, receive: Receive, send: Send) -> None:
+            await FastAPI.__call__(app, scope, receive, send)  # skips the fast path
+
+        transport = httpx.ASGITransport(app=documented)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="https://t", headers={"User-Agent": BROWSER_UA}
+        ) as slow:
+            via_route = await slow.get(
+                f"/r/{link['code']}", headers={"Cookie": "alliance_vid=v-same"}
+            )
+            missing = await slow.get("/r/nope")
+        via_fast = await svc.tracker.get(
+            f"/r/{link['code']}",
+            headers={"X-Forwarded-Proto": "https", "Cookie": "alliance_vid=v-same"},
+        )
+    for resp in (via_route, via_fast):
+        assert resp.status_code == 302
+        assert "alliance_vid=v-same" in resp.headers["location"]
+        cookie = resp.headers["set-cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Lax" in cookie
+        assert "Secure" in cookie  # TLS, directly or behind the proxy
+    assert missing.status_code == 404
+    assert len(await clicks_on_topic(settings)) == 2
