@@ -225,6 +225,21 @@ class AffiliateEntry(BaseModel):
 DirectoryEntry = Annotated[StoreEntry | AffiliateEntry, Field(discriminator="type")]
 
 
+class ConsideredClick(BaseModel):
+    """A click attribution looked at for an order, and why it won or lost."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    click_id: Ident
+    affiliate_id: Ident
+    store_id: Ident
+    occurred_at: UtcDatetime
+    suspicious: bool
+    verdict: Literal[
+        "won", "earlier_than_winner", "outside_window", "after_order", "suspicious", "other_store"
+    ]
+
+
 class Attribution(Event):
     """Attribution's decision for one order; ``revision`` > 0 is a correction
     (``attribution_changed``) that replaces every lower revision. ``occurred_at`` is the
@@ -246,6 +261,8 @@ class Attribution(Event):
     window_start: UtcDatetime
     window_end: UtcDatetime
     order: OrderPlaced
+    #: the buyer's clicks around the order (any store), newest first, at most 100
+    considered: list[ConsideredClick] = Field(default_factory=list, max_length=100)
 
 
 class DeadLetter(BaseModel):

@@ -34,6 +34,7 @@ clicks = Table(
     Column("product_id", String(128)),
     Column("sub_id", String(128)),
     Index("ix_clicks_store_visitor_time", "store_id", "visitor_id", "occurred_at"),
+    Index("ix_clicks_visitor_time", "visitor_id", "occurred_at"),
 )
 
 #: Every order seen and its current decision.

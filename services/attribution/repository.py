@@ -138,6 +138,22 @@ class AttributionRepository:
         )
         return [_core_click(r) for r in rows]
 
+    async def clicks_of_visitors(
+        self, visitors: set[str], since: datetime, until: datetime
+    ) -> list[CoreClick]:
+        """Every click of the visitors on any store's links between ``since`` and ``until``
+        (what the explanation of a decision shows)."""
+        if not visitors:
+            return []
+        rows = await self.session.execute(
+            select(m.clicks).where(
+                m.clicks.c.visitor_id.in_(sorted(visitors)),
+                m.clicks.c.occurred_at >= since,
+                m.clicks.c.occurred_at <= until,
+            )
+        )
+        return [_core_click(r) for r in rows]
+
     async def set_decision(
         self, order_id: str, revision: int, click: CoreClick | None, decided_at: datetime
     ) -> None:

@@ -9,13 +9,14 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import Decision, OrderRef, decide
+from services.attribution.core import Decision, OrderRef, Verdict, explain
 from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import AttributionRepository, StoredOrder
 from shared.clock import Clock
 from shared.events import (
     Attribution,
     Click,
+    ConsideredClick,
     OrderCancelled,
     OrderCompleted,
     OrderPlaced,
@@ -26,6 +27,9 @@ from shared.kafka import Received
 from shared.outbox import OutboxRepository
 
 OUTBOX = OutboxRepository(outbox_table)
+
+#: how far after an order its explanation still shows clicks (they are "after the order")
+EXPLAIN_AFTER = timedelta(days=1)
 
 Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | None
 
@@ -80,25 +84,27 @@ class AttributionService:
             self.stats.late_after_freeze += len(candidates) - len(open_orders)
         if not open_orders:
             return
-        clicks = await repo.clicks_for(
-            {(o.store_id, o.visitor_id) for o in open_orders},
-            min(o.placed_at for o in open_orders) - self.window,
-            max(o.placed_at for o in open_orders),
+        # the visitors' clicks on every store, from two windows back to shortly after: what
+        # the decision needs, plus what its explanation shows (outside window, other store…)
+        clicks = await repo.clicks_of_visitors(
+            {o.visitor_id for o in open_orders},
+            min(o.placed_at for o in open_orders) - 2 * self.window,
+            max(o.placed_at for o in open_orders) + EXPLAIN_AFTER,
         )
-        by_pair: dict[tuple[str, str], list[CoreClick]] = {}
+        by_visitor: dict[str, list[CoreClick]] = {}
         for c in clicks:
-            by_pair.setdefault((c.store_id, c.visitor_id), []).append(c)
+            by_visitor.setdefault(c.visitor_id, []).append(c)
         outbox: list[tuple[str, str, bytes]] = []
         now = self.clock.now()
         for order in sorted(open_orders, key=lambda o: o.order_id):
             ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
-            decision = decide(ref, by_pair.get((order.store_id, order.visitor_id), []), self.window)
+            decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), self.window)
             winner = decision.click.click_id if decision.click else None
             if order.revision >= 0 and winner == order.click_id:
                 continue  # unchanged: nothing to say
             revision = order.revision + 1
             await repo.set_decision(order.order_id, revision, decision.click, now)
-            event = self._event(order, decision, revision, now)
+            event = self._event(order, decision, revision, now, verdicts)
             outbox.append(
                 (f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", order.order_id, encode(event))
             )
@@ -107,8 +113,25 @@ class AttributionService:
         await OUTBOX.add(session, outbox)
 
     @staticmethod
-    def _event(order: StoredOrder, decision: Decision, revision: int, now: datetime) -> Attribution:
+    def _event(
+        order: StoredOrder,
+        decision: Decision,
+        revision: int,
+        now: datetime,
+        verdicts: list[tuple[CoreClick, Verdict]],
+    ) -> Attribution:
         click = decision.click
+        considered = [
+            ConsideredClick(
+                click_id=c.click_id,
+                affiliate_id=c.affiliate_id,
+                store_id=c.store_id,
+                occurred_at=c.occurred_at,
+                suspicious=c.suspicious,
+                verdict=v.value,
+            )
+            for c, v in verdicts[:100]
+        ]
         return Attribution(
             event_id=f"{order.order_id}:{revision}",
             type="attribution" if revision == 0 else "attribution_changed",
@@ -128,4 +151,5 @@ class AttributionService:
             window_start=decision.window_start,
             window_end=decision.window_end,
             order=OrderPlaced.model_validate(order.order_event),
+            considered=considered,
         )

@@ -12,6 +12,7 @@ from services.commission.core import OpKind, ProgramHistory
 from services.commission.principals import AdminService, Caller, Principal, Session
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from services.commission.schemas import (
+    AttributionExplanation,
     CreateAffiliate,
     CreatedKey,
     CreatedStore,
@@ -230,6 +231,44 @@ async def get_order(order_id: str, caller: Caller, session: Session, service: Se
         reversed=total("reversed"),
         net=total("net"),
         items=items,
+    )
+
+
+@router.get(
+    "/v1/orders/{order_id}/attribution", response_model=AttributionExplanation, tags=["orders"]
+)
+async def explain_order(
+    order_id: str, caller: Caller, session: Session, service: Service
+) -> AttributionExplanation:
+    """Why the order went to whom: the decision, the winning click, every other click of the
+    buyer that was considered and why it lost, and the window. For the order's store, its
+    attributed affiliate, or finance. An affiliate sees other affiliates' clicks unnamed."""
+    row = await CommissionRepository(session).order_row(order_id)
+    as_affiliate = caller.kind == "affiliate" and row is not None and caller.id == row.affiliate_id
+    if row is None or not (caller.may_see_store(row.store_id) or as_affiliate):
+        raise NotFound("order", order_id=order_id)
+    if row.attribution is None:
+        raise NotFound("attribution decision", order_id=order_id)
+    data = dict(row.attribution)
+    considered = data.get("considered", [])
+    if as_affiliate:
+        for c in considered:
+            if c["affiliate_id"] != caller.id:
+                c["affiliate_id"] = "another affiliate"
+    return AttributionExplanation(
+        order_id=order_id,
+        store_id=row.store_id,
+        rule=data["rule"],
+        revision=data["revision"],
+        decided_at=data["occurred_at"],
+        affiliate_id=data.get("affiliate_id"),
+        click_id=data.get("click_id"),
+        click_at=data.get("click_at"),
+        sub_id=data.get("sub_id"),
+        placed_at=data["placed_at"],
+        window_start=data["window_start"],
+        window_end=data["window_end"],
+        considered=considered,
     )
 
 

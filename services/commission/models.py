@@ -47,6 +47,8 @@ orders = Table(
     Column("click_id", String(128)),
     Column("click_at", DateTime(timezone=True)),
     Column("sub_id", String(128)),
+    #: the applied decision as attribution explained it (winner, window, every click considered)
+    Column("attribution", JSONB),
     Index("ix_orders_store_placed", "store_id", "placed_at"),
     Index("ix_orders_affiliate_placed", "affiliate_id", "placed_at"),
 )

@@ -127,6 +127,7 @@ class CommissionRepository:
         click_id: str | None,
         click_at: datetime | None,
         sub_id: str | None,
+        explanation: dict[str, Any] | None = None,
     ) -> bool:
         """Apply a decision if it is newer than the one held and no commission is posted yet."""
         stmt = insert(m.orders).values(order_id=order_id, store_id=store_id)
@@ -147,6 +148,7 @@ class CommissionRepository:
                 click_id=click_id,
                 click_at=click_at,
                 sub_id=sub_id,
+                attribution=explanation,
             )
             .returning(m.orders.c.order_id)
         )

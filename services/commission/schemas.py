@@ -132,6 +132,33 @@ class OrderView(BaseModel):
     items: list[ItemView]
 
 
+class ConsideredClickView(BaseModel):
+    click_id: str
+    affiliate_id: str
+    store_id: str
+    occurred_at: datetime
+    suspicious: bool
+    verdict: (
+        str  # won | earlier_than_winner | outside_window | after_order | suspicious | other_store
+    )
+
+
+class AttributionExplanation(BaseModel):
+    order_id: str
+    store_id: str
+    rule: str  # last_click | organic
+    revision: int  # 0 the first decision, n > 0 its n-th correction
+    decided_at: datetime
+    affiliate_id: str | None
+    click_id: str | None
+    click_at: datetime | None
+    sub_id: str | None
+    placed_at: datetime
+    window_start: datetime
+    window_end: datetime
+    considered: list[ConsideredClickView]
+
+
 class LedgerLine(BaseModel):
     txn_id: int
     key: str

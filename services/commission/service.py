@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import (
@@ -35,6 +36,11 @@ from shared.http import NotFound
 from shared.kafka import Received
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
+
+
+def encode_explanation(event: Attribution) -> bytes:
+    """What the explain API shows of a decision: all of it but the order itself."""
+    return event.__pydantic_serializer__.to_json(event, exclude={"order"})
 
 
 def idempotency_key(event: Incoming) -> str:
@@ -103,6 +109,7 @@ class CommissionService:
                 event.click_id,
                 event.click_at,
                 event.sub_id,
+                orjson.loads(encode_explanation(event)),
             )
             if not applied and event.revision > 0:
                 self.late_corrections_ignored += 1

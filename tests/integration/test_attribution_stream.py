@@ -179,3 +179,58 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
     for values in by_consumer.values():
         assert sorted(values) == sorted(["{not json", '{"type": "order_placed", "event_id": "e"}'])
     assert all(letter["reason"] for letter in dead)
+
+
+async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Settings) -> None:
+    u = uuid.uuid4().hex[:8]
+    v = f"v-{u}"
+    won = click(u, v, NOW - timedelta(days=1), "aff")
+    earlier = click(u, v, NOW - timedelta(days=5), "rival")
+    outside = click(u, v, NOW - timedelta(days=16), "old")
+    bot = click(u, v, NOW - timedelta(hours=2), "bot").model_copy(update={"suspicious": True})
+    elsewhere = click(u, v, NOW - timedelta(hours=3), "other").model_copy(
+        update={"store_id": f"s2-{u}"}
+    )
+    after = click(u, v, NOW + timedelta(hours=1), "late")
+    o = order(u, v, NOW)
+    async with running(settings) as svc:
+        await joined_store(svc, settings, u)
+        resp = await svc.commission.post(
+            "/v1/admin/affiliates",
+            json={"affiliate_id": f"aff-{u}", "name": "a"},
+            headers=admin(settings),
+        )
+        affiliate_key = resp.json()["api_key"]
+        clicks = [won, earlier, outside, bot, elsewhere, after]
+        await produce(settings, [(Topic.CLICKS, v, encode(c)) for c in clicks])
+        await produce(settings, [(Topic.ORDERS, v, encode(o))])
+        await eventually(lambda: view(svc, settings, o.order_id, affiliate_id=f"aff-{u}"))
+        full = (
+            await svc.commission.get(
+                f"/v1/orders/{o.order_id}/attribution", headers=admin(settings)
+            )
+        ).json()
+        mine = (
+            await svc.commission.get(
+                f"/v1/orders/{o.order_id}/attribution",
+                headers={"Authorization": f"Bearer {affiliate_key}"},
+            )
+        ).json()
+        stranger = await svc.commission.get(
+            f"/v1/orders/{o.order_id}/attribution", headers={"Authorization": "Bearer nope"}
+        )
+    assert full["rule"] == "last_click"
+    assert full["click_id"] == won.click_id
+    assert full["window_start"].startswith((NOW - timedelta(days=15)).isoformat()[:19])
+    verdicts = {c["click_id"]: c["verdict"] for c in full["considered"]}
+    assert verdicts == {
+        won.click_id: "won",
+        earlier.click_id: "earlier_than_winner",
+        outside.click_id: "outside_window",
+        bot.click_id: "suspicious",
+        elsewhere.click_id: "other_store",
+        after.click_id: "after_order",
+    }
+    names = {c["affiliate_id"] for c in mine["considered"]}
+    assert names == {f"aff-{u}", "another affiliate"}
+    assert stranger.status_code == 401
