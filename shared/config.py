@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     )
 
     attribution_window_days: int = Field(15, description="Default attribution window")
+    attribution_grace_s: int = Field(
+        600,
+        description="How long (wall time) after its first decision an order's attribution "
+        "stays open to late clicks, unless it completes first",
+    )
     exit_policy: ExitPolicy = Field(
         ExitPolicy.PLACED_IN_PROGRAM,
         description="Which orders of an exited store are chargeable (placed_in_program | "

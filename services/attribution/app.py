@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         clock or SystemClock(),
         timedelta(days=settings.attribution_window_days),
         settings.topic_prefix,
+        timedelta(seconds=settings.attribution_grace_s),
     )
 
     @asynccontextmanager

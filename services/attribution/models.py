@@ -50,6 +50,8 @@ orders = Table(
     Column("click_id", String(128)),
     Column("affiliate_id", String(128)),
     Column("decided_at", DateTime(timezone=True), nullable=False),
+    #: late clicks may change the decision until then (first decision + grace), or completion
+    Column("open_until", DateTime(timezone=True)),
     Index("ix_orders_store_visitor_placed", "store_id", "visitor_id", "placed_at"),
 )
 

@@ -25,6 +25,7 @@ class StoredOrder:
     order_event: dict[str, Any]
     revision: int
     click_id: str | None
+    open_until: datetime | None
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -171,5 +172,12 @@ class AttributionRepository:
     @staticmethod
     def _order(r: Any) -> StoredOrder:
         return StoredOrder(
-            r.order_id, r.store_id, r.visitor_id, r.placed_at, r.order_event, r.revision, r.click_id
+            r.order_id,
+            r.store_id,
+            r.visitor_id,
+            r.placed_at,
+            r.order_event,
+            r.revision,
+            r.click_id,
+            r.open_until,
         )

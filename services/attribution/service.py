@@ -46,6 +46,7 @@ class AttributionService:
     clock: Clock
     window: timedelta
     topic_prefix: str = ""
+    grace: timedelta = timedelta(minutes=10)
     stats: Stats = field(default_factory=Stats)
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
@@ -69,6 +70,7 @@ class AttributionService:
                     "order_event": orjson.loads(encode(e)),
                     "revision": -1,  # not yet decided
                     "decided_at": self.clock.now(),
+                    "open_until": self.clock.now() + self.grace,
                 }
                 for e in placed
             ]
@@ -78,7 +80,14 @@ class AttributionService:
             candidates.setdefault(o.order_id, o)
         if not candidates:
             return
+        # decided orders stay open to late clicks until completed/cancelled or past their grace
+        now = self.clock.now()
         frozen = await repo.frozen(o for o in candidates if o not in new_ids)
+        frozen |= {
+            o.order_id
+            for o in candidates.values()
+            if o.order_id not in new_ids and o.open_until is not None and now > o.open_until
+        }
         open_orders = [o for o in candidates.values() if o.order_id not in frozen]
         if len(open_orders) < len(candidates):
             self.stats.late_after_freeze += len(candidates) - len(open_orders)
@@ -95,7 +104,6 @@ class AttributionService:
         for c in clicks:
             by_visitor.setdefault(c.visitor_id, []).append(c)
         outbox: list[tuple[str, str, bytes]] = []
-        now = self.clock.now()
         for order in sorted(open_orders, key=lambda o: o.order_id):
             ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
             decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), self.window)

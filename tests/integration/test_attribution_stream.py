@@ -234,3 +234,25 @@ async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Se
     names = {c["affiliate_id"] for c in mine["considered"]}
     assert names == {f"aff-{u}", "another affiliate"}
     assert stranger.status_code == 401
+
+
+async def test_a_late_click_after_the_grace_period_changes_nothing_and_is_counted(
+    settings: Settings,
+) -> None:
+    from shared.clock import FixedClock
+
+    u = uuid.uuid4().hex[:8]
+    clock = FixedClock(NOW)
+    o = order(u, f"v-{u}", NOW)
+    async with running(settings, clock) as svc:
+        await joined_store(svc, settings, u)
+        await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
+        await eventually(lambda: view(svc, settings, o.order_id, attribution_decided=True))
+        clock.advance(timedelta(minutes=10, seconds=1))  # the default grace is 10 minutes
+        late = click(u, f"v-{u}", NOW - timedelta(days=1))
+        await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
+        stats = svc.apps["attribution"].state.service.stats
+        await eventually(lambda: _at_least(stats.late_after_freeze, 1))
+        assert (await view(svc, settings, o.order_id, affiliate_id=None)) is not None
+    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    assert [d["revision"] for d in decisions] == [0]
