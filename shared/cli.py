@@ -75,6 +75,31 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from services.attribution.rebuild import rebuild
+
+    if not args.since:
+        print("rebuild needs --from <ISO 8601 time>, e.g. --from 2026-03-01T00:00:00Z")
+        return 2
+    since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    window = timedelta(days=settings.attribution_window_days)
+    report = asyncio.run(rebuild(settings.kafka_bootstrap, settings.topic_prefix, since, window))
+    print(f"orders placed since {since.isoformat()}: {report.orders}")
+    print(f"same decision as emitted: {report.same}")
+    print(f"different: {len(report.differences)}")
+    for d in report.differences[:50]:
+        what = "never emitted" if d.missing else f"emitted {d.emitted or 'organic'}"
+        print(f"  {d.order_id}: {what}, recomputed {d.recomputed or 'organic'}")
+    if len(report.differences) > 50:
+        print(f"  … and {len(report.differences) - 50} more")
+    return 0 if not report.differences else 1
+
+
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     from shared.migrate import upgrade
 
@@ -146,7 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     services = sub.add_parser("services", help="run the three services in the background")
     services.add_argument("action", choices=["start", "stop", "status"])
     for name in SERVICES:
-        sub.add_parser(name, help=f"run the {name} service (foreground)")
+        service = sub.add_parser(name, help=f"run the {name} service (foreground)")
+        if name == "attribution":
+            service.add_argument(
+                "action", nargs="?", choices=["rebuild"], help="instead of serving"
+            )
+            service.add_argument("--from", dest="since", help="ISO 8601 time (rebuild)")
     sub.add_parser("migrate", help="apply the database migrations")
     admin = sub.add_parser("admin", help="create stores, affiliates and finance users")
     admin.add_argument(
@@ -166,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _demo,
         "admin": _admin,
     }
+    if args.command == "attribution" and args.action == "rebuild":
+        return _rebuild(args, settings)
     if args.command in SERVICES:
         return _serve(args.command, settings)
     return handlers[args.command](args, settings)

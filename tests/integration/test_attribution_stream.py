@@ -256,3 +256,31 @@ async def test_a_late_click_after_the_grace_period_changes_nothing_and_is_counte
         assert (await view(svc, settings, o.order_id, affiliate_id=None)) is not None
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
     assert [d["revision"] for d in decisions] == [0]
+
+
+async def test_rebuild_recomputes_from_the_topics_and_reports_frozen_differences(
+    settings: Settings,
+) -> None:
+    from services.attribution.rebuild import rebuild
+    from shared.clock import FixedClock
+
+    u = uuid.uuid4().hex[:8]
+    clock = FixedClock(NOW)
+    kept, frozen = order(u, f"v1-{u}", NOW, 1), order(u, f"v2-{u}", NOW, 2)
+    async with running(settings, clock) as svc:
+        await joined_store(svc, settings, u)
+        early = click(u, f"v1-{u}", NOW - timedelta(days=2))
+        await produce(settings, [(Topic.CLICKS, early.visitor_id, encode(early))])
+        await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o)) for o in (kept, frozen)])
+        await eventually(lambda: view(svc, settings, frozen.order_id, attribution_decided=True))
+        clock.advance(timedelta(hours=1))  # past the grace: the next click is too late
+        late = click(u, f"v2-{u}", NOW - timedelta(days=1))
+        await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
+        stats = svc.apps["attribution"].state.service.stats
+        await eventually(lambda: _at_least(stats.late_after_freeze, 1))
+    report = await rebuild(
+        settings.kafka_bootstrap, settings.topic_prefix, NOW - timedelta(days=1), timedelta(days=15)
+    )
+    assert (report.orders, report.same) == (2, 1)
+    (diff,) = report.differences
+    assert (diff.order_id, diff.emitted, diff.recomputed) == (frozen.order_id, None, late.click_id)
