@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, tuple_, update
+from sqlalchemy import DateTime, String, and_, column, select, tuple_, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,19 +109,29 @@ class AttributionRepository:
         self, clicks: list[CoreClick], window: timedelta
     ) -> list[StoredOrder]:
         """Orders whose window a click falls in: same store and visitor, placed within
-        ``window`` after the click."""
+        ``window`` after the click. One set-based join, whatever the number of clicks."""
         if not clicks:
             return []
-        conds = [
-            and_(
-                m.orders.c.store_id == c.store_id,
-                m.orders.c.visitor_id == c.visitor_id,
-                m.orders.c.placed_at >= c.occurred_at,
-                m.orders.c.placed_at <= c.occurred_at + window,
+        reached = values(
+            column("store_id", String),
+            column("visitor_id", String),
+            column("at", DateTime(timezone=True)),
+            name="reached",
+        ).data([(c.store_id, c.visitor_id, c.occurred_at) for c in clicks])
+        o = m.orders
+        rows = await self.session.execute(
+            select(o)
+            .distinct()
+            .join(
+                reached,
+                and_(
+                    o.c.store_id == reached.c.store_id,
+                    o.c.visitor_id == reached.c.visitor_id,
+                    o.c.placed_at >= reached.c.at,
+                    o.c.placed_at <= reached.c.at + window,
+                ),
             )
-            for c in clicks
-        ]
-        rows = await self.session.execute(select(m.orders).where(or_(*conds)))
+        )
         return [self._order(r) for r in rows]
 
     async def clicks_for(
