@@ -49,5 +49,9 @@ test: install
 bench-tracker: install
 	$(BIN)/python -m bench.tracker.run
 
+## bench-attribution: the attribution service draining 1M events next to a raw consumer
+bench-attribution: install
+	$(BIN)/python -m bench.attribution.run
+
 clean: down
 	rm -rf .stack

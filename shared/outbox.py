@@ -61,9 +61,7 @@ class OutboxRepository:
     async def add(self, session: AsyncSession, rows: list[tuple[str, str, bytes]]) -> None:
         if rows:
             await session.execute(
-                insert(self.table).values(
-                    [{"topic": t, "key": k, "payload": p} for t, k, p in rows]
-                )
+                insert(self.table), [{"topic": t, "key": k, "payload": p} for t, k, p in rows]
             )
 
     async def claim(self, session: AsyncSession, limit: int) -> list[OutboxRow]:

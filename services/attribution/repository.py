@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import DateTime, String, and_, column, select, tuple_, update, values
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import String, bindparam, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution import models as m
@@ -47,37 +47,39 @@ class AttributionRepository:
         self.session = session
 
     async def insert_clicks(self, clicks: list[Click]) -> list[CoreClick]:
-        """Insert clicks not yet known; returns only the new ones (idempotent by click id)."""
+        """Insert clicks not yet known; returns only the new ones (idempotent by click id).
+        One cached statement executed for many rows (no per-batch SQL compilation)."""
         if not clicks:
             return []
-        stmt = insert(m.clicks).values(
-            [
-                {
-                    "click_id": c.click_id,
-                    "store_id": c.store_id,
-                    "visitor_id": c.visitor_id,
-                    "affiliate_id": c.affiliate_id,
-                    "occurred_at": c.occurred_at,
-                    "received_at": c.received_at,
-                    "suspicious": c.suspicious,
-                    "link_code": c.link_code,
-                    "product_id": c.product_id,
-                    "sub_id": c.sub_id,
-                }
-                for c in {c.click_id: c for c in clicks}.values()
-            ]
+        rows = [
+            {
+                "click_id": c.click_id,
+                "store_id": c.store_id,
+                "visitor_id": c.visitor_id,
+                "affiliate_id": c.affiliate_id,
+                "occurred_at": c.occurred_at,
+                "received_at": c.received_at,
+                "suspicious": c.suspicious,
+                "link_code": c.link_code,
+                "product_id": c.product_id,
+                "sub_id": c.sub_id,
+            }
+            for c in {c.click_id: c for c in clicks}.values()
+        ]
+        stmt = (
+            insert(m.clicks)
+            .on_conflict_do_nothing(index_elements=["click_id"])
+            .returning(*m.clicks.c)
         )
-        rows = await self.session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["click_id"]).returning(*m.clicks.c)
-        )
-        return [_core_click(r) for r in rows]
+        result = await self.session.execute(stmt, rows)
+        return [_core_click(r) for r in result]
 
     async def insert_statuses(self, statuses: Iterable[tuple[str, str, datetime]]) -> None:
         """Record each order's first terminal status (later ones are ignored)."""
         values = [{"order_id": o, "status": s, "occurred_at": at} for o, s, at in statuses]
         if values:
-            stmt = insert(m.order_status).values(values)
-            await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id"]))
+            stmt = insert(m.order_status).on_conflict_do_nothing(index_elements=["order_id"])
+            await self.session.execute(stmt, values)
 
     async def frozen(self, order_ids: Iterable[str]) -> set[str]:
         ids = list(set(order_ids))
@@ -92,11 +94,13 @@ class AttributionRepository:
         """Insert orders not yet known; returns the ids that were new."""
         if not values:
             return set()
-        stmt = insert(m.orders).values(list({v["order_id"]: v for v in values}.values()))
-        rows = await self.session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["order_id"]).returning(m.orders.c.order_id)
+        stmt = (
+            insert(m.orders)
+            .on_conflict_do_nothing(index_elements=["order_id"])
+            .returning(m.orders.c.order_id)
         )
-        return set(rows.scalars())
+        result = await self.session.execute(stmt, list({v["order_id"]: v for v in values}.values()))
+        return set(result.scalars())
 
     async def orders_by_id(self, order_ids: Iterable[str]) -> list[StoredOrder]:
         ids = list(set(order_ids))
@@ -109,28 +113,26 @@ class AttributionRepository:
         self, clicks: list[CoreClick], window: timedelta
     ) -> list[StoredOrder]:
         """Orders whose window a click falls in: same store and visitor, placed within
-        ``window`` after the click. One set-based join, whatever the number of clicks."""
+        ``window`` after the click. One set-based join over arrays, whatever the batch."""
         if not clicks:
             return []
-        reached = values(
-            column("store_id", String),
-            column("visitor_id", String),
-            column("at", DateTime(timezone=True)),
-            name="reached",
-        ).data([(c.store_id, c.visitor_id, c.occurred_at) for c in clicks])
-        o = m.orders
         rows = await self.session.execute(
-            select(o)
-            .distinct()
-            .join(
-                reached,
-                and_(
-                    o.c.store_id == reached.c.store_id,
-                    o.c.visitor_id == reached.c.visitor_id,
-                    o.c.placed_at >= reached.c.at,
-                    o.c.placed_at <= reached.c.at + window,
-                ),
-            )
+            text(
+                """
+                SELECT DISTINCT ON (o.order_id) o.*
+                FROM attribution.orders o
+                JOIN unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
+                            CAST(:ats AS timestamptz[])) AS c(store_id, visitor_id, at)
+                  ON o.store_id = c.store_id AND o.visitor_id = c.visitor_id
+                 AND o.placed_at >= c.at AND o.placed_at <= c.at + CAST(:window AS interval)
+                """
+            ),
+            {
+                "stores": [c.store_id for c in clicks],
+                "visitors": [c.visitor_id for c in clicks],
+                "ats": [c.occurred_at for c in clicks],
+                "window": window,
+            },
         )
         return [self._order(r) for r in rows]
 
@@ -153,30 +155,50 @@ class AttributionRepository:
         self, visitors: set[str], since: datetime, until: datetime
     ) -> list[CoreClick]:
         """Every click of the visitors on any store's links between ``since`` and ``until``
-        (what the explanation of a decision shows)."""
+        (what the decision needs and its explanation shows)."""
         if not visitors:
             return []
+        c = m.clicks
         rows = await self.session.execute(
-            select(m.clicks).where(
-                m.clicks.c.visitor_id.in_(sorted(visitors)),
-                m.clicks.c.occurred_at >= since,
-                m.clicks.c.occurred_at <= until,
-            )
+            select(c).where(
+                c.c.visitor_id == func.any(bindparam("visitors", type_=ARRAY(String))),
+                c.c.occurred_at >= since,
+                c.c.occurred_at <= until,
+            ),
+            {"visitors": sorted(visitors)},
         )
         return [_core_click(r) for r in rows]
 
-    async def set_decision(
-        self, order_id: str, revision: int, click: CoreClick | None, decided_at: datetime
+    async def set_decisions(
+        self, decisions: list[tuple[str, int, CoreClick | None]], at: datetime
     ) -> None:
-        await self.session.execute(
-            update(m.orders)
-            .where(m.orders.c.order_id == order_id)
+        """Record new decisions (order id, revision, winning click), many rows, one statement."""
+        if not decisions:
+            return
+        o = m.orders
+        stmt = (
+            update(o)
+            .where(o.c.order_id == bindparam("oid"))
             .values(
-                revision=revision,
-                click_id=click.click_id if click else None,
-                affiliate_id=click.affiliate_id if click else None,
-                decided_at=decided_at,
+                revision=bindparam("rev"),
+                click_id=bindparam("cid"),
+                affiliate_id=bindparam("aid"),
+                decided_at=bindparam("at"),
             )
+        )
+        await self.session.execute(
+            stmt,
+            [
+                {
+                    "oid": order_id,
+                    "rev": revision,
+                    "cid": click.click_id if click else None,
+                    "aid": click.affiliate_id if click else None,
+                    "at": at,
+                }
+                for order_id, revision, click in decisions
+            ],
+            execution_options={"synchronize_session": False},
         )
 
     @staticmethod

@@ -104,6 +104,7 @@ class AttributionService:
         for c in clicks:
             by_visitor.setdefault(c.visitor_id, []).append(c)
         outbox: list[tuple[str, str, bytes]] = []
+        decided: list[tuple[str, int, CoreClick | None]] = []
         for order in sorted(open_orders, key=lambda o: o.order_id):
             ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
             decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), self.window)
@@ -111,13 +112,14 @@ class AttributionService:
             if order.revision >= 0 and winner == order.click_id:
                 continue  # unchanged: nothing to say
             revision = order.revision + 1
-            await repo.set_decision(order.order_id, revision, decision.click, now)
+            decided.append((order.order_id, revision, decision.click))
             event = self._event(order, decision, revision, now, verdicts)
             outbox.append(
                 (f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", order.order_id, encode(event))
             )
             self.stats.decisions += 1
             self.stats.corrections += revision > 0
+        await repo.set_decisions(decided, now)
         await OUTBOX.add(session, outbox)
 
     @staticmethod

@@ -171,6 +171,13 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
             ],
         )
         await eventually(lambda: view(svc, settings, o.order_id, attribution_decided=True))
+
+        async def all_dead() -> list[dict[str, Any]] | None:
+            # each consumer reads the orders topic at its own pace: wait for both
+            letters = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+            return letters if len(letters) >= 4 else None
+
+        await eventually(all_dead)
     dead = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
     by_consumer: dict[str, list[str]] = {}
     for letter in dead:

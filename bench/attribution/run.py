@@ -1,0 +1,218 @@
+"""bench/attribution: the attribution service draining a realistic stream, next to a raw
+aiokafka consumer that only reads the same topics.
+
+Produces N events (10 clicks per order, V visitors, two stores, some suspicious clicks) to
+fresh topics on the real broker, then measures in the same run:
+- baseline: one aiokafka consumer reading both topics to the end (no decoding, no work);
+- the attribution service (one worker, a subprocess of `alliance attribution`) from start
+  until its stored offsets reach the end, and its memory peak (VmHWM).
+Target: ≥ 20,000 events/s and ratio ≥ 0.3.
+
+Run: ``make bench-attribution`` (or ``.venv/bin/python -m bench.attribution.run --events 1000000``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from services.attribution.models import consumer_offsets
+from shared import procs
+from shared.config import Settings
+from shared.db import make_engine
+from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
+from shared.kafka import make_producer
+from shared.stack import kafka, orchestrate
+
+
+def workload(
+    events: int, visitors: int, seed: int = 1
+) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
+    """(clicks, orders) as (key, value): 10 clicks per order over the last 30 days."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    orders_n = events // 11
+    clicks: list[tuple[str, bytes]] = []
+    for n in range(events - orders_n):
+        v = f"v{rng.randrange(visitors)}"
+        at = now - timedelta(seconds=rng.randrange(30 * 86_400))
+        c = Click(
+            event_id=f"c{n}",
+            occurred_at=at,
+            received_at=at,
+            affiliate_id=f"a{rng.randrange(500)}",
+            store_id=f"s{rng.randrange(2)}",
+            link_code="k1.x.y",
+            visitor_id=v,
+            suspicious=rng.random() < 0.05,
+        )
+        clicks.append((v, encode(c)))
+    orders: list[tuple[str, bytes]] = []
+    for n in range(orders_n):
+        v = f"v{rng.randrange(visitors)}"
+        o = OrderPlaced(
+            event_id=f"o{n}",
+            occurred_at=now - timedelta(seconds=rng.randrange(15 * 86_400)),
+            store_id=f"s{rng.randrange(2)}",
+            order_id=f"o{n}",
+            visitor_id=v,
+            currency="USD",
+            items=[
+                OrderItem(
+                    product_id="p",
+                    quantity=1,
+                    unit_price=Decimal("25.00"),
+                    shipping_fee=Decimal("2.00"),
+                )
+            ],
+        )
+        orders.append((v, encode(o)))
+    return clicks, orders
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]]) -> None:
+    producer = make_producer(bootstrap, linger_ms=20)
+    await producer.start()
+    try:
+        pending = []
+        for key, value in messages:
+            pending.append(await producer.send(topic, value, key=key.encode()))
+            if len(pending) >= 5000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(cluster.partitions_for_topic(t) or ())
+        ]
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def raw_read(bootstrap: str, topics: list[str], total: int) -> float:
+    """Seconds for a plain group consumer to read ``total`` messages of ``topics``."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_records=1000,
+    )
+    await consumer.start()
+    try:
+        seen, start = 0, time.monotonic()
+        while seen < total:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=1000)).values():
+                seen += len(records)
+        return time.monotonic() - start
+    finally:
+        await consumer.stop()
+
+
+async def stored_progress(database_url: str, prefix: str) -> int:
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            t = consumer_offsets
+            n = await conn.execute(
+                select(func.coalesce(func.sum(t.c.next_offset), 0)).where(
+                    t.c.consumer == "attribution", t.c.topic.like(f"{prefix}%")
+                )
+            )
+            return int(n.scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def main_async(
+    settings: Settings, stack: orchestrate.Stack, events: int, visitors: int
+) -> None:
+    prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+    bench = settings.model_copy(update={"topic_prefix": prefix, "kafka_bootstrap": stack.bootstrap})
+    await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
+    topics = [bench.topic(Topic.CLICKS), bench.topic(Topic.ORDERS)]
+    clicks, orders = workload(events, visitors)
+    start = time.monotonic()
+    await produce(stack.bootstrap, topics[0], clicks)
+    await produce(stack.bootstrap, topics[1], orders)
+    print(
+        f"produced {events:,} events ({len(orders):,} orders, {visitors:,} visitors) in {time.monotonic() - start:.0f} s"
+    )
+    total = sum((await end_offsets(stack.bootstrap, topics)).values())
+
+    raw_s = await raw_read(stack.bootstrap, topics, total)
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-attribution-"))
+    (port,) = [18502]
+    env = {
+        "ALLIANCE_TOPIC_PREFIX": prefix,
+        "ALLIANCE_ATTRIBUTION_PORT": str(port),
+        "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
+        "ALLIANCE_DATABASE_URL": stack.database_url(),
+    }
+    start = time.monotonic()
+    pid = procs.start("attribution", ["attribution"], run_dir, env)
+    peak = 0.0
+    try:
+        while (done := await stored_progress(stack.database_url(), prefix)) < total:
+            peak = max(peak, vm_hwm_mb(pid))
+            await asyncio.sleep(0.5)
+        service_s = time.monotonic() - start
+        peak = max(peak, vm_hwm_mb(pid))
+    finally:
+        procs.stop("attribution", run_dir)
+    raw_rate, service_rate = total / raw_s, total / service_s
+    print("bench/attribution — one worker, real broker and PostgreSQL")
+    print(f"{'':34}{'raw aiokafka read':>20}{'attribution service':>22}")
+    print(f"{'events/s':34}{raw_rate:>20,.0f}{service_rate:>22,.0f}")
+    print(f"{'seconds for ' + format(total, ',') + ' events':34}{raw_s:>20.1f}{service_s:>22.1f}")
+    print(f"{'memory peak (VmHWM, MB)':34}{'':>20}{peak:>22.0f}")
+    print(
+        f"ratio service/raw = {service_rate / raw_rate:.2f} (target ≥ 0.3); service {service_rate:,.0f} events/s (target ≥ 20,000)"
+    )
+    print(f"(service time includes its start-up; processed {done:,} of {total:,})")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="attribution throughput next to a raw consumer")
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--visitors", type=int, default=100_000)
+    args = parser.parse_args()
+    settings = Settings()
+    stack = orchestrate.up(settings)  # synchronous: runs its own event loops
+    asyncio.run(main_async(settings, stack, args.events, args.visitors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
