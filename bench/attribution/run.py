@@ -37,22 +37,23 @@ from shared.stack import kafka, orchestrate
 
 
 def workload(
-    events: int, visitors: int, seed: int = 1
+    events: int, visitors: int, run: str, seed: int = 1
 ) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
-    """(clicks, orders) as (key, value): 10 clicks per order over the last 30 days."""
+    """(clicks, orders) as (key, value): 10 clicks per order over the last 30 days. Every id
+    carries ``run``: the database keeps earlier runs, whose ids would be duplicates here."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     orders_n = events // 11
     clicks: list[tuple[str, bytes]] = []
     for n in range(events - orders_n):
-        v = f"v{rng.randrange(visitors)}"
+        v = f"{run}v{rng.randrange(visitors)}"
         at = now - timedelta(seconds=rng.randrange(30 * 86_400))
         c = Click(
-            event_id=f"c{n}",
+            event_id=f"{run}c{n}",
             occurred_at=at,
             received_at=at,
             affiliate_id=f"a{rng.randrange(500)}",
-            store_id=f"s{rng.randrange(2)}",
+            store_id=f"{run}s{rng.randrange(2)}",
             link_code="k1.x.y",
             visitor_id=v,
             suspicious=rng.random() < 0.05,
@@ -60,12 +61,12 @@ def workload(
         clicks.append((v, encode(c)))
     orders: list[tuple[str, bytes]] = []
     for n in range(orders_n):
-        v = f"v{rng.randrange(visitors)}"
+        v = f"{run}v{rng.randrange(visitors)}"
         o = OrderPlaced(
-            event_id=f"o{n}",
+            event_id=f"{run}o{n}",
             occurred_at=now - timedelta(seconds=rng.randrange(15 * 86_400)),
-            store_id=f"s{rng.randrange(2)}",
-            order_id=f"o{n}",
+            store_id=f"{run}s{rng.randrange(2)}",
+            order_id=f"{run}o{n}",
             visitor_id=v,
             currency="USD",
             items=[
@@ -161,7 +162,7 @@ async def main_async(
     bench = settings.model_copy(update={"topic_prefix": prefix, "kafka_bootstrap": stack.bootstrap})
     await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
     topics = [bench.topic(Topic.CLICKS), bench.topic(Topic.ORDERS)]
-    clicks, orders = workload(events, visitors)
+    clicks, orders = workload(events, visitors, prefix)
     start = time.monotonic()
     await produce(stack.bootstrap, topics[0], clicks)
     await produce(stack.bootstrap, topics[1], orders)
