@@ -100,6 +100,31 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not report.differences else 1
 
 
+def _ledger(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from services.commission.verify import Verification, verify
+    from shared.db import make_engine, make_sessions
+
+    async def run() -> Verification:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session, session.begin():
+                return await verify(session, settings.exit_policy)
+        finally:
+            await engine.dispose()
+
+    result = asyncio.run(run())
+    print(f"transactions that do not balance: {len(result.transactions_unbalanced)}")
+    print(f"currencies whose accounts do not sum to zero: {len(result.currencies_unbalanced)}")
+    owing = len(result.orders_owing)
+    print(f"orders checked: {result.orders_checked}; orders with postings still owed: {owing}")
+    for order_id, keys in list(result.orders_owing.items())[:20]:
+        print(f"  {order_id}: {', '.join(keys)}")
+    print("ledger OK" if result.ok else "ledger NOT OK")
+    return 0 if result.ok else 1
+
+
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     from shared.migrate import upgrade
 
@@ -177,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                 "action", nargs="?", choices=["rebuild"], help="instead of serving"
             )
             service.add_argument("--from", dest="since", help="ISO 8601 time (rebuild)")
+    ledger = sub.add_parser("ledger", help="check the ledger's invariants")
+    ledger.add_argument("action", choices=["verify"])
     sub.add_parser("migrate", help="apply the database migrations")
     admin = sub.add_parser("admin", help="create stores, affiliates and finance users")
     admin.add_argument(
@@ -195,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "migrate": _migrate,
         "demo": _demo,
         "admin": _admin,
+        "ledger": _ledger,
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)

@@ -336,6 +336,37 @@ class CommissionRepository:
         )
         return list(rows)
 
+    async def order_ids(
+        self,
+        *,
+        store_id: str | None = None,
+        affiliate_id: str | None = None,
+        placed_from: datetime | None = None,
+        placed_to: datetime | None = None,
+    ) -> list[str]:
+        """Ids of placed orders, optionally of one store or affiliate, placed in [from, to)."""
+        o = m.orders
+        query = select(o.c.order_id).where(o.c.placed_at.is_not(None))
+        if store_id is not None:
+            query = query.where(o.c.store_id == store_id)
+        if affiliate_id is not None:
+            query = query.where(o.c.affiliate_id == affiliate_id)
+        if placed_from is not None:
+            query = query.where(o.c.placed_at >= placed_from)
+        if placed_to is not None:
+            query = query.where(o.c.placed_at < placed_to)
+        return list((await self.session.execute(query)).scalars())
+
+    async def account_balances(self) -> dict[tuple[str, str], int]:
+        """Per (account, currency): the sum of its postings, in minor units."""
+        p = m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.account, p.c.currency, func.sum(p.c.amount_minor)).group_by(
+                p.c.account, p.c.currency
+            )
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
     async def unbalanced_transactions(self) -> list[Any]:
         p = m.ledger_postings
         rows = await self.session.execute(

@@ -1,0 +1,74 @@
+"""`alliance ledger verify` on the real database: clean after a scenario, loud when broken."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert
+
+from services.commission import models as m
+from services.commission.verify import verify
+from shared.config import Settings
+from shared.db import make_engine, make_sessions
+from tests.integration import test_scenarios_services as scenarios
+from tests.scenarios import scenario_files
+
+pytestmark = pytest.mark.integration
+
+
+async def test_verify_passes_after_refunds_and_claw_backs_and_catches_a_broken_transaction(
+    settings: Settings,
+) -> None:
+    refunds = next(p for p in scenario_files() if "refund" in p.stem)
+    await scenarios.test_scenario_through_the_services(settings, refunds)
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            clean = await verify(session)
+            assert clean.ok, clean
+            assert clean.orders_checked > 0
+            txn = await session.execute(
+                insert(m.ledger_transactions)
+                .values(
+                    key=f"broken-{uuid.uuid4().hex}",
+                    kind="commission",
+                    currency="USD",
+                    occurred_at=sa_now(),
+                )
+                .returning(m.ledger_transactions.c.id)
+            )
+            txn_id = txn.scalar_one()
+            await session.execute(
+                insert(m.ledger_postings).values(
+                    txn_id=txn_id, account="affiliate:x:earned", currency="USD", amount_minor=5
+                )
+            )
+            broken = await verify(session)
+            assert broken.transactions_unbalanced == [txn_id]
+            assert broken.currencies_unbalanced == {"USD": 5}
+            await session.rollback()
+    finally:
+        await engine.dispose()
+
+
+def sa_now() -> object:
+    from sqlalchemy import func
+
+    return func.now()
+
+
+def test_cli_reports_ok(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "ledger", "verify"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+        env={"ALLIANCE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ledger OK" in result.stdout
