@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import OpKind, ProgramHistory
@@ -26,9 +27,11 @@ from services.commission.schemas import (
     ProgramResponse,
     RateRequest,
     RotatedSecret,
+    Settlement,
+    SettlementTotals,
 )
 from services.commission.service import CommissionService
-from shared.http import NotFound
+from shared.http import AllianceError, NotFound
 from shared.money import ZERO, fmt, from_minor
 
 router = APIRouter()
@@ -270,6 +273,79 @@ async def explain_order(
         window_end=data["window_end"],
         considered=considered,
     )
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or datetime(1970, 1, 1, tzinfo=UTC)
+    for value in (start, end):
+        if value.tzinfo is None:
+            raise AllianceError(
+                422, "naive_time", "times need an offset, e.g. 2026-03-01T00:00:00Z"
+            )
+    if start >= end:
+        raise AllianceError(422, "empty_range", "from must be before to")
+    return start, end
+
+
+def _settlement(subject: str, start: datetime, end: datetime, totals: dict[str, Any]) -> Settlement:
+    return Settlement(
+        subject=subject,
+        start=start,
+        end=end,
+        totals=[
+            SettlementTotals(
+                currency=currency,
+                affiliate_sales=fmt(t["affiliate_sales"], currency),
+                orders_completed=t["orders_completed"],
+                commission_payable=fmt(t["commission_payable"], currency),
+                reversed=fmt(t["reversed"], currency),
+                net=fmt(t["net"], currency),
+                orders_open=t["orders_open"],
+                estimated=fmt(t["estimated"], currency),
+            )
+            for currency, t in sorted(totals.items())
+        ],
+    )
+
+
+@router.get("/v1/settlements/stores/{store_id}", response_model=Settlement, tags=["finance"])
+async def store_settlement(
+    store_id: str,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Settlement:
+    """What a store owes for orders completed in [from, to), per currency (finance, the store)."""
+    caller.require_store(store_id)
+    lo, hi = _range(start, end)
+    totals = await service.settlement(session, lo, hi, store_id=store_id)
+    return _settlement(f"store:{store_id}", lo, hi, totals)
+
+
+@router.get(
+    "/v1/settlements/affiliates/{affiliate_id}", response_model=Settlement, tags=["finance"]
+)
+async def affiliate_settlement(
+    affiliate_id: str,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Settlement:
+    """What an affiliate earned on orders completed in [from, to), per currency (finance, the
+    affiliate itself)."""
+    if not (
+        caller.kind in ("finance", "admin")
+        or (caller.kind == "affiliate" and caller.id == affiliate_id)
+    ):
+        raise NotFound("affiliate", affiliate_id=affiliate_id)
+    lo, hi = _range(start, end)
+    totals = await service.settlement(session, lo, hi, affiliate_id=affiliate_id)
+    return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
 
 
 @router.get("/v1/ledger", response_model=list[LedgerLine], tags=["ledger"])

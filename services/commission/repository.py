@@ -357,6 +357,28 @@ class CommissionRepository:
             query = query.where(o.c.placed_at < placed_to)
         return list((await self.session.execute(query)).scalars())
 
+    async def settlement_order_ids(
+        self,
+        *,
+        store_id: str | None,
+        affiliate_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[str]:
+        """Orders that settle in [start, end): completed in it, or placed in it and still open."""
+        o = m.orders
+        query = select(o.c.order_id).where(
+            o.c.placed_at.is_not(None),
+            o.c.affiliate_id.is_not(None),
+            ((o.c.status == "completed") & (o.c.status_at >= start) & (o.c.status_at < end))
+            | ((o.c.status == "placed") & (o.c.placed_at >= start) & (o.c.placed_at < end)),
+        )
+        if store_id is not None:
+            query = query.where(o.c.store_id == store_id)
+        if affiliate_id is not None:
+            query = query.where(o.c.affiliate_id == affiliate_id)
+        return list((await self.session.execute(query)).scalars())
+
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""
         p = m.ledger_postings

@@ -159,6 +159,24 @@ class AttributionExplanation(BaseModel):
     considered: list[ConsideredClickView]
 
 
+class SettlementTotals(BaseModel):
+    currency: str
+    affiliate_sales: str  # product amount of completed chargeable orders, shipping excluded
+    orders_completed: int
+    commission_payable: str  # gross commission of those orders
+    reversed: str  # refunds' reversals of those orders (claw-backs included)
+    net: str
+    orders_open: int  # chargeable orders placed in the range, not completed yet
+    estimated: str  # their commission, not payable yet
+
+
+class Settlement(BaseModel):
+    subject: str  # store:<id> | affiliate:<id>
+    start: datetime
+    end: datetime
+    totals: list[SettlementTotals]
+
+
 class LedgerLine(BaseModel):
     txn_id: int
     key: str

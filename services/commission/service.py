@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +35,7 @@ from shared.events import (
 )
 from shared.http import NotFound
 from shared.kafka import Received
+from shared.money import ZERO
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
 
@@ -162,6 +164,53 @@ class CommissionService:
             return row, None
         program = (await repo.programs([facts.store_id]))[facts.store_id]
         return row, compute_order(facts, program, self.policy)
+
+    async def settlement(
+        self,
+        session: AsyncSession,
+        start: datetime,
+        end: datetime,
+        *,
+        store_id: str | None = None,
+        affiliate_id: str | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Per currency: affiliate sales, orders completed, commission payable (gross), reversed
+        and net of the chargeable orders completed in [start, end); the estimated commission of
+        those placed in it and not completed, apart."""
+        repo = CommissionRepository(session)
+        ids = await repo.settlement_order_ids(
+            store_id=store_id, affiliate_id=affiliate_id, start=start, end=end
+        )
+        totals: dict[str, dict[str, Any]] = {}
+        for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+            facts = await repo.order_facts(chunk)
+            programs = await repo.programs({f.store_id for f in facts.values()})
+            for f in facts.values():
+                result = compute_order(f, programs[f.store_id], self.policy)
+                if not result.chargeable:
+                    continue
+                t = totals.setdefault(
+                    f.currency,
+                    {
+                        "affiliate_sales": ZERO,
+                        "orders_completed": 0,
+                        "commission_payable": ZERO,
+                        "reversed": ZERO,
+                        "net": ZERO,
+                        "orders_open": 0,
+                        "estimated": ZERO,
+                    },
+                )
+                if result.status is OrderStatus.COMPLETED:
+                    t["affiliate_sales"] += result.sales
+                    t["orders_completed"] += 1
+                    t["commission_payable"] += result.commission
+                    t["reversed"] += result.reversed
+                    t["net"] += result.net
+                elif result.status is OrderStatus.PLACED:
+                    t["orders_open"] += 1
+                    t["estimated"] += result.estimated
+        return totals
 
     # -- program ----------------------------------------------------------------------------
 

@@ -156,6 +156,28 @@ class Replay:
         await eventually(stored)
 
 
+async def settle_all(replay: Replay, scenario: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Wait until every expected order is decided and has its expected status."""
+    views: dict[str, dict[str, Any]] = {}
+    for expected in scenario["expected"]:
+        order_id = replay.id(expected["order_id"])
+
+        async def settled(
+            oid: str = order_id, want: dict[str, Any] = expected
+        ) -> dict[str, Any] | None:
+            resp = await replay.svc.commission.get(
+                f"/v1/orders/{oid}", headers=admin(replay.settings)
+            )
+            if resp.status_code != 200:
+                return None
+            view: dict[str, Any] = resp.json()
+            ok = view["attribution_decided"] and view["status"] == want["status"]
+            return view if ok else None
+
+        views[expected["order_id"]] = await eventually(settled)
+    return views
+
+
 def money(value: str) -> Decimal:
     return Decimal(value)
 
