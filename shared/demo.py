@@ -214,7 +214,16 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
             print(
                 f"{v['order_id']:20} {v['store_id']:14} {v['status']:10} {v['affiliate_id'] or '(organic)':19} {sales:>8} {v['payable']:>10}"
             )
-        ledger = (await commission.get("/v1/ledger", params={"limit": 10000}, headers=admin)).json()
+        ledger: list[dict[str, Any]] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            page = (
+                await commission.get(
+                    "/v1/ledger", params={"cursor": cursor, "limit": 1000}, headers=admin
+                )
+            ).json()
+            ledger += page["items"]
+            cursor = page["next_cursor"]
         print()
         print("Commission ledger (each transaction's postings sum to zero):")
         print(f"{'txn':>5} {'kind':11} {'order':20} {'account':36} {'amount':>9}")

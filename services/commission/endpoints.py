@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import OpKind, ProgramHistory
@@ -22,7 +23,10 @@ from services.commission.schemas import (
     ItemView,
     JoinRequest,
     LedgerLine,
+    LedgerPage,
     MainProductRequest,
+    MainProductView,
+    OperationView,
     OrderView,
     ProgramResponse,
     RateRequest,
@@ -348,23 +352,115 @@ async def affiliate_settlement(
     return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
 
 
-@router.get("/v1/ledger", response_model=list[LedgerLine], tags=["ledger"])
-async def get_ledger(caller: Caller, session: Session, limit: int = 1000) -> list[LedgerLine]:
-    """Ledger postings, oldest first (finance)."""
+def _ledger_line(r: Any) -> LedgerLine:
+    return LedgerLine(
+        posting_id=r.posting_id,
+        txn_id=r.id,
+        key=r.key,
+        kind=r.kind,
+        order_id=r.order_id,
+        account=r.account,
+        currency=r.currency,
+        amount=str(from_minor(r.amount_minor, r.currency)),
+        occurred_at=r.occurred_at,
+    )
+
+
+@router.get(
+    "/v1/ledger",
+    response_model=LedgerPage,
+    tags=["ledger"],
+    responses={200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV of all"}},
+)
+async def get_ledger(
+    request: Request,
+    caller: Caller,
+    session: Session,
+    account: str | None = None,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Response:
+    """Ledger postings in posting order (finance), optionally of one account and posted in
+    [from, to). Keyset pagination: pass ``next_cursor`` back as ``cursor``. With
+    ``Accept: text/csv`` every matching posting is streamed as CSV."""
     caller.require("finance")
-    rows = await CommissionRepository(session).ledger(min(max(limit, 1), 10_000))
+    repo = CommissionRepository(session)
+    if "text/csv" in request.headers.get("accept", ""):
+        rows: list[LedgerLine] = []
+        after = cursor
+        while batch := await repo.ledger(
+            account=account, start=start, end=end, after=after, limit=5000
+        ):
+            rows += [_ledger_line(r) for r in batch]
+            after = batch[-1].posting_id
+        return Response(csv_of(rows), media_type="text/csv")
+    batch = await repo.ledger(account=account, start=start, end=end, after=cursor, limit=limit)
+    items = [_ledger_line(r) for r in batch]
+    page = LedgerPage(
+        items=items, next_cursor=items[-1].posting_id if len(items) == limit else None
+    )
+    return JSONResponse(page.model_dump(mode="json"))
+
+
+def csv_of(lines: list[LedgerLine]) -> str:
+    import csv
+    import io
+
+    out = io.StringIO()
+    fields = list(LedgerLine.model_fields)
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for line in lines:
+        writer.writerow(line.model_dump(mode="json"))
+    return out.getvalue()
+
+
+@router.get(
+    "/v1/stores/{store_id}/operations", response_model=list[OperationView], tags=["program"]
+)
+async def operations(
+    store_id: str,
+    caller: Caller,
+    session: Session,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> list[OperationView]:
+    """The operation record: every program change with actor, time, before and after."""
+    caller.require_store(store_id)
+    rows = await CommissionRepository(session).operations(store_id, start, end)
     return [
-        LedgerLine(
-            txn_id=r.id,
-            key=r.key,
+        OperationView(
+            id=r.id,
             kind=r.kind,
-            order_id=r.order_id,
-            account=r.account,
-            currency=r.currency,
-            amount=str(from_minor(r.amount_minor, r.currency)),
-            occurred_at=r.occurred_at,
+            at=r.at,
+            key=r.key,
+            rate=str(r.rate.normalize()) if r.rate is not None else None,
+            actor=r.actor,
+            before=r.before,
+            after=r.after,
         )
         for r in rows
+    ]
+
+
+@router.get(
+    "/v1/stores/{store_id}/main-products", response_model=list[MainProductView], tags=["program"]
+)
+async def main_products(
+    store_id: str, caller: Caller, session: Session, service: Service
+) -> list[MainProductView]:
+    """The store's main products (at most 60) and their own rates, if any."""
+    caller.require_store(store_id)
+    state = (await service.program(session, store_id)).current()
+    return [
+        MainProductView(
+            product_id=p,
+            rate=str(r) if r is not None else None,
+            effective_rate=str(state.rate_for(p, None)),
+        )
+        for p, r in sorted(state.main_products.items())
     ]
 
 

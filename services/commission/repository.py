@@ -251,13 +251,17 @@ class CommissionRepository:
         )
         return int(result.scalar_one())
 
-    async def operations(self, store_id: str) -> list[Any]:
-        rows = await self.session.execute(
-            select(m.program_ops)
-            .where(m.program_ops.c.store_id == store_id)
-            .order_by(m.program_ops.c.at, m.program_ops.c.id)
-        )
-        return list(rows)
+    async def operations(
+        self, store_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Any]:
+        """The store's operation record, oldest first, optionally in [start, end)."""
+        ops = m.program_ops
+        query = select(ops).where(ops.c.store_id == store_id)
+        if start is not None:
+            query = query.where(ops.c.at >= start)
+        if end is not None:
+            query = query.where(ops.c.at < end)
+        return list(await self.session.execute(query.order_by(ops.c.at, ops.c.id)))
 
     # -- ledger ------------------------------------------------------------------------------
 
@@ -317,10 +321,21 @@ class CommissionRepository:
             count += 1
         return count
 
-    async def ledger(self, limit: int = 1000) -> list[Any]:
+    async def ledger(
+        self,
+        *,
+        account: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[Any]:
+        """Postings in id order after posting id ``after`` (keyset pagination: stable under
+        concurrent inserts), optionally of one account and posted in [start, end)."""
         t, p = m.ledger_transactions, m.ledger_postings
-        rows = await self.session.execute(
+        query = (
             select(
+                p.c.id.label("posting_id"),
                 t.c.id,
                 t.c.key,
                 t.c.kind,
@@ -331,10 +346,15 @@ class CommissionRepository:
                 p.c.amount_minor,
             )
             .join(p, p.c.txn_id == t.c.id)
-            .order_by(t.c.id, p.c.id)
-            .limit(limit)
+            .where(p.c.id > after)
         )
-        return list(rows)
+        if account is not None:
+            query = query.where(p.c.account == account)
+        if start is not None:
+            query = query.where(t.c.occurred_at >= start)
+        if end is not None:
+            query = query.where(t.c.occurred_at < end)
+        return list(await self.session.execute(query.order_by(p.c.id).limit(limit)))
 
     async def order_ids(
         self,

@@ -178,6 +178,7 @@ class Settlement(BaseModel):
 
 
 class LedgerLine(BaseModel):
+    posting_id: int
     txn_id: int
     key: str
     kind: str
@@ -186,3 +187,25 @@ class LedgerLine(BaseModel):
     currency: str
     amount: str
     occurred_at: datetime
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerLine]
+    next_cursor: int | None  # pass as ``cursor`` for the next page; None on the last page
+
+
+class OperationView(BaseModel):
+    id: int
+    kind: str
+    at: datetime
+    key: str | None  # category or product id
+    rate: str | None
+    actor: str
+    before: dict[str, object]
+    after: dict[str, object]
+
+
+class MainProductView(BaseModel):
+    product_id: str
+    rate: str | None  # its own rate; None: the category or default rate applies
+    effective_rate: str  # the rate an order placed now would get (without a category)

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
@@ -197,3 +197,23 @@ def _now() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat()
+
+
+async def ledger_lines(
+    client: httpx.AsyncClient, settings: Settings, **params: str
+) -> list[dict[str, Any]]:
+    """Every ledger posting (all pages), optionally filtered like the API."""
+    lines: list[dict[str, Any]] = []
+    cursor = 0
+    while True:
+        resp = await client.get(
+            "/v1/ledger",
+            params={**params, "cursor": str(cursor), "limit": "1000"},
+            headers=admin(settings),
+        )
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        lines += page["items"]
+        if page["next_cursor"] is None:
+            return lines
+        cursor = page["next_cursor"]

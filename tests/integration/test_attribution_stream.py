@@ -13,7 +13,7 @@ from services.commission.core import OpKind
 from shared.config import Settings
 from shared.events import Click, OrderCompleted, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import make_producer
-from tests.integration.harness import Services, admin, eventually, running
+from tests.integration.harness import Services, admin, eventually, ledger_lines, running
 from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -143,9 +143,7 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
     assert [(d["revision"], d["affiliate_id"]) for d in decisions] == [(0, f"b-{u}")]
     async with running(settings) as svc:
-        ledger = (
-            await svc.commission.get("/v1/ledger", params={"limit": 10000}, headers=admin(settings))
-        ).json()
+        ledger = await ledger_lines(svc.commission, settings)
     mine = [x for x in ledger if x["order_id"] == o.order_id]
     assert sorted(x["amount"] for x in mine) == ["-6.00", "6.00"]
 

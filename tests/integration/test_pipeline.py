@@ -15,6 +15,7 @@ from tests.integration.harness import (
     Services,
     admin,
     eventually,
+    ledger_lines,
     new_affiliate,
     new_link,
     new_store,
@@ -105,9 +106,7 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
         assert view["payable"] == "2.19"  # (2 × 20.00 − 3.50) × 6%
         assert view["items"][0]["base"] == "36.50"
 
-        ledger = (
-            await svc.commission.get("/v1/ledger", params={"limit": 10000}, headers=admin(settings))
-        ).json()
+        ledger = await ledger_lines(svc.commission, settings)
         mine = [line for line in ledger if line["order_id"] == order_id]
         assert {(line["account"], line["amount"]) for line in mine} == {
             (f"store:{store.store_id}:commission", "-2.19"),
@@ -143,9 +142,7 @@ async def test_organic_order_costs_nothing(settings: Settings) -> None:
         )
         assert view["affiliate_id"] is None
         assert view["payable"] == "0.00"
-        ledger = (
-            await svc.commission.get("/v1/ledger", params={"limit": 10000}, headers=admin(settings))
-        ).json()
+        ledger = await ledger_lines(svc.commission, settings)
         assert not [line for line in ledger if line["order_id"] == order_id]
 
 

@@ -22,6 +22,7 @@ from tests.integration.harness import (
     Store,
     admin,
     eventually,
+    ledger_lines,
     running,
     signed_post,
 )
@@ -233,11 +234,7 @@ async def test_scenario_through_the_services(settings: Settings, path: Path) -> 
                 ]
                 assert got_items == want_items, name
                 # the ledger holds exactly the payable commission of the order
-                ledger = (
-                    await svc.commission.get(
-                        "/v1/ledger", params={"limit": 10000}, headers=admin(settings)
-                    )
-                ).json()
+                ledger = await ledger_lines(svc.commission, settings)
                 earned = sum(
                     (
                         money(x["amount"])
