@@ -82,6 +82,9 @@ class Settings(BaseSettings):
         "click_in_program)",
     )
 
+    payout_holding_days: int = Field(
+        0, description="Commission is payable once its order completed this many days ago"
+    )
     consumer_batch_size: int = Field(1000, description="Max records a consumer handles per batch")
     consumer_batch_ms: int = Field(200, description="Max wait to fill a consumer batch")
     dlq_max_ratio: float = Field(

@@ -488,3 +488,30 @@ def balances(txns: Sequence[LedgerTxn]) -> dict[tuple[str, str], Decimal]:
         for p in txn.postings:
             out[(p.account, txn.currency)] = out.get((p.account, txn.currency), ZERO) + p.amount
     return out
+
+
+def payout_account() -> str:
+    """Money that left the platform for affiliates."""
+    return "payouts:paid"
+
+
+def payout_txns(
+    payout_key: str, affiliate_id: str, balances: Mapping[str, Decimal]
+) -> list[LedgerTxn]:
+    """A payout of every positive balance (per currency) of the affiliate, one transaction per
+    currency; a zero or negative balance (a claw-back larger than what was earned) is not paid
+    and carries forward. :class:`ProgramError` ``nothing_to_pay`` when nothing is positive."""
+    txns = [
+        LedgerTxn(
+            f"{payout_key}:{currency}",
+            TxnKind.PAYOUT,
+            None,
+            currency,
+            (Posting(affiliate_account(affiliate_id), -amount), Posting(payout_account(), amount)),
+        )
+        for currency, amount in sorted(balances.items())
+        if amount > ZERO
+    ]
+    if not txns:
+        raise ProgramError("nothing_to_pay", "the affiliate has no positive payable balance")
+    return txns

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,8 @@ from services.commission.schemas import (
     MainProductView,
     OperationView,
     OrderView,
+    PayoutRequest,
+    PayoutView,
     ProgramResponse,
     RateRequest,
     RotatedSecret,
@@ -350,6 +352,60 @@ async def affiliate_settlement(
     lo, hi = _range(start, end)
     totals = await service.settlement(session, lo, hi, affiliate_id=affiliate_id)
     return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
+
+
+def _payout_view(row: Any) -> PayoutView:
+    return PayoutView(
+        payout_id=row.id,
+        affiliate_id=row.affiliate_id,
+        up_to=row.up_to,
+        amounts=row.amounts,
+        created_at=row.created_at,
+    )
+
+
+@router.post(
+    "/v1/payouts",
+    response_model=PayoutView,
+    status_code=201,
+    tags=["finance"],
+    responses={
+        200: {"description": "Already made with this Idempotency-Key"},
+        409: {"description": "Nothing to pay, or the key was used for another payout"},
+    },
+)
+async def create_payout(
+    body: PayoutRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    request: Request,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
+) -> Response:
+    """Pay an affiliate's net payable balance up to a time (finance), once per key. Only
+    commission whose order completed more than the holding period ago is payable; a claw-back
+    larger than the balance is not paid and carries forward."""
+    caller.require("finance")
+    if body.up_to.tzinfo is None:
+        raise AllianceError(422, "naive_time", "up_to needs an offset")
+    holding = timedelta(days=request.app.state.settings.payout_holding_days)
+    row, created = await service.pay(
+        session, idempotency_key, body.affiliate_id, body.up_to, holding
+    )
+    return JSONResponse(
+        _payout_view(row).model_dump(mode="json"), status_code=201 if created else 200
+    )
+
+
+@router.get("/v1/payouts/{payout_id}", response_model=PayoutView, tags=["finance"])
+async def get_payout(payout_id: int, caller: Caller, session: Session) -> PayoutView:
+    row = await CommissionRepository(session).payout(payout_id)
+    if row is None or not (
+        caller.kind in ("finance", "admin")
+        or (caller.kind == "affiliate" and caller.id == row.affiliate_id)
+    ):
+        raise NotFound("payout", payout_id=payout_id)
+    return _payout_view(row)
 
 
 def _ledger_line(r: Any) -> LedgerLine:

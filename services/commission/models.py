@@ -120,5 +120,17 @@ principals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+#: Payouts to affiliates, once per idempotency key.
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("up_to", DateTime(timezone=True), nullable=False),
+    Column("amounts", JSONB, nullable=False),  # currency → decimal string
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)

@@ -283,7 +283,7 @@ class CommissionRepository:
         return out
 
     async def post(
-        self, txns: list[LedgerTxn], store_id: str, affiliate_id: str | None, at: datetime
+        self, txns: list[LedgerTxn], store_id: str | None, affiliate_id: str | None, at: datetime
     ) -> int:
         """Insert transactions whose key is new; returns how many were posted."""
         count = 0
@@ -398,6 +398,62 @@ class CommissionRepository:
         if affiliate_id is not None:
             query = query.where(o.c.affiliate_id == affiliate_id)
         return list((await self.session.execute(query)).scalars())
+
+    async def payable_minor(
+        self, affiliate_id: str, up_to: datetime, completed_before: datetime
+    ) -> dict[str, int]:
+        """Per currency: the affiliate's commission and reversals posted up to ``up_to`` on
+        orders completed before ``completed_before``, less every payout so far (minor units)."""
+        t, p, o = m.ledger_transactions, m.ledger_postings, m.orders
+        account = f"affiliate:{affiliate_id}:earned"
+        earned = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .join(o, o.c.order_id == t.c.order_id)
+            .where(
+                p.c.account == account,
+                t.c.kind.in_(["commission", "reversal"]),
+                t.c.occurred_at <= up_to,
+                o.c.status_at <= completed_before,
+            )
+            .group_by(p.c.currency)
+        )
+        out = {r[0]: int(r[1]) for r in earned}
+        paid = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(p.c.account == account, t.c.kind == "payout")
+            .group_by(p.c.currency)
+        )
+        for currency, minor in paid:
+            out[currency] = out.get(currency, 0) + int(minor)  # payouts are negative here
+        return out
+
+    async def payout_by_key(self, key: str) -> Any:
+        return (
+            await self.session.execute(select(m.payouts).where(m.payouts.c.idempotency_key == key))
+        ).first()
+
+    async def payout(self, payout_id: int) -> Any:
+        return (
+            await self.session.execute(select(m.payouts).where(m.payouts.c.id == payout_id))
+        ).first()
+
+    async def add_payout(
+        self, key: str, affiliate_id: str, up_to: datetime, amounts: dict[str, str], at: datetime
+    ) -> int:
+        result = await self.session.execute(
+            insert(m.payouts)
+            .values(
+                idempotency_key=key,
+                affiliate_id=affiliate_id,
+                up_to=up_to,
+                amounts=amounts,
+                created_at=at,
+            )
+            .returning(m.payouts.c.id)
+        )
+        return int(result.scalar_one())
 
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""

@@ -209,3 +209,23 @@ class MainProductView(BaseModel):
     product_id: str
     rate: str | None  # its own rate; None: the category or default rate applies
     effective_rate: str  # the rate an order placed now would get (without a category)
+
+
+class PayoutRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"affiliate_id": "aff-a", "up_to": "2026-03-31T23:59:59Z"}]
+        },
+    )
+
+    affiliate_id: Ident
+    up_to: datetime
+
+
+class PayoutView(BaseModel):
+    payout_id: int
+    affiliate_id: str
+    up_to: datetime
+    amounts: dict[str, str]  # currency → amount paid
+    created_at: datetime

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +16,7 @@ from services.commission.core import (
     OpKind,
     OrderCommission,
     OrderStatus,
+    ProgramError,
     ProgramHistory,
     ProgramOp,
     ProgramState,
@@ -23,6 +24,7 @@ from services.commission.core import (
     RefundItem,
     compute_order,
     ledger_delta,
+    payout_txns,
 )
 from services.commission.repository import CommissionRepository
 from shared.clock import Clock
@@ -35,7 +37,7 @@ from shared.events import (
 )
 from shared.http import NotFound
 from shared.kafka import Received
-from shared.money import ZERO
+from shared.money import ZERO, from_minor
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
 
@@ -211,6 +213,33 @@ class CommissionService:
                     t["orders_open"] += 1
                     t["estimated"] += result.estimated
         return totals
+
+    async def pay(
+        self,
+        session: AsyncSession,
+        key: str,
+        affiliate_id: str,
+        up_to: datetime,
+        holding: timedelta,
+    ) -> tuple[Any, bool]:
+        """Pay the affiliate's net payable balance up to ``up_to`` (commission whose order
+        completed at least ``holding`` ago), once per idempotency ``key``. Returns the payout
+        row and whether it was created now."""
+        repo = CommissionRepository(session)
+        await repo.lock_store(f"payout:{affiliate_id}")  # one payout at a time per affiliate
+        existing = await repo.payout_by_key(key)
+        if existing is not None:
+            if existing.affiliate_id != affiliate_id or existing.up_to != up_to:
+                raise ProgramError("idempotency_key_reused", "this key was used for another payout")
+            return existing, False
+        now = self.clock.now()
+        minor = await repo.payable_minor(affiliate_id, up_to, now - holding)
+        balances = {c: from_minor(v, c) for c, v in minor.items()}
+        txns = payout_txns(f"payout:{key}", affiliate_id, balances)  # raises when nothing to pay
+        await repo.post(txns, store_id=None, affiliate_id=affiliate_id, at=now)
+        amounts = {t.currency: str(-t.amount) for t in txns}
+        payout_id = await repo.add_payout(key, affiliate_id, up_to, amounts, now)
+        return await repo.payout(payout_id), True
 
     # -- program ----------------------------------------------------------------------------
 
