@@ -10,10 +10,12 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import OpKind, ProgramHistory
+from services.commission.core import OpKind, ProgramHistory, compute_order
 from services.commission.principals import AdminService, Caller, Principal, Session
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from services.commission.schemas import (
+    AffiliateOrder,
+    AffiliateOrdersPage,
     AttributionExplanation,
     CreateAffiliate,
     CreatedKey,
@@ -352,6 +354,62 @@ async def affiliate_settlement(
     lo, hi = _range(start, end)
     totals = await service.settlement(session, lo, hi, affiliate_id=affiliate_id)
     return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
+
+
+@router.get("/v1/affiliate/orders", response_model=AffiliateOrdersPage, tags=["affiliate"])
+async def affiliate_orders(
+    caller: Caller,
+    session: Session,
+    service: Service,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    status: Annotated[str | None, Query(pattern="^(placed|completed|cancelled)$")] = None,
+    cursor: str = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AffiliateOrdersPage:
+    """The calling affiliate's orders with estimated versus settled commission."""
+    caller.require("affiliate")
+    lo, hi = _range(start, end)
+    repo = CommissionRepository(session)
+    ids = await repo.affiliate_order_ids(
+        caller.id, start=lo, end=hi, status=status, after=cursor, limit=limit
+    )
+    facts = await repo.order_facts(ids)
+    programs = await repo.programs({f.store_id for f in facts.values()})
+    items = []
+    for order_id in ids:
+        f = facts[order_id]
+        r = compute_order(f, programs[f.store_id], service.policy)
+        items.append(
+            AffiliateOrder(
+                order_id=order_id,
+                store_id=f.store_id,
+                placed_at=f.placed_at,
+                status=f.status.value,
+                currency=f.currency,
+                chargeable=r.chargeable,
+                affiliate_sales=fmt(r.sales if r.chargeable else ZERO, f.currency),
+                estimated=fmt(r.estimated, f.currency),
+                settled=fmt(r.payable, f.currency),
+                reversed=fmt(r.reversed, f.currency),
+            )
+        )
+    return AffiliateOrdersPage(items=items, next_cursor=ids[-1] if len(ids) == limit else None)
+
+
+@router.get("/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"])
+async def affiliate_earnings(
+    caller: Caller,
+    session: Session,
+    service: Service,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> Settlement:
+    """The calling affiliate's earnings per currency (as its settlement)."""
+    caller.require("affiliate")
+    lo, hi = _range(start, end)
+    totals = await service.settlement(session, lo, hi, affiliate_id=caller.id)
+    return _settlement(f"affiliate:{caller.id}", lo, hi, totals)
 
 
 def _payout_view(row: Any) -> PayoutView:

@@ -455,6 +455,30 @@ class CommissionRepository:
         )
         return int(result.scalar_one())
 
+    async def affiliate_order_ids(
+        self,
+        affiliate_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        status: str | None,
+        after: str,
+        limit: int,
+    ) -> list[str]:
+        """The affiliate's orders placed in [start, end), by order id after ``after``."""
+        o = m.orders
+        query = select(o.c.order_id).where(
+            o.c.affiliate_id == affiliate_id,
+            o.c.placed_at >= start,
+            o.c.placed_at < end,
+            o.c.order_id > after,
+        )
+        if status is not None:
+            query = query.where(o.c.status == status)
+        return list(
+            (await self.session.execute(query.order_by(o.c.order_id).limit(limit))).scalars()
+        )
+
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""
         p = m.ledger_postings

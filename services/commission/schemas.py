@@ -229,3 +229,23 @@ class PayoutView(BaseModel):
     up_to: datetime
     amounts: dict[str, str]  # currency → amount paid
     created_at: datetime
+
+
+class AffiliateOrder(BaseModel):
+    """An affiliate's view of an order: never the buyer's visitor id."""
+
+    order_id: str
+    store_id: str
+    placed_at: datetime
+    status: str
+    currency: str
+    chargeable: bool
+    affiliate_sales: str
+    estimated: str  # not yet payable (order still placed)
+    settled: str  # payable net of reversals (order completed)
+    reversed: str
+
+
+class AffiliateOrdersPage(BaseModel):
+    items: list[AffiliateOrder]
+    next_cursor: str | None
