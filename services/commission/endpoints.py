@@ -37,6 +37,8 @@ from services.commission.schemas import (
     RotatedSecret,
     Settlement,
     SettlementTotals,
+    Statement,
+    StatementTotals,
 )
 from services.commission.service import CommissionService
 from shared.http import AllianceError, NotFound
@@ -410,6 +412,98 @@ async def affiliate_earnings(
     lo, hi = _range(start, end)
     totals = await service.settlement(session, lo, hi, affiliate_id=caller.id)
     return _settlement(f"affiliate:{caller.id}", lo, hi, totals)
+
+
+def _period(period: str) -> tuple[datetime, datetime]:
+    try:
+        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
+    except ValueError:
+        raise AllianceError(422, "invalid_period", "a period is YYYY-MM") from None
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return start, end
+
+
+async def _statement(store_id: str, period: str, session: AsyncSession) -> Statement:
+    start, end = _period(period)
+    repo = CommissionRepository(session)
+    row = await repo.statement(store_id, period)
+    if row is not None:
+        totals = [StatementTotals(**t) for t in row.totals]
+        return Statement(
+            store_id=store_id,
+            period=period,
+            start=start,
+            end=end,
+            closed=True,
+            closed_at=row.closed_at,
+            closed_by=row.closed_by,
+            totals=totals,
+        )
+    sums: dict[str, dict[str, int]] = {}
+    for currency, kind, count, minor in await repo.store_postings_by_kind(store_id, start, end):
+        t = sums.setdefault(currency, {"commission": 0, "orders": 0, "reversal": 0, "refunds": 0})
+        if kind == "commission":
+            t["commission"] -= minor  # the store's side is negative: it owes
+            t["orders"] += count
+        elif kind == "reversal":
+            t["reversal"] += minor
+            t["refunds"] += count
+    totals = [
+        StatementTotals(
+            currency=c,
+            orders_charged=t["orders"],
+            commission=str(from_minor(t["commission"], c)),
+            refunds=t["refunds"],
+            reversed=str(from_minor(t["reversal"], c)),
+            net=str(from_minor(t["commission"] - t["reversal"], c)),
+        )
+        for c, t in sorted(sums.items())
+    ]
+    return Statement(
+        store_id=store_id,
+        period=period,
+        start=start,
+        end=end,
+        closed=False,
+        closed_at=None,
+        closed_by=None,
+        totals=totals,
+    )
+
+
+@router.get("/v1/statements/{store_id}/{period}", response_model=Statement, tags=["finance"])
+async def get_statement(
+    store_id: str, period: str, caller: Caller, session: Session, service: Service
+) -> Statement:
+    """A store's monthly statement: frozen once closed, live while open."""
+    caller.require_store(store_id)
+    return await _statement(store_id, period, session)
+
+
+@router.post("/v1/statements/{store_id}/{period}/close", response_model=Statement, tags=["finance"])
+async def close_statement(
+    store_id: str, period: str, caller: Caller, session: Session, service: Service
+) -> Statement:
+    """Freeze a month's statement (finance). Events that arrive later post into the open
+    period and never change it. Closing again returns the statement as first closed."""
+    caller.require("finance")
+    _, end = _period(period)
+    now = service.clock.now()
+    if now < end:
+        raise AllianceError(
+            409, "period_not_over", "a month can be closed once it is over", ends_at=end.isoformat()
+        )
+    current = await _statement(store_id, period, session)
+    if not current.closed:
+        totals = [t.model_dump(mode="json") for t in current.totals]
+        await CommissionRepository(session).close_statement(
+            store_id, period, now, f"{caller.kind}:{caller.id}", totals
+        )
+    return await _statement(store_id, period, session)
 
 
 def _payout_view(row: Any) -> PayoutView:

@@ -132,5 +132,16 @@ payouts = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Closed monthly statements of stores: the settlement frozen at closing time.
+statements = Table(
+    "statements",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("period", String(7), primary_key=True),  # YYYY-MM
+    Column("closed_at", DateTime(timezone=True), nullable=False),
+    Column("closed_by", String(200), nullable=False),
+    Column("totals", JSONB, nullable=False),
+)
+
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)

@@ -479,6 +479,42 @@ class CommissionRepository:
             (await self.session.execute(query.order_by(o.c.order_id).limit(limit))).scalars()
         )
 
+    async def store_postings_by_kind(
+        self, store_id: str, start: datetime, end: datetime
+    ) -> list[tuple[str, str, int, int]]:
+        """(currency, kind, count, minor sum) of the store account's postings in [start, end)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.currency, t.c.kind, func.count(), func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account == f"store:{store_id}:commission",
+                t.c.occurred_at >= start,
+                t.c.occurred_at < end,
+            )
+            .group_by(p.c.currency, t.c.kind)
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def statement(self, store_id: str, period: str) -> Any:
+        s = m.statements
+        rows = await self.session.execute(
+            select(s).where(s.c.store_id == store_id, s.c.period == period)
+        )
+        return rows.first()
+
+    async def close_statement(
+        self, store_id: str, period: str, at: datetime, by: str, totals: list[dict[str, Any]]
+    ) -> bool:
+        """Freeze a statement; False when it was closed already (the first close stands)."""
+        result = await self.session.execute(
+            insert(m.statements)
+            .values(store_id=store_id, period=period, closed_at=at, closed_by=by, totals=totals)
+            .on_conflict_do_nothing(index_elements=["store_id", "period"])
+            .returning(m.statements.c.period)
+        )
+        return result.first() is not None
+
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""
         p = m.ledger_postings

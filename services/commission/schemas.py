@@ -249,3 +249,26 @@ class AffiliateOrder(BaseModel):
 class AffiliateOrdersPage(BaseModel):
     items: list[AffiliateOrder]
     next_cursor: str | None
+
+
+class StatementTotals(BaseModel):
+    """What the ledger posted on the store's account in the period (later events land in the
+    period they are posted in)."""
+
+    currency: str
+    orders_charged: int  # commission transactions posted in the period
+    commission: str  # commission charged (owed by the store)
+    refunds: int  # reversal transactions posted in the period (claw-backs included)
+    reversed: str
+    net: str
+
+
+class Statement(BaseModel):
+    store_id: str
+    period: str  # YYYY-MM (UTC)
+    start: datetime
+    end: datetime
+    closed: bool
+    closed_at: datetime | None
+    closed_by: str | None
+    totals: list[StatementTotals]  # frozen at closing when closed, live otherwise
