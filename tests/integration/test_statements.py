@@ -67,11 +67,11 @@ async def test_closing_freezes_a_month_and_a_late_claw_back_lands_in_the_open_on
                 }
             )
 
-            async def april_has_it() -> dict[str, object] | None:
+            async def april_has_it() -> dict[str, Any] | None:
                 resp = await svc.commission.get(
                     f"/v1/statements/{store}/2026-04", headers=admin(settings)
                 )
-                body: dict[str, object] = resp.json()
+                body: dict[str, Any] = resp.json()
                 return body if body["totals"] else None
 
             april = await eventually(april_has_it)
