@@ -256,6 +256,7 @@ class OrderFacts:
     placed_at: datetime
     items: tuple[LineItem, ...]
     status: OrderStatus = OrderStatus.PLACED
+    status_at: datetime | None = None  # when it completed or was cancelled
     affiliate_id: str | None = None
     click_id: str | None = None
     click_at: datetime | None = None

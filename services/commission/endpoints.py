@@ -34,6 +34,7 @@ from services.commission.schemas import (
     PayoutView,
     ProgramResponse,
     RateRequest,
+    ReconciliationDay,
     RotatedSecret,
     Settlement,
     SettlementTotals,
@@ -504,6 +505,33 @@ async def close_statement(
             store_id, period, now, f"{caller.kind}:{caller.id}", totals
         )
     return await _statement(store_id, period, session)
+
+
+@router.get("/v1/reconciliation", response_model=list[ReconciliationDay], tags=["finance"])
+async def reconciliation(
+    caller: Caller,
+    session: Session,
+    service: Service,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+) -> list[ReconciliationDay]:
+    """Per day and currency: commission estimated at placement, what became payable, what was
+    cancelled or reversed, and the day's estimate explained by what became of its orders."""
+    caller.require("finance")
+    lo, hi = _range(start, end)
+    days = await service.reconciliation(session, lo, hi)
+    out = []
+    for (day, currency), r in days.items():
+        explained = r["day_orders_payable"] + r["day_orders_cancelled"] + r["day_orders_open"]
+        out.append(
+            ReconciliationDay(
+                day=day,
+                currency=currency,
+                **{k: fmt(v, currency) for k, v in r.items()},
+                unexplained=fmt(r["estimated_at_placement"] - explained, currency),
+            )
+        )
+    return out
 
 
 def _payout_view(row: Any) -> PayoutView:

@@ -192,6 +192,7 @@ class CommissionRepository:
                 placed_at=o.placed_at,
                 items=_line_items(o.items),
                 status=OrderStatus(o.status),
+                status_at=o.status_at,
                 affiliate_id=o.affiliate_id,
                 click_id=o.click_id,
                 click_at=o.click_at,
@@ -495,6 +496,38 @@ class CommissionRepository:
             .group_by(p.c.currency, t.c.kind)
         )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def orders_touching(self, start: datetime, end: datetime) -> list[str]:
+        """Attributed orders placed, completed or cancelled in [start, end)."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.order_id).where(
+                o.c.placed_at.is_not(None),
+                o.c.affiliate_id.is_not(None),
+                ((o.c.placed_at >= start) & (o.c.placed_at < end))
+                | ((o.c.status_at >= start) & (o.c.status_at < end)),
+            )
+        )
+        return list(rows.scalars())
+
+    async def affiliate_postings_by_day(
+        self, start: datetime, end: datetime
+    ) -> list[tuple[str, str, str, int]]:
+        """(UTC day, currency, kind, minor sum) of what affiliates were credited in [start, end)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        day = func.to_char(func.timezone("UTC", t.c.occurred_at), "YYYY-MM-DD")
+        rows = await self.session.execute(
+            select(day, p.c.currency, t.c.kind, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account.like("affiliate:%"),
+                t.c.kind.in_(["commission", "reversal"]),
+                t.c.occurred_at >= start,
+                t.c.occurred_at < end,
+            )
+            .group_by(day, p.c.currency, t.c.kind)
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
     async def statement(self, store_id: str, period: str) -> Any:
         s = m.statements

@@ -272,3 +272,16 @@ class Statement(BaseModel):
     closed_at: datetime | None
     closed_by: str | None
     totals: list[StatementTotals]  # frozen at closing when closed, live otherwise
+
+
+class ReconciliationDay(BaseModel):
+    day: str  # YYYY-MM-DD (UTC)
+    currency: str
+    estimated_at_placement: str  # gross commission of chargeable orders placed that day
+    became_payable: str  # commission posted that day (orders completed)
+    cancelled: str  # gross commission of orders cancelled that day
+    reversed: str  # reversals posted that day (refunds, claw-backs)
+    day_orders_payable: str  # of that day's estimate: orders completed since
+    day_orders_cancelled: str  # … cancelled since
+    day_orders_open: str  # … still placed
+    unexplained: str  # estimate − the three above: zero when the books agree

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -213,6 +213,63 @@ class CommissionService:
                     t["orders_open"] += 1
                     t["estimated"] += result.estimated
         return totals
+
+    async def reconciliation(
+        self, session: AsyncSession, start: datetime, end: datetime
+    ) -> dict[tuple[str, str], dict[str, Decimal]]:
+        """Per (UTC day, currency): commission estimated at placement (gross, chargeable orders
+        placed that day), what became payable (commission posted), what was cancelled (gross
+        commission of orders cancelled that day) and what was reversed (reversals posted), and
+        the estimate of that day's orders still open. For a day's placements: estimated =
+        payable_of_day_orders + cancelled_of_day_orders + still_open (``unexplained`` is what
+        is not, and is zero when the books agree)."""
+        repo = CommissionRepository(session)
+        out: dict[tuple[str, str], dict[str, Decimal]] = {}
+        keys = (
+            "estimated_at_placement",
+            "became_payable",
+            "cancelled",
+            "reversed",
+            "day_orders_payable",
+            "day_orders_cancelled",
+            "day_orders_open",
+        )
+
+        def row(day: str, currency: str) -> dict[str, Decimal]:
+            return out.setdefault((day, currency), dict.fromkeys(keys, ZERO))
+
+        ids = await repo.orders_touching(start, end)
+        for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
+            facts = await repo.order_facts(chunk)
+            programs = await repo.programs({f.store_id for f in facts.values()})
+            for f in facts.values():
+                gross = compute_order(
+                    replace(f, status=OrderStatus.PLACED, refunds=()),
+                    programs[f.store_id],
+                    self.policy,
+                )
+                if not gross.chargeable:
+                    continue
+                placed_day = f.placed_at.astimezone(UTC).strftime("%Y-%m-%d")
+                if start <= f.placed_at < end:
+                    r = row(placed_day, f.currency)
+                    r["estimated_at_placement"] += gross.commission
+                    key = {
+                        OrderStatus.COMPLETED: "day_orders_payable",
+                        OrderStatus.CANCELLED: "day_orders_cancelled",
+                    }.get(f.status, "day_orders_open")
+                    r[key] += gross.commission
+                done_at = f.status_at
+                if f.status is OrderStatus.CANCELLED and done_at and start <= done_at < end:
+                    cancelled_day = done_at.astimezone(UTC).strftime("%Y-%m-%d")
+                    row(cancelled_day, f.currency)["cancelled"] += gross.commission
+        for day, currency, kind, minor in await repo.affiliate_postings_by_day(start, end):
+            r = row(day, currency)
+            if kind == "commission":
+                r["became_payable"] += from_minor(minor, currency)
+            else:
+                r["reversed"] += -from_minor(minor, currency)
+        return dict(sorted(out.items()))
 
     async def pay(
         self,
