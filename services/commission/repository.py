@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -287,40 +287,47 @@ class CommissionRepository:
         self, txns: list[LedgerTxn], store_id: str | None, affiliate_id: str | None, at: datetime
     ) -> int:
         """Insert transactions whose key is new; returns how many were posted."""
-        count = 0
-        for txn in txns:
-            result = await self.session.execute(
-                insert(m.ledger_transactions)
-                .values(
-                    key=txn.key,
-                    kind=txn.kind.value,
-                    order_id=txn.order_id,
-                    store_id=store_id,
-                    affiliate_id=affiliate_id,
-                    currency=txn.currency,
-                    occurred_at=at,
-                )
-                .on_conflict_do_nothing(index_elements=["key"])
-                .returning(m.ledger_transactions.c.id)
-            )
-            txn_id = result.scalar_one_or_none()
-            if txn_id is None:
-                continue
-            await self.session.execute(
-                insert(m.ledger_postings).values(
-                    [
-                        {
-                            "txn_id": txn_id,
-                            "account": p.account,
-                            "currency": txn.currency,
-                            "amount_minor": to_minor(p.amount, txn.currency),
-                        }
-                        for p in txn.postings
-                    ]
-                )
-            )
-            count += 1
-        return count
+        return await self.post_many([(t, store_id, affiliate_id) for t in txns], at)
+
+    async def post_many(
+        self, entries: Sequence[tuple[LedgerTxn, str | None, str | None]], at: datetime
+    ) -> int:
+        """Insert (transaction, store, affiliate) entries whose key is new, two statements for
+        the lot; returns how many were posted. A key already posted changes nothing."""
+        if not entries:
+            return 0
+        t = m.ledger_transactions
+        stmt = insert(t).on_conflict_do_nothing(index_elements=["key"]).returning(t.c.key, t.c.id)
+        rows = await self.session.execute(
+            stmt,
+            [
+                {
+                    "key": txn.key,
+                    "kind": txn.kind.value,
+                    "order_id": txn.order_id,
+                    "store_id": store_id,
+                    "affiliate_id": affiliate_id,
+                    "currency": txn.currency,
+                    "occurred_at": at,
+                }
+                for txn, store_id, affiliate_id in entries
+            ],
+        )
+        ids = {r.key: r.id for r in rows}
+        postings = [
+            {
+                "txn_id": ids[txn.key],
+                "account": p.account,
+                "currency": txn.currency,
+                "amount_minor": to_minor(p.amount, txn.currency),
+            }
+            for txn, _, _ in entries
+            if txn.key in ids
+            for p in txn.postings
+        ]
+        if postings:
+            await self.session.execute(insert(m.ledger_postings), postings)
+        return len(ids)
 
     async def ledger(
         self,

@@ -144,13 +144,12 @@ class CommissionService:
             return 0
         programs = await repo.programs({f.store_id for f in facts.values()})
         posted = await repo.posted(facts)
-        count = 0
-        now = self.clock.now()
+        entries = []
         for order_id in sorted(facts):
             f = facts[order_id]
-            txns = ledger_delta(f, programs[f.store_id], posted[order_id], self.policy)
-            count += await repo.post(txns, f.store_id, f.affiliate_id, now)
-        return count
+            for txn in ledger_delta(f, programs[f.store_id], posted[order_id], self.policy):
+                entries.append((txn, f.store_id, f.affiliate_id))
+        return await repo.post_many(entries, self.clock.now())
 
     # -- reads ------------------------------------------------------------------------------
 
