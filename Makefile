@@ -53,5 +53,9 @@ bench-tracker: install
 bench-attribution: install
 	$(BIN)/python -m bench.attribution.run
 
+## bench-commission: the ledger consumer next to an asyncpg COPY, and settlement latency
+bench-commission: install
+	$(BIN)/python -m bench.commission.run
+
 clean: down
 	rm -rf .stack
