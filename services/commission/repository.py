@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission import models as m
@@ -76,95 +76,86 @@ class CommissionRepository:
 
     # -- order facts -------------------------------------------------------------------------
 
-    async def upsert_placed(
-        self,
-        order_id: str,
-        store_id: str,
-        currency: str,
-        placed_at: datetime,
-        items: list[LineItem],
-    ) -> None:
-        stmt = insert(m.orders).values(
-            order_id=order_id,
-            store_id=store_id,
-            currency=currency,
-            placed_at=placed_at,
-            items=items_json(items),
+    async def ensure_orders(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """A row for every (order, store), so that facts arriving before placement have one."""
+        rows = [{"order_id": o, "store_id": s} for o, s in dict(pairs).items()]
+        if rows:
+            stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["order_id"])
+            await self.session.execute(stmt, rows)
+
+    async def upsert_placed_many(self, rows: list[dict[str, Any]]) -> None:
+        """Placement facts (order_id, store_id, currency, placed_at, items); the first wins."""
+        unique = list({r["order_id"]: r for r in rows}.values())
+        if not unique:
+            return
+        stmt = insert(m.orders)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["order_id"],
+            set_={
+                "currency": stmt.excluded.currency,
+                "placed_at": stmt.excluded.placed_at,
+                "items": stmt.excluded["items"],
+            },
+            where=m.orders.c.placed_at.is_(None),
+        )
+        await self.session.execute(stmt, unique)
+
+    async def set_terminal_many(self, rows: list[tuple[str, OrderStatus, datetime]]) -> None:
+        """First terminal status of each order wins (rows must exist: see ensure_orders)."""
+        if not rows:
+            return
+        o = m.orders
+        stmt = (
+            update(o)
+            .where(o.c.order_id == bindparam("b_oid"), o.c.status == OrderStatus.PLACED.value)
+            .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
         )
         await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["order_id"],
-                set_={
-                    "currency": currency,
-                    "placed_at": placed_at,
-                    "items": stmt.excluded["items"],
-                },
-                where=m.orders.c.placed_at.is_(None),
-            )
+            stmt,
+            [{"b_oid": oid, "b_status": st.value, "b_at": at} for oid, st, at in rows],
+            execution_options={"synchronize_session": False},
         )
 
-    async def set_terminal_status(
-        self, order_id: str, store_id: str, status: OrderStatus, at: datetime
-    ) -> None:
-        """The first terminal status wins; later ones change nothing."""
-        stmt = insert(m.orders).values(
-            order_id=order_id, store_id=store_id, status=status, status_at=at
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["order_id"],
-                set_={"status": status.value, "status_at": at},
-                where=m.orders.c.status == OrderStatus.PLACED.value,
-            )
-        )
-
-    async def set_attribution(
-        self,
-        order_id: str,
-        store_id: str,
-        revision: int,
-        affiliate_id: str | None,
-        click_id: str | None,
-        click_at: datetime | None,
-        sub_id: str | None,
-        explanation: dict[str, Any] | None = None,
-    ) -> bool:
-        """Apply a decision if it is newer than the one held and no commission is posted yet."""
-        stmt = insert(m.orders).values(order_id=order_id, store_id=store_id)
-        await self.session.execute(stmt.on_conflict_do_nothing(index_elements=["order_id"]))
-        posted = select(m.ledger_transactions.c.id).where(
-            m.ledger_transactions.c.order_id == order_id
-        )
-        result = await self.session.execute(
-            m.orders.update()
+    async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
+        """Apply decisions newer than the one held, while nothing is posted for the order.
+        Rows: b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
+        if not rows:
+            return
+        o, t = m.orders, m.ledger_transactions
+        posted = select(t.c.id).where(t.c.order_id == o.c.order_id).exists()
+        stmt = (
+            update(o)
             .where(
-                m.orders.c.order_id == order_id,
-                m.orders.c.attribution_revision < revision,
-                ~posted.exists(),
+                o.c.order_id == bindparam("b_oid"),
+                o.c.attribution_revision < bindparam("b_rev"),
+                ~posted,
             )
             .values(
-                attribution_revision=revision,
-                affiliate_id=affiliate_id,
-                click_id=click_id,
-                click_at=click_at,
-                sub_id=sub_id,
-                attribution=explanation,
+                attribution_revision=bindparam("b_rev"),
+                affiliate_id=bindparam("b_aff"),
+                click_id=bindparam("b_click"),
+                click_at=bindparam("b_click_at"),
+                sub_id=bindparam("b_sub"),
+                attribution=bindparam("b_expl", type_=JSONB),
             )
-            .returning(m.orders.c.order_id)
         )
-        return result.first() is not None
+        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
 
-    async def add_refund(self, order_id: str, store_id: str, refund: Refund) -> None:
-        await self.session.execute(
-            insert(m.orders).values(order_id=order_id, store_id=store_id).on_conflict_do_nothing()
+    async def revisions(self, order_ids: Iterable[str]) -> dict[str, int]:
+        ids = list(set(order_ids))
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(m.orders.c.order_id, m.orders.c.attribution_revision).where(
+                m.orders.c.order_id.in_(ids)
+            )
         )
-        stmt = insert(m.refunds).values(
-            order_id=order_id,
-            refund_id=refund.refund_id,
-            occurred_at=refund.occurred_at,
-            items=[{"product_id": i.product_id, "amount": str(i.amount)} for i in refund.items],
-        )
-        await self.session.execute(stmt.on_conflict_do_nothing())
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def add_refunds_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            stmt = insert(m.refunds).on_conflict_do_nothing()
+            await self.session.execute(stmt, rows)
 
     async def order_facts(self, order_ids: Iterable[str]) -> dict[str, OrderFacts]:
         """Facts of the orders whose placement is known (others cannot be computed yet)."""

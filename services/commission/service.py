@@ -20,13 +20,11 @@ from services.commission.core import (
     ProgramHistory,
     ProgramOp,
     ProgramState,
-    Refund,
-    RefundItem,
     compute_order,
     ledger_delta,
     payout_txns,
 )
-from services.commission.repository import CommissionRepository
+from services.commission.repository import CommissionRepository, items_json
 from shared.clock import Clock
 from shared.events import (
     Attribution,
@@ -81,61 +79,87 @@ class CommissionService:
     # -- the consumer's batch ---------------------------------------------------------------
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
-        """Apply new events (idempotent by event id), then post what each touched order owes."""
+        """Apply new events (idempotent by store + event id) with one statement per kind of
+        fact, then post what each touched order owes. The facts commute (first placement and
+        first terminal status win, the highest revision wins, refunds are a set), so their
+        order inside a batch does not matter."""
         repo = CommissionRepository(session)
         fresh = await repo.claim_events([(idempotency_key(r.value), r.topic) for r in batch])
-        touched: set[str] = set()
+        events: list[Incoming] = []
         for rec in batch:
-            event = rec.value
-            key = idempotency_key(event)
-            if key not in fresh:
-                continue
-            fresh.discard(key)  # a duplicate inside the batch applies once
-            touched.add(event.order_id)
-            await self._apply(repo, event)
-        await self.reconcile(repo, touched)
-
-    async def _apply(self, repo: CommissionRepository, event: Incoming) -> None:
-        if isinstance(event, Attribution):
-            placed = event.order
-            await repo.upsert_placed(
-                placed.order_id,
-                placed.store_id,
-                placed.currency,
-                placed.occurred_at,
-                line_items(placed),
+            key = idempotency_key(rec.value)
+            if key in fresh:
+                fresh.discard(key)  # a duplicate inside the batch applies once
+                events.append(rec.value)
+        if not events:
+            return
+        placed = [
+            e.order if isinstance(e, Attribution) else e
+            for e in events
+            if isinstance(e, Attribution | OrderPlaced)
+        ]
+        await repo.upsert_placed_many(
+            [
+                {
+                    "order_id": p.order_id,
+                    "store_id": p.store_id,
+                    "currency": p.currency,
+                    "placed_at": p.occurred_at,
+                    "items": items_json(line_items(p)),
+                }
+                for p in placed
+            ]
+        )
+        await repo.ensure_orders((e.order_id, e.store_id) for e in events)
+        decisions = [e for e in events if isinstance(e, Attribution)]
+        await repo.set_attribution_many(
+            [
+                {
+                    "b_oid": e.order_id,
+                    "b_rev": e.revision,
+                    "b_aff": e.affiliate_id,
+                    "b_click": e.click_id,
+                    "b_click_at": e.click_at,
+                    "b_sub": e.sub_id,
+                    "b_expl": orjson.loads(encode_explanation(e)),
+                }
+                for e in decisions
+            ]
+        )
+        corrections = [e for e in decisions if e.revision > 0]
+        if corrections:
+            held = await repo.revisions(e.order_id for e in corrections)
+            self.late_corrections_ignored += sum(
+                1 for e in corrections if held.get(e.order_id, -1) < e.revision
             )
-            applied = await repo.set_attribution(
-                event.order_id,
-                event.store_id,
-                event.revision,
-                event.affiliate_id,
-                event.click_id,
-                event.click_at,
-                event.sub_id,
-                orjson.loads(encode_explanation(event)),
-            )
-            if not applied and event.revision > 0:
-                self.late_corrections_ignored += 1
-        elif isinstance(event, OrderPlaced):
-            await repo.upsert_placed(
-                event.order_id, event.store_id, event.currency, event.occurred_at, line_items(event)
-            )
-        elif isinstance(event, OrderCompleted):
-            await repo.set_terminal_status(
-                event.order_id, event.store_id, OrderStatus.COMPLETED, event.occurred_at
-            )
-        elif isinstance(event, OrderCancelled):
-            await repo.set_terminal_status(
-                event.order_id, event.store_id, OrderStatus.CANCELLED, event.occurred_at
-            )
-        elif isinstance(event, OrderRefunded):
-            refund = Refund(
-                event.refund_id,
-                event.occurred_at,
-                tuple(RefundItem(i.product_id, i.amount) for i in event.items),
-            )
-            await repo.add_refund(event.order_id, event.store_id, refund)
+        await repo.set_terminal_many(
+            [
+                (
+                    e.order_id,
+                    OrderStatus.COMPLETED
+                    if isinstance(e, OrderCompleted)
+                    else OrderStatus.CANCELLED,
+                    e.occurred_at,
+                )
+                for e in events
+                if isinstance(e, OrderCompleted | OrderCancelled)
+            ]
+        )
+        await repo.add_refunds_many(
+            [
+                {
+                    "order_id": e.order_id,
+                    "refund_id": e.refund_id,
+                    "occurred_at": e.occurred_at,
+                    "items": [
+                        {"product_id": i.product_id, "amount": str(i.amount)} for i in e.items
+                    ],
+                }
+                for e in events
+                if isinstance(e, OrderRefunded)
+            ]
+        )
+        await self.reconcile(repo, {e.order_id for e in events})
 
     async def reconcile(self, repo: CommissionRepository, order_ids: set[str]) -> int:
         """Post every transaction the orders owe and have not posted. Idempotent."""
