@@ -6,26 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.harness import admin, running
-from tests.integration.test_scenarios_services import Replay, settle_all
-from tests.scenarios import load, scenario_files, ts
+from tests.integration.harness import admin
+from tests.integration.test_scenarios_services import replayed
 
 pytestmark = pytest.mark.integration
 
 
 async def test_affiliate_orders_and_earnings(settings: Settings) -> None:
-    scenario = load(next(p for p in scenario_files() if p.stem == "04-last-click-wins"))
-    clock = FixedClock(ts(scenario["events"][0]["at"]))
-    async with running(settings, clock) as svc:
-        replay = Replay(svc, settings, clock)
-        try:
-            for event in scenario["events"]:
-                await replay.apply(event)
-            await settle_all(replay, scenario)
-        finally:
-            await replay.engine.dispose()
+    async with replayed(settings, "04-last-click-wins") as r:
+        svc, replay, scenario = r.svc, r.replay, r.scenario
         keys = {}
         for name in ("aff-a", "aff-b"):
             resp = await svc.commission.post(

@@ -8,12 +8,11 @@ from decimal import Decimal
 import pytest
 
 from services.commission.verify import verify
-from shared.clock import FixedClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from tests.integration.harness import admin, eventually, running
-from tests.integration.test_scenarios_services import Replay, settle_all
-from tests.scenarios import load, scenario_files, ts
+from tests.integration.harness import admin, eventually
+from tests.integration.test_scenarios_services import replayed
+from tests.scenarios import ts
 
 pytestmark = pytest.mark.integration
 
@@ -21,76 +20,68 @@ pytestmark = pytest.mark.integration
 async def test_payout_is_idempotent_and_a_later_claw_back_carries_forward(
     settings: Settings,
 ) -> None:
-    scenario = load(next(p for p in scenario_files() if p.stem == "06-cancel-and-refunds"))
-    clock = FixedClock(ts(scenario["events"][0]["at"]))
-    async with running(settings, clock) as svc:
-        replay = Replay(svc, settings, clock)
-        try:
-            for event in scenario["events"]:
-                await replay.apply(event)
-            await settle_all(replay, scenario)
-            affiliate = replay.id("aff-a")
-            payable = sum((Decimal(e["payable"]) for e in scenario["expected"]), Decimal(0))
-            body = {"affiliate_id": affiliate, "up_to": "2026-04-01T00:00:00Z"}
-            key = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
-            first = await svc.commission.post(
-                "/v1/payouts", json=body, headers={**admin(settings), **key}
-            )
-            again = await svc.commission.post(
-                "/v1/payouts", json=body, headers={**admin(settings), **key}
-            )
-            assert first.status_code == 201, first.text
-            assert again.status_code == 200
-            assert again.json() == first.json()
-            assert Decimal(first.json()["amounts"]["USD"]) == payable
-            got = await svc.commission.get(
-                f"/v1/payouts/{first.json()['payout_id']}", headers=admin(settings)
-            )
-            assert got.json()["amounts"] == first.json()["amounts"]
-            other_key = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
-            nothing = await svc.commission.post(
-                "/v1/payouts", json=body, headers={**admin(settings), **other_key}
-            )
-            assert nothing.status_code == 409
-            assert nothing.json()["error"]["code"] == "nothing_to_pay"
-            reused = await svc.commission.post(
-                "/v1/payouts",
-                json=body | {"up_to": "2026-05-01T00:00:00Z"},
-                headers={**admin(settings), **key},
-            )
-            assert reused.status_code == 409
-            no_key = await svc.commission.post("/v1/payouts", json=body, headers=admin(settings))
-            assert no_key.status_code == 422
+    async with replayed(settings, "06-cancel-and-refunds") as r:
+        svc, replay, scenario, clock = r.svc, r.replay, r.scenario, r.clock
+        affiliate = replay.id("aff-a")
+        payable = sum((Decimal(e["payable"]) for e in scenario["expected"]), Decimal(0))
+        body = {"affiliate_id": affiliate, "up_to": "2026-04-01T00:00:00Z"}
+        key = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
+        first = await svc.commission.post(
+            "/v1/payouts", json=body, headers={**admin(settings), **key}
+        )
+        again = await svc.commission.post(
+            "/v1/payouts", json=body, headers={**admin(settings), **key}
+        )
+        assert first.status_code == 201, first.text
+        assert again.status_code == 200
+        assert again.json() == first.json()
+        assert Decimal(first.json()["amounts"]["USD"]) == payable
+        got = await svc.commission.get(
+            f"/v1/payouts/{first.json()['payout_id']}", headers=admin(settings)
+        )
+        assert got.json()["amounts"] == first.json()["amounts"]
+        other_key = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
+        nothing = await svc.commission.post(
+            "/v1/payouts", json=body, headers={**admin(settings), **other_key}
+        )
+        assert nothing.status_code == 409
+        assert nothing.json()["error"]["code"] == "nothing_to_pay"
+        reused = await svc.commission.post(
+            "/v1/payouts",
+            json=body | {"up_to": "2026-05-01T00:00:00Z"},
+            headers={**admin(settings), **key},
+        )
+        assert reused.status_code == 409
+        no_key = await svc.commission.post("/v1/payouts", json=body, headers=admin(settings))
+        assert no_key.status_code == 422
 
-            # a refund after the payout claws the commission back: the balance goes negative
-            clock.set(ts("2026-04-10T12:00:00Z"))
-            await replay.apply(
-                {
-                    "kind": "order_refunded",
-                    "order_id": "o5",
-                    "refund_id": "r-late",
-                    "at": "2026-04-10T12:00:00Z",
-                    "items": [{"product_id": "p1", "amount": "0.50"}],
-                }
-            )
+        # a refund after the payout claws the commission back: the balance goes negative
+        clock.set(ts("2026-04-10T12:00:00Z"))
+        await replay.apply(
+            {
+                "kind": "order_refunded",
+                "order_id": "o5",
+                "refund_id": "r-late",
+                "at": "2026-04-10T12:00:00Z",
+                "items": [{"product_id": "p1", "amount": "0.50"}],
+            }
+        )
 
-            async def clawed_back() -> dict[str, object] | None:
-                resp = await svc.commission.get(
-                    f"/v1/orders/{replay.id('o5')}", headers=admin(settings)
-                )
-                view: dict[str, object] = resp.json()
-                return view if view["reversed"] == "0.03" else None
-
-            await eventually(clawed_back)
-            later = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
-            refused = await svc.commission.post(
-                "/v1/payouts",
-                json=body | {"up_to": "2026-05-01T00:00:00Z"},
-                headers={**admin(settings), **later},
+        async def clawed_back() -> dict[str, object] | None:
+            resp = await svc.commission.get(
+                f"/v1/orders/{replay.id('o5')}", headers=admin(settings)
             )
-            assert refused.status_code == 409
-        finally:
-            await replay.engine.dispose()
+            view: dict[str, object] = resp.json()
+            return view if view["reversed"] == "0.03" else None
+
+        await eventually(clawed_back)
+        later = {"Idempotency-Key": f"pay-{uuid.uuid4().hex}"}
+        refused = await svc.commission.post(
+            "/v1/payouts",
+            json=body | {"up_to": "2026-05-01T00:00:00Z"},
+            headers={**admin(settings), **later},
+        )
+        assert refused.status_code == 409
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         async with make_sessions(engine)() as session, session.begin():

@@ -13,8 +13,7 @@ import pytest
 from shared.clock import FixedClock
 from shared.config import Settings
 from tests.integration.harness import admin, running
-from tests.integration.test_scenarios_services import Replay, settle_all
-from tests.scenarios import load, scenario_files, ts
+from tests.integration.test_scenarios_services import replayed
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -104,16 +103,8 @@ async def test_join_exit_rejoin_rates_main_products_and_the_operation_record(
 
 
 async def test_ledger_pages_are_stable_and_export_as_csv(settings: Settings) -> None:
-    scenario = load(next(p for p in scenario_files() if p.stem == "06-cancel-and-refunds"))
-    clock = FixedClock(ts(scenario["events"][0]["at"]))
-    async with running(settings, clock) as svc:
-        replay = Replay(svc, settings, clock)
-        try:
-            for event in scenario["events"]:
-                await replay.apply(event)
-            await settle_all(replay, scenario)
-        finally:
-            await replay.engine.dispose()
+    async with replayed(settings, "06-cancel-and-refunds") as r:
+        svc, replay, _scenario, _clock = r.svc, r.replay, r.scenario, r.clock
         account = f"affiliate:{replay.id('aff-a')}:earned"
         pages, cursor = [], 0
         while True:

@@ -6,11 +6,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
 
-from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.harness import admin, running
-from tests.integration.test_scenarios_services import Replay, settle_all
-from tests.scenarios import load, scenario_files, ts
+from tests.integration.harness import admin
+from tests.integration.test_scenarios_services import replayed
 
 pytestmark = pytest.mark.integration
 
@@ -28,16 +26,8 @@ def gross(expected: dict[str, object]) -> Decimal:
 
 
 async def test_reconciliation_explains_each_day(settings: Settings) -> None:
-    scenario = load(next(p for p in scenario_files() if p.stem == "06-cancel-and-refunds"))
-    clock = FixedClock(ts(scenario["events"][0]["at"]))
-    async with running(settings, clock) as svc:
-        replay = Replay(svc, settings, clock)
-        try:
-            for event in scenario["events"]:
-                await replay.apply(event)
-            await settle_all(replay, scenario)
-        finally:
-            await replay.engine.dispose()
+    async with replayed(settings, "06-cancel-and-refunds") as r:
+        svc, _replay, scenario, _clock = r.svc, r.replay, r.scenario, r.clock
         resp = await svc.commission.get(
             "/v1/reconciliation",
             params={"from": "2026-02-25T00:00:00Z", "to": "2026-03-31T00:00:00Z"},

@@ -4,6 +4,9 @@ HTTP, with the services' clock set to each event's time: the figures must match 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -244,5 +247,29 @@ async def test_scenario_through_the_services(settings: Settings, path: Path) -> 
                     Decimal(0),
                 )
                 assert earned == money(expected["payable"]), name
+        finally:
+            await replay.engine.dispose()
+
+
+@dataclass
+class Replayed:
+    svc: Services
+    replay: Replay
+    scenario: dict[str, Any]
+    clock: FixedClock
+
+
+@asynccontextmanager
+async def replayed(settings: Settings, name: str) -> AsyncIterator[Replayed]:
+    """The services running with the worked example ``name`` replayed and settled in them."""
+    scenario = load(next(p for p in scenario_files() if p.stem == name))
+    clock = FixedClock(ts(scenario["events"][0]["at"]))
+    async with running(settings, clock) as svc:
+        replay = Replay(svc, settings, clock)
+        try:
+            for event in scenario["events"]:
+                await replay.apply(event)
+            await settle_all(replay, scenario)
+            yield Replayed(svc, replay, scenario, clock)
         finally:
             await replay.engine.dispose()
