@@ -27,7 +27,7 @@ def gross(expected: dict[str, object]) -> Decimal:
 
 async def test_reconciliation_explains_each_day(settings: Settings) -> None:
     async with replayed(settings, "06-cancel-and-refunds") as r:
-        svc, _replay, scenario, _clock = r.svc, r.replay, r.scenario, r.clock
+        svc, scenario = r.svc, r.scenario
         resp = await svc.commission.get(
             "/v1/reconciliation",
             params={"from": "2026-02-25T00:00:00Z", "to": "2026-03-31T00:00:00Z"},
