@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.commission.core import ExitPolicy
+from shared.policy import ExitPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -32,15 +32,27 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(AllianceError)
-    async def _business(_: Request, exc: AllianceError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
-        )
+def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
+    """Answer :class:`AllianceError` (and the pure core's own typed errors in ``business``,
+    which carry the same ``status_code``, ``code``, ``message`` and ``details``) as
+    ``{"error": {"code", "message", …details}}`` with their status."""
+
+    async def _business(_: Request, exc: Exception) -> JSONResponse:
+        e: Any = exc
+        return JSONResponse(error_body(e.code, e.message, **e.details), status_code=e.status_code)
+
+    kinds: list[type[Exception]] = [AllianceError, *business]
+    for kind in kinds:
+        app.add_exception_handler(kind, _business)
 
 
 Check = Callable[[], Awaitable[None]]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def standard_checks(app: FastAPI, engine: AsyncEngine | None = None) -> dict[str, Check]:

@@ -275,6 +275,37 @@ class ConsumerPipeline(Generic[T]):
         await self.producer.send_and_wait(self.dead_letter_topic, encode(letter), key=rec.key)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of ``topics``; aiokafka's public ``topics()`` discards the partition map."""
+    cluster = await consumer._client.fetch_all_metadata()
+    return [
+        TopicPartition(t, p) for t in topics for p in sorted(cluster.partitions_for_topic(t) or ())
+    ]
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
+    """Every value currently on ``topic`` (all partitions, from the beginning). Outside any
+    consumer group: for tools (rebuild) and tests, not for services."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, [topic])
+        if not tps:
+            return []
+        consumer.assign(tps)
+        first = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
+        for tp in tps:
+            consumer.seek(tp, first[tp])
+        out: list[bytes] = []
+        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
+                out += [r.value for r in records if r.value is not None]
+        return out
+    finally:
+        await consumer.stop()
+
+
 def dead_letter_topic(prefix: str) -> str:
     return f"{prefix}{Topic.DEAD_LETTERS}"
 

@@ -32,7 +32,7 @@ from shared import procs
 from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
-from shared.kafka import make_producer
+from shared.kafka import make_producer, partitions_of
 from shared.stack import kafka, orchestrate
 
 
@@ -101,13 +101,7 @@ async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [
-            TopicPartition(t, p)
-            for t in topics
-            for p in sorted(cluster.partitions_for_topic(t) or ())
-        ]
-        return dict(await consumer.end_offsets(tps))
+        return dict(await consumer.end_offsets(await partitions_of(consumer, topics)))
     finally:
         await consumer.stop()
 

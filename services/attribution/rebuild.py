@@ -12,11 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import OrderRef, decide
 from shared.events import Attribution, Click, OrderPlaced, Topic, order_event_adapter
+from shared.kafka import read_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,33 +59,11 @@ def compare(
     return report
 
 
-async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        first = await consumer.beginning_offsets(tps)
-        end = await consumer.end_offsets(tps)
-        for tp in tps:
-            consumer.seek(tp, first[tp])
-        out: list[bytes] = []
-        while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                out += [r.value for r in records if r.value is not None]
-        return out
-    finally:
-        await consumer.stop()
-
-
 async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelta) -> Report:
     """Read clicks, orders and attributions as retained; compare orders placed at or after
     ``since``. Undecodable messages are skipped (they went to the dead-letter topic)."""
     clicks: list[CoreClick] = []
-    for raw in await _read_all(bootstrap, f"{prefix}{Topic.CLICKS}"):
+    for raw in await read_topic(bootstrap, f"{prefix}{Topic.CLICKS}"):
         try:
             c = Click.model_validate_json(raw)
         except ValueError:
@@ -102,7 +80,7 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
                 )
             )
     orders: dict[str, OrderRef] = {}
-    for raw in await _read_all(bootstrap, f"{prefix}{Topic.ORDERS}"):
+    for raw in await read_topic(bootstrap, f"{prefix}{Topic.ORDERS}"):
         try:
             event: Any = order_event_adapter.validate_json(raw)
         except ValueError:
@@ -112,7 +90,7 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
                 event.order_id, event.store_id, event.visitor_id, event.occurred_at
             )
     latest: dict[str, tuple[int, str | None]] = {}
-    for raw in await _read_all(bootstrap, f"{prefix}{Topic.ATTRIBUTIONS}"):
+    for raw in await read_topic(bootstrap, f"{prefix}{Topic.ATTRIBUTIONS}"):
         data = orjson.loads(raw)
         decision = Attribution.model_validate(data)
         held = latest.get(decision.order_id)

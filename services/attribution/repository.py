@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, text, tuple_, update
+from sqlalchemy import String, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -135,21 +135,6 @@ class AttributionRepository:
             },
         )
         return [self._order(r) for r in rows]
-
-    async def clicks_for(
-        self, pairs: set[tuple[str, str]], since: datetime, until: datetime
-    ) -> list[CoreClick]:
-        """Every click of the (store, visitor) pairs between ``since`` and ``until``."""
-        if not pairs:
-            return []
-        rows = await self.session.execute(
-            select(m.clicks).where(
-                tuple_(m.clicks.c.store_id, m.clicks.c.visitor_id).in_(sorted(pairs)),
-                m.clicks.c.occurred_at >= since,
-                m.clicks.c.occurred_at <= until,
-            )
-        )
-        return [_core_click(r) for r in rows]
 
     async def clicks_of_visitors(
         self, visitors: set[str], since: datetime, until: datetime

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.commission.consumer import make_pipeline
 from services.commission.core import ProgramError
@@ -16,7 +15,7 @@ from services.commission.service import CommissionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
-from shared.http import error_body, health_router, install_error_handlers, standard_checks
+from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
 from shared.service_runtime import BackgroundTasks
@@ -59,13 +58,7 @@ def create_app(
     app.state.service = service
     app.state.settings = settings
     app.state.admin = AdminService(settings.secret_key, settings.topic_prefix)
-    install_error_handlers(app)
-
-    @app.exception_handler(ProgramError)
-    async def _program_error(_: Request, exc: ProgramError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.details), status_code=exc.status_code
-        )
+    install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(router)

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Final
 
 from shared.money import ZERO, round_money
+from shared.policy import ExitPolicy
 
 DEFAULT_RATE: Final = Decimal("0.06")
 MIN_RATE: Final = Decimal("0")
@@ -207,15 +208,6 @@ class OrderStatus(StrEnum):
     PLACED = "placed"
     COMPLETED = "completed"
     CANCELLED = "cancelled"
-
-
-class ExitPolicy(StrEnum):
-    """Which attributed orders of a store that has exited are chargeable."""
-
-    #: Only orders placed while the store is in the program (the default).
-    PLACED_IN_PROGRAM = "placed_in_program"
-    #: Also orders placed after an exit, when their winning click was made while in the program.
-    CLICK_IN_PROGRAM = "click_in_program"
 
 
 @dataclass(frozen=True, slots=True)

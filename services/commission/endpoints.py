@@ -201,10 +201,7 @@ async def get_order(order_id: str, caller: Caller, session: Session, service: Se
     """An order's status, attribution and commission per item (finance, the order's store or
     its attributed affiliate)."""
     row, result = await service.order_commission(session, order_id)
-    if not (
-        caller.may_see_store(row.store_id)
-        or (caller.kind == "affiliate" and caller.id == row.affiliate_id)
-    ):
+    if not (caller.may_see_store(row.store_id) or caller.may_see_affiliate(row.affiliate_id)):
         raise NotFound("order", order_id=order_id)
     currency = row.currency or "USD"
     items: list[ItemView] = []
@@ -349,10 +346,7 @@ async def affiliate_settlement(
 ) -> Settlement:
     """What an affiliate earned on orders completed in [from, to), per currency (finance, the
     affiliate itself)."""
-    if not (
-        caller.kind in ("finance", "admin")
-        or (caller.kind == "affiliate" and caller.id == affiliate_id)
-    ):
+    if not caller.may_see_affiliate(affiliate_id):
         raise NotFound("affiliate", affiliate_id=affiliate_id)
     lo, hi = _range(start, end)
     totals = await service.settlement(session, lo, hi, affiliate_id=affiliate_id)
@@ -580,10 +574,7 @@ async def create_payout(
 @router.get("/v1/payouts/{payout_id}", response_model=PayoutView, tags=["finance"])
 async def get_payout(payout_id: int, caller: Caller, session: Session) -> PayoutView:
     row = await CommissionRepository(session).payout(payout_id)
-    if row is None or not (
-        caller.kind in ("finance", "admin")
-        or (caller.kind == "affiliate" and caller.id == row.affiliate_id)
-    ):
+    if row is None or not caller.may_see_affiliate(row.affiliate_id):
         raise NotFound("payout", payout_id=payout_id)
     return _payout_view(row)
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission.models import outbox
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from shared.events import AffiliateEntry, StoreEntry, Topic, encode
-from shared.http import AllianceError
+from shared.http import AllianceError, bearer_token
 from shared.outbox import OutboxRepository
 from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
 
@@ -38,6 +38,11 @@ class Principal:
     def may_see_store(self, store_id: str) -> bool:
         return self.kind in ("finance", "admin") or (self.kind == "store" and self.id == store_id)
 
+    def may_see_affiliate(self, affiliate_id: str | None) -> bool:
+        return self.kind in ("finance", "admin") or (
+            self.kind == "affiliate" and affiliate_id is not None and self.id == affiliate_id
+        )
+
     def require_store(self, store_id: str) -> None:
         if not self.may_see_store(store_id):
             raise Forbidden()
@@ -47,14 +52,9 @@ class Principal:
             raise Forbidden(f"this needs a {' or '.join(kinds)} key")
 
 
-def bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
 async def authenticate(request: Request, session: AsyncSession) -> Principal:
     """The principal of the request's bearer key (or the admin token), else 401."""
-    token = bearer(request)
+    token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized()
     if token == request.app.state.settings.admin_token:

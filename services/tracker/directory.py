@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
+from shared.kafka import partitions_of
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,11 @@ class DirectoryFeed:
 
     async def start(self, now: datetime) -> None:
         await self.consumer.start()
-        # aiokafka's public topics() discards the partition map; ask the client for it
-        cluster = await self.consumer._client.fetch_all_metadata()
-        tps: list[TopicPartition] = []
-        for topic in sorted(self.full | self.recent):
-            parts = cluster.partitions_for_topic(topic)
-            if not parts:
-                raise RuntimeError(f"topic {topic} does not exist: run `alliance stack up`")
-            tps += [TopicPartition(topic, p) for p in sorted(parts)]
+        wanted = sorted(self.full | self.recent)
+        tps = await partitions_of(self.consumer, wanted)
+        missing = set(wanted) - {tp.topic for tp in tps}
+        if missing:
+            raise RuntimeError(f"topics {sorted(missing)} do not exist: run `alliance stack up`")
         self.consumer.assign(tps)
         since_ms = int((now - self.horizon).timestamp() * 1000)
         recent = [tp for tp in tps if tp.topic in self.recent]

@@ -20,7 +20,7 @@ from services.tracker.schemas import (
     ServerClick,
 )
 from services.tracker.service import TrackerService
-from shared.http import AllianceError, NotFound, error_body
+from shared.http import AllianceError, NotFound, bearer_token, error_body
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
@@ -37,11 +37,6 @@ async def get_service(request: Request) -> TrackerService:
 
 
 Service = Annotated[TrackerService, Depends(get_service)]
-
-
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _client_ip(request: Request) -> str | None:
@@ -61,7 +56,7 @@ def _client_ip(request: Request) -> str | None:
 )
 async def create_link(body: LinkRequest, request: Request, service: Service) -> LinkResponse:
     """Issue a signed tracking link for the calling affiliate (``Authorization: Bearer``)."""
-    affiliate = service.affiliate_for_key(_bearer(request))
+    affiliate = service.affiliate_for_key(bearer_token(request.headers.get("authorization")))
     code = service.create_link(
         affiliate, body.store_id, body.product_id, body.sub_id, _client_ip(request)
     )
