@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -36,3 +39,25 @@ async def ping(engine: AsyncEngine) -> None:
     """Raises unless the database answers a trivial query."""
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+
+
+def lock_key(namespace: str, key: str) -> int:
+    """A stable signed 64-bit advisory-lock key for (namespace, key)."""
+    digest = hashlib.blake2b(f"{namespace}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+async def lock_keys(session: AsyncSession, namespace: str, keys: Iterable[str]) -> None:
+    """Hold a transaction-scoped advisory lock on every key until commit or rollback.
+
+    Two consumers that touch the same key (a visitor, an order) from different partitions
+    would otherwise each read before the other commits and both miss the other's write (write
+    skew under READ COMMITTED). The locks are taken in ascending key order, so two batches that
+    share keys wait for each other and never deadlock; every statement after this one sees what
+    the other batch committed."""
+    ordered = sorted({lock_key(namespace, k) for k in keys})
+    if ordered:
+        await session.execute(
+            text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
+            {"keys": ordered},
+        )

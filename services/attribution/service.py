@@ -13,6 +13,7 @@ from services.attribution.core import Decision, OrderRef, Verdict, explain
 from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import AttributionRepository, StoredOrder
 from shared.clock import Clock
+from shared.db import lock_keys
 from shared.events import (
     Attribution,
     Click,
@@ -53,6 +54,10 @@ class AttributionService:
         """Apply one batch; idempotent: a replayed batch writes no new state and no outbox row."""
         repo = AttributionRepository(session)
         events = [r.value for r in batch if r.value is not None]
+        # clicks and orders of one visitor may be in two workers' batches at once
+        await lock_keys(
+            session, "visitor", (e.visitor_id for e in events if isinstance(e, Click | OrderPlaced))
+        )
         new_clicks = await repo.insert_clicks([e for e in events if isinstance(e, Click)])
         await repo.insert_statuses(
             (e.order_id, e.type.removeprefix("order_"), e.occurred_at)
