@@ -100,6 +100,32 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if not report.differences else 1
 
 
+def _expire(settings: Settings) -> int:
+    import asyncio
+    from datetime import timedelta
+
+    from services.attribution.expiry import ClickExpiry
+    from services.attribution.service import AttributionService
+    from shared.clock import SystemClock
+    from shared.db import make_engine, make_sessions
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            service = AttributionService(
+                SystemClock(),
+                timedelta(days=settings.attribution_window_days),
+                settings.topic_prefix,
+                timedelta(seconds=settings.attribution_grace_s),
+            )
+            return await ClickExpiry(make_sessions(engine), service, 0).run_once()
+        finally:
+            await engine.dispose()
+
+    print(f"expired clicks: {asyncio.run(run())}")
+    return 0
+
+
 def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -199,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         service = sub.add_parser(name, help=f"run the {name} service (foreground)")
         if name == "attribution":
             service.add_argument(
-                "action", nargs="?", choices=["rebuild"], help="instead of serving"
+                "action",
+                nargs="?",
+                choices=["rebuild", "expire"],
+                help="instead of serving: recompute and compare decisions, or delete expired "
+                "clicks once",
             )
             service.add_argument("--from", dest="since", help="ISO 8601 time (rebuild)")
     ledger = sub.add_parser("ledger", help="check the ledger's invariants")
@@ -226,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)
+    if args.command == "attribution" and args.action == "expire":
+        return _expire(settings)
     if args.command in SERVICES:
         return _serve(args.command, settings)
     return handlers[args.command](args, settings)

@@ -70,7 +70,12 @@ class Settings(BaseSettings):
         250, description="How long the redirect waits for Kafka to acknowledge a click"
     )
 
-    attribution_window_days: int = Field(15, description="Default attribution window")
+    attribution_window_days: int = Field(
+        15, description="Default attribution window (a program may set its own, 1-30 days)"
+    )
+    click_expiry_interval_s: float = Field(
+        3600, description="How often attribution deletes clicks no order can use (0: never)"
+    )
     attribution_grace_s: int = Field(
         600,
         description="How long (wall time) after its first decision an order's attribution "

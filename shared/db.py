@@ -47,17 +47,20 @@ def lock_key(namespace: str, key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-async def lock_keys(session: AsyncSession, namespace: str, keys: Iterable[str]) -> None:
+async def lock_keys(
+    session: AsyncSession, namespace: str, keys: Iterable[str], *, shared: bool = False
+) -> None:
     """Hold a transaction-scoped advisory lock on every key until commit or rollback.
 
-    Two consumers that touch the same key (a visitor, an order) from different partitions
-    would otherwise each read before the other commits and both miss the other's write (write
-    skew under READ COMMITTED). The locks are taken in ascending key order, so two batches that
-    share keys wait for each other and never deadlock; every statement after this one sees what
-    the other batch committed."""
+    Taken in ascending key order, so two transactions that share keys wait for each other and
+    never deadlock; every statement after this one sees what the other committed. Each key
+    takes a slot of PostgreSQL's shared lock table (``max_locks_per_transaction`` × connections),
+    so lock a few coarse keys (partitions, buckets), not every row of a batch. ``shared``
+    locks wait only for exclusive holders of the same key."""
     ordered = sorted({lock_key(namespace, k) for k in keys})
     if ordered:
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
         await session.execute(
-            text("SELECT count(pg_advisory_xact_lock(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
+            text(f"SELECT count({fn}(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
             {"keys": ordered},
         )

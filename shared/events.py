@@ -209,6 +209,8 @@ class StoreEntry(BaseModel):
     in_program: bool
     key_hash: str
     updated_at: UtcDatetime
+    #: the program's own attribution window from ``updated_at`` on; None: the default
+    attribution_window_days: int | None = None
 
 
 class AffiliateEntry(BaseModel):

@@ -71,10 +71,16 @@ class _Listener(ConsumerRebalanceListener):
         self.pipeline = pipeline
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        pass  # every batch is committed before the next poll; nothing is pending here
+        # aiokafka rebalances in a background task: let the batch in hand commit first, so
+        # that the stored offsets read on assignment (here or by the partition's next owner)
+        # include it.
+        async with self.pipeline._batch_lock:
+            pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.pipeline._seek_to_stored(assigned)
+        async with self.pipeline._batch_lock:
+            self.pipeline._generation += 1  # records fetched before this are stale
+            await self.pipeline._seek_to_stored(assigned)
 
 
 class ConsumerPipeline(Generic[T]):
@@ -125,6 +131,8 @@ class ConsumerPipeline(Generic[T]):
             fetch_max_wait_ms=batch_ms,
         )
         self._stopping = asyncio.Event()
+        self._batch_lock = asyncio.Lock()
+        self._generation = 0  # assignments so far
         self.processed = 0
         self.dead_lettered = 0
         self.batches = 0
@@ -154,12 +162,17 @@ class ConsumerPipeline(Generic[T]):
         backoff = 0.1
         try:
             while not self._stopping.is_set():
+                generation = self._generation
                 records = await self._poll()
                 if not records:
                     continue
                 try:
-                    await self._process(records)
+                    async with self._batch_lock:
+                        if generation != self._generation:
+                            continue  # a rebalance came between fetch and now: fetch again
+                        committed = await self._process(records)
                     backoff = 0.1
+                    await self._commit_to_kafka(committed)
                 except TooManyDeadLetters:
                     raise
                 except Exception:
@@ -206,7 +219,10 @@ class ConsumerPipeline(Generic[T]):
         finally:
             self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
 
-    async def _process(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _process(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> dict[tuple[str, int], int]:
+        """Handle one batch and store its offsets in one transaction; returns the offsets."""
         good: list[Received[T]] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         for rec in records:
@@ -242,7 +258,11 @@ class ConsumerPipeline(Generic[T]):
         self.batches += 1
         if self.after_commit is not None:
             self.after_commit()
-        # Kafka's committed offsets are informational (lag monitoring); Postgres is the truth.
+        return next_offsets
+
+    async def _commit_to_kafka(self, next_offsets: dict[tuple[str, int], int]) -> None:
+        """Kafka's committed offsets are informational (lag monitoring); Postgres is the truth.
+        Outside the batch lock: a commit may wait for a rebalance that waits for that lock."""
         assigned = self.consumer.assignment()
         with contextlib.suppress(Exception):
             await self.consumer.commit(

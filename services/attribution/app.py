@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.attribution.consumer import make_pipeline
+from services.attribution.expiry import ClickExpiry
 from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         timedelta(seconds=settings.attribution_grace_s),
     )
 
+    expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
@@ -41,12 +44,15 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay
         tasks.start("consumer", pipeline.run())
         tasks.start("outbox-relay", relay.run())
+        if settings.click_expiry_interval_s > 0:
+            tasks.start("click-expiry", expiry.run())
         try:
             yield
         finally:
             # Finish the batch in hand and commit it, then publish what it decided.
             await tasks.stop("consumer", pipeline.stop)
             await tasks.stop("outbox-relay", relay.stop)
+            await tasks.stop("click-expiry", expiry.stop)
             await producer.stop()
             await engine.dispose()
 

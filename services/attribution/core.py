@@ -30,6 +30,40 @@ class Click:
     sub_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Windows:
+    """One store's attribution window over time: ``default`` until its program sets one, then
+    each change from its effective time on (inclusive); a change to None is the default again.
+    The window that decides an order is the one in force when it was placed."""
+
+    default: timedelta = DEFAULT_WINDOW
+    changes: tuple[tuple[datetime, timedelta | None], ...] = ()  # in time order
+
+    def at(self, when: datetime) -> timedelta:
+        window = self.default
+        for effective_at, change in self.changes:
+            if effective_at > when:
+                break
+            window = change if change is not None else self.default
+        return window
+
+    @property
+    def widest(self) -> timedelta:
+        """The longest window the store has ever had (how far back a click may count)."""
+        return max([self.default, *(w for _, w in self.changes if w is not None)])
+
+    def with_change(self, effective_at: datetime, window: timedelta | None) -> Windows | None:
+        """The history with a change at ``effective_at``, or None when that changes nothing
+        (the same window already in force then, or a change already recorded at that time)."""
+        if any(at == effective_at for at, _ in self.changes):
+            return None
+        before = self.at(effective_at)
+        after = window if window is not None else self.default
+        if before == after:
+            return None
+        return Windows(self.default, tuple(sorted((*self.changes, (effective_at, window)))))
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRef:
     order_id: str

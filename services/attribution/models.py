@@ -8,6 +8,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     Integer,
+    SmallInteger,
     String,
     Table,
 )
@@ -35,6 +36,8 @@ clicks = Table(
     Column("sub_id", String(128)),
     Index("ix_clicks_store_visitor_time", "store_id", "visitor_id", "occurred_at"),
     Index("ix_clicks_visitor_time", "visitor_id", "occurred_at"),
+    # expiry; clicks arrive roughly in time order, so a block-range index is small and cheap
+    Index("ix_clicks_occurred_at", "occurred_at", postgresql_using="brin"),
 )
 
 #: Every order seen and its current decision.
@@ -63,6 +66,16 @@ order_status = Table(
     Column("order_id", String(128), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Each store's attribution window over time, as its program set it (from the directory topic).
+#: A row only when the window changes; no row: the deployment's default window.
+store_windows = Table(
+    "store_windows",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("days", SmallInteger),  # None: back to the default
 )
 
 #: Transactional outbox: decisions to publish, written with the state that produced them.

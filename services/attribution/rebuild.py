@@ -6,7 +6,7 @@ The comparison is pure (:func:`compare`); :func:`rebuild` only reads the three t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +14,16 @@ from typing import Any
 import orjson
 
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import OrderRef, decide
-from shared.events import Attribution, Click, OrderPlaced, Topic, order_event_adapter
+from services.attribution.core import OrderRef, Windows, decide
+from shared.events import (
+    Attribution,
+    Click,
+    OrderPlaced,
+    StoreEntry,
+    Topic,
+    directory_adapter,
+    order_event_adapter,
+)
 from shared.kafka import read_topic
 
 
@@ -39,16 +47,20 @@ def compare(
     orders: Iterable[OrderRef],
     emitted: dict[str, str | None],
     window: timedelta,
+    windows: Mapping[str, Windows] | None = None,
 ) -> Report:
     """Decide every order again from ``clicks`` and compare with ``emitted`` (order id → click
-    id of the latest published decision)."""
+    id of the latest published decision). ``windows``: stores' own window histories; other
+    stores use ``window``."""
+    windows = windows or {}
     by_pair: dict[tuple[str, str], list[CoreClick]] = {}
     for c in clicks:
         by_pair.setdefault((c.store_id, c.visitor_id), []).append(c)
     report = Report()
     for order in sorted(orders, key=lambda o: o.order_id):
         report.orders += 1
-        decision = decide(order, by_pair.get((order.store_id, order.visitor_id), []), window)
+        in_force = windows.get(order.store_id, Windows(window)).at(order.placed_at)
+        decision = decide(order, by_pair.get((order.store_id, order.visitor_id), []), in_force)
         again = decision.click.click_id if decision.click else None
         if order.order_id not in emitted:
             report.differences.append(Difference(order.order_id, None, again, missing=True))
@@ -62,13 +74,27 @@ def compare(
 async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelta) -> Report:
     """Read clicks, orders and attributions as retained; compare orders placed at or after
     ``since``. Undecodable messages are skipped (they went to the dead-letter topic)."""
+    windows: dict[str, Windows] = {}
+    for raw in await read_topic(bootstrap, f"{prefix}{Topic.DIRECTORY}"):
+        try:
+            entry = directory_adapter.validate_json(raw)
+        except ValueError:
+            continue
+        if isinstance(entry, StoreEntry):
+            days = entry.attribution_window_days
+            history = windows.get(entry.store_id, Windows(window))
+            changed = history.with_change(
+                entry.updated_at, timedelta(days=days) if days is not None else None
+            )
+            windows[entry.store_id] = changed or history
+    widest = max([window, *(w.widest for w in windows.values())])
     clicks: list[CoreClick] = []
     for raw in await read_topic(bootstrap, f"{prefix}{Topic.CLICKS}"):
         try:
             c = Click.model_validate_json(raw)
         except ValueError:
             continue
-        if c.occurred_at >= since - window:
+        if c.occurred_at >= since - widest:
             clicks.append(
                 CoreClick(
                     c.click_id,
@@ -96,4 +122,5 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
         held = latest.get(decision.order_id)
         if held is None or decision.revision > held[0]:
             latest[decision.order_id] = (decision.revision, decision.click_id)
-    return compare(clicks, orders.values(), {k: v[1] for k, v in latest.items()}, window)
+    emitted = {k: v[1] for k, v in latest.items()}
+    return compare(clicks, orders.values(), emitted, window, windows)

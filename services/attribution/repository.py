@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution import models as m
 from services.attribution.core import Click as CoreClick
+from services.attribution.core import Windows
 from shared.events import Click
 
 
@@ -185,6 +186,64 @@ class AttributionRepository:
             ],
             execution_options={"synchronize_session": False},
         )
+
+    async def windows(self, store_ids: Iterable[str], default: timedelta) -> dict[str, Windows]:
+        """Each store's window history (stores without one get just the default)."""
+        ids = sorted(set(store_ids))
+        out = {s: Windows(default) for s in ids}
+        if not ids:
+            return out
+        w = m.store_windows
+        rows = await self.session.execute(
+            select(w).where(w.c.store_id.in_(ids)).order_by(w.c.store_id, w.c.effective_at)
+        )
+        changes: dict[str, list[tuple[datetime, timedelta | None]]] = {}
+        for r in rows:
+            days = timedelta(days=r.days) if r.days is not None else None
+            changes.setdefault(r.store_id, []).append((r.effective_at, days))
+        for store_id, history in changes.items():
+            out[store_id] = Windows(default, tuple(history))
+        return out
+
+    async def add_window(self, store_id: str, effective_at: datetime, days: int | None) -> None:
+        stmt = insert(m.store_windows).on_conflict_do_nothing(
+            index_elements=["store_id", "effective_at"]
+        )
+        await self.session.execute(
+            stmt, {"store_id": store_id, "effective_at": effective_at, "days": days}
+        )
+
+    async def open_orders_of_store(
+        self, store_id: str, placed_since: datetime, now: datetime
+    ) -> list[StoredOrder]:
+        """The store's orders placed at or after ``placed_since`` still open to re-decision."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o).where(
+                o.c.store_id == store_id,
+                o.c.placed_at >= placed_since,
+                o.c.open_until >= now,
+            )
+        )
+        return [self._order(r) for r in rows]
+
+    async def expire_clicks(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` clicks that happened before ``before``; returns how many."""
+        result = await self.session.execute(
+            text(
+                """
+                DELETE FROM attribution.clicks WHERE click_id IN (
+                    SELECT click_id FROM attribution.clicks WHERE occurred_at < :before LIMIT :n
+                )
+                """
+            ),
+            {"before": before, "n": limit},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def widest_window_days(self) -> int | None:
+        """The longest window any store has set (None when none has)."""
+        return await self.session.scalar(select(func.max(m.store_windows.c.days)))
 
     @staticmethod
     def _order(r: Any) -> StoredOrder:

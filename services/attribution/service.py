@@ -9,11 +9,11 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import Decision, OrderRef, Verdict, explain
+from services.attribution.core import Decision, OrderRef, Verdict, Windows, explain
 from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import AttributionRepository, StoredOrder
 from shared.clock import Clock
-from shared.db import lock_keys
+from shared.db import lock_key, lock_keys
 from shared.events import (
     Attribution,
     Click,
@@ -21,6 +21,7 @@ from shared.events import (
     OrderCancelled,
     OrderCompleted,
     OrderPlaced,
+    StoreEntry,
     Topic,
     encode,
 )
@@ -32,7 +33,14 @@ OUTBOX = OutboxRepository(outbox_table)
 #: how far after an order its explanation still shows clicks (they are "after the order")
 EXPLAIN_AFTER = timedelta(days=1)
 
-Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | None
+Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry | None
+
+#: stores share this many lock keys between window changes and decisions
+WINDOW_LOCK_BUCKETS = 64
+
+
+def _window_bucket(store_id: str) -> str:
+    return str(lock_key("store", store_id) % WINDOW_LOCK_BUCKETS)
 
 
 @dataclass
@@ -54,10 +62,25 @@ class AttributionService:
         """Apply one batch; idempotent: a replayed batch writes no new state and no outbox row."""
         repo = AttributionRepository(session)
         events = [r.value for r in batch if r.value is not None]
-        # clicks and orders of one visitor may be in two workers' batches at once
+        # One visitor's clicks and orders share a partition number (same key, same partition
+        # count), but the two topics' partitions may be held by two workers, or by two at once
+        # during a rebalance. Without this lock each could read before the other commits and
+        # both miss the other's click or order (write skew under READ COMMITTED).
+        await lock_keys(session, "attribution-partition", (str(r.partition) for r in batch))
+        entries = [e for e in events if isinstance(e, StoreEntry)]
+        stores = {e.store_id for e in events if isinstance(e, Click | OrderPlaced)}
+        # A window change re-decides the store's open orders placed since; decisions read the
+        # windows in force. Buckets of stores keep the two from missing each other.
+        changing = {_window_bucket(e.store_id) for e in entries}
+        await lock_keys(session, "attribution-window", changing)
         await lock_keys(
-            session, "visitor", (e.visitor_id for e in events if isinstance(e, Click | OrderPlaced))
+            session,
+            "attribution-window",
+            {_window_bucket(s) for s in stores} - changing,
+            shared=True,
         )
+        windows = await repo.windows(stores | {e.store_id for e in entries}, self.window)
+        changed = await self._apply_window_changes(repo, windows, entries)
         new_clicks = await repo.insert_clicks([e for e in events if isinstance(e, Click)])
         await repo.insert_statuses(
             (e.order_id, e.type.removeprefix("order_"), e.occurred_at)
@@ -65,6 +88,7 @@ class AttributionService:
             if isinstance(e, OrderCompleted | OrderCancelled)
         )
         placed = [e for e in events if isinstance(e, OrderPlaced)]
+        now = self.clock.now()
         new_ids = await repo.new_orders(
             [
                 {
@@ -74,19 +98,23 @@ class AttributionService:
                     "placed_at": e.occurred_at,
                     "order_event": orjson.loads(encode(e)),
                     "revision": -1,  # not yet decided
-                    "decided_at": self.clock.now(),
-                    "open_until": self.clock.now() + self.grace,
+                    "decided_at": now,
+                    "open_until": now + self.grace,
                 }
                 for e in placed
             ]
         )
         candidates = {o.order_id: o for o in await repo.orders_by_id(new_ids)}
-        for o in await repo.orders_reached_by(new_clicks, self.window):
-            candidates.setdefault(o.order_id, o)
+        if new_clicks:
+            reach = max(windows[c.store_id].widest for c in new_clicks)
+            for o in await repo.orders_reached_by(new_clicks, reach):
+                candidates.setdefault(o.order_id, o)
+        for store_id, since in changed:
+            for o in await repo.open_orders_of_store(store_id, since, now):
+                candidates.setdefault(o.order_id, o)
         if not candidates:
             return
         # decided orders stay open to late clicks until completed/cancelled or past their grace
-        now = self.clock.now()
         frozen = await repo.frozen(o for o in candidates if o not in new_ids)
         frozen |= {
             o.order_id
@@ -100,9 +128,10 @@ class AttributionService:
             return
         # the visitors' clicks on every store, from two windows back to shortly after: what
         # the decision needs, plus what its explanation shows (outside window, other store…)
+        widest = max(windows[o.store_id].widest for o in open_orders)
         clicks = await repo.clicks_of_visitors(
             {o.visitor_id for o in open_orders},
-            min(o.placed_at for o in open_orders) - 2 * self.window,
+            min(o.placed_at for o in open_orders) - 2 * widest,
             max(o.placed_at for o in open_orders) + EXPLAIN_AFTER,
         )
         by_visitor: dict[str, list[CoreClick]] = {}
@@ -112,7 +141,8 @@ class AttributionService:
         decided: list[tuple[str, int, CoreClick | None]] = []
         for order in sorted(open_orders, key=lambda o: o.order_id):
             ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
-            decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), self.window)
+            window = windows[order.store_id].at(order.placed_at)
+            decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), window)
             winner = decision.click.click_id if decision.click else None
             if order.revision >= 0 and winner == order.click_id:
                 continue  # unchanged: nothing to say
@@ -126,6 +156,36 @@ class AttributionService:
             self.stats.corrections += revision > 0
         await repo.set_decisions(decided, now)
         await OUTBOX.add(session, outbox)
+
+    async def _apply_window_changes(
+        self,
+        repo: AttributionRepository,
+        windows: dict[str, Windows],
+        entries: list[StoreEntry],
+    ) -> list[tuple[str, datetime]]:
+        """Record the window changes the directory entries carry; returns (store, effective
+        time) of each change that alters the window in force."""
+        changed = []
+        for e in sorted(entries, key=lambda e: e.updated_at):
+            days = e.attribution_window_days
+            after = windows[e.store_id].with_change(
+                e.updated_at, timedelta(days=days) if days is not None else None
+            )
+            if after is not None:
+                windows[e.store_id] = after
+                await repo.add_window(e.store_id, e.updated_at, days)
+                changed.append((e.store_id, e.updated_at))
+        return changed
+
+    async def expire_clicks(self, session: AsyncSession, chunk: int = 10_000) -> int:
+        """Delete clicks no order can use any more: older than twice the widest window (the
+        explanation shows clicks up to a window before the window) plus the grace and a day.
+        Returns how many were deleted; the caller commits (one chunk per transaction)."""
+        repo = AttributionRepository(session)
+        days = await repo.widest_window_days()
+        widest = max(self.window, timedelta(days=days or 0))
+        keep = 2 * widest + self.grace + timedelta(days=1)
+        return await repo.expire_clicks(self.clock.now() - keep, chunk)
 
     @staticmethod
     def _event(

@@ -57,7 +57,9 @@ def create_app(
     app.state.sessions = sessions
     app.state.service = service
     app.state.settings = settings
-    app.state.admin = AdminService(settings.secret_key, settings.topic_prefix)
+    app.state.admin = AdminService(
+        settings.secret_key, settings.topic_prefix, settings.attribution_window_days
+    )
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))

@@ -22,6 +22,8 @@ MAX_RATE: Final = Decimal("0.9")
 MAX_MAIN_PRODUCTS: Final = 60
 EXIT_LOCK: Final = timedelta(days=15)  # a store may exit no earlier than this after joining
 REJOIN_LOCK: Final = timedelta(days=15)  # ...and may not rejoin for this long after exiting
+MIN_WINDOW_DAYS: Final = 1  # a store's own attribution window, when it sets one
+MAX_WINDOW_DAYS: Final = 30
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,6 +47,10 @@ class InvalidRate(ProgramError):
     status_code = 422
 
 
+class InvalidWindow(ProgramError):
+    status_code = 422
+
+
 def check_rate(rate: Decimal) -> Decimal:
     """``rate`` if it is a finite decimal in ``[0, 0.9]``, else :class:`InvalidRate`."""
     if not rate.is_finite() or not (MIN_RATE <= rate <= MAX_RATE):
@@ -64,6 +70,7 @@ class OpKind(StrEnum):
     CATEGORY_RATE = "category_rate"  # rate None: the category rate is removed
     MAIN_PRODUCT = "main_product"  # rate None: a main product without a rate of its own
     UNMAIN_PRODUCT = "unmain_product"
+    ATTRIBUTION_WINDOW = "attribution_window"  # days None: back to the deployment's default
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,7 @@ class ProgramOp:
     at: datetime
     key: str | None = None  # category id or product id
     rate: Decimal | None = None
+    days: int | None = None  # attribution window
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,7 @@ class ProgramState:
     default_rate: Decimal = DEFAULT_RATE
     category_rates: Mapping[str, Decimal] = field(default_factory=dict)
     main_products: Mapping[str, Decimal | None] = field(default_factory=dict)
+    window_days: int | None = None  # None: the deployment's default window
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -109,11 +118,18 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     """The state after ``op``, or :class:`ProgramError` if the rules refuse it.
 
     Rules: join only when out of the program and at least 15 days after the last exit; exit
-    only when in and at least 15 days after joining; rate and main-product changes only while
-    in the program; rates in ``[0, 0.9]``; at most 60 main products.
+    only when in and at least 15 days after joining; rate, main-product and window changes only
+    while in the program; rates in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30
+    days.
     """
     if op.rate is not None:
         check_rate(op.rate)
+    if op.days is not None and not (MIN_WINDOW_DAYS <= op.days <= MAX_WINDOW_DAYS):
+        raise InvalidWindow(
+            "invalid_window",
+            f"an attribution window is {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS} days",
+            days=str(op.days),
+        )
     if op.kind is OpKind.JOIN:
         if state.joined:
             raise ProgramError("already_joined", "the store is already in the program")
@@ -164,6 +180,8 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
         mains = dict(state.main_products)
         mains.pop(op.key, None)
         return replace(state, main_products=mains)
+    if op.kind is OpKind.ATTRIBUTION_WINDOW:
+        return replace(state, window_days=op.days)
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 

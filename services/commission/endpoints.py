@@ -40,6 +40,7 @@ from services.commission.schemas import (
     SettlementTotals,
     Statement,
     StatementTotals,
+    WindowRequest,
 )
 from services.commission.service import CommissionService
 from shared.http import AllianceError, NotFound
@@ -64,7 +65,7 @@ async def get_admin(request: Request) -> AdminService:
 Admin = Annotated[AdminService, Depends(get_admin)]
 
 
-def program_view(store_id: str, history: ProgramHistory) -> ProgramResponse:
+def program_view(store_id: str, history: ProgramHistory, default_window: int) -> ProgramResponse:
     s = history.current()
     return ProgramResponse(
         store_id=store_id,
@@ -76,6 +77,8 @@ def program_view(store_id: str, history: ProgramHistory) -> ProgramResponse:
         default_rate=str(s.default_rate),
         category_rates={k: str(v) for k, v in s.category_rates.items()},
         main_products={k: (str(v) if v is not None else None) for k, v in s.main_products.items()},
+        attribution_window_days=s.window_days or default_window,
+        attribution_window_is_default=s.window_days is None,
     )
 
 
@@ -140,15 +143,16 @@ async def _program_change(
     admin: AdminService,
     rate: Decimal | None = None,
     key: str | None = None,
+    days: int | None = None,
 ) -> ProgramResponse:
     caller.require_store(store_id)
     if await PrincipalRepository(session).get("store", store_id) is None:
         raise NotFound("store", store_id=store_id)
     actor = f"{caller.kind}:{caller.id}"
-    await service.change_program(session, store_id, kind, actor, key=key, rate=rate)
-    if kind in (OpKind.JOIN, OpKind.EXIT):
+    await service.change_program(session, store_id, kind, actor, key=key, rate=rate, days=days)
+    if kind in (OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW):
         await admin.publish_store(session, store_id, service.clock.now())
-    return program_view(store_id, await service.program(session, store_id))
+    return program_view(store_id, await service.program(session, store_id), admin.default_window)
 
 
 @router.post("/v1/stores/{store_id}/program/join", response_model=ProgramResponse, tags=["program"])
@@ -176,10 +180,10 @@ async def exit_program(
 
 @router.get("/v1/stores/{store_id}/program", response_model=ProgramResponse, tags=["program"])
 async def get_program(
-    store_id: str, caller: Caller, session: Session, service: Service
+    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
 ) -> ProgramResponse:
     caller.require_store(store_id)
-    return program_view(store_id, await service.program(session, store_id))
+    return program_view(store_id, await service.program(session, store_id), admin.default_window)
 
 
 @router.put("/v1/stores/{store_id}/rates/default", response_model=ProgramResponse, tags=["program"])
@@ -193,6 +197,35 @@ async def set_default_rate(
 ) -> ProgramResponse:
     return await _program_change(
         store_id, OpKind.DEFAULT_RATE, caller, session, service, admin, body.rate
+    )
+
+
+@router.put(
+    "/v1/stores/{store_id}/attribution-window", response_model=ProgramResponse, tags=["program"]
+)
+async def set_attribution_window(
+    store_id: str,
+    body: WindowRequest,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
+) -> ProgramResponse:
+    """The program's own attribution window (1 to 30 days), for orders placed from now on."""
+    return await _program_change(
+        store_id, OpKind.ATTRIBUTION_WINDOW, caller, session, service, admin, days=body.days
+    )
+
+
+@router.delete(
+    "/v1/stores/{store_id}/attribution-window", response_model=ProgramResponse, tags=["program"]
+)
+async def delete_attribution_window(
+    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+) -> ProgramResponse:
+    """Back to the deployment's default window, for orders placed from now on."""
+    return await _program_change(
+        store_id, OpKind.ATTRIBUTION_WINDOW, caller, session, service, admin
     )
 
 
@@ -664,6 +697,7 @@ async def operations(
             at=r.at,
             key=r.key,
             rate=str(r.rate.normalize()) if r.rate is not None else None,
+            days=r.days,
             actor=r.actor,
             before=r.before,
             after=r.after,

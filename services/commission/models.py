@@ -10,6 +10,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     String,
     Table,
     func,
@@ -72,6 +73,7 @@ program_ops = Table(
     Column("at", DateTime(timezone=True), nullable=False),
     Column("key", String(128)),
     Column("rate", Numeric(6, 5)),
+    Column("days", SmallInteger),  # attribution window
     Column("actor", String(200), nullable=False),
     Column("before", JSONB, nullable=False),
     Column("after", JSONB, nullable=False),

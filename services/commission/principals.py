@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.commission.core import ProgramState
 from services.commission.models import outbox
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from shared.events import AffiliateEntry, StoreEntry, Topic, encode
@@ -69,18 +70,23 @@ async def authenticate(request: Request, session: AsyncSession) -> Principal:
 class AdminService:
     secret_key: str
     topic_prefix: str
+    default_window: int = 15  # days: the deployment's attribution window
 
-    def _store_entry(self, row: Any, in_program: bool, now: datetime) -> StoreEntry:
+    def _store_entry(self, row: Any, program: ProgramState, now: datetime) -> StoreEntry:
         version = int(row.secret_version)
         return StoreEntry(
-            event_id=f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(in_program)}",
+            event_id=(
+                f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
+                f":{program.window_days or ''}"
+            ),
             store_id=row.principal_id,
             name=row.name,
             landing_url_template=row.landing_url_template,
             secret_versions=[v for v in (version, version - 1) if v >= 1],
-            in_program=in_program,
+            in_program=program.joined,
             key_hash=row.key_hash,
             updated_at=now,
+            attribution_window_days=program.window_days,
         )
 
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:
@@ -89,7 +95,7 @@ class AdminService:
         if row is None:
             return
         history = (await CommissionRepository(session).programs([store_id]))[store_id]
-        entry = self._store_entry(row, history.current().joined, now)
+        entry = self._store_entry(row, history.current(), now)
         await OUTBOX.add(
             session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", f"store:{store_id}", encode(entry))]
         )

@@ -78,10 +78,21 @@ class CommissionRepository:
 
     async def ensure_orders(self, pairs: Iterable[tuple[str, str]]) -> None:
         """A row for every (order, store), so that facts arriving before placement have one."""
-        rows = [{"order_id": o, "store_id": s} for o, s in dict(pairs).items()]
+        rows = [{"order_id": o, "store_id": s} for o, s in sorted(dict(pairs).items())]
         if rows:
             stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["order_id"])
             await self.session.execute(stmt, rows)
+
+    async def lock_orders(self, order_ids: Iterable[str]) -> None:
+        """Row locks on the orders (rows must exist: see ensure_orders), in id order."""
+        ids = sorted(set(order_ids))
+        if ids:
+            await self.session.execute(
+                select(m.orders.c.order_id)
+                .where(m.orders.c.order_id.in_(ids))
+                .order_by(m.orders.c.order_id)
+                .with_for_update()
+            )
 
     async def upsert_placed_many(self, rows: list[dict[str, Any]]) -> None:
         """Placement facts (order_id, store_id, currency, placed_at, items); the first wins."""
@@ -216,7 +227,7 @@ class CommissionRepository:
         ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
         for r in rows:
             rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
-            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate))
+            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate, r.days))
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
 
     async def add_program_op(
@@ -235,6 +246,7 @@ class CommissionRepository:
                 at=op.at,
                 key=op.key,
                 rate=op.rate,
+                days=op.days,
                 actor=actor,
                 before=before,
                 after=after,

@@ -82,6 +82,12 @@ class RateRequest(BaseModel):
     rate: DecimalStr
 
 
+class WindowRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 10}]})
+
+    days: int = Field(description="the attribution window in days, 1 to 30")
+
+
 class MainProductRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.12"}]})
 
@@ -98,6 +104,10 @@ class ProgramResponse(BaseModel):
     default_rate: str
     category_rates: dict[str, str]
     main_products: dict[str, str | None]
+    attribution_window_days: int = Field(
+        description="the window in force: the program's own, else the deployment's default"
+    )
+    attribution_window_is_default: bool
 
 
 class ItemView(BaseModel):
@@ -200,6 +210,7 @@ class OperationView(BaseModel):
     at: datetime
     key: str | None  # category or product id
     rate: str | None
+    days: int | None  # attribution window
     actor: str
     before: dict[str, object]
     after: dict[str, object]

@@ -67,6 +67,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         "main_products": {
             k: (str(v) if v is not None else None) for k, v in sorted(state.main_products.items())
         },
+        "window_days": state.window_days,
     }
 
 
@@ -93,6 +94,11 @@ class CommissionService:
                 events.append(rec.value)
         if not events:
             return
+        # An order's attribution (keyed by order) and its storefront events (keyed by visitor)
+        # may be in two workers' batches at once: lock the orders' rows (sorted, so two batches
+        # never deadlock) before reading or writing any of their facts.
+        await repo.ensure_orders((e.order_id, e.store_id) for e in events)
+        await repo.lock_orders(e.order_id for e in events)
         placed = [
             e.order if isinstance(e, Attribution) else e
             for e in events
@@ -110,7 +116,6 @@ class CommissionService:
                 for p in placed
             ]
         )
-        await repo.ensure_orders((e.order_id, e.store_id) for e in events)
         decisions = [e for e in events if isinstance(e, Attribution)]
         await repo.set_attribution_many(
             [
@@ -331,12 +336,13 @@ class CommissionService:
         actor: str,
         key: str | None = None,
         rate: Decimal | None = None,
+        days: int | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock) and record it."""
         repo = CommissionRepository(session)
         await repo.lock_store(store_id)
         history = (await repo.programs([store_id]))[store_id]
-        op = ProgramOp(kind, self.clock.now(), key, rate)
+        op = ProgramOp(kind, self.clock.now(), key, rate, days)
         before = history.current()
         after_history = history.append(op)  # raises ProgramError when the rules refuse
         after = after_history.current()

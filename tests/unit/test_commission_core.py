@@ -15,6 +15,7 @@ from services.commission.core import (
     MAX_MAIN_PRODUCTS,
     ExitPolicy,
     InvalidRate,
+    InvalidWindow,
     LedgerTxn,
     LineItem,
     OpKind,
@@ -72,6 +73,21 @@ class TestProgramRules:
         assert err.value.code == "rejoin_too_early"
         assert err.value.details["rejoin_allowed_at"] == (T0 + 35 * D).isoformat()
         assert h.append(ProgramOp(OpKind.JOIN, T0 + 35 * D)).current().joined
+
+    def test_a_program_sets_its_own_attribution_window_of_1_to_30_days(self) -> None:
+        h = joined().append(ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0 + D, days=7))
+        assert h.current().window_days == 7
+        assert h.state_at(T0).window_days is None  # the deployment's default before
+        for days in (0, 31, -1):
+            with pytest.raises(InvalidWindow) as err:
+                h.append(ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0 + 2 * D, days=days))
+            assert (err.value.code, err.value.status_code) == ("invalid_window", 422)
+        for days in (1, 30):
+            assert h.append(ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0 + 2 * D, days=days))
+        reset = h.append(ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0 + 2 * D))
+        assert reset.current().window_days is None
+        with pytest.raises(ProgramError, match="not in the program"):
+            ProgramHistory().append(ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0, days=7))
 
     def test_double_join_and_exit_when_out_are_refused(self) -> None:
         with pytest.raises(ProgramError, match="already"):
