@@ -169,7 +169,11 @@ class ConsumerPipeline(Generic[T]):
                 try:
                     async with self._batch_lock:
                         if generation != self._generation:
-                            continue  # a rebalance came between fetch and now: fetch again
+                            # A reassignment came between fetch and now: these records may be
+                            # stale or no longer ours, and the consumer's positions are past
+                            # them. Go back to the stored offsets and fetch again.
+                            await self._seek_to_stored(self.consumer.assignment())
+                            continue
                         committed = await self._process(records)
                     backoff = 0.1
                     await self._commit_to_kafka(committed)

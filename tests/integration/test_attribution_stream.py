@@ -189,6 +189,23 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
     assert all(letter["reason"] for letter in dead)
 
 
+async def _clicks_stored(settings: Settings, visitor: str, n: int) -> bool | None:
+    from sqlalchemy import func, select
+
+    from services.attribution.models import clicks as clicks_table
+    from shared.db import make_engine
+
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            got = await conn.scalar(
+                select(func.count()).where(clicks_table.c.visitor_id == visitor)
+            )
+    finally:
+        await engine.dispose()
+    return True if got == n else None
+
+
 async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Settings) -> None:
     u = uuid.uuid4().hex[:8]
     v = f"v-{u}"
@@ -211,6 +228,9 @@ async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Se
         affiliate_key = resp.json()["api_key"]
         clicks = [won, earlier, outside, bot, elsewhere, after]
         await produce(settings, [(Topic.CLICKS, v, encode(c)) for c in clicks])
+        # the explanation is what the decision saw: let every click be stored first (clicks
+        # that cannot change the decision, after the order or on another store, reopen nothing)
+        await eventually(lambda: _clicks_stored(settings, v, len(clicks)))
         await produce(settings, [(Topic.ORDERS, v, encode(o))])
         await eventually(lambda: view(svc, settings, o.order_id, affiliate_id=f"aff-{u}"))
         full = (
