@@ -33,7 +33,8 @@ from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import make_producer, partitions_of
-from shared.stack import kafka, orchestrate
+from shared.migrate import upgrade
+from shared.stack import kafka, orchestrate, postgres
 
 
 def workload(
@@ -150,9 +151,30 @@ def vm_hwm_mb(pid: int) -> float:
 
 
 async def main_async(
-    settings: Settings, stack: orchestrate.Stack, events: int, visitors: int
+    settings: Settings, stack: orchestrate.Stack, events: int, visitors: int, batch: int
 ) -> None:
-    prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+    run = uuid.uuid4().hex[:6]
+    prefix = f"bench-{run}-"
+    # a database of its own, migrated, dropped at the end: figures do not depend on past runs
+    database = f"bench_attribution_{run}"
+    await postgres.create_database(stack.postgres, database)
+    database_url = stack.database_url(database)
+    await asyncio.to_thread(upgrade, database_url)
+    try:
+        await measure(settings, stack, events, visitors, batch, prefix, database_url)
+    finally:
+        await postgres.drop_database(stack.postgres, database)
+
+
+async def measure(
+    settings: Settings,
+    stack: orchestrate.Stack,
+    events: int,
+    visitors: int,
+    batch: int,
+    prefix: str,
+    database_url: str,
+) -> None:
     bench = settings.model_copy(update={"topic_prefix": prefix, "kafka_bootstrap": stack.bootstrap})
     await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
     topics = [bench.topic(Topic.CLICKS), bench.topic(Topic.ORDERS)]
@@ -173,13 +195,14 @@ async def main_async(
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_ATTRIBUTION_PORT": str(port),
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
-        "ALLIANCE_DATABASE_URL": stack.database_url(),
+        "ALLIANCE_DATABASE_URL": database_url,
+        "ALLIANCE_CONSUMER_BATCH_SIZE": str(batch),
     }
     start = time.monotonic()
     pid = procs.start("attribution", ["attribution"], run_dir, env)
     peak = 0.0
     try:
-        while (done := await stored_progress(stack.database_url(), prefix)) < total:
+        while (done := await stored_progress(database_url, prefix)) < total:
             peak = max(peak, vm_hwm_mb(pid))
             await asyncio.sleep(0.5)
         service_s = time.monotonic() - start
@@ -187,7 +210,7 @@ async def main_async(
     finally:
         procs.stop("attribution", run_dir)
     raw_rate, service_rate = total / raw_s, total / service_s
-    print("bench/attribution — one worker, real broker and PostgreSQL")
+    print(f"bench/attribution — one worker (batches of {batch}), real broker and PostgreSQL")
     print(f"{'':34}{'raw aiokafka read':>20}{'attribution service':>22}")
     print(f"{'events/s':34}{raw_rate:>20,.0f}{service_rate:>22,.0f}")
     print(f"{'seconds for ' + format(total, ',') + ' events':34}{raw_s:>20.1f}{service_s:>22.1f}")
@@ -202,10 +225,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="attribution throughput next to a raw consumer")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--visitors", type=int, default=100_000)
+    parser.add_argument(
+        "--batch", type=int, default=Settings().consumer_batch_size, help="consumer batch size"
+    )
     args = parser.parse_args()
     settings = Settings()
     stack = orchestrate.up(settings)  # synchronous: runs its own event loops
-    asyncio.run(main_async(settings, stack, args.events, args.visitors))
+    asyncio.run(main_async(settings, stack, args.events, args.visitors, args.batch))
     return 0
 
 

@@ -596,3 +596,20 @@ async def create_database(cfg: PostgresConfig, name: str) -> None:
                     raise
     finally:
         await engine.dispose()
+
+
+async def drop_database(cfg: PostgresConfig, name: str) -> None:
+    """Drop database ``name`` if it exists, closing its connections (idempotent)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_async_engine(
+        database_url(cfg, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
+    )
+    try:
+        async with engine.connect() as conn:
+            ident = '"' + name.replace('"', '""') + '"'
+            await conn.execute(text(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+    finally:
+        await engine.dispose()
