@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         description="How long (wall time) after its first decision an order's attribution "
         "stays open to late clicks, unless it completes first",
     )
+    attribution_max_hold_s: float = Field(
+        60,
+        description="How long (wall time) an order may wait for its visitor's clicks partition "
+        "to be read up to where it ended when the order was read, before it is decided anyway",
+    )
     exit_policy: ExitPolicy = Field(
         ExitPolicy.PLACED_IN_PROGRAM,
         description="Which orders of an exited store are chargeable (placed_in_program | "

@@ -133,6 +133,7 @@ class ConsumerPipeline(Generic[T]):
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self._generation = 0  # assignments so far
+        self._consumed: dict[tuple[str, int], int] = {}  # next offset to handle, per partition
         self.processed = 0
         self.dead_lettered = 0
         self.batches = 0
@@ -150,8 +151,21 @@ class ConsumerPipeline(Generic[T]):
         # the group's committed offset would be processed, then rewound and processed again.
         fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
         first = await self.consumer.beginning_offsets(fresh) if fresh else {}
+        self._consumed = {}
         for tp in assigned:
-            self.consumer.seek(tp, stored.get((tp.topic, tp.partition), first.get(tp, 0)))
+            offset = stored.get((tp.topic, tp.partition), first.get(tp, 0))
+            self.consumer.seek(tp, offset)
+            self._consumed[(tp.topic, tp.partition)] = offset
+
+    def progress(self, topic: str) -> dict[int, tuple[int, int | None]]:
+        """For each partition of ``topic`` this consumer holds: (next offset to handle, last
+        known end offset), counting the batch being handled as handled. The end offset is None
+        until a fetch has reported it."""
+        return {
+            p: (offset, self.consumer.highwater(TopicPartition(t, p)))
+            for (t, p), offset in self._consumed.items()
+            if t == topic
+        }
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its current batch, commit it and return."""
@@ -253,10 +267,18 @@ class ConsumerPipeline(Generic[T]):
         for rec in records:
             key = (rec.topic, rec.partition)
             next_offsets[key] = max(next_offsets.get(key, 0), rec.offset + 1)
-        async with self.sessions() as session, session.begin():
-            if good:
-                await self.handle(session, good)
-            await self.offsets.save(session, self.name, next_offsets)
+        before = dict(self._consumed)
+        for key, offset in next_offsets.items():
+            if key in self._consumed:
+                self._consumed[key] = max(self._consumed[key], offset)
+        try:
+            async with self.sessions() as session, session.begin():
+                if good:
+                    await self.handle(session, good)
+                await self.offsets.save(session, self.name, next_offsets)
+        except BaseException:
+            self._consumed = before  # the batch will be handled again
+            raise
         self.processed += len(good)
         self.dead_lettered += len(dead)
         self.batches += 1

@@ -14,6 +14,7 @@ from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
+from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         timedelta(days=settings.attribution_window_days),
         settings.topic_prefix,
         timedelta(seconds=settings.attribution_grace_s),
+        timedelta(seconds=settings.attribution_max_hold_s),
     )
 
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         await producer.start()
         relay = OutboxRelay(sessions, producer, OUTBOX)
         pipeline = make_pipeline(settings, sessions, producer, service, relay)
+        clicks_topic = settings.topic(Topic.CLICKS)
+        service.click_progress = lambda: pipeline.progress(clicks_topic)
         await pipeline.start()
         app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay
         tasks.start("consumer", pipeline.run())

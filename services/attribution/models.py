@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -11,6 +12,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -34,7 +36,6 @@ clicks = Table(
     Column("link_code", String(512), nullable=False),
     Column("product_id", String(128)),
     Column("sub_id", String(128)),
-    Index("ix_clicks_store_visitor_time", "store_id", "visitor_id", "occurred_at"),
     Index("ix_clicks_visitor_time", "visitor_id", "occurred_at"),
     # expiry; clicks arrive roughly in time order, so a block-range index is small and cheap
     Index("ix_clicks_occurred_at", "occurred_at", postgresql_using="brin"),
@@ -55,7 +56,19 @@ orders = Table(
     Column("decided_at", DateTime(timezone=True), nullable=False),
     #: late clicks may change the decision until then (first decision + grace), or completion
     Column("open_until", DateTime(timezone=True)),
+    #: an undecided order waits until its visitor's clicks partition is read up to this offset
+    #: (what it held when the order was read), or for at most the hold time
+    Column("hold_partition", Integer),
+    Column("hold_offset", BigInteger),
+    Column("held_since", DateTime(timezone=True)),
     Index("ix_orders_store_visitor_placed", "store_id", "visitor_id", "placed_at"),
+    Index(
+        "ix_orders_held",
+        "hold_partition",
+        "hold_offset",
+        postgresql_where=text("revision = -1"),
+    ),
+    Index("ix_orders_held_since", "held_since", postgresql_where=text("revision = -1")),
 )
 
 #: The first terminal status of an order (completed or cancelled) freezes its decision. Kept

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, text, update
+from sqlalchemy import String, bindparam, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution import models as m
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import Windows
-from shared.events import Click
+from shared.events import Click, OrderPlaced, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +27,7 @@ class StoredOrder:
     revision: int
     click_id: str | None
     open_until: datetime | None
+    held: bool = False  # undecided, waiting for its visitor's clicks to be read
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -49,31 +50,54 @@ class AttributionRepository:
 
     async def insert_clicks(self, clicks: list[Click]) -> list[CoreClick]:
         """Insert clicks not yet known; returns only the new ones (idempotent by click id).
-        One cached statement executed for many rows (no per-batch SQL compilation)."""
-        if not clicks:
+        One statement over column arrays, whatever the batch size: the same prepared
+        statement every time, no per-row parameters."""
+        unique = list({c.click_id: c for c in clicks}.values())
+        if not unique:
             return []
-        rows = [
+        result = await self.session.execute(
+            text(
+                """
+                INSERT INTO attribution.clicks (click_id, store_id, visitor_id, affiliate_id,
+                    occurred_at, received_at, suspicious, link_code, product_id, sub_id)
+                SELECT * FROM unnest(
+                    CAST(:ids AS text[]), CAST(:stores AS text[]), CAST(:visitors AS text[]),
+                    CAST(:affiliates AS text[]), CAST(:ats AS timestamptz[]),
+                    CAST(:received AS timestamptz[]), CAST(:suspicious AS boolean[]),
+                    CAST(:links AS text[]), CAST(:products AS text[]), CAST(:subs AS text[]))
+                ON CONFLICT (click_id) DO NOTHING
+                RETURNING click_id
+                """
+            ),
             {
-                "click_id": c.click_id,
-                "store_id": c.store_id,
-                "visitor_id": c.visitor_id,
-                "affiliate_id": c.affiliate_id,
-                "occurred_at": c.occurred_at,
-                "received_at": c.received_at,
-                "suspicious": c.suspicious,
-                "link_code": c.link_code,
-                "product_id": c.product_id,
-                "sub_id": c.sub_id,
-            }
-            for c in {c.click_id: c for c in clicks}.values()
-        ]
-        stmt = (
-            insert(m.clicks)
-            .on_conflict_do_nothing(index_elements=["click_id"])
-            .returning(*m.clicks.c)
+                "ids": [c.click_id for c in unique],
+                "stores": [c.store_id for c in unique],
+                "visitors": [c.visitor_id for c in unique],
+                "affiliates": [c.affiliate_id for c in unique],
+                "ats": [c.occurred_at for c in unique],
+                "received": [c.received_at for c in unique],
+                "suspicious": [c.suspicious for c in unique],
+                "links": [c.link_code for c in unique],
+                "products": [c.product_id for c in unique],
+                "subs": [c.sub_id for c in unique],
+            },
         )
-        result = await self.session.execute(stmt, rows)
-        return [_core_click(r) for r in result]
+        new = set(result.scalars())
+        return [
+            CoreClick(
+                click_id=c.click_id,
+                store_id=c.store_id,
+                visitor_id=c.visitor_id,
+                affiliate_id=c.affiliate_id,
+                occurred_at=c.occurred_at,
+                suspicious=c.suspicious,
+                link_code=c.link_code,
+                product_id=c.product_id,
+                sub_id=c.sub_id,
+            )
+            for c in unique
+            if c.click_id in new
+        ]
 
     async def insert_statuses(self, statuses: Iterable[tuple[str, str, datetime]]) -> None:
         """Record each order's first terminal status (later ones are ignored)."""
@@ -91,17 +115,99 @@ class AttributionRepository:
         )
         return set(rows.scalars())
 
-    async def new_orders(self, values: list[dict[str, Any]]) -> set[str]:
-        """Insert orders not yet known; returns the ids that were new."""
-        if not values:
+    async def new_orders(
+        self, orders: list[tuple[OrderPlaced, tuple[int, int] | None]], now: datetime
+    ) -> set[str]:
+        """Insert orders not yet known, undecided (revision -1), each with the hold it waits
+        for ((clicks partition, offset) or None); returns the ids that were new. One statement
+        over column arrays."""
+        unique = list({o.order_id: (o, hold) for o, hold in orders}.values())
+        if not unique:
             return set()
-        stmt = (
-            insert(m.orders)
-            .on_conflict_do_nothing(index_elements=["order_id"])
-            .returning(m.orders.c.order_id)
+        result = await self.session.execute(
+            text(
+                """
+                INSERT INTO attribution.orders (order_id, store_id, visitor_id, placed_at,
+                    order_event, revision, decided_at, hold_partition, hold_offset, held_since)
+                SELECT o.id, o.store, o.visitor, o.at, CAST(o.event AS jsonb), -1,
+                    CAST(:now AS timestamptz), o.part, o.off,
+                    CASE WHEN o.part IS NULL THEN NULL ELSE CAST(:now AS timestamptz) END
+                FROM unnest(CAST(:ids AS text[]), CAST(:stores AS text[]),
+                    CAST(:visitors AS text[]), CAST(:ats AS timestamptz[]),
+                    CAST(:events AS text[]), CAST(:parts AS integer[]),
+                    CAST(:offs AS bigint[])) AS o(id, store, visitor, at, event, part, off)
+                ON CONFLICT (order_id) DO NOTHING
+                RETURNING order_id
+                """
+            ),
+            {
+                "ids": [o.order_id for o, _ in unique],
+                "stores": [o.store_id for o, _ in unique],
+                "visitors": [o.visitor_id for o, _ in unique],
+                "ats": [o.occurred_at for o, _ in unique],
+                "events": [encode(o).decode() for o, _ in unique],
+                "parts": [hold[0] if hold else None for _, hold in unique],
+                "offs": [hold[1] if hold else None for _, hold in unique],
+                "now": now,
+            },
         )
-        result = await self.session.execute(stmt, list({v["order_id"]: v for v in values}.values()))
         return set(result.scalars())
+
+    async def held_summary(self) -> tuple[dict[int, int], datetime | None]:
+        """Of the held orders: the lowest offset waited for per clicks partition, and the
+        oldest hold."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT hold_partition, min(hold_offset) AS off, min(held_since) AS since
+                FROM attribution.orders
+                WHERE revision = -1 AND hold_partition IS NOT NULL
+                GROUP BY hold_partition
+                """
+            )
+        )
+        lowest: dict[int, int] = {}
+        oldest: datetime | None = None
+        for r in rows:
+            lowest[r.hold_partition] = r.off
+            oldest = r.since if oldest is None else min(oldest, r.since)
+        return lowest, oldest
+
+    async def release_held(
+        self, consumed: dict[int, int], held_before: datetime | None
+    ) -> list[StoredOrder]:
+        """Held orders whose clicks partition is read up to their offset (``consumed``:
+        partition → next offset to read), or held since before ``held_before``. Rows another
+        worker is deciding are skipped (it will publish them)."""
+        found: dict[str, StoredOrder] = {}
+        if consumed:
+            rows = await self.session.execute(
+                text(
+                    """
+                    SELECT o.* FROM attribution.orders o
+                    JOIN unnest(CAST(:parts AS integer[]), CAST(:offs AS bigint[]))
+                      AS p(part, off)
+                      ON o.hold_partition = p.part AND o.hold_offset <= p.off
+                    WHERE o.revision = -1
+                    FOR UPDATE OF o SKIP LOCKED
+                    """
+                ),
+                {"parts": list(consumed), "offs": list(consumed.values())},
+            )
+            found.update((r.order_id, self._order(r)) for r in rows)
+        if held_before is not None:
+            rows = await self.session.execute(
+                text(
+                    """
+                    SELECT o.* FROM attribution.orders o
+                    WHERE o.revision = -1 AND o.held_since < CAST(:before AS timestamptz)
+                    FOR UPDATE SKIP LOCKED
+                    """
+                ),
+                {"before": held_before},
+            )
+            found.update((r.order_id, self._order(r)) for r in rows)
+        return list(found.values())
 
     async def orders_by_id(self, order_ids: Iterable[str]) -> list[StoredOrder]:
         ids = list(set(order_ids))
@@ -156,35 +262,33 @@ class AttributionRepository:
         return [_core_click(r) for r in rows]
 
     async def set_decisions(
-        self, decisions: list[tuple[str, int, CoreClick | None]], at: datetime
+        self, decisions: list[tuple[str, int, CoreClick | None]], at: datetime, grace: timedelta
     ) -> None:
-        """Record new decisions (order id, revision, winning click), many rows, one statement."""
+        """Record new decisions (order id, revision, winning click): one statement. A first
+        decision opens the order to late clicks until ``at + grace``."""
         if not decisions:
             return
-        o = m.orders
-        stmt = (
-            update(o)
-            .where(o.c.order_id == bindparam("oid"))
-            .values(
-                revision=bindparam("rev"),
-                click_id=bindparam("cid"),
-                affiliate_id=bindparam("aid"),
-                decided_at=bindparam("at"),
-            )
-        )
         await self.session.execute(
-            stmt,
-            [
-                {
-                    "oid": order_id,
-                    "rev": revision,
-                    "cid": click.click_id if click else None,
-                    "aid": click.affiliate_id if click else None,
-                    "at": at,
-                }
-                for order_id, revision, click in decisions
-            ],
-            execution_options={"synchronize_session": False},
+            text(
+                """
+                UPDATE attribution.orders o
+                SET revision = d.rev, click_id = d.click, affiliate_id = d.aff,
+                    decided_at = CAST(:at AS timestamptz),
+                    open_until = CASE WHEN o.revision < 0 THEN CAST(:open_until AS timestamptz)
+                                      ELSE o.open_until END
+                FROM unnest(CAST(:ids AS text[]), CAST(:revs AS integer[]),
+                    CAST(:clicks AS text[]), CAST(:affs AS text[])) AS d(id, rev, click, aff)
+                WHERE o.order_id = d.id
+                """
+            ),
+            {
+                "ids": [d[0] for d in decisions],
+                "revs": [d[1] for d in decisions],
+                "clicks": [d[2].click_id if d[2] else None for d in decisions],
+                "affs": [d[2].affiliate_id if d[2] else None for d in decisions],
+                "at": at,
+                "open_until": at + grace,
+            },
         )
 
     async def windows(self, store_ids: Iterable[str], default: timedelta) -> dict[str, Windows]:
@@ -256,4 +360,5 @@ class AttributionRepository:
             r.revision,
             r.click_id,
             r.open_until,
+            r.revision < 0 and r.hold_partition is not None,
         )

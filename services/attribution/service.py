@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
@@ -39,6 +39,22 @@ Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry | 
 WINDOW_LOCK_BUCKETS = 64
 
 
+#: for each clicks partition a worker holds: (next offset to read, end offset or None)
+ClickProgress = Callable[[], Mapping[int, tuple[int, int | None]]]
+
+
+def _hold(progress: Mapping[int, tuple[int, int | None]], partition: int) -> tuple[int, int] | None:
+    """What an order read from ``partition`` waits for: the same partition of the clicks
+    topic (same key, same partition count) read up to its current end. None: nothing to wait
+    for (read to the end, end unknown yet, or not held by this worker)."""
+    if partition not in progress:
+        return None
+    consumed, end = progress[partition]
+    if end is None or consumed >= end:
+        return None
+    return partition, end
+
+
 def _window_bucket(store_id: str) -> str:
     return str(lock_key("store", store_id) % WINDOW_LOCK_BUCKETS)
 
@@ -56,10 +72,24 @@ class AttributionService:
     window: timedelta
     topic_prefix: str = ""
     grace: timedelta = timedelta(minutes=10)
+    max_hold: timedelta = timedelta(seconds=60)
+    #: the clicks partitions this worker holds, each (next offset to read, end offset); None
+    #: (or a partition not held): orders are decided as soon as they arrive
+    click_progress: ClickProgress | None = None
     stats: Stats = field(default_factory=Stats)
+    #: of the held orders: lowest offset waited for per partition, oldest hold (None: unknown)
+    _holds: tuple[dict[int, int], datetime | None] | None = field(default=None, repr=False)
+    _holds_for: frozenset[int] = field(default=frozenset(), repr=False)
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         """Apply one batch; idempotent: a replayed batch writes no new state and no outbox row."""
+        try:
+            await self._handle_batch(session, batch)
+        except BaseException:
+            self._holds = None  # what this batch noted may not be committed: ask the database
+            raise
+
+    async def _handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         repo = AttributionRepository(session)
         events = [r.value for r in batch if r.value is not None]
         # One visitor's clicks and orders share a partition number (same key, same partition
@@ -87,45 +117,43 @@ class AttributionService:
             for e in events
             if isinstance(e, OrderCompleted | OrderCancelled)
         )
-        placed = [e for e in events if isinstance(e, OrderPlaced)]
         now = self.clock.now()
-        new_ids = await repo.new_orders(
-            [
-                {
-                    "order_id": e.order_id,
-                    "store_id": e.store_id,
-                    "visitor_id": e.visitor_id,
-                    "placed_at": e.occurred_at,
-                    "order_event": orjson.loads(encode(e)),
-                    "revision": -1,  # not yet decided
-                    "decided_at": now,
-                    "open_until": now + self.grace,
-                }
-                for e in placed
-            ]
-        )
-        candidates = {o.order_id: o for o in await repo.orders_by_id(new_ids)}
+        progress = dict(self.click_progress()) if self.click_progress else {}
+        placed = [
+            (r.value, _hold(progress, r.partition))
+            for r in batch
+            if isinstance(r.value, OrderPlaced)
+        ]
+        new_ids = await repo.new_orders(placed, now)
+        self._note_holds([h for o, h in placed if h is not None and o.order_id in new_ids], now)
+        first = [o for o, h in placed if h is None and o.order_id in new_ids]
+        candidates = {o.order_id: o for o in await repo.orders_by_id(o.order_id for o in first)}
+        for o in await self._release(repo, progress, now):
+            candidates.setdefault(o.order_id, o)
         if new_clicks:
             reach = max(windows[c.store_id].widest for c in new_clicks)
             for o in await repo.orders_reached_by(new_clicks, reach):
-                candidates.setdefault(o.order_id, o)
+                if not o.held:  # a held order is decided when its clicks are read
+                    candidates.setdefault(o.order_id, o)
         for store_id, since in changed:
             for o in await repo.open_orders_of_store(store_id, since, now):
                 candidates.setdefault(o.order_id, o)
         if not candidates:
             return
-        # decided orders stay open to late clicks until completed/cancelled or past their grace
-        frozen = await repo.frozen(o for o in candidates if o not in new_ids)
+        # a first decision is always made; a decision stays open to late clicks until the
+        # order completes or is cancelled, or its grace is over
+        decided_before = [o for o in candidates.values() if o.revision >= 0]
+        frozen = await repo.frozen(o.order_id for o in decided_before)
         frozen |= {
-            o.order_id
-            for o in candidates.values()
-            if o.order_id not in new_ids and o.open_until is not None and now > o.open_until
+            o.order_id for o in decided_before if o.open_until is not None and now > o.open_until
         }
         open_orders = [o for o in candidates.values() if o.order_id not in frozen]
         if len(open_orders) < len(candidates):
             self.stats.late_after_freeze += len(candidates) - len(open_orders)
         if not open_orders:
             return
+        missing = {o.store_id for o in open_orders} - windows.keys()
+        windows |= await repo.windows(missing, self.window)
         # the visitors' clicks on every store, from two windows back to shortly after: what
         # the decision needs, plus what its explanation shows (outside window, other store…)
         widest = max(windows[o.store_id].widest for o in open_orders)
@@ -154,8 +182,40 @@ class AttributionService:
             )
             self.stats.decisions += 1
             self.stats.corrections += revision > 0
-        await repo.set_decisions(decided, now)
+        await repo.set_decisions(decided, now, self.grace)
         await OUTBOX.add(session, outbox)
+
+    def _note_holds(self, holds: list[tuple[int, int]], now: datetime) -> None:
+        if self._holds is None or not holds:
+            return
+        lowest, oldest = self._holds
+        for partition, offset in holds:
+            lowest[partition] = min(lowest.get(partition, offset), offset)
+        self._holds = lowest, oldest if oldest is not None else now
+
+    async def _release(
+        self,
+        repo: AttributionRepository,
+        progress: dict[int, tuple[int, int | None]],
+        now: datetime,
+    ) -> list[StoredOrder]:
+        """Held orders now ready: their clicks partition is read up to where it ended when the
+        order was read, or they have waited ``max_hold``. Asks the database only when the
+        summary of holds says something is ready."""
+        if self._holds is None or self._holds_for != progress.keys():
+            self._holds = await repo.held_summary()
+            self._holds_for = frozenset(progress)
+        lowest, oldest = self._holds
+        ready = {
+            p: progress[p][0]
+            for p, off in lowest.items()
+            if p in progress and progress[p][0] >= off
+        }
+        aged = oldest is not None and oldest < now - self.max_hold
+        if not ready and not aged:
+            return []
+        self._holds = None  # summarise again next time
+        return await repo.release_held(ready, now - self.max_hold if aged else None)
 
     async def _apply_window_changes(
         self,
