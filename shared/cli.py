@@ -37,6 +37,11 @@ def _serve(name: str, settings: Settings) -> int:
     import uvicorn
 
     target, port_attr = SERVICES[name]
+    import gc
+
+    # The consumers allocate many short-lived objects per batch and keep few: collect less
+    # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
+    gc.set_threshold(50_000, 20, 20)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     uvicorn.run(
         target,

@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    Strict,
     TypeAdapter,
     model_validator,
 )
@@ -93,14 +94,17 @@ class Click(Event):
     """A buyer followed an affiliate link. ``event_id`` is the click id."""
 
     type: Literal["click"] = "click"
+    #: strict (ISO 8601 strings in JSON, never numbers): attribution hands validated clicks'
+    #: JSON to PostgreSQL as read
+    occurred_at: Annotated[UtcDatetime, Strict()]
     affiliate_id: Ident
     store_id: Ident
     product_id: Ident | None = None
     sub_id: str | None = Field(None, max_length=128)
     link_code: str
     visitor_id: Ident
-    received_at: UtcDatetime
-    suspicious: bool = False
+    received_at: Annotated[UtcDatetime, Strict()]
+    suspicious: Annotated[bool, Strict()] = False
     suspicious_reason: str | None = None
     ip: str | None = None
     user_agent: str | None = None

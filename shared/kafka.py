@@ -56,6 +56,7 @@ class Received(Generic[T]):
     key: bytes | None
     value: T
     timestamp_ms: int
+    raw: bytes = b""  # the message as read (``value`` is it decoded and validated)
 
 
 class TooManyDeadLetters(RuntimeError):
@@ -255,6 +256,7 @@ class ConsumerPipeline(Generic[T]):
                         rec.key,
                         self.decode(rec.topic, rec.value),
                         rec.timestamp,
+                        rec.value,
                     )
                 )
             except (PoisonMessage, ValidationError, ValueError) as exc:

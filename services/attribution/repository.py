@@ -48,56 +48,50 @@ class AttributionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def insert_clicks(self, clicks: list[Click]) -> list[CoreClick]:
-        """Insert clicks not yet known; returns only the new ones (idempotent by click id).
-        One statement over column arrays, whatever the batch size: the same prepared
-        statement every time, no per-row parameters."""
-        unique = list({c.click_id: c for c in clicks}.values())
+    async def insert_clicks(
+        self, clicks: list[tuple[Click, bytes]], reach: timedelta
+    ) -> list[StoredOrder]:
+        """Insert the clicks not yet known (idempotent by click id) and return the decided
+        orders the new ones fall in the window of: same store and visitor, placed within
+        ``reach`` after the click.
+
+        One statement: the batch travels as one JSON array of the clicks as read (``raw``,
+        validated by :class:`~shared.events.Click`, whose times and flags are strict so that
+        PostgreSQL reads them the same) and PostgreSQL unpacks it (``json_to_recordset``):
+        no per-field work in the service."""
+        unique = {c.click_id: raw for c, raw in clicks}
         if not unique:
             return []
-        result = await self.session.execute(
+        payload = b"[" + b",".join(unique.values()) + b"]"
+        rows = await self.session.execute(
             text(
                 """
-                INSERT INTO attribution.clicks (click_id, store_id, visitor_id, affiliate_id,
-                    occurred_at, received_at, suspicious, link_code, product_id, sub_id)
-                SELECT * FROM unnest(
-                    CAST(:ids AS text[]), CAST(:stores AS text[]), CAST(:visitors AS text[]),
-                    CAST(:affiliates AS text[]), CAST(:ats AS timestamptz[]),
-                    CAST(:received AS timestamptz[]), CAST(:suspicious AS boolean[]),
-                    CAST(:links AS text[]), CAST(:products AS text[]), CAST(:subs AS text[]))
-                ON CONFLICT (click_id) DO NOTHING
-                RETURNING click_id
+                WITH new AS (
+                    INSERT INTO attribution.clicks (click_id, store_id, visitor_id,
+                        affiliate_id, occurred_at, received_at, suspicious, link_code,
+                        product_id, sub_id)
+                    SELECT r.event_id, r.store_id, r.visitor_id, r.affiliate_id, r.occurred_at,
+                        r.received_at, coalesce(r.suspicious, false), r.link_code, r.product_id,
+                        r.sub_id
+                    FROM json_to_recordset(CAST(:clicks AS json)) AS r(
+                        event_id text, store_id text, visitor_id text, affiliate_id text,
+                        occurred_at timestamptz, received_at timestamptz, suspicious boolean,
+                        link_code text, product_id text, sub_id text)
+                    ON CONFLICT (click_id) DO NOTHING
+                    RETURNING store_id, visitor_id, occurred_at
+                )
+                SELECT DISTINCT ON (o.order_id) o.*
+                FROM new c
+                JOIN attribution.orders o
+                  ON o.store_id = c.store_id AND o.visitor_id = c.visitor_id
+                 AND o.placed_at >= c.occurred_at
+                 AND o.placed_at <= c.occurred_at + CAST(:reach AS interval)
+                WHERE o.revision >= 0  -- decided (a held order is decided when it is released)
                 """
             ),
-            {
-                "ids": [c.click_id for c in unique],
-                "stores": [c.store_id for c in unique],
-                "visitors": [c.visitor_id for c in unique],
-                "affiliates": [c.affiliate_id for c in unique],
-                "ats": [c.occurred_at for c in unique],
-                "received": [c.received_at for c in unique],
-                "suspicious": [c.suspicious for c in unique],
-                "links": [c.link_code for c in unique],
-                "products": [c.product_id for c in unique],
-                "subs": [c.sub_id for c in unique],
-            },
+            {"clicks": payload.decode(), "reach": reach},
         )
-        new = set(result.scalars())
-        return [
-            CoreClick(
-                click_id=c.click_id,
-                store_id=c.store_id,
-                visitor_id=c.visitor_id,
-                affiliate_id=c.affiliate_id,
-                occurred_at=c.occurred_at,
-                suspicious=c.suspicious,
-                link_code=c.link_code,
-                product_id=c.product_id,
-                sub_id=c.sub_id,
-            )
-            for c in unique
-            if c.click_id in new
-        ]
+        return [self._order(r) for r in rows]
 
     async def insert_statuses(self, statuses: Iterable[tuple[str, str, datetime]]) -> None:
         """Record each order's first terminal status (later ones are ignored)."""
@@ -214,33 +208,6 @@ class AttributionRepository:
         if not ids:
             return []
         rows = await self.session.execute(select(m.orders).where(m.orders.c.order_id.in_(ids)))
-        return [self._order(r) for r in rows]
-
-    async def orders_reached_by(
-        self, clicks: list[CoreClick], window: timedelta
-    ) -> list[StoredOrder]:
-        """Orders whose window a click falls in: same store and visitor, placed within
-        ``window`` after the click. One set-based join over arrays, whatever the batch."""
-        if not clicks:
-            return []
-        rows = await self.session.execute(
-            text(
-                """
-                SELECT DISTINCT ON (o.order_id) o.*
-                FROM attribution.orders o
-                JOIN unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
-                            CAST(:ats AS timestamptz[])) AS c(store_id, visitor_id, at)
-                  ON o.store_id = c.store_id AND o.visitor_id = c.visitor_id
-                 AND o.placed_at >= c.at AND o.placed_at <= c.at + CAST(:window AS interval)
-                """
-            ),
-            {
-                "stores": [c.store_id for c in clicks],
-                "visitors": [c.visitor_id for c in clicks],
-                "ats": [c.occurred_at for c in clicks],
-                "window": window,
-            },
-        )
         return [self._order(r) for r in rows]
 
     async def clicks_of_visitors(

@@ -116,7 +116,10 @@ async def db(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSessio
 
 
 def received(events: Sequence[Incoming]) -> list[Received[Incoming]]:
-    return [Received("t", 0, n, None, e, 0) for n, e in enumerate(events)]
+    return [
+        Received("t", 0, n, None, e, 0, encode(e) if e is not None else b"")
+        for n, e in enumerate(events)
+    ]
 
 
 def entry(u: str, at: datetime, days: int | None) -> StoreEntry:
