@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -57,6 +57,26 @@ class Received(Generic[T]):
     value: T
     timestamp_ms: int
     raw: bytes = b""  # the message as read (``value`` is it decoded and validated)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched(Generic[T]):
+    """One poll's records, decoded: the good ones and the dead letters with their reason."""
+
+    generation: int  # the consumer's assignment count when the poll began
+    records: list[ConsumerRecord[bytes, bytes]]
+    good: list[Received[T]]
+    dead: list[tuple[ConsumerRecord[bytes, bytes], str]]
+
+
+async def _cancel(future: asyncio.Future[Any] | None) -> None:
+    """Cancel ``future`` (a fetch ahead) and wait until it has stopped."""
+    if future is None:
+        return
+    future.cancel()
+    await asyncio.wait({future})  # does not raise what the future raised
+    if not future.cancelled() and future.exception() is not None:
+        log.debug("a fetch ahead failed: %r", future.exception())
 
 
 class TooManyDeadLetters(RuntimeError):
@@ -173,78 +193,60 @@ class ConsumerPipeline(Generic[T]):
         self._stopping.set()
 
     async def run(self) -> None:
-        """The consume loop; returns after :meth:`stop` with everything handled committed."""
+        """The consume loop; returns after :meth:`stop` with everything handled committed.
+
+        The next batch is fetched and decoded while the current one is in the database (one
+        batch ahead, never more): decoding is the service's CPU work, the transaction mostly
+        waits for PostgreSQL."""
         backoff = 0.1
+        ahead: asyncio.Future[Fetched[T]] | None = None
         try:
             while not self._stopping.is_set():
-                generation = self._generation
-                records = await self._poll()
-                if not records:
+                fetched = await (ahead or asyncio.ensure_future(self._fetch()))
+                ahead = None
+                if not fetched.records:
                     continue
+                ahead = asyncio.ensure_future(self._fetch())
                 try:
                     async with self._batch_lock:
-                        if generation != self._generation:
+                        if fetched.generation != self._generation:
                             # A reassignment came between fetch and now: these records may be
                             # stale or no longer ours, and the consumer's positions are past
                             # them. Go back to the stored offsets and fetch again.
+                            await _cancel(ahead)
+                            ahead = None
                             await self._seek_to_stored(self.consumer.assignment())
                             continue
-                        committed = await self._process(records)
+                        committed = await self._process(fetched)
                     backoff = 0.1
                     await self._commit_to_kafka(committed)
                 except TooManyDeadLetters:
                     raise
                 except Exception:
-                    # Transient (database, broker): rewind and retry after a pause. The
-                    # partitions are paused so that nothing else is fetched meanwhile.
+                    # Transient (database, broker): go back to the stored offsets and retry
+                    # after a pause. The partitions are paused so that nothing else is fetched
+                    # meanwhile.
                     log.exception("%s: batch failed, retrying in %.1fs", self.name, backoff)
-                    self._rewind(records)
+                    await _cancel(ahead)
+                    ahead = None
+                    async with self._batch_lock:
+                        await self._seek_to_stored(self.consumer.assignment())
                     await self._pause_for(backoff)
                     backoff = min(backoff * 2, 30.0)
         finally:
+            await _cancel(ahead)
             await self.consumer.stop()
 
-    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
-        poll = asyncio.ensure_future(
-            self.consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_size)
-        )
-        stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if poll not in done:
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poll
-            return []
-        batches = poll.result()
-        return [rec for recs in batches.values() for rec in recs]
-
-    def _rewind(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        first: dict[TopicPartition, int] = {}
-        for rec in records:
-            tp = TopicPartition(rec.topic, rec.partition)
-            first[tp] = min(first.get(tp, rec.offset), rec.offset)
-        assigned = self.consumer.assignment()
-        for tp, offset in first.items():
-            if tp in assigned:
-                self.consumer.seek(tp, offset)
-
-    async def _pause_for(self, seconds: float) -> None:
-        assigned = list(self.consumer.assignment())
-        self.consumer.pause(*assigned)
-        try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
-        finally:
-            self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
-
-    async def _process(
-        self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> dict[tuple[str, int], int]:
-        """Handle one batch and store its offsets in one transaction; returns the offsets."""
+    async def _fetch(self) -> Fetched[T]:
+        """The next records, decoded (yielding now and then, so that a transaction waiting
+        for the database is not held up by decoding)."""
+        generation = self._generation
+        records = await self._poll()
         good: list[Received[T]] = []
         dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
-        for rec in records:
+        for n, rec in enumerate(records):
+            if n % 250 == 249:
+                await asyncio.sleep(0)
             try:
                 if rec.value is None:
                     raise PoisonMessage("empty message")
@@ -261,6 +263,35 @@ class ConsumerPipeline(Generic[T]):
                 )
             except (PoisonMessage, ValidationError, ValueError) as exc:
                 dead.append((rec, f"{type(exc).__name__}: {exc}"[:2000]))
+        return Fetched(generation, records, good, dead)
+
+    async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
+        poll = asyncio.ensure_future(
+            self.consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_size)
+        )
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if poll not in done:
+            poll.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poll
+            return []
+        batches = poll.result()
+        return [rec for recs in batches.values() for rec in recs]
+
+    async def _pause_for(self, seconds: float) -> None:
+        assigned = list(self.consumer.assignment())
+        self.consumer.pause(*assigned)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        finally:
+            self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+
+    async def _process(self, fetched: Fetched[T]) -> dict[tuple[str, int], int]:
+        """Handle one batch and store its offsets in one transaction; returns the offsets."""
+        records, good, dead = fetched.records, fetched.good, fetched.dead
         if dead and len(records) >= 20 and len(dead) / len(records) > self.max_dead_ratio:
             raise TooManyDeadLetters(f"{self.name}: {len(dead)} of {len(records)} undecodable")
         for rec, reason in dead:
