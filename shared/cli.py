@@ -145,6 +145,8 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             await engine.dispose()
 
+    if args.action == "summarise":
+        return _summarise(settings)
     result = asyncio.run(run())
     print(f"transactions that do not balance: {len(result.transactions_unbalanced)}")
     print(f"currencies whose accounts do not sum to zero: {len(result.currencies_unbalanced)}")
@@ -152,8 +154,34 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     print(f"orders checked: {result.orders_checked}; orders with postings still owed: {owing}")
     for order_id, keys in list(result.orders_owing.items())[:20]:
         print(f"  {order_id}: {', '.join(keys)}")
+    print(f"orders whose settlement summary is stale: {len(result.summaries_stale)}")
     print("ledger OK" if result.ok else "ledger NOT OK")
     return 0 if result.ok else 1
+
+
+def _summarise(settings: Settings) -> int:
+    import asyncio
+
+    from services.commission.service import CommissionService
+    from shared.clock import SystemClock
+    from shared.db import make_engine, make_sessions
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url, pool_size=1)
+        service = CommissionService(SystemClock(), settings.exit_policy)
+        total = 0
+        try:
+            while True:
+                async with make_sessions(engine)() as session, session.begin():
+                    n = await service.summarise(session)
+                total += n
+                if n == 0:
+                    return total
+        finally:
+            await engine.dispose()
+
+    print(f"orders summarised: {asyncio.run(run())}")
+    return 0
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
@@ -238,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             service.add_argument("--from", dest="since", help="ISO 8601 time (rebuild)")
     ledger = sub.add_parser("ledger", help="check the ledger's invariants")
-    ledger.add_argument("action", choices=["verify"])
+    ledger.add_argument(
+        "action",
+        choices=["verify", "summarise"],
+        help="check the invariants, or compute the settlement summary of orders that have none",
+    )
     sub.add_parser("migrate", help="apply the database migrations")
     admin = sub.add_parser("admin", help="create stores, affiliates and finance users")
     admin.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -50,8 +51,17 @@ orders = Table(
     Column("sub_id", String(128)),
     #: the applied decision as attribution explained it (winner, window, every click considered)
     Column("attribution", JSONB),
+    #: the order's commission as the pure core computes it from the facts above, kept current
+    #: by the consumer in the transaction that changes the facts (minor units of ``currency``;
+    #: NULL until computed): what settlements sum, without folding orders on each request
+    Column("chargeable", Boolean),
+    Column("sales_minor", BigInteger),
+    Column("commission_minor", BigInteger),
+    Column("reversed_minor", BigInteger),
     Index("ix_orders_store_placed", "store_id", "placed_at"),
     Index("ix_orders_affiliate_placed", "affiliate_id", "placed_at"),
+    Index("ix_orders_store_status_at", "store_id", "status", "status_at"),
+    Index("ix_orders_affiliate_status_at", "affiliate_id", "status", "status_at"),
 )
 
 refunds = Table(

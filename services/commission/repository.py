@@ -202,6 +202,114 @@ class CommissionRepository:
             )
         return out
 
+    async def set_summaries(self, rows: list[tuple[str, bool, int, int, int]]) -> None:
+        """Store orders' computed commission: (order id, chargeable, sales, commission,
+        reversed), amounts in minor units. One statement."""
+        if not rows:
+            return
+        await self.session.execute(
+            text(
+                """
+                UPDATE commission.orders o
+                SET chargeable = s.chargeable, sales_minor = s.sales,
+                    commission_minor = s.commission, reversed_minor = s.reversed
+                FROM unnest(CAST(:ids AS text[]), CAST(:chargeable AS boolean[]),
+                    CAST(:sales AS bigint[]), CAST(:commission AS bigint[]),
+                    CAST(:reversed AS bigint[])) AS s(id, chargeable, sales, commission, reversed)
+                WHERE o.order_id = s.id
+                """
+            ),
+            {
+                "ids": [r[0] for r in rows],
+                "chargeable": [r[1] for r in rows],
+                "sales": [r[2] for r in rows],
+                "commission": [r[3] for r in rows],
+                "reversed": [r[4] for r in rows],
+            },
+        )
+
+    async def summaries(
+        self, order_ids: Iterable[str]
+    ) -> dict[str, tuple[str, bool, int, int, int]]:
+        """The stored summaries of the orders (as :meth:`set_summaries` takes them)."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(
+                o.c.order_id,
+                o.c.chargeable,
+                o.c.sales_minor,
+                o.c.commission_minor,
+                o.c.reversed_minor,
+            ).where(o.c.order_id.in_(list(order_ids)), o.c.chargeable.is_not(None))
+        )
+        return {
+            r.order_id: (
+                r.order_id,
+                r.chargeable,
+                r.sales_minor,
+                r.commission_minor,
+                r.reversed_minor,
+            )
+            for r in rows
+        }
+
+    async def unsummarised(self, limit: int) -> list[str]:
+        """Placed orders whose commission has not been computed yet (before the rollup)."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.order_id)
+            .where(o.c.chargeable.is_(None), o.c.placed_at.is_not(None))
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+    async def settlement_totals(
+        self,
+        *,
+        store_id: str | None,
+        affiliate_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[Any]:
+        """Per currency, from the orders' summaries: the chargeable orders completed in
+        [start, end) (sales, count, commission, reversed) and those placed in it and still
+        open (count, estimated). Two index range scans, one aggregate."""
+        who, value = (
+            ("store_id", store_id) if store_id is not None else ("affiliate_id", affiliate_id)
+        )
+        return list(
+            await self.session.execute(
+                text(
+                    f"""
+                    SELECT currency,
+                        coalesce(sum(sales_minor) FILTER (WHERE done), 0) AS sales,
+                        count(*) FILTER (WHERE done) AS completed,
+                        coalesce(sum(commission_minor) FILTER (WHERE done), 0) AS commission,
+                        coalesce(sum(reversed_minor) FILTER (WHERE done), 0) AS reversed,
+                        count(*) FILTER (WHERE NOT done) AS open,
+                        coalesce(sum(commission_minor - reversed_minor)
+                                 FILTER (WHERE NOT done), 0) AS estimated
+                    FROM (
+                        SELECT currency, sales_minor, commission_minor, reversed_minor,
+                               true AS done
+                        FROM commission.orders
+                        WHERE {who} = :who AND status = 'completed'
+                          AND status_at >= :start AND status_at < :end AND chargeable
+                        UNION ALL
+                        SELECT currency, sales_minor, commission_minor, reversed_minor,
+                               false AS done
+                        FROM commission.orders
+                        WHERE {who} = :who AND status = 'placed'
+                          AND placed_at >= :start AND placed_at < :end AND chargeable
+                    ) AS settling
+                    GROUP BY currency
+                    ORDER BY currency
+                    """
+                ),
+                {"who": value, "start": start, "end": end},
+            )
+        )
+
     async def order_row(self, order_id: str) -> Any:
         return (
             await self.session.execute(select(m.orders).where(m.orders.c.order_id == order_id))
@@ -386,28 +494,6 @@ class CommissionRepository:
             query = query.where(o.c.placed_at >= placed_from)
         if placed_to is not None:
             query = query.where(o.c.placed_at < placed_to)
-        return list((await self.session.execute(query)).scalars())
-
-    async def settlement_order_ids(
-        self,
-        *,
-        store_id: str | None,
-        affiliate_id: str | None,
-        start: datetime,
-        end: datetime,
-    ) -> list[str]:
-        """Orders that settle in [start, end): completed in it, or placed in it and still open."""
-        o = m.orders
-        query = select(o.c.order_id).where(
-            o.c.placed_at.is_not(None),
-            o.c.affiliate_id.is_not(None),
-            ((o.c.status == "completed") & (o.c.status_at >= start) & (o.c.status_at < end))
-            | ((o.c.status == "placed") & (o.c.placed_at >= start) & (o.c.placed_at < end)),
-        )
-        if store_id is not None:
-            query = query.where(o.c.store_id == store_id)
-        if affiliate_id is not None:
-            query = query.where(o.c.affiliate_id == affiliate_id)
         return list((await self.session.execute(query)).scalars())
 
     async def payable_minor(

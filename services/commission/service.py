@@ -35,7 +35,7 @@ from shared.events import (
 )
 from shared.http import NotFound
 from shared.kafka import Received
-from shared.money import ZERO, from_minor
+from shared.money import ZERO, from_minor, to_minor
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
 
@@ -69,6 +69,17 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         },
         "window_days": state.window_days,
     }
+
+
+def summary(c: OrderCommission) -> tuple[str, bool, int, int, int]:
+    """What the settlement rollup keeps of an order's commission (minor units)."""
+    return (
+        c.order_id,
+        c.chargeable,
+        to_minor(c.sales, c.currency),
+        to_minor(c.commission, c.currency),
+        to_minor(c.reversed, c.currency),
+    )
 
 
 @dataclass
@@ -174,10 +185,13 @@ class CommissionService:
         programs = await repo.programs({f.store_id for f in facts.values()})
         posted = await repo.posted(facts)
         entries = []
+        summaries = []
         for order_id in sorted(facts):
             f = facts[order_id]
             for txn in ledger_delta(f, programs[f.store_id], posted[order_id], self.policy):
                 entries.append((txn, f.store_id, f.affiliate_id))
+            summaries.append(summary(compute_order(f, programs[f.store_id], self.policy)))
+        await repo.set_summaries(summaries)
         return await repo.post_many(entries, self.clock.now())
 
     # -- reads ------------------------------------------------------------------------------
@@ -207,40 +221,33 @@ class CommissionService:
         """Per currency: affiliate sales, orders completed, commission payable (gross), reversed
         and net of the chargeable orders completed in [start, end); the estimated commission of
         those placed in it and not completed, apart."""
-        repo = CommissionRepository(session)
-        ids = await repo.settlement_order_ids(
+        rows = await CommissionRepository(session).settlement_totals(
             store_id=store_id, affiliate_id=affiliate_id, start=start, end=end
         )
-        totals: dict[str, dict[str, Any]] = {}
-        for chunk in (ids[i : i + 1000] for i in range(0, len(ids), 1000)):
-            facts = await repo.order_facts(chunk)
-            programs = await repo.programs({f.store_id for f in facts.values()})
-            for f in facts.values():
-                result = compute_order(f, programs[f.store_id], self.policy)
-                if not result.chargeable:
-                    continue
-                t = totals.setdefault(
-                    f.currency,
-                    {
-                        "affiliate_sales": ZERO,
-                        "orders_completed": 0,
-                        "commission_payable": ZERO,
-                        "reversed": ZERO,
-                        "net": ZERO,
-                        "orders_open": 0,
-                        "estimated": ZERO,
-                    },
-                )
-                if result.status is OrderStatus.COMPLETED:
-                    t["affiliate_sales"] += result.sales
-                    t["orders_completed"] += 1
-                    t["commission_payable"] += result.commission
-                    t["reversed"] += result.reversed
-                    t["net"] += result.net
-                elif result.status is OrderStatus.PLACED:
-                    t["orders_open"] += 1
-                    t["estimated"] += result.estimated
-        return totals
+        return {
+            r.currency: {
+                "affiliate_sales": from_minor(r.sales, r.currency),
+                "orders_completed": r.completed,
+                "commission_payable": from_minor(r.commission, r.currency),
+                "reversed": from_minor(r.reversed, r.currency),
+                "net": from_minor(r.commission - r.reversed, r.currency),
+                "orders_open": r.open,
+                "estimated": from_minor(r.estimated, r.currency),
+            }
+            for r in rows
+        }
+
+    async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:
+        """Compute the summary of up to ``limit`` orders that have none (orders stored before
+        the rollup existed); returns how many. Run until 0: ``alliance ledger summarise``."""
+        repo = CommissionRepository(session)
+        ids = await repo.unsummarised(limit)
+        facts = await repo.order_facts(ids)
+        programs = await repo.programs({f.store_id for f in facts.values()})
+        await repo.set_summaries(
+            [summary(compute_order(f, programs[f.store_id], self.policy)) for f in facts.values()]
+        )
+        return len(ids)
 
     async def reconciliation(
         self, session: AsyncSession, start: datetime, end: datetime

@@ -4,7 +4,9 @@
 2. each account's balance equals the sum of its postings, and the ledger as a whole sums to
    zero per currency (a balance is never stored apart: this recomputes it from the postings);
 3. replaying the facts posts nothing new: for every order, the pure core finds nothing left
-   to post, so a replay of any topic from any offset cannot add a posting.
+   to post, so a replay of any topic from any offset cannot add a posting;
+4. every order's stored summary (what settlements sum) is what the pure core computes from
+   its facts.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import ExitPolicy, ledger_delta
+from services.commission.core import ExitPolicy, compute_order, ledger_delta
 from services.commission.repository import CommissionRepository
+from services.commission.service import summary
 
 
 @dataclass
@@ -23,10 +26,16 @@ class Verification:
     currencies_unbalanced: dict[str, int] = field(default_factory=dict)
     orders_checked: int = 0
     orders_owing: dict[str, list[str]] = field(default_factory=dict)  # order → keys not posted
+    summaries_stale: list[str] = field(default_factory=list)  # orders
 
     @property
     def ok(self) -> bool:
-        return not (self.transactions_unbalanced or self.currencies_unbalanced or self.orders_owing)
+        return not (
+            self.transactions_unbalanced
+            or self.currencies_unbalanced
+            or self.orders_owing
+            or self.summaries_stale
+        )
 
 
 async def verify(
@@ -45,9 +54,12 @@ async def verify(
         facts = await repo.order_facts(chunk)
         programs = await repo.programs({f.store_id for f in facts.values()})
         posted = await repo.posted(facts)
+        stored = await repo.summaries(facts)
         for order_id, f in facts.items():
             out.orders_checked += 1
             owing = ledger_delta(f, programs[f.store_id], posted[order_id], policy)
             if owing:
                 out.orders_owing[order_id] = [t.key for t in owing]
+            if stored.get(order_id) != summary(compute_order(f, programs[f.store_id], policy)):
+                out.summaries_stale.append(order_id)
     return out

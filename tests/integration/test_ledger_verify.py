@@ -72,3 +72,46 @@ def test_cli_reports_ok(settings: Settings) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "ledger OK" in result.stdout
+
+
+async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
+    settings: Settings,
+) -> None:
+    from sqlalchemy import select, update
+
+    from services.commission.service import CommissionService
+    from shared.clock import SystemClock
+
+    cancel = next(p for p in scenario_files() if "cancel" in p.stem)
+    await scenarios.test_scenario_through_the_services(settings, cancel)
+    engine = make_engine(settings.database_url, pool_size=1)
+    o = m.orders
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            order_id, kept = (
+                await session.execute(
+                    select(o.c.order_id, o.c.commission_minor)
+                    .where(o.c.chargeable.is_(True))
+                    .order_by(o.c.order_id.desc())
+                    .limit(1)
+                )
+            ).one()
+            await session.execute(
+                update(o).where(o.c.order_id == order_id).values(commission_minor=kept + 1)
+            )
+            assert (await verify(session)).summaries_stale == [order_id]
+            await session.execute(
+                update(o)
+                .where(o.c.order_id == order_id)
+                .values(chargeable=None, commission_minor=None)
+            )
+            service = CommissionService(SystemClock())
+            assert await service.summarise(session) >= 1
+            assert await service.summarise(session) == 0
+            restored = await session.scalar(
+                select(o.c.commission_minor).where(o.c.order_id == order_id)
+            )
+            assert restored == kept
+            assert (await verify(session)).ok
+    finally:
+        await engine.dispose()
