@@ -230,8 +230,14 @@ async def main_async(args: argparse.Namespace, stack: orchestrate.Stack) -> None
         dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
         orders, postings = await seed(dsn, args.postings, args.stores, args.affiliates)
         sql, api = await measure(database_url, stack, args.requests, args.stores, args.affiliates)
+        report(args, orders, postings, sql, api)
     finally:
         await postgres.drop_database(stack.postgres, database)
+
+
+def report(
+    args: argparse.Namespace, orders: int, postings: int, sql: list[float], api: list[float]
+) -> None:
     print(
         f"bench/commission/settlement — {postings:,} postings, {orders:,} orders, "
         f"{args.stores:,} stores, {args.affiliates:,} affiliates; {args.requests} requests "

@@ -600,16 +600,28 @@ async def create_database(cfg: PostgresConfig, name: str) -> None:
 
 async def drop_database(cfg: PostgresConfig, name: str) -> None:
     """Drop database ``name`` if it exists, closing its connections (idempotent)."""
+    import asyncio
+
     from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
     engine = create_async_engine(
         database_url(cfg, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
     )
+    ident = '"' + name.replace('"', '""') + '"'
     try:
-        async with engine.connect() as conn:
-            ident = '"' + name.replace('"', '""') + '"'
-            await conn.execute(text(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+        for attempt in range(30):
+            try:
+                async with engine.connect() as conn:
+                    await conn.execute(text(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
+                return
+            except DBAPIError:
+                # FORCE may not end a superuser's session (an autovacuum worker still in the
+                # database after a bulk load): wait for it to leave
+                if attempt == 29:
+                    raise
+                await asyncio.sleep(1)
     finally:
         await engine.dispose()
