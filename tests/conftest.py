@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import uuid
@@ -81,6 +82,7 @@ def stack_settings() -> Iterator[Settings]:
     finally:
         if own:
             orchestrate.down(settings)
+            shutil.rmtree(state, ignore_errors=True)  # gigabytes of data and logs otherwise
 
 
 @pytest.fixture(scope="session")
