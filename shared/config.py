@@ -95,7 +95,9 @@ class Settings(BaseSettings):
     payout_holding_days: int = Field(
         0, description="Commission is payable once its order completed this many days ago"
     )
-    consumer_batch_size: int = Field(1000, description="Max records a consumer handles per batch")
+    consumer_batch_size: int = Field(
+        4000, description="Max records a consumer handles per batch (one transaction)"
+    )
     consumer_batch_ms: int = Field(200, description="Max wait to fill a consumer batch")
     dlq_max_ratio: float = Field(
         0.5, description="Stop a consumer when more than this share of a large batch is dead"
