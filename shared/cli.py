@@ -107,7 +107,6 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
 
 def _expire(settings: Settings) -> int:
     import asyncio
-    from datetime import timedelta
 
     from services.attribution.expiry import ClickExpiry
     from services.attribution.service import AttributionService
@@ -117,12 +116,7 @@ def _expire(settings: Settings) -> int:
     async def run() -> int:
         engine = make_engine(settings.database_url, pool_size=1)
         try:
-            service = AttributionService(
-                SystemClock(),
-                timedelta(days=settings.attribution_window_days),
-                settings.topic_prefix,
-                timedelta(seconds=settings.attribution_grace_s),
-            )
+            service = AttributionService.configured(settings, SystemClock())
             return await ClickExpiry(make_sessions(engine), service, 0).run_once()
         finally:
             await engine.dispose()

@@ -23,9 +23,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from sqlalchemy import func, select
+from sqlalchemy import Select, Table, func, select
 
 from services.attribution.models import consumer_offsets
 from shared import procs
@@ -128,19 +129,26 @@ async def raw_read(bootstrap: str, topics: list[str], total: int) -> float:
         await consumer.stop()
 
 
-async def stored_progress(database_url: str, prefix: str) -> int:
+async def scalar(database_url: str, query: Select[Any]) -> int:
+    """One integer from the database (a fresh, one-connection engine: the bench polls)."""
     engine = make_engine(database_url, pool_size=1)
     try:
         async with engine.connect() as conn:
-            t = consumer_offsets
-            n = await conn.execute(
-                select(func.coalesce(func.sum(t.c.next_offset), 0)).where(
-                    t.c.consumer == "attribution", t.c.topic.like(f"{prefix}%")
-                )
-            )
-            return int(n.scalar_one())
+            return int((await conn.execute(query)).scalar_one())
     finally:
         await engine.dispose()
+
+
+async def stored_progress(
+    database_url: str, prefix: str, consumer: str = "attribution", table: Table = consumer_offsets
+) -> int:
+    """The sum of a consumer's stored next offsets over the topics of this run."""
+    return await scalar(
+        database_url,
+        select(func.coalesce(func.sum(table.c.next_offset), 0)).where(
+            table.c.consumer == consumer, table.c.topic.like(f"{prefix}%")
+        ),
+    )
 
 
 def vm_hwm_mb(pid: int) -> float:

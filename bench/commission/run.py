@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 from sqlalchemy import func, select
 
-from bench.attribution.run import end_offsets, produce, vm_hwm_mb
+from bench.attribution.run import end_offsets, produce, scalar, stored_progress, vm_hwm_mb
 from services.commission import models as m
 from services.commission.core import OpKind
 from services.commission.principals import AdminService
@@ -128,33 +128,17 @@ async def setup_store(database_url: str, settings: Settings, store: str) -> str:
 
 
 async def postings_of(database_url: str, run: str) -> int:
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            t, p = m.ledger_transactions, m.ledger_postings
-            n = await conn.execute(
-                select(func.count())
-                .select_from(p.join(t, t.c.id == p.c.txn_id))
-                .where(t.c.order_id.like(f"{run}%"))
-            )
-            return int(n.scalar_one())
-    finally:
-        await engine.dispose()
+    t, p = m.ledger_transactions, m.ledger_postings
+    return await scalar(
+        database_url,
+        select(func.count())
+        .select_from(p.join(t, t.c.id == p.c.txn_id))
+        .where(t.c.order_id.like(f"{run}%")),
+    )
 
 
 async def progress(database_url: str, prefix: str) -> int:
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            t = m.consumer_offsets
-            n = await conn.execute(
-                select(func.coalesce(func.sum(t.c.next_offset), 0)).where(
-                    t.c.consumer == "commission", t.c.topic.like(f"{prefix}%")
-                )
-            )
-            return int(n.scalar_one())
-    finally:
-        await engine.dispose()
+    return await stored_progress(database_url, prefix, "commission", m.consumer_offsets)
 
 
 async def copy_baseline(dsn: str, rows: int) -> float:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -26,13 +25,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
-    service = AttributionService(
-        clock or SystemClock(),
-        timedelta(days=settings.attribution_window_days),
-        settings.topic_prefix,
-        timedelta(seconds=settings.attribution_grace_s),
-        timedelta(seconds=settings.attribution_max_hold_s),
-    )
+    service = AttributionService.configured(settings, clock or SystemClock())
 
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
 

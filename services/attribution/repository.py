@@ -27,7 +27,6 @@ class StoredOrder:
     revision: int
     click_id: str | None
     open_until: datetime | None
-    held: bool = False  # undecided, waiting for its visitor's clicks to be read
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -327,5 +326,4 @@ class AttributionRepository:
             r.revision,
             r.click_id,
             r.open_until,
-            r.revision < 0 and r.hold_partition is not None,
         )

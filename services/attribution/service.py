@@ -14,6 +14,7 @@ from services.attribution.core import Decision, OrderRef, Verdict, Windows, expl
 from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import AttributionRepository, StoredOrder
 from shared.clock import Clock
+from shared.config import Settings
 from shared.db import lock_key, lock_keys
 from shared.events import (
     Click,
@@ -126,6 +127,17 @@ class AttributionService:
     #: of the held orders: lowest offset waited for per partition, oldest hold (None: unknown)
     _holds: tuple[dict[int, int], datetime | None] | None = field(default=None, repr=False)
     _holds_for: frozenset[int] = field(default=frozenset(), repr=False)
+
+    @classmethod
+    def configured(cls, settings: Settings, clock: Clock) -> AttributionService:
+        """The service as the deployment's settings configure it."""
+        return cls(
+            clock,
+            timedelta(days=settings.attribution_window_days),
+            settings.topic_prefix,
+            timedelta(seconds=settings.attribution_grace_s),
+            timedelta(seconds=settings.attribution_max_hold_s),
+        )
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         """Apply one batch; idempotent: a replayed batch writes no new state and no outbox row."""

@@ -23,6 +23,7 @@ from services.commission.core import (
     Refund,
     RefundItem,
 )
+from shared.db import lock_keys
 from shared.money import from_minor, to_minor
 
 
@@ -317,11 +318,9 @@ class CommissionRepository:
 
     # -- program -----------------------------------------------------------------------------
 
-    async def lock_store(self, store_id: str) -> None:
-        """Serialise program changes of one store (transaction-scoped advisory lock)."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext('program:' || :s))"), {"s": store_id}
-        )
+    async def lock(self, key: str) -> None:
+        """Serialise program changes of one store (or payouts of one affiliate) until commit."""
+        await lock_keys(self.session, "program", [key])
 
     async def programs(self, store_ids: Iterable[str]) -> dict[str, ProgramHistory]:
         ids = list(set(store_ids))

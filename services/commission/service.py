@@ -318,7 +318,7 @@ class CommissionService:
         completed at least ``holding`` ago), once per idempotency ``key``. Returns the payout
         row and whether it was created now."""
         repo = CommissionRepository(session)
-        await repo.lock_store(f"payout:{affiliate_id}")  # one payout at a time per affiliate
+        await repo.lock(f"payout:{affiliate_id}")  # one payout at a time per affiliate
         existing = await repo.payout_by_key(key)
         if existing is not None:
             if existing.affiliate_id != affiliate_id or existing.up_to != up_to:
@@ -347,7 +347,7 @@ class CommissionService:
     ) -> ProgramState:
         """Apply one program operation now (the service's clock) and record it."""
         repo = CommissionRepository(session)
-        await repo.lock_store(store_id)
+        await repo.lock(store_id)
         history = (await repo.programs([store_id]))[store_id]
         op = ProgramOp(kind, self.clock.now(), key, rate, days)
         before = history.current()

@@ -43,10 +43,14 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -569,12 +573,10 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
     return True
 
 
-async def create_database(cfg: PostgresConfig, name: str) -> None:
-    """Create database ``name`` owned by ``cfg.user`` unless it exists (idempotent, also under
-    concurrent calls). Connects over TCP as ``cfg.user`` (which has CREATEDB); the server must
-    be running."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
+@contextlib.asynccontextmanager
+async def _maintenance(cfg: PostgresConfig) -> AsyncIterator[AsyncConnection]:
+    """An autocommit connection to the ``postgres`` database as ``cfg.user`` (over TCP; the
+    server must be running), for statements that cannot run in a transaction."""
     from sqlalchemy.ext.asyncio import create_async_engine
     from sqlalchemy.pool import NullPool
 
@@ -583,19 +585,32 @@ async def create_database(cfg: PostgresConfig, name: str) -> None:
     )
     try:
         async with engine.connect() as conn:
-            exists = await conn.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
-            )
-            if exists:
-                return
-            ident = '"' + name.replace('"', '""') + '"'
-            try:
-                await conn.execute(text(f"CREATE DATABASE {ident}"))
-            except DBAPIError as exc:
-                if getattr(exc.orig, "sqlstate", None) != _DUPLICATE_DATABASE:
-                    raise
+            yield conn
     finally:
         await engine.dispose()
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+async def create_database(cfg: PostgresConfig, name: str) -> None:
+    """Create database ``name`` owned by ``cfg.user`` (which has CREATEDB) unless it exists
+    (idempotent, also under concurrent calls)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    async with _maintenance(cfg) as conn:
+        exists = await conn.scalar(
+            text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}
+        )
+        if exists:
+            return
+        try:
+            await conn.execute(text(f"CREATE DATABASE {_ident(name)}"))
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) != _DUPLICATE_DATABASE:
+                raise
 
 
 async def drop_database(cfg: PostgresConfig, name: str) -> None:
@@ -604,24 +619,15 @@ async def drop_database(cfg: PostgresConfig, name: str) -> None:
 
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
-    from sqlalchemy.ext.asyncio import create_async_engine
-    from sqlalchemy.pool import NullPool
 
-    engine = create_async_engine(
-        database_url(cfg, "postgres"), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
-    ident = '"' + name.replace('"', '""') + '"'
-    try:
-        for attempt in range(30):
-            try:
-                async with engine.connect() as conn:
-                    await conn.execute(text(f"DROP DATABASE IF EXISTS {ident} WITH (FORCE)"))
-                return
-            except DBAPIError:
-                # FORCE may not end a superuser's session (an autovacuum worker still in the
-                # database after a bulk load): wait for it to leave
-                if attempt == 29:
-                    raise
-                await asyncio.sleep(1)
-    finally:
-        await engine.dispose()
+    for attempt in range(30):
+        try:
+            async with _maintenance(cfg) as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS {_ident(name)} WITH (FORCE)"))
+            return
+        except DBAPIError:
+            # FORCE may not end a superuser's session (an autovacuum worker still in the
+            # database after a bulk load): wait for it to leave
+            if attempt == 29:
+                raise
+            await asyncio.sleep(1)
