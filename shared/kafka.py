@@ -270,12 +270,16 @@ class ConsumerPipeline(Generic[T]):
             self.consumer.getmany(timeout_ms=self.batch_ms, max_records=self.batch_size)
         )
         stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if poll not in done:
-            poll.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poll
+        try:
+            done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not poll.done():
+                # Also when this poll is cancelled (a fetch ahead dropped): a getmany left
+                # running would take records later, past a seek, and nobody would handle them.
+                poll.cancel()
+                await asyncio.wait({poll})
+        if poll not in done or poll.cancelled():
             return []
         batches = poll.result()
         return [rec for recs in batches.values() for rec in recs]
