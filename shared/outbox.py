@@ -122,6 +122,9 @@ class OutboxRelay:
         """Publish until :meth:`stop`; failures are retried with backoff, never dropped."""
         backoff = 0.0
         while not self._stopping.is_set():
+            # Clear before draining: a poke that arrives while a drain is under way (a commit
+            # after its claim) must wake the next round, not be wiped by a late clear.
+            self.wake.clear()
             try:
                 while await self.drain_once():
                     pass
@@ -129,9 +132,11 @@ class OutboxRelay:
             except Exception:
                 backoff = min(max(backoff * 2, 0.1), 30.0)
                 log.warning("outbox relay failed; retrying in %.1fs", backoff, exc_info=True)
-            self.wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), timeout=backoff or self.idle_s)
-        with contextlib.suppress(Exception):
+        try:
             while await self.drain_once():
                 pass
+        except Exception:
+            # what is left stays in the outbox and is published by the next start
+            log.warning("outbox relay could not publish everything before stopping", exc_info=True)

@@ -55,8 +55,9 @@ def start(name: str, args: list[str], run_dir: Path, env: dict[str, str] | None 
     return proc.pid
 
 
-def stop(name: str, run_dir: Path, timeout_s: float = 30.0) -> bool:
-    """SIGTERM (graceful: the service commits what it processed), SIGKILL past the timeout."""
+def stop(name: str, run_dir: Path, timeout_s: float = 75.0) -> bool:
+    """SIGTERM (graceful: the service commits what it processed and publishes what it decided;
+    each of its workers has 30 s for that), SIGKILL past the timeout."""
     pid_file = run_dir / f"{name}.pid"
     pid = read_pid(pid_file)
     if pid is None:

@@ -9,7 +9,6 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -146,15 +145,22 @@ async def test_killed_mid_batch_and_restarted_ends_with_the_same_attributions(
         os.killpg(pid, signal.SIGKILL)  # no shutdown, no commit: mid-stream
         procs.stop("attribution", run_dir)
         procs.start("attribution", ["attribution"], run_dir, env(settings, port))
-        await converge(settings, expected(cs, os_))
+        want = expected(cs, os_)
+        await converge(settings, want)
+
+        # what was decided before the kill and not yet published is published after it
+        async def all_published() -> dict[str, str | None] | None:
+            got = await published_latest(settings)
+            return got if got == want else None
+
+        try:
+            await eventually(all_published, timeout_s=30)
+        except AssertionError:
+            got = await published_latest(settings)
+            wrong = {k: (got.get(k, "absent"), v) for k, v in want.items() if got.get(k) != v}
+            raise AssertionError(f"{len(wrong)} published differ: {wrong}") from None
     finally:
         procs.stop("attribution", run_dir)
-    published = await _read(settings)
-    latest: dict[str, tuple[int, str | None]] = {}
-    for d in published:
-        if d["order_id"] not in latest or d["revision"] > latest[d["order_id"]][0]:
-            latest[d["order_id"]] = (d["revision"], d["click_id"])
-    assert {k: v[1] for k, v in latest.items()} == expected(cs, os_)
 
 
 async def test_two_workers_split_the_partitions_and_agree_with_one(
@@ -180,7 +186,12 @@ async def test_two_workers_split_the_partitions_and_agree_with_one(
     )
 
 
-async def _read(settings: Settings) -> list[dict[str, Any]]:
+async def published_latest(settings: Settings) -> dict[str, str | None]:
+    """The click of each order's latest published attribution (highest revision)."""
     from tests.integration.topics import read_topic
 
-    return await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    latest: dict[str, tuple[int, str | None]] = {}
+    for d in await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS)):
+        if d["order_id"] not in latest or d["revision"] > latest[d["order_id"]][0]:
+            latest[d["order_id"]] = (d["revision"], d["click_id"])
+    return {k: v[1] for k, v in latest.items()}
