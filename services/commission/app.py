@@ -11,7 +11,10 @@ from services.commission.consumer import make_pipeline
 from services.commission.core import ProgramError
 from services.commission.endpoints import router
 from services.commission.principals import OUTBOX, AdminService
+from services.commission.report_endpoints import router as reports_router
 from services.commission.service import CommissionService
+from services.commission.traffic import TrafficService
+from services.commission.traffic import make_pipeline as make_reports_pipeline
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -38,15 +41,22 @@ def create_app(
         relay = OutboxRelay(sessions, producer, OUTBOX)
         app.state.relay = relay
         tasks.start("outbox-relay", relay.run())
-        pipeline = None
+        pipeline = reports = None
         if consume:
             pipeline = make_pipeline(settings, sessions, producer, service)
             await pipeline.start()
             app.state.pipeline = pipeline
             tasks.start("consumer", pipeline.run())
+            traffic = TrafficService(settings.attribution_window_days)
+            reports = make_reports_pipeline(settings, sessions, producer, traffic)
+            await reports.start()
+            app.state.reports_pipeline = reports
+            tasks.start("reports-consumer", reports.run())
         try:
             yield
         finally:
+            if reports is not None:
+                await tasks.stop("reports-consumer", reports.stop)
             if pipeline is not None:
                 await tasks.stop("consumer", pipeline.stop)
             await tasks.stop("outbox-relay", relay.stop)
@@ -64,4 +74,5 @@ def create_app(
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(router)
+    app.include_router(reports_router)
     return app

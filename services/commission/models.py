@@ -6,6 +6,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -71,6 +72,7 @@ refunds = Table(
     Column("refund_id", String(128), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("items", JSONB, nullable=False),
+    Index("ix_refunds_occurred", "occurred_at"),
 )
 
 #: The operation record of every store's program: append-only, in time order.
@@ -153,6 +155,100 @@ statements = Table(
     Column("closed_at", DateTime(timezone=True), nullable=False),
     Column("closed_by", String(200), nullable=False),
     Column("totals", JSONB, nullable=False),
+)
+
+# -- reports' read models ------------------------------------------------------------------
+
+#: Each line of each order with its commission as the core computes it, kept by the consumer
+#: in the transaction that changes the order (minor units): transaction details, hot products.
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", String(128), primary_key=True),
+    Column("line_no", SmallInteger, primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("product_id", String(128), nullable=False),
+    Column("category_id", String(128)),
+    Column("title", String(512), nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("placed_at", DateTime(timezone=True), nullable=False),
+    Column("affiliate_id", String(128)),
+    Column("chargeable", Boolean, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("sales_minor", BigInteger, nullable=False),
+    Column("commission_minor", BigInteger, nullable=False),
+    Column("reversed_minor", BigInteger, nullable=False),
+    Index("ix_order_lines_store_placed", "store_id", "placed_at"),
+    Index("ix_order_lines_store_product", "store_id", "product_id", "placed_at"),
+    # and a trigram index on lower(title) (migration): keyword search without a table scan
+)
+
+#: Affiliate clicks as the reports consumer stored them (deduplicated by click id): what
+#: decides whether a page view came from an affiliate visitor.
+report_clicks = Table(
+    "report_clicks",
+    metadata,
+    Column("click_id", String(200), primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("visitor_id", String(128), nullable=False),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("suspicious", Boolean, nullable=False),
+    Index("ix_report_clicks_visitor", "store_id", "visitor_id", "occurred_at"),
+)
+
+#: Per store and UTC day: clicks, suspicious clicks, page views, affiliate page views.
+traffic_days = Table(
+    "traffic_days",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("clicks", BigInteger, nullable=False, server_default="0"),
+    Column("suspicious_clicks", BigInteger, nullable=False, server_default="0"),
+    Column("page_views", BigInteger, nullable=False, server_default="0"),
+    Column("affiliate_page_views", BigInteger, nullable=False, server_default="0"),
+)
+
+#: Who visited a store on a UTC day, and how: distinct visitors over any range of days.
+visitor_days = Table(
+    "visitor_days",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("visitor_id", String(128), primary_key=True),
+    Column("clicked", Boolean, nullable=False),  # an affiliate click (not suspicious)
+    Column("viewed", Boolean, nullable=False),  # a page view
+)
+
+#: Page views counted (idempotency; storefronts may post one twice).
+seen_page_views = Table(
+    "seen_page_views",
+    metadata,
+    Column("event_id", String(200), primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+#: The stores' catalog (product upserts; the newest update wins) with what the affiliate
+#: product channel ranks by, refreshed from the order lines and the programs.
+products = Table(
+    "products",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("product_id", String(128), primary_key=True),
+    Column("category_id", String(128)),
+    Column("title", String(512), nullable=False),
+    Column("price_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("in_program", Boolean, nullable=False, server_default="false"),
+    Column("rate", Numeric(6, 5)),
+    Column("main", Boolean, nullable=False, server_default="false"),
+    Column("hot", Boolean, nullable=False, server_default="false"),
+    Column("orders_90d", Integer, nullable=False, server_default="0"),
+    Column("score", Numeric(12, 4), nullable=False, server_default="0"),
+    Index("ix_products_rank", "in_program", "score", "rate", "store_id", "product_id"),
+    Index("ix_products_category", "category_id", "in_program"),
 )
 
 consumer_offsets = offsets_table(metadata)

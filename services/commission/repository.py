@@ -229,6 +229,26 @@ class CommissionRepository:
             },
         )
 
+    async def set_lines(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert order lines (in key order: two workers never deadlock); a line that did not
+        change is not rewritten."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: (r["order_id"], r["line_no"]))
+        t = m.order_lines
+        stmt = insert(t)
+        changing = ("affiliate_id", "chargeable", "status", "commission_minor", "reversed_minor")
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["order_id", "line_no"],
+                set_={c: stmt.excluded[c] for c in changing},
+                where=func.row(*(t.c[c] for c in changing)).is_distinct_from(
+                    func.row(*(stmt.excluded[c] for c in changing))
+                ),
+            ),
+            rows,
+        )
+
     async def summaries(
         self, order_ids: Iterable[str]
     ) -> dict[str, tuple[str, bool, int, int, int]]:
@@ -255,11 +275,13 @@ class CommissionRepository:
         }
 
     async def unsummarised(self, limit: int) -> list[str]:
-        """Placed orders whose commission has not been computed yet (before the rollup)."""
-        o = m.orders
+        """Placed orders whose commission or order lines have not been computed yet (stored
+        before the settlement rollup or the reports' order lines existed)."""
+        o, lines = m.orders, m.order_lines
+        no_lines = ~select(lines.c.order_id).where(lines.c.order_id == o.c.order_id).exists()
         rows = await self.session.execute(
             select(o.c.order_id)
-            .where(o.c.chargeable.is_(None), o.c.placed_at.is_not(None))
+            .where(o.c.placed_at.is_not(None), o.c.chargeable.is_(None) | no_lines)
             .limit(limit)
         )
         return list(rows.scalars())

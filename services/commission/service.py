@@ -15,6 +15,7 @@ from services.commission.core import (
     LineItem,
     OpKind,
     OrderCommission,
+    OrderFacts,
     OrderStatus,
     ProgramError,
     ProgramHistory,
@@ -69,6 +70,30 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         },
         "window_days": state.window_days,
     }
+
+
+def order_lines(facts: OrderFacts, c: OrderCommission) -> list[dict[str, Any]]:
+    """The order's lines as the reports keep them (amounts in minor units)."""
+    return [
+        {
+            "order_id": facts.order_id,
+            "line_no": n,
+            "store_id": facts.store_id,
+            "product_id": line.product_id,
+            "category_id": line.category_id,
+            "title": line.title,
+            "quantity": line.quantity,
+            "currency": facts.currency,
+            "placed_at": facts.placed_at,
+            "affiliate_id": facts.affiliate_id,
+            "chargeable": c.chargeable,
+            "status": facts.status.value,
+            "sales_minor": to_minor(item.base, facts.currency),
+            "commission_minor": to_minor(item.commission, facts.currency),
+            "reversed_minor": to_minor(item.reversed, facts.currency),
+        }
+        for n, (line, item) in enumerate(zip(facts.items, c.items, strict=True))
+    ]
 
 
 def summary(c: OrderCommission) -> tuple[str, bool, int, int, int]:
@@ -186,12 +211,16 @@ class CommissionService:
         posted = await repo.posted(facts)
         entries = []
         summaries = []
+        lines: list[dict[str, Any]] = []
         for order_id in sorted(facts):
             f = facts[order_id]
             for txn in ledger_delta(f, programs[f.store_id], posted[order_id], self.policy):
                 entries.append((txn, f.store_id, f.affiliate_id))
-            summaries.append(summary(compute_order(f, programs[f.store_id], self.policy)))
+            result = compute_order(f, programs[f.store_id], self.policy)
+            summaries.append(summary(result))
+            lines += order_lines(f, result)
         await repo.set_summaries(summaries)
+        await repo.set_lines(lines)
         return await repo.post_many(entries, self.clock.now())
 
     # -- reads ------------------------------------------------------------------------------
@@ -244,9 +273,9 @@ class CommissionService:
         ids = await repo.unsummarised(limit)
         facts = await repo.order_facts(ids)
         programs = await repo.programs({f.store_id for f in facts.values()})
-        await repo.set_summaries(
-            [summary(compute_order(f, programs[f.store_id], self.policy)) for f in facts.values()]
-        )
+        results = [(f, compute_order(f, programs[f.store_id], self.policy)) for f in facts.values()]
+        await repo.set_summaries([summary(r) for _, r in results])
+        await repo.set_lines([line for f, r in results for line in order_lines(f, r)])
         return len(ids)
 
     async def reconciliation(

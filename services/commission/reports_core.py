@@ -1,0 +1,163 @@
+"""The pure rules of the reports: ranges and buckets of days, shares, per-refund reversals,
+product ranking. No I/O; the report queries and the product channel call these."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
+
+from services.commission.core import (
+    ZERO,
+    ExitPolicy,
+    OrderFacts,
+    ProgramHistory,
+    Refund,
+    compute_order,
+)
+
+#: The range a report covers when none is given: the last 90 days, today included.
+DEFAULT_DAYS = 90
+#: The longest range one request may ask for (a year and a bit: a year-on-year quarter).
+MAX_DAYS = 400
+
+
+class Granularity(StrEnum):
+    DAY = "day"
+    WEEK = "week"  # ISO weeks, Monday first
+    MONTH = "month"
+
+
+class RangeError(ValueError):
+    """A report range that cannot be served; ``code`` is the machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class DayRange:
+    """UTC days ``first`` to ``last``, both included."""
+
+    first: date
+    last: date
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), UTC)
+
+    @property
+    def end(self) -> datetime:
+        """The instant after the last day (exclusive)."""
+        return datetime.combine(self.last + timedelta(days=1), time(), UTC)
+
+    @property
+    def days(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+def day_range(first: date | None, last: date | None, today: date) -> DayRange:
+    """The range a report asks for: ``to`` defaults to today, ``from`` to 89 days before it."""
+    last = last or today
+    first = first or last - timedelta(days=DEFAULT_DAYS - 1)
+    if first > last:
+        raise RangeError("empty_range", "from must not be after to")
+    if (last - first).days + 1 > MAX_DAYS:
+        raise RangeError("range_too_long", f"a report covers at most {MAX_DAYS} days")
+    return DayRange(first, last)
+
+
+def bucket_of(day: date, granularity: Granularity) -> date:
+    """The first day of the bucket ``day`` falls in."""
+    if granularity is Granularity.DAY:
+        return day
+    if granularity is Granularity.WEEK:
+        return day - timedelta(days=day.weekday())
+    return day.replace(day=1)
+
+
+def buckets(r: DayRange, granularity: Granularity) -> list[date]:
+    """Every bucket the range touches, in order, each named by its first day (the first bucket
+    of a week or month may begin before ``r.first``: it then holds only the days in range)."""
+    out: list[date] = []
+    day = r.first
+    while day <= r.last:
+        b = bucket_of(day, granularity)
+        if not out or out[-1] != b:
+            out.append(b)
+        day += timedelta(days=1)
+    return out
+
+
+def share(part: int, whole: int) -> Decimal | None:
+    """``part / whole`` to four places, half up; None when there is no whole."""
+    if whole == 0:
+        return None
+    return (Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def refund_reversals(
+    facts: OrderFacts, program: ProgramHistory, policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
+) -> dict[tuple[str, str], Decimal]:
+    """The commission each refund reverses, per (refund id, product id): refunds in time order,
+    each taking what the reversal of the product's lines grows by when it is added (what the
+    ledger posts per refund once the order completed; before that, what it takes off the
+    estimate). Sums to ``compute_order(...).reversed``."""
+    known: list[Refund] = []
+    before: dict[str, Decimal] = {}
+    out: dict[tuple[str, str], Decimal] = {}
+    for refund in sorted(facts.refunds, key=lambda r: (r.occurred_at, r.refund_id)):
+        known.append(refund)
+        now: dict[str, Decimal] = {}
+        for item in compute_order(facts, program, policy, refunds=known).items:
+            now[item.product_id] = now.get(item.product_id, ZERO) + item.reversed
+        for product in {i.product_id for i in refund.items}:
+            out[(refund.refund_id, product)] = now.get(product, ZERO) - before.get(product, ZERO)
+        before = now
+    return out
+
+
+# -- the affiliate product channel's ranking -------------------------------------------------
+
+#: a product is hot when it is among this many of its store's best sellers to affiliates
+HOT_TOP = 20
+HOT_POINTS = Decimal(30)
+MAIN_POINTS = Decimal(10)
+RATE_POINTS = Decimal(100)  # per unit of rate: 6% gives 6 points
+ORDER_POINTS = Decimal(10)  # per decade of affiliate orders in 90 days
+
+
+def product_score(hot: bool, main: bool, rate: Decimal, orders_90d: int) -> Decimal:
+    """The composite score the product channel ranks by (higher first; ties go to the higher
+    rate, then store and product id)::
+
+        30 if hot + 10 if a main product + 100 × rate + 10 × log10(1 + affiliate orders, 90 d)
+    """
+    history = Decimal(str(round(math.log10(1 + orders_90d), 4)))
+    score = (
+        (HOT_POINTS if hot else ZERO)
+        + (MAIN_POINTS if main else ZERO)
+        + RATE_POINTS * rate
+        + ORDER_POINTS * history
+    )
+    return score.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def hot_products(orders_by_product: Mapping[str, int], top: int = HOT_TOP) -> set[str]:
+    """A store's hot products: its ``top`` products by affiliate orders (at least one), ties
+    broken by product id."""
+    ranked = sorted(
+        ((n, p) for p, n in orders_by_product.items() if n > 0), key=lambda x: (-x[0], x[1])
+    )
+    return {p for _, p in ranked[:top]}
+
+
+def ranked(
+    rows: Iterable[tuple[str, str, Decimal, Decimal]],
+) -> list[tuple[str, str, Decimal, Decimal]]:
+    """(store, product, score, rate) in channel order."""
+    return sorted(rows, key=lambda r: (-r[2], -r[3], r[0], r[1]))
