@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     click_expiry_interval_s: float = Field(
         3600, description="How often attribution deletes clicks no order can use (0: never)"
     )
+    product_refresh_interval_s: float = Field(
+        300,
+        description="How often the commission service re-ranks the affiliate product channel "
+        "(hot products, 90-day affiliate orders); program changes re-rank their store at once",
+    )
     attribution_grace_s: int = Field(
         600,
         description="How long (wall time) after its first decision an order's attribution "

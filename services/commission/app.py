@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from services.commission.channel import router as channel_router
 from services.commission.consumer import make_pipeline
 from services.commission.core import ProgramError
 from services.commission.endpoints import router
 from services.commission.principals import OUTBOX, AdminService
+from services.commission.products import ProductRefresher
 from services.commission.report_endpoints import router as reports_router
 from services.commission.service import CommissionService
 from services.commission.traffic import TrafficService
@@ -32,6 +34,7 @@ def create_app(
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
     service = CommissionService(clock or SystemClock(), settings.exit_policy)
+    refresher = ProductRefresher(sessions, service.clock, settings.product_refresh_interval_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,10 +55,12 @@ def create_app(
             await reports.start()
             app.state.reports_pipeline = reports
             tasks.start("reports-consumer", reports.run())
+            tasks.start("product-refresh", refresher.run())
         try:
             yield
         finally:
             if reports is not None:
+                await tasks.stop("product-refresh", refresher.stop)
                 await tasks.stop("reports-consumer", reports.stop)
             if pipeline is not None:
                 await tasks.stop("consumer", pipeline.stop)
@@ -67,6 +72,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.service = service
     app.state.settings = settings
+    app.state.products = refresher
     app.state.admin = AdminService(
         settings.secret_key, settings.topic_prefix, settings.attribution_window_days
     )
@@ -75,4 +81,5 @@ def create_app(
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(router)
     app.include_router(reports_router)
+    app.include_router(channel_router)
     return app

@@ -25,6 +25,7 @@ from services.commission.core import (
     ledger_delta,
     payout_txns,
 )
+from services.commission.products import refresh_store
 from services.commission.repository import CommissionRepository, items_json
 from shared.clock import Clock
 from shared.events import (
@@ -383,6 +384,8 @@ class CommissionService:
         after_history = history.append(op)  # raises ProgramError when the rules refuse
         after = after_history.current()
         await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
+        # the product channel shows the rates in force now, and only stores in the program
+        await refresh_store(session, store_id, after, op.at)
         return after
 
     async def program(self, session: AsyncSession, store_id: str) -> ProgramHistory:
