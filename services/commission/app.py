@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from services.commission.channel import router as channel_router
 from services.commission.consumer import make_pipeline
@@ -24,6 +27,8 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
 from shared.service_runtime import BackgroundTasks
+
+STATIC = Path(__file__).parent / "static"
 
 
 def create_app(
@@ -82,4 +87,11 @@ def create_app(
     app.include_router(router)
     app.include_router(reports_router)
     app.include_router(channel_router)
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        """The seller dashboard (a static page over the report APIs; sign in with the key)."""
+        return FileResponse(STATIC / "dashboard.html", media_type="text/html")
+
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     return app
