@@ -237,8 +237,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from shared.demo import run_demo
+    from shared.demo_quarter import run_quarter
 
-    return asyncio.run(run_demo(settings, orders=args.orders))
+    code = asyncio.run(run_demo(settings, orders=args.orders))
+    if code == 0 and not args.no_quarter:
+        print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
+        code = asyncio.run(run_quarter(settings))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,8 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("id", help="the store, affiliate or user id")
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
-    demo = sub.add_parser("demo", help="send a small realistic run through the running services")
+    demo = sub.add_parser(
+        "demo",
+        help="a live run through the running services, then a realistic quarter replayed",
+    )
     demo.add_argument("--orders", type=int, default=12)
+    demo.add_argument(
+        "--no-quarter", action="store_true", help="only the live run, not the quarter's replay"
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {

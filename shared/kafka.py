@@ -366,6 +366,16 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> li
     ]
 
 
+async def end_offsets_of(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``topics`` (outside any group: tools, benches)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(await partitions_of(consumer, topics)))
+    finally:
+        await consumer.stop()
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
     """Every value currently on ``topic`` (all partitions, from the beginning). Outside any
     consumer group: for tools (rebuild) and tests, not for services."""

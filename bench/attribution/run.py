@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Select, Table, func, select
 
 from services.attribution.models import consumer_offsets
@@ -35,7 +35,7 @@ from shared import procs
 from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
-from shared.kafka import make_producer, partitions_of
+from shared.kafka import end_offsets_of, make_producer
 from shared.migrate import upgrade
 from shared.stack import kafka, orchestrate, postgres
 
@@ -101,13 +101,7 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]])
         await producer.stop()
 
 
-async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        return dict(await consumer.end_offsets(await partitions_of(consumer, topics)))
-    finally:
-        await consumer.stop()
+end_offsets = end_offsets_of
 
 
 async def raw_read(bootstrap: str, topics: list[str], total: int) -> float:

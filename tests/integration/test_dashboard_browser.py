@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.config import Settings
+from shared.stack.browser import ensure_chromium
 from tests.conftest import free_ports
 from tests.integration.harness import running
 from tests.integration.test_attribution_stream import NOW
@@ -28,7 +28,6 @@ from tests.integration.test_reports import expected, history, replay, set_up_sto
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
 #: as root on a closed network: no sandbox, and none of Chromium's own network chatter
 CHROMIUM_ARGS = [
     "--headless",
@@ -64,7 +63,7 @@ async def test_the_dashboard_page_shows_filters_exports_and_changes(
 ) -> None:
     from playwright.async_api import async_playwright
 
-    assert shutil.which(CHROMIUM), "Debian's chromium is missing: make test installs it"
+    chromium = await asyncio.to_thread(ensure_chromium)  # installs it on a fresh CI machine
     ARTIFACTS.mkdir(exist_ok=True)
     u = uuid.uuid4().hex[:8]
     h = history(u)
@@ -75,7 +74,7 @@ async def test_the_dashboard_page_shows_filters_exports_and_changes(
         await replay(settings, h)
         await settled(svc, auth, h.store, e)
         async with served(svc.apps["commission"]) as base, async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
