@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # three distinct free loopback ports, all held open while choosing
 FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
-.PHONY: install demo down test lint bench-tracker bench-attribution bench-commission bench-settlement clean
+.PHONY: install demo down test lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -60,6 +60,10 @@ bench-commission: install
 ## bench-settlement: settlement latency over a seeded ledger of 10M postings
 bench-settlement: install
 	$(BIN)/python -m bench.commission.settlement
+
+## bench-reports: 90-day dashboards over 10M postings and 100M clicks of read models
+bench-reports: install
+	$(BIN)/python -m bench.reports.run
 
 clean: down
 	rm -rf .stack

@@ -1,0 +1,221 @@
+"""bench/reports: the seller dashboard over 10M ledger postings and 100M clicks.
+
+Seeds a fresh, migrated database: a year (2026) of orders with their commission summaries and
+the ledger rows the consumer would have posted (bench/commission/settlement's seeding, until
+``--postings``), and the reports' traffic read models for ``--clicks`` affiliate clicks over
+the same stores and year (clicks per store and day, and each day's distinct visitors: about
+1.9 clicks per visitor-day; store sizes fall as 1/sqrt(rank), so the biggest store has ~30
+times the smallest's traffic). The raw click rows themselves are not seeded: no report reads
+them (only the page-view classification does). Then, side by side in the same run, for the
+same random (store, 90-day range) requests:
+
+- baseline: the dashboard's SQL alone (the read-model queries over asyncpg, the floor);
+- the service: ``GET /v1/stores/{id}/reports/dashboard`` of a real ``alliance commission``
+  process, finance key, over HTTP.
+
+The biggest store's dashboard is timed apart. Target (issue 6): p99 < 100 ms.
+
+Run: ``make bench-reports`` (or ``.venv/bin/python -m bench.reports.run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.commission.settlement import pct, seed
+from services.commission.principals import AdminService
+from services.commission.reports import ReportRepository
+from services.commission.reports_core import DayRange
+from shared import procs
+from shared.config import Settings
+from shared.db import make_engine, make_sessions
+from shared.migrate import upgrade
+from shared.stack import orchestrate, postgres
+
+YEAR_START, YEAR_END = date(2026, 1, 1), date(2026, 12, 31)
+
+
+async def seed_traffic(dsn: str, clicks: int, stores: int) -> tuple[int, int]:
+    """Traffic per store and day summing to about ``clicks``, and the visitor-days; returns
+    (clicks, visitor-day rows)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        harmonic = sum(1 / (s + 1) ** 0.5 for s in range(stores))
+        started = time.monotonic()
+        await conn.execute(
+            """
+            INSERT INTO commission.traffic_days
+            SELECT 's' || s, d::date, x.c, x.c / 30, x.c * 2, x.c * 3 / 2
+            FROM generate_series(0, $1 - 1) AS s,
+                generate_series($2::date, $3::date, interval '1 day') AS d,
+                LATERAL (SELECT round($4::float8 / $5 / sqrt(s + 1) / 365
+                    * (0.7 + 0.6 * random()))::bigint AS c) AS x
+            """,
+            stores,
+            YEAR_START,
+            YEAR_END,
+            float(clicks),
+            harmonic,
+        )
+        total = int(await conn.fetchval("SELECT sum(clicks) FROM commission.traffic_days"))
+        print(f"seeded traffic of {total:,} clicks in {time.monotonic() - started:.0f} s")
+        # the visitor-days, loaded without the primary key, which is built after
+        await conn.execute("ALTER TABLE commission.visitor_days DROP CONSTRAINT pk_visitor_days")
+        started = time.monotonic()
+        for first in range(0, stores, 50):
+            await conn.execute(
+                """
+                INSERT INTO commission.visitor_days
+                SELECT t.store_id, t.day,
+                    'v' || ((g::bigint * 7919 + (t.day - $3::date) * 104729) % p.pool),
+                    g % 3 <> 0, true
+                FROM commission.traffic_days t
+                CROSS JOIN LATERAL (SELECT greatest(1, t.clicks * 10 / 19) AS n) AS k
+                CROSS JOIN LATERAL (SELECT CASE WHEN (k.n * 20 + 1) % 7919 = 0
+                    THEN k.n * 20 + 2 ELSE k.n * 20 + 1 END AS pool) AS p
+                CROSS JOIN LATERAL generate_series(1, k.n) AS g
+                WHERE t.store_id = ANY($1::text[]) AND t.day BETWEEN $3 AND $2
+                """,
+                [f"s{s}" for s in range(first, min(stores, first + 50))],
+                YEAR_END,
+                YEAR_START,
+            )
+            rows = await conn.fetchval("SELECT count(*) FROM commission.visitor_days")
+            rate = rows / (time.monotonic() - started)
+            print(f"\rseeded {rows:,} visitor-days ({rate:,.0f}/s)", end="", flush=True)
+        print()
+        started = time.monotonic()
+        await conn.execute(
+            "ALTER TABLE commission.visitor_days ADD CONSTRAINT pk_visitor_days "
+            "PRIMARY KEY (store_id, day, visitor_id)"
+        )
+        print(f"built the visitor-days key in {time.monotonic() - started:.0f} s")
+        await conn.execute("ANALYZE commission.traffic_days")
+        await conn.execute("ANALYZE commission.visitor_days")
+        return total, int(rows)
+    finally:
+        await conn.close()
+
+
+def requests(n: int, stores: int) -> list[tuple[str, DayRange]]:
+    rng = random.Random(13)
+    out = []
+    for _ in range(n):
+        first = YEAR_START + timedelta(days=rng.randrange(365 - 89))
+        out.append((f"s{rng.randrange(stores)}", DayRange(first, first + timedelta(days=89))))
+    return out
+
+
+async def measure(
+    database_url: str, stack: orchestrate.Stack, todo: list[tuple[str, DayRange]]
+) -> tuple[list[float], list[float], list[float]]:
+    """(SQL alone, API, API of the biggest store) latencies in ms."""
+    engine = make_engine(database_url, pool_size=2)
+    sql: list[float] = []
+    try:
+        for store, r in todo:
+            async with make_sessions(engine)() as session:
+                t0 = time.perf_counter()
+                repo = ReportRepository(session)
+                await repo.traffic_total(store, r)
+                await repo.order_totals(store, r)
+                sql.append((time.perf_counter() - t0) * 1000)
+        async with make_sessions(engine)() as session, session.begin():
+            keys = await AdminService("bench", "").create(
+                session, "finance", f"bench-{uuid.uuid4().hex[:6]}", "bench", datetime.now(UTC)
+            )
+    finally:
+        await engine.dispose()
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-reports-"))
+    port = 18505
+    env = {
+        "ALLIANCE_COMMISSION_PORT": str(port),
+        "ALLIANCE_DATABASE_URL": database_url,
+        "ALLIANCE_TOPIC_PREFIX": f"bench-reports-{uuid.uuid4().hex[:6]}-",
+        "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
+    }
+    procs.start("commission", ["commission"], run_dir, env)
+    api: list[float] = []
+    biggest: list[float] = []
+    try:
+        headers = {"Authorization": f"Bearer {keys['api_key']}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(300):  # wait until it serves
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+
+            async def dashboard(store: str, r: DayRange) -> float:
+                params = {"from": r.first.isoformat(), "to": r.last.isoformat()}
+                t0 = time.perf_counter()
+                resp = await client.get(
+                    f"/v1/stores/{store}/reports/dashboard", params=params, headers=headers
+                )
+                assert resp.status_code == 200, resp.text
+                return (time.perf_counter() - t0) * 1000
+
+            for store, r in todo:
+                api.append(await dashboard(store, r))
+            for _, r in todo[:50]:
+                biggest.append(await dashboard("s0", r))
+    finally:
+        procs.stop("commission", run_dir)
+    return sql, api, biggest
+
+
+async def main_async(args: argparse.Namespace, stack: orchestrate.Stack) -> None:
+    database = f"bench_reports_{uuid.uuid4().hex[:6]}"
+    await postgres.create_database(stack.postgres, database)
+    database_url = stack.database_url(database)
+    try:
+        await asyncio.to_thread(upgrade, database_url)
+        dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
+        orders, postings = await seed(dsn, args.postings, args.stores, args.affiliates)
+        clicks, visitor_days = await seed_traffic(dsn, args.clicks, args.stores)
+        sql, api, biggest = await measure(database_url, stack, requests(args.requests, args.stores))
+        print(
+            f"bench/reports — 90-day dashboards over {postings:,} postings ({orders:,} orders), "
+            f"{clicks:,} clicks ({visitor_days:,} visitor-days), {args.stores:,} stores; "
+            f"{args.requests} requests (random store, random 90 days of 2026)"
+        )
+        print(f"{'':22}{'SQL alone':>14}{'dashboard API':>16}{'biggest store (API)':>22}")
+        for label, q in (("p50 (ms)", 0.5), ("p99 (ms)", 0.99), ("max (ms)", 1.0)):
+            print(f"{label:22}{pct(sql, q):>14.1f}{pct(api, q):>16.1f}{pct(biggest, q):>22.1f}")
+        print(
+            f"mean (ms){'':13}{statistics.mean(sql):>14.1f}{statistics.mean(api):>16.1f}"
+            f"{statistics.mean(biggest):>22.1f}"
+        )
+        print(f"p99 of the dashboard API: {pct(api, 0.99):.1f} ms (target < 100 ms)")
+    finally:
+        await postgres.drop_database(stack.postgres, database)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="dashboard latency over large read models")
+    parser.add_argument("--postings", type=int, default=10_000_000)
+    parser.add_argument("--clicks", type=int, default=100_000_000)
+    parser.add_argument("--stores", type=int, default=1_000)
+    parser.add_argument("--affiliates", type=int, default=5_000)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    stack = orchestrate.up(Settings())
+    asyncio.run(main_async(args, stack))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
