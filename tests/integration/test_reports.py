@@ -32,7 +32,7 @@ from shared.events import (
     Topic,
     encode,
 )
-from tests.integration.harness import Services, admin, eventually, running
+from tests.integration.harness import Services, admin, eventually, ledger_lines, running
 from tests.integration.test_attribution_stream import NOW, produce
 
 pytestmark = pytest.mark.integration
@@ -330,6 +330,9 @@ async def test_reports_equal_sums_of_the_raw_events(settings: Settings) -> None:
             return gross - back
 
         assert D(usd["commission_payable"]) == net("completed")
+        # to the cent with the ledger: what the store's account owes for these orders
+        owed = await ledger_lines(svc.commission, settings, account=f"store:{h.store}:commission")
+        assert -sum((D(line["amount"]) for line in owed), D(0)) == D(usd["commission_payable"])
         assert D(usd["commission_estimated"]) == net("placed")
 
         # traffic, per day and per week
