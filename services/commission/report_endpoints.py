@@ -119,7 +119,7 @@ async def dashboard(
     payable, for orders placed and clicks made in the range."""
     store_id, r = scope.store_id, scope.days
     repo = ReportRepository(session)
-    t = await repo.traffic_total(store_id, r)
+    t = await repo.traffic_total(store_id, r, store_visitors=False)
     return Dashboard(
         **scope.period(),
         traffic=TrafficTotals(
