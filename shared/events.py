@@ -69,7 +69,9 @@ DecimalStr = Annotated[
     PlainSerializer(lambda d: str(d), return_type=str, when_used="json"),
     Field(strict=False),
 ]
-NonNegativeMoney = Annotated[DecimalStr, Field(ge=0)]
+#: an amount per item or refund line: at most a billion (the ledger keeps integer minor units,
+#: and quantity × price must fit them)
+NonNegativeMoney = Annotated[DecimalStr, Field(ge=0, le=1_000_000_000)]
 Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
 
 
@@ -189,6 +191,12 @@ class ProductUpserted(Event):
     title: str = Field(max_length=512)
     price: NonNegativeMoney
     currency: Currency
+
+    @model_validator(mode="after")
+    def _price_fits_currency(self) -> ProductUpserted:
+        if not fits_currency(self.price, self.currency):
+            raise ValueError(f"{self.price} has more decimals than {self.currency} allows")
+        return self
 
 
 #: Everything a storefront may post to ``POST /v1/events``.

@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -225,7 +226,7 @@ visitor_days = Table(
 seen_page_views = Table(
     "seen_page_views",
     metadata,
-    Column("event_id", String(200), primary_key=True),
+    Column("event_id", String(300), primary_key=True),  # store id / event id
     Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -247,7 +248,14 @@ products = Table(
     Column("hot", Boolean, nullable=False, server_default="false"),
     Column("orders_90d", Integer, nullable=False, server_default="0"),
     Column("score", Numeric(12, 4), nullable=False, server_default="0"),
-    Index("ix_products_rank", "in_program", "score", "rate", "store_id", "product_id"),
+    Index(
+        "ix_products_rank",
+        "in_program",
+        text("score DESC"),
+        text("rate DESC"),
+        "store_id",
+        "product_id",
+    ),
     Index("ix_products_category", "category_id", "in_program"),
 )
 

@@ -25,6 +25,7 @@ from services.commission.core import ProgramState
 from services.commission.reports_core import hot_products, product_score
 from services.commission.repository import CommissionRepository
 from shared.clock import Clock
+from shared.db import lock_keys
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,10 @@ async def refresh_store(
 
 
 async def refresh_stores(session: AsyncSession, store_ids: list[str], now: datetime) -> int:
+    """Refresh stores' products under their program locks (a program change refreshes its
+    store in its own transaction: never overwritten by a refresh that read the program
+    before it)."""
+    await lock_keys(session, "program", store_ids)  # as CommissionRepository.lock
     programs = await CommissionRepository(session).programs(store_ids)
     return sum([await refresh_store(session, s, programs[s].state_at(now), now) for s in store_ids])
 

@@ -340,7 +340,8 @@ class ReportRepository:
                 (SELECT 'order' AS type, l.placed_at AS at, l.order_id,
                     lpad(l.line_no::text, 5, '0') AS seq, NULL AS refund_id, l.product_id,
                     l.title, l.quantity, l.currency, l.sales_minor AS amount_minor,
-                    l.commission_minor, NULL AS refund_amount, l.status, l.affiliate_id
+                    l.commission_minor, NULL AS refund_amount, true AS first_item, l.status,
+                    l.affiliate_id
                 FROM commission.order_lines l
                 WHERE {" AND ".join(lines_where)}
                 ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
@@ -354,6 +355,11 @@ class ReportRepository:
                     e.item->>'product_id' AS product_id, coalesce(t.title, '') AS title,
                     NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
                     NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
+                    e.idx = (
+                        SELECT min(e2.idx)
+                        FROM jsonb_array_elements(r.items) WITH ORDINALITY AS e2(item, idx)
+                        WHERE e2.item->>'product_id' = e.item->>'product_id'
+                    ) AS first_item,
                     o.status, o.affiliate_id
                 FROM commission.refunds r
                 JOIN commission.orders o USING (order_id)
@@ -429,7 +435,9 @@ async def refund_totals(
         orders.add(row.order_id)
         for item in row.items:
             amount += Decimal(item["amount"])
-            rev += reversed_by.get((row.order_id, row.refund_id, item["product_id"]), ZERO)
+        # the reversal is per (refund, product): once, however many items name the product
+        for product in {item["product_id"] for item in row.items}:
+            rev += reversed_by.get((row.order_id, row.refund_id, product), ZERO)
         acc[(b, row.currency)] = (orders, amount, rev)
     return [
         (b, RefundTotals(cur, len(orders), amount, rev))
@@ -478,7 +486,9 @@ async def transactions(
             )
         else:
             amount = Decimal(row.refund_amount)
-            commission = -reversed_by.get((row.order_id, row.refund_id, row.product_id), ZERO)
+            # a refund's reversal is per product: on the first of its items of that product
+            key = (row.order_id, row.refund_id, row.product_id)
+            commission = -reversed_by.get(key, ZERO) if row.first_item else ZERO
         out.append(
             Transaction(
                 row.type,

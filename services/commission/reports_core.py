@@ -63,6 +63,8 @@ class DayRange:
 def day_range(first: date | None, last: date | None, today: date) -> DayRange:
     """The range a report asks for: ``to`` defaults to today, ``from`` to 89 days before it."""
     last = last or today
+    if last >= date(9999, 1, 1):
+        raise RangeError("out_of_range", "to must be before the year 9999")
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
         raise RangeError("empty_range", "from must not be after to")

@@ -272,6 +272,7 @@ class CommissionService:
         the rollup existed); returns how many. Run until 0: ``alliance ledger summarise``."""
         repo = CommissionRepository(session)
         ids = await repo.unsummarised(limit)
+        await repo.lock_orders(ids)  # as the consumer does: no write from a stale read
         facts = await repo.order_facts(ids)
         programs = await repo.programs({f.store_id for f in facts.values()})
         results = [(f, compute_order(f, programs[f.store_id], self.policy)) for f in facts.values()]

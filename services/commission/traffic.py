@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission import models as m
 from services.commission.models import consumer_offsets
+from services.commission.reports_core import product_score
 from services.commission.repository import CommissionRepository
 from shared.config import Settings
+from shared.db import lock_keys
 from shared.events import Click, PageView, ProductUpserted, Topic, storefront_event_adapter
 from shared.kafka import ConsumerPipeline, PoisonMessage, Received, service_pipeline
 from shared.money import to_minor
@@ -198,11 +200,16 @@ class TrafficService:
             key = (p.store_id, p.product_id)
             if key not in newest or newest[key].occurred_at <= p.occurred_at:
                 newest[key] = p
-        repo = CommissionRepository(session)
-        programs = await repo.programs({s for s, _ in newest})
+        stores = {s for s, _ in newest}
+        # the program's rates are read under its lock (shared): a program change, which
+        # re-ranks the store's products, waits for this batch or this batch waits for it
+        await lock_keys(session, "program", stores, shared=True)
+        programs = await CommissionRepository(session).programs(stores)
         rows: list[dict[str, Any]] = []
         for (store, product), p in sorted(newest.items()):
             state = programs[store].current()
+            rate = state.rate_for(product, p.category_id)
+            main = product in state.main_products
             rows.append(
                 {
                     "store_id": store,
@@ -213,8 +220,10 @@ class TrafficService:
                     "currency": p.currency,
                     "updated_at": p.occurred_at,
                     "in_program": state.joined,
-                    "rate": state.rate_for(product, p.category_id),
-                    "main": product in state.main_products,
+                    "rate": rate,
+                    "main": main,
+                    # no sales history yet for a new product: the refresher adds it
+                    "score": product_score(False, main, rate, 0),
                 }
             )
         t = m.products
@@ -231,6 +240,8 @@ class TrafficService:
                         "currency",
                         "updated_at",
                         "rate",
+                        "main",
+                        "in_program",
                     )
                 },
                 where=t.c.updated_at <= stmt.excluded.updated_at,

@@ -49,7 +49,7 @@ CREATE TABLE commission.visitor_days (
     clicked boolean NOT NULL, viewed boolean NOT NULL,
     CONSTRAINT pk_visitor_days PRIMARY KEY (store_id, day, visitor_id));
 CREATE TABLE commission.seen_page_views (
-    event_id varchar(200) NOT NULL, seen_at timestamptz NOT NULL DEFAULT now(),
+    event_id varchar(300) NOT NULL, seen_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk_seen_page_views PRIMARY KEY (event_id));
 CREATE TABLE commission.products (
     store_id varchar(128) NOT NULL, product_id varchar(128) NOT NULL,
@@ -60,7 +60,7 @@ CREATE TABLE commission.products (
     orders_90d integer NOT NULL DEFAULT 0, score numeric(12, 4) NOT NULL DEFAULT 0,
     CONSTRAINT pk_products PRIMARY KEY (store_id, product_id));
 CREATE INDEX ix_products_rank
-    ON commission.products (in_program, score, rate, store_id, product_id);
+    ON commission.products (in_program, score DESC, rate DESC, store_id, product_id);
 CREATE INDEX ix_products_category ON commission.products (category_id, in_program);
 CREATE INDEX ix_refunds_occurred ON commission.refunds (occurred_at);
 CREATE INDEX ix_products_title_trgm ON commission.products USING gin (lower(title) gin_trgm_ops);
