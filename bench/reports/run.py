@@ -100,11 +100,15 @@ async def seed_traffic(dsn: str, clicks: int, stores: int) -> tuple[int, int]:
         started = time.monotonic()
         await conn.execute(
             "ALTER TABLE commission.visitor_days ADD CONSTRAINT pk_visitor_days "
-            "PRIMARY KEY (store_id, day, visitor_id)"
+            "PRIMARY KEY (store_id, day, visitor_id) INCLUDE (clicked)"
         )
         print(f"built the visitor-days key in {time.monotonic() - started:.0f} s")
-        await conn.execute("ANALYZE commission.traffic_days")
-        await conn.execute("ANALYZE commission.visitor_days")
+        # the steady state of a live table: vacuumed (visibility map: index-only scans) and
+        # analysed, and no autovacuum of the fresh load competing with the measurement
+        started = time.monotonic()
+        for table in ("traffic_days", "visitor_days", "orders"):
+            await conn.execute(f"VACUUM (ANALYZE) commission.{table}")
+        print(f"vacuumed in {time.monotonic() - started:.0f} s")
         return total, int(rows)
     finally:
         await conn.close()

@@ -220,6 +220,7 @@ visitor_days = Table(
     Column("visitor_id", String(128), primary_key=True),
     Column("clicked", Boolean, nullable=False),  # an affiliate click (not suspicious)
     Column("viewed", Boolean, nullable=False),  # a page view
+    # the key INCLUDEs clicked (migration): affiliate visitors by an index-only scan
 )
 
 #: Page views counted (idempotency; storefronts may post one twice).

@@ -47,7 +47,7 @@ CREATE TABLE commission.traffic_days (
 CREATE TABLE commission.visitor_days (
     store_id varchar(128) NOT NULL, day date NOT NULL, visitor_id varchar(128) NOT NULL,
     clicked boolean NOT NULL, viewed boolean NOT NULL,
-    CONSTRAINT pk_visitor_days PRIMARY KEY (store_id, day, visitor_id));
+    CONSTRAINT pk_visitor_days PRIMARY KEY (store_id, day, visitor_id) INCLUDE (clicked));
 CREATE TABLE commission.seen_page_views (
     event_id varchar(300) NOT NULL, seen_at timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT pk_seen_page_views PRIMARY KEY (event_id));
