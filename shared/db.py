@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Iterable
 
@@ -72,3 +73,27 @@ async def lock_keys(
             text(f"SELECT count({fn}(k)) FROM unnest(CAST(:keys AS bigint[])) k"),
             {"keys": ordered},
         )
+
+
+def like_pattern(text: str) -> str:
+    """A case-insensitive ``LIKE`` pattern finding ``text`` anywhere (compare it with
+    ``lower(column)``); the wildcards ``%`` and ``_`` in ``text`` match only themselves."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def encode_cursor(values: list[str]) -> str:
+    """An opaque keyset cursor of a page's last row (URL-safe)."""
+    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[str]:
+    """The values :func:`encode_cursor` was given; ``ValueError`` if ``cursor`` is not one
+    with ``size`` values."""
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except Exception as exc:
+        raise ValueError("not a cursor") from exc
+    if not isinstance(values, list) or len(values) != size:
+        raise ValueError("not a cursor")
+    return [str(v) for v in values]

@@ -392,10 +392,12 @@ async def _wait_for_pipeline(settings: Settings, sessions: Any, m: Any) -> None:
     quiet = 0
     while quiet < 3:
         behind = grand = 0
+        every = sorted({settings.topic(t) for ts in topics.values() for t in ts})
+        end = await end_offsets_of(settings.kafka_bootstrap, every)  # one request a round
         async with sessions() as session:
             for consumer, ts in topics.items():
                 names = [settings.topic(t) for t in ts]
-                ends = sum((await end_offsets_of(settings.kafka_bootstrap, names)).values())
+                ends = sum(n for tp, n in end.items() if tp.topic in names)
                 table = attribution_offsets if consumer == "attribution" else m.consumer_offsets
                 stored = (
                     await session.execute(

@@ -101,9 +101,6 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]])
         await producer.stop()
 
 
-end_offsets = end_offsets_of
-
-
 async def raw_read(bootstrap: str, topics: list[str], total: int) -> float:
     """Seconds for a plain group consumer to read ``total`` messages of ``topics``."""
     consumer = AIOKafkaConsumer(
@@ -249,7 +246,7 @@ async def measure(
     print(
         f"produced {events:,} events ({len(orders):,} orders, {visitors:,} visitors) in {time.monotonic() - start:.0f} s"
     )
-    total = sum((await end_offsets(stack.bootstrap, topics)).values())
+    total = sum((await end_offsets_of(stack.bootstrap, topics)).values())
 
     raw_s = await raw_read(stack.bootstrap, topics, total)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")

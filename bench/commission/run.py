@@ -28,7 +28,6 @@ import httpx
 from sqlalchemy import func, select
 
 from bench.attribution.run import (
-    end_offsets,
     produce,
     raw_read,
     scalar,
@@ -53,6 +52,7 @@ from shared.events import (
     Topic,
     encode,
 )
+from shared.kafka import end_offsets_of
 from shared.stack import kafka, orchestrate
 
 
@@ -176,7 +176,7 @@ async def main_async(settings: Settings, stack: orchestrate.Stack, orders: int) 
     await produce(stack.bootstrap, bench.topic(Topic.ORDERS), order_events)
     total = sum(
         (
-            await end_offsets(
+            await end_offsets_of(
                 stack.bootstrap, [bench.topic(Topic.ATTRIBUTIONS), bench.topic(Topic.ORDERS)]
             )
         ).values()

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,40 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
+@contextlib.asynccontextmanager
+async def commission_api(
+    database_url: str, stack: orchestrate.Stack, port: int, name: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
+    """A real ``alliance commission`` process on ``database_url``, ready, with an HTTP client
+    and the headers of a new finance key; stopped on exit."""
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            keys = await AdminService("bench", "").create(
+                session, "finance", f"bench-{uuid.uuid4().hex[:6]}", "bench", datetime.now(UTC)
+            )
+    finally:
+        await engine.dispose()
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    env = {
+        "ALLIANCE_COMMISSION_PORT": str(port),
+        "ALLIANCE_DATABASE_URL": database_url,
+        "ALLIANCE_TOPIC_PREFIX": f"bench-{name}-{uuid.uuid4().hex[:6]}-",
+        "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
+    }
+    procs.start("commission", ["commission"], run_dir, env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(300):  # wait until it serves
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.2)
+            yield client, {"Authorization": f"Bearer {keys['api_key']}"}
+    finally:
+        procs.stop("commission", run_dir)
+
+
 async def measure(
     database_url: str, stack: orchestrate.Stack, n: int, stores: int, affiliates: int
 ) -> tuple[list[float], list[float]]:
@@ -187,37 +221,16 @@ async def measure(
                     end=month_end(month),
                 )
                 sql.append((time.perf_counter() - t0) * 1000)
-        async with make_sessions(engine)() as session, session.begin():
-            keys = await AdminService("bench", "").create(
-                session, "finance", f"bench-{uuid.uuid4().hex[:6]}", "bench", datetime.now(UTC)
-            )
     finally:
         await engine.dispose()
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-settlement-"))
-    port = 18504
-    env = {"ALLIANCE_COMMISSION_PORT": str(port), "ALLIANCE_DATABASE_URL": database_url}
-    env["ALLIANCE_TOPIC_PREFIX"] = f"bench-settlement-{uuid.uuid4().hex[:6]}-"
-    env["ALLIANCE_KAFKA_BOOTSTRAP"] = stack.bootstrap
-    procs.start("commission", ["commission"], run_dir, env)
     api: list[float] = []
-    try:
-        headers = {"Authorization": f"Bearer {keys['api_key']}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(300):  # wait until it serves
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)
-            for kind, who, month in requests(n, stores, affiliates):
-                params = {"from": month.isoformat(), "to": month_end(month).isoformat()}
-                t0 = time.perf_counter()
-                resp = await client.get(
-                    f"/v1/settlements/{kind}/{who}", params=params, headers=headers
-                )
-                api.append((time.perf_counter() - t0) * 1000)
-                assert resp.status_code == 200, resp.text
-    finally:
-        procs.stop("commission", run_dir)
+    async with commission_api(database_url, stack, 18504, "settlement") as (client, headers):
+        for kind, who, month in requests(n, stores, affiliates):
+            params = {"from": month.isoformat(), "to": month_end(month).isoformat()}
+            t0 = time.perf_counter()
+            resp = await client.get(f"/v1/settlements/{kind}/{who}", params=params, headers=headers)
+            api.append((time.perf_counter() - t0) * 1000)
+            assert resp.status_code == 200, resp.text
     return sql, api
 
 

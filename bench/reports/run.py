@@ -22,24 +22,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date, timedelta
 
 import asyncpg
-import httpx
 
-from bench.commission.settlement import pct, seed
-from services.commission.principals import AdminService
+from bench.commission.settlement import commission_api, pct, seed
 from services.commission.reports import ReportRepository
 from services.commission.reports_core import DayRange
-from shared import procs
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from shared.migrate import upgrade
@@ -137,47 +131,25 @@ async def measure(
                 await repo.traffic_total(store, r, store_visitors=False)
                 await repo.order_totals(store, r)
                 sql.append((time.perf_counter() - t0) * 1000)
-        async with make_sessions(engine)() as session, session.begin():
-            keys = await AdminService("bench", "").create(
-                session, "finance", f"bench-{uuid.uuid4().hex[:6]}", "bench", datetime.now(UTC)
-            )
     finally:
         await engine.dispose()
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-reports-"))
-    port = 18505
-    env = {
-        "ALLIANCE_COMMISSION_PORT": str(port),
-        "ALLIANCE_DATABASE_URL": database_url,
-        "ALLIANCE_TOPIC_PREFIX": f"bench-reports-{uuid.uuid4().hex[:6]}-",
-        "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
-    }
-    procs.start("commission", ["commission"], run_dir, env)
     api: list[float] = []
     biggest: list[float] = []
-    try:
-        headers = {"Authorization": f"Bearer {keys['api_key']}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(300):  # wait until it serves
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.2)
+    async with commission_api(database_url, stack, 18505, "reports") as (client, headers):
 
-            async def dashboard(store: str, r: DayRange) -> float:
-                params = {"from": r.first.isoformat(), "to": r.last.isoformat()}
-                t0 = time.perf_counter()
-                resp = await client.get(
-                    f"/v1/stores/{store}/reports/dashboard", params=params, headers=headers
-                )
-                assert resp.status_code == 200, resp.text
-                return (time.perf_counter() - t0) * 1000
+        async def dashboard(store: str, r: DayRange) -> float:
+            params = {"from": r.first.isoformat(), "to": r.last.isoformat()}
+            t0 = time.perf_counter()
+            resp = await client.get(
+                f"/v1/stores/{store}/reports/dashboard", params=params, headers=headers
+            )
+            assert resp.status_code == 200, resp.text
+            return (time.perf_counter() - t0) * 1000
 
-            for store, r in todo:
-                api.append(await dashboard(store, r))
-            for _, r in todo[:50]:
-                biggest.append(await dashboard("s0", r))
-    finally:
-        procs.stop("commission", run_dir)
+        for store, r in todo:
+            api.append(await dashboard(store, r))
+        for _, r in todo[:50]:
+            biggest.append(await dashboard("s0", r))
     return sql, api, biggest
 
 

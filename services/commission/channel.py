@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 from sqlalchemy import text
 
 from services.commission.principals import Caller, Session
+from shared.db import decode_cursor, encode_cursor, like_pattern
 from shared.http import AllianceError
 from shared.money import fmt, from_minor
 
@@ -53,21 +52,14 @@ class ChannelPage(BaseModel):
     next_cursor: str | None
 
 
-def _cursor(row: Any, columns: tuple[str, ...]) -> str:
-    raw = orjson.dumps([str(getattr(row, c)) for c in columns])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _after(cursor: str, columns: tuple[str, ...]) -> list[Any]:
     try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(values, list) or len(values) != len(columns):
-            raise ValueError(cursor)
+        values = decode_cursor(cursor, len(columns))
         return [
             v if c in ASCENDING else (int(v) if c == "orders_90d" else Decimal(v))
             for c, v in zip(columns, values, strict=True)
         ]
-    except Exception:
+    except (ValueError, ArithmeticError):
         raise AllianceError(422, "bad_cursor", "cursor is not one this list gave") from None
 
 
@@ -90,8 +82,7 @@ async def products(
     where = ["in_program"]
     params: dict[str, Any] = {"limit": limit}
     if q:
-        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params["like"] = f"%{escaped}%"
+        params["like"] = like_pattern(q)
         where.append("lower(title) LIKE :like")
     if category_id:
         params["category"] = category_id
@@ -146,5 +137,7 @@ async def products(
     return ChannelPage(
         sort=sort,
         items=items,
-        next_cursor=_cursor(rows[-1], columns) if len(rows) == limit else None,
+        next_cursor=encode_cursor([str(getattr(rows[-1], c)) for c in columns])
+        if len(rows) == limit
+        else None,
     )

@@ -15,7 +15,6 @@ import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -129,20 +128,16 @@ class ProductRefresher:
         return n
 
     async def run(self) -> None:
-        while not self._stopping.is_set():
+        """Every ``interval_s``, from one interval after start (what is stored stays valid
+        across a restart: no re-ranking of every store at start-up)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
+            if self._stopping.is_set():
+                return
             try:
                 await self.run_once()
             except Exception:
                 log.warning(
                     "product refresh failed; next try in %.0fs", self.interval_s, exc_info=True
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self.interval_s)
-
-
-@dataclass(frozen=True, slots=True)
-class ChannelCursor:
-    score: Decimal
-    rate: Decimal
-    store_id: str
-    product_id: str

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,9 +28,9 @@ from services.commission.reports import (
     TrafficRow,
     Transaction,
     TransactionFilter,
-    decode_cursor,
-    encode_cursor,
     refund_totals,
+    transaction_after,
+    transaction_cursor,
     transactions,
 )
 from services.commission.reports_core import (
@@ -43,6 +44,9 @@ from services.commission.reports_core import (
 from services.commission.schemas import OperationView
 from shared.http import AllianceError
 from shared.money import fmt, from_minor
+
+T = TypeVar("T")
+V = TypeVar("V")
 
 router = APIRouter(prefix="/v1/stores/{store_id}/reports", tags=["reports"])
 
@@ -78,10 +82,6 @@ async def report_scope(
 
 
 InScope = Annotated[Scope, Depends(report_scope)]
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    return fmt(amount, currency)
 
 
 class Period(BaseModel):
@@ -136,10 +136,23 @@ def _money_totals(o: OrderTotals) -> MoneyTotals:
         currency=o.currency,
         orders=o.orders,
         cancelled_orders=o.cancelled_orders,
-        affiliate_sales=_money(o.affiliate_sales, o.currency),
-        commission_estimated=_money(o.commission_estimated, o.currency),
-        commission_payable=_money(o.commission_payable, o.currency),
+        affiliate_sales=fmt(o.affiliate_sales, o.currency),
+        commission_estimated=fmt(o.commission_estimated, o.currency),
+        commission_payable=fmt(o.commission_payable, o.currency),
     )
+
+
+def _per_bucket(
+    r: DayRange,
+    granularity: Granularity,
+    rows: Iterable[tuple[date | None, T]],
+    view: Callable[[T], V],
+) -> list[tuple[date, list[V]]]:
+    """Every bucket of the range in order, each with the views of its rows (empty: none)."""
+    by_bucket: dict[date | None, list[V]] = {}
+    for b, row in rows:
+        by_bucket.setdefault(b, []).append(view(row))
+    return [(b, by_bucket.get(b, [])) for b in buckets(r, granularity)]
 
 
 class TrafficPoint(BaseModel):
@@ -211,15 +224,12 @@ async def orders_report(
     per bucket of placement day and currency."""
     store_id, r = scope.store_id, scope.days
     rows = await ReportRepository(session).order_totals(store_id, r, granularity)
-    by_bucket: dict[date, list[MoneyTotals]] = {}
-    for b, o in rows:
-        assert b is not None
-        by_bucket.setdefault(b, []).append(_money_totals(o))
     return OrdersReport(
         **scope.period(),
         granularity=granularity,
         series=[
-            OrdersPoint(bucket=b, totals=by_bucket.get(b, [])) for b in buckets(r, granularity)
+            OrdersPoint(bucket=b, totals=t)
+            for b, t in _per_bucket(r, granularity, rows, _money_totals)
         ],
     )
 
@@ -257,22 +267,17 @@ async def refunds_report(
         return RefundTotalsView(
             currency=t.currency,
             refunded_orders=t.refunded_orders,
-            refund_amount=_money(t.refund_amount, t.currency),
-            commission_reversed=_money(t.commission_reversed, t.currency),
+            refund_amount=fmt(t.refund_amount, t.currency),
+            commission_reversed=fmt(t.commission_reversed, t.currency),
         )
 
-    series = await refund_totals(session, store_id, r, granularity, service.policy)
-    totals = await refund_totals(session, store_id, r, None, service.policy)
-    by_bucket: dict[date, list[RefundTotalsView]] = {}
-    for b, t in series:
-        assert b is not None
-        by_bucket.setdefault(b, []).append(view(t))
+    totals, series = await refund_totals(session, store_id, r, granularity, service.policy)
     return RefundsReport(
         **scope.period(),
         granularity=granularity,
-        totals=[view(t) for _, t in totals],
+        totals=[view(t) for t in totals],
         series=[
-            RefundsPoint(bucket=b, totals=by_bucket.get(b, [])) for b in buckets(r, granularity)
+            RefundsPoint(bucket=b, totals=t) for b, t in _per_bucket(r, granularity, series, view)
         ],
     )
 
@@ -320,7 +325,7 @@ async def transactions_report(
     store_id, r = scope.store_id, scope.days
     f = TransactionFilter(product_id, keyword, order_id, type)
     try:
-        after = decode_cursor(cursor) if cursor else None
+        after = transaction_after(cursor) if cursor else None
     except ValueError:
         raise AllianceError(422, "bad_cursor", "cursor is not one this report gave") from None
     if "text/csv" in request.headers.get("accept", ""):
@@ -345,7 +350,7 @@ async def transactions_report(
     page = TransactionsPage(
         **scope.period(),
         items=[_transaction_view(t) for t in rows],
-        next_cursor=encode_cursor(rows[-1]) if len(rows) == limit else None,
+        next_cursor=transaction_cursor(rows[-1]) if len(rows) == limit else None,
     )
     return JSONResponse(page.model_dump(mode="json"))
 
@@ -360,8 +365,8 @@ def _transaction_view(t: Transaction) -> TransactionView:
         title=t.title,
         quantity=t.quantity,
         currency=t.currency,
-        amount=_money(t.amount, t.currency),
-        commission=_money(t.commission, t.currency),
+        amount=fmt(t.amount, t.currency),
+        commission=fmt(t.commission, t.currency),
         status=t.status,
         affiliate_id=t.affiliate_id,
     )
@@ -390,8 +395,8 @@ def _performance(row: Any) -> ProductPerformance:
         currency=cur,
         orders=int(row.orders),
         units=int(row.units),
-        affiliate_sales=_money(from_minor(int(row.sales), cur), cur),
-        commission=_money(from_minor(int(row.commission), cur), cur),
+        affiliate_sales=fmt(from_minor(int(row.sales), cur), cur),
+        commission=fmt(from_minor(int(row.commission), cur), cur),
     )
 
 

@@ -14,20 +14,24 @@ Definitions (documented in the README):
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core import ZERO, ExitPolicy
-from services.commission.reports_core import DayRange, Granularity, refund_reversals
+from services.commission.reports_core import (
+    DayRange,
+    Granularity,
+    bucket_of,
+    refund_reversals,
+)
 from services.commission.repository import CommissionRepository
+from shared.db import decode_cursor, encode_cursor, like_pattern
 from shared.money import from_minor
 
 
@@ -84,38 +88,26 @@ class TransactionFilter:
     type: str | None = None  # order | refund | None: both
 
 
-def _bucket_sql(column: str, granularity: Granularity) -> str:
-    """SQL of the bucket (first day) of a timestamptz or date column; the granularity is an
-    enum, never user text."""
+def _bucket_sql(day: str, granularity: Granularity) -> str:
+    """SQL of the bucket (its first day) of ``day``, an SQL date expression; the granularity is
+    an enum, never user text."""
     if granularity is Granularity.DAY:
-        return f"CAST(({column}) AT TIME ZONE 'UTC' AS date)"
-    return f"CAST(date_trunc('{granularity.value}', ({column}) AT TIME ZONE 'UTC') AS date)"
+        return day
+    return f"CAST(date_trunc('{granularity.value}', {day}) AS date)"
 
 
-def _day_bucket_sql(column: str, granularity: Granularity) -> str:
-    if granularity is Granularity.DAY:
-        return column
-    return f"CAST(date_trunc('{granularity.value}', {column}) AS date)"
+def _utc_day(timestamp: str) -> str:
+    return f"CAST(({timestamp}) AT TIME ZONE 'UTC' AS date)"
 
 
-def encode_cursor(t: Transaction) -> str:
-    raw = orjson.dumps([t.at.isoformat(), t.type, t.order_id, t.seq])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def transaction_cursor(t: Transaction) -> str:
+    return encode_cursor([t.at.isoformat(), t.type, t.order_id, t.seq])
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str, str, str]:
+def transaction_after(cursor: str) -> tuple[datetime, str, str, str]:
     """The position after which the next page starts; ValueError if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at, kind, order_id, seq = orjson.loads(raw)
-        return datetime.fromisoformat(at), str(kind), str(order_id), str(seq)
-    except Exception as exc:
-        raise ValueError("not a cursor of this report") from exc
-
-
-def _like(keyword: str) -> str:
-    escaped = keyword.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    at, kind, order_id, seq = decode_cursor(cursor, 4)
+    return datetime.fromisoformat(at), kind, order_id, seq
 
 
 class ReportRepository:
@@ -176,7 +168,7 @@ class ReportRepository:
     async def traffic_series(
         self, store_id: str, r: DayRange, granularity: Granularity
     ) -> dict[date, TrafficRow]:
-        bucket = _day_bucket_sql("day", granularity)
+        bucket = _bucket_sql("day", granularity)
         params = {"store": store_id, "first": r.first, "last": r.last}
         counts = await self.session.execute(
             text(
@@ -232,7 +224,7 @@ class ReportRepository:
         self, store_id: str, r: DayRange, granularity: Granularity | None = None
     ) -> list[tuple[date | None, OrderTotals]]:
         """Per currency (and bucket, if ``granularity``): affiliate orders placed in range."""
-        bucket = _bucket_sql("placed_at", granularity) if granularity else "NULL"
+        bucket = _bucket_sql(_utc_day("placed_at"), granularity) if granularity else "NULL"
         rows = await self.session.execute(
             text(
                 f"""
@@ -320,7 +312,7 @@ class ReportRepository:
             lines_where.append("l.order_id = :order")
             refunds_where.append("r.order_id = :order")
         if f.keyword:
-            params["like"] = _like(f.keyword)
+            params["like"] = like_pattern(f.keyword)
             lines_where.append("lower(l.title) LIKE :like")
             refunds_where.append("lower(t.title) LIKE :like")
         if after is not None:
@@ -340,7 +332,7 @@ class ReportRepository:
                 (SELECT 'order' AS type, l.placed_at AS at, l.order_id,
                     lpad(l.line_no::text, 5, '0') AS seq, NULL AS refund_id, l.product_id,
                     l.title, l.quantity, l.currency, l.sales_minor AS amount_minor,
-                    l.commission_minor, NULL AS refund_amount, true AS first_item, l.status,
+                    l.commission_minor, NULL AS refund_amount, NULL::bigint AS item_no, l.status,
                     l.affiliate_id
                 FROM commission.order_lines l
                 WHERE {" AND ".join(lines_where)}
@@ -355,11 +347,7 @@ class ReportRepository:
                     e.item->>'product_id' AS product_id, coalesce(t.title, '') AS title,
                     NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
                     NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
-                    e.idx = (
-                        SELECT min(e2.idx)
-                        FROM jsonb_array_elements(r.items) WITH ORDINALITY AS e2(item, idx)
-                        WHERE e2.item->>'product_id' = e.item->>'product_id'
-                    ) AS first_item,
+                    e.idx - 1 AS item_no,
                     o.status, o.affiliate_id
                 FROM commission.refunds r
                 JOIN commission.orders o USING (order_id)
@@ -419,48 +407,41 @@ async def refund_totals(
     session: AsyncSession,
     store_id: str,
     r: DayRange,
-    granularity: Granularity | None,
+    granularity: Granularity,
     policy: ExitPolicy,
-) -> list[tuple[date | None, RefundTotals]]:
-    """Per currency (and bucket): refunded affiliate orders, refunded amount, and the
-    commission the refunds reverse (computed by the core, as the ledger posts it)."""
-    from services.commission.reports_core import bucket_of
-
+) -> tuple[list[RefundTotals], list[tuple[date, RefundTotals]]]:
+    """Per currency, over the range and per bucket: refunded affiliate orders, refunded
+    amount, and the commission the refunds reverse (computed by the core, as the ledger posts
+    it). One read of the refunds serves both."""
     rows = await ReportRepository(session).refunds_in(store_id, r)
     reversed_by = await _reversals(session, {row.order_id for row in rows}, policy)
     acc: dict[tuple[date | None, str], tuple[set[str], Decimal, Decimal]] = {}
     for row in rows:
-        b = bucket_of(row.occurred_at.date(), granularity) if granularity else None
-        orders, amount, rev = acc.get((b, row.currency), (set(), ZERO, ZERO))
-        orders.add(row.order_id)
-        for item in row.items:
-            amount += Decimal(item["amount"])
-        # the reversal is per (refund, product): once, however many items name the product
-        for product in {item["product_id"] for item in row.items}:
-            rev += reversed_by.get((row.order_id, row.refund_id, product), ZERO)
-        acc[(b, row.currency)] = (orders, amount, rev)
-    return [
-        (b, RefundTotals(cur, len(orders), amount, rev))
-        for (b, cur), (orders, amount, rev) in sorted(
-            acc.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1])
-        )
-    ]
+        amount = sum((Decimal(item["amount"]) for item in row.items), ZERO)
+        keys = [(row.order_id, row.refund_id, n) for n in range(len(row.items))]
+        rev = sum((reversed_by.get(k, ZERO) for k in keys), ZERO)
+        for b in (None, bucket_of(row.occurred_at.date(), granularity)):
+            orders, a, v = acc.get((b, row.currency), (set(), ZERO, ZERO))
+            orders.add(row.order_id)
+            acc[(b, row.currency)] = (orders, a + amount, v + rev)
+    ordered = sorted(acc.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1]))
+    totals = [RefundTotals(c, len(o), a, v) for (b, c), (o, a, v) in ordered if b is None]
+    series = [(b, RefundTotals(c, len(o), a, v)) for (b, c), (o, a, v) in ordered if b]
+    return totals, series
 
 
 async def _reversals(
     session: AsyncSession, order_ids: set[str], policy: ExitPolicy
-) -> dict[tuple[str, str, str], Decimal]:
-    """(order, refund, product) → commission reversed, for the given orders."""
+) -> dict[tuple[str, str, int], Decimal]:
+    """(order, refund, item position) → commission reversed, for the given orders."""
     repo = CommissionRepository(session)
     facts = await repo.order_facts(order_ids)
     programs = await repo.programs({f.store_id for f in facts.values()})
-    out: dict[tuple[str, str, str], Decimal] = {}
-    for f in facts.values():
-        for (refund_id, product), amount in refund_reversals(
-            f, programs[f.store_id], policy
-        ).items():
-            out[(f.order_id, refund_id, product)] = amount
-    return out
+    return {
+        (f.order_id, refund_id, n): amount
+        for f in facts.values()
+        for (refund_id, n), amount in refund_reversals(f, programs[f.store_id], policy).items()
+    }
 
 
 async def transactions(
@@ -486,9 +467,7 @@ async def transactions(
             )
         else:
             amount = Decimal(row.refund_amount)
-            # a refund's reversal is per product: on the first of its items of that product
-            key = (row.order_id, row.refund_id, row.product_id)
-            commission = -reversed_by.get(key, ZERO) if row.first_item else ZERO
+            commission = -reversed_by.get((row.order_id, row.refund_id, row.item_no), ZERO)
         out.append(
             Transaction(
                 row.type,

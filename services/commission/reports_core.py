@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
@@ -104,22 +104,21 @@ def share(part: int, whole: int) -> Decimal | None:
 
 def refund_reversals(
     facts: OrderFacts, program: ProgramHistory, policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
-) -> dict[tuple[str, str], Decimal]:
-    """The commission each refund reverses, per (refund id, product id): refunds in time order,
-    each taking what the reversal of the product's lines grows by when it is added (what the
-    ledger posts per refund once the order completed; before that, what it takes off the
-    estimate). Sums to ``compute_order(...).reversed``."""
+) -> dict[tuple[str, int], Decimal]:
+    """The commission each refund item reverses, per (refund id, item position): refunds in
+    time order and their items in order, each taking what the order's reversal grows by when
+    it is added (what the ledger posts per refund once the order completed; before that, what
+    it takes off the estimate). Sums to ``compute_order(...).reversed``."""
     known: list[Refund] = []
-    before: dict[str, Decimal] = {}
-    out: dict[tuple[str, str], Decimal] = {}
+    before = ZERO
+    out: dict[tuple[str, int], Decimal] = {}
     for refund in sorted(facts.refunds, key=lambda r: (r.occurred_at, r.refund_id)):
+        for n in range(len(refund.items)):
+            partial = replace(refund, items=refund.items[: n + 1])
+            total = compute_order(facts, program, policy, refunds=[*known, partial]).reversed
+            out[(refund.refund_id, n)] = total - before
+            before = total
         known.append(refund)
-        now: dict[str, Decimal] = {}
-        for item in compute_order(facts, program, policy, refunds=known).items:
-            now[item.product_id] = now.get(item.product_id, ZERO) + item.reversed
-        for product in {i.product_id for i in refund.items}:
-            out[(refund.refund_id, product)] = now.get(product, ZERO) - before.get(product, ZERO)
-        before = now
     return out
 
 

@@ -30,14 +30,6 @@ CONSUMER_NAME = "reports"
 Incoming = Click | PageView | ProductUpserted | None
 
 
-@dataclass(frozen=True, slots=True)
-class DayCounts:
-    clicks: int = 0
-    suspicious_clicks: int = 0
-    page_views: int = 0
-    affiliate_page_views: int = 0
-
-
 @dataclass
 class TrafficService:
     #: the attribution window of stores that set none (days)

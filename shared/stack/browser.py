@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
+
+from shared.stack.apt import AptError, apt_install
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -21,11 +22,10 @@ def ensure_chromium() -> str:
         return CHROMIUM
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise BrowserError("chromium not found: install it, e.g. `sudo apt-get install chromium`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise BrowserError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    try:
+        apt_install("chromium")
+    except AptError as exc:
+        raise BrowserError(str(exc)) from exc
     if not shutil.which(CHROMIUM):
         raise BrowserError("installed chromium but cannot find /usr/bin/chromium")
     return CHROMIUM

@@ -49,6 +49,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from shared.stack.apt import AptError, apt_install
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -139,24 +141,10 @@ def ensure_installed() -> Path:
     conf_d = Path("/etc/postgresql-common/createcluster.d")
     conf_d.mkdir(parents=True, exist_ok=True)
     (conf_d / "alliance-no-main-cluster.conf").write_text("create_main_cluster = false\n")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (
-        ["apt-get", "update"],
-        [
-            "apt-get",
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "-o",
-            "Dpkg::Options::=--force-confdef",
-            "-o",
-            "Dpkg::Options::=--force-confold",
-            "postgresql",
-        ],
-    ):
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise PostgresStackError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+    try:
+        apt_install("postgresql", recommends=False)
+    except AptError as exc:
+        raise PostgresStackError(str(exc)) from exc
     found = _find_bin_dir()
     if found is None:
         raise PostgresStackError("installed postgresql but still cannot find initdb/pg_ctl")

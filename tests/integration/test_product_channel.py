@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.events import Click, OrderItem, OrderPlaced, ProductUpserted, Topic, encode
 from tests.integration.harness import Services, admin, eventually, new_affiliate, new_link, running
 from tests.integration.test_attribution_stream import NOW, produce
+from tests.integration.test_reports import all_pages
 
 pytestmark = pytest.mark.integration
 
@@ -59,22 +60,10 @@ def product(store: str, pid: str, title: str, category: str) -> ProductUpserted:
     )
 
 
-async def channel(svc: Services, key: str, **params: str) -> list[dict[str, Any]]:
-    """Every page of the channel, one ``limit`` at a time."""
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        resp = await svc.commission.get(
-            "/v1/affiliate/products",
-            params=params | ({"cursor": cursor} if cursor else {}),
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return items
+async def channel(svc: Services, key: str, limit: str = "50", **params: str) -> list[Any]:
+    """Every page of the channel, ``limit`` at a time."""
+    auth = {"Authorization": f"Bearer {key}"}
+    return await all_pages(svc, auth, "/v1/affiliate/products", params, int(limit))
 
 
 async def test_the_channel_ranks_searches_and_hands_out_links(settings: Settings) -> None:
