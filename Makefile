@@ -8,6 +8,10 @@ FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in ra
 
 .PHONY: install demo down test lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports clean
 
+# The demo, the tests and the benches run on the development secrets; a service refuses them
+# unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
+demo test bench-tracker bench-attribution bench-commission bench-settlement bench-reports: export ALLIANCE_ENV = dev
+
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip

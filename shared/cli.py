@@ -7,7 +7,8 @@ import logging
 import sys
 from collections.abc import Callable
 
-from shared.config import Settings, get_settings
+from shared.config import InsecureSettings, Settings, get_settings
+from shared.secrets import PrincipalKind
 
 SERVICES = {
     "tracker": ("services.tracker.app:create_app", "tracker_port"),
@@ -33,9 +34,21 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _refused(settings: Settings) -> bool:
+    """Print why a production deployment may not start on these settings (True), if so."""
+    try:
+        settings.check_production()
+    except InsecureSettings as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return True
+    return False
+
+
 def _serve(name: str, settings: Settings) -> int:
     import uvicorn
 
+    if _refused(settings):  # the app factory refuses too; this says it without a traceback
+        return 2
     target, port_attr = SERVICES[name]
     import gc
 
@@ -63,11 +76,19 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
 
     run_dir = settings.state_dir / "run"
     if args.action == "start":
+        if _refused(settings):  # the services inherit this environment: they would refuse it
+            return 2
+        pids = {}
         for name, (_, port_attr) in SERVICES.items():
-            pid = procs.start(name, [name], run_dir)
+            pids[name] = pid = procs.start(name, [name], run_dir)
             print(f"{name:12} pid {pid}  http://{settings.host}:{getattr(settings, port_attr)}")
-        for _, port_attr in SERVICES.values():
-            procs.wait_ready(f"http://{settings.host}:{getattr(settings, port_attr)}/readyz")
+        for name, (_, port_attr) in SERVICES.items():
+            url = f"http://{settings.host}:{getattr(settings, port_attr)}/readyz"
+            try:
+                procs.wait_ready(url, pid=pids[name], log=run_dir / f"{name}.log")
+            except (procs.ServiceExited, TimeoutError) as exc:
+                print(f"error: {name}: {exc}", file=sys.stderr)
+                return 1
         print("all services ready")
     elif args.action == "stop":
         for name in SERVICES:
@@ -99,7 +120,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     print(f"different: {len(report.differences)}")
     for d in report.differences[:50]:
         what = "never emitted" if d.missing else f"emitted {d.emitted or 'organic'}"
-        print(f"  {d.order_id}: {what}, recomputed {d.recomputed or 'organic'}")
+        print(f"  {d.store_id} {d.order_id}: {what}, recomputed {d.recomputed or 'organic'}")
     if len(report.differences) > 50:
         print(f"  … and {len(report.differences) - 50} more")
     return 0 if not report.differences else 1
@@ -146,8 +167,8 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     print(f"currencies whose accounts do not sum to zero: {len(result.currencies_unbalanced)}")
     owing = len(result.orders_owing)
     print(f"orders checked: {result.orders_checked}; orders with postings still owed: {owing}")
-    for order_id, keys in list(result.orders_owing.items())[:20]:
-        print(f"  {order_id}: {', '.join(keys)}")
+    for (store_id, order_id), keys in list(result.orders_owing.items())[:20]:
+        print(f"  {store_id} {order_id}: {', '.join(keys)}")
     print(f"orders whose settlement summary is stale: {len(result.summaries_stale)}")
     print("ledger OK" if result.ok else "ledger NOT OK")
     return 0 if result.ok else 1
@@ -190,47 +211,72 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import json
 
+    from pydantic import BaseModel, ValidationError
+
     from services.commission.principals import AdminService
+    from services.commission.schemas import CreateAffiliate, CreateFinanceUser, CreateStore
     from shared.clock import SystemClock
     from shared.db import make_engine, make_sessions
-    from shared.secrets import PrincipalKind
+    from shared.http import AllianceError
 
-    async def create() -> dict[str, str]:
+    kind: PrincipalKind = ADMIN_KINDS[args.action]
+    name = args.name or args.id
+    body: BaseModel | None = None
+    try:  # the same checks as the admin API (ids, the landing URL template)
+        if args.action == "create-store":
+            if not args.landing_url:
+                print(
+                    "create-store needs --landing-url (e.g. https://shop.example/item/{product_id})"
+                )
+                return 2
+            body = CreateStore(store_id=args.id, name=name, landing_url_template=args.landing_url)
+        elif args.action == "create-affiliate":
+            body = CreateAffiliate(affiliate_id=args.id, name=name)
+        elif args.action == "create-finance-user":
+            body = CreateFinanceUser(user_id=args.id)
+    except ValidationError as exc:
+        for error in exc.errors():
+            print(f"error: {'.'.join(map(str, error['loc']))}: {error['msg']} ({error['type']})")
+        return 2
+
+    async def run() -> dict[str, str]:
         engine = make_engine(settings.database_url, pool_size=1)
         try:
             async with make_sessions(engine)() as session, session.begin():
                 admin = AdminService(settings.secret_key, settings.topic_prefix)
-                kinds: dict[str, PrincipalKind] = {
-                    "create-store": "store",
-                    "create-affiliate": "affiliate",
-                    "create-finance-user": "finance",
-                }
-                kind = kinds[args.action]
-                keys = await admin.create(
-                    session,
-                    kind,
-                    args.id,
-                    args.name or args.id,
-                    SystemClock().now(),
-                    args.landing_url,
-                )
+                now = SystemClock().now()
+                if body is None:  # a key rotation
+                    return {
+                        "id": args.id,
+                        "api_key": await admin.rotate_key(session, kind, args.id, now),
+                    }
+                keys = await admin.create(session, kind, args.id, name, now, args.landing_url)
                 return {"id": args.id, **keys}
         finally:
             await engine.dispose()
 
-    if args.action == "create-store" and not args.landing_url:
-        print("create-store needs --landing-url (e.g. https://shop.example/item/{product_id})")
-        return 2
-    from shared.http import AllianceError
-
     try:
-        created = asyncio.run(create())
+        created = asyncio.run(run())
     except AllianceError as exc:
         print(f"error: {exc.message} ({exc.code})")
         return 1
     print(json.dumps(created, indent=2))
-    print("keys are shown once; the commission service publishes the new principal to the tracker")
+    if body is None:
+        print("the old key no longer works; the commission service tells the tracker")
+    else:
+        print("keys are shown once; the commission service publishes the new principal")
     return 0
+
+
+#: ``alliance admin <action>``: the kind of principal each action is about
+ADMIN_KINDS: dict[str, PrincipalKind] = {
+    "create-store": "store",
+    "create-affiliate": "affiliate",
+    "create-finance-user": "finance",
+    "rotate-store-key": "store",
+    "rotate-affiliate-key": "affiliate",
+    "rotate-finance-key": "finance",
+}
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -271,10 +317,10 @@ def main(argv: list[str] | None = None) -> int:
         help="check the invariants, or compute the settlement summary of orders that have none",
     )
     sub.add_parser("migrate", help="apply the database migrations")
-    admin = sub.add_parser("admin", help="create stores, affiliates and finance users")
-    admin.add_argument(
-        "action", choices=["create-store", "create-affiliate", "create-finance-user"]
+    admin = sub.add_parser(
+        "admin", help="create stores, affiliates and finance users; rotate (revoke) their keys"
     )
+    admin.add_argument("action", choices=list(ADMIN_KINDS))
     admin.add_argument("id", help="the store, affiliate or user id")
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")

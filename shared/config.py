@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -12,12 +13,38 @@ from shared.policy import ExitPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+#: The development values of the deployment secrets: the defaults below, known to anyone who
+#: reads this file. ``ALLIANCE_ENV=production`` (the default) refuses to start with them.
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+DEV_ADMIN_TOKEN = "dev-only-admin-token"
+DEV_LINK_KEYS = "k1:dev-only-link-key-change-me"
+#: the shortest secret production accepts (characters): 32 random characters are ~190 bits
+MIN_SECRET_CHARS = 32
+
+
+class InsecureSettings(RuntimeError):
+    """The deployment would start with a development or weak secret in production. The
+    message names every offending environment variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "refusing to start with ALLIANCE_ENV=production: "
+            + "; ".join(problems)
+            + " (set real secrets, or ALLIANCE_ENV=dev for development)"
+        )
+
 
 class Settings(BaseSettings):
     """Every knob of every service. Read once per process (:func:`get_settings`)."""
 
     model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
 
+    env: Literal["dev", "production"] = Field(
+        "production",
+        description="dev (make demo, the tests, the benches) or production, which refuses to "
+        "start with a development, missing or short secret",
+    )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     database_url: str = Field(
         "postgresql+asyncpg://alliance:alliance@127.0.0.1:5432/alliance",
@@ -38,14 +65,19 @@ class Settings(BaseSettings):
     )
 
     secret_key: str = Field(
-        "dev-only-secret-key-change-me",
+        DEV_SECRET_KEY,
         description="Deployment secret from which stores' webhook secrets are derived",
     )
     admin_token: str = Field(
-        "dev-only-admin-token", description="Bearer token of the admin API (create principals)"
+        DEV_ADMIN_TOKEN, description="Bearer token of the admin API (create principals)"
     )
     event_max_age_s: int = Field(300, description="Refuse storefront signatures older than this")
     dedup_horizon_hours: int = Field(24, description="How long the tracker remembers event ids")
+    event_max_backdate_days: int = Field(
+        90,
+        description="The tracker refuses storefront events and server clicks whose occurred_at "
+        "is more than this many days ago (or more than 5 minutes ahead)",
+    )
     flood_clicks_per_minute: int = Field(
         10,
         description="More clicks than this from one visitor or IP on one link in a minute "
@@ -56,7 +88,7 @@ class Settings(BaseSettings):
     )
     spool_max_bytes: int = Field(256 * 1024 * 1024, description="Bound of the click spool")
     link_keys: str = Field(
-        "k1:dev-only-link-key-change-me",
+        DEV_LINK_KEYS,
         description="Link-signing keys 'id:secret,id:secret'; the first signs, all verify",
     )
     landing_url_template: str = Field(
@@ -119,6 +151,41 @@ class Settings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+    def production_problems(self) -> list[str]:
+        """What makes these settings unfit for production, one message per variable (empty:
+        fit). Development defaults count as unset: they are public."""
+        problems = []
+        for variable, value, dev in (
+            ("ALLIANCE_ADMIN_TOKEN", self.admin_token, DEV_ADMIN_TOKEN),
+            ("ALLIANCE_SECRET_KEY", self.secret_key, DEV_SECRET_KEY),
+        ):
+            if problem := _secret_problem(value, dev):
+                problems.append(f"{variable} {problem}")
+        if not self.link_keys.strip() or self.link_keys == DEV_LINK_KEYS:
+            problems.append("ALLIANCE_LINK_KEYS is unset or the development default")
+        else:
+            dev_secret = DEV_LINK_KEYS.partition(":")[2]
+            for part in self.link_keys.split(","):
+                kid, _, secret = part.strip().partition(":")
+                if problem := _secret_problem(secret, dev_secret):
+                    problems.append(f"ALLIANCE_LINK_KEYS key {kid!r} {problem}")
+        return problems
+
+    def check_production(self) -> None:
+        """Raise :class:`InsecureSettings` when ``env`` is production and a secret is unset,
+        a development default or shorter than :data:`MIN_SECRET_CHARS`. Every service calls
+        this before it starts; ``env=dev`` skips it."""
+        if self.env == "production" and (problems := self.production_problems()):
+            raise InsecureSettings(problems)
+
+
+def _secret_problem(value: str, dev: str) -> str | None:
+    if not value.strip() or value == dev:
+        return "is unset or the development default"
+    if len(value) < MIN_SECRET_CHARS:
+        return f"is shorter than {MIN_SECRET_CHARS} characters"
+    return None
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,8 @@ import hashlib
 from collections.abc import Iterable
 
 import orjson
-from sqlalchemy import MetaData, text
+from sqlalchemy import ColumnElement, MetaData, String, bindparam, func, select, text, tuple_
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,6 +28,24 @@ NAMING_CONVENTION = {
 def make_metadata(schema: str) -> MetaData:
     """Metadata of one service: its own Postgres schema, the project's naming convention."""
     return MetaData(schema=schema, naming_convention=NAMING_CONVENTION)
+
+
+def pairs_in(
+    first: ColumnElement[str], second: ColumnElement[str], pairs: Iterable[tuple[str, str]]
+) -> ColumnElement[bool]:
+    """``(first, second) IN pairs`` with the pairs as two array parameters (``unnest``): one
+    plan and two parameters whatever the number of pairs, where a row-value ``IN`` list would
+    send two parameters a pair."""
+    ordered = sorted(set(pairs))
+    table = (
+        func.unnest(
+            bindparam("pairs_a", [p[0] for p in ordered], type_=ARRAY(String), unique=True),
+            bindparam("pairs_b", [p[1] for p in ordered], type_=ARRAY(String), unique=True),
+        )
+        .table_valued("a", "b")
+        .render_derived()
+    )
+    return tuple_(first, second).in_(select(table.c.a, table.c.b))
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:

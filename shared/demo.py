@@ -158,7 +158,8 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
                         },
                     )
                     visitor = parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
-                    cookies = {"Cookie": f"alliance_vid={visitor}"}
+                    # the browser sends back the cookie the tracker set (the id and its tag)
+                    cookies = {"Cookie": f"alliance_vid={resp.cookies['alliance_vid']}"}
             order_id = f"demo-{run}-{n:03d}"
             qty = rng.randint(1, 3)
             status = "order_cancelled" if n % 6 == 5 else "order_completed"
@@ -195,7 +196,9 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
         async def settled() -> list[dict[str, Any]] | None:
             views = []
             for p in placed:
-                resp = await commission.get(f"/v1/orders/{p['order_id']}", headers=admin)
+                resp = await commission.get(
+                    f"/v1/stores/{store_id}/orders/{p['order_id']}", headers=admin
+                )
                 if resp.status_code != 200:
                     return None
                 view = resp.json()

@@ -26,8 +26,9 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from shared.money import fits_currency, is_currency
+from shared.money import MAX_MINOR_DIGITS, fits_currency, is_currency
 
 SCHEMA_VERSION: Final = 1
 
@@ -37,7 +38,7 @@ class Topic(StrEnum):
 
     CLICKS = "clicks"  # tracker → attribution: every click, keyed by visitor id
     ORDERS = "orders"  # tracker → attribution, commission: storefront order events
-    ATTRIBUTIONS = "attributions"  # attribution → commission: decisions, keyed by order id
+    ATTRIBUTIONS = "attributions"  # attribution → commission: decisions, keyed store:order
     PAGE_VIEWS = "pageviews"  # tracker → commission: storefront page views, keyed by visitor
     CATALOG = "catalog"  # tracker → tracker, commission: product upserts, keyed store/product
     DIRECTORY = "directory"  # commission → tracker: stores and affiliates (compacted, by id)
@@ -45,7 +46,10 @@ class Topic(StrEnum):
 
 
 def _utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00, before the first representable UTC
+        raise PydanticCustomError("datetime_out_of_range", "the time is out of range") from None
 
 
 def _no_float(value: Any) -> Any:
@@ -72,16 +76,64 @@ DecimalStr = Annotated[
 #: an amount per item or refund line: at most a billion (the ledger keeps integer minor units,
 #: and quantity × price must fit them)
 NonNegativeMoney = Annotated[DecimalStr, Field(ge=0, le=1_000_000_000)]
-Ident = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@\-]+$")]
+#: Bounds of money (README, "Security model"). A unit price, shipping fee, product price or
+#: refund line is at most MAX_AMOUNT major units, a quantity at most MAX_QUANTITY, an order at
+#: most MAX_ITEMS lines (a refund too), and an order's total (every line's unit price ×
+#: quantity + shipping, so every line total too) at most MAX_ORDER_TOTAL: in the currencies
+#: with the finest minor unit (4 digits) that is 10^16 minor units, far inside a signed 64-bit
+#: count (9.2 × 10^18), with room for the sums of reports and balances.
+MAX_AMOUNT: Final = 1_000_000_000
+MAX_QUANTITY: Final = 1_000_000
+MAX_ORDER_TOTAL: Final = 10**12
+MAX_ITEMS: Final = 500
+#: The identifier budget (README, "Security model"): every identifier a storefront, affiliate
+#: or admin chooses (store, affiliate, order, event, refund, product, category, visitor ids) is
+#: at most IDENT_MAX characters, so that every key derived from two or three of them fits its
+#: column and its event schema: ``<store>/<event>`` (processed events, 300),
+#: ``<store>:<order>:<revision>`` (attribution event ids, a :data:`Key`), ``s2s:<store>:<event>``
+#: (server clicks' ids, a :data:`Key`), ``reversal:<store>:<order>/<refund>`` (ledger, 300).
+IDENT_MAX: Final = 64
+#: the longest derived identifier (click ids, attribution event ids)
+KEY_MAX: Final = 200
+Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX, pattern=r"^[A-Za-z0-9._:@\-]+$")]
+#: Principal ids (stores, affiliates, finance users) have no ``:``, so that keys such as
+#: ``s2s:<store>:<event>`` or ``commission:<store>:<order>`` can never be read two ways.
+PrincipalId = Annotated[
+    str, Field(min_length=1, max_length=IDENT_MAX, pattern=r"^[A-Za-z0-9._@\-]+$")
+]
+#: A derived identifier (made by Alliance from idents, never chosen by a client).
+Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=r"^[A-Za-z0-9._:@/\-]+$")]
 
 
 def _currency(code: str) -> str:
     if not is_currency(code):
-        raise ValueError("must be a three-letter ISO 4217 code such as USD")
+        raise PydanticCustomError(
+            "currency_unknown", "must be an ISO 4217 currency code such as USD"
+        )
     return code
 
 
+#: an ISO 4217 code of a currency with a minor unit (the official table, :mod:`shared.money`)
 Currency = Annotated[str, AfterValidator(_currency)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain a NUL character")
+    return value
+
+
+#: Free text: PostgreSQL cannot store a NUL character, so no event ever carries one.
+Text = Annotated[str, AfterValidator(_no_nul)]
+
+
+def _too_precise(amount: Decimal, currency: str | None) -> PydanticCustomError:
+    unit = currency or f"any currency ({MAX_MINOR_DIGITS} decimals)"
+    return PydanticCustomError(
+        "amount_too_precise",
+        "{amount} has more decimals than {unit} allows",
+        {"amount": str(amount), "unit": unit},
+    )
 
 
 class Event(BaseModel):
@@ -90,12 +142,18 @@ class Event(BaseModel):
     v: Literal[1] = 1
     event_id: Ident
     occurred_at: UtcDatetime
+    #: when the tracker received it (the tracker sets it, whatever a client sent): a
+    #: completion's holding period runs from the later of the two, so that a backdated
+    #: completion cannot skip the refund window
+    received_at: UtcDatetime | None = None
 
 
 class Click(Event):
     """A buyer followed an affiliate link. ``event_id`` is the click id."""
 
     type: Literal["click"] = "click"
+    #: minted by the tracker, or ``s2s:<store>:<event>`` for a server-to-server click
+    event_id: Key
     #: strict (ISO 8601 strings in JSON, never numbers): attribution hands validated clicks'
     #: JSON to PostgreSQL as read
     occurred_at: Annotated[UtcDatetime, Strict()]
@@ -121,8 +179,8 @@ class OrderItem(BaseModel):
 
     product_id: Ident
     category_id: Ident | None = None
-    title: str = Field("", max_length=512)
-    quantity: int = Field(ge=1, le=1_000_000)
+    title: Text = Field("", max_length=512)
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
     unit_price: NonNegativeMoney
     shipping_fee: NonNegativeMoney = Decimal(0)
 
@@ -133,14 +191,21 @@ class OrderPlaced(Event):
     order_id: Ident
     visitor_id: Ident
     currency: Currency
-    items: list[OrderItem] = Field(min_length=1, max_length=1000)
+    items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @model_validator(mode="after")
-    def _amounts_fit_currency(self) -> OrderPlaced:
+    def _amounts_fit(self) -> OrderPlaced:
         for item in self.items:
             for amount in (item.unit_price, item.shipping_fee):
                 if not fits_currency(amount, self.currency):
-                    raise ValueError(f"{amount} has more decimals than {self.currency} allows")
+                    raise _too_precise(amount, self.currency)
+        total = sum((i.unit_price * i.quantity + i.shipping_fee for i in self.items), Decimal(0))
+        if total > MAX_ORDER_TOTAL:
+            raise PydanticCustomError(
+                "order_total_out_of_range",
+                "the order's total is over {limit} (README, Security model)",
+                {"limit": MAX_ORDER_TOTAL},
+            )
         return self
 
 
@@ -168,7 +233,17 @@ class OrderRefunded(Event):
     store_id: Ident
     order_id: Ident
     refund_id: Ident
-    items: list[RefundItem] = Field(min_length=1, max_length=1000)
+    items: list[RefundItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    #: the order's currency; when given, the amounts are checked against its minor unit at the
+    #: edge (without it, against the finest minor unit of any currency)
+    currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def _amounts_fit(self) -> OrderRefunded:
+        for item in self.items:
+            if not fits_currency(item.amount, self.currency):
+                raise _too_precise(item.amount, self.currency)
+        return self
 
 
 OrderEvent = Annotated[
@@ -188,14 +263,14 @@ class ProductUpserted(Event):
     store_id: Ident
     product_id: Ident
     category_id: Ident | None = None
-    title: str = Field(max_length=512)
+    title: Text = Field(max_length=512)
     price: NonNegativeMoney
     currency: Currency
 
     @model_validator(mode="after")
     def _price_fits_currency(self) -> ProductUpserted:
         if not fits_currency(self.price, self.currency):
-            raise ValueError(f"{self.price} has more decimals than {self.currency} allows")
+            raise _too_precise(self.price, self.currency)
         return self
 
 
@@ -244,7 +319,7 @@ class ConsideredClick(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    click_id: Ident
+    click_id: Key
     affiliate_id: Ident
     store_id: Ident
     occurred_at: UtcDatetime
@@ -257,9 +332,10 @@ class ConsideredClick(BaseModel):
 class Attribution(Event):
     """Attribution's decision for one order; ``revision`` > 0 is a correction
     (``attribution_changed``) that replaces every lower revision. ``occurred_at`` is the
-    decision time; ``event_id`` is ``"<order_id>:<revision>"``."""
+    decision time; ``event_id`` is ``"<store_id>:<order_id>:<revision>"``."""
 
     type: Literal["attribution", "attribution_changed"] = "attribution"
+    event_id: Key
     revision: int = Field(ge=0)
     order_id: Ident
     store_id: Ident
@@ -267,7 +343,7 @@ class Attribution(Event):
     placed_at: UtcDatetime
     rule: Literal["last_click", "organic"]
     affiliate_id: Ident | None = None
-    click_id: Ident | None = None
+    click_id: Key | None = None
     click_at: UtcDatetime | None = None
     link_code: str | None = None
     sub_id: str | None = None

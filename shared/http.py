@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.db import ping
+
+log = logging.getLogger(__name__)
 
 
 class AllianceError(Exception):
@@ -32,10 +36,43 @@ def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **details}}
 
 
+def has_nul(scope: Scope) -> bool:
+    """True when the request's path or query string holds a NUL character, raw or as ``%00``."""
+    raw_path: bytes = scope.get("raw_path") or b""
+    query: bytes = scope.get("query_string") or b""
+    return (
+        "\x00" in scope.get("path", "")
+        or b"%00" in raw_path
+        or b"\x00" in raw_path
+        or b"%00" in query
+        or b"\x00" in query
+    )
+
+
+NUL_ERROR = error_body("nul_character", "the path or query string holds a NUL character")
+
+
+class RefuseNul:
+    """ASGI middleware: ``422`` (``nul_character``) for any request whose path or query string
+    holds a NUL character. PostgreSQL cannot store one, so it must never reach a route that
+    could hand it to the database (and answer 500)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and has_nul(scope):
+            await JSONResponse(NUL_ERROR, status_code=422)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     """Answer :class:`AllianceError` (and the pure core's own typed errors in ``business``,
     which carry the same ``status_code``, ``code``, ``message`` and ``details``) as
-    ``{"error": {"code", "message", …details}}`` with their status."""
+    ``{"error": {"code", "message", …details}}`` with their status, and refuse a NUL
+    character in the path or query string (:class:`RefuseNul`)."""
+    app.add_middleware(RefuseNul)
 
     async def _business(_: Request, exc: Exception) -> JSONResponse:
         e: Any = exc
@@ -83,17 +120,21 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
 
     @router.get("/readyz", summary="Kafka and PostgreSQL connections work")
     async def readyz() -> JSONResponse:
+        """``{"status", "checks": {name: "ok" | "error"}, "failed": [names]}``: which
+        dependency failed, never why in the answer (exception text can hold addresses, user
+        names or SQL); the reason goes to the log."""
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:
                 await check()
                 results[name] = "ok"
             except Exception as exc:  # every failure is reported, not raised
-                results[name] = f"error: {type(exc).__name__}: {exc}"
-        ok = all(v == "ok" for v in results.values())
+                log.warning("readiness check %s failed: %r", name, exc)
+                results[name] = "error"
+        failed = [name for name, result in results.items() if result != "ok"]
         return JSONResponse(
-            {"status": "ok" if ok else "unavailable", "checks": results},
-            status_code=200 if ok else 503,
+            {"status": "unavailable" if failed else "ok", "checks": results, "failed": failed},
+            status_code=503 if failed else 200,
         )
 
     return router

@@ -7,49 +7,33 @@ unit. Floats never appear.
 
 from __future__ import annotations
 
-import re
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Final
 
-#: ISO 4217 currencies whose minor unit is not 2 digits; every other valid code has 2.
+import iso4217
+
+#: Every ISO 4217 currency that has a minor unit, with its digits, from the official table
+#: (the maintained ``iso4217`` package). Funds and metals without one (XAU, XDR, XXX, …) are
+#: not money a program pays out, so they are not currencies here.
 _MINOR_UNITS: Final[dict[str, int]] = {
-    "BIF": 0,
-    "CLP": 0,
-    "DJF": 0,
-    "GNF": 0,
-    "ISK": 0,
-    "JPY": 0,
-    "KMF": 0,
-    "KRW": 0,
-    "PYG": 0,
-    "RWF": 0,
-    "UGX": 0,
-    "UYI": 0,
-    "VND": 0,
-    "VUV": 0,
-    "XAF": 0,
-    "XOF": 0,
-    "XPF": 0,
-    "BHD": 3,
-    "IQD": 3,
-    "JOD": 3,
-    "KWD": 3,
-    "LYD": 3,
-    "OMR": 3,
-    "TND": 3,
+    c.code: c.exponent for c in iso4217.Currency if c.exponent is not None
 }
-_CURRENCY_RE: Final = re.compile(r"^[A-Z]{3}$")
+#: the finest minor unit of any currency (4 digits: CLF, UYW)
+MAX_MINOR_DIGITS: Final = max(_MINOR_UNITS.values())
 ZERO: Final = Decimal(0)
 
 
 def is_currency(code: str) -> bool:
-    """True for a three-letter upper-case ISO 4217 style code."""
-    return bool(_CURRENCY_RE.match(code))
+    """True for an ISO 4217 code (upper case, as in the table) that has a minor unit."""
+    return code in _MINOR_UNITS
 
 
 def minor_digits(currency: str) -> int:
-    """How many decimal digits the currency's minor unit has (2 unless listed)."""
-    return _MINOR_UNITS.get(currency, 2)
+    """How many decimal digits the currency's minor unit has (ISO 4217's table)."""
+    try:
+        return _MINOR_UNITS[currency]
+    except KeyError:
+        raise ValueError(f"{currency!r} is not an ISO 4217 currency") from None
 
 
 def quantum(currency: str) -> Decimal:
@@ -69,9 +53,15 @@ def to_minor(amount: Decimal, currency: str) -> int:
     return int(scaled)
 
 
-def fits_currency(amount: Decimal, currency: str) -> bool:
-    """True when ``amount`` has no more decimals than the currency's minor unit."""
-    return amount == round_money(amount, currency)
+def fits_currency(amount: Decimal, currency: str | None) -> bool:
+    """True when ``amount`` has no more decimals than the currency's minor unit (``None``: the
+    finest of any currency). Exact for any finite decimal, however long: no rounding context."""
+    digits = MAX_MINOR_DIGITS if currency is None else minor_digits(currency)
+    _, coefficient, exponent = amount.as_tuple()
+    if not isinstance(exponent, int):  # NaN or infinity
+        return False
+    below = -exponent - digits  # how many of the coefficient's digits are below the minor unit
+    return below <= 0 or not any(coefficient[-below:])
 
 
 def from_minor(units: int, currency: str) -> Decimal:

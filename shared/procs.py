@@ -75,11 +75,31 @@ def stop(name: str, run_dir: Path, timeout_s: float = 75.0) -> bool:
     return True
 
 
-def wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    """Poll ``url`` until it answers 200, or raise ``TimeoutError``."""
+class ServiceExited(RuntimeError):
+    """The process ended before it was ready; the message ends with its log's last lines."""
+
+
+def _tail(log: Path | None, lines: int = 5) -> str:
+    if log is None:
+        return ""
+    try:
+        text = log.read_text(errors="replace").splitlines()[-lines:]
+    except FileNotFoundError:
+        return ""
+    return "; its log ends:\n" + "\n".join(text)
+
+
+def wait_ready(
+    url: str, timeout_s: float = 60.0, *, pid: int | None = None, log: Path | None = None
+) -> None:
+    """Poll ``url`` until it answers 200, or raise ``TimeoutError``; when given the process
+    ``pid``, raise :class:`ServiceExited` (with the end of ``log``) as soon as it has ended,
+    e.g. because it refused its configuration."""
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if pid is not None and not _pid_alive(pid):
+            raise ServiceExited(f"exited before it was ready{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:

@@ -15,6 +15,11 @@ import pytest
 
 from shared.config import Settings
 
+# The tests run on the development secrets: every Settings() they build and every service
+# process they start (which inherits the environment) is a development deployment.
+# `make test` exports the same; this covers `pytest` run alone.
+os.environ["ALLIANCE_ENV"] = "dev"
+
 
 def free_ports(count: int) -> list[int]:
     """``count`` distinct free loopback ports (all held open while choosing, so no repeats)."""

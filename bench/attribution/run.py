@@ -255,6 +255,7 @@ async def measure(
     run_dir = Path(tempfile.mkdtemp(prefix="bench-attribution-"))
     (port,) = [18502]
     env = {
+        "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_ATTRIBUTION_PORT": str(port),
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,

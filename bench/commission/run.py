@@ -188,6 +188,7 @@ async def main_async(settings: Settings, stack: orchestrate.Stack, orders: int) 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-commission-"))
     port = 18503
     env = {
+        "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_COMMISSION_PORT": str(port),
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,

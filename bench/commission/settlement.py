@@ -187,6 +187,7 @@ async def commission_api(
         await engine.dispose()
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     env = {
+        "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
         "ALLIANCE_COMMISSION_PORT": str(port),
         "ALLIANCE_DATABASE_URL": database_url,
         "ALLIANCE_TOPIC_PREFIX": f"bench-{name}-{uuid.uuid4().hex[:6]}-",

@@ -127,6 +127,7 @@ def main() -> int:
     tracker_port, bare_port = 18401, 18402
     run_dir = Path(tempfile.mkdtemp(prefix="bench-tracker-"))
     env = {
+        "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_SPOOL_DIR": str(run_dir / "spool"),

@@ -13,6 +13,7 @@ from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
+from shared.docs import service_app
 from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
@@ -22,6 +23,7 @@ from shared.service_runtime import BackgroundTasks
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_production()  # before anything connects: no service on dev secrets
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
@@ -53,7 +55,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="Alliance attribution", version="1", lifespan=lifespan)
+    app = service_app("Alliance attribution", lifespan)  # /docs from local assets, no CDN
     app.state.service = service
     install_error_handlers(app)
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))

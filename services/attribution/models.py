@@ -26,7 +26,7 @@ metadata = make_metadata("attribution")
 clicks = Table(
     "clicks",
     metadata,
-    Column("click_id", String(128), primary_key=True),
+    Column("click_id", String(200), primary_key=True),
     Column("store_id", String(128), nullable=False),
     Column("visitor_id", String(128), nullable=False),
     Column("affiliate_id", String(128), nullable=False),
@@ -41,17 +41,18 @@ clicks = Table(
     Index("ix_clicks_occurred_at", "occurred_at", postgresql_using="brin"),
 )
 
-#: Every order seen and its current decision.
+#: Every order seen and its current decision. An order is its store's: two stores may use the
+#: same order number.
 orders = Table(
     "orders",
     metadata,
+    Column("store_id", String(128), primary_key=True),
     Column("order_id", String(128), primary_key=True),
-    Column("store_id", String(128), nullable=False),
     Column("visitor_id", String(128), nullable=False),
     Column("placed_at", DateTime(timezone=True), nullable=False),
     Column("order_event", JSONB, nullable=False),
     Column("revision", Integer, nullable=False),
-    Column("click_id", String(128)),
+    Column("click_id", String(200)),
     Column("affiliate_id", String(128)),
     Column("decided_at", DateTime(timezone=True), nullable=False),
     #: late clicks may change the decision until then (first decision + grace), or completion
@@ -76,6 +77,7 @@ orders = Table(
 order_status = Table(
     "order_status",
     metadata,
+    Column("store_id", String(128), primary_key=True),
     Column("order_id", String(128), primary_key=True),
     Column("status", String(16), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),

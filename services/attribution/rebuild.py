@@ -29,6 +29,7 @@ from shared.kafka import read_topic
 
 @dataclass(frozen=True, slots=True)
 class Difference:
+    store_id: str
     order_id: str
     emitted: str | None  # winning click id as published (latest revision); None: organic
     recomputed: str | None
@@ -45,27 +46,28 @@ class Report:
 def compare(
     clicks: Iterable[CoreClick],
     orders: Iterable[OrderRef],
-    emitted: dict[str, str | None],
+    emitted: dict[tuple[str, str], str | None],
     window: timedelta,
     windows: Mapping[str, Windows] | None = None,
 ) -> Report:
-    """Decide every order again from ``clicks`` and compare with ``emitted`` (order id → click
-    id of the latest published decision). ``windows``: stores' own window histories; other
+    """Decide every order again from ``clicks`` and compare with ``emitted`` ((store, order)
+    → click id of the latest published decision). ``windows``: stores' own window histories; other
     stores use ``window``."""
     windows = windows or {}
     by_pair: dict[tuple[str, str], list[CoreClick]] = {}
     for c in clicks:
         by_pair.setdefault((c.store_id, c.visitor_id), []).append(c)
     report = Report()
-    for order in sorted(orders, key=lambda o: o.order_id):
+    for order in sorted(orders, key=lambda o: (o.store_id, o.order_id)):
         report.orders += 1
         in_force = windows.get(order.store_id, Windows(window)).at(order.placed_at)
         decision = decide(order, by_pair.get((order.store_id, order.visitor_id), []), in_force)
         again = decision.click.click_id if decision.click else None
-        if order.order_id not in emitted:
-            report.differences.append(Difference(order.order_id, None, again, missing=True))
-        elif emitted[order.order_id] != again:
-            report.differences.append(Difference(order.order_id, emitted[order.order_id], again))
+        key = (order.store_id, order.order_id)
+        if key not in emitted:
+            report.differences.append(Difference(*key, None, again, missing=True))
+        elif emitted[key] != again:
+            report.differences.append(Difference(*key, emitted[key], again))
         else:
             report.same += 1
     return report
@@ -105,22 +107,23 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
                     c.suspicious,
                 )
             )
-    orders: dict[str, OrderRef] = {}
+    orders: dict[tuple[str, str], OrderRef] = {}
     for raw in await read_topic(bootstrap, f"{prefix}{Topic.ORDERS}"):
         try:
             event: Any = order_event_adapter.validate_json(raw)
         except ValueError:
             continue
         if isinstance(event, OrderPlaced) and event.occurred_at >= since:
-            orders[event.order_id] = OrderRef(
+            orders[(event.store_id, event.order_id)] = OrderRef(
                 event.order_id, event.store_id, event.visitor_id, event.occurred_at
             )
-    latest: dict[str, tuple[int, str | None]] = {}
+    latest: dict[tuple[str, str], tuple[int, str | None]] = {}
     for raw in await read_topic(bootstrap, f"{prefix}{Topic.ATTRIBUTIONS}"):
         data = orjson.loads(raw)
         decision = Attribution.model_validate(data)
-        held = latest.get(decision.order_id)
+        key = (decision.store_id, decision.order_id)
+        held = latest.get(key)
         if held is None or decision.revision > held[0]:
-            latest[decision.order_id] = (decision.revision, decision.click_id)
+            latest[key] = (decision.revision, decision.click_id)
     emitted = {k: v[1] for k, v in latest.items()}
     return compare(clicks, orders.values(), emitted, window, windows)

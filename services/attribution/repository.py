@@ -14,7 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.attribution import models as m
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import Windows
+from shared.db import pairs_in
 from shared.events import Click, OrderPlaced, encode
+
+#: An order is named by its store and its number: two stores may use the same order number.
+OrderKey = tuple[str, str]  # (store_id, order_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,10 @@ class StoredOrder:
     revision: int
     click_id: str | None
     open_until: datetime | None
+
+    @property
+    def key(self) -> OrderKey:
+        return (self.store_id, self.order_id)
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -79,7 +87,7 @@ class AttributionRepository:
                     ON CONFLICT (click_id) DO NOTHING
                     RETURNING store_id, visitor_id, occurred_at
                 )
-                SELECT DISTINCT ON (o.order_id) o.*
+                SELECT DISTINCT ON (o.store_id, o.order_id) o.*
                 FROM new c
                 JOIN attribution.orders o
                   ON o.store_id = c.store_id AND o.visitor_id = c.visitor_id
@@ -92,29 +100,35 @@ class AttributionRepository:
         )
         return [self._order(r) for r in rows]
 
-    async def insert_statuses(self, statuses: Iterable[tuple[str, str, datetime]]) -> None:
+    async def insert_statuses(self, statuses: Iterable[tuple[OrderKey, str, datetime]]) -> None:
         """Record each order's first terminal status (later ones are ignored)."""
-        values = [{"order_id": o, "status": s, "occurred_at": at} for o, s, at in statuses]
+        values = [
+            {"store_id": store, "order_id": order, "status": s, "occurred_at": at}
+            for (store, order), s, at in statuses
+        ]
         if values:
-            stmt = insert(m.order_status).on_conflict_do_nothing(index_elements=["order_id"])
+            stmt = insert(m.order_status).on_conflict_do_nothing(
+                index_elements=["store_id", "order_id"]
+            )
             await self.session.execute(stmt, values)
 
-    async def frozen(self, order_ids: Iterable[str]) -> set[str]:
-        ids = list(set(order_ids))
-        if not ids:
+    async def frozen(self, keys: Iterable[OrderKey]) -> set[OrderKey]:
+        keys = set(keys)
+        if not keys:
             return set()
+        s = m.order_status
         rows = await self.session.execute(
-            select(m.order_status.c.order_id).where(m.order_status.c.order_id.in_(ids))
+            select(s.c.store_id, s.c.order_id).where(pairs_in(s.c.store_id, s.c.order_id, keys))
         )
-        return set(rows.scalars())
+        return {(r[0], r[1]) for r in rows}
 
     async def new_orders(
         self, orders: list[tuple[OrderPlaced, tuple[int, int] | None]], now: datetime
-    ) -> set[str]:
+    ) -> set[OrderKey]:
         """Insert orders not yet known, undecided (revision -1), each with the hold it waits
-        for ((clicks partition, offset) or None); returns the ids that were new. One statement
+        for ((clicks partition, offset) or None); returns the keys that were new. One statement
         over column arrays."""
-        unique = list({o.order_id: (o, hold) for o, hold in orders}.values())
+        unique = list({(o.store_id, o.order_id): (o, hold) for o, hold in orders}.values())
         if not unique:
             return set()
         result = await self.session.execute(
@@ -129,8 +143,8 @@ class AttributionRepository:
                     CAST(:visitors AS text[]), CAST(:ats AS timestamptz[]),
                     CAST(:events AS text[]), CAST(:parts AS integer[]),
                     CAST(:offs AS bigint[])) AS o(id, store, visitor, at, event, part, off)
-                ON CONFLICT (order_id) DO NOTHING
-                RETURNING order_id
+                ON CONFLICT (store_id, order_id) DO NOTHING
+                RETURNING store_id, order_id
                 """
             ),
             {
@@ -144,7 +158,7 @@ class AttributionRepository:
                 "now": now,
             },
         )
-        return set(result.scalars())
+        return {(r[0], r[1]) for r in result}
 
     async def held_summary(self) -> tuple[dict[int, int], datetime | None]:
         """Of the held orders: the lowest offset waited for per clicks partition, and the
@@ -172,7 +186,7 @@ class AttributionRepository:
         """Held orders whose clicks partition is read up to their offset (``consumed``:
         partition → next offset to read), or held since before ``held_before``. Rows another
         worker is deciding are skipped (it will publish them)."""
-        found: dict[str, StoredOrder] = {}
+        found: dict[OrderKey, StoredOrder] = {}
         if consumed:
             rows = await self.session.execute(
                 text(
@@ -187,7 +201,7 @@ class AttributionRepository:
                 ),
                 {"parts": list(consumed), "offs": list(consumed.values())},
             )
-            found.update((r.order_id, self._order(r)) for r in rows)
+            found.update(((r.store_id, r.order_id), self._order(r)) for r in rows)
         if held_before is not None:
             rows = await self.session.execute(
                 text(
@@ -199,14 +213,17 @@ class AttributionRepository:
                 ),
                 {"before": held_before},
             )
-            found.update((r.order_id, self._order(r)) for r in rows)
+            found.update(((r.store_id, r.order_id), self._order(r)) for r in rows)
         return list(found.values())
 
-    async def orders_by_id(self, order_ids: Iterable[str]) -> list[StoredOrder]:
-        ids = list(set(order_ids))
-        if not ids:
+    async def orders_by_key(self, keys: Iterable[OrderKey]) -> list[StoredOrder]:
+        keys = set(keys)
+        if not keys:
             return []
-        rows = await self.session.execute(select(m.orders).where(m.orders.c.order_id.in_(ids)))
+        o = m.orders
+        rows = await self.session.execute(
+            select(o).where(pairs_in(o.c.store_id, o.c.order_id, keys))
+        )
         return [self._order(r) for r in rows]
 
     async def clicks_of_visitors(
@@ -228,10 +245,13 @@ class AttributionRepository:
         return [_core_click(r) for r in rows]
 
     async def set_decisions(
-        self, decisions: list[tuple[str, int, CoreClick | None]], at: datetime, grace: timedelta
+        self,
+        decisions: list[tuple[OrderKey, int, CoreClick | None]],
+        at: datetime,
+        grace: timedelta,
     ) -> None:
-        """Record new decisions (order id, revision, winning click): one statement. A first
-        decision opens the order to late clicks until ``at + grace``."""
+        """Record new decisions ((store, order), revision, winning click): one statement. A
+        first decision opens the order to late clicks until ``at + grace``."""
         if not decisions:
             return
         await self.session.execute(
@@ -242,13 +262,15 @@ class AttributionRepository:
                     decided_at = CAST(:at AS timestamptz),
                     open_until = CASE WHEN o.revision < 0 THEN CAST(:open_until AS timestamptz)
                                       ELSE o.open_until END
-                FROM unnest(CAST(:ids AS text[]), CAST(:revs AS integer[]),
-                    CAST(:clicks AS text[]), CAST(:affs AS text[])) AS d(id, rev, click, aff)
-                WHERE o.order_id = d.id
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:revs AS integer[]), CAST(:clicks AS text[]), CAST(:affs AS text[]))
+                    AS d(store, id, rev, click, aff)
+                WHERE o.store_id = d.store AND o.order_id = d.id
                 """
             ),
             {
-                "ids": [d[0] for d in decisions],
+                "stores": [d[0][0] for d in decisions],
+                "ids": [d[0][1] for d in decisions],
                 "revs": [d[1] for d in decisions],
                 "clicks": [d[2].click_id if d[2] else None for d in decisions],
                 "affs": [d[2].affiliate_id if d[2] else None for d in decisions],

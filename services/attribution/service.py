@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import Decision, OrderRef, Verdict, Windows, explain
 from services.attribution.models import outbox as outbox_table
-from services.attribution.repository import AttributionRepository, StoredOrder
+from services.attribution.repository import AttributionRepository, OrderKey, StoredOrder
 from shared.clock import Clock
 from shared.config import Settings
 from shared.db import lock_key, lock_keys
@@ -68,7 +68,7 @@ def attribution_json(
     return orjson.dumps(
         {
             "v": 1,
-            "event_id": f"{order.order_id}:{revision}",
+            "event_id": f"{order.store_id}:{order.order_id}:{revision}",
             "occurred_at": now,
             "type": "attribution" if revision == 0 else "attribution_changed",
             "revision": revision,
@@ -176,7 +176,7 @@ class AttributionService:
         )
         reached = await repo.insert_clicks(batch_clicks, reach)
         await repo.insert_statuses(
-            (e.order_id, e.type.removeprefix("order_"), e.occurred_at)
+            ((e.store_id, e.order_id), e.type.removeprefix("order_"), e.occurred_at)
             for e in events
             if isinstance(e, OrderCompleted | OrderCancelled)
         )
@@ -187,27 +187,26 @@ class AttributionService:
             for r in batch
             if isinstance(r.value, OrderPlaced)
         ]
-        new_ids = await repo.new_orders(placed, now)
-        self._note_holds([h for o, h in placed if h is not None and o.order_id in new_ids], now)
-        first = [o for o, h in placed if h is None and o.order_id in new_ids]
-        candidates = {o.order_id: o for o in await repo.orders_by_id(o.order_id for o in first)}
+        new_keys = await repo.new_orders(placed, now)
+        new = [(o, h) for o, h in placed if (o.store_id, o.order_id) in new_keys]
+        self._note_holds([h for _, h in new if h is not None], now)
+        first = [(o.store_id, o.order_id) for o, h in new if h is None]
+        candidates = {o.key: o for o in await repo.orders_by_key(first)}
         for o in await self._release(repo, progress, now):
-            candidates.setdefault(o.order_id, o)
+            candidates.setdefault(o.key, o)
         for o in reached:  # decided orders that a new click may win
-            candidates.setdefault(o.order_id, o)
+            candidates.setdefault(o.key, o)
         for store_id, since in changed:
             for o in await repo.open_orders_of_store(store_id, since, now):
-                candidates.setdefault(o.order_id, o)
+                candidates.setdefault(o.key, o)
         if not candidates:
             return
         # a first decision is always made; a decision stays open to late clicks until the
         # order completes or is cancelled, or its grace is over
         decided_before = [o for o in candidates.values() if o.revision >= 0]
-        frozen = await repo.frozen(o.order_id for o in decided_before)
-        frozen |= {
-            o.order_id for o in decided_before if o.open_until is not None and now > o.open_until
-        }
-        open_orders = [o for o in candidates.values() if o.order_id not in frozen]
+        frozen = await repo.frozen(o.key for o in decided_before)
+        frozen |= {o.key for o in decided_before if o.open_until is not None and now > o.open_until}
+        open_orders = [o for o in candidates.values() if o.key not in frozen]
         if len(open_orders) < len(candidates):
             self.stats.late_after_freeze += len(candidates) - len(open_orders)
         if not open_orders:
@@ -226,8 +225,8 @@ class AttributionService:
         for c in clicks:
             by_visitor.setdefault(c.visitor_id, []).append(c)
         outbox: list[tuple[str, str, bytes]] = []
-        decided: list[tuple[str, int, CoreClick | None]] = []
-        for order in sorted(open_orders, key=lambda o: o.order_id):
+        decided: list[tuple[OrderKey, int, CoreClick | None]] = []
+        for order in sorted(open_orders, key=lambda o: o.key):
             ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
             window = windows[order.store_id].at(order.placed_at)
             decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), window)
@@ -235,9 +234,10 @@ class AttributionService:
             if order.revision >= 0 and winner == order.click_id:
                 continue  # unchanged: nothing to say
             revision = order.revision + 1
-            decided.append((order.order_id, revision, decision.click))
+            decided.append((order.key, revision, decision.click))
             event = attribution_json(order, decision, revision, now, verdicts)
-            outbox.append((f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", order.order_id, event))
+            key = f"{order.store_id}:{order.order_id}"
+            outbox.append((f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", key, event))
             self.stats.decisions += 1
             self.stats.corrections += revision > 0
         await repo.set_decisions(decided, now, self.grace)

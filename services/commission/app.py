@@ -23,18 +23,22 @@ from services.commission.traffic import make_pipeline as make_reports_pipeline
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
+from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.outbox import OutboxRelay
 from shared.service_runtime import BackgroundTasks
 
 STATIC = Path(__file__).parent / "static"
+#: the dashboard page's Content-Security-Policy: only this origin's files, never framed
+DASHBOARD_CSP = "default-src 'self'; frame-ancestors 'none'"
 
 
 def create_app(
     settings: Settings | None = None, clock: Clock | None = None, *, consume: bool = True
 ) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_production()  # before anything connects: no service on dev secrets
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
@@ -73,7 +77,7 @@ def create_app(
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="Alliance commission", version="1", lifespan=lifespan)
+    app = service_app("Alliance commission", lifespan)  # /docs from local assets, no CDN
     app.state.sessions = sessions
     app.state.service = service
     app.state.settings = settings
@@ -90,8 +94,14 @@ def create_app(
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_page() -> FileResponse:
-        """The seller dashboard (a static page over the report APIs; sign in with the key)."""
-        return FileResponse(STATIC / "dashboard.html", media_type="text/html")
+        """The seller dashboard (a static page over the report APIs; sign in with the key).
+        Its scripts and styles are files of this origin: the policy forbids inline script,
+        other origins and framing (clickjacking), so an injected string cannot run."""
+        return FileResponse(
+            STATIC / "dashboard.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": DASHBOARD_CSP},
+        )
 
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
     return app

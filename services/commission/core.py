@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 from shared.money import ZERO, round_money
 from shared.policy import ExitPolicy
@@ -256,6 +256,10 @@ class Refund:
     items: tuple[RefundItem, ...]
 
 
+#: An order is named by its store and its number: two stores may use the same order number.
+OrderKey = tuple[str, str]  # (store_id, order_id)
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """Everything known about one order, whatever order the facts arrived in."""
@@ -271,6 +275,10 @@ class OrderFacts:
     click_id: str | None = None
     click_at: datetime | None = None
     refunds: tuple[Refund, ...] = ()
+
+    @property
+    def key(self) -> OrderKey:
+        return (self.store_id, self.order_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,12 +437,19 @@ class LedgerTxn:
         return sum((p.amount for p in self.postings if p.account.startswith("affiliate:")), ZERO)
 
 
-def commission_key(order_id: str) -> str:
-    return f"commission:{order_id}"
+def commission_key(store_id: str, order_id: str) -> str:
+    """Store ids hold no ``:``, so the key is read one way only."""
+    return f"commission:{store_id}:{order_id}"
 
 
-def reversal_key(order_id: str, refund_id: str) -> str:
-    return f"reversal:{order_id}:{refund_id}"
+def reversal_prefix(store_id: str, order_id: str) -> str:
+    """What the keys of an order's reversals start with; ``/`` is in no identifier, so an
+    order's prefix never starts another order's key."""
+    return f"reversal:{store_id}:{order_id}/"
+
+
+def reversal_key(store_id: str, order_id: str, refund_id: str) -> str:
+    return f"{reversal_prefix(store_id, order_id)}{refund_id}"
 
 
 def _transfer(
@@ -468,19 +483,26 @@ def ledger_delta(
     if not result.chargeable or result.commission == ZERO:
         return []
     txns: list[LedgerTxn] = []
-    key = commission_key(facts.order_id)
+    key = commission_key(facts.store_id, facts.order_id)
     if key not in posted:
         txns.append(
             _transfer(key, TxnKind.COMMISSION, facts, facts.affiliate_id, result.commission)
         )
     reversed_so_far = -sum(
-        (amt for k, amt in posted.items() if k.startswith(f"reversal:{facts.order_id}:")), ZERO
+        (
+            amt
+            for k, amt in posted.items()
+            if k.startswith(reversal_prefix(facts.store_id, facts.order_id))
+        ),
+        ZERO,
     )
     known: list[Refund] = [
-        r for r in facts.refunds if reversal_key(facts.order_id, r.refund_id) in posted
+        r
+        for r in facts.refunds
+        if reversal_key(facts.store_id, facts.order_id, r.refund_id) in posted
     ]
     for refund in sorted(facts.refunds, key=lambda r: (r.occurred_at, r.refund_id)):
-        rkey = reversal_key(facts.order_id, refund.refund_id)
+        rkey = reversal_key(facts.store_id, facts.order_id, refund.refund_id)
         if rkey in posted:
             continue
         known.append(refund)
@@ -526,3 +548,37 @@ def payout_txns(
     if not txns:
         raise ProgramError("nothing_to_pay", "the affiliate has no positive payable balance")
     return txns
+
+
+# --------------------------------------------------------------------------------------------
+# Who sees what of an attribution's explanation
+# --------------------------------------------------------------------------------------------
+
+
+def visible_clicks(
+    considered: Sequence[Mapping[str, Any]],
+    viewer_kind: str,
+    viewer_id: str,
+    store_id: str,
+) -> list[dict[str, Any]]:
+    """The clicks an explanation shows to a viewer. Finance and admin see everything. The
+    order's store sees its own clicks in full and, of the buyer's clicks on other stores, only
+    that they exist, when and why they lost (``other_store``): no store, affiliate or click id
+    of theirs. An affiliate sees its own clicks in full; of the others only when and why they
+    lost (an affiliate never learns who else promoted to the buyer, nor where)."""
+    if viewer_kind in ("finance", "admin"):
+        return [dict(c) for c in considered]
+    out = []
+    for c in considered:
+        shown = dict(c)
+        if viewer_kind == "affiliate":
+            own = c.get("affiliate_id") == viewer_id
+        else:
+            own = c.get("store_id") == store_id
+        if not own:
+            shown["affiliate_id"] = None
+            shown["click_id"] = None
+            if c.get("store_id") != store_id:
+                shown["store_id"] = None
+        out.append(shown)
+    return out

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import OpKind, ProgramHistory, compute_order
+from services.commission.core import OpKind, ProgramHistory, compute_order, visible_clicks
 from services.commission.principals import AdminService, Caller, Principal, Session
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from services.commission.schemas import (
@@ -43,8 +44,11 @@ from services.commission.schemas import (
     WindowRequest,
 )
 from services.commission.service import CommissionService
+from shared.csvsafe import csv_text
+from shared.db import decode_cursor, encode_cursor
 from shared.http import AllianceError, NotFound
 from shared.money import ZERO, fmt, from_minor
+from shared.secrets import PrincipalKind
 
 router = APIRouter()
 
@@ -131,6 +135,35 @@ async def create_finance_user(
     return CreatedKey(id=body.user_id, **keys)
 
 
+_KEY_ROTATION: dict[str, PrincipalKind] = {
+    "stores": "store",
+    "affiliates": "affiliate",
+    "finance-users": "finance",
+}
+
+
+@router.post(
+    "/v1/admin/{kind}/{principal_id}/keys/rotate",
+    response_model=CreatedKey,
+    tags=["admin"],
+    responses={404: {"description": "No such store, affiliate or finance user"}},
+)
+async def rotate_key(
+    kind: Literal["stores", "affiliates", "finance-users"],
+    principal_id: str,
+    caller: Caller,
+    session: Session,
+    admin: Admin,
+    service: Service,
+) -> CreatedKey:
+    """A new API key for a store, affiliate or finance user, shown once; the old key stops
+    working at once (a revocation: rotate and do not hand out the new key). The tracker
+    learns an affiliate's new key through the directory within moments."""
+    caller.require("admin")
+    key = await admin.rotate_key(session, _KEY_ROTATION[kind], principal_id, service.clock.now())
+    return CreatedKey(id=principal_id, api_key=key)
+
+
 # -- program -------------------------------------------------------------------------------
 
 
@@ -145,7 +178,7 @@ async def _program_change(
     key: str | None = None,
     days: int | None = None,
 ) -> ProgramResponse:
-    caller.require_store(store_id)
+    caller.require_store_owner(store_id)  # finance reads programs but never changes them
     if await PrincipalRepository(session).get("store", store_id) is None:
         raise NotFound("store", store_id=store_id)
     actor = f"{caller.kind}:{caller.id}"
@@ -229,13 +262,23 @@ async def delete_attribution_window(
     )
 
 
-@router.get("/v1/orders/{order_id}", response_model=OrderView, tags=["orders"])
-async def get_order(order_id: str, caller: Caller, session: Session, service: Service) -> OrderView:
-    """An order's status, attribution and commission per item (finance, the order's store or
-    its attributed affiliate)."""
-    row, result = await service.order_commission(session, order_id)
+@router.get(
+    "/v1/stores/{store_id}/orders/{order_id}",
+    response_model=OrderView,
+    tags=["orders"],
+    responses={404: {"description": "No such order of this store, or not the caller's"}},
+)
+async def get_order(
+    store_id: str, order_id: str, caller: Caller, session: Session, service: Service
+) -> OrderView:
+    """An order of a store (an order number names an order only within its store): its
+    status, attribution and commission per item. For the store, the order's attributed
+    affiliate, finance or admin; anyone else gets 404, as for an order that does not exist."""
+    if not caller.may_see_store(store_id) and caller.kind != "affiliate":
+        raise NotFound("order", store_id=store_id, order_id=order_id)
+    row, result = await service.order_commission(session, store_id, order_id)
     if not (caller.may_see_store(row.store_id) or caller.may_see_affiliate(row.affiliate_id)):
-        raise NotFound("order", order_id=order_id)
+        raise NotFound("order", store_id=store_id, order_id=order_id)
     currency = row.currency or "USD"
     items: list[ItemView] = []
     if result is not None:
@@ -279,26 +322,27 @@ async def get_order(order_id: str, caller: Caller, session: Session, service: Se
 
 
 @router.get(
-    "/v1/orders/{order_id}/attribution", response_model=AttributionExplanation, tags=["orders"]
+    "/v1/stores/{store_id}/orders/{order_id}/attribution",
+    response_model=AttributionExplanation,
+    tags=["orders"],
+    responses={404: {"description": "No such order or decision, or not the caller's"}},
 )
 async def explain_order(
-    order_id: str, caller: Caller, session: Session, service: Service
+    store_id: str, order_id: str, caller: Caller, session: Session, service: Service
 ) -> AttributionExplanation:
     """Why the order went to whom: the decision, the winning click, every other click of the
     buyer that was considered and why it lost, and the window. For the order's store, its
-    attributed affiliate, or finance. An affiliate sees other affiliates' clicks unnamed."""
-    row = await CommissionRepository(session).order_row(order_id)
+    attributed affiliate, finance or admin, each seeing only what is theirs: the store sees
+    its own clicks in full and of the buyer's clicks on other stores only that they exist and
+    why they lost; an affiliate sees its own clicks in full and the others unnamed."""
+    row = await CommissionRepository(session).order_row(store_id, order_id)
     as_affiliate = caller.kind == "affiliate" and row is not None and caller.id == row.affiliate_id
     if row is None or not (caller.may_see_store(row.store_id) or as_affiliate):
-        raise NotFound("order", order_id=order_id)
+        raise NotFound("order", store_id=store_id, order_id=order_id)
     if row.attribution is None:
-        raise NotFound("attribution decision", order_id=order_id)
+        raise NotFound("attribution decision", store_id=store_id, order_id=order_id)
     data = dict(row.attribution)
-    considered = data.get("considered", [])
-    if as_affiliate:
-        for c in considered:
-            if c["affiliate_id"] != caller.id:
-                c["affiliate_id"] = "another affiliate"
+    considered = visible_clicks(data.get("considered", []), caller.kind, caller.id, store_id)
     return AttributionExplanation(
         order_id=order_id,
         store_id=row.store_id,
@@ -400,19 +444,28 @@ async def affiliate_orders(
     """The calling affiliate's orders with estimated versus settled commission."""
     caller.require("affiliate")
     lo, hi = _range(start, end)
+    try:
+        after = tuple(decode_cursor(cursor, 2)) if cursor else None
+    except ValueError:
+        raise AllianceError(422, "bad_cursor", "cursor is not one this API gave") from None
     repo = CommissionRepository(session)
-    ids = await repo.affiliate_order_ids(
-        caller.id, start=lo, end=hi, status=status, after=cursor, limit=limit
+    keys = await repo.affiliate_order_ids(
+        caller.id,
+        start=lo,
+        end=hi,
+        status=status,
+        after=(after[0], after[1]) if after else None,
+        limit=limit,
     )
-    facts = await repo.order_facts(ids)
+    facts = await repo.order_facts(keys)
     programs = await repo.programs({f.store_id for f in facts.values()})
     items = []
-    for order_id in ids:
-        f = facts[order_id]
+    for key in keys:
+        f = facts[key]
         r = compute_order(f, programs[f.store_id], service.policy)
         items.append(
             AffiliateOrder(
-                order_id=order_id,
+                order_id=f.order_id,
                 store_id=f.store_id,
                 placed_at=f.placed_at,
                 status=f.status.value,
@@ -424,7 +477,9 @@ async def affiliate_orders(
                 reversed=fmt(r.reversed, f.currency),
             )
         )
-    return AffiliateOrdersPage(items=items, next_cursor=ids[-1] if len(ids) == limit else None)
+    return AffiliateOrdersPage(
+        items=items, next_cursor=encode_cursor(list(keys[-1])) if len(keys) == limit else None
+    )
 
 
 @router.get("/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"])
@@ -442,11 +497,18 @@ async def affiliate_earnings(
     return _settlement(f"affiliate:{caller.id}", lo, hi, totals)
 
 
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only (\d takes any script's)
+
+
 def _period(period: str) -> tuple[datetime, datetime]:
-    try:
-        start = datetime.strptime(period, "%Y-%m").replace(tzinfo=UTC)
-    except ValueError:
-        raise AllianceError(422, "invalid_period", "a period is YYYY-MM") from None
+    """``[start, end)`` of a ``YYYY-MM`` month, exactly that form, years 2000 to 2100."""
+    match = _PERIOD.fullmatch(period)
+    year, month = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not (2000 <= year <= 2100 and 1 <= month <= 12):
+        raise AllianceError(
+            422, "invalid_period", "a period is YYYY-MM, a year from 2000 to 2100", period=period
+        )
+    start = datetime(year, month, 1, tzinfo=UTC)
     end = (
         start.replace(year=start.year + 1, month=1)
         if start.month == 12
@@ -618,6 +680,7 @@ def _ledger_line(r: Any) -> LedgerLine:
         txn_id=r.id,
         key=r.key,
         kind=r.kind,
+        store_id=r.store_id,
         order_id=r.order_id,
         account=r.account,
         currency=r.currency,
@@ -665,16 +728,9 @@ async def get_ledger(
 
 
 def csv_of(lines: list[LedgerLine]) -> str:
-    import csv
-    import io
-
-    out = io.StringIO()
-    fields = list(LedgerLine.model_fields)
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for line in lines:
-        writer.writerow(line.model_dump(mode="json"))
-    return out.getvalue()
+    """The ledger lines as CSV, every cell neutralised against formula injection (negative
+    amounts too: ``'-1.50``; :mod:`shared.csvsafe`)."""
+    return csv_text(list(LedgerLine.model_fields), (ln.model_dump(mode="json") for ln in lines))
 
 
 @router.get(

@@ -30,17 +30,18 @@ metadata = make_metadata("commission")
 processed_events = Table(
     "processed_events",
     metadata,
-    Column("event_id", String(200), primary_key=True),
+    Column("event_id", String(300), primary_key=True),  # <store>/<event id>
     Column("topic", String(250), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-#: The facts of each order, whichever event brought them first.
+#: The facts of each order, whichever event brought them first. An order is its store's:
+#: two stores may use the same order number.
 orders = Table(
     "orders",
     metadata,
+    Column("store_id", String(128), primary_key=True),
     Column("order_id", String(128), primary_key=True),
-    Column("store_id", String(128), nullable=False),
     Column("currency", String(3)),
     Column("placed_at", DateTime(timezone=True)),
     Column("items", JSONB),
@@ -48,7 +49,7 @@ orders = Table(
     Column("status_at", DateTime(timezone=True)),
     Column("attribution_revision", Integer, nullable=False, server_default="-1"),
     Column("affiliate_id", String(128)),
-    Column("click_id", String(128)),
+    Column("click_id", String(200)),
     Column("click_at", DateTime(timezone=True)),
     Column("sub_id", String(128)),
     #: the applied decision as attribution explained it (winner, window, every click considered)
@@ -69,6 +70,7 @@ orders = Table(
 refunds = Table(
     "refunds",
     metadata,
+    Column("store_id", String(128), primary_key=True),
     Column("order_id", String(128), primary_key=True),
     Column("refund_id", String(128), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
@@ -106,7 +108,7 @@ ledger_transactions = Table(
     Column("currency", String(3), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Index("ix_ledger_transactions_order", "order_id"),
+    Index("ix_ledger_transactions_order", "store_id", "order_id"),
 )
 
 #: Signed postings in integer minor units; the postings of a transaction sum to zero.
@@ -165,9 +167,9 @@ statements = Table(
 order_lines = Table(
     "order_lines",
     metadata,
+    Column("store_id", String(128), primary_key=True),
     Column("order_id", String(128), primary_key=True),
     Column("line_no", SmallInteger, primary_key=True),
-    Column("store_id", String(128), nullable=False),
     Column("product_id", String(128), nullable=False),
     Column("category_id", String(128)),
     Column("title", String(512), nullable=False),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,9 +45,19 @@ class Principal:
             self.kind == "affiliate" and affiliate_id is not None and self.id == affiliate_id
         )
 
+    def may_change_store(self, store_id: str) -> bool:
+        """Program changes: the store itself or the admin, never finance or another store."""
+        return self.kind == "admin" or (self.kind == "store" and self.id == store_id)
+
     def require_store(self, store_id: str) -> None:
+        """Reads of a store's data: the store, finance or the admin."""
         if not self.may_see_store(store_id):
             raise Forbidden()
+
+    def require_store_owner(self, store_id: str) -> None:
+        """Changes of a store's program: the store's own key or the admin token."""
+        if not self.may_change_store(store_id):
+            raise Forbidden("only the store's own key or the admin token may change its program")
 
     def require(self, *kinds: str) -> None:
         if self.kind not in kinds and self.kind != "admin":
@@ -58,7 +69,8 @@ async def authenticate(request: Request, session: AsyncSession) -> Principal:
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise Unauthorized()
-    if token == request.app.state.settings.admin_token:
+    # constant time: how much of the token matched must not show in the response time
+    if hmac.compare_digest(token.encode(), request.app.state.settings.admin_token.encode()):
         return Principal("admin", "admin")
     row = await PrincipalRepository(session).by_key_hash(hash_key(token))
     if row is None:
@@ -127,16 +139,38 @@ class AdminService:
             out["webhook_secret"] = webhook_secret(self.secret_key, principal_id, 1)
             await self.publish_store(session, principal_id, now)
         elif kind == "affiliate":
-            entry = AffiliateEntry(
-                event_id=f"affiliate:{principal_id}:{now.isoformat()}",
-                affiliate_id=principal_id,
-                name=name,
-                key_hash=hash_key(key),
-                updated_at=now,
-            )
-            topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-            await OUTBOX.add(session, [(topic, f"affiliate:{principal_id}", encode(entry))])
+            await self._publish_affiliate(session, principal_id, name, hash_key(key), now)
         return out
+
+    async def _publish_affiliate(
+        self, session: AsyncSession, affiliate_id: str, name: str, key_hash: str, now: datetime
+    ) -> None:
+        """Put the affiliate's directory entry (its current key hash) in the outbox."""
+        entry = AffiliateEntry(
+            event_id=f"affiliate:{affiliate_id}:{now.isoformat()}:{key_hash[:12]}",
+            affiliate_id=affiliate_id,
+            name=name,
+            key_hash=key_hash,
+            updated_at=now,
+        )
+        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
+        await OUTBOX.add(session, [(topic, f"affiliate:{affiliate_id}", encode(entry))])
+
+    async def rotate_key(
+        self, session: AsyncSession, kind: PrincipalKind, principal_id: str, now: datetime
+    ) -> str:
+        """A new API key for the principal, shown once. The old key stops working on this
+        service when the transaction commits (keys are looked up by hash per request); the
+        tracker drops it when the new directory entry reaches it (stores and affiliates)."""
+        key = new_api_key(kind)
+        row = await PrincipalRepository(session).set_key_hash(kind, principal_id, hash_key(key))
+        if row is None:
+            raise AllianceError(404, "not_found", f"{kind} not found", id=principal_id)
+        if kind == "store":
+            await self.publish_store(session, principal_id, now)
+        elif kind == "affiliate":
+            await self._publish_affiliate(session, principal_id, row.name, row.key_hash, now)
+        return key
 
     async def rotate_secret(self, session: AsyncSession, store_id: str, now: datetime) -> str:
         version = await PrincipalRepository(session).bump_secret_version(store_id)

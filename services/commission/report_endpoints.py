@@ -7,8 +7,6 @@ strings in the currency's minor unit. Definitions: :mod:`services.commission.rep
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -42,6 +40,7 @@ from services.commission.reports_core import (
     share,
 )
 from services.commission.schemas import OperationView
+from shared.csvsafe import SafeCsv
 from shared.http import AllianceError
 from shared.money import fmt, from_minor
 
@@ -285,6 +284,7 @@ async def refunds_report(
 class TransactionView(BaseModel):
     type: Literal["order", "refund"]
     at: datetime
+    store_id: str
     order_id: str
     refund_id: str | None
     product_id: str
@@ -329,17 +329,13 @@ async def transactions_report(
     except ValueError:
         raise AllianceError(422, "bad_cursor", "cursor is not one this report gave") from None
     if "text/csv" in request.headers.get("accept", ""):
-        out = io.StringIO()
-        writer = csv.DictWriter(
-            out, fieldnames=list(TransactionView.model_fields), lineterminator="\n"
-        )
-        writer.writeheader()
+        # every cell neutralised against formula injection (titles are the store's own text)
+        doc = SafeCsv(list(TransactionView.model_fields))
         while rows := await transactions(session, store_id, r, f, after, 2000, service.policy):
-            for t in rows:
-                writer.writerow(_transaction_view(t).model_dump(mode="json"))
+            doc.add_all(_transaction_view(t).model_dump(mode="json") for t in rows)
             after = (rows[-1].at, rows[-1].type, rows[-1].order_id, rows[-1].seq)
         return Response(
-            out.getvalue(),
+            doc.text(),
             media_type="text/csv",
             headers={
                 "Content-Disposition": f'attachment; filename="transactions-{store_id}-'
@@ -359,6 +355,7 @@ def _transaction_view(t: Transaction) -> TransactionView:
     return TransactionView(
         type="order" if t.type == "order" else "refund",
         at=t.at,
+        store_id=t.store_id,
         order_id=t.order_id,
         refund_id=t.refund_id,
         product_id=t.product_id,

@@ -67,6 +67,7 @@ class RefundTotals:
 class Transaction:
     type: str  # order | refund
     at: datetime
+    store_id: str
     order_id: str
     seq: str
     refund_id: str | None
@@ -266,7 +267,7 @@ class ReportRepository:
             text(
                 """
                 SELECT r.order_id, r.refund_id, r.occurred_at, r.items, o.currency
-                FROM commission.refunds r JOIN commission.orders o USING (order_id)
+                FROM commission.refunds r JOIN commission.orders o USING (store_id, order_id)
                 WHERE o.store_id = :store AND o.chargeable
                     AND r.occurred_at >= :start AND r.occurred_at < :end
                 """
@@ -298,7 +299,7 @@ class ReportRepository:
             "l.placed_at < :end",
         ]
         refunds_where = [
-            "o.store_id = :store",
+            "r.store_id = :store",
             "o.chargeable",
             "r.occurred_at >= :start",
             "r.occurred_at < :end",
@@ -350,11 +351,12 @@ class ReportRepository:
                     e.idx - 1 AS item_no,
                     o.status, o.affiliate_id
                 FROM commission.refunds r
-                JOIN commission.orders o USING (order_id)
+                JOIN commission.orders o USING (store_id, order_id)
                 CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, idx)
                 LEFT JOIN LATERAL (
                     SELECT l.title FROM commission.order_lines l
-                    WHERE l.order_id = r.order_id AND l.product_id = e.item->>'product_id'
+                    WHERE l.store_id = r.store_id AND l.order_id = r.order_id
+                        AND l.product_id = e.item->>'product_id'
                     ORDER BY l.line_no LIMIT 1
                 ) t ON true
                 WHERE {" AND ".join(refunds_where)}
@@ -414,7 +416,7 @@ async def refund_totals(
     amount, and the commission the refunds reverse (computed by the core, as the ledger posts
     it). One read of the refunds serves both."""
     rows = await ReportRepository(session).refunds_in(store_id, r)
-    reversed_by = await _reversals(session, {row.order_id for row in rows}, policy)
+    reversed_by = await _reversals(session, store_id, {row.order_id for row in rows}, policy)
     acc: dict[tuple[date | None, str], tuple[set[str], Decimal, Decimal]] = {}
     for row in rows:
         amount = sum((Decimal(item["amount"]) for item in row.items), ZERO)
@@ -431,11 +433,12 @@ async def refund_totals(
 
 
 async def _reversals(
-    session: AsyncSession, order_ids: set[str], policy: ExitPolicy
+    session: AsyncSession, store_id: str, order_ids: set[str], policy: ExitPolicy
 ) -> dict[tuple[str, str, int], Decimal]:
-    """(order, refund, item position) → commission reversed, for the given orders."""
+    """(order, refund, item position) → commission reversed, for the given orders of the
+    store."""
     repo = CommissionRepository(session)
-    facts = await repo.order_facts(order_ids)
+    facts = await repo.order_facts((store_id, o) for o in order_ids)
     programs = await repo.programs({f.store_id for f in facts.values()})
     return {
         (f.order_id, refund_id, n): amount
@@ -455,7 +458,7 @@ async def transactions(
 ) -> list[Transaction]:
     rows = await ReportRepository(session).transactions(store_id, r, f, after, limit)
     refunded = {row.order_id for row in rows if row.type == "refund"}
-    reversed_by = await _reversals(session, refunded, policy) if refunded else {}
+    reversed_by = await _reversals(session, store_id, refunded, policy) if refunded else {}
     out = []
     for row in rows:
         if row.type == "order":
@@ -472,6 +475,7 @@ async def transactions(
             Transaction(
                 row.type,
                 row.at,
+                store_id,
                 row.order_id,
                 row.seq,
                 row.refund_id,

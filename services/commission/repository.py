@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, text, update
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,13 +17,14 @@ from services.commission.core import (
     LineItem,
     OpKind,
     OrderFacts,
+    OrderKey,
     OrderStatus,
     ProgramHistory,
     ProgramOp,
     Refund,
     RefundItem,
 )
-from shared.db import lock_keys
+from shared.db import lock_keys, pairs_in
 from shared.money import from_minor, to_minor
 
 
@@ -41,6 +42,10 @@ def items_json(items: Iterable[LineItem]) -> list[dict[str, Any]]:
     ]
 
 
+#: what the settlement rollup keeps of an order: (key, chargeable, sales, commission, reversed)
+Summary = tuple[OrderKey, bool, int, int, int]
+
+
 def _line_items(raw: list[dict[str, Any]]) -> tuple[LineItem, ...]:
     return tuple(
         LineItem(
@@ -53,6 +58,12 @@ def _line_items(raw: list[dict[str, Any]]) -> tuple[LineItem, ...]:
         )
         for i in raw
     )
+
+
+def _of_orders(t: Table, keys: Iterable[OrderKey]) -> ColumnElement[bool]:
+    """``(store_id, order_id) IN keys`` on a table keyed by order (an order number alone names
+    nothing: two stores may use the same one)."""
+    return pairs_in(t.c.store_id, t.c.order_id, keys)
 
 
 class CommissionRepository:
@@ -77,32 +88,33 @@ class CommissionRepository:
 
     # -- order facts -------------------------------------------------------------------------
 
-    async def ensure_orders(self, pairs: Iterable[tuple[str, str]]) -> None:
-        """A row for every (order, store), so that facts arriving before placement have one."""
-        rows = [{"order_id": o, "store_id": s} for o, s in sorted(dict(pairs).items())]
+    async def ensure_orders(self, keys: Iterable[OrderKey]) -> None:
+        """A row for every (store, order), so that facts arriving before placement have one."""
+        rows = [{"store_id": s, "order_id": o} for s, o in sorted(set(keys))]
         if rows:
-            stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["order_id"])
+            stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["store_id", "order_id"])
             await self.session.execute(stmt, rows)
 
-    async def lock_orders(self, order_ids: Iterable[str]) -> None:
-        """Row locks on the orders (rows must exist: see ensure_orders), in id order."""
-        ids = sorted(set(order_ids))
-        if ids:
+    async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
+        """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
+        keys = set(keys)
+        if keys:
+            o = m.orders
             await self.session.execute(
-                select(m.orders.c.order_id)
-                .where(m.orders.c.order_id.in_(ids))
-                .order_by(m.orders.c.order_id)
+                select(o.c.order_id)
+                .where(_of_orders(o, keys))
+                .order_by(o.c.store_id, o.c.order_id)
                 .with_for_update()
             )
 
     async def upsert_placed_many(self, rows: list[dict[str, Any]]) -> None:
         """Placement facts (order_id, store_id, currency, placed_at, items); the first wins."""
-        unique = list({r["order_id"]: r for r in rows}.values())
+        unique = list({(r["store_id"], r["order_id"]): r for r in rows}.values())
         if not unique:
             return
         stmt = insert(m.orders)
         stmt = stmt.on_conflict_do_update(
-            index_elements=["order_id"],
+            index_elements=["store_id", "order_id"],
             set_={
                 "currency": stmt.excluded.currency,
                 "placed_at": stmt.excluded.placed_at,
@@ -112,32 +124,44 @@ class CommissionRepository:
         )
         await self.session.execute(stmt, unique)
 
-    async def set_terminal_many(self, rows: list[tuple[str, OrderStatus, datetime]]) -> None:
+    async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
         """First terminal status of each order wins (rows must exist: see ensure_orders)."""
         if not rows:
             return
         o = m.orders
         stmt = (
             update(o)
-            .where(o.c.order_id == bindparam("b_oid"), o.c.status == OrderStatus.PLACED.value)
+            .where(
+                o.c.store_id == bindparam("b_store"),
+                o.c.order_id == bindparam("b_oid"),
+                o.c.status == OrderStatus.PLACED.value,
+            )
             .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
         )
         await self.session.execute(
             stmt,
-            [{"b_oid": oid, "b_status": st.value, "b_at": at} for oid, st, at in rows],
+            [
+                {"b_store": store, "b_oid": oid, "b_status": st.value, "b_at": at}
+                for (store, oid), st, at in rows
+            ],
             execution_options={"synchronize_session": False},
         )
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
         """Apply decisions newer than the one held, while nothing is posted for the order.
-        Rows: b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
         if not rows:
             return
         o, t = m.orders, m.ledger_transactions
-        posted = select(t.c.id).where(t.c.order_id == o.c.order_id).exists()
+        posted = (
+            select(t.c.id)
+            .where(t.c.store_id == o.c.store_id, t.c.order_id == o.c.order_id)
+            .exists()
+        )
         stmt = (
             update(o)
             .where(
+                o.c.store_id == bindparam("b_store"),
                 o.c.order_id == bindparam("b_oid"),
                 o.c.attribution_revision < bindparam("b_rev"),
                 ~posted,
@@ -153,42 +177,41 @@ class CommissionRepository:
         )
         await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
 
-    async def revisions(self, order_ids: Iterable[str]) -> dict[str, int]:
-        ids = list(set(order_ids))
-        if not ids:
+    async def revisions(self, keys: Iterable[OrderKey]) -> dict[OrderKey, int]:
+        keys = set(keys)
+        if not keys:
             return {}
+        o = m.orders
         rows = await self.session.execute(
-            select(m.orders.c.order_id, m.orders.c.attribution_revision).where(
-                m.orders.c.order_id.in_(ids)
-            )
+            select(o.c.store_id, o.c.order_id, o.c.attribution_revision).where(_of_orders(o, keys))
         )
-        return {r[0]: int(r[1]) for r in rows}
+        return {(r[0], r[1]): int(r[2]) for r in rows}
 
     async def add_refunds_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             stmt = insert(m.refunds).on_conflict_do_nothing()
             await self.session.execute(stmt, rows)
 
-    async def order_facts(self, order_ids: Iterable[str]) -> dict[str, OrderFacts]:
+    async def order_facts(self, keys: Iterable[OrderKey]) -> dict[OrderKey, OrderFacts]:
         """Facts of the orders whose placement is known (others cannot be computed yet)."""
-        ids = list(set(order_ids))
-        if not ids:
+        keys = set(keys)
+        if not keys:
             return {}
-        refunds: dict[str, list[Refund]] = {}
-        for r in await self.session.execute(select(m.refunds).where(m.refunds.c.order_id.in_(ids))):
-            refunds.setdefault(r.order_id, []).append(
+        refunds: dict[OrderKey, list[Refund]] = {}
+        for r in await self.session.execute(select(m.refunds).where(_of_orders(m.refunds, keys))):
+            refunds.setdefault((r.store_id, r.order_id), []).append(
                 Refund(
                     r.refund_id,
                     r.occurred_at,
                     tuple(RefundItem(i["product_id"], Decimal(i["amount"])) for i in r.items),
                 )
             )
-        out: dict[str, OrderFacts] = {}
+        out: dict[OrderKey, OrderFacts] = {}
         rows = await self.session.execute(
-            select(m.orders).where(m.orders.c.order_id.in_(ids), m.orders.c.placed_at.is_not(None))
+            select(m.orders).where(_of_orders(m.orders, keys), m.orders.c.placed_at.is_not(None))
         )
         for o in rows:
-            out[o.order_id] = OrderFacts(
+            out[(o.store_id, o.order_id)] = OrderFacts(
                 order_id=o.order_id,
                 store_id=o.store_id,
                 currency=o.currency,
@@ -199,12 +222,12 @@ class CommissionRepository:
                 affiliate_id=o.affiliate_id,
                 click_id=o.click_id,
                 click_at=o.click_at,
-                refunds=tuple(refunds.get(o.order_id, ())),
+                refunds=tuple(refunds.get((o.store_id, o.order_id), ())),
             )
         return out
 
-    async def set_summaries(self, rows: list[tuple[str, bool, int, int, int]]) -> None:
-        """Store orders' computed commission: (order id, chargeable, sales, commission,
+    async def set_summaries(self, rows: list[Summary]) -> None:
+        """Store orders' computed commission: ((store, order), chargeable, sales, commission,
         reversed), amounts in minor units. One statement."""
         if not rows:
             return
@@ -214,14 +237,16 @@ class CommissionRepository:
                 UPDATE commission.orders o
                 SET chargeable = s.chargeable, sales_minor = s.sales,
                     commission_minor = s.commission, reversed_minor = s.reversed
-                FROM unnest(CAST(:ids AS text[]), CAST(:chargeable AS boolean[]),
-                    CAST(:sales AS bigint[]), CAST(:commission AS bigint[]),
-                    CAST(:reversed AS bigint[])) AS s(id, chargeable, sales, commission, reversed)
-                WHERE o.order_id = s.id
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:chargeable AS boolean[]), CAST(:sales AS bigint[]),
+                    CAST(:commission AS bigint[]), CAST(:reversed AS bigint[]))
+                    AS s(store, id, chargeable, sales, commission, reversed)
+                WHERE o.store_id = s.store AND o.order_id = s.id
                 """
             ),
             {
-                "ids": [r[0] for r in rows],
+                "stores": [r[0][0] for r in rows],
+                "ids": [r[0][1] for r in rows],
                 "chargeable": [r[1] for r in rows],
                 "sales": [r[2] for r in rows],
                 "commission": [r[3] for r in rows],
@@ -234,13 +259,13 @@ class CommissionRepository:
         change is not rewritten."""
         if not rows:
             return
-        rows = sorted(rows, key=lambda r: (r["order_id"], r["line_no"]))
+        rows = sorted(rows, key=lambda r: (r["store_id"], r["order_id"], r["line_no"]))
         t = m.order_lines
         stmt = insert(t)
         changing = ("affiliate_id", "chargeable", "status", "commission_minor", "reversed_minor")
         await self.session.execute(
             stmt.on_conflict_do_update(
-                index_elements=["order_id", "line_no"],
+                index_elements=["store_id", "order_id", "line_no"],
                 set_={c: stmt.excluded[c] for c in changing},
                 where=func.row(*(t.c[c] for c in changing)).is_distinct_from(
                     func.row(*(stmt.excluded[c] for c in changing))
@@ -249,23 +274,22 @@ class CommissionRepository:
             rows,
         )
 
-    async def summaries(
-        self, order_ids: Iterable[str]
-    ) -> dict[str, tuple[str, bool, int, int, int]]:
+    async def summaries(self, keys: Iterable[OrderKey]) -> dict[OrderKey, Summary]:
         """The stored summaries of the orders (as :meth:`set_summaries` takes them)."""
         o = m.orders
         rows = await self.session.execute(
             select(
+                o.c.store_id,
                 o.c.order_id,
                 o.c.chargeable,
                 o.c.sales_minor,
                 o.c.commission_minor,
                 o.c.reversed_minor,
-            ).where(o.c.order_id.in_(list(order_ids)), o.c.chargeable.is_not(None))
+            ).where(_of_orders(o, keys), o.c.chargeable.is_not(None))
         )
         return {
-            r.order_id: (
-                r.order_id,
+            (r.store_id, r.order_id): (
+                (r.store_id, r.order_id),
                 r.chargeable,
                 r.sales_minor,
                 r.commission_minor,
@@ -274,17 +298,21 @@ class CommissionRepository:
             for r in rows
         }
 
-    async def unsummarised(self, limit: int) -> list[str]:
+    async def unsummarised(self, limit: int) -> list[OrderKey]:
         """Placed orders whose commission or order lines have not been computed yet (stored
         before the settlement rollup or the reports' order lines existed)."""
         o, lines = m.orders, m.order_lines
-        no_lines = ~select(lines.c.order_id).where(lines.c.order_id == o.c.order_id).exists()
+        no_lines = (
+            ~select(lines.c.order_id)
+            .where(lines.c.store_id == o.c.store_id, lines.c.order_id == o.c.order_id)
+            .exists()
+        )
         rows = await self.session.execute(
-            select(o.c.order_id)
+            select(o.c.store_id, o.c.order_id)
             .where(o.c.placed_at.is_not(None), o.c.chargeable.is_(None) | no_lines)
             .limit(limit)
         )
-        return list(rows.scalars())
+        return [(r[0], r[1]) for r in rows]
 
     async def settlement_totals(
         self,
@@ -333,9 +361,12 @@ class CommissionRepository:
             )
         )
 
-    async def order_row(self, order_id: str) -> Any:
+    async def order_row(self, store_id: str, order_id: str) -> Any:
+        o = m.orders
         return (
-            await self.session.execute(select(m.orders).where(m.orders.c.order_id == order_id))
+            await self.session.execute(
+                select(o).where(o.c.store_id == store_id, o.c.order_id == order_id)
+            )
         ).first()
 
     # -- program -----------------------------------------------------------------------------
@@ -398,21 +429,27 @@ class CommissionRepository:
 
     # -- ledger ------------------------------------------------------------------------------
 
-    async def posted(self, order_ids: Iterable[str]) -> dict[str, dict[str, Decimal]]:
+    async def posted(self, keys: Iterable[OrderKey]) -> dict[OrderKey, dict[str, Decimal]]:
         """Per order: idempotency key → amount credited to the affiliate."""
-        ids = list(set(order_ids))
-        out: dict[str, dict[str, Decimal]] = {o: {} for o in ids}
-        if not ids:
+        keys = set(keys)
+        out: dict[OrderKey, dict[str, Decimal]] = {k: {} for k in keys}
+        if not keys:
             return out
         t, p = m.ledger_transactions, m.ledger_postings
         rows = await self.session.execute(
-            select(t.c.order_id, t.c.key, t.c.currency, func.sum(p.c.amount_minor).label("minor"))
+            select(
+                t.c.store_id,
+                t.c.order_id,
+                t.c.key,
+                t.c.currency,
+                func.sum(p.c.amount_minor).label("minor"),
+            )
             .join(p, p.c.txn_id == t.c.id)
-            .where(t.c.order_id.in_(ids), p.c.account.like("affiliate:%"))
-            .group_by(t.c.order_id, t.c.key, t.c.currency)
+            .where(_of_orders(t, keys), p.c.account.like("affiliate:%"))
+            .group_by(t.c.store_id, t.c.order_id, t.c.key, t.c.currency)
         )
         for r in rows:
-            out[r.order_id][r.key] = from_minor(int(r.minor), r.currency)
+            out[(r.store_id, r.order_id)][r.key] = from_minor(int(r.minor), r.currency)
         return out
 
     async def post(
@@ -479,6 +516,7 @@ class CommissionRepository:
                 t.c.id,
                 t.c.key,
                 t.c.kind,
+                t.c.store_id,
                 t.c.order_id,
                 t.c.currency,
                 t.c.occurred_at,
@@ -503,10 +541,10 @@ class CommissionRepository:
         affiliate_id: str | None = None,
         placed_from: datetime | None = None,
         placed_to: datetime | None = None,
-    ) -> list[str]:
-        """Ids of placed orders, optionally of one store or affiliate, placed in [from, to)."""
+    ) -> list[OrderKey]:
+        """Keys of placed orders, optionally of one store or affiliate, placed in [from, to)."""
         o = m.orders
-        query = select(o.c.order_id).where(o.c.placed_at.is_not(None))
+        query = select(o.c.store_id, o.c.order_id).where(o.c.placed_at.is_not(None))
         if store_id is not None:
             query = query.where(o.c.store_id == store_id)
         if affiliate_id is not None:
@@ -515,7 +553,7 @@ class CommissionRepository:
             query = query.where(o.c.placed_at >= placed_from)
         if placed_to is not None:
             query = query.where(o.c.placed_at < placed_to)
-        return list((await self.session.execute(query)).scalars())
+        return [(r[0], r[1]) for r in await self.session.execute(query)]
 
     async def payable_minor(
         self, affiliate_id: str, up_to: datetime, completed_before: datetime
@@ -527,7 +565,7 @@ class CommissionRepository:
         earned = await self.session.execute(
             select(p.c.currency, func.sum(p.c.amount_minor))
             .join(t, t.c.id == p.c.txn_id)
-            .join(o, o.c.order_id == t.c.order_id)
+            .join(o, (o.c.store_id == t.c.store_id) & (o.c.order_id == t.c.order_id))
             .where(
                 p.c.account == account,
                 t.c.kind.in_(["commission", "reversal"]),
@@ -580,22 +618,22 @@ class CommissionRepository:
         start: datetime,
         end: datetime,
         status: str | None,
-        after: str,
+        after: OrderKey | None,
         limit: int,
-    ) -> list[str]:
-        """The affiliate's orders placed in [start, end), by order id after ``after``."""
+    ) -> list[OrderKey]:
+        """The affiliate's orders placed in [start, end), by (store, order) after ``after``."""
         o = m.orders
-        query = select(o.c.order_id).where(
+        query = select(o.c.store_id, o.c.order_id).where(
             o.c.affiliate_id == affiliate_id,
             o.c.placed_at >= start,
             o.c.placed_at < end,
-            o.c.order_id > after,
         )
+        if after is not None:
+            query = query.where(tuple_(o.c.store_id, o.c.order_id) > tuple_(*after))
         if status is not None:
             query = query.where(o.c.status == status)
-        return list(
-            (await self.session.execute(query.order_by(o.c.order_id).limit(limit))).scalars()
-        )
+        rows = await self.session.execute(query.order_by(o.c.store_id, o.c.order_id).limit(limit))
+        return [(r[0], r[1]) for r in rows]
 
     async def store_postings_by_kind(
         self, store_id: str, start: datetime, end: datetime
@@ -614,18 +652,18 @@ class CommissionRepository:
         )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
-    async def orders_touching(self, start: datetime, end: datetime) -> list[str]:
+    async def orders_touching(self, start: datetime, end: datetime) -> list[OrderKey]:
         """Attributed orders placed, completed or cancelled in [start, end)."""
         o = m.orders
         rows = await self.session.execute(
-            select(o.c.order_id).where(
+            select(o.c.store_id, o.c.order_id).where(
                 o.c.placed_at.is_not(None),
                 o.c.affiliate_id.is_not(None),
                 ((o.c.placed_at >= start) & (o.c.placed_at < end))
                 | ((o.c.status_at >= start) & (o.c.status_at < end)),
             )
         )
-        return list(rows.scalars())
+        return [(r[0], r[1]) for r in rows]
 
     async def affiliate_postings_by_day(
         self, start: datetime, end: datetime
@@ -729,6 +767,16 @@ class PrincipalRepository:
             )
         )
         return rows.first()
+
+    async def set_key_hash(self, kind: str, principal_id: str, key_hash: str) -> Any:
+        """Replace the principal's key hash (rotation); the updated row, or None if unknown."""
+        result = await self.session.execute(
+            m.principals.update()
+            .where(m.principals.c.kind == kind, m.principals.c.principal_id == principal_id)
+            .values(key_hash=key_hash)
+            .returning(*m.principals.c)
+        )
+        return result.first()
 
     async def bump_secret_version(self, store_id: str) -> int | None:
         result = await self.session.execute(

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
-from shared.events import DecimalStr, Ident
+from shared.events import DecimalStr, Ident, PrincipalId
+from shared.urls import landing_template_problem
 
 
 class CreateStore(BaseModel):
@@ -23,15 +25,27 @@ class CreateStore(BaseModel):
         },
     )
 
-    store_id: Ident
+    store_id: PrincipalId
     name: str = Field(min_length=1, max_length=256)
     landing_url_template: str = Field(
         min_length=8,
         max_length=1024,
-        pattern=r"^https?://",
-        description="Landing URL of a product link; `{product_id}` is replaced. A link without "
-        "product lands on the URL's origin (the store page).",
+        description="Landing URL of a product link: `http` or `https` with a host; at most one "
+        "`{product_id}`, in the path or the query, is replaced by the product id, and no other "
+        "brace may appear. A link without product lands on the URL's origin (the store page). "
+        "Otherwise 422 with the code `invalid_landing_url`.",
     )
+
+    @field_validator("landing_url_template")
+    @classmethod
+    def _landing_url(cls, value: str) -> str:
+        if problem := landing_template_problem(value):
+            raise PydanticCustomError(
+                "invalid_landing_url",
+                "invalid landing URL template: {problem}",
+                {"problem": problem},
+            )
+        return value
 
 
 class CreatedStore(BaseModel):
@@ -51,7 +65,7 @@ class CreateAffiliate(BaseModel):
         json_schema_extra={"examples": [{"affiliate_id": "aff-a", "name": "Tech blog"}]},
     )
 
-    affiliate_id: Ident
+    affiliate_id: PrincipalId
     name: str = Field(min_length=1, max_length=256)
 
 
@@ -60,7 +74,7 @@ class CreateFinanceUser(BaseModel):
         extra="forbid", json_schema_extra={"examples": [{"user_id": "fin-1"}]}
     )
 
-    user_id: Ident
+    user_id: PrincipalId
 
 
 class CreatedKey(BaseModel):
@@ -143,9 +157,13 @@ class OrderView(BaseModel):
 
 
 class ConsideredClickView(BaseModel):
-    click_id: str
-    affiliate_id: str
-    store_id: str
+    """A click the decision looked at. What the caller may not see of another tenant's click
+    (its store, affiliate or click id) is null: it shows only that the click exists, when it
+    happened and why it lost."""
+
+    click_id: str | None
+    affiliate_id: str | None
+    store_id: str | None
     occurred_at: datetime
     suspicious: bool
     verdict: (
@@ -192,6 +210,7 @@ class LedgerLine(BaseModel):
     txn_id: int
     key: str
     kind: str
+    store_id: str | None
     order_id: str | None
     account: str
     currency: str

@@ -16,6 +16,7 @@ from services.commission.core import (
     OpKind,
     OrderCommission,
     OrderFacts,
+    OrderKey,
     OrderStatus,
     ProgramError,
     ProgramHistory,
@@ -26,7 +27,7 @@ from services.commission.core import (
     payout_txns,
 )
 from services.commission.products import refresh_store
-from services.commission.repository import CommissionRepository, items_json
+from services.commission.repository import CommissionRepository, Summary, items_json
 from shared.clock import Clock
 from shared.events import (
     Attribution,
@@ -40,6 +41,20 @@ from shared.kafka import Received
 from shared.money import ZERO, from_minor, to_minor
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
+
+
+def order_key(event: Incoming) -> OrderKey:
+    return (event.store_id, event.order_id)
+
+
+def effective_at(event: OrderCompleted | OrderCancelled) -> datetime:
+    """When a terminal status counts from: for a completion, the later of its event time and
+    its arrival at the tracker, so that a backdated completion cannot skip the holding period
+    (the refund window) nor land in a settlement period already past; a cancellation (which
+    pays nothing) at its event time."""
+    if isinstance(event, OrderCancelled) or event.received_at is None:
+        return event.occurred_at
+    return max(event.occurred_at, event.received_at)
 
 
 def encode_explanation(event: Attribution) -> bytes:
@@ -97,10 +112,10 @@ def order_lines(facts: OrderFacts, c: OrderCommission) -> list[dict[str, Any]]:
     ]
 
 
-def summary(c: OrderCommission) -> tuple[str, bool, int, int, int]:
+def summary(facts: OrderFacts, c: OrderCommission) -> Summary:
     """What the settlement rollup keeps of an order's commission (minor units)."""
     return (
-        c.order_id,
+        facts.key,
         c.chargeable,
         to_minor(c.sales, c.currency),
         to_minor(c.commission, c.currency),
@@ -134,8 +149,8 @@ class CommissionService:
         # An order's attribution (keyed by order) and its storefront events (keyed by visitor)
         # may be in two workers' batches at once: lock the orders' rows (sorted, so two batches
         # never deadlock) before reading or writing any of their facts.
-        await repo.ensure_orders((e.order_id, e.store_id) for e in events)
-        await repo.lock_orders(e.order_id for e in events)
+        await repo.ensure_orders(order_key(e) for e in events)
+        await repo.lock_orders(order_key(e) for e in events)
         placed = [
             e.order if isinstance(e, Attribution) else e
             for e in events
@@ -157,6 +172,7 @@ class CommissionService:
         await repo.set_attribution_many(
             [
                 {
+                    "b_store": e.store_id,
                     "b_oid": e.order_id,
                     "b_rev": e.revision,
                     "b_aff": e.affiliate_id,
@@ -170,18 +186,18 @@ class CommissionService:
         )
         corrections = [e for e in decisions if e.revision > 0]
         if corrections:
-            held = await repo.revisions(e.order_id for e in corrections)
+            held = await repo.revisions(order_key(e) for e in corrections)
             self.late_corrections_ignored += sum(
-                1 for e in corrections if held.get(e.order_id, -1) < e.revision
+                1 for e in corrections if held.get(order_key(e), -1) < e.revision
             )
         await repo.set_terminal_many(
             [
                 (
-                    e.order_id,
+                    order_key(e),
                     OrderStatus.COMPLETED
                     if isinstance(e, OrderCompleted)
                     else OrderStatus.CANCELLED,
-                    e.occurred_at,
+                    effective_at(e),
                 )
                 for e in events
                 if isinstance(e, OrderCompleted | OrderCancelled)
@@ -190,6 +206,7 @@ class CommissionService:
         await repo.add_refunds_many(
             [
                 {
+                    "store_id": e.store_id,
                     "order_id": e.order_id,
                     "refund_id": e.refund_id,
                     "occurred_at": e.occurred_at,
@@ -201,11 +218,11 @@ class CommissionService:
                 if isinstance(e, OrderRefunded)
             ]
         )
-        await self.reconcile(repo, {e.order_id for e in events})
+        await self.reconcile(repo, {order_key(e) for e in events})
 
-    async def reconcile(self, repo: CommissionRepository, order_ids: set[str]) -> int:
+    async def reconcile(self, repo: CommissionRepository, keys: set[OrderKey]) -> int:
         """Post every transaction the orders owe and have not posted. Idempotent."""
-        facts = await repo.order_facts(order_ids)
+        facts = await repo.order_facts(keys)
         if not facts:
             return 0
         programs = await repo.programs({f.store_id for f in facts.values()})
@@ -213,12 +230,12 @@ class CommissionService:
         entries = []
         summaries = []
         lines: list[dict[str, Any]] = []
-        for order_id in sorted(facts):
-            f = facts[order_id]
-            for txn in ledger_delta(f, programs[f.store_id], posted[order_id], self.policy):
+        for key in sorted(facts):
+            f = facts[key]
+            for txn in ledger_delta(f, programs[f.store_id], posted[key], self.policy):
                 entries.append((txn, f.store_id, f.affiliate_id))
             result = compute_order(f, programs[f.store_id], self.policy)
-            summaries.append(summary(result))
+            summaries.append(summary(f, result))
             lines += order_lines(f, result)
         await repo.set_summaries(summaries)
         await repo.set_lines(lines)
@@ -227,13 +244,13 @@ class CommissionService:
     # -- reads ------------------------------------------------------------------------------
 
     async def order_commission(
-        self, session: AsyncSession, order_id: str
+        self, session: AsyncSession, store_id: str, order_id: str
     ) -> tuple[Any, OrderCommission | None]:
         repo = CommissionRepository(session)
-        row = await repo.order_row(order_id)
+        row = await repo.order_row(store_id, order_id)
         if row is None:
-            raise NotFound("order", order_id=order_id)
-        facts = (await repo.order_facts([order_id])).get(order_id)
+            raise NotFound("order", store_id=store_id, order_id=order_id)
+        facts = (await repo.order_facts([(store_id, order_id)])).get((store_id, order_id))
         if facts is None:
             return row, None
         program = (await repo.programs([facts.store_id]))[facts.store_id]
@@ -276,7 +293,7 @@ class CommissionService:
         facts = await repo.order_facts(ids)
         programs = await repo.programs({f.store_id for f in facts.values()})
         results = [(f, compute_order(f, programs[f.store_id], self.policy)) for f in facts.values()]
-        await repo.set_summaries([summary(r) for _, r in results])
+        await repo.set_summaries([summary(f, r) for f, r in results])
         await repo.set_lines([line for f, r in results for line in order_lines(f, r)])
         return len(ids)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import ExitPolicy, compute_order, ledger_delta
+from services.commission.core import ExitPolicy, OrderKey, compute_order, ledger_delta
 from services.commission.repository import CommissionRepository
 from services.commission.service import summary
 
@@ -25,8 +25,9 @@ class Verification:
     transactions_unbalanced: list[int] = field(default_factory=list)
     currencies_unbalanced: dict[str, int] = field(default_factory=dict)
     orders_checked: int = 0
-    orders_owing: dict[str, list[str]] = field(default_factory=dict)  # order → keys not posted
-    summaries_stale: list[str] = field(default_factory=list)  # orders
+    #: (store, order) → ledger keys not posted
+    orders_owing: dict[OrderKey, list[str]] = field(default_factory=dict)
+    summaries_stale: list[OrderKey] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -55,11 +56,11 @@ async def verify(
         programs = await repo.programs({f.store_id for f in facts.values()})
         posted = await repo.posted(facts)
         stored = await repo.summaries(facts)
-        for order_id, f in facts.items():
+        for key, f in facts.items():
             out.orders_checked += 1
-            owing = ledger_delta(f, programs[f.store_id], posted[order_id], policy)
+            owing = ledger_delta(f, programs[f.store_id], posted[key], policy)
             if owing:
-                out.orders_owing[order_id] = [t.key for t in owing]
-            if stored.get(order_id) != summary(compute_order(f, programs[f.store_id], policy)):
-                out.summaries_stale.append(order_id)
+                out.orders_owing[key] = [t.key for t in owing]
+            if stored.get(key) != summary(f, compute_order(f, programs[f.store_id], policy)):
+                out.summaries_stale.append(key)
     return out

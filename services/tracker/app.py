@@ -17,6 +17,7 @@ from services.tracker.service import TrackerService
 from services.tracker.spool import ClickSpool, run_drainer
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
+from shared.docs import install_docs
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.service_runtime import BackgroundTasks
@@ -24,6 +25,7 @@ from shared.service_runtime import BackgroundTasks
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
+    settings.check_production()  # before anything connects: no service on dev secrets
     signer = LinkSigner.from_config(settings.link_keys)
     clock = clock or SystemClock()
     tasks = BackgroundTasks()
@@ -60,7 +62,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         version="1",
         lifespan=lifespan,
         description="Affiliate links, the click redirect and signed storefront events.",
+        docs_url=None,  # install_docs: Swagger UI from the package, no CDN
+        redoc_url=None,
     )
+    install_docs(app)
     install_error_handlers(app)
     app.include_router(health_router({**standard_checks(app), "workers": tasks.check}))
     app.include_router(router)

@@ -31,15 +31,20 @@ class Directory:
     affiliate_keys: dict[str, str] = field(default_factory=dict)  # key hash → affiliate id
     products: dict[str, set[str]] = field(default_factory=dict)  # store id → product ids
     _seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (store, event id) → time
+    _affiliate_key: dict[str, str] = field(default_factory=dict)  # affiliate id → key hash
 
     def apply_directory(self, raw: bytes) -> None:
+        """Apply a directory entry. Entries of one principal share a Kafka key, so they arrive
+        in the order they were published: the later one replaces the earlier, and a rotated
+        affiliate key (the entry's previous hash) stops working here at once."""
         entry = directory_adapter.validate_json(raw)
         if isinstance(entry, StoreEntry):
             self.stores[entry.store_id] = entry
         elif isinstance(entry, AffiliateEntry):
-            self.affiliate_keys = {
-                h: a for h, a in self.affiliate_keys.items() if a != entry.affiliate_id
-            }
+            old = self._affiliate_key.get(entry.affiliate_id)
+            if old is not None and self.affiliate_keys.get(old) == entry.affiliate_id:
+                del self.affiliate_keys[old]
+            self._affiliate_key[entry.affiliate_id] = entry.key_hash
             self.affiliate_keys[entry.key_hash] = entry.affiliate_id
 
     def apply_storefront(self, raw: bytes, now: float) -> None:

@@ -83,7 +83,7 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
     fast path, :mod:`services.tracker.fastpath`; this route documents it and serves the same
     use case when the app is mounted without it.)"""
     try:
-        location, visitor_id = await service.follow(
+        location, cookie = await service.follow(
             code,
             visitor_cookie=request.cookies.get(VISITOR_COOKIE),
             record=request.method == "GET" and not is_prefetch(request.headers),
@@ -97,16 +97,16 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
     )
     return Response(
         status_code=302,
-        headers={"location": location, "set-cookie": visitor_cookie(visitor_id, secure)},
+        headers={"location": location, "set-cookie": visitor_cookie(cookie, secure)},
     )
 
 
-def visitor_cookie(visitor_id: str, secure: bool) -> str:
-    """The first-party visitor cookie: a year, HttpOnly, SameSite=Lax, Secure behind TLS."""
+def visitor_cookie(value: str, secure: bool) -> str:
+    """The first-party visitor cookie (``value``: the id and its tag, from
+    :class:`~services.tracker.visitors.VisitorCookies`): a year, HttpOnly, SameSite=Lax,
+    Secure behind TLS."""
     flags = "; Secure" if secure else ""
-    return (
-        f"{VISITOR_COOKIE}={visitor_id}; Max-Age={ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax{flags}"
-    )
+    return f"{VISITOR_COOKIE}={value}; Max-Age={ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax{flags}"
 
 
 async def _signed_body(request: Request, service: TrackerService) -> tuple[str, bytes]:

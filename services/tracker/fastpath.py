@@ -13,26 +13,27 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI
+from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope, Send
 
 from services.tracker.endpoints import VISITOR_COOKIE, visitor_cookie
 from services.tracker.links import InvalidCode
 from services.tracker.quality import PREFETCH_HEADERS
 from services.tracker.service import TrackerService
+from shared.http import NUL_ERROR, has_nul
 
 log = logging.getLogger(__name__)
 _PREFIX = "/r/"
 _NOT_FOUND = orjson.dumps({"error": {"code": "not_found", "message": "link not found"}})
 _ERROR = orjson.dumps({"error": {"code": "internal_error", "message": "internal error"}})
+_NUL = orjson.dumps(NUL_ERROR)
+_JSON = [(b"content-type", b"application/json")]
 _PREFETCH = {name.encode(): value.encode() for name, value in PREFETCH_HEADERS}
 
 
 def _cookie(raw: bytes, name: str) -> str | None:
-    for part in raw.decode("latin-1").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name and value:
-            return value
-    return None
+    """The cookie as the documented route reads it (Starlette's parser: the last one wins)."""
+    return cookie_parser(raw.decode("latin-1")).get(name) if raw else None
 
 
 class TrackerApp(FastAPI):
@@ -48,6 +49,9 @@ class TrackerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _redirect(self, scope: Scope, send: Send) -> None:
+        if has_nul(scope):  # as the app's middleware (shared.http.RefuseNul) answers
+            await _answer(send, 422, _JSON, _NUL)
+            return
         service: TrackerService = self.state.tracker
         headers: dict[bytes, bytes] = dict(scope["headers"])
         prefetch = any(
@@ -55,7 +59,7 @@ class TrackerApp(FastAPI):
         )
         client = scope.get("client")
         try:
-            location, visitor_id = await service.follow(
+            location, cookie = await service.follow(
                 scope["path"][len(_PREFIX) :],
                 visitor_cookie=_cookie(headers.get(b"cookie", b""), VISITOR_COOKIE),
                 record=scope["method"] == "GET" and not prefetch,
@@ -65,11 +69,11 @@ class TrackerApp(FastAPI):
                 else None,
             )
         except InvalidCode:
-            await _answer(send, 404, [(b"content-type", b"application/json")], _NOT_FOUND)
+            await _answer(send, 404, _JSON, _NOT_FOUND)
             return
         except Exception:
             log.exception("redirect failed")
-            await _answer(send, 500, [(b"content-type", b"application/json")], _ERROR)
+            await _answer(send, 500, _JSON, _ERROR)
             return
         secure = (
             scope.get("scheme") == "https"
@@ -80,7 +84,7 @@ class TrackerApp(FastAPI):
             302,
             [
                 (b"location", location.encode("latin-1")),
-                (b"set-cookie", visitor_cookie(visitor_id, secure).encode("latin-1")),
+                (b"set-cookie", visitor_cookie(cookie, secure).encode("latin-1")),
             ],
             b"",
         )

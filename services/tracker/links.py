@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 _SEP = "\x1f"  # unit separator: cannot occur in identifiers
 _TAG_BYTES = 12
+#: longer than any code we sign (four identifiers, base64url, a key id and a tag)
+MAX_CODE_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,10 @@ class LinkSigner:
         return f"{self.signing_kid}.{payload}.{self._tag(self.signing_kid, payload)}"
 
     def verify(self, code: str) -> Link:
-        """The link a code stands for, or :class:`InvalidCode`. Constant-time tag check."""
+        """The link a code stands for, or :class:`InvalidCode` (never another error, whatever
+        the code holds). Constant-time tag check."""
+        if len(code) > MAX_CODE_CHARS or not code.isascii():
+            raise InvalidCode(code[:MAX_CODE_CHARS])
         parts = code.split(".")
         if len(parts) != 3 or parts[0] not in self.keys:
             raise InvalidCode(code)

@@ -12,6 +12,15 @@ from functools import lru_cache
 
 import crawleruseragents
 
+#: the longest user agent the tracker reads: longer ones are cut before any matching, so a
+#: hostile header costs bounded time (the bot patterns) and memory (the cache below)
+MAX_USER_AGENT = 512
+
+
+def cut_user_agent(user_agent: str | None) -> str | None:
+    """The user agent as the tracker keeps and matches it: at most 512 characters."""
+    return user_agent[:MAX_USER_AGENT] if user_agent else None
+
 
 @lru_cache(maxsize=65_536)
 def is_bot(user_agent: str | None) -> bool:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import Ident, UtcDatetime
+from shared.events import Ident, Text, UtcDatetime
 
 
 class LinkRequest(BaseModel):
@@ -90,11 +90,12 @@ class ServerClick(BaseModel):
     )
 
     event_id: Ident
-    code: str = Field(max_length=512)
+    code: Text = Field(max_length=512)
     visitor_id: Ident
     occurred_at: UtcDatetime
-    ip: str | None = Field(None, max_length=64)
-    user_agent: str | None = Field(None, max_length=2048)
+    ip: Text | None = Field(None, max_length=64)
+    #: cut to 512 characters before it is matched or recorded
+    user_agent: Text | None = Field(None, max_length=2048)
 
 
 class ClickAccepted(BaseModel):
@@ -107,7 +108,22 @@ class EventResult(BaseModel):
     index: int
     event_id: str | None
     status: str  # accepted | duplicate | rejected
+    #: why a rejected event was refused, machine-readable (e.g. ``occurred_too_long_ago``)
+    code: str | None = None
     errors: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def refused(
+        cls, index: int, event_id: object, code: str, errors: list[dict[str, Any]]
+    ) -> EventResult:
+        """A rejected event; its id is echoed only if it was a string."""
+        return cls(
+            index=index,
+            event_id=event_id if isinstance(event_id, str) else None,
+            status="rejected",
+            code=code,
+            errors=errors,
+        )
 
 
 class EventsResponse(BaseModel):

@@ -14,10 +14,11 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from services.tracker.directory import Directory
-from services.tracker.links import Link, LinkSigner
-from services.tracker.quality import FloodGuard, SelfReferral, is_bot, suspicion
+from services.tracker.links import InvalidCode, Link, LinkSigner
+from services.tracker.quality import FloodGuard, SelfReferral, cut_user_agent, is_bot, suspicion
 from services.tracker.schemas import EventResult
 from services.tracker.spool import ClickSpool, SpoolFull
+from services.tracker.visitors import VisitorCookies
 from shared.clock import Clock
 from shared.config import Settings
 from shared.events import (
@@ -35,6 +36,9 @@ from shared.ids import new_id
 from shared.secrets import hash_key, verify_signature, webhook_secret
 
 log = logging.getLogger(__name__)
+
+#: how far ahead of the tracker's clock an event may be (clocks drift)
+MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
@@ -55,6 +59,33 @@ class Unauthorized(AllianceError):
         super().__init__(401, "unauthorized", "missing or invalid credentials", reason=reason)
 
 
+def event_time_problem(occurred_at: datetime, now: datetime, max_backdate: timedelta) -> str | None:
+    """Why an event time is refused (``occurred_too_long_ago``, ``occurred_in_future``), or
+    None when it is within ``[now − max_backdate, now + 5 minutes]``."""
+    if occurred_at < now - max_backdate:
+        return "occurred_too_long_ago"
+    if occurred_at > now + MAX_CLOCK_SKEW:
+        return "occurred_in_future"
+    return None
+
+
+def holds_nul(value: Any) -> bool:
+    """True when any string of a decoded JSON value, keys included, holds a NUL character.
+    Iterative, so that no nesting depth can exhaust the stack."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 @dataclass
 class TrackerService:
     settings: Settings
@@ -64,11 +95,13 @@ class TrackerService:
     directory: Directory
     spool: ClickSpool
     flood: FloodGuard = field(init=False)
+    visitors: VisitorCookies = field(init=False)
     self_referral: SelfReferral = field(default_factory=SelfReferral)
     metrics: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.flood = FloodGuard(self.settings.flood_clicks_per_minute)
+        self.visitors = VisitorCookies(self.settings.secret_key)
 
     # -- links ------------------------------------------------------------------------------
 
@@ -119,17 +152,23 @@ class TrackerService:
         ip: str | None,
         user_agent: str | None,
     ) -> tuple[str, str]:
-        """The redirect of ``GET /r/{code}``: ``(landing URL, visitor id)``, the click written
-        durably first when ``record`` (not for HEAD or a prefetch). :class:`InvalidCode` for a
-        code we did not sign."""
+        """The redirect of ``GET /r/{code}``: ``(landing URL, visitor cookie value)``, the click
+        written durably first when ``record`` (not for HEAD or a prefetch). The visitor is the
+        one the cookie carries if its tag verifies, else a new one (a new cookie); the landing
+        URL carries the plain id. :class:`InvalidCode` for a code we did not sign."""
         link = self.signer.verify(code)
-        visitor_id = visitor_cookie or new_id()
+        visitor_id = self.visitors.open(visitor_cookie) or new_id()
         params = {"alliance_vid": visitor_id}
         if record:
-            click = self.make_click(link, code, visitor_id, ip, user_agent, self.clock.now())
+            try:
+                click = self.make_click(link, code, visitor_id, ip, user_agent, self.clock.now())
+            except ValidationError:
+                # signed before the identifier budget (e.g. a product id over 64 characters):
+                # no click can carry it, so the link is as good as unknown
+                raise InvalidCode("the link's identifiers are out of bounds") from None
             await self.record_click(click)
             params["alliance_click"] = click.click_id
-        return append_query(self.landing_url(link), params), visitor_id
+        return append_query(self.landing_url(link), params), self.visitors.seal(visitor_id)
 
     def make_click(
         self,
@@ -141,6 +180,7 @@ class TrackerService:
         occurred_at: datetime,
         click_id: str | None = None,
     ) -> Click:
+        user_agent = cut_user_agent(user_agent)  # before any matching: bounded work and memory
         now = self.clock.now()
         ts = now.timestamp()
         flooded = self.flood.flooded(code, [f"v:{visitor_id}"] + ([f"ip:{ip}"] if ip else []), ts)
@@ -165,7 +205,7 @@ class TrackerService:
             suspicious=reason is not None,
             suspicious_reason=reason,
             ip=ip,
-            user_agent=user_agent[:512] if user_agent else None,
+            user_agent=user_agent,
         )
 
     async def record_click(self, click: Click) -> None:
@@ -218,53 +258,64 @@ class TrackerService:
     def validate_events(
         self, store_id: str, raw_events: list[Any]
     ) -> tuple[list[StorefrontEvent], list[EventResult]]:
-        """Validate each event on its own; a bad one never drops its valid neighbours.
-        Duplicates (seen within the dedup horizon, or twice in the batch) are not re-sent."""
+        """Validate each event on its own; a bad one never drops its valid neighbours, and
+        none raises: a refused event gets a machine-readable ``code`` (``object_required``,
+        ``nul_character``, ``store_mismatch``, ``occurred_too_long_ago``,
+        ``occurred_in_future``, or the type of its first validation error, such as
+        ``currency_unknown`` or ``order_total_out_of_range``). Every accepted event carries
+        the tracker's arrival time (``received_at``), whatever the client sent. Duplicates
+        (seen within the dedup horizon, or twice in the batch) are not re-sent."""
         valid: list[StorefrontEvent] = []
         results: list[EventResult] = []
-        now = self.clock.now().timestamp()
+        now = self.clock.now()
+        max_backdate = timedelta(days=self.settings.event_max_backdate_days)
         for index, raw in enumerate(raw_events):
-            event_id = raw.get("event_id") if isinstance(raw, dict) else None
             if not isinstance(raw, dict):
                 results.append(
-                    _rejected(
-                        index,
-                        None,
-                        [
-                            {
-                                "loc": [],
-                                "type": "object_required",
-                                "msg": "an event is a JSON object",
-                            }
-                        ],
-                    )
+                    _rejected(index, None, "object_required", "an event is a JSON object")
+                )
+                continue
+            event_id = raw.get("event_id")
+            if holds_nul(raw):
+                # PostgreSQL cannot store a NUL: refused here, never left to a consumer
+                results.append(
+                    _rejected(index, event_id, "nul_character", "a string holds a NUL character")
+                )
+                continue
+            if not isinstance(raw.get("type", ""), str):
+                # pydantic writes out the repr of a bad discriminator: unbounded when nested
+                results.append(
+                    _rejected(index, event_id, "union_tag_invalid", "type is a string", "type")
                 )
                 continue
             try:
-                event = storefront_event_adapter.validate_python({**raw, "store_id": store_id})
+                event = storefront_event_adapter.validate_python(
+                    {**raw, "store_id": store_id, "received_at": now}
+                )
             except ValidationError as exc:
+                found = exc.errors(include_url=False, include_input=False)
                 errors = [
-                    {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]}
-                    for e in exc.errors(include_url=False, include_input=False)
+                    {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in found
                 ]
-                results.append(_rejected(index, event_id, errors))
+                results.append(EventResult.refused(index, event_id, found[0]["type"], errors))
                 continue
             if raw.get("store_id") not in (None, store_id):
                 results.append(
                     _rejected(
                         index,
                         event_id,
-                        [
-                            {
-                                "loc": ["store_id"],
-                                "type": "store_mismatch",
-                                "msg": "events may only be posted by their own store",
-                            }
-                        ],
+                        "store_mismatch",
+                        "events may only be posted by their own store",
+                        "store_id",
                     )
                 )
                 continue
-            if not self.directory.claim(store_id, event.event_id, now):
+            problem = event_time_problem(event.occurred_at, now, max_backdate)
+            if problem is not None:
+                message = f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
+                results.append(_rejected(index, event_id, problem, message, "occurred_at"))
+                continue
+            if not self.directory.claim(store_id, event.event_id, now.timestamp()):
                 results.append(
                     EventResult(index=index, event_id=event.event_id, status="duplicate")
                 )
@@ -302,19 +353,22 @@ class TrackerService:
         if isinstance(event, OrderPlaced):
             # placed orders go with the visitor's clicks (the attribution join)
             return Topic.ORDERS, event.visitor_id
-        return Topic.ORDERS, event.order_id
+        return Topic.ORDERS, f"{event.store_id}:{event.order_id}"
 
     def check_click_time(self, occurred_at: datetime) -> None:
-        if occurred_at > self.clock.now() + timedelta(minutes=5):
+        """422 for a server click outside ``[now − max backdate, now + 5 minutes]``."""
+        max_backdate = timedelta(days=self.settings.event_max_backdate_days)
+        problem = event_time_problem(occurred_at, self.clock.now(), max_backdate)
+        if problem is not None:
             raise AllianceError(
-                422, "occurred_in_future", "occurred_at is more than 5 minutes ahead"
+                422,
+                problem,
+                f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]",
             )
 
 
-def _rejected(index: int, event_id: object, errors: list[dict[str, Any]]) -> EventResult:
-    return EventResult(
-        index=index,
-        event_id=event_id if isinstance(event_id, str) else None,
-        status="rejected",
-        errors=errors,
-    )
+def _rejected(
+    index: int, event_id: object, code: str, message: str, field_: str | None = None
+) -> EventResult:
+    error = {"loc": [field_] if field_ else [], "type": code, "msg": message}
+    return EventResult.refused(index, event_id, code, [error])

@@ -40,7 +40,9 @@ async def _state(
             orjson.loads(p)
             for p in (
                 await session.execute(
-                    select(outbox_table.c.payload).where(outbox_table.c.key == order_id)
+                    select(outbox_table.c.payload).where(
+                        outbox_table.c.key.endswith(f":{order_id}")  # <store>:<order>
+                    )
                 )
             ).scalars()
         ]

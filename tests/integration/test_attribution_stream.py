@@ -77,9 +77,12 @@ async def joined_store(svc: Services, settings: Settings, u: str) -> None:
 
 
 async def view(
-    svc: Services, settings: Settings, order_id: str, **want: Any
+    svc: Services, settings: Settings, order: tuple[str, str], **want: Any
 ) -> dict[str, Any] | None:
-    resp = await svc.commission.get(f"/v1/orders/{order_id}", headers=admin(settings))
+    store_id, order_id = order
+    resp = await svc.commission.get(
+        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
+    )
     if resp.status_code != 200:
         return None
     body: dict[str, Any] = resp.json()
@@ -95,17 +98,23 @@ async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arriv
         o = order(u, f"v-{u}", NOW)
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
         await eventually(
-            lambda: view(svc, settings, o.order_id, attribution_decided=True, affiliate_id=None)
+            lambda: view(
+                svc, settings, (o.store_id, o.order_id), attribution_decided=True, affiliate_id=None
+            )
         )
         late = click(u, f"v-{u}", NOW - timedelta(days=2))
         await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
-        got = await eventually(lambda: view(svc, settings, o.order_id, affiliate_id=f"aff-{u}"))
+        got = await eventually(
+            lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
+        )
         assert got["estimated"] == "6.00"
         done = OrderCompleted(
             event_id=f"{o.order_id}-c", occurred_at=NOW, store_id=o.store_id, order_id=o.order_id
         )
         await produce(settings, [(Topic.ORDERS, o.order_id, encode(done))])
-        got = await eventually(lambda: view(svc, settings, o.order_id, status="completed"))
+        got = await eventually(
+            lambda: view(svc, settings, (o.store_id, o.order_id), status="completed")
+        )
         assert got["payable"] == "6.00"
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
     assert [(d["type"], d["revision"], d["affiliate_id"]) for d in decisions] == [
@@ -134,7 +143,9 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
         await joined_store(svc, settings, u)
         await produce(settings, events + events[::-1] + events)
         got = await eventually(
-            lambda: view(svc, settings, o.order_id, status="completed", affiliate_id=f"b-{u}")
+            lambda: view(
+                svc, settings, (o.store_id, o.order_id), status="completed", affiliate_id=f"b-{u}"
+            )
         )
         assert got["payable"] == "6.00"
         # let every duplicate through the pipeline, then look again
@@ -168,7 +179,9 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
                 (Topic.ORDERS, o.visitor_id, encode(o)),
             ],
         )
-        await eventually(lambda: view(svc, settings, o.order_id, attribution_decided=True))
+        await eventually(
+            lambda: view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
+        )
 
         async def all_dead() -> list[dict[str, Any]] | None:
             # each consumer reads the orders topic at its own pace: wait for both
@@ -232,20 +245,23 @@ async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Se
         # that cannot change the decision, after the order or on another store, reopen nothing)
         await eventually(lambda: _clicks_stored(settings, v, len(clicks)))
         await produce(settings, [(Topic.ORDERS, v, encode(o))])
-        await eventually(lambda: view(svc, settings, o.order_id, affiliate_id=f"aff-{u}"))
+        await eventually(
+            lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
+        )
         full = (
             await svc.commission.get(
-                f"/v1/orders/{o.order_id}/attribution", headers=admin(settings)
+                f"/v1/stores/{o.store_id}/orders/{o.order_id}/attribution", headers=admin(settings)
             )
         ).json()
         mine = (
             await svc.commission.get(
-                f"/v1/orders/{o.order_id}/attribution",
+                f"/v1/stores/{o.store_id}/orders/{o.order_id}/attribution",
                 headers={"Authorization": f"Bearer {affiliate_key}"},
             )
         ).json()
         stranger = await svc.commission.get(
-            f"/v1/orders/{o.order_id}/attribution", headers={"Authorization": "Bearer nope"}
+            f"/v1/stores/{o.store_id}/orders/{o.order_id}/attribution",
+            headers={"Authorization": "Bearer nope"},
         )
     assert full["rule"] == "last_click"
     assert full["click_id"] == won.click_id
@@ -259,8 +275,11 @@ async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Se
         elsewhere.click_id: "other_store",
         after.click_id: "after_order",
     }
+    # the affiliate sees its own clicks in full, the others unnamed (no affiliate, no click)
     names = {c["affiliate_id"] for c in mine["considered"]}
-    assert names == {f"aff-{u}", "another affiliate"}
+    assert names == {f"aff-{u}", None}
+    for c in mine["considered"]:
+        assert (c["click_id"] is None) == (c["affiliate_id"] is None)
     assert stranger.status_code == 401
 
 
@@ -275,13 +294,15 @@ async def test_a_late_click_after_the_grace_period_changes_nothing_and_is_counte
     async with running(settings, clock) as svc:
         await joined_store(svc, settings, u)
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
-        await eventually(lambda: view(svc, settings, o.order_id, attribution_decided=True))
+        await eventually(
+            lambda: view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
+        )
         clock.advance(timedelta(minutes=10, seconds=1))  # the default grace is 10 minutes
         late = click(u, f"v-{u}", NOW - timedelta(days=1))
         await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
         stats = svc.apps["attribution"].state.service.stats
         await eventually(lambda: _at_least(stats.late_after_freeze, 1))
-        assert (await view(svc, settings, o.order_id, affiliate_id=None)) is not None
+        assert (await view(svc, settings, (o.store_id, o.order_id), affiliate_id=None)) is not None
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
     assert [d["revision"] for d in decisions] == [0]
 
@@ -300,7 +321,11 @@ async def test_rebuild_recomputes_from_the_topics_and_reports_frozen_differences
         early = click(u, f"v1-{u}", NOW - timedelta(days=2))
         await produce(settings, [(Topic.CLICKS, early.visitor_id, encode(early))])
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o)) for o in (kept, frozen)])
-        await eventually(lambda: view(svc, settings, frozen.order_id, attribution_decided=True))
+        await eventually(
+            lambda: view(
+                svc, settings, (frozen.store_id, frozen.order_id), attribution_decided=True
+            )
+        )
         clock.advance(timedelta(hours=1))  # past the grace: the next click is too late
         late = click(u, f"v2-{u}", NOW - timedelta(days=1))
         await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])

@@ -87,17 +87,21 @@ async def test_orders_are_decided_with_their_stores_window(settings: Settings) -
                 (Topic.ORDERS, o.visitor_id, encode(o)),
             ]
         await produce(settings, events)
-        await eventually(lambda: view(svc, settings, f"o-{b}-1", affiliate_id=f"aff-{b}"))
+        await eventually(
+            lambda: view(svc, settings, (f"s-{b}", f"o-{b}-1"), affiliate_id=f"aff-{b}")
+        )
         # A's order may be decided before the window change arrives, and then corrected
-        explained = await eventually(lambda: _explained(svc, settings, f"o-{a}-1", 3 * D))
+        explained = await eventually(lambda: _explained(svc, settings, f"s-{a}", f"o-{a}-1", 3 * D))
         assert explained["affiliate_id"] is None
         assert [c["verdict"] for c in explained["considered"]] == ["outside_window"]
 
 
 async def _explained(
-    svc: Any, settings: Settings, order_id: str, window: timedelta
+    svc: Any, settings: Settings, store_id: str, order_id: str, window: timedelta
 ) -> dict[str, Any] | None:
-    resp = await svc.commission.get(f"/v1/orders/{order_id}/attribution", headers=admin(settings))
+    resp = await svc.commission.get(
+        f"/v1/stores/{store_id}/orders/{order_id}/attribution", headers=admin(settings)
+    )
     if resp.status_code != 200:
         return None
     body: dict[str, Any] = resp.json()
@@ -164,7 +168,9 @@ async def test_a_window_change_re_decides_the_open_orders_placed_since(
                 for p in (
                     await session.execute(
                         select(outbox_table.c.payload).where(
-                            outbox_table.c.key.in_([before.order_id, after.order_id])
+                            outbox_table.c.key.in_(
+                                [f"{o.store_id}:{o.order_id}" for o in (before, after)]
+                            )
                         )
                     )
                 ).scalars()

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from shared.config import Settings
 from shared.stack.browser import ensure_chromium
 from tests.conftest import free_ports
-from tests.integration.harness import running
+from tests.integration.harness import eventually, running
 from tests.integration.test_attribution_stream import NOW
 from tests.integration.test_reports import expected, history, replay, set_up_store, settled
 
@@ -114,11 +114,15 @@ async def test_the_dashboard_page_shows_filters_exports_and_changes(
                 await page.fill("#tx-keyword", "lamp")
                 await page.select_option("#tx-type", "order")
                 await page.click("#tx-filter button[type=submit]")
-                await page.wait_for_function(
-                    "[...document.querySelectorAll('#tx tbody tr td:nth-child(5)')]"
-                    ".every(td => td.textContent.toLowerCase().includes('lamp'))"
-                )
-                titles = await page.locator("#tx tbody tr td:nth-child(5)").all_inner_texts()
+                title_cells = page.locator("#tx tbody tr td:nth-child(6)")
+
+                async def filtered() -> list[str] | None:
+                    # polled from here: a predicate evaluated in the page is an eval, which the
+                    # page's Content-Security-Policy (rightly) refuses
+                    got = await title_cells.all_inner_texts()
+                    return got if got and all("lamp" in t.lower() for t in got) else None
+
+                titles = await eventually(filtered)
                 want = sum(
                     1 for o in e.orders.values() for ln in o["lines"] if "lamp" in ln[1].lower()
                 )

@@ -88,28 +88,32 @@ async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
     o = m.orders
     try:
         async with make_sessions(engine)() as session, session.begin():
-            order_id, kept = (
+            store_id, order_id, kept = (
                 await session.execute(
-                    select(o.c.order_id, o.c.commission_minor)
+                    select(o.c.store_id, o.c.order_id, o.c.commission_minor)
                     .where(o.c.chargeable.is_(True))
                     .order_by(o.c.order_id.desc())
                     .limit(1)
                 )
             ).one()
             await session.execute(
-                update(o).where(o.c.order_id == order_id).values(commission_minor=kept + 1)
+                update(o)
+                .where(o.c.store_id == store_id, o.c.order_id == order_id)
+                .values(commission_minor=kept + 1)
             )
-            assert (await verify(session)).summaries_stale == [order_id]
+            assert (await verify(session)).summaries_stale == [(store_id, order_id)]
             await session.execute(
                 update(o)
-                .where(o.c.order_id == order_id)
+                .where(o.c.store_id == store_id, o.c.order_id == order_id)
                 .values(chargeable=None, commission_minor=None)
             )
             service = CommissionService(SystemClock())
             assert await service.summarise(session) >= 1
             assert await service.summarise(session) == 0
             restored = await session.scalar(
-                select(o.c.commission_minor).where(o.c.order_id == order_id)
+                select(o.c.commission_minor).where(
+                    o.c.store_id == store_id, o.c.order_id == order_id
+                )
             )
             assert restored == kept
             assert (await verify(session)).ok

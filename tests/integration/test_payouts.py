@@ -68,9 +68,7 @@ async def test_payout_is_idempotent_and_a_later_claw_back_carries_forward(
         )
 
         async def clawed_back() -> dict[str, object] | None:
-            resp = await svc.commission.get(
-                f"/v1/orders/{replay.id('o5')}", headers=admin(settings)
-            )
+            resp = await svc.commission.get(replay.order_path("o5"), headers=admin(settings))
             view: dict[str, object] = resp.json()
             return view if view["reversed"] == "0.03" else None
 

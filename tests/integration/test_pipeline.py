@@ -31,9 +31,12 @@ def uid() -> str:
 
 
 async def order_view(
-    svc: Services, settings: Settings, order_id: str, want: dict[str, Any]
+    svc: Services, settings: Settings, order: tuple[str, str], want: dict[str, Any]
 ) -> dict[str, Any] | None:
-    resp = await svc.commission.get(f"/v1/orders/{order_id}", headers=admin(settings))
+    store_id, order_id = order
+    resp = await svc.commission.get(
+        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
+    )
     if resp.status_code != 200:
         return None
     body: dict[str, Any] = resp.json()
@@ -85,7 +88,8 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
         )
         query = parse_qs(urlsplit(redirect.headers["location"]).query)
         visitor = query["alliance_vid"][0]
-        assert redirect.cookies.get("alliance_vid") == visitor
+        # the cookie carries the visitor id and its tag; the landing URL the plain id
+        assert redirect.cookies["alliance_vid"].rsplit(".", 1)[0] == visitor
 
         order_id = f"o-{u}"
         resp = await signed_post(
@@ -99,7 +103,10 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
 
         view = await eventually(
             lambda: order_view(
-                svc, settings, order_id, {"status": "completed", "affiliate_id": f"aff-{u}"}
+                svc,
+                settings,
+                (store.store_id, order_id),
+                {"status": "completed", "affiliate_id": f"aff-{u}"},
             )
         )
         assert view["click_id"] == query["alliance_click"][0]
@@ -114,13 +121,19 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
         }
         # the store sees its own order, another store does not
         assert (
-            await svc.commission.get(f"/v1/orders/{order_id}", headers=store.auth)
+            await svc.commission.get(
+                f"/v1/stores/{store.store_id}/orders/{order_id}", headers=store.auth
+            )
         ).status_code == 200
         other = await new_store(svc, settings, f"s2-{u}", products=())
+        for path in (
+            f"/v1/stores/{store.store_id}/orders/{order_id}",
+            f"/v1/stores/{other.store_id}/orders/{order_id}",
+        ):
+            assert (await svc.commission.get(path, headers=other.auth)).status_code == 404
         assert (
-            await svc.commission.get(f"/v1/orders/{order_id}", headers=other.auth)
-        ).status_code == 404
-        assert (await svc.commission.get(f"/v1/orders/{order_id}")).status_code == 401
+            await svc.commission.get(f"/v1/stores/{store.store_id}/orders/{order_id}")
+        ).status_code == 401
 
 
 async def test_organic_order_costs_nothing(settings: Settings) -> None:
@@ -137,7 +150,10 @@ async def test_organic_order_costs_nothing(settings: Settings) -> None:
         assert resp.status_code == 202
         view = await eventually(
             lambda: order_view(
-                svc, settings, order_id, {"status": "completed", "attribution_decided": True}
+                svc,
+                settings,
+                (store.store_id, order_id),
+                {"status": "completed", "attribution_decided": True},
             )
         )
         assert view["affiliate_id"] is None

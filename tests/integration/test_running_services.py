@@ -87,7 +87,9 @@ async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
             assert resp.status_code == 202, resp.text
 
             async def settled() -> dict[str, str] | None:
-                r = await svc.commission.get(f"/v1/orders/{order_id}", headers=admin(s))
+                r = await svc.commission.get(
+                    f"/v1/stores/{store.store_id}/orders/{order_id}", headers=admin(s)
+                )
                 body: dict[str, str] = r.json()
                 return body if r.status_code == 200 and body["payable"] != "0.00" else None
 

@@ -144,6 +144,10 @@ class Replay:
     def _store_of(self, order_id: str) -> str:
         return self.order_stores[order_id]
 
+    def order_path(self, order_id: str) -> str:
+        """The API path of a scenario order (orders are named within their store)."""
+        return f"/v1/stores/{self.id(self._store_of(order_id))}/orders/{self.id(order_id)}"
+
     async def _click_stored(self, click_id: str) -> None:
         """Clicks and orders travel on different topics: let the click land before the next
         event, as it would in real time (late clicks are attribution's own test)."""
@@ -164,14 +168,12 @@ async def settle_all(replay: Replay, scenario: dict[str, Any]) -> dict[str, dict
     """Wait until every expected order is decided and has its expected status."""
     views: dict[str, dict[str, Any]] = {}
     for expected in scenario["expected"]:
-        order_id = replay.id(expected["order_id"])
+        path = replay.order_path(expected["order_id"])
 
         async def settled(
-            oid: str = order_id, want: dict[str, Any] = expected
+            oid: str = path, want: dict[str, Any] = expected
         ) -> dict[str, Any] | None:
-            resp = await replay.svc.commission.get(
-                f"/v1/orders/{oid}", headers=admin(replay.settings)
-            )
+            resp = await replay.svc.commission.get(oid, headers=admin(replay.settings))
             if resp.status_code != 200:
                 return None
             view: dict[str, Any] = resp.json()
@@ -197,11 +199,12 @@ async def test_scenario_through_the_services(settings: Settings, path: Path) -> 
                 await replay.apply(event)
             for expected in scenario["expected"]:
                 order_id = replay.id(expected["order_id"])
+                order_path = replay.order_path(expected["order_id"])
 
                 async def settled(
-                    oid: str = order_id, want: dict[str, Any] = expected
+                    oid: str = order_path, want: dict[str, Any] = expected
                 ) -> dict[str, Any] | None:
-                    resp = await svc.commission.get(f"/v1/orders/{oid}", headers=admin(settings))
+                    resp = await svc.commission.get(oid, headers=admin(settings))
                     if resp.status_code != 200:
                         return None
                     view: dict[str, Any] = resp.json()
@@ -242,7 +245,8 @@ async def test_scenario_through_the_services(settings: Settings, path: Path) -> 
                     (
                         money(x["amount"])
                         for x in ledger
-                        if x["order_id"] == order_id and x["account"].startswith("affiliate:")
+                        if (x["store_id"], x["order_id"]) == (view["store_id"], order_id)
+                        and x["account"].startswith("affiliate:")
                     ),
                     Decimal(0),
                 )

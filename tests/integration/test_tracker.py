@@ -331,6 +331,9 @@ async def test_fast_path_and_documented_route_answer_alike(settings: Settings) -
     from fastapi import FastAPI
     from starlette.types import Receive, Scope, Send
 
+    from services.tracker.visitors import VisitorCookies
+
+    same = f"alliance_vid={VisitorCookies(settings.secret_key).seal('v-same')}"
     async with running(settings) as svc:
         _, link = await ready_link(svc, settings, uid())
         app = svc.apps["tracker"]
@@ -342,18 +345,17 @@ async def test_fast_path_and_documented_route_answer_alike(settings: Settings) -
         async with httpx.AsyncClient(
             transport=transport, base_url="https://t", headers={"User-Agent": BROWSER_UA}
         ) as slow:
-            via_route = await slow.get(
-                f"/r/{link['code']}", headers={"Cookie": "alliance_vid=v-same"}
-            )
+            via_route = await slow.get(f"/r/{link['code']}", headers={"Cookie": same})
             missing = await slow.get("/r/nope")
         via_fast = await svc.tracker.get(
             f"/r/{link['code']}",
-            headers={"X-Forwarded-Proto": "https", "Cookie": "alliance_vid=v-same"},
+            headers={"X-Forwarded-Proto": "https", "Cookie": same},
         )
     for resp in (via_route, via_fast):
         assert resp.status_code == 302
         assert "alliance_vid=v-same" in resp.headers["location"]
         cookie = resp.headers["set-cookie"]
+        assert cookie.startswith(same + ";")
         assert "HttpOnly" in cookie
         assert "SameSite=Lax" in cookie
         assert "Secure" in cookie  # TLS, directly or behind the proxy

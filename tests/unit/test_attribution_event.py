@@ -23,7 +23,7 @@ def model(order: OrderPlaced, clicks: list[Click], revision: int, now: datetime)
     decision, verdicts = explain(ref, clicks)
     c = decision.click
     return Attribution(
-        event_id=f"{order.order_id}:{revision}",
+        event_id=f"{order.store_id}:{order.order_id}:{revision}",
         type="attribution" if revision == 0 else "attribution_changed",
         occurred_at=now,
         revision=revision,

@@ -101,5 +101,5 @@ def test_the_rebuild_uses_each_stores_window() -> None:
         OrderRef("o1", "s1", "v1", T + timedelta(days=5)),
         OrderRef("o2", "s2", "v1", T + timedelta(days=5)),
     ]
-    report = compare(clicks, orders, {"o1": "c1", "o2": "c2"}, D15, {"s1": w})
-    assert report.differences == [Difference("o1", "c1", None)]
+    report = compare(clicks, orders, {("s1", "o1"): "c1", ("s2", "o2"): "c2"}, D15, {"s1": w})
+    assert report.differences == [Difference("s1", "o1", "c1", None)]

@@ -20,9 +20,9 @@ def test_reports_same_changed_and_missing_decisions() -> None:
         OrderRef("o2", "s1", "v2", T),
         OrderRef("o3", "s1", "v3", T),
     ]
-    report = compare(clicks, orders, {"o1": "c1", "o2": None}, DEFAULT_WINDOW)
+    report = compare(clicks, orders, {("s1", "o1"): "c1", ("s1", "o2"): None}, DEFAULT_WINDOW)
     assert (report.orders, report.same) == (3, 1)
     assert report.differences == [
-        Difference("o2", None, "c2"),
-        Difference("o3", None, None, missing=True),
+        Difference("s1", "o2", None, "c2"),
+        Difference("s1", "o3", None, None, missing=True),
     ]

@@ -183,9 +183,9 @@ async function loadTransactions(more = false) {
   if (more && state.cursor) extra.cursor = state.cursor;
   const page = await getJSON(reportPath("transactions", extra));
   const rows = page.items.map((t) =>
-    row([t.at.replace("T", " ").slice(0, 19), t.type, t.order_id, t.product_id, t.title,
-      t.quantity ?? "", `${t.amount} ${t.currency}`, `${t.commission} ${t.currency}`, t.status,
-      t.affiliate_id ?? ""], [5, 6, 7]));
+    row([t.at.replace("T", " ").slice(0, 19), t.type, t.store_id, t.order_id, t.product_id,
+      t.title, t.quantity ?? "", `${t.amount} ${t.currency}`, `${t.commission} ${t.currency}`,
+      t.status, t.affiliate_id ?? ""], [6, 7, 8]));
   const body = $("tx").tBodies[0];
   if (more) body.append(...rows); else body.replaceChildren(...rows);
   state.cursor = page.next_cursor;
@@ -206,7 +206,11 @@ async function downloadCsv() {
 // -- program settings ------------------------------------------------------------------------
 
 async function loadProgram() {
+  // a slower, older load (the one at sign-in) must not paint over a newer one (after a change)
+  const generation = (state.programLoads = (state.programLoads || 0) + 1);
+  const current = () => generation === state.programLoads;
   const p = await getJSON(`/v1/stores/${encodeURIComponent(state.store)}/program`);
+  if (!current()) return;
   $("program").replaceChildren(
     figure("Program", p.state),
     figure("Default rate", p.default_rate),
@@ -218,6 +222,7 @@ async function loadProgram() {
     ...Object.entries(p.category_rates).map(([c, r]) => row([`category ${c}`, r])),
   );
   const mains = await getJSON(reportPath("main-products"));
+  if (!current()) return;
   $("mains").tBodies[0].replaceChildren(
     ...mains.items.map((m) => {
       const perf = m.performance[0];
@@ -228,6 +233,7 @@ async function loadProgram() {
   // the whole record, newest first (a change made today must show, whatever the range)
   const ops = await getJSON(
     `/v1/stores/${encodeURIComponent(state.store)}/operations`);
+  if (!current()) return;
   $("ops").tBodies[0].replaceChildren(
     ...ops.slice().reverse().map((o) =>
       row([o.at.replace("T", " ").slice(0, 19), o.kind, o.key ?? "", o.rate ?? o.days ?? "",
