@@ -190,14 +190,20 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
                 },
             ]
             (await _signed(tracker, store_id, secret, events)).raise_for_status()
-            placed.append({"order_id": order_id, "status": status.removeprefix("order_")})
+            placed.append(
+                {
+                    "store_id": store_id,
+                    "order_id": order_id,
+                    "status": status.removeprefix("order_"),
+                }
+            )
         print(f"sent {orders} orders through the tracker; waiting for the pipeline…")
 
         async def settled() -> list[dict[str, Any]] | None:
             views = []
             for p in placed:
                 resp = await commission.get(
-                    f"/v1/stores/{store_id}/orders/{p['order_id']}", headers=admin
+                    f"/v1/stores/{p['store_id']}/orders/{p['order_id']}", headers=admin
                 )
                 if resp.status_code != 200:
                     return None

@@ -190,7 +190,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         relay.poke()
 
 
-Session = Annotated[AsyncSession, Depends(get_session)]
+#: ``scope="function"``: the transaction commits when the route returns, *before* the response
+#: is sent (FastAPI's default runs a yield dependency's exit after sending). A client that got
+#: ``201`` for a new key may use it at once, and a commit that fails is an error answer, never a
+#: success answered for something that was then rolled back.
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 async def current_principal(request: Request, session: Session) -> Principal:

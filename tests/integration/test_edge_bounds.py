@@ -24,6 +24,7 @@ from tests.integration.harness import (
     Store,
     admin,
     eventually,
+    ledger_lines,
     new_affiliate,
     new_link,
     new_store,
@@ -390,6 +391,25 @@ class TestLongestIds:
             events = await signed_post(
                 svc.tracker, "/v1/events", store, {"events": [placed_event, done, refund]}
             )
+
+            # ... and on through attribution and commission into the ledger
+            async def settled() -> dict[str, Any] | None:
+                resp = await svc.commission.get(
+                    f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
+                )
+                view: dict[str, Any] = resp.json()
+                ok = resp.status_code == 200 and view["reversed"] != "0.00"
+                return view if ok and view["status"] == "completed" else None
+
+            view = await eventually(settled)
+            ledger = await ledger_lines(svc.commission, settings)
+            keys = {line["key"] for line in ledger if line["order_id"] == order_id}
+        assert view["affiliate_id"] == affiliate_id
+        assert view["click_id"] == f"s2s:{store_id}:{click_event}"
+        assert keys == {
+            f"commission:{store_id}:{order_id}",
+            f"reversal:{store_id}:{order_id}/{refund['refund_id']}",
+        }
         assert redirect.status_code == 302
         assert s2s.status_code == 202, s2s.text
         click_id = f"s2s:{store_id}:{click_event}"

@@ -291,3 +291,37 @@ async def test_a_backdated_completion_counts_from_its_arrival(settings: Settings
         assert [(t["orders_completed"], t["commission_payable"]) for t in recent["totals"]] == [
             (1, "10.00")
         ]
+
+
+async def test_a_key_works_as_soon_as_its_creation_is_answered(settings: Settings) -> None:
+    """Over real HTTP (where a response may leave before the request's teardown): the
+    transaction commits before the answer, so a store may use its new key at once."""
+    import httpx
+
+    from tests.integration.test_dashboard_browser import served
+
+    u = uid()
+    async with (
+        running(settings) as svc,
+        served(svc.apps["commission"]) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        for n in range(20):
+            store_id = f"s{n}-{u}"
+            created = await http.post(
+                "/v1/admin/stores",
+                json={
+                    "store_id": store_id,
+                    "name": store_id,
+                    "landing_url_template": "https://shop.example/item/{product_id}",
+                },
+                headers=admin(settings),
+            )
+            assert created.status_code == 201, created.text
+            key = created.json()["api_key"]
+            joined = await http.post(
+                f"/v1/stores/{store_id}/program/join",
+                json={},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+            assert joined.status_code == 200, joined.text
