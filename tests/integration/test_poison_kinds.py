@@ -282,3 +282,35 @@ async def _product_stored(settings: Settings, store: str, product: str) -> bool 
     finally:
         await engine.dispose()
     return True if found else None
+
+
+class TestDeadLetterLimit:
+    @pytest.mark.allow_logged_errors  # the stop is logged as an error, on purpose
+    async def test_a_burst_past_the_limit_stops_the_partition_and_readyz_says_why(
+        self, settings: Settings
+    ) -> None:
+        s = settings.model_copy(update={"dlq_max_consecutive": 2})
+        u = uuid.uuid4().hex[:8]
+        visitor = f"v-{u}"
+        poison = [
+            placed_json(u, visitor, order_id=f"burst-{u}-{n}", currency="XXX") for n in range(3)
+        ]
+        async with running(s) as svc:
+            await joined_store(svc, s, u)
+            await produce(s, [(Topic.ORDERS, visitor, orjson.dumps(p)) for p in poison])
+
+            async def stopped() -> dict[str, Any] | None:
+                resp = await svc.attribution.get("/readyz")
+                return resp.json() if resp.status_code == 503 else None
+
+            body = await eventually(stopped, timeout_s=60)
+            metrics = (await svc.attribution.get("/metrics")).text
+        assert body["failed"] == ["workers"]
+        (reason,) = body["reasons"].values()
+        assert reason.startswith("consumer attribution stopped ")
+        assert reason.endswith("at offset 2: 3 dead letters in a row (limit 2)")
+        assert s.topic(Topic.ORDERS) in reason
+        assert 'alliance_consumer_halted_partitions{consumer="attribution"} 1' in metrics
+        assert 'alliance_dead_letters_total{consumer="attribution",error="ValidationError"} 2' in (
+            metrics
+        )
