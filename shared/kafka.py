@@ -219,7 +219,13 @@ class ConsumerPipeline(Generic[T]):
             return
         if self.consumer._closed:
             self.consumer = self._new_consumer()
-        await self.consumer.start()
+        try:
+            await self.consumer.start()
+        except BaseException:
+            # half started (the broker away): close it, the next start makes a new one
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            raise
         self._open = True
         self._generation += 1
         self._committed, self._consumed, self._unpositioned = {}, {}, False
