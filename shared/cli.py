@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
@@ -103,16 +104,14 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
 
 def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
     from services.attribution.rebuild import rebuild
 
-    if not args.since:
+    since = _parse_time(args.since) if args.since else None
+    if since is None:
         print("rebuild needs --from <ISO 8601 time>, e.g. --from 2026-03-01T00:00:00Z")
         return 2
-    since = datetime.fromisoformat(args.since.replace("Z", "+00:00"))
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=UTC)
     window = timedelta(days=settings.attribution_window_days)
     report = asyncio.run(rebuild(settings.kafka_bootstrap, settings.topic_prefix, since, window))
     print(f"orders placed since {since.isoformat()}: {report.orders}")
@@ -279,6 +278,73 @@ ADMIN_KINDS: dict[str, PrincipalKind] = {
 }
 
 
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    """``alliance dlq list [--consumer C]`` / ``replay --consumer C [--since TIME]``."""
+    import asyncio
+    from collections import Counter
+
+    from shared.dlq import replay, unique_letters
+    from shared.events import Topic
+    from shared.kafka import make_producer, read_topic
+
+    since = None
+    if args.since:
+        since = _parse_time(args.since)
+        if since is None:
+            print(f"error: --since {args.since!r} is not an ISO 8601 time", file=sys.stderr)
+            return 2
+    if args.action == "replay" and not args.consumer:
+        print("error: replay needs --consumer (see `alliance dlq list`)", file=sys.stderr)
+        return 2
+    values = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS)))
+    letters = [
+        d
+        for d in unique_letters(values)
+        if (args.consumer is None or d.consumer == args.consumer)
+        and (since is None or d.failed_at >= since)
+    ]
+    if args.action == "list":
+        for d in letters:
+            where = f"{d.source_topic}[{d.partition}]@{d.offset}"
+            cut = " (truncated)" if d.truncated else ""
+            print(f"{d.failed_at.isoformat()}  {d.consumer:20} {where:40} key={d.key}{cut}")
+            print(f"    {' '.join(d.reason.split())[:300]}")
+        counts = Counter((d.consumer, d.error or "?") for d in letters)
+        print(f"dead letters: {len(letters)}")
+        for (consumer, error), n in sorted(counts.items()):
+            print(f"  {consumer:20} {error:40} {n}")
+        return 0
+
+    async def run() -> tuple[int, int]:
+        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-dlq-replay")
+        await producer.start()
+        try:
+            done = await replay(producer, letters)
+        finally:
+            await producer.stop()
+        for d in done.skipped:
+            print(
+                f"skipped (truncated: the original is not in the letter): {d.source_topic}"
+                f"[{d.partition}]@{d.offset}"
+            )
+        return len(done.sent), len(done.skipped)
+
+    sent, skipped = asyncio.run(run())
+    print(
+        f"replayed {sent} dead letters of {args.consumer} to their source topics; skipped {skipped}"
+    )
+    return 0
+
+
+def _parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time (``Z`` allowed), UTC when it names no zone; None if it is none."""
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -324,6 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("id", help="the store, affiliate or user id")
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
+    dlq = sub.add_parser(
+        "dlq", help="list dead letters, or replay a consumer's to their source topics"
+    )
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--consumer", help="only this consumer's letters (required by replay)")
+    dlq.add_argument("--since", help="only letters written since this ISO 8601 time")
     demo = sub.add_parser(
         "demo",
         help="a live run through the running services, then a realistic quarter replayed",
@@ -341,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _demo,
         "admin": _admin,
         "ledger": _ledger,
+        "dlq": _dlq,
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)

@@ -137,7 +137,24 @@ class Settings(BaseSettings):
     )
     consumer_batch_ms: int = Field(200, description="Max wait to fill a consumer batch")
     dlq_max_ratio: float = Field(
-        0.5, description="Stop a consumer when more than this share of a large batch is dead"
+        0.5,
+        description="A consumer stops a partition rather than dead-letter more than this share "
+        "of its last ALLIANCE_DLQ_WINDOW records",
+    )
+    dlq_max_consecutive: int = Field(
+        50,
+        description="A consumer stops a partition rather than dead-letter more than this many "
+        "of its records in a row (0: no such limit)",
+    )
+    dlq_window: int = Field(
+        200,
+        description="How many of a partition's latest records the dead-letter ratio is taken "
+        "over (judged once a partition has had that many)",
+    )
+    consumer_retry_max_s: float = Field(
+        5.0,
+        description="Longest pause between two tries of a batch that failed for a transient "
+        "reason (database or broker away); the pauses double from 0.1 s up to it",
     )
 
     state_dir: Path = Field(REPO_ROOT / ".stack", description="Where `stack up` keeps data/logs")

@@ -356,7 +356,9 @@ class Attribution(Event):
 
 
 class DeadLetter(BaseModel):
-    """A message a consumer could never process, kept with the reason."""
+    """A message a consumer (or the outbox relay) could never process, kept with the reason.
+    (consumer, source_topic, partition, offset) identifies one: letters are at least once. The
+    outbox relay's letters have partition −1 and the outbox row's id as offset."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -365,10 +367,16 @@ class DeadLetter(BaseModel):
     partition: int
     offset: int
     consumer: str
-    reason: str
+    reason: str  # "<error>: <message>", at most 2,000 characters
     key: str | None
-    value: str  # the raw value, decoded as UTF-8 with replacement
+    value: str  # the raw value, decoded as UTF-8 with replacement (cut when ``truncated``)
     failed_at: UtcDatetime
+    #: what failed, for grouping and metrics: the exception's class (e.g. ValidationError)
+    error: str | None = None
+    #: ``value`` holds only the start of the message: the whole would not fit the topic
+    truncated: bool = False
+    #: the size of the original value in bytes
+    value_bytes: int | None = None
 
 
 order_event_adapter: TypeAdapter[OrderEvent] = TypeAdapter(OrderEvent)

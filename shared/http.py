@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -84,6 +85,14 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
 
 
 Check = Callable[[], Awaitable[None]]
+#: how long a readiness check may take before it counts as failed (a dependency that hangs
+#: is as unavailable as one that refuses)
+CHECK_TIMEOUT_S = 3.0
+
+
+class NotReady(Exception):
+    """Raised by a readiness check with a reason that is safe to show in ``/readyz`` (names,
+    offsets, counts: written by us, never an exception's text)."""
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -118,22 +127,36 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Kafka and PostgreSQL connections work")
+    @router.get("/readyz", summary="Kafka and PostgreSQL connections work, workers run")
     async def readyz() -> JSONResponse:
-        """``{"status", "checks": {name: "ok" | "error"}, "failed": [names]}``: which
-        dependency failed, never why in the answer (exception text can hold addresses, user
-        names or SQL); the reason goes to the log."""
+        """``{"status", "checks": {name: "ok" | "error"}, "failed": [names], "reasons":
+        {name: reason}}``: which dependency failed, never why in the answer (exception text
+        can hold addresses, user names or SQL; the reason goes to the log) — except a
+        :class:`NotReady` reason, which is written to be shown (e.g. a consumer that stopped
+        a partition at its dead-letter limit). A check that takes longer than
+        :data:`CHECK_TIMEOUT_S` has failed."""
         results: dict[str, str] = {}
+        reasons: dict[str, str] = {}
         for name, check in checks.items():
             try:
-                await check()
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await check()
                 results[name] = "ok"
+            except NotReady as exc:
+                log.warning("readiness check %s: %s", name, exc)
+                results[name] = "error"
+                reasons[name] = str(exc)
             except Exception as exc:  # every failure is reported, not raised
                 log.warning("readiness check %s failed: %r", name, exc)
                 results[name] = "error"
         failed = [name for name, result in results.items() if result != "ok"]
         return JSONResponse(
-            {"status": "unavailable" if failed else "ok", "checks": results, "failed": failed},
+            {
+                "status": "unavailable" if failed else "ok",
+                "checks": results,
+                "failed": failed,
+                "reasons": reasons,
+            },
             status_code=503 if failed else 200,
         )
 

@@ -3,7 +3,8 @@
 The pipeline is explicit: decode → validate → batch (by size and time) → one database
 transaction per batch holding the effects *and* the consumer's offsets → commit → tell Kafka.
 A message that can never be processed goes to the dead-letter topic with its reason; a
-failure of the database or the broker is retried with backoff and never dead-lettered.
+failure of the database or the broker is retried with backoff and never dead-lettered (see
+:class:`ConsumerPipeline` and :mod:`shared.dlq`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +20,14 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
-from shared.events import DeadLetter, Topic, encode
+from shared.dlq import MAX_REASON_CHARS, DlqLimit, DlqLimitState, letter_for, send_letter
+from shared.events import Topic
 from shared.offsets import OffsetRepository
+from shared.retry import Backoff, Transient, describe, error_kind, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +64,38 @@ class Received(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class Unit(Generic[T]):
+    """One record of a batch: decoded (``received``), or dead with its ``error`` (the kind of
+    failure) and ``reason`` (kind and message)."""
+
+    record: ConsumerRecord[bytes, bytes]
+    received: Received[T] | None
+    error: str = ""
+    reason: str = ""
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.record.topic, self.record.partition)
+
+    @property
+    def offset(self) -> int:
+        return self.record.offset
+
+    @property
+    def dead(self) -> bool:
+        return self.received is None
+
+    def failed(self, exc: BaseException) -> Unit[T]:
+        """This record, dead because handling it alone raised ``exc``."""
+        return Unit(self.record, None, error_kind(exc), describe(exc, MAX_REASON_CHARS))
+
+
+@dataclass(frozen=True, slots=True)
 class Fetched(Generic[T]):
-    """One poll's records, decoded: the good ones and the dead letters with their reason."""
+    """One poll's records in fetch order, decoded or dead with their reason."""
 
     generation: int  # the consumer's assignment count when the poll began
-    records: list[ConsumerRecord[bytes, bytes]]
-    good: list[Received[T]]
-    dead: list[tuple[ConsumerRecord[bytes, bytes], str]]
+    units: list[Unit[T]]
 
 
 async def _cancel(future: asyncio.Future[Any] | None) -> None:
@@ -77,10 +106,6 @@ async def _cancel(future: asyncio.Future[Any] | None) -> None:
     await asyncio.wait({future})  # does not raise what the future raised
     if not future.cancelled() and future.exception() is not None:
         log.debug("a fetch ahead failed: %r", future.exception())
-
-
-class TooManyDeadLetters(RuntimeError):
-    """A batch was mostly undecodable: stop rather than dead-letter a whole stream."""
 
 
 Decoder = Callable[[str, bytes], T]
@@ -101,7 +126,7 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.pipeline._batch_lock:
             self.pipeline._generation += 1  # records fetched before this are stale
-            await self.pipeline._seek_to_stored(assigned)
+            await self.pipeline._position(assigned)
 
 
 class ConsumerPipeline(Generic[T]):
@@ -110,6 +135,15 @@ class ConsumerPipeline(Generic[T]):
     Contract: ``handle`` runs inside a transaction that this pipeline owns and commits
     together with the offsets; it must only flush. A batch is handled at least once and its
     effects are committed exactly once. ``after_commit`` (if any) runs after each commit.
+
+    Failures: a transient one (:func:`~shared.retry.is_transient`: the database or the broker
+    away) makes the pipeline go back to the last committed offsets and retry after a capped
+    exponential backoff, for as long as it takes; it needs neither to get going again. Any
+    other failure of a batch is the data's: the batch is retried by halves, each half its own
+    transaction with its offsets, until the records that fail alone are found; each is
+    dead-lettered once (see :mod:`shared.dlq`) and every other record is applied, in order.
+    Past the :class:`~shared.dlq.DlqLimit` of a partition, the pipeline stops that partition
+    (:meth:`halted`) instead of dead-lettering more; the others go on.
     """
 
     def __init__(
@@ -127,10 +161,13 @@ class ConsumerPipeline(Generic[T]):
         dead_letter_topic: str,
         batch_size: int = 1000,
         batch_ms: int = 200,
-        max_dead_ratio: float = 0.5,
+        dlq_limit: DlqLimit | None = None,
+        retry_cap_s: float = 5.0,
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
+        self.bootstrap = bootstrap
+        self.group_id = group_id
         self.topics = list(topics)
         self.sessions = sessions
         self.offsets = offsets
@@ -140,28 +177,78 @@ class ConsumerPipeline(Generic[T]):
         self.dead_letter_topic = dead_letter_topic
         self.batch_size = batch_size
         self.batch_ms = batch_ms
-        self.max_dead_ratio = max_dead_ratio
+        self.limits = DlqLimitState(dlq_limit or DlqLimit())
+        self.retry_cap_s = retry_cap_s
         self.after_commit = after_commit
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=batch_size,
-            fetch_max_wait_ms=batch_ms,
-        )
+        self.consumer = self._new_consumer()
+        self._open = False  # the consumer is started and not yet stopped
         self._stopping = asyncio.Event()
         self._batch_lock = asyncio.Lock()
         self._generation = 0  # assignments so far
-        self._consumed: dict[tuple[str, int], int] = {}  # next offset to handle, per partition
+        #: next offset to read per partition as committed with the effects (the truth)
+        self._committed: dict[tuple[str, int], int] = {}
+        #: the same, counting the records being handled as handled (:meth:`progress`)
+        self._consumed: dict[tuple[str, int], int] = {}
+        #: the assignment could not be positioned (database or broker away): held paused
+        self._unpositioned = False
+        #: records dead-lettered whose offsets are not committed yet: not lettered again
+        self._lettered: set[tuple[str, int, int]] = set()
+        #: partitions stopped by the dead-letter limit: (offset stopped at, why)
+        self._halted: dict[tuple[str, int], tuple[int, str]] = {}
         self.processed = 0
         self.dead_lettered = 0
         self.batches = 0
+        self.retries = 0  # batches retried after a transient failure
+        #: dead letters written, per kind of failure (metrics)
+        self.letters: Counter[str] = Counter()
+
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=self.batch_size,
+            fetch_max_wait_ms=self.batch_ms,
+        )
 
     async def start(self) -> None:
-        await self.consumer.start()
+        """Connect and subscribe (a consumer stopped by a failed :meth:`run` is replaced)."""
+        if self._open:
+            return
+        if self.consumer._closed:
+            self.consumer = self._new_consumer()
+        try:
+            await self.consumer.start()
+        except BaseException:
+            # half started (the broker away): close it, the next start makes a new one
+            with contextlib.suppress(Exception):
+                await self.consumer.stop()
+            raise
+        self._open = True
+        self._generation += 1
+        self._committed, self._consumed, self._unpositioned = {}, {}, False
         self.consumer.subscribe(self.topics, listener=_Listener(self))  # type: ignore[arg-type]
+
+    async def _position(self, assigned: set[TopicPartition]) -> None:
+        """Seek ``assigned`` to the stored offsets. When the database or the broker cannot
+        say where, the partitions are paused and :meth:`run` tries again after a pause (an
+        exception here would be swallowed by aiokafka and leave the group's Kafka offsets,
+        which may lag the database's, in charge)."""
+        try:
+            await self._seek_to_stored(assigned)
+        except Exception as exc:
+            log.warning("%s: cannot position partitions yet (%s)", self.name, describe(exc))
+            self._unpositioned = True
+            with contextlib.suppress(Exception):
+                self.consumer.pause(*assigned)
+            return
+        self._unpositioned = False
+        halted = [tp for tp in assigned if (tp.topic, tp.partition) in self._halted]
+        self.consumer.resume(*[tp for tp in assigned if tp not in halted])
+        if halted:
+            self.consumer.pause(*halted)
 
     async def _seek_to_stored(self, assigned: set[TopicPartition]) -> None:
         async with self.sessions() as session:
@@ -172,21 +259,49 @@ class ConsumerPipeline(Generic[T]):
         # the group's committed offset would be processed, then rewound and processed again.
         fresh = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
         first = await self.consumer.beginning_offsets(fresh) if fresh else {}
-        self._consumed = {}
+        self._committed = {}
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition), first.get(tp, 0))
             self.consumer.seek(tp, offset)
-            self._consumed[(tp.topic, tp.partition)] = offset
+            self._committed[(tp.topic, tp.partition)] = offset
+        self._consumed = dict(self._committed)
+        self._lettered = {
+            c for c in self._lettered if c[2] >= self._committed.get((c[0], c[1]), c[2] + 1)
+        }
+
+    def _rewind(self) -> None:
+        """Go back to the last committed offsets (known here: no database, no broker)."""
+        for tp in self.consumer.assignment():
+            offset = self._committed.get((tp.topic, tp.partition))
+            if offset is None:
+                self._unpositioned = True
+                continue
+            self.consumer.seek(tp, offset)
+        self._consumed = dict(self._committed)
 
     def progress(self, topic: str) -> dict[int, tuple[int, int | None]]:
         """For each partition of ``topic`` this consumer holds: (next offset to handle, last
-        known end offset), counting the batch being handled as handled. The end offset is None
-        until a fetch has reported it."""
+        known end offset), counting the records being handled as handled. The end offset is
+        None until a fetch has reported it."""
         return {
             p: (offset, self.consumer.highwater(TopicPartition(t, p)))
             for (t, p), offset in self._consumed.items()
             if t == topic
         }
+
+    def halted(self) -> str | None:
+        """Why partitions are stopped by the dead-letter limit (None: none is). Safe to show:
+        names, offsets and counts only."""
+        if not self._halted:
+            return None
+        return f"consumer {self.name} stopped " + "; ".join(
+            f"{t}[{p}] at offset {offset}: {why}"
+            for (t, p), (offset, why) in sorted(self._halted.items())
+        )
+
+    @property
+    def halted_partitions(self) -> int:
+        return len(self._halted)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its current batch, commit it and return."""
@@ -194,17 +309,27 @@ class ConsumerPipeline(Generic[T]):
 
     async def run(self) -> None:
         """The consume loop; returns after :meth:`stop` with everything handled committed.
+        Survives the database and the broker going away (it waits for them); when it raises
+        all the same, calling it again starts afresh from the stored offsets.
 
         The next batch is fetched and decoded while the current one is in the database (one
         batch ahead, never more): decoding is the service's CPU work, the transaction mostly
         waits for PostgreSQL."""
-        backoff = 0.1
+        await self.start()
+        backoff = Backoff(0.1, self.retry_cap_s)
         ahead: asyncio.Future[Fetched[T]] | None = None
         try:
             while not self._stopping.is_set():
+                if self._unpositioned:
+                    async with self._batch_lock:
+                        self._generation += 1
+                        await self._position(self.consumer.assignment())
+                    if self._unpositioned:
+                        await self._wait(backoff.next())
+                        continue
                 fetched = await (ahead or asyncio.ensure_future(self._fetch()))
                 ahead = None
-                if not fetched.records:
+                if not fetched.units:
                     continue
                 ahead = asyncio.ensure_future(self._fetch())
                 try:
@@ -215,55 +340,57 @@ class ConsumerPipeline(Generic[T]):
                             # them. Go back to the stored offsets and fetch again.
                             await _cancel(ahead)
                             ahead = None
-                            await self._seek_to_stored(self.consumer.assignment())
+                            self._rewind()
                             continue
-                        committed = await self._process(fetched)
-                    backoff = 0.1
-                    await self._commit_to_kafka(committed)
-                except TooManyDeadLetters:
-                    raise
-                except Exception:
-                    # Transient (database, broker): go back to the stored offsets and retry
-                    # after a pause. The partitions are paused so that nothing else is fetched
-                    # meanwhile.
-                    log.exception("%s: batch failed, retrying in %.1fs", self.name, backoff)
+                        await self._apply(fetched.units)
+                    backoff.reset()
+                    await self._commit_to_kafka()
+                except Exception as exc:
+                    # Go back to the last committed offsets (in memory: the database may be
+                    # away) and retry after a pause. The partitions are paused meanwhile.
+                    delay = backoff.next()
+                    self.retries += 1
+                    if is_transient(exc):
+                        log.warning(
+                            "%s: batch failed (%s); retrying in %.1fs",
+                            self.name,
+                            describe(exc, 300),
+                            delay,
+                        )
+                    else:  # not a record's fault (those are isolated): a bug, or the offsets
+                        log.exception("%s: batch failed; retrying in %.1fs", self.name, delay)
                     await _cancel(ahead)
                     ahead = None
                     async with self._batch_lock:
-                        await self._seek_to_stored(self.consumer.assignment())
-                    await self._pause_for(backoff)
-                    backoff = min(backoff * 2, 30.0)
+                        self._rewind()
+                    await self._pause_for(delay)
         finally:
             await _cancel(ahead)
+            self._open = False
             await self.consumer.stop()
 
     async def _fetch(self) -> Fetched[T]:
         """The next records, decoded (yielding now and then, so that a transaction waiting
-        for the database is not held up by decoding)."""
+        for the database is not held up by decoding). Any exception of the decoder makes the
+        record dead."""
         generation = self._generation
         records = await self._poll()
-        good: list[Received[T]] = []
-        dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
+        units: list[Unit[T]] = []
         for n, rec in enumerate(records):
             if n % 250 == 249:
                 await asyncio.sleep(0)
             try:
                 if rec.value is None:
                     raise PoisonMessage("empty message")
-                good.append(
-                    Received(
-                        rec.topic,
-                        rec.partition,
-                        rec.offset,
-                        rec.key,
-                        self.decode(rec.topic, rec.value),
-                        rec.timestamp,
-                        rec.value,
-                    )
-                )
-            except (PoisonMessage, ValidationError, ValueError) as exc:
-                dead.append((rec, f"{type(exc).__name__}: {exc}"[:2000]))
-        return Fetched(generation, records, good, dead)
+                value = self.decode(rec.topic, rec.value)
+            except Exception as exc:
+                units.append(Unit(rec, None, error_kind(exc), describe(exc, MAX_REASON_CHARS)))
+                continue
+            received = Received(
+                rec.topic, rec.partition, rec.offset, rec.key, value, rec.timestamp, rec.value
+            )
+            units.append(Unit(rec, received))
+        return Fetched(generation, units)
 
     async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
         poll = asyncio.ensure_future(
@@ -281,81 +408,169 @@ class ConsumerPipeline(Generic[T]):
                 await asyncio.wait({poll})
         if poll not in done or poll.cancelled():
             return []
+        failure = poll.exception()
+        if failure is not None:  # the broker's trouble: the next poll tries again
+            log.warning("%s: poll failed (%s)", self.name, describe(failure, 300))
+            await self._wait(0.5)
+            return []
         batches = poll.result()
         return [rec for recs in batches.values() for rec in recs]
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait ``seconds`` or until :meth:`stop`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
 
     async def _pause_for(self, seconds: float) -> None:
         assigned = list(self.consumer.assignment())
         self.consumer.pause(*assigned)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+            await self._wait(seconds)
         finally:
-            self.consumer.resume(*[tp for tp in assigned if tp in self.consumer.assignment()])
+            if not self._unpositioned:
+                self.consumer.resume(
+                    *[
+                        tp
+                        for tp in assigned
+                        if tp in self.consumer.assignment()
+                        and (tp.topic, tp.partition) not in self._halted
+                    ]
+                )
 
-    async def _process(self, fetched: Fetched[T]) -> dict[tuple[str, int], int]:
-        """Handle one batch and store its offsets in one transaction; returns the offsets."""
-        records, good, dead = fetched.records, fetched.good, fetched.dead
-        if dead and len(records) >= 20 and len(dead) / len(records) > self.max_dead_ratio:
-            raise TooManyDeadLetters(f"{self.name}: {len(dead)} of {len(records)} undecodable")
-        for rec, reason in dead:
-            await self._dead_letter(rec, reason)
+    def _stopped_at(self, unit: Unit[T]) -> bool:
+        halt = self._halted.get(unit.tp)
+        return halt is not None and unit.offset >= halt[0]
+
+    async def _apply(self, units: list[Unit[T]]) -> None:
+        """Apply ``units`` (in fetch order; each partition's in offset order): all in one
+        transaction when that works, else by halves down to the records that fail alone,
+        which are dead-lettered. Raises only transient failures (and what is not a record's
+        fault: a batch of dead letters whose offsets cannot be stored)."""
+        trial = self.limits.copy()
+        kept: list[Unit[T]] = []
+        for u in units:
+            if self._stopped_at(u):
+                continue
+            lettered = (u.tp[0], u.tp[1], u.offset) in self._lettered
+            if u.dead and not lettered and (refusal := trial.refusal(u.tp)) is not None:
+                self._halt(u, refusal)
+                continue
+            trial.record(u.tp, u.dead)
+            kept.append(u)
+        if not kept:
+            return
+        try:
+            await self._commit(kept, trial)
+        except Exception as exc:
+            if is_transient(exc) or all(u.dead for u in kept):
+                raise
+            if len(kept) == 1:
+                # it fails alone; but dead-letter it only while the database answers: a
+                # failure that says nothing of the database being away may still be that
+                await self._database_answers()
+                await self._apply([kept[0].failed(exc)])
+                return
+            half = len(kept) // 2
+            await self._apply(kept[:half])
+            await self._apply(kept[half:])
+
+    async def _database_answers(self) -> None:
+        try:
+            async with self.sessions() as session:
+                await session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise Transient(f"the database does not answer: {describe(exc, 300)}") from exc
+
+    async def _commit(self, units: list[Unit[T]], trial: DlqLimitState) -> None:
+        """Dead-letter the dead units (once), then handle the others and store the offsets
+        past all of them in one transaction."""
+        for u in units:
+            if u.dead and (u.tp[0], u.tp[1], u.offset) not in self._lettered:
+                await self._dead_letter(u)
         next_offsets: dict[tuple[str, int], int] = {}
-        for rec in records:
-            key = (rec.topic, rec.partition)
-            next_offsets[key] = max(next_offsets.get(key, 0), rec.offset + 1)
-        before = dict(self._consumed)
-        for key, offset in next_offsets.items():
-            if key in self._consumed:
-                self._consumed[key] = max(self._consumed[key], offset)
+        for u in units:
+            next_offsets[u.tp] = max(next_offsets.get(u.tp, 0), u.offset + 1)
+        good = [u.received for u in units if u.received is not None]
+        before = self._consumed
+        self._consumed = {tp: max(offset, next_offsets.get(tp, 0)) for tp, offset in before.items()}
         try:
             async with self.sessions() as session, session.begin():
                 if good:
                     await self.handle(session, good)
                 await self.offsets.save(session, self.name, next_offsets)
         except BaseException:
-            self._consumed = before  # the batch will be handled again
+            self._consumed = before  # these records will be handled again
             raise
+        for tp, offset in next_offsets.items():
+            if tp in self._committed:
+                self._committed[tp] = max(self._committed[tp], offset)
+        self._lettered = {
+            c for c in self._lettered if c[2] >= next_offsets.get((c[0], c[1]), c[2] + 1)
+        }
+        self.limits = trial
         self.processed += len(good)
-        self.dead_lettered += len(dead)
+        self.dead_lettered += len(units) - len(good)
         self.batches += 1
         if self.after_commit is not None:
             self.after_commit()
-        return next_offsets
 
-    async def _commit_to_kafka(self, next_offsets: dict[tuple[str, int], int]) -> None:
-        """Kafka's committed offsets are informational (lag monitoring); Postgres is the truth.
-        Outside the batch lock: a commit may wait for a rebalance that waits for that lock."""
-        assigned = self.consumer.assignment()
+    def _halt(self, unit: Unit[T], why: str) -> None:
+        """Stop ``unit``'s partition before it: the dead-letter limit is reached."""
+        if unit.tp in self._halted:
+            return
+        self._halted[unit.tp] = (unit.offset, why)
+        topic, partition = unit.tp
+        log.error(
+            "%s: STOPPED %s[%d] at offset %d: %s. Nothing more of this partition is "
+            "processed until the service restarts; see `alliance dlq list --consumer %s`.",
+            self.name,
+            topic,
+            partition,
+            unit.offset,
+            why,
+            self.name,
+        )
         with contextlib.suppress(Exception):
-            await self.consumer.commit(
-                {
-                    TopicPartition(t, p): o
-                    for (t, p), o in next_offsets.items()
-                    if TopicPartition(t, p) in assigned
-                }
-            )
+            self.consumer.pause(TopicPartition(topic, partition))
 
-    async def _dead_letter(self, rec: ConsumerRecord[bytes, bytes], reason: str) -> None:
+    async def _commit_to_kafka(self) -> None:
+        """Kafka's committed offsets are informational (lag monitoring); Postgres is the truth.
+        Outside the batch lock: a commit may wait for a rebalance that waits for that lock;
+        bounded in time: it would wait as long as the broker is away."""
+        assigned = self.consumer.assignment()
+        offsets = {
+            TopicPartition(t, p): o
+            for (t, p), o in self._committed.items()
+            if TopicPartition(t, p) in assigned
+        }
+        if offsets:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.consumer.commit(offsets)
+
+    async def _dead_letter(self, unit: Unit[T]) -> None:
+        rec = unit.record
         log.warning(
             "%s: dead-lettering %s[%d]@%d: %s",
             self.name,
             rec.topic,
             rec.partition,
             rec.offset,
-            reason,
+            unit.reason[:500],
         )
-        letter = DeadLetter(
+        letter = letter_for(
+            consumer=self.name,
             source_topic=rec.topic,
             partition=rec.partition,
             offset=rec.offset,
-            consumer=self.name,
-            reason=reason,
-            key=rec.key.decode("utf-8", "replace") if rec.key else None,
-            value=(rec.value or b"").decode("utf-8", "replace"),
-            failed_at=datetime.now(UTC),
+            key=rec.key,
+            value=rec.value or b"",
+            failure=(unit.error, unit.reason),
+            now=datetime.now(UTC),
         )
-        await self.producer.send_and_wait(self.dead_letter_topic, encode(letter), key=rec.key)
+        await send_letter(self.producer, self.dead_letter_topic, letter, rec.key)
+        self._lettered.add((rec.topic, rec.partition, rec.offset))
+        self.letters[unit.error] += 1
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
@@ -416,7 +631,7 @@ def service_pipeline(
     after_commit: Callable[[], None] | None = None,
 ) -> ConsumerPipeline[T]:
     """A service's pipeline as configured: its group ``<prefix>alliance-<name>``, the
-    deployment's topic prefix, batch sizes and dead-letter policy."""
+    deployment's topic prefix, batch sizes, dead-letter limit and retry backoff."""
     return ConsumerPipeline(
         name=name,
         bootstrap=settings.kafka_bootstrap,
@@ -430,6 +645,9 @@ def service_pipeline(
         dead_letter_topic=dead_letter_topic(settings.topic_prefix),
         batch_size=settings.consumer_batch_size,
         batch_ms=settings.consumer_batch_ms,
-        max_dead_ratio=settings.dlq_max_ratio,
+        dlq_limit=DlqLimit(
+            settings.dlq_max_ratio, settings.dlq_max_consecutive or None, settings.dlq_window
+        ),
+        retry_cap_s=settings.consumer_retry_max_s,
         after_commit=after_commit,
     )

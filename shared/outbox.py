@@ -4,6 +4,8 @@ A service that must publish an effect of a database transaction writes the event
 ``outbox`` table inside that transaction; :class:`OutboxRelay` publishes committed rows in id
 order and deletes them once Kafka acknowledged them. At least once: a crash between send and
 delete re-sends, and consumers deduplicate by event id. Nothing that may roll back is published.
+A row Kafka refuses for what it is (too large, invalid) is dead-lettered and deleted: it can
+never be published, and the rows after it must not wait for it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy import (
@@ -28,6 +32,11 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.config import Settings
+from shared.dlq import letter_for, send_letter, unpublishable
+from shared.events import Topic
+from shared.retry import Backoff, describe
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +90,12 @@ class OutboxRepository:
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows, oldest first; :meth:`poke` after a commit wakes it."""
+    """Publishes committed outbox rows, oldest first; :meth:`poke` after a commit wakes it.
+
+    A row that Kafka refuses for what it is (:func:`~shared.dlq.unpublishable`: too large,
+    invalid) is dead-lettered to ``dead_letter_topic`` as consumer ``name`` (partition −1,
+    offset = the row's id) before it is deleted; any other failure is retried with a capped
+    exponential backoff and nothing is deleted (the rows are sent again: at least once)."""
 
     def __init__(
         self,
@@ -89,14 +103,24 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         outbox: OutboxRepository,
         idle_s: float = 1.0,
+        *,
+        name: str = "outbox",
+        dead_letter_topic: str = Topic.DEAD_LETTERS,
+        retry_cap_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
         self.outbox = outbox
         self.idle_s = idle_s
+        self.name = name
+        self.dead_letter_topic = dead_letter_topic
+        self.retry_cap_s = retry_cap_s
         self.wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self.published = 0
+        self.dead_lettered = 0
+        #: dead letters written, per kind of failure (metrics)
+        self.letters: Counter[str] = Counter()
 
     def poke(self) -> None:
         self.wake.set()
@@ -110,33 +134,105 @@ class OutboxRelay:
             rows = await self.outbox.claim(session, limit)
             if not rows:
                 return 0
-            futures = [
-                await self.producer.send(r.topic, r.payload, key=r.key.encode()) for r in rows
-            ]
-            await asyncio.gather(*futures)
+            refused = await self._publish(rows)
+            for row, exc in refused:
+                await self._dead_letter(row, exc)
             await self.outbox.delete(session, [r.id for r in rows])
-        self.published += len(rows)
+        self.published += len(rows) - len(refused)
         return len(rows)
 
+    async def _publish(self, rows: list[OutboxRow]) -> list[tuple[OutboxRow, BaseException]]:
+        """Send ``rows`` and wait until Kafka acknowledged each. Returns the rows Kafka refuses
+        for what they are, in id order; raises the first other failure (then nothing of this
+        claim is deleted)."""
+        sent: list[tuple[OutboxRow, asyncio.Future[object]]] = []
+        refused: list[tuple[OutboxRow, BaseException]] = []
+        failure: BaseException | None = None
+        for r in rows:
+            try:
+                sent.append((r, await self.producer.send(r.topic, r.payload, key=r.key.encode())))
+            except Exception as exc:  # the producer refuses a record too large at once
+                if not unpublishable(exc):
+                    failure = exc
+                    break
+                refused.append((r, exc))
+        results = await asyncio.gather(*(f for _, f in sent), return_exceptions=True)
+        for (r, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                if unpublishable(result):
+                    refused.append((r, result))
+                elif failure is None:
+                    failure = result
+        if failure is not None:
+            raise failure
+        return sorted(refused, key=lambda x: x[0].id)
+
+    async def _dead_letter(self, row: OutboxRow, exc: BaseException) -> None:
+        log.warning(
+            "%s: dead-lettering outbox row %d for %s (%d bytes): %s",
+            self.name,
+            row.id,
+            row.topic,
+            len(row.payload),
+            describe(exc, 300),
+        )
+        key = row.key.encode()
+        letter = letter_for(
+            consumer=self.name,
+            source_topic=row.topic,
+            partition=-1,
+            offset=row.id,
+            key=key,
+            value=row.payload,
+            failure=exc,
+            now=datetime.now(UTC),
+        )
+        await send_letter(self.producer, self.dead_letter_topic, letter, key)
+        self.dead_lettered += 1
+        self.letters[letter.error or "unknown"] += 1
+
     async def run(self) -> None:
-        """Publish until :meth:`stop`; failures are retried with backoff, never dropped."""
-        backoff = 0.0
+        """Publish until :meth:`stop`; failures are retried with backoff, never dropped (a row
+        that can never be published is dead-lettered, see the class)."""
+        backoff = Backoff(0.1, self.retry_cap_s)
         while not self._stopping.is_set():
             # Clear before draining: a poke that arrives while a drain is under way (a commit
             # after its claim) must wake the next round, not be wiped by a late clear.
             self.wake.clear()
+            wait = self.idle_s
             try:
                 while await self.drain_once():
                     pass
-                backoff = 0.0
-            except Exception:
-                backoff = min(max(backoff * 2, 0.1), 30.0)
-                log.warning("outbox relay failed; retrying in %.1fs", backoff, exc_info=True)
+                backoff.reset()
+            except Exception as exc:
+                wait = backoff.next()
+                log.warning(
+                    "%s: relay failed (%s); retrying in %.1fs", self.name, describe(exc, 300), wait
+                )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=backoff or self.idle_s)
+                await asyncio.wait_for(self.wake.wait(), timeout=wait)
         try:
             while await self.drain_once():
                 pass
         except Exception:
             # what is left stays in the outbox and is published by the next start
             log.warning("outbox relay could not publish everything before stopping", exc_info=True)
+
+
+def service_relay(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    outbox: OutboxRepository,
+    service: str,
+) -> OutboxRelay:
+    """A service's relay as configured: its letters go to the deployment's dead-letter topic
+    as consumer ``<service>-outbox``, its retries pause at most ``consumer_retry_max_s``."""
+    return OutboxRelay(
+        sessions,
+        producer,
+        outbox,
+        name=f"{service}-outbox",
+        dead_letter_topic=settings.topic(Topic.DEAD_LETTERS),
+        retry_cap_s=settings.consumer_retry_max_s,
+    )

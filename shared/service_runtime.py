@@ -1,47 +1,234 @@
-"""Running a consumer inside a service's lifespan: start, watch, stop gracefully."""
+"""Running a service's long-lived work (consumers, relays) inside its lifespan: start, watch,
+restart what dies, stop gracefully; and the counters they expose on ``GET /metrics``."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from fastapi import APIRouter
+from fastapi.responses import PlainTextResponse
+
+from shared.http import NotReady
+from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
+#: what a task reports about itself beyond running: None (fine) or why it is not ready
+Health = Callable[[], str | None]
+#: a task that ran this long before it died starts again with the shortest pause
+HEALTHY_RUN_S = 60.0
+
+
+@dataclass
+class _Task:
+    health: Health | None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    restarts: int = 0
+    restarting: bool = False  # waiting to start again after a failure
+    task: asyncio.Task[None] = field(init=False)
+
 
 class BackgroundTasks:
-    """Named long-running coroutines of a service. A task that dies takes readiness with it."""
+    """Named long-running coroutines of a service.
 
-    def __init__(self) -> None:
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+    ``start(name, work)`` with a coroutine *function* supervises it: when it raises, it is
+    logged and started again after a pause (1 s, doubling up to ``restart_cap_s``, back to
+    1 s after a run of :data:`HEALTHY_RUN_S`) until :meth:`stop`; a service never keeps
+    answering HTTP while its consumer is gone for good. A coroutine *object* cannot be run
+    twice: it runs once, and once it has died readiness fails."""
 
-    def start(self, name: str, coro: Awaitable[None]) -> None:
-        async def _run() -> None:
+    def __init__(self, restart_first_s: float = 1.0, restart_cap_s: float = 30.0) -> None:
+        self.tasks: dict[str, _Task] = {}
+        self.restart_first_s = restart_first_s
+        self.restart_cap_s = restart_cap_s
+
+    def start(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[None]] | Awaitable[None],
+        *,
+        health: Health | None = None,
+    ) -> None:
+        """Run ``work`` in the background (see the class); ``health`` adds its own verdict to
+        :meth:`check` (e.g. a consumer that stopped a partition)."""
+        entry = _Task(health)
+        if callable(work):
+            entry.task = asyncio.create_task(self._supervise(name, work, entry), name=name)
+        else:
+            once = work
+
+            async def run_once() -> None:
+                try:
+                    await once
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("background task %s died", name)
+                    raise
+
+            entry.task = asyncio.create_task(run_once(), name=name)
+        self.tasks[name] = entry
+
+    async def _supervise(
+        self, name: str, work: Callable[[], Awaitable[None]], entry: _Task
+    ) -> None:
+        backoff = Backoff(self.restart_first_s, self.restart_cap_s)
+        while not entry.stopping.is_set():
+            began = time.monotonic()
             try:
-                await coro
-            except asyncio.CancelledError:
-                raise
+                await work()
+                return  # it finished: it was asked to stop
             except Exception:
-                log.exception("background task %s died", name)
-                raise
-
-        self.tasks[name] = asyncio.create_task(_run(), name=name)
+                if time.monotonic() - began > HEALTHY_RUN_S:
+                    backoff.reset()
+                delay = backoff.next()
+                log.exception("background task %s died; starting it again in %.0fs", name, delay)
+            entry.restarts += 1
+            entry.restarting = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(entry.stopping.wait(), timeout=delay)
+            entry.restarting = False
 
     async def check(self) -> None:
-        """Raises if any task has ended (readiness check)."""
-        for name, task in self.tasks.items():
-            if task.done():
-                raise RuntimeError(f"{name} is not running")
+        """Raises :class:`~shared.http.NotReady` (with a reason safe to show) if a task has
+        ended, is waiting to start again, or reports itself unhealthy (readiness check)."""
+        for name, entry in self.tasks.items():
+            if entry.task.done():
+                raise NotReady(f"{name} is not running")
+            if entry.restarting:
+                raise NotReady(f"{name} failed and is starting again ({entry.restarts} restarts)")
+            reason = entry.health() if entry.health is not None else None
+            if reason is not None:
+                raise NotReady(reason)
+
+    def restarts(self, name: str) -> int:
+        entry = self.tasks.get(name)
+        return entry.restarts if entry is not None else 0
 
     async def stop(self, name: str, stopper: Callable[[], None], grace_s: float = 30.0) -> None:
         """Ask task ``name`` to stop, wait for it to finish its work, cancel it past ``grace_s``."""
-        task = self.tasks.get(name)
+        entry = self.tasks.get(name)
         stopper()
-        if task is None:
+        if entry is None:
             return
+        entry.stopping.set()
+        task = entry.task
         done, _ = await asyncio.wait({task}, timeout=grace_s)
         if not done:
             log.error("%s did not stop within %.0fs; cancelling", name, grace_s)
             task.cancel()
         elif not task.cancelled() and task.exception() is not None:
             log.error("%s had ended with %r", name, task.exception())
+
+
+class Metric(StrEnum):
+    """Metric names of the consumers' ``GET /metrics`` (Prometheus text format)."""
+
+    RECORDS = "alliance_consumer_records_total"  # records applied, per consumer
+    BATCHES = "alliance_consumer_batches_total"  # transactions committed, per consumer
+    RETRIES = "alliance_consumer_retries_total"  # batches retried after a transient failure
+    DEAD_LETTERS = "alliance_dead_letters_total"  # letters written, per consumer and error
+    HALTED = "alliance_consumer_halted_partitions"  # partitions stopped by the DLQ limit
+    PUBLISHED = "alliance_outbox_published_total"  # outbox rows published, per relay
+    RESTARTS = "alliance_task_restarts_total"  # background tasks started again after dying
+
+
+class Counted(Protocol):
+    """What a relay counts (:class:`shared.outbox.OutboxRelay`), and a consumer too."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def letters(self) -> Mapping[str, int]: ...  # dead letters per error
+
+
+class RelayStats(Counted, Protocol):
+    @property
+    def published(self) -> int: ...
+
+
+class ConsumerStats(Counted, Protocol):
+    """What a consumer pipeline counts (:class:`shared.kafka.ConsumerPipeline`)."""
+
+    @property
+    def processed(self) -> int: ...
+
+    @property
+    def batches(self) -> int: ...
+
+    @property
+    def retries(self) -> int: ...
+
+    @property
+    def halted_partitions(self) -> int: ...
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+
+
+def metrics_text(
+    consumers: Iterable[ConsumerStats], relays: Iterable[RelayStats], tasks: BackgroundTasks
+) -> str:
+    """The counters in Prometheus text format."""
+    helps = {
+        Metric.RECORDS: ("counter", "Records a consumer applied"),
+        Metric.BATCHES: ("counter", "Transactions a consumer committed"),
+        Metric.RETRIES: ("counter", "Batches retried after a transient failure"),
+        Metric.DEAD_LETTERS: ("counter", "Dead letters written, per consumer and error"),
+        Metric.HALTED: ("gauge", "Partitions stopped by the dead-letter limit"),
+        Metric.PUBLISHED: ("counter", "Outbox rows published"),
+        Metric.RESTARTS: ("counter", "Background tasks started again after they died"),
+    }
+    samples: dict[Metric, list[str]] = {m: [] for m in Metric}
+    for c in consumers:
+        who = f'consumer="{_label(c.name)}"'
+        samples[Metric.RECORDS].append(f"{Metric.RECORDS}{{{who}}} {c.processed}")
+        samples[Metric.BATCHES].append(f"{Metric.BATCHES}{{{who}}} {c.batches}")
+        samples[Metric.RETRIES].append(f"{Metric.RETRIES}{{{who}}} {c.retries}")
+        samples[Metric.HALTED].append(f"{Metric.HALTED}{{{who}}} {c.halted_partitions}")
+        for error, n in sorted(c.letters.items()):
+            samples[Metric.DEAD_LETTERS].append(
+                f'{Metric.DEAD_LETTERS}{{{who},error="{_label(error)}"}} {n}'
+            )
+    for r in relays:
+        who = f'consumer="{_label(r.name)}"'
+        samples[Metric.PUBLISHED].append(f"{Metric.PUBLISHED}{{{who}}} {r.published}")
+        for error, n in sorted(r.letters.items()):
+            samples[Metric.DEAD_LETTERS].append(
+                f'{Metric.DEAD_LETTERS}{{{who},error="{_label(error)}"}} {n}'
+            )
+    for name in tasks.tasks:
+        samples[Metric.RESTARTS].append(
+            f'{Metric.RESTARTS}{{task="{_label(name)}"}} {tasks.restarts(name)}'
+        )
+    lines: list[str] = []
+    for metric, (kind, text) in helps.items():
+        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}", *samples[metric]]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_router(
+    consumers: Callable[[], Iterable[ConsumerStats]],
+    relays: Callable[[], Iterable[RelayStats]],
+    tasks: BackgroundTasks,
+) -> APIRouter:
+    """``GET /metrics``: the service's consumers, relays and tasks (the callables give what
+    runs now: they are created in the lifespan)."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", response_class=PlainTextResponse, summary="Counters (Prometheus)")
+    async def metrics() -> str:
+        """Records applied, batches, retries, dead letters per consumer and error, partitions
+        stopped by the dead-letter limit, outbox rows published, task restarts."""
+        return metrics_text(consumers(), relays(), tasks)
+
+    return router

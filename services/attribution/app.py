@@ -17,8 +17,8 @@ from shared.docs import service_app
 from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
-from shared.outbox import OutboxRelay
-from shared.service_runtime import BackgroundTasks
+from shared.outbox import service_relay
+from shared.service_runtime import BackgroundTasks, metrics_router
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -35,16 +35,17 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
         await producer.start()
-        relay = OutboxRelay(sessions, producer, OUTBOX)
+        relay = service_relay(settings, sessions, producer, OUTBOX, "attribution")
         pipeline = make_pipeline(settings, sessions, producer, service, relay)
         clicks_topic = settings.topic(Topic.CLICKS)
         service.click_progress = lambda: pipeline.progress(clicks_topic)
         await pipeline.start()
         app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay
-        tasks.start("consumer", pipeline.run())
-        tasks.start("outbox-relay", relay.run())
+        # supervised: a task that dies is started again (the consumer from its stored offsets)
+        tasks.start("consumer", pipeline.run, health=pipeline.halted)
+        tasks.start("outbox-relay", relay.run)
         if settings.click_expiry_interval_s > 0:
-            tasks.start("click-expiry", expiry.run())
+            tasks.start("click-expiry", expiry.run)
         try:
             yield
         finally:
@@ -59,4 +60,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.service = service
     install_error_handlers(app)
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
+    app.include_router(
+        metrics_router(
+            lambda: [app.state.pipeline] if hasattr(app.state, "pipeline") else [],
+            lambda: [app.state.relay] if hasattr(app.state, "relay") else [],
+            tasks,
+        )
+    )
     return app

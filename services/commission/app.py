@@ -26,8 +26,8 @@ from shared.db import make_engine, make_sessions
 from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
-from shared.outbox import OutboxRelay
-from shared.service_runtime import BackgroundTasks
+from shared.outbox import service_relay
+from shared.service_runtime import BackgroundTasks, metrics_router
 
 STATIC = Path(__file__).parent / "static"
 #: the dashboard page's Content-Security-Policy: only this origin's files, never framed
@@ -50,21 +50,22 @@ def create_app(
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-commission")
         await producer.start()
         app.state.producer = producer
-        relay = OutboxRelay(sessions, producer, OUTBOX)
+        relay = service_relay(settings, sessions, producer, OUTBOX, "commission")
         app.state.relay = relay
-        tasks.start("outbox-relay", relay.run())
+        # supervised: a task that dies is started again (a consumer from its stored offsets)
+        tasks.start("outbox-relay", relay.run)
         pipeline = reports = None
         if consume:
             pipeline = make_pipeline(settings, sessions, producer, service)
             await pipeline.start()
             app.state.pipeline = pipeline
-            tasks.start("consumer", pipeline.run())
+            tasks.start("consumer", pipeline.run, health=pipeline.halted)
             traffic = TrafficService(settings.attribution_window_days)
             reports = make_reports_pipeline(settings, sessions, producer, traffic)
             await reports.start()
             app.state.reports_pipeline = reports
-            tasks.start("reports-consumer", reports.run())
-            tasks.start("product-refresh", refresher.run())
+            tasks.start("reports-consumer", reports.run, health=reports.halted)
+            tasks.start("product-refresh", refresher.run)
         try:
             yield
         finally:
@@ -88,6 +89,17 @@ def create_app(
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
+    app.include_router(
+        metrics_router(
+            lambda: [
+                getattr(app.state, name)
+                for name in ("pipeline", "reports_pipeline")
+                if hasattr(app.state, name)
+            ],
+            lambda: [app.state.relay] if hasattr(app.state, "relay") else [],
+            tasks,
+        )
+    )
     app.include_router(router)
     app.include_router(reports_router)
     app.include_router(channel_router)

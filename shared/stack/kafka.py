@@ -593,18 +593,26 @@ def stop(cfg: KafkaConfig, timeout_s: float = 30) -> None:
         _stop(cfg, timeout_s)
 
 
-def _stop(cfg: KafkaConfig, timeout_s: float) -> None:
-    pids = _broker_pids(cfg)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    remaining = _wait_gone(pids, timeout_s)
+def _stop(cfg: KafkaConfig, timeout_s: float, *, crash: bool = False) -> None:
+    pids = remaining = _broker_pids(cfg)
+    if not crash:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        remaining = _wait_gone(pids, timeout_s)
     for pid in remaining:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if _wait_gone(remaining, 10):
         raise KafkaStackError(f"Kafka processes {sorted(remaining)} survived SIGKILL")
     cfg.pid_file.unlink(missing_ok=True)
+
+
+def kill(cfg: KafkaConfig) -> None:
+    """SIGKILL the broker for ``cfg.state_dir``: a crash, no clean shutdown (the next
+    :func:`start` recovers its logs). For fault tests. Idempotent."""
+    with _locked(cfg.state_dir / ".lock"):
+        _stop(cfg, 0, crash=True)
 
 
 def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:

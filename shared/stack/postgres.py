@@ -519,14 +519,16 @@ def stop(cfg: PostgresConfig, timeout_s: float = 60) -> None:
         _stop(cfg, timeout_s)
 
 
-def _stop(cfg: PostgresConfig, timeout_s: float) -> None:
+def _stop(
+    cfg: PostgresConfig, timeout_s: float, modes: tuple[str, ...] = ("fast", "immediate")
+) -> None:
     running = _postmaster(cfg)
     if running is None:
         return
     pid = running[0]
     user = _run_as_user()
     bin_dir = ensure_installed()
-    for mode in ("fast", "immediate"):
+    for mode in modes:
         _run(
             user,
             [
@@ -550,6 +552,16 @@ def _stop(cfg: PostgresConfig, timeout_s: float) -> None:
         os.kill(pid, signal.SIGKILL)
     if not _wait_gone(pid, 10):
         raise PostgresStackError(f"PostgreSQL postmaster {pid} survived SIGKILL")
+
+
+def crash(cfg: PostgresConfig, timeout_s: float = 30) -> None:
+    """Stop the cluster the way a crash does (``pg_ctl stop -m immediate``: every process
+    exits at once, no checkpoint; the next :func:`start` recovers from the WAL). For fault
+    tests. Idempotent."""
+    if not cfg.state_dir.is_dir():
+        return
+    with _locked(cfg.state_dir / ".lock"):
+        _stop(cfg, timeout_s, modes=("immediate",))
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
