@@ -220,29 +220,29 @@ class AttributionService:
         now: datetime,
     ) -> None:
         """Decide ``candidates`` (distinct orders) and write what changed: decisions and
-        outbox rows, :attr:`chunk` orders at a time so that memory stays bounded."""
+        outbox rows, :attr:`chunk` orders at a time (one read of their visitors' clicks
+        each) so that memory stays bounded."""
         for start in range(0, len(candidates), self.chunk):
-            await self._decide_chunk(repo, windows, candidates[start : start + self.chunk], now)
+            chunk = candidates[start : start + self.chunk]
+            # a first decision is always made; a decision stays open to late clicks until
+            # the order completes or is cancelled, or its grace is over
+            decided_before = [o for o in chunk if o.revision >= 0]
+            frozen = await repo.frozen(o.key for o in decided_before)
+            frozen |= {
+                o.key for o in decided_before if o.open_until is not None and now > o.open_until
+            }
+            open_orders = [o for o in chunk if o.key not in frozen]
+            self.stats.late_after_freeze += len(chunk) - len(open_orders)
+            if open_orders:
+                await self._decide_open(repo, windows, open_orders, now)
 
-    async def _decide_chunk(
+    async def _decide_open(
         self,
         repo: AttributionRepository,
         windows: dict[str, Windows],
-        candidates: list[StoredOrder],
+        open_orders: list[StoredOrder],
         now: datetime,
     ) -> None:
-        if not candidates:
-            return
-        # a first decision is always made; a decision stays open to late clicks until the
-        # order completes or is cancelled, or its grace is over
-        decided_before = [o for o in candidates if o.revision >= 0]
-        frozen = await repo.frozen(o.key for o in decided_before)
-        frozen |= {o.key for o in decided_before if o.open_until is not None and now > o.open_until}
-        open_orders = [o for o in candidates if o.key not in frozen]
-        if len(open_orders) < len(candidates):
-            self.stats.late_after_freeze += len(candidates) - len(open_orders)
-        if not open_orders:
-            return
         missing = {o.store_id for o in open_orders} - windows.keys()
         windows |= await repo.windows(missing, self.window)
         # the visitors' clicks on every store, from two windows back to shortly after: what
