@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 STARTUP_WAIT_S = 10.0
 #: one attempt to connect a producer; a refused connection fails at once
 CONNECT_TIMEOUT_S = 5.0
+#: how long shutdown waits for the producer to flush
+STOP_FLUSH_S = 5.0
 
 
 async def connect_producer(
@@ -76,6 +78,18 @@ async def connect_producer(
         ready(producer)
         attempted.set()
         return
+
+
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """Flush what is in flight and close, for at most :data:`STOP_FLUSH_S`: with the broker
+    down an idempotent producer would retry for ever. What it drops loses nothing: a click
+    not acknowledged in time is in the spool too, an event not acknowledged was answered 503
+    (or not at all) and its storefront retries it."""
+    try:
+        async with asyncio.timeout(STOP_FLUSH_S):
+            await producer.stop()
+    except TimeoutError:
+        log.warning("Kafka producer not flushed within %.0fs; its sends are dropped", STOP_FLUSH_S)
 
 
 async def run_sweeper(service: TrackerService, clock: Clock, stopping: asyncio.Event) -> None:
@@ -146,7 +160,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("directory-feed", feed.stop)
             await tasks.stop("snapshot", stopping.set)
             if service.producer is not None:
-                await service.producer.stop()  # flushes whatever is still in flight
+                await stop_producer(service.producer)
 
     app = TrackerApp(
         title="Alliance tracker",

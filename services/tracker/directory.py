@@ -70,7 +70,7 @@ class EventIds:
 
     @staticmethod
     def _digest(store_id: str, event_id: str) -> int:
-        raw = f"{store_id}\x1f{event_id}".encode()
+        raw = f"{len(store_id)}:{store_id}{event_id}".encode()  # unambiguous whatever the ids
         return int.from_bytes(hashlib.blake2b(raw, digest_size=16).digest(), "big")
 
     def __len__(self) -> int:

@@ -124,7 +124,7 @@ class FloodGuard:
         if before is None:
             self._hits.put(key, now, now)  # the common case (a first click): one float
             return 1
-        times = (before,) if isinstance(before, float) else before
+        times = before if isinstance(before, tuple) else (before,)
         recent = (*(t for t in times if t > now - self.window_s), now)[-(self.limit + 1) :]
         self._hits.put(key, recent[0] if len(recent) == 1 else recent, now)
         return len(recent)
