@@ -282,9 +282,9 @@ class TrackerService:
         """Return once the click is durable: acknowledged by Kafka within the deadline, else
         fsynced to the local spool (sent later). Never waits long on a broken broker, nor at
         all while Kafka has not been reached since start. When neither can take the click
-        (the spool is full or failing) it is lost and counted, and, if ``required`` (a
-        server click, which its sender can retry), :class:`Unavailable` is raised; a buyer's
-        redirect goes on regardless."""
+        (the spool is full or failing): if ``required`` (a server click, whose sender can
+        retry) :class:`Unavailable` is raised, so that nothing answered 202 is lost;
+        otherwise (a buyer's redirect, which goes on regardless) it is lost and counted."""
         payload = encode(click)
         if self.producer is not None:
             try:
