@@ -102,6 +102,48 @@ class Settings(BaseSettings):
         250, description="How long the redirect waits for Kafka to acknowledge a click"
     )
 
+    # The tracker's reliability and bounded memory: how long a storefront post waits for
+    # Kafka, the snapshot it starts from without Kafka, and the bounds of its memories.
+    event_ack_timeout_ms: int = Field(
+        5000,
+        description="How long POST /v1/events waits for Kafka to acknowledge its events before "
+        "it answers 503 with Retry-After (what was not acknowledged is sent on the retry)",
+    )
+    tracker_snapshot_dir: Path | None = Field(
+        None,
+        description="Where the tracker keeps its snapshot of the directory and catalog, to "
+        "start while Kafka is down (default: state_dir/tracker)",
+    )
+    tracker_snapshot_interval_s: float = Field(
+        10, description="How often (at most) the tracker rewrites its snapshot when it changed"
+    )
+    tracker_sweep_interval_s: float = Field(
+        10,
+        description="How often the tracker forgets expired flood counters, self-referral "
+        "addresses and event ids (they also expire as they are used)",
+    )
+    flood_max_keys: int = Field(
+        1_000_000,
+        description="Most flood counters ((link, visitor) and (link, address)) the tracker "
+        "keeps, ~100 bytes each; past it, the older minute is forgotten early",
+    )
+    self_referral_max_keys: int = Field(
+        200_000,
+        description="Most (affiliate, address) pairs the self-referral check remembers, ~100 "
+        "bytes each; past it, the older day is forgotten early",
+    )
+    dedup_max_ids: int = Field(
+        2_000_000,
+        description="Most storefront event ids the tracker remembers, ~100 bytes each; past "
+        "it, the oldest hour is forgotten before the horizon (consumers deduplicate anyway)",
+    )
+
+    @property
+    def tracker_snapshot_path(self) -> Path:
+        """The snapshot of this deployment's topics (their prefix names the file)."""
+        folder = self.tracker_snapshot_dir or self.state_dir / "tracker"
+        return folder / f"{self.topic_prefix}directory.json"
+
     attribution_window_days: int = Field(
         15, description="Default attribution window (a program may set its own, 1-30 days)"
     )

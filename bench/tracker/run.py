@@ -131,6 +131,7 @@ def main() -> int:
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_SPOOL_DIR": str(run_dir / "spool"),
+        "ALLIANCE_TRACKER_SNAPSHOT_DIR": str(run_dir / "tracker"),
     }
     servers = [
         serve("tracker", "services.tracker.app:create_app", tracker_port, env, run_dir),

@@ -181,11 +181,13 @@ class AttributionRepository:
         return lowest, oldest
 
     async def release_held(
-        self, consumed: dict[int, int], held_before: datetime | None
+        self, consumed: dict[int, int], held_before: datetime | None, limit: int
     ) -> list[StoredOrder]:
-        """Held orders whose clicks partition is read up to their offset (``consumed``:
-        partition → next offset to read), or held since before ``held_before``. Rows another
-        worker is deciding are skipped (it will publish them)."""
+        """At most ``limit`` held orders whose clicks partition is read up to their offset
+        (``consumed``: partition → next offset to read), or held since before ``held_before``;
+        the first by hold offset, then the longest held. Rows another worker is deciding are
+        skipped (it will publish them). Orders stay held until decided: the caller decides
+        these before it asks for more."""
         found: dict[OrderKey, StoredOrder] = {}
         if consumed:
             rows = await self.session.execute(
@@ -196,22 +198,26 @@ class AttributionRepository:
                       AS p(part, off)
                       ON o.hold_partition = p.part AND o.hold_offset <= p.off
                     WHERE o.revision = -1
+                    ORDER BY o.hold_partition, o.hold_offset
+                    LIMIT :limit
                     FOR UPDATE OF o SKIP LOCKED
                     """
                 ),
-                {"parts": list(consumed), "offs": list(consumed.values())},
+                {"parts": list(consumed), "offs": list(consumed.values()), "limit": limit},
             )
             found.update(((r.store_id, r.order_id), self._order(r)) for r in rows)
-        if held_before is not None:
+        if held_before is not None and len(found) < limit:
             rows = await self.session.execute(
                 text(
                     """
                     SELECT o.* FROM attribution.orders o
                     WHERE o.revision = -1 AND o.held_since < CAST(:before AS timestamptz)
+                    ORDER BY o.held_since
+                    LIMIT :limit
                     FOR UPDATE SKIP LOCKED
                     """
                 ),
-                {"before": held_before},
+                {"before": held_before, "limit": limit - len(found)},
             )
             found.update(((r.store_id, r.order_id), self._order(r)) for r in rows)
         return list(found.values())

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -27,6 +28,8 @@ from shared.events import (
 from shared.kafka import Received
 from shared.outbox import OutboxRepository
 
+log = logging.getLogger(__name__)
+
 OUTBOX = OutboxRepository(outbox_table)
 
 #: how far after an order its explanation still shows clicks (they are "after the order")
@@ -36,6 +39,10 @@ Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry | 
 
 #: stores share this many lock keys between window changes and decisions
 WINDOW_LOCK_BUCKETS = 64
+
+#: orders decided together (one read of their visitors' clicks): bounds a batch's memory
+#: whatever the number of orders it decides (a partition's held backlog is released at once)
+DECIDE_CHUNK = 2000
 
 
 #: for each clicks partition a worker holds: (next offset to read, end offset or None)
@@ -124,6 +131,8 @@ class AttributionService:
     #: (or a partition not held): orders are decided as soon as they arrive
     click_progress: ClickProgress | None = None
     stats: Stats = field(default_factory=Stats)
+    #: at most this many orders are decided together (see :data:`DECIDE_CHUNK`)
+    chunk: int = DECIDE_CHUNK
     #: of the held orders: lowest offset waited for per partition, oldest hold (None: unknown)
     _holds: tuple[dict[int, int], datetime | None] | None = field(default=None, repr=False)
     _holds_for: frozenset[int] = field(default=frozenset(), repr=False)
@@ -192,25 +201,48 @@ class AttributionService:
         self._note_holds([h for _, h in new if h is not None], now)
         first = [(o.store_id, o.order_id) for o, h in new if h is None]
         candidates = {o.key: o for o in await repo.orders_by_key(first)}
-        for o in await self._release(repo, progress, now):
-            candidates.setdefault(o.key, o)
         for o in reached:  # decided orders that a new click may win
             candidates.setdefault(o.key, o)
         for store_id, since in changed:
             for o in await repo.open_orders_of_store(store_id, since, now):
                 candidates.setdefault(o.key, o)
-        if not candidates:
-            return
-        # a first decision is always made; a decision stays open to late clicks until the
-        # order completes or is cancelled, or its grace is over
-        decided_before = [o for o in candidates.values() if o.revision >= 0]
-        frozen = await repo.frozen(o.key for o in decided_before)
-        frozen |= {o.key for o in decided_before if o.open_until is not None and now > o.open_until}
-        open_orders = [o for o in candidates.values() if o.key not in frozen]
-        if len(open_orders) < len(candidates):
-            self.stats.late_after_freeze += len(candidates) - len(open_orders)
-        if not open_orders:
-            return
+        await self._decide(repo, windows, list(candidates.values()), now)
+        # Held orders now ready, a chunk at a time: a backlog's release (every order of a
+        # partition at once) would otherwise read all their clicks into memory together.
+        async for released in self._release(repo, progress, now):
+            await self._decide(repo, windows, released, now)
+
+    async def _decide(
+        self,
+        repo: AttributionRepository,
+        windows: dict[str, Windows],
+        candidates: list[StoredOrder],
+        now: datetime,
+    ) -> None:
+        """Decide ``candidates`` (distinct orders) and write what changed: decisions and
+        outbox rows, :attr:`chunk` orders at a time (one read of their visitors' clicks
+        each) so that memory stays bounded."""
+        for start in range(0, len(candidates), self.chunk):
+            chunk = candidates[start : start + self.chunk]
+            # a first decision is always made; a decision stays open to late clicks until
+            # the order completes or is cancelled, or its grace is over
+            decided_before = [o for o in chunk if o.revision >= 0]
+            frozen = await repo.frozen(o.key for o in decided_before)
+            frozen |= {
+                o.key for o in decided_before if o.open_until is not None and now > o.open_until
+            }
+            open_orders = [o for o in chunk if o.key not in frozen]
+            self.stats.late_after_freeze += len(chunk) - len(open_orders)
+            if open_orders:
+                await self._decide_open(repo, windows, open_orders, now)
+
+    async def _decide_open(
+        self,
+        repo: AttributionRepository,
+        windows: dict[str, Windows],
+        open_orders: list[StoredOrder],
+        now: datetime,
+    ) -> None:
         missing = {o.store_id for o in open_orders} - windows.keys()
         windows |= await repo.windows(missing, self.window)
         # the visitors' clicks on every store, from two windows back to shortly after: what
@@ -241,7 +273,7 @@ class AttributionService:
             self.stats.decisions += 1
             self.stats.corrections += revision > 0
         await repo.set_decisions(decided, now, self.grace)
-        await OUTBOX.add(session, outbox)
+        await OUTBOX.add(repo.session, outbox)
 
     def _note_holds(self, holds: list[tuple[int, int]], now: datetime) -> None:
         if self._holds is None or not holds:
@@ -256,10 +288,12 @@ class AttributionService:
         repo: AttributionRepository,
         progress: dict[int, tuple[int, int | None]],
         now: datetime,
-    ) -> list[StoredOrder]:
-        """Held orders now ready: their clicks partition is read up to where it ended when the
-        order was read, or they have waited ``max_hold``. Asks the database only when the
-        summary of holds says something is ready."""
+    ) -> AsyncIterator[list[StoredOrder]]:
+        """Held orders now ready, in chunks of at most :attr:`chunk`: their clicks partition
+        is read up to where it ended when the order was read, or they have waited
+        ``max_hold``. Asks the database only when the summary of holds says something is
+        ready. Each chunk must be decided before the next is asked for: a decided order is no
+        longer held, which is how the next chunk moves on."""
         if self._holds is None or self._holds_for != progress.keys():
             self._holds = await repo.held_summary()
             self._holds_for = frozenset(progress)
@@ -271,9 +305,17 @@ class AttributionService:
         }
         aged = oldest is not None and oldest < now - self.max_hold
         if not ready and not aged:
-            return []
+            return
         self._holds = None  # summarise again next time
-        return await repo.release_held(ready, now - self.max_hold if aged else None)
+        held_before = now - self.max_hold if aged else None
+        released: set[OrderKey] = set()
+        while chunk := await repo.release_held(ready, held_before, self.chunk):
+            if not {o.key for o in chunk} - released:
+                # cannot happen (every released order is decided); never loop on it
+                log.error("held orders %s released twice; left for the next batch", chunk[:3])
+                return
+            released.update(o.key for o in chunk)
+            yield chunk
 
     async def _apply_window_changes(
         self,

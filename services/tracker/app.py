@@ -1,26 +1,114 @@
-"""The tracker: the HTTP edge (links, click redirect, storefront events)."""
+"""The tracker: the HTTP edge (links, click redirect, storefront events).
+
+It starts whether or not Kafka answers: the directory and catalog come from the local
+snapshot until the feed has caught up, clicks go to the spool until a producer is connected,
+and storefront events are answered ``503`` with ``Retry-After`` meanwhile. ``/readyz`` says
+so (``kafka``, ``directory``); ``/r/{code}`` keeps working.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
-from fastapi import FastAPI
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from services.tracker.directory import Directory, DirectoryFeed
+from services.tracker.directory import RETRY_S, Directory, DirectoryFeed, EventIds
 from services.tracker.endpoints import router
 from services.tracker.fastpath import TrackerApp
 from services.tracker.links import LinkSigner
-from services.tracker.service import TrackerService
+from services.tracker.service import TrackerService, Unavailable
+from services.tracker.snapshot import Snapshot, run_snapshots
 from services.tracker.spool import ClickSpool, run_drainer
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.docs import install_docs
-from shared.http import health_router, install_error_handlers, standard_checks
+from shared.http import error_body, health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer
 from shared.service_runtime import BackgroundTasks
+
+log = logging.getLogger(__name__)
+
+#: how long start-up waits for Kafka (the first producer connection, the first catch-up of
+#: the directory) before it serves from the snapshot and goes on trying in the background
+STARTUP_WAIT_S = 10.0
+#: one attempt to connect a producer; a refused connection fails at once
+CONNECT_TIMEOUT_S = 5.0
+#: how long shutdown waits for the producer to flush
+STOP_FLUSH_S = 5.0
+
+
+async def connect_producer(
+    settings: Settings,
+    stopping: asyncio.Event,
+    attempted: asyncio.Event,
+    ready: Callable[[AIOKafkaProducer], None],
+) -> None:
+    """Start a producer, retrying with backoff until Kafka answers, then hand it to ``ready``.
+    ``attempted`` is set after the first attempt, whatever its outcome. Never raises for an
+    unreachable broker; returns early on ``stopping``."""
+    backoff = RETRY_S[0]
+    while not stopping.is_set():
+        producer = make_producer(
+            settings.kafka_bootstrap, linger_ms=1, client_id="alliance-tracker"
+        )
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await producer.start()
+        except Exception as exc:  # the broker is down or unreachable
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            attempted.set()
+            log.warning(
+                "Kafka unreachable (%s): clicks go to the spool, events are answered 503; "
+                "retrying in %.1fs",
+                type(exc).__name__,
+                backoff,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=backoff)
+            backoff = min(backoff * 2, RETRY_S[1])
+            continue
+        ready(producer)
+        attempted.set()
+        return
+
+
+async def stop_producer(producer: AIOKafkaProducer) -> None:
+    """Flush what is in flight and close, for at most :data:`STOP_FLUSH_S`: with the broker
+    down an idempotent producer would retry for ever. What it drops loses nothing: a click
+    not acknowledged in time is in the spool too, an event not acknowledged was answered 503
+    (or not at all) and its storefront retries it."""
+    try:
+        async with asyncio.timeout(STOP_FLUSH_S):
+            await producer.stop()
+    except TimeoutError:
+        log.warning("Kafka producer not flushed within %.0fs; its sends are dropped", STOP_FLUSH_S)
+
+
+async def run_sweeper(service: TrackerService, clock: Clock, stopping: asyncio.Event) -> None:
+    """Sweep the tracker's memories on a timer (:meth:`TrackerService.sweep`)."""
+    every_s = service.settings.tracker_sweep_interval_s
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), timeout=every_s)
+        service.sweep(clock.now().timestamp())
+
+
+async def _wait_all(events: list[asyncio.Event], at_most_s: float) -> None:
+    """Wait until every event is set, at most ``at_most_s`` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=at_most_s)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -32,30 +120,47 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(
-            settings.kafka_bootstrap, linger_ms=1, client_id="alliance-tracker"
-        )
-        await producer.start()
-        directory = Directory()
+        horizon = timedelta(hours=settings.dedup_horizon_hours)
+        directory = Directory(event_ids=EventIds(horizon.total_seconds(), settings.dedup_max_ids))
+        snapshot = Snapshot(settings.tracker_snapshot_path)
+        snapshot.load(directory)
         feed = DirectoryFeed(
-            settings.kafka_bootstrap,
-            settings.topic_prefix,
-            directory,
-            timedelta(hours=settings.dedup_horizon_hours),
+            settings.kafka_bootstrap, settings.topic_prefix, directory, horizon, clock
         )
-        await feed.start(clock.now())
         spool = ClickSpool(settings.spool_path, settings.spool_max_bytes)
-        service = TrackerService(settings, signer, producer, clock, directory, spool)
-        app.state.producer, app.state.tracker = producer, service
-        draining = asyncio.Event()
+        service = TrackerService(settings, signer, None, clock, directory, spool)
+        app.state.producer, app.state.tracker = None, service
+        stopping = asyncio.Event()
+
+        def connected(producer: AIOKafkaProducer) -> None:
+            service.producer = app.state.producer = producer
+
+        producer_attempted = asyncio.Event()
+        # not one of the background tasks: it ends once connected, which is no failure
+        connecting = asyncio.ensure_future(
+            connect_producer(settings, stopping, producer_attempted, connected)
+        )
         tasks.start("directory-feed", feed.run())
-        tasks.start("spool-drainer", run_drainer(spool, service.send_spooled, draining))
+        # Kafka answering: start once connected and caught up, as always. Kafka away: serve
+        # at once from the snapshot (redirects into the spool); catch up when it is back.
+        await _wait_all([producer_attempted, feed.attempted], STARTUP_WAIT_S)
+        tasks.start("spool-drainer", run_drainer(spool, service.send_spooled, stopping))
+        tasks.start(
+            "snapshot",
+            run_snapshots(snapshot, directory, stopping, settings.tracker_snapshot_interval_s),
+        )
+        tasks.start("sweeper", run_sweeper(service, clock, stopping))
         try:
             yield
         finally:
-            await tasks.stop("spool-drainer", draining.set)
+            stopping.set()
+            connecting.cancel()
+            await tasks.stop("spool-drainer", stopping.set)
+            await tasks.stop("sweeper", stopping.set)
             await tasks.stop("directory-feed", feed.stop)
-            await producer.stop()  # flushes whatever is still in flight
+            await tasks.stop("snapshot", stopping.set)
+            if service.producer is not None:
+                await stop_producer(service.producer)
 
     app = TrackerApp(
         title="Alliance tracker",
@@ -67,6 +172,22 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_docs(app)
     install_error_handlers(app)
-    app.include_router(health_router({**standard_checks(app), "workers": tasks.check}))
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, Unavailable)
+        return JSONResponse(
+            error_body(exc.code, exc.message, **exc.details),
+            status_code=503,
+            headers={"Retry-After": str(exc.details["retry_after_s"])},
+        )
+
+    app.add_exception_handler(Unavailable, unavailable)
+
+    async def directory() -> None:
+        if not app.state.tracker.directory.caught_up:
+            raise RuntimeError("the directory has not caught up (serving the snapshot)")
+
+    checks = {**standard_checks(app), "directory": directory, "workers": tasks.check}
+    app.include_router(health_router(checks))
     app.include_router(router)
     return app

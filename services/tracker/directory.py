@@ -3,26 +3,145 @@
 All of it is read from Kafka into memory: the compacted ``directory`` topic (stores and
 affiliates, published by the commission service) and ``catalog`` from the beginning, and the
 storefront topics from ``now - dedup horizon`` so that a restarted tracker still recognises
-duplicates. The feed keeps tailing, so several trackers converge on the same view.
+duplicates. The feed keeps tailing, so several trackers converge on the same view. Stores,
+affiliates and catalog are also kept in a local snapshot (:mod:`services.tracker.snapshot`),
+so that a tracker restarted while Kafka is down serves redirects and links at once; the feed
+catches up in the background when the broker is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
+from shared.clock import Clock
 from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
 from shared.kafka import partitions_of
 
 log = logging.getLogger(__name__)
+
+#: a catch-up that receives nothing for this long while behind has lost the broker: retried
+CATCH_UP_STALL_S = 10.0
+#: how long the feed waits between attempts to reach Kafka (doubling up to the second)
+RETRY_S = (0.5, 5.0)
+
+
+class Claim(enum.Enum):
+    """What :meth:`EventIds.claim` found for an event id."""
+
+    NEW = "new"  #: the caller sends the event and must :meth:`~EventIds.settle` the claim
+    SEEN = "seen"  #: Kafka acknowledged it within the horizon: a duplicate
+    IN_FLIGHT = "in_flight"  #: another send of it has no outcome yet (:meth:`~EventIds.outcome`)
+
+
+class EventIds:
+    """The storefront event ids the tracker knows, per store: *seen* once Kafka acknowledged
+    them (sent by this tracker, or read back from the topics), *in flight* while a send's
+    outcome is unknown. An id is never seen before its acknowledgement, so a retry of an event
+    whose send failed, or that the tracker never finished, is sent again, not answered
+    ``duplicate``; and a second post of an id in flight waits for the first one's outcome
+    rather than send it twice.
+
+    Bounded: seen ids are kept in hourly buckets for the dedup horizon (plus the bucket under
+    way) and at most ``max_ids`` of them; past that the oldest bucket is forgotten early
+    (``forgotten``), which only means that a late duplicate is sent again: consumers
+    deduplicate by event id in their database. An id is a 128-bit digest of (store, event id):
+    a third of the memory of the strings, and a collision (~n²/2¹²⁹) is out of reach."""
+
+    def __init__(self, horizon_s: float, max_ids: int, bucket_s: float = 3600.0) -> None:
+        self.horizon_s = horizon_s
+        self.max_ids = max_ids
+        self.bucket_s = bucket_s
+        self.forgotten = 0
+        self._buckets: dict[int, set[int]] = {}  # hour number → digests seen in that hour
+        self._count = 0
+        self._in_flight: dict[int, asyncio.Future[bool]] = {}
+
+    @staticmethod
+    def _digest(store_id: str, event_id: str) -> int:
+        raw = f"{len(store_id)}:{store_id}{event_id}".encode()  # unambiguous whatever the ids
+        return int.from_bytes(hashlib.blake2b(raw, digest_size=16).digest(), "big")
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def _is_seen(self, digest: int) -> bool:
+        return any(digest in bucket for bucket in self._buckets.values())
+
+    def is_seen(self, store_id: str, event_id: str) -> bool:
+        return self._is_seen(self._digest(store_id, event_id))
+
+    def claim(self, store_id: str, event_id: str) -> Claim:
+        """Claim an id for sending. :attr:`Claim.NEW` makes the caller its sender: it must
+        :meth:`settle` the claim once Kafka answered (or the send was never queued)."""
+        digest = self._digest(store_id, event_id)
+        if digest in self._in_flight:
+            return Claim.IN_FLIGHT
+        if self._is_seen(digest):
+            return Claim.SEEN
+        self._in_flight[digest] = asyncio.get_running_loop().create_future()
+        return Claim.NEW
+
+    def outcome(self, store_id: str, event_id: str) -> asyncio.Future[bool]:
+        """The outcome of the send in flight for this id: True once acknowledged, False if it
+        failed. Await it with :func:`asyncio.wait` (never cancel it: others share it)."""
+        return self._in_flight[self._digest(store_id, event_id)]
+
+    def settle(self, store_id: str, event_id: str, acknowledged: bool, at: float) -> None:
+        """End a :attr:`Claim.NEW`: acknowledged ids become seen (at ``at``), the others are
+        forgotten so that a retry sends them."""
+        digest = self._digest(store_id, event_id)
+        if acknowledged:
+            self._add(digest, at)
+        waiting = self._in_flight.pop(digest, None)
+        if waiting is not None and not waiting.done():
+            waiting.set_result(acknowledged)
+
+    def seen(self, store_id: str, event_id: str, at: float) -> None:
+        """An id read back from a topic (acknowledged, by this tracker or another)."""
+        self._add(self._digest(store_id, event_id), at)
+
+    def _add(self, digest: int, at: float) -> None:
+        if self._is_seen(digest):
+            return
+        hour = int(at // self.bucket_s)
+        bucket = self._buckets.get(hour)
+        if bucket is None:
+            if self._buckets and hour < min(self._buckets) and self._count >= self.max_ids:
+                self.forgotten += 1  # older than what the bound already forgot
+                return
+            bucket = self._buckets[hour] = set()
+        bucket.add(digest)
+        self._count += 1
+        while self._count > self.max_ids and len(self._buckets) > 1:
+            self._drop(min(self._buckets), early=True)
+
+    def _drop(self, hour: int, *, early: bool) -> None:
+        bucket = self._buckets.pop(hour)
+        self._count -= len(bucket)
+        if early:
+            self.forgotten += len(bucket)
+
+    def expire(self, now: float) -> None:
+        """Forget the hours that are wholly past the horizon."""
+        oldest = int((now - self.horizon_s) // self.bucket_s)
+        for hour in [h for h in self._buckets if h < oldest]:
+            self._drop(hour, early=False)
 
 
 @dataclass
@@ -30,7 +149,13 @@ class Directory:
     stores: dict[str, StoreEntry] = field(default_factory=dict)
     affiliate_keys: dict[str, str] = field(default_factory=dict)  # key hash → affiliate id
     products: dict[str, set[str]] = field(default_factory=dict)  # store id → product ids
-    _seen: dict[tuple[str, str], float] = field(default_factory=dict)  # (store, event id) → time
+    event_ids: EventIds = field(default_factory=lambda: EventIds(86_400.0, 2_000_000))
+    #: the feed has read every topic up to where it ended when the feed (re)started: the
+    #: principals are current and the event ids complete (until then they come from a
+    #: snapshot, and storefront events wait: a duplicate could not be told)
+    caught_up: bool = False
+    #: bumped by every change of stores, affiliates or catalog (what a snapshot holds)
+    version: int = 0
     _affiliate_key: dict[str, str] = field(default_factory=dict)  # affiliate id → key hash
 
     def apply_directory(self, raw: bytes) -> None:
@@ -41,102 +166,182 @@ class Directory:
         if isinstance(entry, StoreEntry):
             self.stores[entry.store_id] = entry
         elif isinstance(entry, AffiliateEntry):
-            old = self._affiliate_key.get(entry.affiliate_id)
-            if old is not None and self.affiliate_keys.get(old) == entry.affiliate_id:
-                del self.affiliate_keys[old]
-            self._affiliate_key[entry.affiliate_id] = entry.key_hash
-            self.affiliate_keys[entry.key_hash] = entry.affiliate_id
+            self._set_affiliate_key(entry.affiliate_id, entry.key_hash)
+        self.version += 1
 
-    def apply_storefront(self, raw: bytes, now: float) -> None:
-        """Remember the event id; a catalog event also adds its product."""
+    def _set_affiliate_key(self, affiliate_id: str, key_hash: str) -> None:
+        old = self._affiliate_key.get(affiliate_id)
+        if old is not None and self.affiliate_keys.get(old) == affiliate_id:
+            del self.affiliate_keys[old]
+        self._affiliate_key[affiliate_id] = key_hash
+        self.affiliate_keys[key_hash] = affiliate_id
+
+    def apply_storefront(self, raw: bytes, at: float) -> None:
+        """Remember the event id (acknowledged: it is on the topic); a catalog event also adds
+        its product."""
         data = orjson.loads(raw)
         store, event_id = data.get("store_id"), data.get("event_id")
         if isinstance(store, str) and isinstance(event_id, str):
-            self._seen.setdefault((store, event_id), now)
+            self.event_ids.seen(store, event_id, at)
         if data.get("type") == "product_upserted" and isinstance(store, str):
-            self.products.setdefault(store, set()).add(str(data["product_id"]))
+            products = self.products.setdefault(store, set())
+            if (product := str(data["product_id"])) not in products:
+                products.add(product)
+                self.version += 1
 
-    def claim(self, store_id: str, event_id: str, now: float) -> bool:
-        """True the first time (store, event id) is seen within the horizon."""
-        key = (store_id, event_id)
-        if key in self._seen:
-            return False
-        self._seen[key] = now
-        return True
+    def snapshot(self) -> dict[str, Any]:
+        """Stores, affiliates and catalog as JSON-able data (:meth:`restore` reads it back)."""
+        return {
+            "v": 1,
+            "stores": [e.model_dump(mode="json") for e in self.stores.values()],
+            "affiliates": dict(self._affiliate_key),
+            "products": {store: list(ids) for store, ids in self.products.items()},
+        }
 
-    def release(self, store_id: str, event_id: str) -> None:
-        """Forget a claim whose event could not be sent (so a retry is not a duplicate)."""
-        self._seen.pop((store_id, event_id), None)
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load what :meth:`snapshot` wrote (ValueError / ValidationError when it is not)."""
+        if data.get("v") != 1:
+            raise ValueError(f"unknown snapshot version {data.get('v')!r}")
+        stores = [StoreEntry.model_validate(e) for e in data["stores"]]
+        self.stores = {e.store_id: e for e in stores}
+        self.affiliate_keys, self._affiliate_key = {}, {}
+        for affiliate_id, key_hash in dict(data["affiliates"]).items():
+            self._set_affiliate_key(str(affiliate_id), str(key_hash))
+        self.products = {str(s): {str(p) for p in ids} for s, ids in dict(data["products"]).items()}
+        self.version += 1
 
-    def expire(self, older_than: float) -> None:
-        self._seen = {k: t for k, t in self._seen.items() if t >= older_than}
+    def adopt(self, fresh: Directory) -> None:
+        """Take the principals and catalog of ``fresh`` (read from the topics up to their end)
+        in one step: readers never see a half-read directory. Marks this one caught up."""
+        self.stores, self.products = fresh.stores, fresh.products
+        self.affiliate_keys, self._affiliate_key = fresh.affiliate_keys, fresh._affiliate_key
+        self.version += 1
+        self.caught_up = True
 
 
 class DirectoryFeed:
-    """Tails the topics into a :class:`Directory`. :meth:`start` returns once caught up."""
+    """Tails the topics into a :class:`Directory`, connecting (and reconnecting) on its own.
+
+    :meth:`run` first catches up: it reads the directory and catalog from the beginning and
+    the storefront topics from the dedup horizon into a fresh directory, up to their ends as
+    they were when it started, then :meth:`Directory.adopt`\\ s it; until then the directory
+    holds what a snapshot gave it. While Kafka cannot be reached it retries with backoff.
+    ``attempted`` is set once the first attempt succeeded or failed (start-up waits on it)."""
 
     def __init__(
-        self, bootstrap: str, prefix: str, directory: Directory, horizon: timedelta
+        self,
+        bootstrap: str,
+        prefix: str,
+        directory: Directory,
+        horizon: timedelta,
+        clock: Clock,
     ) -> None:
+        self.bootstrap = bootstrap
+        self.clock = clock
         self.directory = directory
         self.horizon = horizon
         self.full = {f"{prefix}{Topic.DIRECTORY}", f"{prefix}{Topic.CATALOG}"}
         self.recent = {f"{prefix}{Topic.ORDERS}", f"{prefix}{Topic.PAGE_VIEWS}"}
         self.directory_topic = f"{prefix}{Topic.DIRECTORY}"
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.attempted = asyncio.Event()
         self._stopping = asyncio.Event()
-        self.caught_up = False
 
-    async def start(self, now: datetime) -> None:
-        await self.consumer.start()
+    @property
+    def caught_up(self) -> bool:
+        return self.directory.caught_up
+
+    async def catch_up(self, now: datetime) -> None:
+        """Connect, read every topic up to its current end into a fresh directory, adopt it.
+        Raises when Kafka cannot be reached or stops answering (:data:`CATCH_UP_STALL_S`)."""
+        self.consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False
+        )
+        await consumer.start()
         wanted = sorted(self.full | self.recent)
-        tps = await partitions_of(self.consumer, wanted)
+        tps = await partitions_of(consumer, wanted)
         missing = set(wanted) - {tp.topic for tp in tps}
         if missing:
             raise RuntimeError(f"topics {sorted(missing)} do not exist: run `alliance stack up`")
-        self.consumer.assign(tps)
+        consumer.assign(tps)
         since_ms = int((now - self.horizon).timestamp() * 1000)
         recent = [tp for tp in tps if tp.topic in self.recent]
-        found = await self.consumer.offsets_for_times({tp: since_ms for tp in recent})
+        found = await consumer.offsets_for_times({tp: since_ms for tp in recent})
         # explicit offsets: seek_to_beginning/end wait for the fetcher, ~0.5 s a call
-        first = await self.consumer.beginning_offsets(tps)
-        end = await self.consumer.end_offsets(tps)
+        first = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
         for tp in tps:
             hit = found.get(tp) if tp.topic in self.recent else None
             if tp.topic in self.full:
-                self.consumer.seek(tp, first[tp])
+                consumer.seek(tp, first[tp])
             else:
-                self.consumer.seek(tp, hit.offset if hit is not None else end[tp])
-        while [tp for tp, off in end.items() if await self.consumer.position(tp) < off]:
-            await self._poll(500)
-        self.caught_up = True
+                consumer.seek(tp, hit.offset if hit is not None else end[tp])
+        # the event ids go straight to the live memory (it only grows); the principals and
+        # catalog to a fresh directory, adopted whole once read
+        fresh = Directory(event_ids=self.directory.event_ids)
+        last_progress = time.monotonic()
+        while [tp for tp, off in end.items() if await consumer.position(tp) < off]:
+            if await self._poll(consumer, fresh, 500):
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > CATCH_UP_STALL_S:
+                raise TimeoutError(f"catch-up stalled for {CATCH_UP_STALL_S:.0f}s")
+        self.directory.adopt(fresh)
 
-    async def _poll(self, timeout_ms: int) -> None:
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+    async def _poll(self, consumer: AIOKafkaConsumer, into: Directory, timeout_ms: int) -> int:
+        """Apply what one fetch brings to ``into``; returns how many records it brought."""
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
         now = time.time()
+        count = 0
         for tp, records in batches.items():
+            count += len(records)
             for rec in records:
                 if rec.value is None:
                     continue
                 try:
                     if tp.topic == self.directory_topic:
-                        self.directory.apply_directory(rec.value)
+                        into.apply_directory(rec.value)
                     else:
-                        self.directory.apply_storefront(rec.value, rec.timestamp / 1000 or now)
+                        into.apply_storefront(rec.value, rec.timestamp / 1000 or now)
                 except (ValidationError, ValueError) as exc:
                     log.warning("directory feed skipped %s@%d: %s", tp, rec.offset, exc)
+        return count
 
     async def run(self) -> None:
-        last_sweep = time.time()
+        """Catch up (retrying while Kafka is away), then tail until :meth:`stop`."""
+        backoff = RETRY_S[0]
         try:
             while not self._stopping.is_set():
-                await self._poll(200)
-                if time.time() - last_sweep > 60:
-                    self.directory.expire(time.time() - self.horizon.total_seconds())
-                    last_sweep = time.time()
+                if not self.directory.caught_up:
+                    try:
+                        await self.catch_up(self.clock.now())
+                    except Exception as exc:  # unreachable, or lost during the catch-up
+                        log.warning(
+                            "directory feed cannot catch up (%s: %s); serving %s, retrying in "
+                            "%.1fs",
+                            type(exc).__name__,
+                            exc,
+                            "the snapshot" if self.directory.version else "an empty directory",
+                            backoff,
+                        )
+                        await self._close()
+                        self.attempted.set()
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
+                        backoff = min(backoff * 2, RETRY_S[1])
+                        continue
+                    self.attempted.set()
+                    log.info("directory feed caught up")
+                assert self.consumer is not None
+                await self._poll(self.consumer, self.directory, 200)
         finally:
+            self.attempted.set()
+            await self._close()
+
+    async def _close(self) -> None:
+        if self.consumer is not None:
             with contextlib.suppress(Exception):
                 await self.consumer.stop()
+            self.consumer = None
 
     def stop(self) -> None:
         self._stopping.set()

@@ -185,7 +185,7 @@ async def record_server_click(request: Request, service: Service) -> Response:
         payload.occurred_at,
         click_id=f"s2s:{store_id}:{payload.event_id}",
     )
-    await service.record_click(click)
+    await service.record_click(click, required=True)  # 503 rather than a 202 it loses
     return JSONResponse(
         ClickAccepted(
             click_id=click.click_id,
@@ -222,7 +222,7 @@ async def post_events(request: Request, service: Service) -> Response:
     if len(events) > MAX_EVENTS:
         raise AllianceError(413, "too_many_events", f"at most {MAX_EVENTS} events per request")
     valid, results = service.validate_events(store_id, events)
-    await service.publish_events(store_id, valid)
+    results = await service.publish_events(store_id, valid, results)
     payload = EventsResponse(
         accepted=sum(r.status == "accepted" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),

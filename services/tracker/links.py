@@ -9,6 +9,7 @@ one signs. A code that was altered in any byte fails verification.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ _SEP = "\x1f"  # unit separator: cannot occur in identifiers
 _TAG_BYTES = 12
 #: longer than any code we sign (four identifiers, base64url, a key id and a tag)
 MAX_CODE_CHARS = 1024
+#: valid codes remembered as verified (each well under 1 KB: a few MB at most)
+VERIFIED_CACHE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,9 @@ class LinkSigner:
                 raise ValueError(f"link key id {kid!r} must be alphanumeric")
         self.keys = dict(keys)
         self.signing_kid = next(iter(keys))
+        # codes verified lately (a link is clicked again and again); only valid codes are
+        # cached (a failure raises), so the cache holds at most that many of our own codes
+        self._verified = functools.lru_cache(maxsize=VERIFIED_CACHE)(self._verify)
 
     @classmethod
     def from_config(cls, spec: str) -> LinkSigner:
@@ -72,7 +78,10 @@ class LinkSigner:
 
     def verify(self, code: str) -> Link:
         """The link a code stands for, or :class:`InvalidCode` (never another error, whatever
-        the code holds). Constant-time tag check."""
+        the code holds). Constant-time tag check (for codes not verified lately)."""
+        return self._verified(code)
+
+    def _verify(self, code: str) -> Link:
         if len(code) > MAX_CODE_CHARS or not code.isascii():
             raise InvalidCode(code[:MAX_CODE_CHARS])
         parts = code.split(".")

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
-from services.tracker.directory import Directory
+from services.tracker.directory import Claim, Directory
 from services.tracker.links import InvalidCode, Link, LinkSigner
 from services.tracker.quality import FloodGuard, SelfReferral, cut_user_agent, is_bot, suspicion
 from services.tracker.schemas import EventResult
@@ -39,13 +42,36 @@ log = logging.getLogger(__name__)
 
 #: how far ahead of the tracker's clock an event may be (clocks drift)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+#: what a 503 asks the client to wait before it retries (seconds)
+RETRY_AFTER_S = 2
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
     """``url`` with ``params`` added to its query string (existing parameters kept)."""
+    base, query, fragment = _split_landing(url)
+    added = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in params.items())
+    return f"{base}?{query}&{added}{fragment}" if query else f"{base}?{added}{fragment}"
+
+
+#: what quote_plus leaves as it is
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quote(value: str) -> str:
+    """``quote_plus(value)``, as urlencode writes it; ids and names of plain characters (all
+    the minted ones) skip it, which halves the cost of a redirect's URL."""
+    return value if _PLAIN.fullmatch(value) else quote_plus(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_landing(url: str) -> tuple[str, str, str]:
+    """``url`` without its query and fragment, its query re-encoded as :func:`urlencode`
+    writes it, and ``#fragment`` (or ''): parsed once per landing page, not once per click
+    (a cache of a few thousand pages, each at most a template's length)."""
     parts = urlsplit(url)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
+    fragment = f"#{parts.fragment}" if parts.fragment else ""
+    return urlunsplit(parts._replace(query="", fragment="")), query, fragment
 
 
 def store_page(template: str) -> str:
@@ -57,6 +83,22 @@ def store_page(template: str) -> str:
 class Unauthorized(AllianceError):
     def __init__(self, reason: str) -> None:
         super().__init__(401, "unauthorized", "missing or invalid credentials", reason=reason)
+
+
+class Unavailable(AllianceError):
+    """``503`` with ``Retry-After``: what the request needs from Kafka did not happen in time
+    (``reason``: ``kafka_unreachable``, ``not_acknowledged``, ``catching_up`` — the tracker has
+    not yet read the topics it judges requests by —, or ``spool_full``). Nothing of the
+    request was promised: a retry is safe and sends what was never acknowledged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            503,
+            "unavailable",
+            "the event log is unavailable; retry later",
+            reason=reason,
+            retry_after_s=RETRY_AFTER_S,
+        )
 
 
 def event_time_problem(occurred_at: datetime, now: datetime, max_backdate: timedelta) -> str | None:
@@ -90,24 +132,43 @@ def holds_nul(value: Any) -> bool:
 class TrackerService:
     settings: Settings
     signer: LinkSigner
-    producer: AIOKafkaProducer
+    #: None until Kafka was reached (the tracker starts without it: clicks go to the spool,
+    #: storefront events are answered 503)
+    producer: AIOKafkaProducer | None
     clock: Clock
     directory: Directory
     spool: ClickSpool
     flood: FloodGuard = field(init=False)
     visitors: VisitorCookies = field(init=False)
-    self_referral: SelfReferral = field(default_factory=SelfReferral)
+    self_referral: SelfReferral = field(init=False)
     metrics: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        self.flood = FloodGuard(self.settings.flood_clicks_per_minute)
+        self._clicks_topic = self.settings.topic(Topic.CLICKS)
+        self.flood = FloodGuard(
+            self.settings.flood_clicks_per_minute, max_keys=self.settings.flood_max_keys
+        )
+        self.self_referral = SelfReferral(max_keys=self.settings.self_referral_max_keys)
         self.visitors = VisitorCookies(self.settings.secret_key)
+
+    def sweep(self, now: float) -> None:
+        """Forget what expired: flood counters, self-referral addresses, event ids past the
+        dedup horizon. They also expire as they are used; the tracker's lifespan calls this
+        on a timer so that idle memories shrink too."""
+        self.flood.sweep(now)
+        self.self_referral.sweep(now)
+        self.directory.event_ids.expire(time.time())  # wall time, as its ids are stamped
+        self.metrics["flood_counters_forgotten_early"] = self.flood.forgotten
+        self.metrics["self_referral_forgotten_early"] = self.self_referral.forgotten
+        self.metrics["event_ids_forgotten_early"] = self.directory.event_ids.forgotten
 
     # -- links ------------------------------------------------------------------------------
 
     def affiliate_for_key(self, api_key: str | None) -> str:
         affiliate = self.directory.affiliate_keys.get(hash_key(api_key)) if api_key else None
         if affiliate is None:
+            if api_key and not self.directory.caught_up:
+                raise Unavailable("catching_up")  # the key may be newer than what we hold
             raise Unauthorized("unknown affiliate key")
         return affiliate
 
@@ -157,11 +218,14 @@ class TrackerService:
         one the cookie carries if its tag verifies, else a new one (a new cookie); the landing
         URL carries the plain id. :class:`InvalidCode` for a code we did not sign."""
         link = self.signer.verify(code)
-        visitor_id = self.visitors.open(visitor_cookie) or new_id()
+        known = self.visitors.open(visitor_cookie)
+        visitor_id = known or new_id()
         params = {"alliance_vid": visitor_id}
         if record:
             try:
-                click = self.make_click(link, code, visitor_id, ip, user_agent, self.clock.now())
+                click = self.make_click(
+                    link, code, visitor_id, ip, user_agent, self.clock.now(), new_visitor=not known
+                )
             except ValidationError:
                 # signed before the identifier budget (e.g. a product id over 64 characters):
                 # no click can carry it, so the link is as good as unknown
@@ -179,11 +243,17 @@ class TrackerService:
         user_agent: str | None,
         occurred_at: datetime,
         click_id: str | None = None,
+        *,
+        new_visitor: bool = False,
     ) -> Click:
+        """The click of ``link`` by ``visitor_id``, its quality judged. ``new_visitor``: the
+        id was minted for this click, so it has no earlier clicks to count (and no flood
+        counter is kept for it: a first-time visitor costs the flood memory nothing)."""
         user_agent = cut_user_agent(user_agent)  # before any matching: bounded work and memory
         now = self.clock.now()
         ts = now.timestamp()
-        flooded = self.flood.flooded(code, [f"v:{visitor_id}"] + ([f"ip:{ip}"] if ip else []), ts)
+        who = ([] if new_visitor else [f"v:{visitor_id}"]) + ([f"ip:{ip}"] if ip else [])
+        flooded = self.flood.flooded(code, who, ts)
         reason = suspicion(
             bot=is_bot(user_agent),
             flooded=flooded,
@@ -208,28 +278,39 @@ class TrackerService:
             user_agent=user_agent,
         )
 
-    async def record_click(self, click: Click) -> None:
+    async def record_click(self, click: Click, *, required: bool = False) -> None:
         """Return once the click is durable: acknowledged by Kafka within the deadline, else
-        fsynced to the local spool (sent later). Never waits long on a broken broker."""
+        fsynced to the local spool (sent later). Never waits long on a broken broker, nor at
+        all while Kafka has not been reached since start. When neither can take the click
+        (the spool is full or failing): if ``required`` (a server click, whose sender can
+        retry) :class:`Unavailable` is raised, so that nothing answered 202 is lost;
+        otherwise (a buyer's redirect, which goes on regardless) it is lost and counted."""
         payload = encode(click)
-        try:
-            # asyncio.timeout, not wait_for: no extra task per click
-            async with asyncio.timeout(self.settings.click_ack_timeout_ms / 1000):
-                await self.producer.send_and_wait(
-                    self.settings.topic(Topic.CLICKS), payload, key=click.visitor_id.encode()
-                )
-            return
-        except Exception as exc:  # timeout or broker error: fall back to the spool
-            self.metrics["clicks_spooled"] += 1
-            log.warning("click %s spooled (%s)", click.click_id, type(exc).__name__)
+        if self.producer is not None:
+            try:
+                # asyncio.timeout, not wait_for: no extra task per click
+                async with asyncio.timeout(self.settings.click_ack_timeout_ms / 1000):
+                    await self.producer.send_and_wait(
+                        self._clicks_topic, payload, key=click.visitor_id.encode()
+                    )
+                return
+            except Exception as exc:  # timeout or broker error: fall back to the spool
+                log.warning("click %s spooled (%s)", click.click_id, type(exc).__name__)
+        self.metrics["clicks_spooled"] += 1
         try:
             await self.spool.append(payload)
-        except SpoolFull:
+        except (SpoolFull, OSError) as exc:
+            if required:  # its sender retries: refused, not lost
+                self.metrics["clicks_refused_spool_full"] += 1
+                log.warning("click %s refused: %s", click.click_id, exc)
+                raise Unavailable("spool_full") from None
             self.metrics["clicks_lost_spool_full"] += 1
-            log.error("click %s lost: spool full", click.click_id)
+            log.error("click %s lost: %s", click.click_id, exc)
 
     async def send_spooled(self, records: list[bytes]) -> None:
         """Send spooled clicks and return once Kafka acknowledged every one."""
+        if self.producer is None:
+            raise Unavailable("kafka_unreachable")
         topic = self.settings.topic(Topic.CLICKS)
         futures = []
         for raw in records:
@@ -242,6 +323,8 @@ class TrackerService:
     def check_signature(self, store_id: str | None, header: str | None, body: bytes) -> str:
         """The store whose webhook secret signed ``body``, else 401."""
         store = self.directory.stores.get(store_id) if store_id else None
+        if store is None and store_id and not self.directory.caught_up:
+            raise Unavailable("catching_up")  # the store may be newer than what we hold
         if store is None or not header:
             raise Unauthorized("missing store or signature" if store else "unknown store")
         secrets_ = [
@@ -263,10 +346,12 @@ class TrackerService:
         ``nul_character``, ``store_mismatch``, ``occurred_too_long_ago``,
         ``occurred_in_future``, or the type of its first validation error, such as
         ``currency_unknown`` or ``order_total_out_of_range``). Every accepted event carries
-        the tracker's arrival time (``received_at``), whatever the client sent. Duplicates
-        (seen within the dedup horizon, or twice in the batch) are not re-sent."""
+        the tracker's arrival time (``received_at``), whatever the client sent. An event id
+        twice in the batch is a duplicate the second time; whether an id was sent before is
+        :meth:`publish_events`' business (it is known once Kafka acknowledged it)."""
         valid: list[StorefrontEvent] = []
         results: list[EventResult] = []
+        in_batch: set[str] = set()
         now = self.clock.now()
         max_backdate = timedelta(days=self.settings.event_max_backdate_days)
         for index, raw in enumerate(raw_events):
@@ -315,34 +400,100 @@ class TrackerService:
                 message = f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
                 results.append(_rejected(index, event_id, problem, message, "occurred_at"))
                 continue
-            if not self.directory.claim(store_id, event.event_id, now.timestamp()):
+            if event.event_id in in_batch:
                 results.append(
                     EventResult(index=index, event_id=event.event_id, status="duplicate")
                 )
                 continue
+            in_batch.add(event.event_id)
             valid.append(event)
             results.append(EventResult(index=index, event_id=event.event_id, status="accepted"))
         return valid, results
 
-    async def publish_events(self, store_id: str, events: list[StorefrontEvent]) -> None:
-        """Send every event and return once Kafka acknowledged all of them. On failure the
-        events are forgotten as seen, so that the storefront's retry is not a duplicate."""
-        futures = []
+    async def publish_events(
+        self, store_id: str, events: list[StorefrontEvent], results: list[EventResult]
+    ) -> list[EventResult]:
+        """Send the accepted ``events`` (distinct ids, from :meth:`validate_events`) and return
+        once Kafka acknowledged each of them, with ``results`` updated: an event whose id was
+        already acknowledged (sent before, or by a concurrent post of the same id that this one
+        waited for) is a ``duplicate`` and is not sent again.
+
+        An id counts as seen only once Kafka acknowledged it. If that does not happen for
+        every event within ``event_ack_timeout_ms`` (Kafka down or slow, a send refused, or a
+        concurrent send of the same id failed), :class:`Unavailable` (503) is raised: the
+        events acknowledged meanwhile are seen (a retry reports them duplicates), the others
+        are sent by the retry. A send still queued in the producer when the deadline passes
+        stays *in flight* until Kafka answers it, so a retry meanwhile waits for it instead of
+        sending it a second time."""
+        if not events:
+            return results
+        producer = self.producer
+        if producer is None:
+            raise Unavailable("kafka_unreachable")
+        if not self.directory.caught_up:
+            raise Unavailable("catching_up")  # an id may be on a topic we have not read yet
+        ids = self.directory.event_ids
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.event_ack_timeout_ms / 1000
+        mine: list[StorefrontEvent] = []
+        others: list[asyncio.Future[bool]] = []
+        duplicates: set[str] = set()
+        for event in events:
+            claim = ids.claim(store_id, event.event_id)
+            if claim is Claim.NEW:
+                mine.append(event)
+            elif claim is Claim.IN_FLIGHT:
+                others.append(ids.outcome(store_id, event.event_id))
+                duplicates.add(event.event_id)  # if that send is acknowledged
+            else:
+                duplicates.add(event.event_id)
+        acks: list[asyncio.Future[Any]] = []
+        failure: Exception | None = None
         try:
-            for event in events:
-                topic, key = self._route(event)
-                futures.append(
-                    await self.producer.send(
+            async with asyncio.timeout_at(deadline):
+                for event in mine:
+                    topic, key = self._route(event)
+                    ack = await producer.send(
                         self.settings.topic(topic), encode(event), key=key.encode()
                     )
-                )
-            await asyncio.gather(*futures)
-        except Exception:
-            for event in events:
-                self.directory.release(store_id, event.event_id)
-            raise
-        for event in events:
-            self.metrics[f"events_{event.type}"] += 1
+                    ack.add_done_callback(functools.partial(self._settle, store_id, event))
+                    acks.append(ack)
+        except Exception as exc:  # the deadline, or a send refused: the rest is not queued
+            failure = exc
+        finally:
+            # never queued (refused, past the deadline, or the request was cancelled): no
+            # outcome will come, so the claim ends here and a retry sends them
+            for event in mine[len(acks) :]:
+                ids.settle(store_id, event.event_id, False, time.time())
+        waiting: list[asyncio.Future[Any]] = [*acks, *others]
+        late: set[asyncio.Future[Any]] = set()
+        if waiting and failure is None:
+            # asyncio.wait, not gather: the futures must outlive a timeout (they settle later)
+            _, late = await asyncio.wait(waiting, timeout=max(0.0, deadline - loop.time()))
+        failed = failure is not None or bool(late) or not all(_acknowledged(f) for f in waiting)
+        if failed:
+            self.metrics["events_unavailable"] += len(events)
+            log.warning(
+                "%d events of %s not acknowledged within %d ms (%s): answered 503",
+                len(events),
+                store_id,
+                self.settings.event_ack_timeout_ms,
+                type(failure).__name__ if failure else f"{len(late)} pending",
+            )
+            raise Unavailable("not_acknowledged")
+        return [
+            EventResult(index=r.index, event_id=r.event_id, status="duplicate")
+            if r.status == "accepted" and r.event_id in duplicates
+            else r
+            for r in results
+        ]
+
+    def _settle(self, store_id: str, event: StorefrontEvent, ack: asyncio.Future[Any]) -> None:
+        """Kafka answered a send (or it was cancelled): the id is seen, or free again."""
+        ok = _acknowledged(ack)
+        # the dedup horizon is wall time (the feed reads ids back with their Kafka timestamps)
+        self.directory.event_ids.settle(store_id, event.event_id, ok, time.time())
+        self.metrics[f"events_{event.type}" if ok else "events_send_failed"] += 1
 
     @staticmethod
     def _route(event: StorefrontEvent) -> tuple[Topic, str]:
@@ -372,3 +523,10 @@ def _rejected(
 ) -> EventResult:
     error = {"loc": [field_] if field_ else [], "type": code, "msg": message}
     return EventResult.refused(index, event_id, code, [error])
+
+
+def _acknowledged(outcome: asyncio.Future[Any]) -> bool:
+    """A send's future resolved without error; for a concurrent post's outcome, True."""
+    if not outcome.done() or outcome.cancelled() or outcome.exception() is not None:
+        return False
+    return outcome.result() is not False

@@ -106,3 +106,39 @@ async def test_an_order_read_at_the_end_of_its_clicks_is_decided_at_once(
         async with sessions() as session, session.begin():
             await service.handle_batch(session, received([o]))  # read from partition 0
         assert (await _state(sessions, o.order_id))[0] == (0, None)
+
+
+async def test_a_released_backlog_is_decided_in_bounded_chunks_within_the_batch(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Releasing a partition's held orders reads their clicks a chunk at a time (bounded
+    memory), and still decides every one of them in the batch that releases them."""
+    from services.attribution.repository import AttributionRepository
+
+    u = uuid.uuid4().hex[:8]
+    progress = {0: (5, 10)}
+    service = AttributionService(FixedClock(NOW), 15 * D, settings.topic_prefix, chunk=3)
+    service.click_progress = lambda: progress
+    orders = [order(u, f"v-{u}-{n}", NOW, n) for n in range(7)]
+    clicks = [click(u, f"v-{u}-{n}", NOW - D, f"a{n}") for n in range(7)]
+    read: list[int] = []
+    original = AttributionRepository.clicks_of_visitors
+
+    async def counted(self: AttributionRepository, visitors: set[str], *args: Any) -> Any:
+        read.append(len(visitors))
+        return await original(self, visitors, *args)
+
+    monkeypatch.setattr(AttributionRepository, "clicks_of_visitors", counted)
+    async with db(settings) as sessions:
+        async with sessions() as session, session.begin():
+            await service.handle_batch(session, received(orders))
+        for o in orders:
+            assert (await _state(sessions, o.order_id))[0] == (-1, None)
+        progress[0] = (10, 12)
+        async with sessions() as session, session.begin():
+            await service.handle_batch(session, received(clicks))
+        states = [await _state(sessions, o.order_id) for o in orders]
+    assert [decision for decision, _ in states] == [(0, c.click_id) for c in clicks]
+    assert all(len(published) == 1 for _, published in states)
+    assert read, "clicks were read"
+    assert max(read) <= 3, read
