@@ -99,15 +99,8 @@ class Processes:
 
 
 def kill_broker(stack: orchestrate.Stack) -> None:
-    pids = kafka._broker_pids(stack.kafka)
-    assert pids, "no broker to kill"
-    for pid in pids:
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 15
-    while kafka._broker_pids(stack.kafka):
-        assert time.monotonic() < deadline, "the broker survived SIGKILL"
-        time.sleep(0.1)
-    note(f"SIGKILL Kafka broker {pids}")
+    kafka.kill(stack.kafka)
+    note("SIGKILL Kafka broker")
 
 
 def start_broker(stack: orchestrate.Stack) -> None:
@@ -116,17 +109,10 @@ def start_broker(stack: orchestrate.Stack) -> None:
 
 
 def crash_postgres(stack: orchestrate.Stack) -> None:
-    """An immediate shutdown (SIGQUIT to the postmaster: no checkpoint, crash recovery at the
-    next start), as close to a crash as a test can make without losing the cluster."""
-    running = postgres._postmaster(stack.postgres)
-    assert running is not None, "PostgreSQL is not running"
-    pid = running[0]
-    os.kill(pid, signal.SIGQUIT)
-    deadline = time.monotonic() + 30
-    while postgres._alive(pid):
-        assert time.monotonic() < deadline, "PostgreSQL survived its immediate shutdown"
-        time.sleep(0.05)
-    note(f"PostgreSQL stopped immediately (postmaster {pid})")
+    """``pg_ctl stop -m immediate``: every process exits at once, no checkpoint; the next
+    start recovers from the WAL."""
+    postgres.crash(stack.postgres)
+    note("PostgreSQL stopped immediately")
 
 
 def start_postgres(stack: orchestrate.Stack) -> None:
@@ -155,36 +141,43 @@ class Storefront:
     sent: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    http: httpx.AsyncClient | None = None
 
     async def post(self, store: Store, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         import orjson
 
         body = orjson.dumps(payload)
         backoff = 0.2
-        async with httpx.AsyncClient(base_url=self.tracker, timeout=10) as http:
-            while True:
-                stamp = int(time.time())
-                headers = {
-                    "X-Alliance-Store": store.store_id,
-                    "X-Alliance-Signature": signature_header(store.secret, stamp, body),
-                    "Content-Type": "application/json",
-                    "User-Agent": BROWSER_UA,
-                }
-                try:
-                    resp = await http.post(path, content=body, headers=headers)
-                except httpx.HTTPError as exc:
-                    what = type(exc).__name__
-                else:
-                    if resp.status_code == 202:
-                        self.sent += 1
-                        result: dict[str, Any] = resp.json()
-                        return result
-                    what = str(resp.status_code)
-                    assert resp.status_code >= 500 or resp.status_code == 401, resp.text
-                self.errors[what] = self.errors.get(what, 0) + 1
-                self.retries += 1
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 3.0)
+        if self.http is None:  # one pool of kept-alive connections, as a storefront keeps
+            self.http = httpx.AsyncClient(
+                base_url=self.tracker,
+                timeout=10,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            )
+        http = self.http
+        while True:
+            stamp = int(time.time())
+            headers = {
+                "X-Alliance-Store": store.store_id,
+                "X-Alliance-Signature": signature_header(store.secret, stamp, body),
+                "Content-Type": "application/json",
+                "User-Agent": BROWSER_UA,
+            }
+            try:
+                resp = await http.post(path, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                what = type(exc).__name__
+            else:
+                if resp.status_code == 202:
+                    self.sent += 1
+                    result: dict[str, Any] = resp.json()
+                    return result
+                what = str(resp.status_code)
+                assert resp.status_code >= 500 or resp.status_code == 401, resp.text
+            self.errors[what] = self.errors.get(what, 0) + 1
+            self.retries += 1
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 3.0)
 
 
 # -- the history and its expected outcome ----------------------------------------------------

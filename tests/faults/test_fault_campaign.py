@@ -13,6 +13,7 @@ import asyncio
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,7 @@ class Campaign:
                 for _ in range(2):  # delivered twice
                     await self.front.post(store, "/v1/clicks", body)
 
-        await c.in_chunks(clicks, 10, one, parallel=8)
+        await c.in_chunks(clicks, 10, one, parallel=32)
 
     async def send_events(self, events: list[dict[str, Any]]) -> None:
         by_store: dict[str, list[dict[str, Any]]] = {}
@@ -289,6 +290,8 @@ class Campaign:
                 await asyncio.sleep(0.2)
         await asyncio.to_thread(c.start_broker, self.stack)
         await asyncio.wait_for(posting, timeout=90)
+        if signed.http is not None:
+            await signed.http.aclose()
         c.note(
             f"outage post acknowledged after {time.monotonic() - started:.1f} s, "
             f"{signed.retries} retries ({signed.errors})"
@@ -316,6 +319,23 @@ class Campaign:
                 return
             assert time.monotonic() - start < timeout_s, f"{len(ids) - n} clicks never stored"
             await asyncio.sleep(0.5)
+
+
+async def while_flowing(
+    sending: Coroutine[Any, Any, None], faults: list[Callable[[], Awaitable[None]]]
+) -> None:
+    """Inject ``faults`` one after the other (each healed before the next) while ``sending``
+    runs, then let the sending finish."""
+    flow = asyncio.ensure_future(sending)
+    try:
+        for fault in faults:
+            await asyncio.sleep(2)  # traffic in flight when the fault strikes
+            await fault()
+        await flow
+    finally:
+        if not flow.done():
+            flow.cancel()
+            await asyncio.wait({flow})
 
 
 def poisons(s: Settings, ns: str) -> list[tuple[Topic, str, bytes]]:
@@ -350,38 +370,48 @@ async def test_faults_lose_nothing_and_double_nothing(
         await camp.healed("start")  # the first canary: everything works before any fault
         started = time.monotonic()
 
-        # 1. clicks, with attribution and commission killed along the way
-        third = len(h.clicks) // 3
-        await camp.send_clicks(h.clicks[:third])
-        await camp.crash_and_restart("attribution")
-        await camp.send_clicks(h.clicks[third : 2 * third])
-        await camp.crash_and_restart("commission")
-        await camp.send_clicks(h.clicks[2 * third :])
-        spooled = await camp.broker_outage_with_tracker_crash()
-        campaign_clicks = {f"s2s:{c_['store_id']}:{c_['event_id']}" for c_ in h.clicks} | set(
-            spooled
-        )
-        await camp.clicks_stored(campaign_clicks)
+        # 1. clicks flow while attribution and commission are killed, then the broker dies
+        #    and the tracker with it (clicks in its spool, storefront posts answered 503)
+        spooled: list[str] = []
 
-        # 2. placements, with the tracker killed alone, PostgreSQL crashed, attribution killed
+        async def outage() -> None:
+            spooled.extend(await camp.broker_outage_with_tracker_crash())
+
+        await while_flowing(
+            camp.send_clicks(h.clicks),
+            [
+                lambda: camp.crash_and_restart("attribution"),
+                lambda: camp.crash_and_restart("commission"),
+                outage,
+            ],
+        )
+        campaign_clicks = {f"s2s:{c_['store_id']}:{c_['event_id']}" for c_ in h.clicks}
+        await camp.clicks_stored(campaign_clicks | set(spooled))
+
+        # 2. placements flow (poison records among them) while the tracker is killed on its
+        #    own, PostgreSQL stops immediately, and attribution is killed
         placed = [p for p in h.placed if not p["order_id"].startswith("canary")]
         await produce(settings, poisons(settings, camp.ns))
-        half = len(placed) // 2
-        await camp.send_events(placed[:half])
-        await camp.crash_and_restart("tracker")
-        await camp.postgres_crash()
-        await camp.send_events(placed[half:])
-        await camp.crash_and_restart("attribution")
+        await while_flowing(
+            camp.send_events(placed),
+            [
+                lambda: camp.crash_and_restart("tracker"),
+                camp.postgres_crash,
+                lambda: camp.crash_and_restart("attribution"),
+            ],
+        )
 
-        # 3. completions, cancellations, refunds, with commission killed twice, attribution once
+        # 3. completions, cancellations and refunds flow while commission is killed twice and
+        #    attribution once
         later = [e for e in h.later if not e["order_id"].startswith("canary")]
-        third = len(later) // 3
-        await camp.send_events(later[:third])
-        await camp.crash_and_restart("commission")
-        await camp.send_events(later[third : 2 * third])
-        await camp.crash_and_restart("attribution")
-        await camp.send_events(later[2 * third :])
-        await camp.crash_and_restart("commission")
+        await while_flowing(
+            camp.send_events(later),
+            [
+                lambda: camp.crash_and_restart("commission"),
+                lambda: camp.crash_and_restart("attribution"),
+                lambda: camp.crash_and_restart("commission"),
+            ],
+        )
         sending = time.monotonic() - started
 
         # everything settles to what the pure core computes, to the cent
@@ -412,6 +442,8 @@ async def test_faults_lose_nothing_and_double_nothing(
         assert by_value['{"not": json'] == 2  # attribution and commission each, once
         assert 1 <= sum(n for v, n in by_value.items() if "ancient" in v) <= 2
     finally:
+        if camp.front.http is not None:
+            await camp.front.http.aclose()
         camp.procs.stop_all()
         await camp.engine.dispose()
         REPORT.parent.mkdir(exist_ok=True)
