@@ -61,7 +61,12 @@ class Principal:
 
     def require(self, *kinds: str) -> None:
         if self.kind not in kinds and self.kind != "admin":
-            raise Forbidden(f"this needs a {' or '.join(kinds)} key")
+            named = [k for k in kinds if k != "admin"]
+            raise Forbidden(
+                f"this needs a {' or '.join(named)} key or the admin token"
+                if named
+                else "this needs the admin token"
+            )
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Principal:
