@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Security
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -192,6 +193,18 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
 
 
 Check = Callable[[], Awaitable[None]]
+
+
+#: ``Authorization: Bearer <key>`` in the OpenAPI (``/docs`` gets its "Authorize" button).
+#: Documentation only: the routes read the header themselves (:func:`bearer_token`) and answer
+#: a missing or unknown key with their own ``401`` body.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="key",
+    description="A store (`als_…`), affiliate (`ala_…`) or finance (`alf_…`) API key, or the "
+    "admin token",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -15,7 +15,7 @@ from services.commission.core import ProgramState
 from services.commission.models import outbox
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from shared.events import AffiliateEntry, StoreEntry, Topic, encode
-from shared.http import AllianceError, bearer_token
+from shared.http import AllianceError, Bearer, bearer_token
 from shared.outbox import OutboxRepository
 from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
 
@@ -198,7 +198,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session)]
 
 
-async def current_principal(request: Request, session: Session) -> Principal:
+async def current_principal(request: Request, session: Session, _: Bearer) -> Principal:
     return await authenticate(request, session)
 
 

@@ -20,7 +20,7 @@ from services.tracker.schemas import (
     ServerClick,
 )
 from services.tracker.service import TrackerService
-from shared.http import AllianceError, NotFound, bearer_token, error_body, errors
+from shared.http import AllianceError, Bearer, NotFound, bearer_token, error_body, errors
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
@@ -55,7 +55,9 @@ def _client_ip(request: Request) -> str | None:
         422,
     ),
 )
-async def create_link(body: LinkRequest, request: Request, service: Service) -> LinkResponse:
+async def create_link(
+    body: LinkRequest, request: Request, service: Service, _: Bearer
+) -> LinkResponse:
     """Issue a signed tracking link for the calling affiliate (``Authorization: Bearer``)."""
     affiliate = service.affiliate_for_key(bearer_token(request.headers.get("authorization")))
     code = service.create_link(
@@ -180,7 +182,6 @@ def signed_request(body: type[BaseModel]) -> dict[str, Any]:
             "The click is not valid (`invalid_click`: the fields in `errors`), or its time "
             "is out of bounds",
         ),
-        503,
     ),
 )
 async def record_server_click(request: Request, service: Service) -> Response:
