@@ -115,4 +115,7 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
         raise ValueError("not a cursor") from exc
     if not isinstance(values, list) or len(values) != size:
         raise ValueError("not a cursor")
-    return [str(v) for v in values]
+    strings = [str(v) for v in values]
+    if any("\x00" in v for v in strings):
+        raise ValueError("not a cursor")  # no column holds a NUL (PostgreSQL refuses it)
+    return strings

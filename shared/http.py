@@ -1,18 +1,28 @@
-"""HTTP pieces every service shares: typed business errors and health endpoints."""
+"""HTTP pieces every service shares: typed business errors, the one error body, its OpenAPI,
+and health endpoints."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from http import HTTPStatus
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Request
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, FastAPI, Request, Security
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.db import ping
+from shared.retry import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +43,48 @@ class NotFound(AllianceError):
         super().__init__(404, "not_found", f"{what} not found", **details)
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong: a machine-readable ``code``, a ``message`` for people, and details
+    that depend on the code (``errors`` of ``invalid_request``, ``exit_allowed_at`` …)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(examples=["not_found"])
+    message: str = Field(examples=["order not found"])
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer of every service."""
+
+    error: ErrorDetail
+
+
 def error_body(code: str, message: str, **details: Any) -> dict[str, Any]:
+    """An :class:`ErrorBody` as JSON-ready data."""
     return {"error": {"code": code, "message": message, **details}}
+
+
+#: what an error status means on any route (a route may say more about its own)
+ERROR_MEANINGS: dict[int, str] = {
+    401: "No valid key or signature (missing, unknown, revoked or stale)",
+    403: "The key is valid but may not do this",
+    404: "Not found, or not the caller's to see",
+    409: "Refused by the current state (the code says which rule)",
+    413: "The body is too large",
+    422: "The request is not valid: the code says why (`invalid_request`: the fields, in "
+    "`errors`; `nul_character`: a NUL in the path or query)",
+    503: "A dependency (PostgreSQL, Kafka) is unavailable: retry after `Retry-After` seconds",
+}
+
+
+def errors(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route for the error statuses it answers, each with the
+    :class:`ErrorBody` schema: ``errors(401, 403, (404, "No such order"))``."""
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        code, meaning = status if isinstance(status, tuple) else (status, ERROR_MEANINGS[status])
+        out[code] = {"model": ErrorBody, "description": meaning}
+    return out
 
 
 def has_nul(scope: Scope) -> bool:
@@ -68,11 +118,28 @@ class RefuseNul:
         await self.app(scope, receive, send)
 
 
+#: SQLSTATEs of a database that is going away, starting up or asks for a retry
+def is_unavailable(exc: BaseException) -> bool:
+    """True for a failure that is a dependency's or the network's state, not the request's
+    (a lost or refused connection, a database shutting down or in recovery, a serialization
+    failure or deadlock, a broker that does not answer in time): the request may simply be
+    retried. The one classification the consumers use too (:func:`shared.retry.is_transient`)."""
+    return is_transient(exc)
+
+
+#: seconds a client waits before it retries a 503
+RETRY_AFTER_S = 1
+
+
 def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
-    """Answer :class:`AllianceError` (and the pure core's own typed errors in ``business``,
-    which carry the same ``status_code``, ``code``, ``message`` and ``details``) as
-    ``{"error": {"code", "message", …details}}`` with their status, and refuse a NUL
-    character in the path or query string (:class:`RefuseNul`)."""
+    """One error body on every answer (:class:`ErrorBody`): :class:`AllianceError` and the
+    pure core's own typed errors in ``business`` (which carry the same ``status_code``,
+    ``code``, ``message`` and ``details``) with their status; FastAPI's request validation as
+    ``422 invalid_request`` with the fields in ``errors``, and a body it cannot parse as
+    ``422 invalid_body``; Starlette's own (unknown path, method not allowed) with their
+    status; a database or broker that is unavailable (:func:`is_unavailable`) as ``503
+    unavailable`` with ``Retry-After``. A NUL character in the path or query string is
+    refused before routing (:class:`RefuseNul`)."""
     app.add_middleware(RefuseNul)
 
     async def _business(_: Request, exc: Exception) -> JSONResponse:
@@ -82,6 +149,37 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     kinds: list[type[Exception]] = [AllianceError, *business]
     for kind in kinds:
         app.add_exception_handler(kind, _business)
+
+    async def _invalid(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        found = [{k: v for k, v in e.items() if k not in ("input", "url")} for e in exc.errors()]
+        body = error_body("invalid_request", "the request is not valid", errors=found)
+        return JSONResponse(jsonable_encoder(body), status_code=422)
+
+    async def _http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 400:
+            # FastAPI's "error parsing the body" (not JSON, not UTF-8): a malformed request
+            return JSONResponse(error_body("invalid_body", str(exc.detail)), status_code=422)
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
+
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not is_unavailable(exc):
+            raise exc  # a bug: the server error middleware answers 500 and logs it
+        log.warning("%s %s: unavailable: %r", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body("unavailable", "a dependency is unavailable, retry shortly"),
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
+    for kind in (OSError, sa.DBAPIError, sa.TimeoutError, sa.DisconnectionError, KafkaError):
+        app.add_exception_handler(kind, _unavailable)
 
 
 Check = Callable[[], Awaitable[None]]
@@ -93,6 +191,18 @@ CHECK_TIMEOUT_S = 3.0
 class NotReady(Exception):
     """Raised by a readiness check with a reason that is safe to show in ``/readyz`` (names,
     offsets, counts: written by us, never an exception's text)."""
+
+
+#: ``Authorization: Bearer <key>`` in the OpenAPI (``/docs`` gets its "Authorize" button).
+#: Documentation only: the routes read the header themselves (:func:`bearer_token`) and answer
+#: a missing or unknown key with their own ``401`` body.
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="key",
+    description="A store (`als_…`), affiliate (`ala_…`) or finance (`alf_…`) API key, or the "
+    "admin token",
+)
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -119,15 +229,34 @@ def standard_checks(app: FastAPI, engine: AsyncEngine | None = None) -> dict[str
     return checks
 
 
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    """Which dependency answers (never why not: the reason goes to the log)."""
+
+    status: str = Field(examples=["ok"], description="ok | unavailable")
+    checks: dict[str, str] = Field(description='name → "ok" | "error"')
+    failed: list[str]
+    #: a reason written to be shown (e.g. a partition stopped at its dead-letter limit)
+    reasons: dict[str, str] = Field(default_factory=dict)
+
+
 def health_router(checks: dict[str, Check]) -> APIRouter:
     """``/healthz``: the process is up. ``/readyz``: every named dependency answers."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/healthz", summary="The process is up")
+    @router.get("/healthz", summary="The process is up", response_model=Health)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz", summary="Kafka and PostgreSQL connections work, workers run")
+    @router.get(
+        "/readyz",
+        summary="Kafka and PostgreSQL connections work, workers run",
+        response_model=Readiness,
+        responses={503: {"model": Readiness, "description": "A dependency does not answer"}},
+    )
     async def readyz() -> JSONResponse:
         """``{"status", "checks": {name: "ok" | "error"}, "failed": [names], "reasons":
         {name: reason}}``: which dependency failed, never why in the answer (exception text

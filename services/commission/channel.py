@@ -11,10 +11,10 @@ from sqlalchemy import text
 
 from services.commission.principals import Caller, Session
 from shared.db import decode_cursor, encode_cursor, like_pattern
-from shared.http import AllianceError
+from shared.http import AllianceError, errors
 from shared.money import fmt, from_minor
 
-router = APIRouter(tags=["affiliate"])
+router = APIRouter(tags=["affiliate"], responses=errors(401, 403, 422, 503))
 
 #: sort → (ORDER BY, the columns of the keyset, each descending unless named in ASCENDING)
 SORTS: dict[str, tuple[str, ...]] = {
@@ -52,12 +52,22 @@ class ChannelPage(BaseModel):
     next_cursor: str | None
 
 
+#: the numbers a cursor may hold: every score, rate and order count fits (INTEGER columns)
+_CURSOR_BOUND = 2**31 - 1
+
+
+def _number(column: str, value: str) -> int | Decimal:
+    number = Decimal(value)
+    if not number.is_finite() or abs(number) > _CURSOR_BOUND:
+        raise ValueError("out of range")
+    return int(value) if column == "orders_90d" else number
+
+
 def _after(cursor: str, columns: tuple[str, ...]) -> list[Any]:
     try:
         values = decode_cursor(cursor, len(columns))
         return [
-            v if c in ASCENDING else (int(v) if c == "orders_90d" else Decimal(v))
-            for c, v in zip(columns, values, strict=True)
+            v if c in ASCENDING else _number(c, v) for c, v in zip(columns, values, strict=True)
         ]
     except (ValueError, ArithmeticError):
         raise AllianceError(422, "bad_cursor", "cursor is not one this list gave") from None

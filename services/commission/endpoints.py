@@ -15,6 +15,7 @@ from services.commission.core import OpKind, ProgramHistory, compute_order, visi
 from services.commission.principals import AdminService, Caller, Principal, Session
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from services.commission.schemas import (
+    MAX_BIGINT,
     AffiliateOrder,
     AffiliateOrdersPage,
     AttributionExplanation,
@@ -23,6 +24,7 @@ from services.commission.schemas import (
     CreatedStore,
     CreateFinanceUser,
     CreateStore,
+    IdentPath,
     ItemView,
     JoinRequest,
     LedgerLine,
@@ -30,27 +32,36 @@ from services.commission.schemas import (
     MainProductRequest,
     MainProductView,
     OperationView,
+    OrderIdPath,
     OrderView,
     PayoutRequest,
     PayoutView,
+    PrincipalIdPath,
     ProgramResponse,
     RateRequest,
     ReconciliationDay,
     RotatedSecret,
+    RowIdPath,
     Settlement,
     SettlementTotals,
     Statement,
     StatementTotals,
+    StoreIdPath,
+    TimeFrom,
+    TimeTo,
     WindowRequest,
 )
 from services.commission.service import CommissionService
 from shared.csvsafe import csv_text
 from shared.db import decode_cursor, encode_cursor
-from shared.http import AllianceError, NotFound
+from shared.http import AllianceError, NotFound, errors
 from shared.money import ZERO, fmt, from_minor
 from shared.secrets import PrincipalKind
 
-router = APIRouter()
+#: every route: a bearer key (401), a NUL or a malformed parameter (422), the database (503)
+router = APIRouter(responses=errors(401, 422, 503))
+#: program changes: the store's own key or the admin (403), a known store (404), the rules (409)
+CHANGE = errors(403, (404, "No such store"), 409)
 
 
 async def get_service(request: Request) -> CommissionService:
@@ -89,7 +100,13 @@ def program_view(store_id: str, history: ProgramHistory, default_window: int) ->
 # -- admin ---------------------------------------------------------------------------------
 
 
-@router.post("/v1/admin/stores", status_code=201, response_model=CreatedStore, tags=["admin"])
+@router.post(
+    "/v1/admin/stores",
+    status_code=201,
+    response_model=CreatedStore,
+    tags=["admin"],
+    responses=errors(403, (409, "The store exists already")),
+)
 async def create_store(
     body: CreateStore, caller: Caller, session: Session, admin: Admin, service: Service
 ) -> CreatedStore:
@@ -102,10 +119,13 @@ async def create_store(
 
 
 @router.post(
-    "/v1/admin/stores/{store_id}/rotate-secret", response_model=RotatedSecret, tags=["admin"]
+    "/v1/admin/stores/{store_id}/rotate-secret",
+    response_model=RotatedSecret,
+    tags=["admin"],
+    responses=errors(403, (404, "No such store")),
 )
 async def rotate_secret(
-    store_id: str, caller: Caller, session: Session, admin: Admin, service: Service
+    store_id: StoreIdPath, caller: Caller, session: Session, admin: Admin, service: Service
 ) -> RotatedSecret:
     """A new webhook secret; the previous one keeps working until the next rotation."""
     caller.require("admin")
@@ -113,7 +133,13 @@ async def rotate_secret(
     return RotatedSecret(store_id=store_id, webhook_secret=secret)
 
 
-@router.post("/v1/admin/affiliates", status_code=201, response_model=CreatedKey, tags=["admin"])
+@router.post(
+    "/v1/admin/affiliates",
+    status_code=201,
+    response_model=CreatedKey,
+    tags=["admin"],
+    responses=errors(403, (409, "The affiliate exists already")),
+)
 async def create_affiliate(
     body: CreateAffiliate, caller: Caller, session: Session, admin: Admin, service: Service
 ) -> CreatedKey:
@@ -124,7 +150,13 @@ async def create_affiliate(
     return CreatedKey(id=body.affiliate_id, **keys)
 
 
-@router.post("/v1/admin/finance-users", status_code=201, response_model=CreatedKey, tags=["admin"])
+@router.post(
+    "/v1/admin/finance-users",
+    status_code=201,
+    response_model=CreatedKey,
+    tags=["admin"],
+    responses=errors(403, (409, "The finance user exists already")),
+)
 async def create_finance_user(
     body: CreateFinanceUser, caller: Caller, session: Session, admin: Admin, service: Service
 ) -> CreatedKey:
@@ -146,11 +178,11 @@ _KEY_ROTATION: dict[str, PrincipalKind] = {
     "/v1/admin/{kind}/{principal_id}/keys/rotate",
     response_model=CreatedKey,
     tags=["admin"],
-    responses={404: {"description": "No such store, affiliate or finance user"}},
+    responses=errors(403, (404, "No such store, affiliate or finance user")),
 )
 async def rotate_key(
     kind: Literal["stores", "affiliates", "finance-users"],
-    principal_id: str,
+    principal_id: PrincipalIdPath,
     caller: Caller,
     session: Session,
     admin: Admin,
@@ -188,9 +220,14 @@ async def _program_change(
     return program_view(store_id, await service.program(session, store_id), admin.default_window)
 
 
-@router.post("/v1/stores/{store_id}/program/join", response_model=ProgramResponse, tags=["program"])
+@router.post(
+    "/v1/stores/{store_id}/program/join",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=CHANGE,
+)
 async def join(
-    store_id: str,
+    store_id: StoreIdPath,
     body: JoinRequest,
     caller: Caller,
     session: Session,
@@ -203,25 +240,40 @@ async def join(
     )
 
 
-@router.post("/v1/stores/{store_id}/program/exit", response_model=ProgramResponse, tags=["program"])
+@router.post(
+    "/v1/stores/{store_id}/program/exit",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=CHANGE,
+)
 async def exit_program(
-    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+    store_id: StoreIdPath, caller: Caller, session: Session, service: Service, admin: Admin
 ) -> ProgramResponse:
     """The store leaves the program (no earlier than 15 days after joining)."""
     return await _program_change(store_id, OpKind.EXIT, caller, session, service, admin)
 
 
-@router.get("/v1/stores/{store_id}/program", response_model=ProgramResponse, tags=["program"])
+@router.get(
+    "/v1/stores/{store_id}/program",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=errors(403),
+)
 async def get_program(
-    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+    store_id: StoreIdPath, caller: Caller, session: Session, service: Service, admin: Admin
 ) -> ProgramResponse:
     caller.require_store(store_id)
     return program_view(store_id, await service.program(session, store_id), admin.default_window)
 
 
-@router.put("/v1/stores/{store_id}/rates/default", response_model=ProgramResponse, tags=["program"])
+@router.put(
+    "/v1/stores/{store_id}/rates/default",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=CHANGE,
+)
 async def set_default_rate(
-    store_id: str,
+    store_id: StoreIdPath,
     body: RateRequest,
     caller: Caller,
     session: Session,
@@ -234,10 +286,13 @@ async def set_default_rate(
 
 
 @router.put(
-    "/v1/stores/{store_id}/attribution-window", response_model=ProgramResponse, tags=["program"]
+    "/v1/stores/{store_id}/attribution-window",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=CHANGE,
 )
 async def set_attribution_window(
-    store_id: str,
+    store_id: StoreIdPath,
     body: WindowRequest,
     caller: Caller,
     session: Session,
@@ -251,10 +306,13 @@ async def set_attribution_window(
 
 
 @router.delete(
-    "/v1/stores/{store_id}/attribution-window", response_model=ProgramResponse, tags=["program"]
+    "/v1/stores/{store_id}/attribution-window",
+    response_model=ProgramResponse,
+    tags=["program"],
+    responses=CHANGE,
 )
 async def delete_attribution_window(
-    store_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+    store_id: StoreIdPath, caller: Caller, session: Session, service: Service, admin: Admin
 ) -> ProgramResponse:
     """Back to the deployment's default window, for orders placed from now on."""
     return await _program_change(
@@ -266,10 +324,10 @@ async def delete_attribution_window(
     "/v1/stores/{store_id}/orders/{order_id}",
     response_model=OrderView,
     tags=["orders"],
-    responses={404: {"description": "No such order of this store, or not the caller's"}},
+    responses=errors((404, "No such order of this store, or not the caller's")),
 )
 async def get_order(
-    store_id: str, order_id: str, caller: Caller, session: Session, service: Service
+    store_id: StoreIdPath, order_id: OrderIdPath, caller: Caller, session: Session, service: Service
 ) -> OrderView:
     """An order of a store (an order number names an order only within its store): its
     status, attribution and commission per item. For the store, the order's attributed
@@ -325,10 +383,10 @@ async def get_order(
     "/v1/stores/{store_id}/orders/{order_id}/attribution",
     response_model=AttributionExplanation,
     tags=["orders"],
-    responses={404: {"description": "No such order or decision, or not the caller's"}},
+    responses=errors((404, "No such order or decision, or not the caller's")),
 )
 async def explain_order(
-    store_id: str, order_id: str, caller: Caller, session: Session, service: Service
+    store_id: StoreIdPath, order_id: OrderIdPath, caller: Caller, session: Session, service: Service
 ) -> AttributionExplanation:
     """Why the order went to whom: the decision, the winning click, every other click of the
     buyer that was considered and why it lost, and the window. For the order's store, its
@@ -361,13 +419,9 @@ async def explain_order(
 
 
 def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """``[from, to)``, by default from 1970 to now (both are UTC: :data:`TimeFrom`)."""
     end = end or datetime.now(UTC)
     start = start or datetime(1970, 1, 1, tzinfo=UTC)
-    for value in (start, end):
-        if value.tzinfo is None:
-            raise AllianceError(
-                422, "naive_time", "times need an offset, e.g. 2026-03-01T00:00:00Z"
-            )
     if start >= end:
         raise AllianceError(422, "empty_range", "from must be before to")
     return start, end
@@ -394,14 +448,19 @@ def _settlement(subject: str, start: datetime, end: datetime, totals: dict[str, 
     )
 
 
-@router.get("/v1/settlements/stores/{store_id}", response_model=Settlement, tags=["finance"])
+@router.get(
+    "/v1/settlements/stores/{store_id}",
+    response_model=Settlement,
+    tags=["finance"],
+    responses=errors(403),
+)
 async def store_settlement(
-    store_id: str,
+    store_id: StoreIdPath,
     caller: Caller,
     session: Session,
     service: Service,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
 ) -> Settlement:
     """What a store owes for orders completed in [from, to), per currency (finance, the store)."""
     caller.require_store(store_id)
@@ -411,15 +470,18 @@ async def store_settlement(
 
 
 @router.get(
-    "/v1/settlements/affiliates/{affiliate_id}", response_model=Settlement, tags=["finance"]
+    "/v1/settlements/affiliates/{affiliate_id}",
+    response_model=Settlement,
+    tags=["finance"],
+    responses=errors((404, "Not the caller's affiliate")),
 )
 async def affiliate_settlement(
-    affiliate_id: str,
+    affiliate_id: PrincipalIdPath,
     caller: Caller,
     session: Session,
     service: Service,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
 ) -> Settlement:
     """What an affiliate earned on orders completed in [from, to), per currency (finance, the
     affiliate itself)."""
@@ -430,13 +492,18 @@ async def affiliate_settlement(
     return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
 
 
-@router.get("/v1/affiliate/orders", response_model=AffiliateOrdersPage, tags=["affiliate"])
+@router.get(
+    "/v1/affiliate/orders",
+    response_model=AffiliateOrdersPage,
+    tags=["affiliate"],
+    responses=errors(403),
+)
 async def affiliate_orders(
     caller: Caller,
     session: Session,
     service: Service,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
     status: Annotated[str | None, Query(pattern="^(placed|completed|cancelled)$")] = None,
     cursor: str = "",
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -482,13 +549,15 @@ async def affiliate_orders(
     )
 
 
-@router.get("/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"])
+@router.get(
+    "/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"], responses=errors(403)
+)
 async def affiliate_earnings(
     caller: Caller,
     session: Session,
     service: Service,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
 ) -> Settlement:
     """The calling affiliate's earnings per currency (as its settlement)."""
     caller.require("affiliate")
@@ -565,18 +634,28 @@ async def _statement(store_id: str, period: str, session: AsyncSession) -> State
     )
 
 
-@router.get("/v1/statements/{store_id}/{period}", response_model=Statement, tags=["finance"])
+@router.get(
+    "/v1/statements/{store_id}/{period}",
+    response_model=Statement,
+    tags=["finance"],
+    responses=errors(403),
+)
 async def get_statement(
-    store_id: str, period: str, caller: Caller, session: Session, service: Service
+    store_id: StoreIdPath, period: str, caller: Caller, session: Session, service: Service
 ) -> Statement:
     """A store's monthly statement: frozen once closed, live while open."""
     caller.require_store(store_id)
     return await _statement(store_id, period, session)
 
 
-@router.post("/v1/statements/{store_id}/{period}/close", response_model=Statement, tags=["finance"])
+@router.post(
+    "/v1/statements/{store_id}/{period}/close",
+    response_model=Statement,
+    tags=["finance"],
+    responses=errors(403, (409, "The month is not over yet")),
+)
 async def close_statement(
-    store_id: str, period: str, caller: Caller, session: Session, service: Service
+    store_id: StoreIdPath, period: str, caller: Caller, session: Session, service: Service
 ) -> Statement:
     """Freeze a month's statement (finance). Events that arrive later post into the open
     period and never change it. Closing again returns the statement as first closed."""
@@ -596,13 +675,18 @@ async def close_statement(
     return await _statement(store_id, period, session)
 
 
-@router.get("/v1/reconciliation", response_model=list[ReconciliationDay], tags=["finance"])
+@router.get(
+    "/v1/reconciliation",
+    response_model=list[ReconciliationDay],
+    tags=["finance"],
+    responses=errors(403),
+)
 async def reconciliation(
     caller: Caller,
     session: Session,
     service: Service,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
 ) -> list[ReconciliationDay]:
     """Per day and currency: commission estimated at placement, what became payable, what was
     cancelled or reversed, and the day's estimate explained by what became of its orders."""
@@ -639,8 +723,8 @@ def _payout_view(row: Any) -> PayoutView:
     status_code=201,
     tags=["finance"],
     responses={
-        200: {"description": "Already made with this Idempotency-Key"},
-        409: {"description": "Nothing to pay, or the key was used for another payout"},
+        200: {"model": PayoutView, "description": "Already made with this Idempotency-Key"},
+        **errors(403, (409, "Nothing to pay, or the key was used for another payout")),
     },
 )
 async def create_payout(
@@ -655,8 +739,6 @@ async def create_payout(
     commission whose order completed more than the holding period ago is payable; a claw-back
     larger than the balance is not paid and carries forward."""
     caller.require("finance")
-    if body.up_to.tzinfo is None:
-        raise AllianceError(422, "naive_time", "up_to needs an offset")
     holding = timedelta(days=request.app.state.settings.payout_holding_days)
     row, created = await service.pay(
         session, idempotency_key, body.affiliate_id, body.up_to, holding
@@ -666,8 +748,13 @@ async def create_payout(
     )
 
 
-@router.get("/v1/payouts/{payout_id}", response_model=PayoutView, tags=["finance"])
-async def get_payout(payout_id: int, caller: Caller, session: Session) -> PayoutView:
+@router.get(
+    "/v1/payouts/{payout_id}",
+    response_model=PayoutView,
+    tags=["finance"],
+    responses=errors((404, "No such payout, or not the caller's")),
+)
+async def get_payout(payout_id: RowIdPath, caller: Caller, session: Session) -> PayoutView:
     row = await CommissionRepository(session).payout(payout_id)
     if row is None or not caller.may_see_affiliate(row.affiliate_id):
         raise NotFound("payout", payout_id=payout_id)
@@ -693,16 +780,19 @@ def _ledger_line(r: Any) -> LedgerLine:
     "/v1/ledger",
     response_model=LedgerPage,
     tags=["ledger"],
-    responses={200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV of all"}},
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV of all"},
+        **errors(403),
+    },
 )
 async def get_ledger(
     request: Request,
     caller: Caller,
     session: Session,
     account: str | None = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """Ledger postings in posting order (finance), optionally of one account and posted in
@@ -734,14 +824,17 @@ def csv_of(lines: list[LedgerLine]) -> str:
 
 
 @router.get(
-    "/v1/stores/{store_id}/operations", response_model=list[OperationView], tags=["program"]
+    "/v1/stores/{store_id}/operations",
+    response_model=list[OperationView],
+    tags=["program"],
+    responses=errors(403),
 )
 async def operations(
-    store_id: str,
+    store_id: StoreIdPath,
     caller: Caller,
     session: Session,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
 ) -> list[OperationView]:
     """The operation record: every program change with actor, time, before and after."""
     caller.require_store(store_id)
@@ -763,10 +856,13 @@ async def operations(
 
 
 @router.get(
-    "/v1/stores/{store_id}/main-products", response_model=list[MainProductView], tags=["program"]
+    "/v1/stores/{store_id}/main-products",
+    response_model=list[MainProductView],
+    tags=["program"],
+    responses=errors(403),
 )
 async def main_products(
-    store_id: str, caller: Caller, session: Session, service: Service
+    store_id: StoreIdPath, caller: Caller, session: Session, service: Service
 ) -> list[MainProductView]:
     """The store's main products (at most 60) and their own rates, if any."""
     caller.require_store(store_id)
@@ -785,10 +881,11 @@ async def main_products(
     "/v1/stores/{store_id}/rates/categories/{category_id}",
     response_model=ProgramResponse,
     tags=["program"],
+    responses=CHANGE,
 )
 async def set_category_rate(
-    store_id: str,
-    category_id: str,
+    store_id: StoreIdPath,
+    category_id: IdentPath,
     body: RateRequest,
     caller: Caller,
     session: Session,
@@ -805,10 +902,11 @@ async def set_category_rate(
     "/v1/stores/{store_id}/rates/categories/{category_id}",
     response_model=ProgramResponse,
     tags=["program"],
+    responses=CHANGE,
 )
 async def delete_category_rate(
-    store_id: str,
-    category_id: str,
+    store_id: StoreIdPath,
+    category_id: IdentPath,
     caller: Caller,
     session: Session,
     service: Service,
@@ -824,10 +922,11 @@ async def delete_category_rate(
     "/v1/stores/{store_id}/main-products/{product_id}",
     response_model=ProgramResponse,
     tags=["program"],
+    responses=CHANGE,
 )
 async def set_main_product(
-    store_id: str,
-    product_id: str,
+    store_id: StoreIdPath,
+    product_id: IdentPath,
     body: MainProductRequest,
     caller: Caller,
     session: Session,
@@ -844,9 +943,15 @@ async def set_main_product(
     "/v1/stores/{store_id}/main-products/{product_id}",
     response_model=ProgramResponse,
     tags=["program"],
+    responses=CHANGE,
 )
 async def delete_main_product(
-    store_id: str, product_id: str, caller: Caller, session: Session, service: Service, admin: Admin
+    store_id: StoreIdPath,
+    product_id: IdentPath,
+    caller: Caller,
+    session: Session,
+    service: Service,
+    admin: Admin,
 ) -> ProgramResponse:
     return await _program_change(
         store_id, OpKind.UNMAIN_PRODUCT, caller, session, service, admin, None, product_id

@@ -15,7 +15,7 @@ from services.commission.core import ProgramState
 from services.commission.models import outbox
 from services.commission.repository import CommissionRepository, PrincipalRepository
 from shared.events import AffiliateEntry, StoreEntry, Topic, encode
-from shared.http import AllianceError, bearer_token
+from shared.http import AllianceError, Bearer, bearer_token
 from shared.outbox import OutboxRepository
 from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
 
@@ -61,7 +61,12 @@ class Principal:
 
     def require(self, *kinds: str) -> None:
         if self.kind not in kinds and self.kind != "admin":
-            raise Forbidden(f"this needs a {' or '.join(kinds)} key")
+            named = [k for k in kinds if k != "admin"]
+            raise Forbidden(
+                f"this needs a {' or '.join(named)} key or the admin token"
+                if named
+                else "this needs the admin token"
+            )
 
 
 async def authenticate(request: Request, session: AsyncSession) -> Principal:
@@ -197,7 +202,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-async def current_principal(request: Request, session: Session) -> Principal:
+async def current_principal(request: Request, session: Session, _: Bearer) -> Principal:
     return await authenticate(request, session)
 
 

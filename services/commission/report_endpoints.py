@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -39,18 +39,29 @@ from services.commission.reports_core import (
     day_range,
     share,
 )
-from services.commission.schemas import OperationView
+from services.commission.schemas import FIRST_DAY, LAST_DAY, OperationView, StoreIdPath
 from shared.csvsafe import SafeCsv
-from shared.http import AllianceError
+from shared.http import AllianceError, errors
 from shared.money import fmt, from_minor
 
 T = TypeVar("T")
 V = TypeVar("V")
 
-router = APIRouter(prefix="/v1/stores/{store_id}/reports", tags=["reports"])
+#: the store's key, finance or admin (else 401/403); a bad range or parameter is 422
+router = APIRouter(
+    prefix="/v1/stores/{store_id}/reports",
+    tags=["reports"],
+    responses=errors(401, 403, 422, 503),
+)
 
-From = Annotated[date | None, Query(alias="from", description="first UTC day (included)")]
-To = Annotated[date | None, Query(alias="to", description="last UTC day (included)")]
+From = Annotated[
+    date | None,
+    Query(alias="from", ge=FIRST_DAY, le=LAST_DAY, description="first UTC day (included)"),
+]
+To = Annotated[
+    date | None,
+    Query(alias="to", ge=FIRST_DAY, le=LAST_DAY, description="last UTC day (included)"),
+]
 Grain = Annotated[Granularity, Query()]
 
 
@@ -74,7 +85,7 @@ class Scope:
 
 
 async def report_scope(
-    store_id: str, request: Request, caller: Caller, start: From = None, end: To = None
+    store_id: StoreIdPath, request: Request, caller: Caller, start: From = None, end: To = None
 ) -> Scope:
     caller.require_store(store_id)
     return Scope(store_id, _range(request, start, end))
@@ -326,7 +337,9 @@ async def transactions_report(
     f = TransactionFilter(product_id, keyword, order_id, type)
     try:
         after = transaction_after(cursor) if cursor else None
-    except ValueError:
+        if after is not None:
+            after = (after[0].astimezone(UTC), *after[1:])  # naive or out of range: not ours
+    except (ValueError, OverflowError):
         raise AllianceError(422, "bad_cursor", "cursor is not one this report gave") from None
     if "text/csv" in request.headers.get("accept", ""):
         # every cell neutralised against formula injection (titles are the store's own text)

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Annotated, Final
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from shared.events import DecimalStr, Ident, PrincipalId
+from shared.events import DecimalStr, Ident, PrincipalId, Text, UtcDatetime
 from shared.urls import landing_template_problem
+
+# -- parameters: what an id, a time or a row number may be, checked before any query ---------
+
+#: the largest value of a BIGINT column (payout and posting ids): a larger number names nothing
+MAX_BIGINT: Final = 2**63 - 1
+#: a store, affiliate or finance user id in a path (the shape they are created with)
+PrincipalIdPath = Annotated[PrincipalId, Path()]
+StoreIdPath = Annotated[PrincipalId, Path(description="the store's id")]
+#: an order, product or category id in a path (the identifier budget of the events)
+OrderIdPath = Annotated[Ident, Path(description="the store's order number")]
+IdentPath = Annotated[Ident, Path()]
+RowIdPath = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+#: times of a range: with an offset, and representable in UTC (else 422)
+TimeFrom = Annotated[
+    UtcDatetime | None, Query(alias="from", description="from this time (included)")
+]
+TimeTo = Annotated[UtcDatetime | None, Query(alias="to", description="to this time (excluded)")]
+#: the UTC days a report may cover (a range of days must be computable in both directions)
+FIRST_DAY: Final = date(1970, 1, 1)
+LAST_DAY: Final = date(9998, 12, 31)
 
 
 class CreateStore(BaseModel):
@@ -26,8 +48,8 @@ class CreateStore(BaseModel):
     )
 
     store_id: PrincipalId
-    name: str = Field(min_length=1, max_length=256)
-    landing_url_template: str = Field(
+    name: Text = Field(min_length=1, max_length=256)
+    landing_url_template: Text = Field(
         min_length=8,
         max_length=1024,
         description="Landing URL of a product link: `http` or `https` with a host; at most one "
@@ -66,7 +88,7 @@ class CreateAffiliate(BaseModel):
     )
 
     affiliate_id: PrincipalId
-    name: str = Field(min_length=1, max_length=256)
+    name: Text = Field(min_length=1, max_length=256)
 
 
 class CreateFinanceUser(BaseModel):
@@ -249,8 +271,8 @@ class PayoutRequest(BaseModel):
         },
     )
 
-    affiliate_id: Ident
-    up_to: datetime
+    affiliate_id: PrincipalId
+    up_to: UtcDatetime
 
 
 class PayoutView(BaseModel):

@@ -20,7 +20,7 @@ from services.tracker.schemas import (
     ServerClick,
 )
 from services.tracker.service import TrackerService
-from shared.http import AllianceError, NotFound, bearer_token, error_body
+from shared.http import AllianceError, Bearer, NotFound, bearer_token, error_body, errors
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
@@ -48,13 +48,16 @@ def _client_ip(request: Request) -> str | None:
     status_code=201,
     response_model=LinkResponse,
     tags=["links"],
-    responses={
-        401: {"description": "No valid affiliate key"},
-        404: {"description": "Unknown store or product"},
-        409: {"description": "The store is not in the program"},
-    },
+    responses=errors(
+        (401, "No valid affiliate key"),
+        (404, "Unknown store or product"),
+        (409, "The store is not in the program"),
+        422,
+    ),
 )
-async def create_link(body: LinkRequest, request: Request, service: Service) -> LinkResponse:
+async def create_link(
+    body: LinkRequest, request: Request, service: Service, _: Bearer
+) -> LinkResponse:
     """Issue a signed tracking link for the calling affiliate (``Authorization: Bearer``)."""
     affiliate = service.affiliate_for_key(bearer_token(request.headers.get("authorization")))
     code = service.create_link(
@@ -75,7 +78,23 @@ async def create_link(body: LinkRequest, request: Request, service: Service) -> 
     "/r/{code}",
     status_code=302,
     tags=["links"],
-    responses={302: {"description": "To the landing page"}, 404: {"description": "Unknown code"}},
+    response_class=Response,
+    responses={
+        302: {
+            "description": "To the landing page (the click is recorded first)",
+            "headers": {
+                "Location": {
+                    "description": "the landing URL with `alliance_vid` and `alliance_click`",
+                    "schema": {"type": "string"},
+                },
+                "Set-Cookie": {
+                    "description": f"`{VISITOR_COOKIE}`: the visitor, sealed",
+                    "schema": {"type": "string"},
+                },
+            },
+        },
+        **errors((404, "Unknown code"), 422),
+    },
 )
 async def follow_link(code: str, request: Request, service: Service) -> Response:
     """Record the click durably, then redirect the buyer to the landing page. A ``HEAD``
@@ -153,7 +172,17 @@ def signed_request(body: type[BaseModel]) -> dict[str, Any]:
     response_model=ClickAccepted,
     tags=["links"],
     openapi_extra=signed_request(ServerClick),
-    responses={401: {"description": "Missing, bad or stale signature"}},
+    responses=errors(
+        (401, "Missing, bad or stale signature"),
+        (403, "The link belongs to another store"),
+        (404, "Unknown link code"),
+        (413, f"Body over {MAX_BODY_BYTES // 2**20} MiB"),
+        (
+            422,
+            "The click is not valid (`invalid_click`: the fields in `errors`), or its time "
+            "is out of bounds",
+        ),
+    ),
 )
 async def record_server_click(request: Request, service: Service) -> Response:
     """Record a click server to server (store-signed); ``occurred_at`` may be in the past."""
@@ -202,11 +231,16 @@ async def record_server_click(request: Request, service: Service) -> Response:
     response_model=EventsResponse,
     tags=["events"],
     openapi_extra=signed_request(EventsRequest),
-    responses={
-        401: {"description": "Missing, bad or stale signature"},
-        413: {"description": "Body over 5 MiB or more than 1,000 events"},
-        422: {"description": "No event in the batch is valid"},
-    },
+    responses=errors(
+        (401, "Missing, bad or stale signature"),
+        (413, f"Body over {MAX_BODY_BYTES // 2**20} MiB or more than {MAX_EVENTS:,} events"),
+        (
+            422,
+            'Not JSON, not `{"events": [...]}`, or no event in the batch is valid '
+            "(`no_valid_events`, with every event's result)",
+        ),
+        503,
+    ),
 )
 async def post_events(request: Request, service: Service) -> Response:
     """Accept a batch of storefront events (store-signed); answer once every accepted one is
