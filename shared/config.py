@@ -133,7 +133,7 @@ class Settings(BaseSettings):
         "bytes each; past it, the older day is forgotten early",
     )
     dedup_max_ids: int = Field(
-        2_000_000,
+        1_000_000,
         description="Most storefront event ids the tracker remembers, ~100 bytes each; past "
         "it, the oldest hour is forgotten before the horizon (consumers deduplicate anyway)",
     )

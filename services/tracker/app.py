@@ -29,7 +29,7 @@ from services.tracker.spool import ClickSpool, run_drainer
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.docs import install_docs
-from shared.http import error_body, health_router, install_error_handlers, standard_checks
+from shared.http import Check, error_body, health_router, install_error_handlers
 from shared.kafka import make_producer
 from shared.service_runtime import BackgroundTasks
 
@@ -183,11 +183,17 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     app.add_exception_handler(Unavailable, unavailable)
 
+    async def kafka() -> None:
+        producer = app.state.tracker.producer
+        if producer is None:
+            raise RuntimeError("no connection to Kafka since start (retrying)")
+        await producer.client.fetch_all_metadata()
+
     async def directory() -> None:
         if not app.state.tracker.directory.caught_up:
             raise RuntimeError("the directory has not caught up (serving the snapshot)")
 
-    checks = {**standard_checks(app), "directory": directory, "workers": tasks.check}
+    checks: dict[str, Check] = {"kafka": kafka, "directory": directory, "workers": tasks.check}
     app.include_router(health_router(checks))
     app.include_router(router)
     return app

@@ -149,7 +149,7 @@ class Directory:
     stores: dict[str, StoreEntry] = field(default_factory=dict)
     affiliate_keys: dict[str, str] = field(default_factory=dict)  # key hash → affiliate id
     products: dict[str, set[str]] = field(default_factory=dict)  # store id → product ids
-    event_ids: EventIds = field(default_factory=lambda: EventIds(86_400.0, 2_000_000))
+    event_ids: EventIds = field(default_factory=lambda: EventIds(86_400.0, 1_000_000))
     #: the feed has read every topic up to where it ended when the feed (re)started: the
     #: principals are current and the event ids complete (until then they come from a
     #: snapshot, and storefront events wait: a duplicate could not be told)
@@ -176,12 +176,13 @@ class Directory:
         self._affiliate_key[affiliate_id] = key_hash
         self.affiliate_keys[key_hash] = affiliate_id
 
-    def apply_storefront(self, raw: bytes, at: float) -> None:
-        """Remember the event id (acknowledged: it is on the topic); a catalog event also adds
-        its product."""
+    def apply_storefront(self, raw: bytes, at: float, *, remember: bool = True) -> None:
+        """Remember the event id (acknowledged: it is on the topic) unless not ``remember``
+        (older than the dedup horizon: the catalog is read from its beginning); a catalog
+        event also adds its product."""
         data = orjson.loads(raw)
         store, event_id = data.get("store_id"), data.get("event_id")
-        if isinstance(store, str) and isinstance(event_id, str):
+        if remember and isinstance(store, str) and isinstance(event_id, str):
             self.event_ids.seen(store, event_id, at)
         if data.get("type") == "product_upserted" and isinstance(store, str):
             products = self.products.setdefault(store, set())
@@ -199,24 +200,29 @@ class Directory:
         }
 
     def restore(self, data: dict[str, Any]) -> None:
-        """Load what :meth:`snapshot` wrote (ValueError / ValidationError when it is not)."""
+        """Load what :meth:`snapshot` wrote, all or nothing (ValueError, ValidationError,
+        KeyError or TypeError when it is not such data)."""
         if data.get("v") != 1:
             raise ValueError(f"unknown snapshot version {data.get('v')!r}")
-        stores = [StoreEntry.model_validate(e) for e in data["stores"]]
-        self.stores = {e.store_id: e for e in stores}
-        self.affiliate_keys, self._affiliate_key = {}, {}
+        read = Directory(event_ids=self.event_ids)
+        for raw in data["stores"]:
+            entry = StoreEntry.model_validate(raw)
+            read.stores[entry.store_id] = entry
         for affiliate_id, key_hash in dict(data["affiliates"]).items():
-            self._set_affiliate_key(str(affiliate_id), str(key_hash))
-        self.products = {str(s): {str(p) for p in ids} for s, ids in dict(data["products"]).items()}
-        self.version += 1
+            read._set_affiliate_key(str(affiliate_id), str(key_hash))
+        read.products = {str(s): {str(p) for p in ids} for s, ids in dict(data["products"]).items()}
+        self._take(read)
 
     def adopt(self, fresh: Directory) -> None:
         """Take the principals and catalog of ``fresh`` (read from the topics up to their end)
         in one step: readers never see a half-read directory. Marks this one caught up."""
-        self.stores, self.products = fresh.stores, fresh.products
-        self.affiliate_keys, self._affiliate_key = fresh.affiliate_keys, fresh._affiliate_key
-        self.version += 1
+        self._take(fresh)
         self.caught_up = True
+
+    def _take(self, other: Directory) -> None:
+        self.stores, self.products = other.stores, other.products
+        self.affiliate_keys, self._affiliate_key = other.affiliate_keys, other._affiliate_key
+        self.version += 1
 
 
 class DirectoryFeed:
@@ -291,6 +297,7 @@ class DirectoryFeed:
         """Apply what one fetch brings to ``into``; returns how many records it brought."""
         batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
         now = time.time()
+        horizon = now - self.horizon.total_seconds()
         count = 0
         for tp, records in batches.items():
             count += len(records)
@@ -301,7 +308,8 @@ class DirectoryFeed:
                     if tp.topic == self.directory_topic:
                         into.apply_directory(rec.value)
                     else:
-                        into.apply_storefront(rec.value, rec.timestamp / 1000 or now)
+                        at = rec.timestamp / 1000 or now
+                        into.apply_storefront(rec.value, at, remember=at >= horizon)
                 except (ValidationError, ValueError) as exc:
                     log.warning("directory feed skipped %s@%d: %s", tp, rec.offset, exc)
         return count
