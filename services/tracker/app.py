@@ -140,16 +140,18 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         connecting = asyncio.ensure_future(
             connect_producer(settings, stopping, producer_attempted, connected)
         )
-        tasks.start("directory-feed", feed.run())
+        tasks.start("directory-feed", feed.run)
         # Kafka answering: start once connected and caught up, as always. Kafka away: serve
         # at once from the snapshot (redirects into the spool); catch up when it is back.
         await _wait_all([producer_attempted, feed.attempted], STARTUP_WAIT_S)
-        tasks.start("spool-drainer", run_drainer(spool, service.send_spooled, stopping))
+        tasks.start("spool-drainer", lambda: run_drainer(spool, service.send_spooled, stopping))
         tasks.start(
             "snapshot",
-            run_snapshots(snapshot, directory, stopping, settings.tracker_snapshot_interval_s),
+            lambda: run_snapshots(
+                snapshot, directory, stopping, settings.tracker_snapshot_interval_s
+            ),
         )
-        tasks.start("sweeper", run_sweeper(service, clock, stopping))
+        tasks.start("sweeper", lambda: run_sweeper(service, clock, stopping))
         try:
             yield
         finally:

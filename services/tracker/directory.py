@@ -319,7 +319,8 @@ class DirectoryFeed:
         backoff = RETRY_S[0]
         try:
             while not self._stopping.is_set():
-                if not self.directory.caught_up:
+                # not caught up yet, or started again after a failure closed the consumer
+                if not self.directory.caught_up or self.consumer is None:
                     try:
                         await self.catch_up(self.clock.now())
                     except Exception as exc:  # unreachable, or lost during the catch-up

@@ -53,6 +53,7 @@ def _client_ip(request: Request) -> str | None:
         (404, "Unknown store or product"),
         (409, "The store is not in the program"),
         422,
+        (503, "The tracker has not caught up with the directory yet (`catching_up`): retry"),
     ),
 )
 async def create_link(
@@ -182,6 +183,7 @@ def signed_request(body: type[BaseModel]) -> dict[str, Any]:
             "The click is not valid (`invalid_click`: the fields in `errors`), or its time "
             "is out of bounds",
         ),
+        (503, "Neither Kafka nor the spool could take the click: retry after Retry-After"),
     ),
 )
 async def record_server_click(request: Request, service: Service) -> Response:

@@ -206,8 +206,15 @@ class TestConsumerTask:
 
             pipeline._fetch = dies_once
             await died.wait()
-            ready = await svc.attribution.get("/readyz")
-            assert ready.status_code == 503
+            # the death reaches the supervisor a moment after the raise; it restarts the task
+            # after 1 s: meanwhile readiness says so
+            deadline = asyncio.get_running_loop().time() + 1.0
+            while True:
+                ready = await svc.attribution.get("/readyz")
+                if ready.status_code == 503:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, "never reported not ready"
+                await asyncio.sleep(0.01)
             assert ready.json()["reasons"] == {
                 "workers": "consumer failed and is starting again (1 restarts)"
             }
