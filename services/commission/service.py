@@ -247,12 +247,21 @@ class CommissionService:
         self, session: AsyncSession, store_id: str, order_id: str
     ) -> tuple[Any, OrderCommission | None]:
         repo = CommissionRepository(session)
-        row = await repo.order_row(store_id, order_id)
-        if row is None:
-            raise NotFound("order", store_id=store_id, order_id=order_id)
-        facts = (await repo.order_facts([(store_id, order_id)])).get((store_id, order_id))
-        if facts is None:
-            return row, None
+        key = (store_id, order_id)
+        # The row and the facts are two reads (READ COMMITTED): a consumer may commit between
+        # them. Read until they agree, so that a view never shows, say, no affiliate beside a
+        # payable commission.
+        for _ in range(5):
+            row = await repo.order_row(store_id, order_id)
+            if row is None:
+                raise NotFound("order", store_id=store_id, order_id=order_id)
+            facts = (await repo.order_facts([key])).get(key)
+            if facts is None:
+                return row, None
+            again = await repo.order_row(store_id, order_id)
+            if again == row:
+                break
+        assert facts is not None
         program = (await repo.programs([facts.store_id]))[facts.store_id]
         return row, compute_order(facts, program, self.policy)
 

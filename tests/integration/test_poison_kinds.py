@@ -63,7 +63,9 @@ async def dead_lettered(
     found, copies = await letters_of(settings, marker)
     assert by <= found.keys() <= by | maybe, found.keys()
     assert all(len(v) == 1 for v in found.values()), found  # once per consumer
-    assert copies == len(found)  # and written once
+    # on Kafka a letter is at least once: a retry between its acknowledgement and the commit
+    # of the offsets that pass it writes it again (seen once in CI), with the same identity
+    assert len(found) <= copies <= 2 * len(found)
     for consumer, (letter,) in found.items():
         assert letter.reason, consumer
         assert letter.error, consumer
