@@ -1,4 +1,4 @@
-"""Every worked example in ../shared/scenarios, replayed through the pure core, to the cent."""
+"""Every worked example (tests/scenarios), replayed through the pure core, to the cent."""
 
 from __future__ import annotations
 
