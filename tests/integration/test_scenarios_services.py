@@ -1,4 +1,4 @@
-"""Every worked example (tests/scenarios, a copy of ../shared/scenarios) replayed through the running services, over
+"""Every worked example (tests/scenarios) replayed through the running services, over
 HTTP, with the services' clock set to each event's time: the figures must match to the cent."""
 
 from __future__ import annotations
