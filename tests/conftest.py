@@ -45,7 +45,7 @@ def _fail_on_logged_errors(
     errors = [
         r
         for r in caplog.get_records("call")
-        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("shared", "services")
+        if r.levelno >= logging.ERROR and r.name.split(".")[0] in ("shared", "services", "deploy")
     ]
     assert not errors, "unexpected errors logged: " + "; ".join(r.getMessage() for r in errors)
 
@@ -58,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def stack_settings() -> Iterator[Settings]:
     """Settings of the test stack. ``make test`` starts it and passes its ports through the
     environment; run alone, pytest starts one on free ports and stops it at the end."""
-    from shared.stack import orchestrate
+    from deploy.stack import orchestrate
 
     own = "ALLIANCE_STATE_DIR" not in os.environ
     if own:
@@ -95,8 +95,8 @@ def migrated_db(stack_settings: Settings) -> str:
     """A test database migrated with Alembic (not create_all), once per session."""
     import asyncio
 
-    from shared.migrate import upgrade
-    from shared.stack import orchestrate, postgres
+    from deploy.migrations import upgrade
+    from deploy.stack import orchestrate, postgres
 
     stack = orchestrate.Stack.from_settings(stack_settings)
     asyncio.run(postgres.create_database(stack.postgres, "alliance_test"))
@@ -107,7 +107,7 @@ def migrated_db(stack_settings: Settings) -> str:
 @pytest.fixture
 async def settings(stack_settings: Settings, migrated_db: str) -> Settings:
     """Per-test settings: own topics (``t<uuid>-`` prefix), created before the test."""
-    from shared.stack import kafka, orchestrate
+    from deploy.stack import kafka, orchestrate
 
     s = stack_settings.model_copy(
         update={

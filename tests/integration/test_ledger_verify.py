@@ -63,7 +63,7 @@ def sa_now() -> object:
 
 def test_cli_reports_ok(settings: Settings) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "ledger", "verify"],
+        [sys.executable, "-m", "deploy.cli", "ledger", "verify"],
         capture_output=True,
         text=True,
         check=False,
