@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from services.commission.core import OpKind
+from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import (
     Click,
@@ -276,8 +276,8 @@ def plan_events(run: str, start: datetime, end: datetime, rng: random.Random) ->
 
 async def run_quarter(settings: Settings, seed: int = 11) -> int:
     from services.commission import models as m
-    from services.commission.principals import AdminService
-    from services.commission.service import CommissionService
+    from services.commission.admin.service import AdminService
+    from services.commission.program.service import ProgramService
     from shared.clock import FixedClock
     from shared.db import make_engine, make_sessions
 
@@ -314,12 +314,10 @@ async def run_quarter(settings: Settings, seed: int = 11) -> int:
             async with sessions() as session, session.begin():
                 for day, kind, rate in steps:
                     at = start + timedelta(days=day)
-                    service = CommissionService(FixedClock(at))
+                    service = ProgramService(FixedClock(at))
                     await service.change_program(session, store, kind, "demo", rate=rate)
                 # as the join and exit endpoints do: the tracker and attribution learn of it
-                publisher = AdminService(
-                    settings.secret_key, settings.topic_prefix, settings.attribution_window_days
-                )
+                publisher = AdminService(settings.secret_key, settings.topic_prefix)
                 await publisher.publish_store(session, store, end)
         for n in range(40):
             resp = await commission.post(

@@ -10,16 +10,22 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from services.commission.channel import router as channel_router
-from services.commission.consumer import make_pipeline
-from services.commission.core import ProgramError
-from services.commission.endpoints import router
-from services.commission.principals import OUTBOX, AdminService
-from services.commission.products import ProductRefresher
-from services.commission.report_endpoints import router as reports_router
-from services.commission.service import CommissionService
-from services.commission.traffic import TrafficService
-from services.commission.traffic import make_pipeline as make_reports_pipeline
+from services.commission.admin.endpoints import router as admin_router
+from services.commission.admin.service import OUTBOX, AdminService
+from services.commission.channel.endpoints import router as channel_router
+from services.commission.channel.refresher import ProductRefresher
+from services.commission.channel.service import ChannelService
+from services.commission.core.errors import ProgramError
+from services.commission.finance.endpoints import router as finance_router
+from services.commission.finance.service import FinanceService
+from services.commission.orders.consumer import make_pipeline
+from services.commission.orders.endpoints import router as orders_router
+from services.commission.orders.service import OrderService
+from services.commission.program.endpoints import router as program_router
+from services.commission.program.service import ProgramService
+from services.commission.reports.consumer import make_pipeline as make_reports_pipeline
+from services.commission.reports.endpoints import router as reports_router
+from services.commission.reports.service import ReportService, TrafficService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -42,8 +48,13 @@ def create_app(
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
-    service = CommissionService(clock or SystemClock(), settings.exit_policy)
-    refresher = ProductRefresher(sessions, service.clock, settings.product_refresh_interval_s)
+    clock = clock or SystemClock()
+    channel = ChannelService()
+    programs = ProgramService(clock, settings.attribution_window_days, channel)
+    admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
+    programs.directory = admin  # a change of membership or window reaches the tracker
+    orders = OrderService(clock, settings.exit_policy, programs)
+    refresher = ProductRefresher(sessions, clock, settings.product_refresh_interval_s, programs)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,11 +67,11 @@ def create_app(
         tasks.start("outbox-relay", relay.run)
         pipeline = reports = None
         if consume:
-            pipeline = make_pipeline(settings, sessions, producer, service)
+            pipeline = make_pipeline(settings, sessions, producer, orders)
             await pipeline.start()
             app.state.pipeline = pipeline
             tasks.start("consumer", pipeline.run, health=pipeline.halted)
-            traffic = TrafficService(settings.attribution_window_days)
+            traffic = TrafficService(settings.attribution_window_days, programs)
             reports = make_reports_pipeline(settings, sessions, producer, traffic)
             await reports.start()
             app.state.reports_pipeline = reports
@@ -80,12 +91,14 @@ def create_app(
 
     app = service_app("Alliance commission", lifespan)  # /docs from local assets, no CDN
     app.state.sessions = sessions
-    app.state.service = service
     app.state.settings = settings
     app.state.products = refresher
-    app.state.admin = AdminService(
-        settings.secret_key, settings.topic_prefix, settings.attribution_window_days
-    )
+    app.state.admin = admin
+    app.state.programs = programs
+    app.state.orders = orders
+    app.state.channel = channel
+    app.state.finance = FinanceService(clock, orders, sessions)
+    app.state.reports = ReportService(clock, orders, programs, sessions)
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
@@ -100,9 +113,15 @@ def create_app(
             tasks,
         )
     )
-    app.include_router(router)
-    app.include_router(reports_router)
-    app.include_router(channel_router)
+    for module in (
+        admin_router,
+        program_router,
+        orders_router,
+        finance_router,
+        reports_router,
+        channel_router,
+    ):
+        app.include_router(module)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_page() -> FileResponse:

@@ -20,18 +20,16 @@ from typing import Any
 import httpx
 
 from services.attribution.core import Click, OrderRef, decide
-from services.commission.core import (
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderCommission,
     OrderFacts,
     OrderStatus,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
     compute_order,
 )
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 from shared import procs
 from shared.config import Settings
 from shared.secrets import signature_header

@@ -18,7 +18,7 @@ import pytest
 
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import OrderRef, decide
-from services.commission.core import OpKind
+from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import (
     Click,
@@ -227,7 +227,7 @@ def expected(h: History) -> Expected:
 async def set_up_store(svc: Services, settings: Settings, store: str) -> dict[str, str]:
     """The store joined 60 days ago with its rates set then (straight through the service, at
     that time); returns its key."""
-    from services.commission.service import CommissionService
+    from services.commission.program.service import ProgramService
     from shared.clock import FixedClock
 
     resp = await svc.commission.post(
@@ -237,7 +237,7 @@ async def set_up_store(svc: Services, settings: Settings, store: str) -> dict[st
     )
     assert resp.status_code == 201, resp.text
     sessions = svc.apps["commission"].state.sessions
-    service = CommissionService(FixedClock(NOW - timedelta(days=60)))
+    service = ProgramService(FixedClock(NOW - timedelta(days=60)))
     async with sessions() as session, session.begin():
         await service.change_program(session, store, OpKind.JOIN, "test")
         await service.change_program(session, store, OpKind.DEFAULT_RATE, "test", rate=DEFAULT_RATE)
