@@ -108,6 +108,37 @@ def buckets(r: DayRange, granularity: Granularity) -> list[date]:
     return out
 
 
+# -- what the report queries return ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRow:
+    clicks: int = 0
+    suspicious_clicks: int = 0
+    page_views: int = 0
+    affiliate_page_views: int = 0
+    affiliate_visitors: int = 0
+    store_visitors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTotals:
+    currency: str
+    orders: int
+    cancelled_orders: int
+    affiliate_sales: Decimal
+    commission_estimated: Decimal
+    commission_payable: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFilter:
+    product_id: str | None = None
+    keyword: str | None = None
+    order_id: str | None = None
+    type: str | None = None  # order | refund | None: both
+
+
 def share(part: int, whole: int) -> Decimal | None:
     """``part / whole`` to four places, half up; None when there is no whole."""
     if whole == 0:

@@ -15,12 +15,19 @@ from typing import Annotated, Any, Literal, TypeVar
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from services.commission.core.reports import DayRange, Granularity, buckets, share
+from services.commission.core.reports import (
+    DayRange,
+    Granularity,
+    OrderTotals,
+    TrafficRow,
+    TransactionFilter,
+    buckets,
+    share,
+)
 from services.commission.csv_export import csv_chunks
 from services.commission.deps import FIRST_DAY, LAST_DAY, Caller, Reports, Session, StoreIdPath
 from services.commission.errors import BadCursor
 from services.commission.program.schemas import OperationView
-from services.commission.reports.repository import OrderTotals, TrafficRow, TransactionFilter
 from services.commission.reports.schemas import (
     Dashboard,
     HotProducts,

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -28,39 +26,17 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission import models as m
-from services.commission.core.reports import DayRange, Granularity
+from services.commission.core.reports import (
+    DayRange,
+    Granularity,
+    OrderTotals,
+    TrafficRow,
+    TransactionFilter,
+)
 from services.commission.models import affiliate_order_sql
 from shared.db import like_pattern
 from shared.events import Click, PageView
 from shared.money import from_minor
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficRow:
-    clicks: int = 0
-    suspicious_clicks: int = 0
-    page_views: int = 0
-    affiliate_page_views: int = 0
-    affiliate_visitors: int = 0
-    store_visitors: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OrderTotals:
-    currency: str
-    orders: int
-    cancelled_orders: int
-    affiliate_sales: Decimal
-    commission_estimated: Decimal
-    commission_payable: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionFilter:
-    product_id: str | None = None
-    keyword: str | None = None
-    order_id: str | None = None
-    type: str | None = None  # order | refund | None: both
 
 
 def _bucket_sql(day: str, granularity: Granularity) -> str:

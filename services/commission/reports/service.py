@@ -16,6 +16,9 @@ from services.commission.core.program import ProgramState
 from services.commission.core.reports import (
     DayRange,
     Granularity,
+    OrderTotals,
+    TrafficRow,
+    TransactionFilter,
     bucket_of,
     day_range,
     is_affiliate_view,
@@ -24,12 +27,7 @@ from services.commission.core.reports import (
 from services.commission.csv_export import snapshot
 from services.commission.orders.service import OrderService
 from services.commission.program.service import ProgramService
-from services.commission.reports.repository import (
-    OrderTotals,
-    ReportRepository,
-    TrafficRow,
-    TransactionFilter,
-)
+from services.commission.reports.repository import ReportRepository
 from shared.clock import Clock, SystemClock
 from shared.db import decode_cursor, encode_cursor
 from shared.events import Click, PageView, ProductUpserted
