@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.admin.endpoints import router as admin_router
 from services.commission.admin.service import OUTBOX, AdminService
@@ -40,6 +42,40 @@ STATIC = Path(__file__).parent / "static"
 DASHBOARD_CSP = "default-src 'self'; frame-ancestors 'none'"
 
 
+@dataclass(frozen=True)
+class Modules:
+    """The services of the modules, built once per app and shared by its routes and tasks."""
+
+    programs: ProgramService
+    admin: AdminService
+    orders: OrderService
+    finance: FinanceService
+    reports: ReportService
+    channel: ChannelService
+    refresher: ProductRefresher
+
+    @classmethod
+    def wire(
+        cls, settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession]
+    ) -> Modules:
+        channel = ChannelService()
+        programs = ProgramService(clock, settings.attribution_window_days, channel)
+        admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
+        programs.directory = admin  # a change of membership or window reaches the tracker
+        orders = OrderService(clock, settings.exit_policy, programs)
+        return cls(
+            programs=programs,
+            admin=admin,
+            orders=orders,
+            finance=FinanceService(clock, orders, sessions),
+            reports=ReportService(clock, orders, programs, sessions),
+            channel=channel,
+            refresher=ProductRefresher(
+                sessions, clock, settings.product_refresh_interval_s, programs
+            ),
+        )
+
+
 def create_app(
     settings: Settings | None = None, clock: Clock | None = None, *, consume: bool = True
 ) -> FastAPI:
@@ -48,13 +84,8 @@ def create_app(
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
-    clock = clock or SystemClock()
-    channel = ChannelService()
-    programs = ProgramService(clock, settings.attribution_window_days, channel)
-    admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
-    programs.directory = admin  # a change of membership or window reaches the tracker
-    orders = OrderService(clock, settings.exit_policy, programs)
-    refresher = ProductRefresher(sessions, clock, settings.product_refresh_interval_s, programs)
+    modules = Modules.wire(settings, clock or SystemClock(), sessions)
+    refresher = modules.refresher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,11 +98,11 @@ def create_app(
         tasks.start("outbox-relay", relay.run)
         pipeline = reports = None
         if consume:
-            pipeline = make_pipeline(settings, sessions, producer, orders)
+            pipeline = make_pipeline(settings, sessions, producer, modules.orders)
             await pipeline.start()
             app.state.pipeline = pipeline
             tasks.start("consumer", pipeline.run, health=pipeline.halted)
-            traffic = TrafficService(settings.attribution_window_days, programs)
+            traffic = TrafficService(settings.attribution_window_days, modules.programs)
             reports = make_reports_pipeline(settings, sessions, producer, traffic)
             await reports.start()
             app.state.reports_pipeline = reports
@@ -93,12 +124,12 @@ def create_app(
     app.state.sessions = sessions
     app.state.settings = settings
     app.state.products = refresher
-    app.state.admin = admin
-    app.state.programs = programs
-    app.state.orders = orders
-    app.state.channel = channel
-    app.state.finance = FinanceService(clock, orders, sessions)
-    app.state.reports = ReportService(clock, orders, programs, sessions)
+    app.state.admin = modules.admin
+    app.state.programs = modules.programs
+    app.state.orders = modules.orders
+    app.state.channel = modules.channel
+    app.state.finance = modules.finance
+    app.state.reports = modules.reports
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
