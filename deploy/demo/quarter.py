@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from services.commission.app import create_app
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.events import (
@@ -415,8 +416,6 @@ async def replay_program_history(
     time it happened: the service runs in-process (no consumers) on a clock set to that time,
     so its rules apply, the operation record shows those times, and its outbox tells the
     tracker and attribution (the directory), as for any change."""
-    from services.commission.app import create_app
-
     clock = FixedClock(quarter.start)
     app = create_app(settings, clock, consume=False)
     async with (
