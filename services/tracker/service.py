@@ -17,6 +17,14 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from services.tracker.directory import Claim, Directory
+from services.tracker.errors import (
+    EVENT_TIME_ERRORS,
+    ProductNotFound,
+    StoreNotFound,
+    StoreNotInProgram,
+    Unauthorized,
+    Unavailable,
+)
 from services.tracker.links import InvalidCode, Link, LinkSigner
 from services.tracker.quality import FloodGuard, SelfReferral, cut_user_agent, is_bot, suspicion
 from services.tracker.schemas import EventResult
@@ -34,16 +42,14 @@ from shared.events import (
     encode,
     storefront_event_adapter,
 )
-from shared.http import AllianceError
 from shared.ids import new_id
+from shared.retry import Transient
 from shared.secrets import hash_key, verify_signature, webhook_secret
 
 log = logging.getLogger(__name__)
 
 #: how far ahead of the tracker's clock an event may be (clocks drift)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-#: what a 503 asks the client to wait before it retries (seconds)
-RETRY_AFTER_S = 2
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
@@ -78,27 +84,6 @@ def store_page(template: str) -> str:
     """The store page of a landing template: its origin (a link without product lands there)."""
     parts = urlsplit(template)
     return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
-
-
-class Unauthorized(AllianceError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(401, "unauthorized", "missing or invalid credentials", reason=reason)
-
-
-class Unavailable(AllianceError):
-    """``503`` with ``Retry-After``: what the request needs from Kafka did not happen in time
-    (``reason``: ``kafka_unreachable``, ``not_acknowledged``, ``catching_up`` — the tracker has
-    not yet read the topics it judges requests by —, or ``spool_full``). Nothing of the
-    request was promised: a retry is safe and sends what was never acknowledged."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            503,
-            "unavailable",
-            "the event log is unavailable; retry later",
-            reason=reason,
-            retry_after_s=RETRY_AFTER_S,
-        )
 
 
 def event_time_problem(occurred_at: datetime, now: datetime, max_backdate: timedelta) -> str | None:
@@ -182,13 +167,13 @@ class TrackerService:
     ) -> str:
         store = self.directory.stores.get(store_id)
         if store is None:
-            raise AllianceError(404, "store_not_found", "no such store", store_id=store_id)
+            raise StoreNotFound(store_id=store_id)
         if product_id is not None and product_id not in self.directory.products.get(
             store_id, set()
         ):
-            raise AllianceError(404, "product_not_found", "no such product", product_id=product_id)
+            raise ProductNotFound(product_id=product_id)
         if not store.in_program:
-            raise AllianceError(409, "store_not_in_program", "the store is not in the program")
+            raise StoreNotInProgram()
         if ip:
             self.self_referral.saw(affiliate_id, ip, self.clock.now().timestamp())
         return self.signer.sign(Link(affiliate_id, store_id, product_id, sub_id))
@@ -308,9 +293,10 @@ class TrackerService:
             log.error("click %s lost: %s", click.click_id, exc)
 
     async def send_spooled(self, records: list[bytes]) -> None:
-        """Send spooled clicks and return once Kafka acknowledged every one."""
+        """Send spooled clicks and return once Kafka acknowledged every one (the spool
+        drainer's work: no connection to Kafka yet is a transient failure)."""
         if self.producer is None:
-            raise Unavailable("kafka_unreachable")
+            raise Transient("no connection to Kafka yet")
         topic = self.settings.topic(Topic.CLICKS)
         futures = []
         for raw in records:
@@ -511,10 +497,8 @@ class TrackerService:
         max_backdate = timedelta(days=self.settings.event_max_backdate_days)
         problem = event_time_problem(occurred_at, self.clock.now(), max_backdate)
         if problem is not None:
-            raise AllianceError(
-                422,
-                problem,
-                f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]",
+            raise EVENT_TIME_ERRORS[problem](
+                f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
             )
 
 
