@@ -114,6 +114,33 @@ async def _wait_all(events: list[asyncio.Event], at_most_s: float) -> None:
             wait.cancel()
 
 
+async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """:class:`Unavailable` answered ``503`` with ``Retry-After``."""
+    assert isinstance(exc, Unavailable)
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.details),
+        status_code=503,
+        headers={"Retry-After": str(exc.details["retry_after_s"])},
+    )
+
+
+def readiness_checks(app: FastAPI, tasks: BackgroundTasks) -> dict[str, Check]:
+    """``/readyz`` of the tracker: Kafka reached (a producer connected and answering), the
+    directory caught up with the topics (not serving the snapshot), the background tasks."""
+
+    async def kafka() -> None:
+        producer = app.state.tracker.producer
+        if producer is None:
+            raise RuntimeError("no connection to Kafka since start (retrying)")
+        await producer.client.fetch_all_metadata()
+
+    async def directory() -> None:
+        if not app.state.tracker.directory.caught_up:
+            raise RuntimeError("the directory has not caught up (serving the snapshot)")
+
+    return {"kafka": kafka, "directory": directory, "workers": tasks.check}
+
+
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
     settings = settings or get_settings()
     settings.check_production()  # before anything connects: no service on dev secrets
@@ -175,27 +202,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Unavailable)
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.details),
-            status_code=503,
-            headers={"Retry-After": str(exc.details["retry_after_s"])},
-        )
-
     app.add_exception_handler(Unavailable, unavailable)
-
-    async def kafka() -> None:
-        producer = app.state.tracker.producer
-        if producer is None:
-            raise RuntimeError("no connection to Kafka since start (retrying)")
-        await producer.client.fetch_all_metadata()
-
-    async def directory() -> None:
-        if not app.state.tracker.directory.caught_up:
-            raise RuntimeError("the directory has not caught up (serving the snapshot)")
-
-    checks: dict[str, Check] = {"kafka": kafka, "directory": directory, "workers": tasks.check}
-    app.include_router(health_router(checks))
+    app.include_router(health_router(readiness_checks(app, tasks)))
     app.include_router(router)
     return app
