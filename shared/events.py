@@ -13,7 +13,6 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-import orjson
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -387,7 +386,3 @@ directory_adapter: TypeAdapter[DirectoryEntry] = TypeAdapter(DirectoryEntry)
 def encode(event: BaseModel) -> bytes:
     """Canonical JSON bytes of an event (decimals as strings, times in ISO 8601 UTC)."""
     return event.__pydantic_serializer__.to_json(event, exclude_none=False)
-
-
-def decode_json(raw: bytes) -> Any:
-    return orjson.loads(raw)

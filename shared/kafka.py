@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -28,6 +28,7 @@ from shared.config import Settings
 from shared.dlq import MAX_REASON_CHARS, DlqLimit, DlqLimitState, letter_for, send_letter
 from shared.events import Topic
 from shared.offsets import OffsetRepository
+from shared.periodic import wait_or
 from shared.retry import Backoff, Transient, describe, error_kind, is_transient
 
 log = logging.getLogger(__name__)
@@ -109,8 +110,42 @@ async def _cancel(future: asyncio.Future[Any] | None) -> None:
         log.debug("a fetch ahead failed: %r", future.exception())
 
 
+#: reads a message of the named topic: its event, or raises (the message is dead)
 Decoder = Callable[[str, bytes], T]
+#: reads a message of one topic: its event; None skips it (the batch handler receives it with
+#: value None and ignores it: its offset is committed with the batch); raising makes it dead
+#: (a :class:`PoisonMessage`, a validation error …: kept as the dead letter's ``error``)
+TopicDecoder = Callable[[bytes], T]
 BatchHandler = Callable[[AsyncSession, list[Received[T]]], Awaitable[None]]
+
+
+def route_decoder(routes: Mapping[str, TopicDecoder[T]]) -> Decoder[T]:
+    """A :data:`Decoder` that reads each message with the function of its topic (by the
+    topic's full name); a message of a topic not in ``routes`` is a :class:`PoisonMessage`."""
+    table = dict(routes)
+
+    def decode(topic: str, raw: bytes) -> T:
+        read = table.get(topic)
+        if read is None:
+            raise PoisonMessage(f"unexpected topic {topic}")
+        return read(raw)
+
+    return decode
+
+
+def decode_record(decode: Decoder[T], rec: ConsumerRecord[bytes, bytes]) -> Unit[T]:
+    """``rec`` decoded, or dead with the kind and text of what the decoder raised (any
+    exception: the record can never be processed). An empty message is dead too."""
+    try:
+        if rec.value is None:
+            raise PoisonMessage("empty message")
+        value = decode(rec.topic, rec.value)
+    except Exception as exc:
+        return Unit(rec, None, error_kind(exc), describe(exc, MAX_REASON_CHARS))
+    received = Received(
+        rec.topic, rec.partition, rec.offset, rec.key, value, rec.timestamp, rec.value
+    )
+    return Unit(rec, received)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -372,25 +407,14 @@ class ConsumerPipeline(Generic[T]):
 
     async def _fetch(self) -> Fetched[T]:
         """The next records, decoded (yielding now and then, so that a transaction waiting
-        for the database is not held up by decoding). Any exception of the decoder makes the
-        record dead."""
+        for the database is not held up by decoding)."""
         generation = self._generation
         records = await self._poll()
         units: list[Unit[T]] = []
         for n, rec in enumerate(records):
             if n % 250 == 249:
                 await asyncio.sleep(0)
-            try:
-                if rec.value is None:
-                    raise PoisonMessage("empty message")
-                value = self.decode(rec.topic, rec.value)
-            except Exception as exc:
-                units.append(Unit(rec, None, error_kind(exc), describe(exc, MAX_REASON_CHARS)))
-                continue
-            received = Received(
-                rec.topic, rec.partition, rec.offset, rec.key, value, rec.timestamp, rec.value
-            )
-            units.append(Unit(rec, received))
+            units.append(decode_record(self.decode, rec))
         return Fetched(generation, units)
 
     async def _poll(self) -> list[ConsumerRecord[bytes, bytes]]:
@@ -419,8 +443,7 @@ class ConsumerPipeline(Generic[T]):
 
     async def _wait(self, seconds: float) -> None:
         """Wait ``seconds`` or until :meth:`stop`."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        await wait_or(self._stopping, seconds)
 
     async def _pause_for(self, seconds: float) -> None:
         assigned = list(self.consumer.assignment())
@@ -641,16 +664,29 @@ def service_pipeline(
     settings: Settings,
     *,
     name: str,
-    topics: Sequence[Topic],
     sessions: async_sessionmaker[AsyncSession],
     offsets: OffsetRepository,
-    decode: Decoder[T],
     handle: BatchHandler[T],
     producer: AIOKafkaProducer,
+    routes: Mapping[Topic, TopicDecoder[T]] | None = None,
+    topics: Sequence[Topic] | None = None,  # remove once commission adopts routes
+    decode: Decoder[T] | None = None,  # remove once commission adopts routes
     after_commit: Callable[[], None] | None = None,
 ) -> ConsumerPipeline[T]:
     """A service's pipeline as configured: its group ``<prefix>alliance-<name>``, the
-    deployment's topic prefix, batch sizes, dead-letter limit and retry backoff."""
+    deployment's topic prefix, batch sizes, dead-letter limit and retry backoff.
+
+    ``routes`` names the topics it consumes and how each one's messages are read
+    (:data:`TopicDecoder`; :func:`route_decoder` makes the decoder, the deployment's prefix
+    added to each topic). ``topics`` with ``decode`` (a decoder of full topic names) is the
+    older way, kept until every service passes ``routes``."""
+    if routes is not None:
+        if topics is not None or decode is not None:
+            raise TypeError("pass routes, or topics and decode: not both")
+        topics = list(routes)
+        decode = route_decoder({settings.topic(t): read for t, read in routes.items()})
+    if topics is None or decode is None:
+        raise TypeError("a pipeline needs routes (or topics and decode)")
     return ConsumerPipeline(
         name=name,
         bootstrap=settings.kafka_bootstrap,

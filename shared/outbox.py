@@ -11,7 +11,6 @@ never be published, and the rows after it must not wait for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.config import Settings
 from shared.dlq import letter_for, send_letter, unpublishable
 from shared.events import Topic
-from shared.retry import Backoff, describe
+from shared.periodic import Periodic
+from shared.retry import describe
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,9 @@ class OutboxRelay:
     A row that Kafka refuses for what it is (:func:`~shared.dlq.unpublishable`: too large,
     invalid) is dead-lettered to ``dead_letter_topic`` as consumer ``name`` (partition −1,
     offset = the row's id) before it is deleted; any other failure is retried with a capped
-    exponential backoff and nothing is deleted (the rows are sent again: at least once)."""
+    exponential backoff and nothing is deleted (the rows are sent again: at least once).
+    Its loop is a :class:`~shared.periodic.Periodic` (:attr:`periodic`): every ``idle_s``,
+    at once when poked, and once more when stopping."""
 
     def __init__(
         self,
@@ -111,23 +113,40 @@ class OutboxRelay:
         self.sessions = sessions
         self.producer = producer
         self.outbox = outbox
-        self.idle_s = idle_s
         self.name = name
         self.dead_letter_topic = dead_letter_topic
-        self.retry_cap_s = retry_cap_s
-        self.wake = asyncio.Event()
-        self._stopping = asyncio.Event()
+        self.periodic = Periodic(
+            name,
+            self.drain,
+            interval_s=idle_s,
+            final=True,
+            retry_first_s=0.1,
+            retry_cap_s=retry_cap_s,
+        )
         self.published = 0
         self.dead_lettered = 0
         #: dead letters written, per kind of failure (metrics)
         self.letters: Counter[str] = Counter()
 
     def poke(self) -> None:
-        self.wake.set()
+        """A commit wrote rows: publish them now. Never blocks."""
+        self.periodic.poke()
 
     def stop(self) -> None:
-        self._stopping.set()
-        self.wake.set()
+        self.periodic.stop()
+
+    async def run(self) -> None:
+        """Publish until :meth:`stop`, then publish what is left; failures are retried with
+        backoff, never dropped (a row that can never be published is dead-lettered, see the
+        class). What a last drain could not publish stays in the outbox for the next start."""
+        await self.periodic.run()
+
+    async def drain(self) -> int:
+        """Publish until the outbox is empty; returns how many rows were taken."""
+        total = 0
+        while n := await self.drain_once():
+            total += n
+        return total
 
     async def drain_once(self, limit: int = 1000) -> int:
         async with self.sessions() as session, session.begin():
@@ -190,33 +209,6 @@ class OutboxRelay:
         await send_letter(self.producer, self.dead_letter_topic, letter, key)
         self.dead_lettered += 1
         self.letters[letter.error or "unknown"] += 1
-
-    async def run(self) -> None:
-        """Publish until :meth:`stop`; failures are retried with backoff, never dropped (a row
-        that can never be published is dead-lettered, see the class)."""
-        backoff = Backoff(0.1, self.retry_cap_s)
-        while not self._stopping.is_set():
-            # Clear before draining: a poke that arrives while a drain is under way (a commit
-            # after its claim) must wake the next round, not be wiped by a late clear.
-            self.wake.clear()
-            wait = self.idle_s
-            try:
-                while await self.drain_once():
-                    pass
-                backoff.reset()
-            except Exception as exc:
-                wait = backoff.next()
-                log.warning(
-                    "%s: relay failed (%s); retrying in %.1fs", self.name, describe(exc, 300), wait
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=wait)
-        try:
-            while await self.drain_once():
-                pass
-        except Exception:
-            # what is left stays in the outbox and is published by the next start
-            log.warning("outbox relay could not publish everything before stopping", exc_info=True)
 
 
 def service_relay(

@@ -4,7 +4,6 @@ restart what dies, stop gracefully; and the counters they expose on ``GET /metri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -16,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from shared.http import NotReady
+from shared.periodic import Periodic, Step, wait_or
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ HEALTHY_RUN_S = 60.0
 @dataclass
 class _Task:
     health: Health | None
+    stopper: Callable[[], None] | None  # asks the work to return (None: given to stop())
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     restarts: int = 0
     restarting: bool = False  # waiting to start again after a failure
@@ -36,13 +37,13 @@ class _Task:
 
 
 class BackgroundTasks:
-    """Named long-running coroutines of a service.
+    """Named long-running coroutine functions of a service, supervised.
 
-    ``start(name, work)`` with a coroutine *function* supervises it: when it raises, it is
-    logged and started again after a pause (1 s, doubling up to ``restart_cap_s``, back to
-    1 s after a run of :data:`HEALTHY_RUN_S`) until :meth:`stop`; a service never keeps
-    answering HTTP while its consumer is gone for good. A coroutine *object* cannot be run
-    twice: it runs once, and once it has died readiness fails."""
+    ``start(name, work)`` runs ``work()``; when it raises, it is logged and started again
+    after a pause (1 s, doubling up to ``restart_cap_s``, back to 1 s after a run of
+    :data:`HEALTHY_RUN_S`) until :meth:`stop`: a service never keeps answering HTTP while its
+    consumer is gone for good. Periodic work (:class:`~shared.periodic.Periodic`) is started
+    with :meth:`every` or :meth:`start_periodic`."""
 
     def __init__(self, restart_first_s: float = 1.0, restart_cap_s: float = 30.0) -> None:
         self.tasks: dict[str, _Task] = {}
@@ -52,29 +53,47 @@ class BackgroundTasks:
     def start(
         self,
         name: str,
-        work: Callable[[], Awaitable[None]] | Awaitable[None],
+        work: Callable[[], Awaitable[None]],
         *,
         health: Health | None = None,
+        stop: Callable[[], None] | None = None,
     ) -> None:
         """Run ``work`` in the background (see the class); ``health`` adds its own verdict to
-        :meth:`check` (e.g. a consumer that stopped a partition)."""
-        entry = _Task(health)
-        if callable(work):
-            entry.task = asyncio.create_task(self._supervise(name, work, entry), name=name)
-        else:
-            once = work
-
-            async def run_once() -> None:
-                try:
-                    await once
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("background task %s died", name)
-                    raise
-
-            entry.task = asyncio.create_task(run_once(), name=name)
+        :meth:`check` (e.g. a consumer that stopped a partition); ``stop`` is what
+        :meth:`stop` calls to ask ``work`` to return, unless it is given a stopper itself."""
+        entry = _Task(health, stop)
+        entry.task = asyncio.create_task(self._supervise(name, work, entry), name=name)
         self.tasks[name] = entry
+
+    def start_periodic(self, periodic: Periodic, *, health: Health | None = None) -> Periodic:
+        """Run ``periodic`` supervised, as task ``periodic.name`` (:meth:`stop` stops it)."""
+        self.start(periodic.name, periodic.run, health=health, stop=periodic.stop)
+        return periodic
+
+    def every(
+        self,
+        name: str,
+        step: Step,
+        *,
+        interval_s: float,
+        at_start: bool = True,
+        final: bool = False,
+        retry_first_s: float | None = None,
+        retry_cap_s: float | None = None,
+    ) -> Periodic:
+        """Run ``step`` every ``interval_s`` as supervised task ``name``: a
+        :class:`~shared.periodic.Periodic` (see it for the arguments), returned so that the
+        caller can :meth:`~shared.periodic.Periodic.poke` it. :meth:`stop` stops it."""
+        periodic = Periodic(
+            name,
+            step,
+            interval_s=interval_s,
+            at_start=at_start,
+            final=final,
+            retry_first_s=retry_first_s,
+            retry_cap_s=retry_cap_s,
+        )
+        return self.start_periodic(periodic)
 
     async def _supervise(
         self, name: str, work: Callable[[], Awaitable[None]], entry: _Task
@@ -92,8 +111,7 @@ class BackgroundTasks:
                 log.exception("background task %s died; starting it again in %.0fs", name, delay)
             entry.restarts += 1
             entry.restarting = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(entry.stopping.wait(), timeout=delay)
+            await wait_or(entry.stopping, delay)
             entry.restarting = False
 
     async def check(self) -> None:
@@ -112,10 +130,16 @@ class BackgroundTasks:
         entry = self.tasks.get(name)
         return entry.restarts if entry is not None else 0
 
-    async def stop(self, name: str, stopper: Callable[[], None], grace_s: float = 30.0) -> None:
-        """Ask task ``name`` to stop, wait for it to finish its work, cancel it past ``grace_s``."""
+    async def stop(
+        self, name: str, stopper: Callable[[], None] | None = None, grace_s: float = 30.0
+    ) -> None:
+        """Ask task ``name`` to stop (``stopper``, else the ``stop`` it was started with),
+        wait for it to finish its work, cancel it past ``grace_s``. A name never started is
+        only asked (its ``stopper`` called)."""
         entry = self.tasks.get(name)
-        stopper()
+        stop = stopper or (entry.stopper if entry is not None else None)
+        if stop is not None:
+            stop()
         if entry is None:
             return
         entry.stopping.set()

@@ -43,16 +43,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         app.state.producer, app.state.pipeline, app.state.relay = producer, pipeline, relay
         # supervised: a task that dies is started again (the consumer from its stored offsets)
         tasks.start("consumer", pipeline.run, health=pipeline.halted)
-        tasks.start("outbox-relay", relay.run)
+        tasks.start("outbox-relay", relay.run, stop=relay.stop)
         if settings.click_expiry_interval_s > 0:
-            tasks.start("click-expiry", expiry.run)
+            tasks.start_periodic(expiry.periodic)
         try:
             yield
         finally:
             # Finish the batch in hand and commit it, then publish what it decided.
             await tasks.stop("consumer", pipeline.stop)
-            await tasks.stop("outbox-relay", relay.stop)
-            await tasks.stop("click-expiry", expiry.stop)
+            await tasks.stop("outbox-relay")
+            await tasks.stop("click-expiry")
             await producer.stop()
             await engine.dispose()
 

@@ -9,35 +9,31 @@ from services.attribution.models import consumer_offsets
 from services.attribution.service import AttributionService, Incoming
 from shared.config import Settings
 from shared.events import Click, StoreEntry, Topic, directory_adapter, order_event_adapter
-from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
+from shared.kafka import ConsumerPipeline, TopicDecoder, service_pipeline
 from shared.offsets import OffsetRepository
 from shared.outbox import OutboxRelay
 
 CONSUMER_NAME = "attribution"
 
 
-def make_decoder(settings: Settings) -> Decoder:
-    return Decoder(
-        settings.topic(Topic.CLICKS), settings.topic(Topic.ORDERS), settings.topic(Topic.DIRECTORY)
-    )
+def decode_order(raw: bytes) -> Incoming:
+    """An order event; a refund is skipped (it moves money, not attribution)."""
+    event = order_event_adapter.validate_json(raw)
+    return event if event.type != "order_refunded" else None
 
 
-class Decoder:
-    def __init__(self, clicks_topic: str, orders_topic: str, directory_topic: str) -> None:
-        self.clicks_topic = clicks_topic
-        self.orders_topic = orders_topic
-        self.directory_topic = directory_topic
+def decode_window(raw: bytes) -> Incoming:
+    """A store's directory entry (its attribution window); affiliates' entries are skipped."""
+    entry = directory_adapter.validate_json(raw)
+    return entry if isinstance(entry, StoreEntry) else None
 
-    def __call__(self, topic: str, raw: bytes) -> Incoming:
-        if topic == self.clicks_topic:
-            return Click.model_validate_json(raw)
-        if topic == self.orders_topic:
-            event = order_event_adapter.validate_json(raw)
-            return event if event.type != "order_refunded" else None
-        if topic == self.directory_topic:  # stores' attribution windows
-            entry = directory_adapter.validate_json(raw)
-            return entry if isinstance(entry, StoreEntry) else None
-        raise PoisonMessage(f"unexpected topic {topic}")
+
+#: what the pipeline reads, and how
+ROUTES: dict[Topic, TopicDecoder[Incoming]] = {
+    Topic.CLICKS: Click.model_validate_json,
+    Topic.ORDERS: decode_order,
+    Topic.DIRECTORY: decode_window,
+}
 
 
 def make_pipeline(
@@ -50,10 +46,9 @@ def make_pipeline(
     return service_pipeline(
         settings,
         name=CONSUMER_NAME,
-        topics=[Topic.CLICKS, Topic.ORDERS, Topic.DIRECTORY],
+        routes=ROUTES,
         sessions=sessions,
         offsets=OffsetRepository(consumer_offsets),
-        decode=make_decoder(settings),
         handle=service.handle_batch,
         producer=producer,
         after_commit=relay.poke,

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.attribution.service import AttributionService
+from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
 
 class ClickExpiry:
     """Deletes expired clicks in chunks (one short transaction each, so the consumer's batches
-    never wait long), every ``interval_s``. A failed pass is logged and tried again next time."""
+    never wait long), every ``interval_s`` (:attr:`periodic`, from start). A failed pass is
+    logged and tried again next time; a pass under way ends after its chunk when stopped."""
 
     def __init__(
         self,
@@ -26,14 +26,13 @@ class ClickExpiry:
     ) -> None:
         self.sessions = sessions
         self.service = service
-        self.interval_s = interval_s
         self.chunk = chunk
-        self._stop = asyncio.Event()
+        self.periodic = Periodic("click-expiry", self.run_once, interval_s=interval_s)
 
     async def run_once(self) -> int:
         """One full pass; returns how many clicks were deleted."""
         total = 0
-        while not self._stop.is_set():
+        while not self.periodic.stopping:
             async with self.sessions() as session, session.begin():
                 n = await self.service.expire_clicks(session, self.chunk)
             total += n
@@ -42,15 +41,3 @@ class ClickExpiry:
         if total:
             log.info("expired %d clicks", total)
         return total
-
-    async def run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("click expiry failed; trying again in %.0fs", self.interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.interval_s)
-
-    def stop(self) -> None:
-        self._stop.set()

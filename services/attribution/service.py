@@ -35,7 +35,9 @@ OUTBOX = OutboxRepository(outbox_table)
 #: how far after an order its explanation still shows clicks (they are "after the order")
 EXPLAIN_AFTER = timedelta(days=1)
 
-Incoming = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry | None
+#: what the pipeline hands over: an event the join uses, or None (skipped)
+AttributionEvent = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry
+Incoming = AttributionEvent | None
 
 #: stores share this many lock keys between window changes and decisions
 WINDOW_LOCK_BUCKETS = 64
@@ -159,31 +161,10 @@ class AttributionService:
     async def _handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         repo = AttributionRepository(session)
         events = [r.value for r in batch if r.value is not None]
-        # One visitor's clicks and orders share a partition number (same key, same partition
-        # count), but the two topics' partitions may be held by two workers, or by two at once
-        # during a rebalance. Without this lock each could read before the other commits and
-        # both miss the other's click or order (write skew under READ COMMITTED).
-        await lock_keys(session, "attribution-partition", {str(r.partition) for r in batch})
         entries = [e for e in events if isinstance(e, StoreEntry)]
-        stores = {e.store_id for e in events if isinstance(e, Click | OrderPlaced)}
-        # A window change re-decides the store's open orders placed since; decisions read the
-        # windows in force. Buckets of stores keep the two from missing each other.
-        changing = {_window_bucket(e.store_id) for e in entries}
-        await lock_keys(session, "attribution-window", changing)
-        await lock_keys(
-            session,
-            "attribution-window",
-            {_window_bucket(s) for s in stores} - changing,
-            shared=True,
-        )
-        windows = await repo.windows(stores | {e.store_id for e in entries}, self.window)
+        windows = await self._lock_and_read_windows(repo, batch, events, entries)
         changed = await self._apply_window_changes(repo, windows, entries)
-        batch_clicks = [(r.value, r.raw) for r in batch if isinstance(r.value, Click)]
-        reach = max(
-            (windows[s].widest for s in {c.store_id for c, _ in batch_clicks}),
-            default=self.window,
-        )
-        reached = await repo.insert_clicks(batch_clicks, reach)
+        reached = await self._store_clicks(repo, batch, windows)
         await repo.insert_statuses(
             ((e.store_id, e.order_id), e.type.removeprefix("order_"), e.occurred_at)
             for e in events
@@ -191,15 +172,7 @@ class AttributionService:
         )
         now = self.clock.now()
         progress = dict(self.click_progress()) if self.click_progress else {}
-        placed = [
-            (r.value, _hold(progress, r.partition))
-            for r in batch
-            if isinstance(r.value, OrderPlaced)
-        ]
-        new_keys = await repo.new_orders(placed, now)
-        new = [(o, h) for o, h in placed if (o.store_id, o.order_id) in new_keys]
-        self._note_holds([h for _, h in new if h is not None], now)
-        first = [(o.store_id, o.order_id) for o, h in new if h is None]
+        first = await self._store_new_orders(repo, batch, progress, now)
         candidates = {o.key: o for o in await repo.orders_by_key(first)}
         for o in reached:  # decided orders that a new click may win
             candidates.setdefault(o.key, o)
@@ -211,6 +184,68 @@ class AttributionService:
         # partition at once) would otherwise read all their clicks into memory together.
         async for released in self._release(repo, progress, now):
             await self._decide(repo, windows, released, now)
+
+    async def _lock_and_read_windows(
+        self,
+        repo: AttributionRepository,
+        batch: list[Received[Incoming]],
+        events: list[AttributionEvent],
+        entries: list[StoreEntry],
+    ) -> dict[str, Windows]:
+        """Take the batch's locks, then read the attribution windows of every store it
+        touches (clicks, placed orders, window changes)."""
+        # One visitor's clicks and orders share a partition number (same key, same partition
+        # count), but the two topics' partitions may be held by two workers, or by two at once
+        # during a rebalance. Without this lock each could read before the other commits and
+        # both miss the other's click or order (write skew under READ COMMITTED).
+        session = repo.session
+        await lock_keys(session, "attribution-partition", {str(r.partition) for r in batch})
+        stores = {e.store_id for e in events if isinstance(e, Click | OrderPlaced)}
+        # A window change re-decides the store's open orders placed since; decisions read the
+        # windows in force. Buckets of stores keep the two from missing each other.
+        changing = {_window_bucket(e.store_id) for e in entries}
+        await lock_keys(session, "attribution-window", changing)
+        await lock_keys(
+            session,
+            "attribution-window",
+            {_window_bucket(s) for s in stores} - changing,
+            shared=True,
+        )
+        return await repo.windows(stores | {e.store_id for e in entries}, self.window)
+
+    async def _store_clicks(
+        self,
+        repo: AttributionRepository,
+        batch: list[Received[Incoming]],
+        windows: dict[str, Windows],
+    ) -> list[StoredOrder]:
+        """Store the batch's clicks; returns the decided orders that one of them may win
+        (placed within the widest window of the clicks' stores after it)."""
+        clicks = [(r.value, r.raw) for r in batch if isinstance(r.value, Click)]
+        reach = max(
+            (windows[s].widest for s in {c.store_id for c, _ in clicks}),
+            default=self.window,
+        )
+        return await repo.insert_clicks(clicks, reach)
+
+    async def _store_new_orders(
+        self,
+        repo: AttributionRepository,
+        batch: list[Received[Incoming]],
+        progress: Mapping[int, tuple[int, int | None]],
+        now: datetime,
+    ) -> list[OrderKey]:
+        """Store the batch's placed orders not seen before, each held (:func:`_hold`) while
+        its visitor's clicks partition is behind; returns the new orders to decide now."""
+        placed = [
+            (r.value, _hold(progress, r.partition))
+            for r in batch
+            if isinstance(r.value, OrderPlaced)
+        ]
+        new_keys = await repo.new_orders(placed, now)
+        new = [(o, h) for o, h in placed if (o.store_id, o.order_id) in new_keys]
+        self._note_holds([h for _, h in new if h is not None], now)
+        return [(o.store_id, o.order_id) for o, h in new if h is None]
 
     async def _decide(
         self,

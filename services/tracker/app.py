@@ -21,16 +21,19 @@ from fastapi.responses import JSONResponse
 
 from services.tracker.directory import RETRY_S, Directory, DirectoryFeed, EventIds
 from services.tracker.endpoints import router
+from services.tracker.errors import Unavailable
 from services.tracker.fastpath import TrackerApp
 from services.tracker.links import LinkSigner
-from services.tracker.service import TrackerService, Unavailable
-from services.tracker.snapshot import Snapshot, run_snapshots
-from services.tracker.spool import ClickSpool, run_drainer
+from services.tracker.service import TrackerService
+from services.tracker.snapshot import Snapshot, snapshot_writer
+from services.tracker.spool import ClickSpool, spool_drainer
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.docs import install_docs
 from shared.http import Check, error_body, health_router, install_error_handlers
 from shared.kafka import make_producer
+from shared.periodic import Periodic, wait_or
+from shared.retry import Backoff
 from shared.service_runtime import BackgroundTasks
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ async def connect_producer(
     """Start a producer, retrying with backoff until Kafka answers, then hand it to ``ready``.
     ``attempted`` is set after the first attempt, whatever its outcome. Never raises for an
     unreachable broker; returns early on ``stopping``."""
-    backoff = RETRY_S[0]
+    backoff = Backoff(*RETRY_S)
     while not stopping.is_set():
         producer = make_producer(
             settings.kafka_bootstrap, linger_ms=1, client_id="alliance-tracker"
@@ -65,15 +68,14 @@ async def connect_producer(
             with contextlib.suppress(Exception):
                 await producer.stop()
             attempted.set()
+            delay = backoff.next()
             log.warning(
                 "Kafka unreachable (%s): clicks go to the spool, events are answered 503; "
                 "retrying in %.1fs",
                 type(exc).__name__,
-                backoff,
+                delay,
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stopping.wait(), timeout=backoff)
-            backoff = min(backoff * 2, RETRY_S[1])
+            await wait_or(stopping, delay)
             continue
         ready(producer)
         attempted.set()
@@ -92,13 +94,14 @@ async def stop_producer(producer: AIOKafkaProducer) -> None:
         log.warning("Kafka producer not flushed within %.0fs; its sends are dropped", STOP_FLUSH_S)
 
 
-async def run_sweeper(service: TrackerService, clock: Clock, stopping: asyncio.Event) -> None:
-    """Sweep the tracker's memories on a timer (:meth:`TrackerService.sweep`)."""
-    every_s = service.settings.tracker_sweep_interval_s
-    while not stopping.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=every_s)
+def memory_sweeper(service: TrackerService, clock: Clock) -> Periodic:
+    """Sweeps the tracker's memories on a timer (:meth:`TrackerService.sweep`)."""
+
+    async def sweep() -> None:
         service.sweep(clock.now().timestamp())
+
+    every_s = service.settings.tracker_sweep_interval_s
+    return Periodic("sweeper", sweep, interval_s=every_s, at_start=False)
 
 
 async def _wait_all(events: list[asyncio.Event], at_most_s: float) -> None:
@@ -109,6 +112,33 @@ async def _wait_all(events: list[asyncio.Event], at_most_s: float) -> None:
     finally:
         for wait in waits:
             wait.cancel()
+
+
+async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+    """:class:`Unavailable` answered ``503`` with ``Retry-After``."""
+    assert isinstance(exc, Unavailable)
+    return JSONResponse(
+        error_body(exc.code, exc.message, **exc.details),
+        status_code=503,
+        headers={"Retry-After": str(exc.details["retry_after_s"])},
+    )
+
+
+def readiness_checks(app: FastAPI, tasks: BackgroundTasks) -> dict[str, Check]:
+    """``/readyz`` of the tracker: Kafka reached (a producer connected and answering), the
+    directory caught up with the topics (not serving the snapshot), the background tasks."""
+
+    async def kafka() -> None:
+        producer = app.state.tracker.producer
+        if producer is None:
+            raise RuntimeError("no connection to Kafka since start (retrying)")
+        await producer.client.fetch_all_metadata()
+
+    async def directory() -> None:
+        if not app.state.tracker.directory.caught_up:
+            raise RuntimeError("the directory has not caught up (serving the snapshot)")
+
+    return {"kafka": kafka, "directory": directory, "workers": tasks.check}
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -140,27 +170,24 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         connecting = asyncio.ensure_future(
             connect_producer(settings, stopping, producer_attempted, connected)
         )
-        tasks.start("directory-feed", feed.run)
+        tasks.start("directory-feed", feed.run, stop=feed.stop)
         # Kafka answering: start once connected and caught up, as always. Kafka away: serve
         # at once from the snapshot (redirects into the spool); catch up when it is back.
         await _wait_all([producer_attempted, feed.attempted], STARTUP_WAIT_S)
-        tasks.start("spool-drainer", lambda: run_drainer(spool, service.send_spooled, stopping))
-        tasks.start(
-            "snapshot",
-            lambda: run_snapshots(
-                snapshot, directory, stopping, settings.tracker_snapshot_interval_s
-            ),
+        tasks.start_periodic(spool_drainer(spool, service.send_spooled))
+        tasks.start_periodic(
+            snapshot_writer(snapshot, directory, settings.tracker_snapshot_interval_s)
         )
-        tasks.start("sweeper", lambda: run_sweeper(service, clock, stopping))
+        tasks.start_periodic(memory_sweeper(service, clock))
         try:
             yield
         finally:
             stopping.set()
             connecting.cancel()
-            await tasks.stop("spool-drainer", stopping.set)
-            await tasks.stop("sweeper", stopping.set)
-            await tasks.stop("directory-feed", feed.stop)
-            await tasks.stop("snapshot", stopping.set)
+            await tasks.stop("spool-drainer")
+            await tasks.stop("sweeper")
+            await tasks.stop("directory-feed")
+            await tasks.stop("snapshot")
             if service.producer is not None:
                 await stop_producer(service.producer)
 
@@ -175,27 +202,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
 
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, Unavailable)
-        return JSONResponse(
-            error_body(exc.code, exc.message, **exc.details),
-            status_code=503,
-            headers={"Retry-After": str(exc.details["retry_after_s"])},
-        )
-
     app.add_exception_handler(Unavailable, unavailable)
-
-    async def kafka() -> None:
-        producer = app.state.tracker.producer
-        if producer is None:
-            raise RuntimeError("no connection to Kafka since start (retrying)")
-        await producer.client.fetch_all_metadata()
-
-    async def directory() -> None:
-        if not app.state.tracker.directory.caught_up:
-            raise RuntimeError("the directory has not caught up (serving the snapshot)")
-
-    checks: dict[str, Check] = {"kafka": kafka, "directory": directory, "workers": tasks.check}
-    app.include_router(health_router(checks))
+    app.include_router(health_router(readiness_checks(app, tasks)))
     app.include_router(router)
     return app

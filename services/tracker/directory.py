@@ -28,6 +28,8 @@ from pydantic import ValidationError
 from shared.clock import Clock
 from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
 from shared.kafka import partitions_of
+from shared.periodic import wait_or
+from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -315,36 +317,42 @@ class DirectoryFeed:
         return count
 
     async def run(self) -> None:
-        """Catch up (retrying while Kafka is away), then tail until :meth:`stop`."""
-        backoff = RETRY_S[0]
+        """Catch up (retrying while Kafka is away), then tail until :meth:`stop`. A failure
+        while tailing raises (the supervisor starts it again: it catches up afresh)."""
         try:
             while not self._stopping.is_set():
                 # not caught up yet, or started again after a failure closed the consumer
                 if not self.directory.caught_up or self.consumer is None:
-                    try:
-                        await self.catch_up(self.clock.now())
-                    except Exception as exc:  # unreachable, or lost during the catch-up
-                        log.warning(
-                            "directory feed cannot catch up (%s: %s); serving %s, retrying in "
-                            "%.1fs",
-                            type(exc).__name__,
-                            exc,
-                            "the snapshot" if self.directory.version else "an empty directory",
-                            backoff,
-                        )
-                        await self._close()
-                        self.attempted.set()
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._stopping.wait(), timeout=backoff)
-                        backoff = min(backoff * 2, RETRY_S[1])
-                        continue
-                    self.attempted.set()
-                    log.info("directory feed caught up")
-                assert self.consumer is not None
+                    await self._catch_up_retrying()
+                    continue
                 await self._poll(self.consumer, self.directory, 200)
         finally:
             self.attempted.set()
             await self._close()
+
+    async def _catch_up_retrying(self) -> None:
+        """Catch up; until that works (or :meth:`stop`), try again with backoff, the
+        directory serving what it holds meanwhile."""
+        backoff = Backoff(*RETRY_S)
+        while not self._stopping.is_set():
+            try:
+                await self.catch_up(self.clock.now())
+            except Exception as exc:  # unreachable, or lost during the catch-up
+                delay = backoff.next()
+                log.warning(
+                    "directory feed cannot catch up (%s: %s); serving %s, retrying in %.1fs",
+                    type(exc).__name__,
+                    exc,
+                    "the snapshot" if self.directory.version else "an empty directory",
+                    delay,
+                )
+                await self._close()
+                self.attempted.set()
+                await wait_or(self._stopping, delay)
+                continue
+            self.attempted.set()
+            log.info("directory feed caught up")
+            return
 
     async def _close(self) -> None:
         if self.consumer is not None:

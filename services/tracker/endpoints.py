@@ -9,6 +9,13 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ValidationError
 
+from services.tracker.errors import (
+    BodyTooLarge,
+    ForeignLink,
+    InvalidBody,
+    InvalidJson,
+    TooManyEvents,
+)
 from services.tracker.links import InvalidCode
 from services.tracker.quality import is_prefetch
 from services.tracker.schemas import (
@@ -20,7 +27,7 @@ from services.tracker.schemas import (
     ServerClick,
 )
 from services.tracker.service import TrackerService
-from shared.http import AllianceError, Bearer, NotFound, bearer_token, error_body, errors
+from shared.http import Bearer, NotFound, bearer_token, error_body, errors
 
 VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
@@ -132,12 +139,12 @@ def visitor_cookie(value: str, secure: bool) -> str:
 async def _signed_body(request: Request, service: TrackerService) -> tuple[str, bytes]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise AllianceError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+        raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise AllianceError(413, "body_too_large", f"the body is over {MAX_BODY_BYTES} bytes")
+            raise BodyTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     store = service.check_signature(
         request.headers.get("x-alliance-store"), request.headers.get("x-alliance-signature"), body
     )
@@ -205,7 +212,7 @@ async def record_server_click(request: Request, service: Service) -> Response:
     except InvalidCode:
         raise NotFound("link") from None
     if link.store_id != store_id:
-        raise AllianceError(403, "foreign_link", "the link belongs to another store")
+        raise ForeignLink()
     service.check_click_time(payload.occurred_at)
     click = service.make_click(
         link,
@@ -251,12 +258,12 @@ async def post_events(request: Request, service: Service) -> Response:
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise AllianceError(422, "invalid_json", "the body is not JSON") from None
+        raise InvalidJson() from None
     events = data.get("events") if isinstance(data, dict) else None
     if not isinstance(events, list):
-        raise AllianceError(422, "invalid_body", 'the body is {"events": [...]}')
+        raise InvalidBody()
     if len(events) > MAX_EVENTS:
-        raise AllianceError(413, "too_many_events", f"at most {MAX_EVENTS} events per request")
+        raise TooManyEvents(f"at most {MAX_EVENTS} events per request")
     valid, results = service.validate_events(store_id, events)
     results = await service.publish_events(store_id, valid, results)
     payload = EventsResponse(

@@ -17,6 +17,14 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from services.tracker.directory import Claim, Directory
+from services.tracker.errors import (
+    EVENT_TIME_ERRORS,
+    ProductNotFound,
+    StoreNotFound,
+    StoreNotInProgram,
+    Unauthorized,
+    Unavailable,
+)
 from services.tracker.links import InvalidCode, Link, LinkSigner
 from services.tracker.quality import FloodGuard, SelfReferral, cut_user_agent, is_bot, suspicion
 from services.tracker.schemas import EventResult
@@ -34,16 +42,14 @@ from shared.events import (
     encode,
     storefront_event_adapter,
 )
-from shared.http import AllianceError
 from shared.ids import new_id
+from shared.retry import Transient
 from shared.secrets import hash_key, verify_signature, webhook_secret
 
 log = logging.getLogger(__name__)
 
 #: how far ahead of the tracker's clock an event may be (clocks drift)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
-#: what a 503 asks the client to wait before it retries (seconds)
-RETRY_AFTER_S = 2
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
@@ -78,27 +84,6 @@ def store_page(template: str) -> str:
     """The store page of a landing template: its origin (a link without product lands there)."""
     parts = urlsplit(template)
     return urlunsplit((parts.scheme, parts.netloc, "/", "", ""))
-
-
-class Unauthorized(AllianceError):
-    def __init__(self, reason: str) -> None:
-        super().__init__(401, "unauthorized", "missing or invalid credentials", reason=reason)
-
-
-class Unavailable(AllianceError):
-    """``503`` with ``Retry-After``: what the request needs from Kafka did not happen in time
-    (``reason``: ``kafka_unreachable``, ``not_acknowledged``, ``catching_up`` — the tracker has
-    not yet read the topics it judges requests by —, or ``spool_full``). Nothing of the
-    request was promised: a retry is safe and sends what was never acknowledged."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(
-            503,
-            "unavailable",
-            "the event log is unavailable; retry later",
-            reason=reason,
-            retry_after_s=RETRY_AFTER_S,
-        )
 
 
 def event_time_problem(occurred_at: datetime, now: datetime, max_backdate: timedelta) -> str | None:
@@ -182,13 +167,13 @@ class TrackerService:
     ) -> str:
         store = self.directory.stores.get(store_id)
         if store is None:
-            raise AllianceError(404, "store_not_found", "no such store", store_id=store_id)
+            raise StoreNotFound(store_id=store_id)
         if product_id is not None and product_id not in self.directory.products.get(
             store_id, set()
         ):
-            raise AllianceError(404, "product_not_found", "no such product", product_id=product_id)
+            raise ProductNotFound(product_id=product_id)
         if not store.in_program:
-            raise AllianceError(409, "store_not_in_program", "the store is not in the program")
+            raise StoreNotInProgram()
         if ip:
             self.self_referral.saw(affiliate_id, ip, self.clock.now().timestamp())
         return self.signer.sign(Link(affiliate_id, store_id, product_id, sub_id))
@@ -308,9 +293,10 @@ class TrackerService:
             log.error("click %s lost: %s", click.click_id, exc)
 
     async def send_spooled(self, records: list[bytes]) -> None:
-        """Send spooled clicks and return once Kafka acknowledged every one."""
+        """Send spooled clicks and return once Kafka acknowledged every one (the spool
+        drainer's work: no connection to Kafka yet is a transient failure)."""
         if self.producer is None:
-            raise Unavailable("kafka_unreachable")
+            raise Transient("no connection to Kafka yet")
         topic = self.settings.topic(Topic.CLICKS)
         futures = []
         for raw in records:
@@ -353,62 +339,58 @@ class TrackerService:
         results: list[EventResult] = []
         in_batch: set[str] = set()
         now = self.clock.now()
-        max_backdate = timedelta(days=self.settings.event_max_backdate_days)
         for index, raw in enumerate(raw_events):
-            if not isinstance(raw, dict):
+            judged = self._judge(index, raw, store_id, now)
+            if isinstance(judged, EventResult):
+                results.append(judged)
+            elif judged.event_id in in_batch:
                 results.append(
-                    _rejected(index, None, "object_required", "an event is a JSON object")
+                    EventResult(index=index, event_id=judged.event_id, status="duplicate")
                 )
-                continue
-            event_id = raw.get("event_id")
-            if holds_nul(raw):
-                # PostgreSQL cannot store a NUL: refused here, never left to a consumer
+            else:
+                in_batch.add(judged.event_id)
+                valid.append(judged)
                 results.append(
-                    _rejected(index, event_id, "nul_character", "a string holds a NUL character")
+                    EventResult(index=index, event_id=judged.event_id, status="accepted")
                 )
-                continue
-            if not isinstance(raw.get("type", ""), str):
-                # pydantic writes out the repr of a bad discriminator: unbounded when nested
-                results.append(
-                    _rejected(index, event_id, "union_tag_invalid", "type is a string", "type")
-                )
-                continue
-            try:
-                event = storefront_event_adapter.validate_python(
-                    {**raw, "store_id": store_id, "received_at": now}
-                )
-            except ValidationError as exc:
-                found = exc.errors(include_url=False, include_input=False)
-                errors = [
-                    {"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in found
-                ]
-                results.append(EventResult.refused(index, event_id, found[0]["type"], errors))
-                continue
-            if raw.get("store_id") not in (None, store_id):
-                results.append(
-                    _rejected(
-                        index,
-                        event_id,
-                        "store_mismatch",
-                        "events may only be posted by their own store",
-                        "store_id",
-                    )
-                )
-                continue
-            problem = event_time_problem(event.occurred_at, now, max_backdate)
-            if problem is not None:
-                message = f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
-                results.append(_rejected(index, event_id, problem, message, "occurred_at"))
-                continue
-            if event.event_id in in_batch:
-                results.append(
-                    EventResult(index=index, event_id=event.event_id, status="duplicate")
-                )
-                continue
-            in_batch.add(event.event_id)
-            valid.append(event)
-            results.append(EventResult(index=index, event_id=event.event_id, status="accepted"))
         return valid, results
+
+    def _judge(
+        self, index: int, raw: Any, store_id: str, now: datetime
+    ) -> StorefrontEvent | EventResult:
+        """One event of a post (the ``index``-th) as validated, with the tracker's arrival time
+        ``now``, or the result that refuses it (see :meth:`validate_events`)."""
+        if not isinstance(raw, dict):
+            return _rejected(index, None, "object_required", "an event is a JSON object")
+        event_id = raw.get("event_id")
+        if holds_nul(raw):
+            # PostgreSQL cannot store a NUL: refused here, never left to a consumer
+            return _rejected(index, event_id, "nul_character", "a string holds a NUL character")
+        if not isinstance(raw.get("type", ""), str):
+            # pydantic writes out the repr of a bad discriminator: unbounded when nested
+            return _rejected(index, event_id, "union_tag_invalid", "type is a string", "type")
+        try:
+            event = storefront_event_adapter.validate_python(
+                {**raw, "store_id": store_id, "received_at": now}
+            )
+        except ValidationError as exc:
+            found = exc.errors(include_url=False, include_input=False)
+            errors = [{"loc": list(e["loc"]), "type": e["type"], "msg": e["msg"]} for e in found]
+            return EventResult.refused(index, event_id, found[0]["type"], errors)
+        if raw.get("store_id") not in (None, store_id):
+            return _rejected(
+                index,
+                event_id,
+                "store_mismatch",
+                "events may only be posted by their own store",
+                "store_id",
+            )
+        max_backdate = timedelta(days=self.settings.event_max_backdate_days)
+        problem = event_time_problem(event.occurred_at, now, max_backdate)
+        if problem is not None:
+            message = f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
+            return _rejected(index, event_id, problem, message, "occurred_at")
+        return event
 
     async def publish_events(
         self, store_id: str, events: list[StorefrontEvent], results: list[EventResult]
@@ -432,39 +414,10 @@ class TrackerService:
             raise Unavailable("kafka_unreachable")
         if not self.directory.caught_up:
             raise Unavailable("catching_up")  # an id may be on a topic we have not read yet
-        ids = self.directory.event_ids
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.event_ack_timeout_ms / 1000
-        mine: list[StorefrontEvent] = []
-        others: list[asyncio.Future[bool]] = []
-        duplicates: set[str] = set()
-        for event in events:
-            claim = ids.claim(store_id, event.event_id)
-            if claim is Claim.NEW:
-                mine.append(event)
-            elif claim is Claim.IN_FLIGHT:
-                others.append(ids.outcome(store_id, event.event_id))
-                duplicates.add(event.event_id)  # if that send is acknowledged
-            else:
-                duplicates.add(event.event_id)
-        acks: list[asyncio.Future[Any]] = []
-        failure: Exception | None = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                for event in mine:
-                    topic, key = self._route(event)
-                    ack = await producer.send(
-                        self.settings.topic(topic), encode(event), key=key.encode()
-                    )
-                    ack.add_done_callback(functools.partial(self._settle, store_id, event))
-                    acks.append(ack)
-        except Exception as exc:  # the deadline, or a send refused: the rest is not queued
-            failure = exc
-        finally:
-            # never queued (refused, past the deadline, or the request was cancelled): no
-            # outcome will come, so the claim ends here and a retry sends them
-            for event in mine[len(acks) :]:
-                ids.settle(store_id, event.event_id, False, time.time())
+        mine, others, duplicates = self._claim(store_id, events)
+        acks, failure = await self._queue(producer, store_id, mine, deadline)
         waiting: list[asyncio.Future[Any]] = [*acks, *others]
         late: set[asyncio.Future[Any]] = set()
         if waiting and failure is None:
@@ -487,6 +440,59 @@ class TrackerService:
             else r
             for r in results
         ]
+
+    def _claim(
+        self, store_id: str, events: list[StorefrontEvent]
+    ) -> tuple[list[StorefrontEvent], list[asyncio.Future[bool]], set[str]]:
+        """Claim each event's id (:meth:`EventIds.claim`): the events this post sends, the
+        outcomes of concurrent sends of the others to wait for, and the ids that are
+        duplicates (already seen, or seen once the concurrent send is acknowledged)."""
+        ids = self.directory.event_ids
+        mine: list[StorefrontEvent] = []
+        others: list[asyncio.Future[bool]] = []
+        duplicates: set[str] = set()
+        for event in events:
+            claim = ids.claim(store_id, event.event_id)
+            if claim is Claim.NEW:
+                mine.append(event)
+            elif claim is Claim.IN_FLIGHT:
+                others.append(ids.outcome(store_id, event.event_id))
+                duplicates.add(event.event_id)  # if that send is acknowledged
+            else:
+                duplicates.add(event.event_id)
+        return mine, others, duplicates
+
+    async def _queue(
+        self,
+        producer: AIOKafkaProducer,
+        store_id: str,
+        mine: list[StorefrontEvent],
+        deadline: float,
+    ) -> tuple[list[asyncio.Future[Any]], Exception | None]:
+        """Queue ``mine`` in the producer until ``deadline``, each settling its claim when
+        Kafka answers (:meth:`_settle`); returns their futures and what stopped the queueing
+        (the deadline, or a send refused), if anything did. The claims of events never
+        queued end here: no outcome will come, and a retry sends them."""
+        ids = self.directory.event_ids
+        acks: list[asyncio.Future[Any]] = []
+        failure: Exception | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                for event in mine:
+                    topic, key = self._route(event)
+                    ack = await producer.send(
+                        self.settings.topic(topic), encode(event), key=key.encode()
+                    )
+                    ack.add_done_callback(functools.partial(self._settle, store_id, event))
+                    acks.append(ack)
+        except Exception as exc:  # the deadline, or a send refused: the rest is not queued
+            failure = exc
+        finally:
+            # never queued (refused, past the deadline, or the request was cancelled): no
+            # outcome will come, so the claim ends here and a retry sends them
+            for event in mine[len(acks) :]:
+                ids.settle(store_id, event.event_id, False, time.time())
+        return acks, failure
 
     def _settle(self, store_id: str, event: StorefrontEvent, ack: asyncio.Future[Any]) -> None:
         """Kafka answered a send (or it was cancelled): the id is seen, or free again."""
@@ -511,10 +517,8 @@ class TrackerService:
         max_backdate = timedelta(days=self.settings.event_max_backdate_days)
         problem = event_time_problem(occurred_at, self.clock.now(), max_backdate)
         if problem is not None:
-            raise AllianceError(
-                422,
-                problem,
-                f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]",
+            raise EVENT_TIME_ERRORS[problem](
+                f"occurred_at is outside [now - {max_backdate.days} days, now + 5 min]"
             )
 
 

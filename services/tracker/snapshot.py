@@ -13,7 +13,6 @@ directory *is* the snapshot).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from pathlib import Path
@@ -22,6 +21,7 @@ import orjson
 from pydantic import ValidationError
 
 from services.tracker.directory import Directory
+from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,12 @@ class Snapshot:
             os.close(folder)
 
 
-async def run_snapshots(
-    snapshot: Snapshot, directory: Directory, stopping: asyncio.Event, every_s: float
-) -> None:
-    """Write the snapshot whenever the directory changed, at most every ``every_s``, and
+def snapshot_writer(snapshot: Snapshot, directory: Directory, every_s: float) -> Periodic:
+    """Writes the snapshot whenever the directory changed, at most every ``every_s``, and
     once more on the way out. A failed write is logged and retried next turn."""
-    while True:
-        stop = stopping.is_set()
+
+    async def write_if_due() -> None:
         if snapshot.due(directory):
-            try:
-                await snapshot.write(directory)
-            except OSError as exc:
-                log.warning("tracker snapshot not written (%s); will retry", exc)
-        if stop:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=every_s)
+            await snapshot.write(directory)
+
+    return Periodic("snapshot", write_if_due, interval_s=every_s, final=True)

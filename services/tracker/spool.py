@@ -9,12 +9,13 @@ deduplicate by click id, so a click that reached Kafka *and* the spool is counte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,6 @@ class ClickSpool:
     @property
     def depth_bytes(self) -> int:
         return self._size
-
-    def depth_records(self) -> int:
-        count = 0
-        for path in [*self.segments(), self.active]:
-            with contextlib.suppress(FileNotFoundError):
-                count += path.read_bytes().count(b"\n")
-        return count
 
     def segments(self) -> list[Path]:
         return sorted(self.directory.glob("segment-*.jsonl"))
@@ -96,20 +90,16 @@ class ClickSpool:
         return sent
 
 
-async def run_drainer(
-    spool: ClickSpool,
-    send: Callable[[list[bytes]], Awaitable[None]],
-    stopping: asyncio.Event,
-    every_s: float = 1.0,
-) -> None:
-    """Drain the spool every ``every_s`` until ``stopping``; failures wait for the next turn."""
-    while not stopping.is_set():
+def spool_drainer(
+    spool: ClickSpool, send: Callable[[list[bytes]], Awaitable[None]], every_s: float = 1.0
+) -> Periodic:
+    """Drains the spool every ``every_s`` (when it holds anything); a failed drain is logged
+    and tried again next turn."""
+
+    async def drain() -> None:
         if spool.depth_bytes:
-            try:
-                sent = await spool.drain(send)
-                if sent:
-                    log.info("sent %d spooled clicks", sent)
-            except Exception as exc:
-                log.warning("spool drain failed (%s); will retry", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), timeout=every_s)
+            sent = await spool.drain(send)
+            if sent:
+                log.info("sent %d spooled clicks", sent)
+
+    return Periodic("spool-drainer", drain, interval_s=every_s)

@@ -15,8 +15,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from services.tracker.directory import Claim, Directory, EventIds
+from services.tracker.errors import Unavailable
 from services.tracker.links import Link, LinkSigner
-from services.tracker.service import TrackerService, Unavailable
+from services.tracker.service import TrackerService
 from services.tracker.spool import ClickSpool
 from shared.clock import FixedClock
 from shared.config import Settings

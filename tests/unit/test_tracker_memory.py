@@ -202,7 +202,7 @@ async def drive(clicks: int) -> dict[str, Any]:
     affiliates fetch links from new addresses now and then, and one click in 2,000 carries a
     hostile 2,000-character user agent of its own. The event loop runs between clicks now
     and then (as between requests), and the tracker's sweeper runs on its timer."""
-    from services.tracker.app import run_sweeper
+    from services.tracker.app import memory_sweeper
 
     clock = FixedClock(datetime(2026, 11, 1, tzinfo=UTC))
     config = Settings(env="dev", tracker_sweep_interval_s=0.2)
@@ -216,8 +216,8 @@ async def drive(clicks: int) -> dict[str, Any]:
         spool=cast(ClickSpool, None),
     )
     codes = [signer.sign(Link(f"a{n % 100}", f"s{n % 10}", f"p{n}")) for n in range(1000)]
-    stopping = asyncio.Event()
-    sweeper = asyncio.ensure_future(run_sweeper(service, clock, stopping))
+    periodic = memory_sweeper(service, clock)
+    sweeper = asyncio.ensure_future(periodic.run())
 
     async def click(n: int) -> None:
         clock.advance(timedelta(milliseconds=1))
@@ -241,7 +241,7 @@ async def drive(clicks: int) -> dict[str, Any]:
     for n in range(clicks):
         await click(n)
     seconds = time.monotonic() - start
-    stopping.set()
+    periodic.stop()
     await sweeper
     return {
         "clicks": clicks,
