@@ -668,9 +668,7 @@ def service_pipeline(
     offsets: OffsetRepository,
     handle: BatchHandler[T],
     producer: AIOKafkaProducer,
-    routes: Mapping[Topic, TopicDecoder[T]] | None = None,
-    topics: Sequence[Topic] | None = None,  # remove once commission adopts routes
-    decode: Decoder[T] | None = None,  # remove once commission adopts routes
+    routes: Mapping[Topic, TopicDecoder[T]],
     after_commit: Callable[[], None] | None = None,
 ) -> ConsumerPipeline[T]:
     """A service's pipeline as configured: its group ``<prefix>alliance-<name>``, the
@@ -678,19 +676,12 @@ def service_pipeline(
 
     ``routes`` names the topics it consumes and how each one's messages are read
     (:data:`TopicDecoder`; :func:`route_decoder` makes the decoder, the deployment's prefix
-    added to each topic). ``topics`` with ``decode`` (a decoder of full topic names) is the
-    older way, kept until every service passes ``routes``."""
-    if routes is not None:
-        if topics is not None or decode is not None:
-            raise TypeError("pass routes, or topics and decode: not both")
-        topics = list(routes)
-        decode = route_decoder({settings.topic(t): read for t, read in routes.items()})
-    if topics is None or decode is None:
-        raise TypeError("a pipeline needs routes (or topics and decode)")
+    added to each topic)."""
+    decode = route_decoder({settings.topic(t): read for t, read in routes.items()})
     return ConsumerPipeline(
         name=name,
         bootstrap=settings.kafka_bootstrap,
-        topics=[settings.topic(t) for t in topics],
+        topics=[settings.topic(t) for t in routes],
         group_id=consumer_group(settings.topic_prefix, name),
         sessions=sessions,
         offsets=offsets,

@@ -107,12 +107,18 @@ def create_app(
             await reports.start()
             app.state.reports_pipeline = reports
             tasks.start("reports-consumer", reports.run, health=reports.halted)
-            tasks.start("product-refresh", refresher.run)
+            # what is stored stays valid across a restart: no re-ranking of every store at start
+            tasks.every(
+                "product-refresh",
+                refresher.run_once,
+                interval_s=refresher.interval_s,
+                at_start=False,
+            )
         try:
             yield
         finally:
             if reports is not None:
-                await tasks.stop("product-refresh", refresher.stop)
+                await tasks.stop("product-refresh")
                 await tasks.stop("reports-consumer", reports.stop)
             if pipeline is not None:
                 await tasks.stop("consumer", pipeline.stop)

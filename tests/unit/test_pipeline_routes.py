@@ -196,16 +196,3 @@ class TestServicePipeline:
         assert pipeline.decode(f"{PREFIX}{Topic.CLICKS}", encode(CLICK)) == CLICK
         with pytest.raises(PoisonMessage):
             pipeline.decode(str(Topic.CLICKS), encode(CLICK))
-
-    async def test_routes_and_a_decoder_together_are_refused(self) -> None:
-        with pytest.raises(TypeError, match="not both"):
-            service_pipeline(
-                Settings(env="dev"),
-                name="x",
-                routes=ROUTES,
-                decode=DECODE,
-                sessions=NOTHING,
-                offsets=NO_OFFSETS,
-                handle=NOTHING,
-                producer=NOTHING,
-            )

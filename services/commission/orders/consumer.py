@@ -9,23 +9,17 @@ from services.commission.models import consumer_offsets
 from services.commission.orders.service import Incoming, OrderService
 from shared.config import Settings
 from shared.events import Attribution, Topic, order_event_adapter
-from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
+from shared.kafka import ConsumerPipeline, TopicDecoder, service_pipeline
 from shared.offsets import OffsetRepository
 
 CONSUMER_NAME = "commission"
 
 
-class Decoder:
-    def __init__(self, settings: Settings) -> None:
-        self.attributions = settings.topic(Topic.ATTRIBUTIONS)
-        self.orders = settings.topic(Topic.ORDERS)
-
-    def __call__(self, topic: str, raw: bytes) -> Incoming:
-        if topic == self.attributions:
-            return Attribution.model_validate_json(raw)
-        if topic == self.orders:
-            return order_event_adapter.validate_json(raw)
-        raise PoisonMessage(f"unexpected topic {topic}")
+#: what the pipeline reads, and how
+ROUTES: dict[Topic, TopicDecoder[Incoming]] = {
+    Topic.ATTRIBUTIONS: Attribution.model_validate_json,
+    Topic.ORDERS: order_event_adapter.validate_json,
+}
 
 
 def make_pipeline(
@@ -37,10 +31,9 @@ def make_pipeline(
     return service_pipeline(
         settings,
         name=CONSUMER_NAME,
-        topics=[Topic.ATTRIBUTIONS, Topic.ORDERS],
+        routes=ROUTES,
         sessions=sessions,
         offsets=OffsetRepository(consumer_offsets),
-        decode=Decoder(settings),
         handle=service.handle_batch,
         producer=producer,
     )

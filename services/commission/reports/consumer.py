@@ -10,25 +10,24 @@ from services.commission.models import consumer_offsets
 from services.commission.reports.service import Incoming, TrafficService
 from shared.config import Settings
 from shared.events import Click, PageView, ProductUpserted, Topic, storefront_event_adapter
-from shared.kafka import ConsumerPipeline, PoisonMessage, service_pipeline
+from shared.kafka import ConsumerPipeline, TopicDecoder, service_pipeline
 from shared.offsets import OffsetRepository
 
 CONSUMER_NAME = "reports"
 
 
-class Decoder:
-    def __init__(self, settings: Settings) -> None:
-        self.clicks = settings.topic(Topic.CLICKS)
-        self.page_views = settings.topic(Topic.PAGE_VIEWS)
-        self.catalog = settings.topic(Topic.CATALOG)
+def decode_storefront(raw: bytes) -> Incoming:
+    """A page view or a product upsert; the other storefront events are not the reports'."""
+    event = storefront_event_adapter.validate_json(raw)
+    return event if isinstance(event, PageView | ProductUpserted) else None
 
-    def __call__(self, topic: str, raw: bytes) -> Incoming:
-        if topic == self.clicks:
-            return Click.model_validate_json(raw)
-        if topic in (self.page_views, self.catalog):
-            event = storefront_event_adapter.validate_json(raw)
-            return event if isinstance(event, PageView | ProductUpserted) else None
-        raise PoisonMessage(f"unexpected topic {topic}")
+
+#: what the pipeline reads, and how
+ROUTES: dict[Topic, TopicDecoder[Incoming]] = {
+    Topic.CLICKS: Click.model_validate_json,
+    Topic.PAGE_VIEWS: decode_storefront,
+    Topic.CATALOG: decode_storefront,
+}
 
 
 def make_pipeline(
@@ -40,10 +39,9 @@ def make_pipeline(
     return service_pipeline(
         settings,
         name=CONSUMER_NAME,
-        topics=[Topic.CLICKS, Topic.PAGE_VIEWS, Topic.CATALOG],
+        routes=ROUTES,
         sessions=sessions,
         offsets=OffsetRepository(consumer_offsets),
-        decode=Decoder(settings),
         handle=service.handle_batch,
         producer=producer,
     )
