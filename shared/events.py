@@ -44,11 +44,24 @@ class Topic(StrEnum):
     DEAD_LETTERS = "dead-letters"  # any consumer: messages that can never be processed
 
 
+#: Event times the services can compute with: windows, holds, grace periods and report ranges
+#: around them (days to a few years) stay inside what ``datetime`` represents. An order dated
+#: 9999-12-31 that reached a consumer used to fail later, in arithmetic on a batch it was no
+#: longer part of (a held order released), which stalled everyone's orders behind it.
+EARLIEST_TIME: Final = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST_TIME: Final = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _utc(value: datetime) -> datetime:
     try:
-        return value.astimezone(UTC)
+        value = value.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00+01:00, before the first representable UTC
         raise PydanticCustomError("datetime_out_of_range", "the time is out of range") from None
+    if not EARLIEST_TIME <= value < LATEST_TIME:
+        raise PydanticCustomError(
+            "datetime_out_of_range", "the time is out of range (years 1000 to 8999)"
+        )
+    return value
 
 
 def _no_float(value: Any) -> Any:

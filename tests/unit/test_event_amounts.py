@@ -34,3 +34,32 @@ def test_prices_in_the_currency_s_minor_unit_pass(price: str, currency: str) -> 
     )
     assert isinstance(event, ProductUpserted)
     assert str(event.price) == price
+
+
+class TestEventTimesStayComputable:
+    """An event time must leave room for the arithmetic around it (windows, holds, report
+    ranges): outside years 1000–8999 it is refused by the schema, so a consumer dead-letters
+    the message itself instead of failing later on a batch that no longer holds it."""
+
+    @pytest.mark.parametrize(
+        "at",
+        [
+            "0001-01-01T00:00:00Z",
+            "0999-12-31T23:59:59Z",
+            "9000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ],
+    )
+    def test_a_time_outside_the_computable_years_is_refused(self, at: str) -> None:
+        with pytest.raises(ValidationError) as refused:
+            storefront_event_adapter.validate_python(
+                {**PRODUCT, "price": "1.00", "occurred_at": at}
+            )
+        assert [e["type"] for e in refused.value.errors()] == ["datetime_out_of_range"]
+
+    @pytest.mark.parametrize("at", ["1000-01-01T00:00:00Z", "8999-12-31T23:59:59Z"])
+    def test_the_first_and_last_computable_instants_pass(self, at: str) -> None:
+        event = storefront_event_adapter.validate_python(
+            {**PRODUCT, "price": "1.00", "occurred_at": at}
+        )
+        assert event.occurred_at == datetime.fromisoformat(at)
