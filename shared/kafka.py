@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
-from sqlalchemy import text
+from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.config import Settings
@@ -660,23 +660,32 @@ def consumer_group(prefix: str, name: str) -> str:
     return f"{prefix}alliance-{name}"
 
 
+@dataclass(frozen=True)
+class Consumes(Generic[T]):
+    """What a service's consumer is, declared once in its ``consumer.py``: its ``name`` (the
+    group ``<prefix>alliance-<name>``), the topics it reads and how each one's messages are
+    read (``routes``: :data:`TopicDecoder`, which may return None to skip a message), and the
+    ``offsets`` table its progress is stored in, with its effects."""
+
+    name: str
+    routes: Mapping[Topic, TopicDecoder[T]]
+    offsets: Table
+
+
 def service_pipeline(
     settings: Settings,
+    consumes: Consumes[T],
     *,
-    name: str,
     sessions: async_sessionmaker[AsyncSession],
-    offsets: OffsetRepository,
     handle: BatchHandler[T],
     producer: AIOKafkaProducer,
-    routes: Mapping[Topic, TopicDecoder[T]],
     after_commit: Callable[[], None] | None = None,
 ) -> ConsumerPipeline[T]:
-    """A service's pipeline as configured: its group ``<prefix>alliance-<name>``, the
-    deployment's topic prefix, batch sizes, dead-letter limit and retry backoff.
-
-    ``routes`` names the topics it consumes and how each one's messages are read
-    (:data:`TopicDecoder`; :func:`route_decoder` makes the decoder, the deployment's prefix
-    added to each topic)."""
+    """The one way a service builds its consumer: ``consumes`` as configured for this
+    deployment (its topic prefix, batch sizes, dead-letter limit and retry backoff;
+    :func:`route_decoder` makes the decoder from the routes, the prefix added to each topic),
+    each batch handled by ``handle`` in one transaction with its offsets."""
+    name, routes = consumes.name, consumes.routes
     decode = route_decoder({settings.topic(t): read for t, read in routes.items()})
     return ConsumerPipeline(
         name=name,
@@ -684,7 +693,7 @@ def service_pipeline(
         topics=[settings.topic(t) for t in routes],
         group_id=consumer_group(settings.topic_prefix, name),
         sessions=sessions,
-        offsets=offsets,
+        offsets=OffsetRepository(consumes.offsets),
         decode=decode,
         handle=handle,
         producer=producer,

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.attribution.consumer import make_pipeline
+from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
 from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
@@ -16,7 +16,7 @@ from shared.db import make_engine, make_sessions
 from shared.docs import service_app
 from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
-from shared.kafka import make_producer
+from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
 from shared.service_runtime import BackgroundTasks, metrics_router
 
@@ -36,7 +36,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
         await producer.start()
         relay = service_relay(settings, sessions, producer, OUTBOX, "attribution")
-        pipeline = make_pipeline(settings, sessions, producer, service, relay)
+        pipeline = service_pipeline(
+            settings,
+            CONSUMER,
+            sessions=sessions,
+            handle=service.handle_batch,
+            producer=producer,
+            after_commit=relay.poke,  # publish the decisions as soon as they are committed
+        )
         clicks_topic = settings.topic(Topic.CLICKS)
         service.click_progress = lambda: pipeline.progress(clicks_topic)
         await pipeline.start()

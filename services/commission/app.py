@@ -20,12 +20,12 @@ from services.commission.channel.service import ChannelService
 from services.commission.core.errors import ProgramError
 from services.commission.finance.endpoints import router as finance_router
 from services.commission.finance.service import FinanceService
-from services.commission.orders.consumer import make_pipeline
+from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
 from services.commission.program.endpoints import router as program_router
 from services.commission.program.service import ProgramService
-from services.commission.reports.consumer import make_pipeline as make_reports_pipeline
+from services.commission.reports.consumer import CONSUMER as REPORTS_CONSUMER
 from services.commission.reports.endpoints import router as reports_router
 from services.commission.reports.service import ReportService, TrafficService
 from shared.clock import Clock, SystemClock
@@ -33,7 +33,7 @@ from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
 from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
-from shared.kafka import make_producer
+from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
 from shared.service_runtime import BackgroundTasks, metrics_router
 
@@ -98,12 +98,24 @@ def create_app(
         tasks.start("outbox-relay", relay.run)
         pipeline = reports = None
         if consume:
-            pipeline = make_pipeline(settings, sessions, producer, modules.orders)
+            pipeline = service_pipeline(
+                settings,
+                LEDGER_CONSUMER,
+                sessions=sessions,
+                handle=modules.orders.handle_batch,
+                producer=producer,
+            )
             await pipeline.start()
             app.state.pipeline = pipeline
             tasks.start("consumer", pipeline.run, health=pipeline.halted)
             traffic = TrafficService(settings.attribution_window_days, modules.programs)
-            reports = make_reports_pipeline(settings, sessions, producer, traffic)
+            reports = service_pipeline(
+                settings,
+                REPORTS_CONSUMER,
+                sessions=sessions,
+                handle=traffic.handle_batch,
+                producer=producer,
+            )
             await reports.start()
             app.state.reports_pipeline = reports
             tasks.start("reports-consumer", reports.run, health=reports.halted)

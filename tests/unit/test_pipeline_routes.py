@@ -12,7 +12,7 @@ import pytest
 from aiokafka import ConsumerRecord
 from pydantic import BaseModel
 
-from services.attribution.consumer import ROUTES
+from services.attribution.consumer import CONSUMER
 from shared.config import Settings
 from shared.events import (
     AffiliateEntry,
@@ -31,7 +31,6 @@ from shared.kafka import (
     route_decoder,
     service_pipeline,
 )
-from shared.offsets import OffsetRepository
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CLICK = Click(
@@ -77,8 +76,8 @@ AFFILIATE = AffiliateEntry(event_id="d2", affiliate_id="a1", name="A", key_hash=
 PREFIX = "test-"
 #: what the pipeline is built with but never uses here (nothing is consumed)
 NOTHING: Any = None
-NO_OFFSETS = OffsetRepository(NOTHING)
 
+ROUTES = CONSUMER.routes
 DECODE = route_decoder({f"{PREFIX}{t}": read for t, read in ROUTES.items()})
 
 
@@ -182,10 +181,8 @@ class TestServicePipeline:
         settings = Settings(env="dev", topic_prefix=PREFIX)
         pipeline = service_pipeline(
             settings,
-            name="attribution",
-            routes=ROUTES,
+            CONSUMER,
             sessions=NOTHING,  # never used: nothing is consumed
-            offsets=NO_OFFSETS,
             handle=NOTHING,
             producer=NOTHING,
         )
