@@ -14,9 +14,10 @@ from tests.integration.harness import (
     new_affiliate,
     new_link,
     new_store,
+    order_view,
     signed_post,
 )
-from tests.integration.test_pipeline import completed, order_view, placed
+from tests.integration.test_pipeline import completed, placed
 
 
 async def click_and_order(svc: Services, store: Store, affiliate_key: str) -> str:
@@ -46,5 +47,5 @@ async def a_normal_order_flows(svc: Services, settings: Settings) -> float:
     key = await new_affiliate(svc, settings, f"after-aff-{u}")
     order_id = await click_and_order(svc, store, key)
     want = {"status": "completed", "affiliate_id": f"after-aff-{u}", "payable": "2.19"}
-    await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), want), 60)
+    await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), **want), 60)
     return time.monotonic() - started

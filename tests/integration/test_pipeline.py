@@ -12,13 +12,12 @@ import pytest
 
 from shared.config import Settings
 from tests.integration.harness import (
-    Services,
-    admin,
     eventually,
     ledger_lines,
     new_affiliate,
     new_link,
     new_store,
+    order_view,
     running,
     signed_post,
 )
@@ -28,19 +27,6 @@ pytestmark = pytest.mark.integration
 
 def uid() -> str:
     return uuid.uuid4().hex[:8]
-
-
-async def order_view(
-    svc: Services, settings: Settings, order: tuple[str, str], want: dict[str, Any]
-) -> dict[str, Any] | None:
-    store_id, order_id = order
-    resp = await svc.commission.get(
-        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
-    )
-    if resp.status_code != 200:
-        return None
-    body: dict[str, Any] = resp.json()
-    return body if all(body.get(k) == v for k, v in want.items()) else None
 
 
 def placed(
@@ -106,7 +92,8 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
                 svc,
                 settings,
                 (store.store_id, order_id),
-                {"status": "completed", "affiliate_id": f"aff-{u}"},
+                status="completed",
+                affiliate_id=f"aff-{u}",
             )
         )
         assert view["click_id"] == query["alliance_click"][0]
@@ -153,7 +140,8 @@ async def test_organic_order_costs_nothing(settings: Settings) -> None:
                 svc,
                 settings,
                 (store.store_id, order_id),
-                {"status": "completed", "attribution_decided": True},
+                status="completed",
+                attribution_decided=True,
             )
         )
         assert view["affiliate_id"] is None

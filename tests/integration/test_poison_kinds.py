@@ -18,14 +18,13 @@ from shared.db import make_engine
 from shared.dlq import unique_letters
 from shared.events import DeadLetter, Topic, encode
 from shared.kafka import read_topic
-from tests.integration.harness import Services, eventually, running
+from tests.integration.harness import Services, eventually, order_view, running
 from tests.integration.test_attribution_stream import (
     NOW,
     click,
     joined_store,
     order,
     produce,
-    view,
 )
 
 pytestmark = pytest.mark.integration
@@ -85,7 +84,7 @@ async def follows_through(svc: Services, settings: Settings, u: str, visitor: st
     good = order(u, visitor, NOW, n=1)
     await produce(settings, [(Topic.ORDERS, visitor, encode(good))])
     await eventually(
-        lambda: view(svc, settings, (good.store_id, good.order_id), attribution_decided=True),
+        lambda: order_view(svc, settings, (good.store_id, good.order_id), attribution_decided=True),
         timeout_s=60,
     )
 
@@ -263,7 +262,9 @@ class TestNulCharacters:
             o = order(u, visitor, NOW)
             await produce(settings, [(Topic.ORDERS, visitor, encode(o))])
             await eventually(
-                lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}"),
+                lambda: order_view(
+                    svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}"
+                ),
                 timeout_s=60,
             )
             letters = await dead_lettered(

@@ -18,8 +18,8 @@ import pytest
 from shared.config import Settings
 from shared.events import OrderCompleted, OrderPlaced, Topic, encode
 from shared.stack import kafka, orchestrate, postgres
-from tests.integration.harness import Services, eventually, ledger_lines, running
-from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce, view
+from tests.integration.harness import Services, eventually, ledger_lines, order_view, running
+from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ async def reach(
     for o in orders:
 
         async def shown(o: OrderPlaced = o) -> dict[str, object] | None:
-            return await view(svc, settings, (o.store_id, o.order_id), **want)
+            return await order_view(svc, settings, (o.store_id, o.order_id), **want)
 
         await eventually(shown, timeout_s=90)
 
