@@ -256,6 +256,28 @@ async def buyer_clicks(svc: Services, key: str, store_id: str, product_id: str =
     return visitor_of(redirect)
 
 
+#: a database nobody can reach (port 1), with a user and password that must never leak
+UNREACHABLE_DATABASE = "postgresql+asyncpg://nobody:secretpw@127.0.0.1:1/none"
+
+
+@asynccontextmanager
+async def commission_without_database(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The commission app (without its consumers) on a database nobody can reach, started, and
+    a client of it."""
+    from services.commission.app import create_app
+
+    app = create_app(
+        settings.model_copy(update={"database_url": UNREACHABLE_DATABASE}), consume=False
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://commission.test"
+        ) as client,
+    ):
+        yield client
+
+
 def _now() -> str:
     from datetime import UTC, datetime
 

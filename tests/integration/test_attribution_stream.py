@@ -19,6 +19,7 @@ from tests.integration.harness import (
     eventually,
     ledger_lines,
     order_view,
+    register_store,
     running,
 )
 from tests.integration.topics import read_topic
@@ -67,16 +68,7 @@ async def joined_store(svc: Services, settings: Settings, u: str) -> None:
     from services.commission.service import CommissionService
     from shared.clock import FixedClock
 
-    resp = await svc.commission.post(
-        "/v1/admin/stores",
-        json={
-            "store_id": f"s-{u}",
-            "name": "s",
-            "landing_url_template": "https://x.example/{product_id}",
-        },
-        headers=admin(settings),
-    )
-    assert resp.status_code == 201
+    await register_store(svc, settings, f"s-{u}", landing="https://x.example/{product_id}")
     sessions = svc.apps["commission"].state.sessions
     async with sessions() as session, session.begin():
         service = CommissionService(FixedClock(NOW - timedelta(days=60)))
@@ -154,6 +146,7 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
 
 
 async def _at_least(value: int, n: int) -> bool | None:
+    """A poll on a counter that only grows: has it reached ``n`` yet."""
     return True if value >= n else None
 
 

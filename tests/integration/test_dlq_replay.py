@@ -88,5 +88,7 @@ class TestReplay:
         on_topic = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS))
         assert [e["event_id"] for e in on_topic].count(done.event_id) == 3  # sent, replayed twice
 
-    async def test_replay_needs_a_consumer(self, settings: Settings) -> None:
+    async def test_a_replay_without_a_consumer_is_refused_with_exit_2(
+        self, settings: Settings
+    ) -> None:
         assert await dlq(settings, "replay") == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import uuid
@@ -19,12 +20,16 @@ from tests.scenarios import load, scenario_files
 
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 async def test_verify_passes_after_refunds_and_claw_backs_and_catches_a_broken_transaction(
     settings: Settings,
 ) -> None:
     refunds = next(p for p in scenario_files() if "refund" in p.stem)
-    await scenarios.test_scenario_through_the_services(settings, refunds)
+    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
+        settings, refunds
+    )
     orders = {e["order_id"] for e in load(refunds)["events"] if "order_id" in e}
     engine = make_engine(settings.database_url, pool_size=1)
     try:
@@ -62,13 +67,20 @@ def sa_now() -> object:
     return func.now()
 
 
-def test_cli_reports_ok(settings: Settings) -> None:
-    result = subprocess.run(
+async def test_the_verify_command_says_ok_and_exits_0_on_a_clean_ledger(
+    settings: Settings,
+) -> None:
+    refunds = next(p for p in scenario_files() if "refund" in p.stem)
+    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
+        settings, refunds
+    )
+    result = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "shared.cli", "ledger", "verify"],
         capture_output=True,
         text=True,
         check=False,
-        cwd=Path(__file__).resolve().parents[2],
+        cwd=ROOT,
         env={"ALLIANCE_DATABASE_URL": settings.database_url, "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -84,7 +96,9 @@ async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
     from shared.clock import SystemClock
 
     cancel = next(p for p in scenario_files() if "cancel" in p.stem)
-    await scenarios.test_scenario_through_the_services(settings, cancel)
+    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
+        settings, cancel
+    )
     engine = make_engine(settings.database_url, pool_size=1)
     o = m.orders
     try:

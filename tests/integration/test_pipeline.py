@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from shared.config import Settings
 from tests.integration.harness import (
+    commission_without_database,
     eventually,
     ledger_lines,
     new_affiliate,
@@ -161,16 +161,8 @@ async def test_every_service_reports_health_and_readiness(settings: Settings) ->
 
 
 async def test_readyz_fails_when_postgres_is_unreachable(settings: Settings) -> None:
-    broken = settings.model_copy(
-        update={"database_url": "postgresql+asyncpg://nobody:x@127.0.0.1:1/none"}
-    )
-    from services.commission.app import create_app
-
-    app = create_app(broken, consume=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c.test") as client:
-            ready = await client.get("/readyz")
+    async with commission_without_database(settings) as client:
+        ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["postgres"].startswith("error")
     assert ready.json()["checks"]["kafka"] == "ok"
