@@ -23,14 +23,20 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+async def replayed_refunds(settings: Settings) -> set[str]:
+    """The worked example of cancellations, refunds and claw-backs replayed through the
+    services (its figures checked on the way): its order ids."""
+    path = next(p for p in scenario_files() if p.stem == "06-cancel-and-refunds")
+    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
+        settings, path
+    )
+    return {e["order_id"] for e in load(path)["events"] if "order_id" in e}
+
+
 async def test_verify_passes_after_refunds_and_claw_backs_and_catches_a_broken_transaction(
     settings: Settings,
 ) -> None:
-    refunds = next(p for p in scenario_files() if "refund" in p.stem)
-    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
-        settings, refunds
-    )
-    orders = {e["order_id"] for e in load(refunds)["events"] if "order_id" in e}
+    orders = await replayed_refunds(settings)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         async with make_sessions(engine)() as session, session.begin():
@@ -70,10 +76,7 @@ def sa_now() -> object:
 async def test_the_verify_command_says_ok_and_exits_0_on_a_clean_ledger(
     settings: Settings,
 ) -> None:
-    refunds = next(p for p in scenario_files() if "refund" in p.stem)
-    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
-        settings, refunds
-    )
+    await replayed_refunds(settings)
     result = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "shared.cli", "ledger", "verify"],
@@ -95,10 +98,7 @@ async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
     from services.commission.service import CommissionService
     from shared.clock import SystemClock
 
-    cancel = next(p for p in scenario_files() if "cancel" in p.stem)
-    await scenarios.test_each_worked_example_matches_to_the_cent_through_the_services(
-        settings, cancel
-    )
+    await replayed_refunds(settings)
     engine = make_engine(settings.database_url, pool_size=1)
     o = m.orders
     try:
