@@ -38,6 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache .importlinter
 
 ## test: a throw-away stack on free ports, the whole suite against it, then tear it down
 test: install

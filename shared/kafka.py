@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -591,6 +592,18 @@ async def end_offsets_of(bootstrap: str, topics: Sequence[str]) -> dict[TopicPar
         await consumer.stop()
 
 
+async def committed_offsets_of(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
+    """The offsets group ``group_id`` committed to Kafka, per partition it committed (tools: a
+    consumer's lag from outside)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
+
+
 async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
     """Every value currently on ``topic`` (all partitions, from the beginning). Outside any
     consumer group: for tools (rebuild) and tests, not for services."""
@@ -618,6 +631,12 @@ def dead_letter_topic(prefix: str) -> str:
     return f"{prefix}{Topic.DEAD_LETTERS}"
 
 
+def consumer_group(prefix: str, name: str) -> str:
+    """The Kafka group of a service's consumer ``name``: its committed offsets there are the
+    consumer's progress as seen from outside (lag monitoring; the database has the truth)."""
+    return f"{prefix}alliance-{name}"
+
+
 def service_pipeline(
     settings: Settings,
     *,
@@ -636,7 +655,7 @@ def service_pipeline(
         name=name,
         bootstrap=settings.kafka_bootstrap,
         topics=[settings.topic(t) for t in topics],
-        group_id=f"{settings.topic_prefix}alliance-{name}",
+        group_id=consumer_group(settings.topic_prefix, name),
         sessions=sessions,
         offsets=offsets,
         decode=decode,

@@ -46,7 +46,7 @@ def free_ports(count: int) -> list[int]:
 # (set-up, call, tear-down) logged it, unless the test is marked `allow_logged_errors`.
 
 #: loggers whose errors fail a test (third-party libraries may complain on their own terms)
-WATCHED_LOGGERS = ("shared", "services")
+WATCHED_LOGGERS = ("shared", "services", "deploy")
 
 
 class _ErrorRecords(logging.Handler):
@@ -116,7 +116,7 @@ def stack_settings() -> Iterator[Settings]:
     """Settings of the test stack. ``make test`` starts it and passes its ports through the
     environment; run alone, pytest starts one on free ports and stops it at the end.
     ``database_url`` names the template: tests use ``settings``, whose database is their own."""
-    from shared.stack import orchestrate
+    from deploy.stack import orchestrate
 
     own = "ALLIANCE_STATE_DIR" not in os.environ
     if own:
@@ -181,8 +181,8 @@ def migrated_db(stack_settings: Settings) -> str:
     connected, and a test that reached for it by mistake fails at once."""
     import asyncio
 
-    from shared.migrate import upgrade
-    from shared.stack import orchestrate, postgres
+    from deploy.migrations import upgrade
+    from deploy.stack import orchestrate, postgres
 
     stack = orchestrate.Stack.from_settings(stack_settings)
     asyncio.run(postgres.create_database(stack.postgres, TEMPLATE_DATABASE))
@@ -197,7 +197,7 @@ def migrated_db(stack_settings: Settings) -> str:
 @pytest.fixture
 async def database_url(stack_settings: Settings, migrated_db: str) -> AsyncIterator[str]:
     """A database of the test's own, a copy of the migrated template, dropped afterwards."""
-    from shared.stack import orchestrate, postgres
+    from deploy.stack import orchestrate, postgres
 
     name = f"t_{uuid.uuid4().hex[:16]}"
     await _maintenance(
@@ -214,7 +214,7 @@ async def database_url(stack_settings: Settings, migrated_db: str) -> AsyncItera
 async def settings(stack_settings: Settings, database_url: str) -> Settings:
     """Per-test settings: a database of its own and own topics (``t<uuid>-`` prefix), created
     before the test."""
-    from shared.stack import kafka, orchestrate
+    from deploy.stack import kafka, orchestrate
 
     s = stack_settings.model_copy(
         update={

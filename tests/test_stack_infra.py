@@ -1,4 +1,4 @@
-"""The project's own Kafka and PostgreSQL (shared/stack): real processes, no Docker.
+"""The project's own Kafka and PostgreSQL (deploy/stack): real processes, no Docker.
 
 Kafka: one broker for the whole module, on free ports in a temp state dir; aiokafka produces
 idempotently with acks=all, a consumer group commits manually, and a restarted consumer
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.stack import kafka, postgres
+from deploy.stack import kafka, postgres
 from tests.conftest import free_ports
 
 pytestmark = pytest.mark.integration

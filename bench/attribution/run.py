@@ -30,14 +30,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy import Select, Table, func, select
 
+from deploy import procs
+from deploy.migrations import upgrade
+from deploy.stack import kafka, orchestrate, postgres
 from services.attribution.models import consumer_offsets
-from shared import procs
 from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import end_offsets_of, make_producer
-from shared.migrate import upgrade
-from shared.stack import kafka, orchestrate, postgres
 
 
 def workload(

@@ -34,11 +34,12 @@ from bench.attribution.run import (
     stored_progress,
     vm_hwm_mb,
 )
+from deploy import procs
+from deploy.stack import kafka, orchestrate
 from services.commission import models as m
 from services.commission.core import OpKind
 from services.commission.principals import AdminService
 from services.commission.service import CommissionService
-from shared import procs
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
@@ -53,7 +54,6 @@ from shared.events import (
     encode,
 )
 from shared.kafka import end_offsets_of
-from shared.stack import kafka, orchestrate
 
 
 def events(run: str, orders: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:

@@ -35,13 +35,13 @@ from typing import Any
 import asyncpg
 import httpx
 
+from deploy import procs
+from deploy.migrations import upgrade
+from deploy.stack import orchestrate, postgres
 from services.commission.principals import AdminService
 from services.commission.repository import CommissionRepository
-from shared import procs
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.migrate import upgrade
-from shared.stack import orchestrate, postgres
 
 YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 50_000  # orders per COPY

@@ -32,12 +32,12 @@ from datetime import date, timedelta
 import asyncpg
 
 from bench.commission.settlement import commission_api, pct, seed
+from deploy.migrations import upgrade
+from deploy.stack import orchestrate, postgres
 from services.commission.reports import ReportRepository
 from services.commission.reports_core import DayRange
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.migrate import upgrade
-from shared.stack import orchestrate, postgres
 
 YEAR_START, YEAR_END = date(2026, 1, 1), date(2026, 12, 31)
 

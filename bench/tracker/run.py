@@ -22,10 +22,10 @@ import time
 import uuid
 from pathlib import Path
 
+from deploy import procs
+from deploy.stack import orchestrate
 from services.tracker.links import Link, LinkSigner
-from shared import procs
 from shared.config import REPO_ROOT, Settings
-from shared.stack import orchestrate
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 
@@ -121,7 +121,7 @@ def main() -> int:
     bench_settings = settings.model_copy(update={"topic_prefix": prefix})
     import asyncio
 
-    from shared.stack import kafka
+    from deploy.stack import kafka
 
     asyncio.run(kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench_settings), 1))
     tracker_port, bare_port = 18401, 18402

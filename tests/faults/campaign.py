@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from deploy import procs
+from deploy.stack import kafka, orchestrate, postgres
 from services.attribution.core import Click, OrderRef, decide
 from services.commission.core import (
     LineItem,
@@ -32,10 +34,8 @@ from services.commission.core import (
     RefundItem,
     compute_order,
 )
-from shared import procs
 from shared.config import Settings
 from shared.secrets import signature_header
-from shared.stack import kafka, orchestrate, postgres
 from tests.integration.harness import BROWSER_UA
 
 SERVICES = ("tracker", "attribution", "commission")

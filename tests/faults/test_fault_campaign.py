@@ -24,6 +24,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
+from deploy.stack import orchestrate
 from services.attribution.models import clicks as attribution_clicks
 from services.commission import models as cm
 from services.commission.core import OpKind
@@ -35,7 +36,6 @@ from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from shared.events import Topic
 from shared.money import to_minor
-from shared.stack import orchestrate
 from tests.conftest import free_ports
 from tests.faults import campaign as c
 from tests.integration.harness import BROWSER_UA, admin

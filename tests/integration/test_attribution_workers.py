@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from deploy import procs
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import OrderRef, decide
 from services.attribution.models import orders as orders_table
-from shared import procs
 from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode

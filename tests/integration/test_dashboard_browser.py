@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from deploy.stack.browser import ensure_chromium
 from shared.config import Settings
-from shared.stack.browser import ensure_chromium
 from tests.conftest import free_ports
 from tests.integration.harness import eventually, running
 from tests.integration.test_attribution_stream import NOW

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.cli import _dlq
+from deploy.cli import _dlq
 from shared.config import Settings
 from shared.events import OrderCompleted, Topic, encode
 from shared.kafka import Received

@@ -79,7 +79,7 @@ async def test_the_verify_command_says_ok_and_exits_0_on_a_clean_ledger(
     await replayed_refunds(settings)
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "shared.cli", "ledger", "verify"],
+        [sys.executable, "-m", "deploy.cli", "ledger", "verify"],
         capture_output=True,
         text=True,
         check=False,

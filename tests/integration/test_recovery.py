@@ -15,9 +15,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from deploy.stack import kafka, orchestrate, postgres
 from shared.config import Settings
 from shared.events import OrderCompleted, OrderPlaced, Topic, encode
-from shared.stack import kafka, orchestrate, postgres
 from tests.integration.harness import Services, eventually, ledger_lines, order_view, running
 from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.topics import read_topic

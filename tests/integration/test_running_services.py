@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from shared import procs
-from shared.cli import SERVICES
+from deploy import procs
+from deploy.cli import SERVICES
 from shared.config import Settings
 from tests.conftest import free_ports
 from tests.integration.harness import (

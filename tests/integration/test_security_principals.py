@@ -18,7 +18,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from shared import procs
+from deploy import procs
 from shared.config import InsecureSettings, Settings
 from tests.conftest import free_ports
 from tests.integration import harness
@@ -318,7 +318,7 @@ class TestProductionSecrets:
         (port,) = free_ports(1)
         serve = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "shared.cli", "tracker"],
+            [sys.executable, "-m", "deploy.cli", "tracker"],
             env={**base, "ALLIANCE_TRACKER_PORT": str(port)},
             capture_output=True,
             text=True,
@@ -332,7 +332,7 @@ class TestProductionSecrets:
         state = tmp_path / "state"
         start = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-m", "shared.cli", "services", "start"],
+            [sys.executable, "-m", "deploy.cli", "services", "start"],
             env={**base, "ALLIANCE_STATE_DIR": str(state)},
             capture_output=True,
             text=True,

@@ -9,11 +9,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from deploy.stack import kafka, orchestrate
 from services.attribution.models import clicks as clicks_table
 from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Topic
-from shared.stack import kafka, orchestrate
 from tests.integration.harness import eventually, running
 from tests.integration.test_tracker import ready_link
 from tests.integration.topics import read_topic

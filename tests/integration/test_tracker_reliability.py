@@ -18,10 +18,10 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
+from deploy.stack import kafka, orchestrate
 from services.tracker.app import create_app as tracker_app
 from shared.config import Settings
 from shared.events import Topic
-from shared.stack import kafka, orchestrate
 from tests.integration.harness import (
     BROWSER_UA,
     eventually,

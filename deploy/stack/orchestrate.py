@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from deploy.stack import kafka, postgres
 from shared.config import Settings
 from shared.events import Topic
-from shared.stack import kafka, postgres
 
 DATABASE = "alliance"
 
@@ -48,7 +48,7 @@ def topic_names(settings: Settings) -> dict[str, int]:
 
 def up(settings: Settings, *, migrate: bool = True) -> Stack:
     """Start PostgreSQL and Kafka (idempotent), migrate, create the topics."""
-    from shared.migrate import upgrade
+    from deploy.migrations import upgrade
 
     stack = Stack.from_settings(settings)
     postgres.ensure_installed()

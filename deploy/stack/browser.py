@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from shared.stack.apt import AptError, apt_install
+from deploy.stack.apt import AptError, apt_install
 
 CHROMIUM = "/usr/bin/chromium"
 

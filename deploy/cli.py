@@ -19,7 +19,7 @@ SERVICES = {
 
 
 def _stack(args: argparse.Namespace, settings: Settings) -> int:
-    from shared.stack import orchestrate
+    from deploy.stack import orchestrate
 
     if args.action == "up":
         stack = orchestrate.up(settings)
@@ -73,7 +73,7 @@ def _serve(name: str, settings: Settings) -> int:
 
 
 def _services(args: argparse.Namespace, settings: Settings) -> int:
-    from shared import procs
+    from deploy import procs
 
     run_dir = settings.state_dir / "run"
     if args.action == "start":
@@ -199,7 +199,7 @@ def _summarise(settings: Settings) -> int:
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from shared.migrate import upgrade
+    from deploy.migrations import upgrade
 
     upgrade(settings.database_url)
     print("database at head")
@@ -348,8 +348,8 @@ def _parse_time(text: str) -> datetime | None:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from shared.demo import run_demo
-    from shared.demo_quarter import run_quarter
+    from deploy.demo.live import run_demo
+    from deploy.demo.quarter import run_quarter
 
     code = asyncio.run(run_demo(settings, orders=args.orders))
     if code == 0 and not args.no_quarter:

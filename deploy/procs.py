@@ -44,7 +44,7 @@ def start(name: str, args: list[str], run_dir: Path, env: dict[str, str] | None 
         return pid
     log = (run_dir / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "deploy.cli", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

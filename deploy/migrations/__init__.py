@@ -1,4 +1,5 @@
-"""Running the Alembic migrations from code (``alliance migrate`` and the tests)."""
+"""The database's one migration history (Alembic: the three services' schemas, ``env.py``
+imports each service's models), run from code by ``alliance migrate``, the stack and the tests."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: this folder: alembic.ini, env.py and versions/
+MIGRATIONS = Path(__file__).resolve().parent
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,0 +1,315 @@
+"""`alliance demo`: a small realistic run through the running services, over HTTP only."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import orjson
+
+from shared.config import Settings
+from shared.ids import new_id
+from shared.secrets import signature_header
+
+T = TypeVar("T")
+BROWSER = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148"
+)
+RATES = {"phones": "0.06", "garden": "0.08"}
+AFFILIATES = ["blog-techie", "coupon-hub", "insta-anna"]
+#: per store kind: (product id, category, title, unit price, shipping fee)
+PRODUCTS = {
+    "phones": [
+        ("p-case", "cases", "Phone case", "12.99", "1.50"),
+        ("p-charger", "chargers", "USB-C charger", "24.50", "0.00"),
+    ],
+    "garden": [
+        ("p-hose", "hoses", "Garden hose 20m", "39.90", "6.00"),
+        ("p-shears", "tools", "Pruning shears", "17.25", "2.75"),
+    ],
+}
+Product = tuple[str, str, str, str, str]
+
+
+async def _until(probe: Callable[[], Awaitable[T | None]], what: str, timeout_s: float = 60) -> T:
+    deadline = time.monotonic() + timeout_s
+    while (result := await probe()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.3)
+    return result
+
+
+async def _signed(
+    client: httpx.AsyncClient, store: str, secret: str, events: list[dict[str, Any]]
+) -> httpx.Response:
+    body = orjson.dumps({"events": events})
+    headers = {
+        "X-Alliance-Store": store,
+        "X-Alliance-Signature": signature_header(secret, int(time.time()), body),
+        "Content-Type": "application/json",
+    }
+    return await client.post("/v1/events", content=body, headers=headers)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class LiveRun:
+    """One run of the live demo: its clients of the running services and what it created."""
+
+    tracker: httpx.AsyncClient
+    commission: httpx.AsyncClient
+    admin: dict[str, str]  # the admin token's header
+    run: str  # suffix of every id this run creates
+    rng: random.Random
+    stores: dict[str, tuple[str, str]] = field(default_factory=dict)  # kind → (id, secret)
+    affiliate_keys: dict[str, str] = field(default_factory=dict)  # name → API key
+
+    async def register_stores(self) -> None:
+        """Each store through the admin API, joined at its rate, its catalog uploaded once the
+        tracker knows it (the directory reaches the tracker through Kafka)."""
+        for kind, rate in RATES.items():
+            store_id = f"{kind}-{self.run}"
+            created = await self.commission.post(
+                "/v1/admin/stores",
+                json={
+                    "store_id": store_id,
+                    "name": f"Demo {kind}",
+                    "landing_url_template": f"https://{kind}.shop.example/item/{{product_id}}",
+                },
+                headers=self.admin,
+            )
+            created.raise_for_status()
+            keys = created.json()
+            joined = await self.commission.post(
+                f"/v1/stores/{store_id}/program/join",
+                json={"default_rate": rate},
+                headers={"Authorization": f"Bearer {keys['api_key']}"},
+            )
+            joined.raise_for_status()
+            self.stores[kind] = (store_id, keys["webhook_secret"])
+            await self.upload_catalog(kind)
+
+    async def upload_catalog(self, kind: str) -> None:
+        store_id, secret = self.stores[kind]
+        catalog = [
+            {
+                "event_id": f"cat-{product_id}",
+                "type": "product_upserted",
+                "occurred_at": _now(),
+                "product_id": product_id,
+                "category_id": category,
+                "title": title,
+                "price": price,
+                "currency": "USD",
+            }
+            for product_id, category, title, price, _ in PRODUCTS[kind]
+        ]
+
+        async def uploaded() -> bool | None:
+            resp = await _signed(self.tracker, store_id, secret, catalog)
+            return True if resp.status_code == 202 else None
+
+        await _until(uploaded, f"the tracker to know {store_id}")
+
+    async def register_affiliates(self) -> None:
+        for name in AFFILIATES:
+            resp = await self.commission.post(
+                "/v1/admin/affiliates",
+                json={"affiliate_id": f"{name}-{self.run}", "name": name},
+                headers=self.admin,
+            )
+            resp.raise_for_status()
+            self.affiliate_keys[name] = resp.json()["api_key"]
+        stores = ", ".join(s for s, _ in self.stores.values())
+        print(f"registered stores {stores} and affiliates {', '.join(self.affiliate_keys)}")
+
+    async def link_for(self, affiliate: str, store_id: str, product: str) -> str:
+        """An affiliate link, once the tracker knows the affiliate's key (from the directory)."""
+
+        async def fetched() -> str | None:
+            resp = await self.tracker.post(
+                "/v1/links",
+                json={"store_id": store_id, "product_id": product},
+                headers={
+                    "Authorization": f"Bearer {self.affiliate_keys[affiliate]}",
+                    "X-Forwarded-For": "198.51.100.20",
+                },
+            )
+            return str(resp.json()["code"]) if resp.status_code == 201 else None
+
+        return await _until(fetched, "an affiliate link")
+
+    async def visit_through_links(self, n: int, store_id: str, product_id: str) -> str:
+        """Buyer ``n`` follows one or two affiliates' links like a browser (the cookie the
+        tracker set goes back with the next click); returns the visitor id the landing URL
+        carries, as a storefront would report it."""
+        visitor = ""
+        cookies: dict[str, str] = {}
+        for affiliate in self.rng.sample(AFFILIATES, k=self.rng.randint(1, 2)):
+            code = await self.link_for(affiliate, store_id, product_id)
+            resp = await self.tracker.get(
+                f"/r/{code}",
+                headers={**cookies, "User-Agent": BROWSER, "X-Forwarded-For": f"203.0.113.{n + 1}"},
+            )
+            visitor = parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
+            cookies = {"Cookie": f"alliance_vid={resp.cookies['alliance_vid']}"}
+        return visitor
+
+    async def send_orders(self, orders: int) -> list[dict[str, Any]]:
+        """``orders`` orders through the storefront API, three buyers in four after affiliate
+        links, one in six cancelled; returns (store, order, the status expected) of each."""
+        placed: list[dict[str, Any]] = []
+        for n in range(orders):
+            kind = self.rng.choice(list(RATES))
+            store_id, secret = self.stores[kind]
+            product = self.rng.choice(PRODUCTS[kind])
+            visitor = f"organic-{self.run}-{n}"
+            if n % 4 != 3:
+                visitor = await self.visit_through_links(n, store_id, product[0])
+            order_id = f"demo-{self.run}-{n:03d}"
+            status = "order_cancelled" if n % 6 == 5 else "order_completed"
+            events = order_events(order_id, visitor, product, self.rng.randint(1, 3), status)
+            (await _signed(self.tracker, store_id, secret, events)).raise_for_status()
+            placed.append(
+                {
+                    "store_id": store_id,
+                    "order_id": order_id,
+                    "status": status.removeprefix("order_"),
+                }
+            )
+        print(f"sent {orders} orders through the tracker; waiting for the pipeline…")
+        return placed
+
+    async def settled(self, placed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The orders' views, once each is decided and in its final status."""
+
+        async def views() -> list[dict[str, Any]] | None:
+            found = []
+            for p in placed:
+                resp = await self.commission.get(
+                    f"/v1/stores/{p['store_id']}/orders/{p['order_id']}", headers=self.admin
+                )
+                if resp.status_code != 200:
+                    return None
+                view = resp.json()
+                if not view["attribution_decided"] or view["status"] != p["status"]:
+                    return None
+                found.append(view)
+            return found
+
+        return await _until(views, "the pipeline to settle the demo's orders")
+
+    async def ledger(self) -> list[dict[str, Any]]:
+        """Every ledger line, page by page."""
+        lines: list[dict[str, Any]] = []
+        cursor: int | None = 0
+        while cursor is not None:
+            resp = await self.commission.get(
+                "/v1/ledger", params={"cursor": cursor, "limit": 1000}, headers=self.admin
+            )
+            page = resp.json()
+            lines += page["items"]
+            cursor = page["next_cursor"]
+        return lines
+
+
+def order_events(
+    order_id: str, visitor: str, product: Product, quantity: int, status: str
+) -> list[dict[str, Any]]:
+    """A storefront's events of one order: placed, then completed or cancelled."""
+    product_id, category, title, unit_price, shipping = product
+    return [
+        {
+            "event_id": f"{order_id}-placed",
+            "type": "order_placed",
+            "occurred_at": _now(),
+            "order_id": order_id,
+            "visitor_id": visitor,
+            "currency": "USD",
+            "items": [
+                {
+                    "product_id": product_id,
+                    "category_id": category,
+                    "title": title,
+                    "quantity": quantity,
+                    "unit_price": unit_price,
+                    "shipping_fee": shipping,
+                }
+            ],
+        },
+        {
+            "event_id": f"{order_id}-{status}",
+            "type": status,
+            "order_id": order_id,
+            "occurred_at": _now(),
+        },
+    ]
+
+
+def print_orders(views: list[dict[str, Any]]) -> None:
+    print()
+    head = ("order", "store", "status", "affiliate", "sales", "commission")
+    print(f"{head[0]:20} {head[1]:14} {head[2]:10} {head[3]:19} {head[4]:>8} {head[5]:>10}")
+    for v in views:
+        sales = sum(Decimal(i["base"]) for i in v["items"])
+        affiliate = v["affiliate_id"] or "(organic)"
+        print(
+            f"{v['order_id']:20} {v['store_id']:14} {v['status']:10} {affiliate:19} "
+            f"{sales:>8} {v['payable']:>10}"
+        )
+
+
+def print_ledger(lines: list[dict[str, Any]], run: str) -> None:
+    """This run's ledger lines."""
+    print()
+    print("Commission ledger (each transaction's postings sum to zero):")
+    print(f"{'txn':>5} {'kind':11} {'order':20} {'account':36} {'amount':>9}")
+    for line in lines:
+        if line["order_id"] and line["order_id"].startswith(f"demo-{run}"):
+            print(
+                f"{line['txn_id']:>5} {line['kind']:11} {line['order_id']:20} "
+                f"{line['account']:36} {line['amount']:>9} {line['currency']}"
+            )
+
+
+def print_total(views: list[dict[str, Any]]) -> None:
+    total = sum((Decimal(v["payable"]) for v in views), Decimal(0))
+    paid = sum(1 for v in views if v["payable"] != "0.00")
+    print(f"\ncommission payable this run: {total} USD on {paid} of {len(views)} orders")
+
+
+async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
+    tracker = httpx.AsyncClient(
+        base_url=f"http://{settings.host}:{settings.tracker_port}", timeout=30
+    )
+    commission = httpx.AsyncClient(
+        base_url=f"http://{settings.host}:{settings.commission_port}", timeout=30
+    )
+    async with tracker, commission:
+        live = LiveRun(
+            tracker,
+            commission,
+            admin={"Authorization": f"Bearer {settings.admin_token}"},
+            run=new_id()[-6:],
+            rng=random.Random(seed),
+        )
+        await live.register_stores()
+        await live.register_affiliates()
+        placed = await live.send_orders(orders)
+        views = await live.settled(placed)
+        print_orders(views)
+        print_ledger(await live.ledger(), live.run)
+        print_total(views)
+    return 0

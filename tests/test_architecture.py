@@ -1,0 +1,115 @@
+"""The import contract (``.importlinter``): deploy above the services above shared, the three
+services independent of each other, shared a library that imports no service and no deploy
+module. Checked by import-linter, which reads the imports of the source without running it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / ".importlinter"
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+#: the contracts of .importlinter, by their names
+LAYERS = "deploy above the services above shared, the three services independent"
+SHARED = "shared imports no service and no deploy module"
+SERVICES = "no service imports deploy"
+
+
+def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` on the root packages found in ``cwd`` (first on the path: ahead of the
+    installed project), with the repository's contracts."""
+    env = {**os.environ, "PYTHONPATH": str(cwd), "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo", str(CONFIG)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_the_repository_keeps_its_import_contract() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
+
+
+class TestTheContractCatchesViolations:
+    """A throw-away tree shaped like the project's, with one import that breaks a rule."""
+
+    @staticmethod
+    def tree(root: Path, module: str, source: str) -> None:
+        for package in (
+            "shared",
+            "services",
+            "services.tracker",
+            "services.attribution",
+            "services.commission",
+            "deploy",
+        ):
+            folder = root.joinpath(*package.split("."))
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "__init__.py").touch()
+        (root / "shared" / "money.py").write_text("ZERO = 0\n")
+        (root / "services" / "commission" / "ledger.py").write_text("LEDGER = 1\n")
+        (root / "deploy" / "cli.py").write_text("import services.commission.ledger\n")
+        root.joinpath(*module.split(".")).with_suffix(".py").write_text(source)
+
+    @pytest.mark.parametrize(
+        ("module", "source", "broken", "chain"),
+        [
+            (
+                "shared.events",
+                "from services.commission import ledger\n",
+                {LAYERS, SHARED},
+                "shared.events -> services.commission.ledger",
+            ),
+            (
+                "shared.config",
+                "import deploy.cli\n",
+                {LAYERS, SHARED},
+                "shared.config -> deploy.cli",
+            ),
+            (
+                "services.tracker.app",
+                "from deploy import cli\n",
+                {LAYERS, SERVICES},
+                "services.tracker.app -> deploy.cli",
+            ),
+            (
+                "services.attribution.service",
+                "from services.commission.ledger import LEDGER\n",
+                {LAYERS},
+                "services.attribution.service -> services.commission.ledger",
+            ),
+        ],
+        ids=[
+            "shared-imports-a-service",
+            "shared-imports-deploy",
+            "service-imports-deploy",
+            "service-imports-a-sibling",
+        ],
+    )
+    def test_a_forbidden_import_breaks_its_contract(
+        self, tmp_path: Path, module: str, source: str, broken: set[str], chain: str
+    ) -> None:
+        self.tree(tmp_path, module, source)
+        result = lint_imports(tmp_path)
+        out = result.stdout
+        assert result.returncode == 1, out + result.stderr
+        reported = {name for name in (LAYERS, SHARED, SERVICES) if f"{name} BROKEN" in out}
+        assert reported == broken, out
+        assert chain in out
+
+    def test_the_same_tree_without_the_import_keeps_it(self, tmp_path: Path) -> None:
+        self.tree(tmp_path, "shared.events", "from shared.money import ZERO\n")
+        result = lint_imports(tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Contracts: 3 kept, 0 broken." in result.stdout
