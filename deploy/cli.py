@@ -148,7 +148,7 @@ def _expire(settings: Settings) -> int:
 def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
-    from services.commission.verify import Verification, verify
+    from services.commission.orders.verify import Verification, verify
     from shared.db import make_engine, make_sessions
 
     async def run() -> Verification:
@@ -176,13 +176,13 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 def _summarise(settings: Settings) -> int:
     import asyncio
 
-    from services.commission.service import CommissionService
+    from services.commission.orders.service import OrderService
     from shared.clock import SystemClock
     from shared.db import make_engine, make_sessions
 
     async def run() -> int:
         engine = make_engine(settings.database_url, pool_size=1)
-        service = CommissionService(SystemClock(), settings.exit_policy)
+        service = OrderService(SystemClock(), settings.exit_policy)
         total = 0
         try:
             while True:
@@ -212,8 +212,8 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
 
     from pydantic import BaseModel, ValidationError
 
-    from services.commission.principals import AdminService
-    from services.commission.schemas import CreateAffiliate, CreateFinanceUser, CreateStore
+    from services.commission.admin.schemas import CreateAffiliate, CreateFinanceUser, CreateStore
+    from services.commission.admin.service import AdminService
     from shared.clock import SystemClock
     from shared.db import make_engine, make_sessions
     from shared.http import AllianceError

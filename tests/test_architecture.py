@@ -19,6 +19,19 @@ LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 LAYERS = "deploy above the services above shared, the three services independent"
 SHARED = "shared imports no service and no deploy module"
 SERVICES = "no service imports deploy"
+ORDERS_DOOR = "Commission: only orders/ imports orders/repository.py (others use orders/service.py)"
+ROUTES = "Commission: routes and consumers never import a repository (they call a service)"
+COMMISSION_LAYERS = (
+    "Commission: in each module, endpoints and consumers call the service, the service the "
+    "repository"
+)
+#: every contract's name, read from the file
+CONTRACTS = [
+    line.removeprefix("name = ").strip()
+    for line in CONFIG.read_text().splitlines()
+    if line.startswith("name = ")
+]
+COMMISSION_MODULES = ("admin", "channel", "finance", "orders", "program", "reports")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -38,7 +51,7 @@ def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_the_repository_keeps_its_import_contract() -> None:
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout
 
 
 class TestTheContractCatchesViolations:
@@ -57,6 +70,13 @@ class TestTheContractCatchesViolations:
             folder = root.joinpath(*package.split("."))
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "__init__.py").touch()
+        for name in COMMISSION_MODULES:  # the rooms of the commission service, empty
+            folder = root / "services" / "commission" / name
+            folder.mkdir()
+            for part in ("__init__", "endpoints", "service", "repository"):
+                (folder / f"{part}.py").touch()
+        for part in ("app", "deps"):
+            (root / "services" / "commission" / f"{part}.py").touch()
         (root / "shared" / "money.py").write_text("ZERO = 0\n")
         (root / "services" / "commission" / "ledger.py").write_text("LEDGER = 1\n")
         (root / "deploy" / "cli.py").write_text("import services.commission.ledger\n")
@@ -89,12 +109,33 @@ class TestTheContractCatchesViolations:
                 {LAYERS},
                 "services.attribution.service -> services.commission.ledger",
             ),
+            (
+                "services.commission.reports.service",
+                "from services.commission.orders import repository\n",
+                {ORDERS_DOOR},
+                "services.commission.reports.service -> services.commission.orders.repository",
+            ),
+            (
+                "services.commission.orders.endpoints",
+                "from services.commission.orders import repository\n",
+                {ROUTES},
+                "services.commission.orders.endpoints -> services.commission.orders.repository",
+            ),
+            (
+                "services.commission.orders.repository",
+                "from services.commission.orders import service\n",
+                {COMMISSION_LAYERS},
+                "services.commission.orders.repository -> services.commission.orders.service",
+            ),
         ],
         ids=[
             "shared-imports-a-service",
             "shared-imports-deploy",
             "service-imports-deploy",
             "service-imports-a-sibling",
+            "a-module-uses-another-modules-repository",
+            "a-route-skips-its-service",
+            "a-repository-calls-up-into-its-service",
         ],
     )
     def test_a_forbidden_import_breaks_its_contract(
@@ -104,7 +145,7 @@ class TestTheContractCatchesViolations:
         result = lint_imports(tmp_path)
         out = result.stdout
         assert result.returncode == 1, out + result.stderr
-        reported = {name for name in (LAYERS, SHARED, SERVICES) if f"{name} BROKEN" in out}
+        reported = {name for name in CONTRACTS if f"{name} BROKEN" in out}
         assert reported == broken, out
         assert chain in out
 
@@ -112,4 +153,4 @@ class TestTheContractCatchesViolations:
         self.tree(tmp_path, "shared.events", "from shared.money import ZERO\n")
         result = lint_imports(tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "Contracts: 3 kept, 0 broken." in result.stdout
+        assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in result.stdout

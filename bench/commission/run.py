@@ -37,9 +37,9 @@ from bench.attribution.run import (
 from deploy import procs
 from deploy.stack import kafka, orchestrate
 from services.commission import models as m
-from services.commission.core import OpKind
-from services.commission.principals import AdminService
-from services.commission.service import CommissionService
+from services.commission.admin.service import AdminService
+from services.commission.core.program import OpKind
+from services.commission.program.service import ProgramService
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
@@ -126,9 +126,9 @@ async def setup_store(database_url: str, settings: Settings, store: str) -> str:
             keys = await AdminService(settings.secret_key, settings.topic_prefix).create(
                 session, "store", store, store, datetime.now(UTC), "https://x.example/{product_id}"
             )
-            await CommissionService(
-                FixedClock(datetime.now(UTC) - timedelta(days=30))
-            ).change_program(session, store, OpKind.JOIN, "bench")
+            await ProgramService(FixedClock(datetime.now(UTC) - timedelta(days=30))).change_program(
+                session, store, OpKind.JOIN, "bench"
+            )
         return keys["api_key"]
     finally:
         await engine.dispose()

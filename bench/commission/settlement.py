@@ -38,8 +38,8 @@ import httpx
 from deploy import procs
 from deploy.migrations import upgrade
 from deploy.stack import orchestrate, postgres
-from services.commission.principals import AdminService
-from services.commission.repository import CommissionRepository
+from services.commission.admin.service import AdminService
+from services.commission.finance.repository import FinanceRepository
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 
@@ -215,7 +215,7 @@ async def measure(
         for kind, who, month in requests(n, stores, affiliates):
             async with make_sessions(engine)() as session:
                 t0 = time.perf_counter()
-                await CommissionRepository(session).settlement_totals(
+                await FinanceRepository(session).settlement_totals(
                     store_id=who if kind == "stores" else None,
                     affiliate_id=who if kind == "affiliates" else None,
                     start=month,

@@ -34,8 +34,8 @@ import asyncpg
 from bench.commission.settlement import commission_api, pct, seed
 from deploy.migrations import upgrade
 from deploy.stack import orchestrate, postgres
-from services.commission.reports import ReportRepository
-from services.commission.reports_core import DayRange
+from services.commission.core.reports import DayRange
+from services.commission.reports.repository import ReportRepository
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 

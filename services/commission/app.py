@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.commission.channel import router as channel_router
-from services.commission.consumer import make_pipeline
-from services.commission.core import ProgramError
-from services.commission.endpoints import router
-from services.commission.principals import OUTBOX, AdminService
-from services.commission.products import ProductRefresher
-from services.commission.report_endpoints import router as reports_router
-from services.commission.service import CommissionService
-from services.commission.traffic import TrafficService
-from services.commission.traffic import make_pipeline as make_reports_pipeline
+from services.commission.admin.endpoints import router as admin_router
+from services.commission.admin.service import OUTBOX, AdminService
+from services.commission.channel.endpoints import router as channel_router
+from services.commission.channel.refresher import ProductRefresher
+from services.commission.channel.service import ChannelService
+from services.commission.core.errors import ProgramError
+from services.commission.finance.endpoints import router as finance_router
+from services.commission.finance.service import FinanceService
+from services.commission.orders.consumer import make_pipeline
+from services.commission.orders.endpoints import router as orders_router
+from services.commission.orders.service import OrderService
+from services.commission.program.endpoints import router as program_router
+from services.commission.program.service import ProgramService
+from services.commission.reports.consumer import make_pipeline as make_reports_pipeline
+from services.commission.reports.endpoints import router as reports_router
+from services.commission.reports.service import ReportService, TrafficService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -34,6 +42,40 @@ STATIC = Path(__file__).parent / "static"
 DASHBOARD_CSP = "default-src 'self'; frame-ancestors 'none'"
 
 
+@dataclass(frozen=True)
+class Modules:
+    """The services of the modules, built once per app and shared by its routes and tasks."""
+
+    programs: ProgramService
+    admin: AdminService
+    orders: OrderService
+    finance: FinanceService
+    reports: ReportService
+    channel: ChannelService
+    refresher: ProductRefresher
+
+    @classmethod
+    def wire(
+        cls, settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession]
+    ) -> Modules:
+        channel = ChannelService()
+        programs = ProgramService(clock, settings.attribution_window_days, channel)
+        admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
+        programs.directory = admin  # a change of membership or window reaches the tracker
+        orders = OrderService(clock, settings.exit_policy, programs)
+        return cls(
+            programs=programs,
+            admin=admin,
+            orders=orders,
+            finance=FinanceService(clock, orders, sessions),
+            reports=ReportService(clock, orders, programs, sessions),
+            channel=channel,
+            refresher=ProductRefresher(
+                sessions, clock, settings.product_refresh_interval_s, programs
+            ),
+        )
+
+
 def create_app(
     settings: Settings | None = None, clock: Clock | None = None, *, consume: bool = True
 ) -> FastAPI:
@@ -42,8 +84,8 @@ def create_app(
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
-    service = CommissionService(clock or SystemClock(), settings.exit_policy)
-    refresher = ProductRefresher(sessions, service.clock, settings.product_refresh_interval_s)
+    modules = Modules.wire(settings, clock or SystemClock(), sessions)
+    refresher = modules.refresher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -56,11 +98,11 @@ def create_app(
         tasks.start("outbox-relay", relay.run)
         pipeline = reports = None
         if consume:
-            pipeline = make_pipeline(settings, sessions, producer, service)
+            pipeline = make_pipeline(settings, sessions, producer, modules.orders)
             await pipeline.start()
             app.state.pipeline = pipeline
             tasks.start("consumer", pipeline.run, health=pipeline.halted)
-            traffic = TrafficService(settings.attribution_window_days)
+            traffic = TrafficService(settings.attribution_window_days, modules.programs)
             reports = make_reports_pipeline(settings, sessions, producer, traffic)
             await reports.start()
             app.state.reports_pipeline = reports
@@ -80,12 +122,14 @@ def create_app(
 
     app = service_app("Alliance commission", lifespan)  # /docs from local assets, no CDN
     app.state.sessions = sessions
-    app.state.service = service
     app.state.settings = settings
     app.state.products = refresher
-    app.state.admin = AdminService(
-        settings.secret_key, settings.topic_prefix, settings.attribution_window_days
-    )
+    app.state.admin = modules.admin
+    app.state.programs = modules.programs
+    app.state.orders = modules.orders
+    app.state.channel = modules.channel
+    app.state.finance = modules.finance
+    app.state.reports = modules.reports
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
@@ -100,9 +144,15 @@ def create_app(
             tasks,
         )
     )
-    app.include_router(router)
-    app.include_router(reports_router)
-    app.include_router(channel_router)
+    for module in (
+        admin_router,
+        program_router,
+        orders_router,
+        finance_router,
+        reports_router,
+        channel_router,
+    ):
+        app.include_router(module)
 
     @app.get("/dashboard", include_in_schema=False)
     async def dashboard_page() -> FileResponse:

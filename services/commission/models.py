@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
 from shared.db import make_metadata
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
@@ -261,6 +262,16 @@ products = Table(
     ),
     Index("ix_products_category", "category_id", "in_program"),
 )
+
+
+def affiliate_order_sql(alias: str = "") -> str:
+    """:func:`~services.commission.core.reports.is_affiliate_order` as SQL, over a row with
+    the columns ``chargeable`` and ``status`` (``orders``, ``order_lines``), of ``alias`` if
+    given: the one spelling of the predicate that the repositories put in their queries."""
+    prefix = f"{alias}." if alias else ""
+    statuses = ", ".join(f"'{s.value}'" for s in AFFILIATE_ORDER_STATUSES)
+    return f"({prefix}chargeable AND {prefix}status IN ({statuses}))"
+
 
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)

@@ -22,18 +22,16 @@ import httpx
 from deploy import procs
 from deploy.stack import kafka, orchestrate, postgres
 from services.attribution.core import Click, OrderRef, decide
-from services.commission.core import (
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderCommission,
     OrderFacts,
     OrderStatus,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
     compute_order,
 )
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 from shared.config import Settings
 from shared.secrets import signature_header
 from tests.integration.harness import BROWSER_UA

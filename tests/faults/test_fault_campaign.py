@@ -27,9 +27,9 @@ from sqlalchemy import func, select
 from deploy.stack import orchestrate
 from services.attribution.models import clicks as attribution_clicks
 from services.commission import models as cm
-from services.commission.core import OpKind
-from services.commission.service import CommissionService
-from services.commission.verify import verify
+from services.commission.core.program import OpKind
+from services.commission.orders.verify import verify
+from services.commission.program.service import ProgramService
 from services.tracker.links import Link, LinkSigner
 from shared.clock import FixedClock
 from shared.config import Settings
@@ -109,7 +109,7 @@ class Campaign:
                 )
         # the programs joined a month ago (as the history says), through the service's rules
         async with make_sessions(self.engine)() as session, session.begin():
-            joining = CommissionService(FixedClock(self.history.joined_at))
+            joining = ProgramService(FixedClock(self.history.joined_at))
             for store in self.stores.values():
                 await joining.change_program(
                     session, store.store_id, OpKind.JOIN, "campaign", rate=store.rate

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.commission.core import OpKind
+from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import Click, OrderCompleted, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import make_producer
@@ -65,13 +65,13 @@ async def produce(settings: Settings, items: list[tuple[Topic, str, bytes]]) -> 
 async def joined_store(svc: Services, settings: Settings, u: str) -> None:
     """The store, in the program since well before the events (the commission service's own
     history is written straight into its tables: this test is about the stream)."""
-    from services.commission.service import CommissionService
+    from services.commission.program.service import ProgramService
     from shared.clock import FixedClock
 
     await register_store(svc, settings, f"s-{u}", landing="https://x.example/{product_id}")
     sessions = svc.apps["commission"].state.sessions
     async with sessions() as session, session.begin():
-        service = CommissionService(FixedClock(NOW - timedelta(days=60)))
+        service = ProgramService(FixedClock(NOW - timedelta(days=60)))
         await service.change_program(session, f"s-{u}", OpKind.JOIN, "test")
 
 

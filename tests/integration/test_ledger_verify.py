@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert
 
 from services.commission import models as m
-from services.commission.verify import verify
+from services.commission.orders.verify import verify
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from tests.integration import test_scenarios_services as scenarios
@@ -95,7 +95,7 @@ async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
 ) -> None:
     from sqlalchemy import select, update
 
-    from services.commission.service import CommissionService
+    from services.commission.orders.service import OrderService
     from shared.clock import SystemClock
 
     await replayed_refunds(settings)
@@ -122,7 +122,7 @@ async def test_a_stale_settlement_summary_is_caught_and_summarise_restores_it(
                 .where(o.c.store_id == store_id, o.c.order_id == order_id)
                 .values(chargeable=None, commission_minor=None)
             )
-            service = CommissionService(SystemClock())
+            service = OrderService(SystemClock())
             assert await service.summarise(session) == 1
             assert await service.summarise(session) == 0
             restored = await session.scalar(

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.commission.verify import verify
+from services.commission.orders.verify import verify
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from tests.integration.harness import admin, eventually

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.commission.core import OpKind
+from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import Click, OrderItem, OrderPlaced, ProductUpserted, Topic, encode
 from tests.integration.harness import Services, admin, eventually, new_affiliate, new_link, running
@@ -25,7 +25,7 @@ async def store_in_program(
     svc: Services, settings: Settings, store: str, *, join: bool, rates: dict[str, str]
 ) -> dict[str, str]:
     """A store (joined 60 days ago, when its rates were set, if ``join``); returns its key."""
-    from services.commission.service import CommissionService
+    from services.commission.program.service import ProgramService
     from shared.clock import FixedClock
 
     resp = await svc.commission.post(
@@ -35,7 +35,7 @@ async def store_in_program(
     )
     assert resp.status_code == 201, resp.text
     if join:
-        service = CommissionService(FixedClock(NOW - timedelta(days=60)))
+        service = ProgramService(FixedClock(NOW - timedelta(days=60)))
         async with svc.apps["commission"].state.sessions() as session, session.begin():
             await service.change_program(session, store, OpKind.JOIN, "test")
             for category, rate in rates.items():

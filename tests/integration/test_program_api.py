@@ -13,6 +13,7 @@ import pytest
 from shared.clock import FixedClock
 from shared.config import Settings
 from tests.integration.harness import admin, register_store, running
+from tests.integration.test_reports import csv_cells
 from tests.integration.test_scenarios_services import replayed
 
 pytestmark = pytest.mark.integration
@@ -118,6 +119,8 @@ async def test_ledger_pages_are_stable_and_export_as_csv(settings: Settings) -> 
         assert len({x["posting_id"] for x in lines}) == len(lines)
         # commission of o2 (2.95), o3 (2.80), o5 (0.03); reversals of r1 (−1.25) and r2 (−2.80)
         assert sorted(x["amount"] for x in lines) == ["-1.25", "-2.80", "0.03", "2.80", "2.95"]
+        # streamed two postings a page: the export reads page after page as it writes
+        svc.apps["commission"].state.finance.export_page = 2
         exported = await svc.commission.get(
             "/v1/ledger",
             params={"account": account},
@@ -125,6 +128,7 @@ async def test_ledger_pages_are_stable_and_export_as_csv(settings: Settings) -> 
         )
         assert exported.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(exported.text)))
+        assert rows == [csv_cells(x) for x in lines]  # the JSON pages, cell for cell
         # OWASP's CSV-injection rule holds for amounts too: a negative one starts with '
         assert sorted(r["amount"] for r in rows) == sorted(
             "'" + x["amount"] if x["amount"].startswith("-") else x["amount"] for x in lines

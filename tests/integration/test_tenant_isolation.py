@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from services.commission.core import OpKind
-from services.commission.service import CommissionService
+from services.commission.core.program import OpKind
+from services.commission.program.service import ProgramService
 from services.tracker.links import Link, LinkSigner
 from shared.clock import FixedClock
 from shared.config import Settings
@@ -218,7 +218,7 @@ async def test_a_backdated_completion_counts_from_its_arrival(settings: Settings
         long_ago = datetime.now(UTC) - timedelta(days=30)
         async with svc.apps["commission"].state.sessions() as session, session.begin():
             # the store joined before the order, which is dated in the past
-            joining = CommissionService(FixedClock(long_ago - timedelta(days=10)))
+            joining = ProgramService(FixedClock(long_ago - timedelta(days=10)))
             await joining.change_program(
                 session, store.store_id, OpKind.JOIN, "test", rate=Decimal("0.10")
             )

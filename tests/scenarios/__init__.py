@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 from services.attribution.core import Click, OrderRef, decide
-from services.commission.core import (
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderCommission,
     OrderFacts,
     OrderStatus,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
     compute_order,
 )
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 
 #: the worked examples, kept in the repository (a copy of ../shared/scenarios, so that a clone
 #: with nothing beside it passes ``make test``)

@@ -10,26 +10,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.commission.core import (
-    DEFAULT_RATE,
-    MAX_MAIN_PRODUCTS,
-    ExitPolicy,
-    InvalidRate,
-    InvalidWindow,
-    LedgerTxn,
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderFacts,
     OrderStatus,
-    ProgramError,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
-    balances,
     compute_order,
-    ledger_delta,
 )
+from services.commission.core.errors import InvalidRate, InvalidWindow, ProgramError
+from services.commission.core.ledger import LedgerTxn, balances, ledger_delta
+from services.commission.core.program import (
+    DEFAULT_RATE,
+    MAX_MAIN_PRODUCTS,
+    OpKind,
+    ProgramHistory,
+    ProgramOp,
+)
+from shared.policy import ExitPolicy
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 D = timedelta(days=1)

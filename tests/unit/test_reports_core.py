@@ -4,32 +4,31 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.commission.core import (
+from services.commission.channel.service import ASCENDING, SORTS
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderFacts,
     OrderStatus,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
     compute_order,
 )
-from services.commission.reports_core import (
+from services.commission.core.errors import RangeError
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
+from services.commission.core.reports import (
     MAX_DAYS,
     Granularity,
-    RangeError,
     bucket_of,
     buckets,
     day_range,
     hot_products,
     product_score,
-    ranked,
     refund_reversals,
     share,
 )
@@ -160,19 +159,38 @@ def test_a_higher_rate_never_ranks_lower(hot: bool, main: bool, orders: int, bum
     low = product_score(hot, main, D("0.05"), orders)
     high = product_score(hot, main, D("0.05") + D(bump) / 1000, orders)
     assert high > low
-    rows = ranked([("s", "a", low, D("0.05")), ("s", "b", high, D("0.06"))])
-    assert [r[1] for r in rows] == ["b", "a"]
+    assert [
+        r["product_id"]
+        for r in _channel_order([_row("s", "a", low, "0.05"), _row("s", "b", high, "0.06")])
+    ] == ["b", "a"]
+
+
+def _row(store: str, product: str, score: Decimal, rate: str) -> dict[str, Any]:
+    return {"store_id": store, "product_id": product, "score": score, "rate": D(rate)}
+
+
+def _channel_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The product channel's order as its keyset declares it (``SORTS["score"]``: each column
+    descending unless ascending), applied in Python: what the SQL ``ORDER BY`` is built from."""
+    out = list(rows)
+    for column in reversed(SORTS["score"]):
+        out.sort(key=lambda r: r[column], reverse=column not in ASCENDING)
+    return out
 
 
 def test_ties_go_to_the_higher_rate_then_the_ids() -> None:
-    rows = ranked(
+    rows = _channel_order(
         [
-            ("s2", "x", D("10"), D("0.05")),
-            ("s1", "y", D("10"), D("0.08")),
-            ("s1", "a", D("10"), D("0.05")),
+            _row("s2", "x", D("10"), "0.05"),
+            _row("s1", "y", D("10"), "0.08"),
+            _row("s1", "a", D("10"), "0.05"),
         ]
     )
-    assert [(r[0], r[1]) for r in rows] == [("s1", "y"), ("s1", "a"), ("s2", "x")]
+    assert [(r["store_id"], r["product_id"]) for r in rows] == [
+        ("s1", "y"),
+        ("s1", "a"),
+        ("s2", "x"),
+    ]
 
 
 def test_hot_products_are_the_top_sellers_with_at_least_one_order() -> None:

@@ -10,21 +10,17 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.commission.core import (
+from services.commission.core.commission import (
     LineItem,
-    OpKind,
     OrderFacts,
     OrderStatus,
-    ProgramHistory,
-    ProgramOp,
     Refund,
     RefundItem,
-    commission_key,
-    ledger_delta,
-    reversal_key,
     visible_clicks,
 )
-from services.commission.service import effective_at
+from services.commission.core.ledger import commission_key, ledger_delta, reversal_key
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
+from services.commission.orders.service import effective_at
 from shared.events import OrderCancelled, OrderCompleted
 
 T = datetime(2026, 3, 1, 12, tzinfo=UTC)

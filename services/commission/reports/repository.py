@@ -1,92 +1,42 @@
-"""Seller reports from the read models: what each report sums, in SQL over the rollups, and
-the little that is computed per row by the pure core (a refund's reversed commission).
+"""All SQL of the reports: the report queries (read only) and the reports consumer's writes
+(traffic per day, visitors per day, clicks and page views seen, the catalog).
 
 Definitions (documented in the README):
-- an *affiliate order* is a chargeable order (attributed, store in the program at placement);
+- an *affiliate order* is a chargeable order (attributed, store in the program at placement)
+  that was not cancelled (:func:`~services.commission.core.reports.is_affiliate_order`);
   orders count by their placement day, cancelled ones apart;
 - *commission payable* is the net commission of completed affiliate orders, *estimated* the
   net of those still open; both equal what the ledger holds or will hold for those orders;
 - traffic counts affiliate clicks by their day, suspicious ones apart; *affiliate visitors*
   are the distinct visitors with an affiliate click, *store visitors* those with a click or a
   page view; an *affiliate page view* is a view by a visitor with an affiliate click on the
-  store inside the store's attribution window before it.
+  store inside the store's attribution window before it
+  (:func:`~services.commission.core.reports.is_affiliate_view`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import ZERO, ExitPolicy
-from services.commission.reports_core import (
+from services.commission import models as m
+from services.commission.core.reports import (
     DayRange,
     Granularity,
-    bucket_of,
-    refund_reversals,
+    OrderTotals,
+    TrafficRow,
+    TransactionFilter,
 )
-from services.commission.repository import CommissionRepository
-from shared.db import decode_cursor, encode_cursor, like_pattern
+from services.commission.models import affiliate_order_sql
+from shared.db import like_pattern
+from shared.events import Click, PageView
 from shared.money import from_minor
-
-
-@dataclass(frozen=True, slots=True)
-class TrafficRow:
-    clicks: int = 0
-    suspicious_clicks: int = 0
-    page_views: int = 0
-    affiliate_page_views: int = 0
-    affiliate_visitors: int = 0
-    store_visitors: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class OrderTotals:
-    currency: str
-    orders: int
-    cancelled_orders: int
-    affiliate_sales: Decimal
-    commission_estimated: Decimal
-    commission_payable: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class RefundTotals:
-    currency: str
-    refunded_orders: int
-    refund_amount: Decimal
-    commission_reversed: Decimal
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    type: str  # order | refund
-    at: datetime
-    store_id: str
-    order_id: str
-    seq: str
-    refund_id: str | None
-    product_id: str
-    title: str
-    quantity: int | None
-    currency: str
-    amount: Decimal
-    commission: Decimal
-    status: str
-    affiliate_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionFilter:
-    product_id: str | None = None
-    keyword: str | None = None
-    order_id: str | None = None
-    type: str | None = None  # order | refund | None: both
 
 
 def _bucket_sql(day: str, granularity: Granularity) -> str:
@@ -101,14 +51,81 @@ def _utc_day(timestamp: str) -> str:
     return f"CAST(({timestamp}) AT TIME ZONE 'UTC' AS date)"
 
 
-def transaction_cursor(t: Transaction) -> str:
-    return encode_cursor([t.at.isoformat(), t.type, t.order_id, t.seq])
+#: the order lines of a transactions page (``{where}``: its filters)
+_ORDER_LINES = """
+    (SELECT 'order' AS type, l.placed_at AS at, l.order_id,
+        lpad(l.line_no::text, 5, '0') AS seq, NULL AS refund_id, l.product_id,
+        l.title, l.quantity, l.currency, l.sales_minor AS amount_minor,
+        l.commission_minor, NULL AS refund_amount, NULL::bigint AS item_no, l.status,
+        l.affiliate_id
+    FROM commission.order_lines l
+    WHERE {where}
+    ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
+"""
+
+#: the refund lines of a transactions page, one per refunded item
+_REFUND_LINES = """
+    (SELECT 'refund' AS type, r.occurred_at AS at, r.order_id,
+        r.refund_id || '#' || lpad(e.idx::text, 5, '0') AS seq, r.refund_id,
+        e.item->>'product_id' AS product_id, coalesce(t.title, '') AS title,
+        NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
+        NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
+        e.idx - 1 AS item_no,
+        o.status, o.affiliate_id
+    FROM commission.refunds r
+    JOIN commission.orders o USING (store_id, order_id)
+    CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, idx)
+    LEFT JOIN LATERAL (
+        SELECT l.title FROM commission.order_lines l
+        WHERE l.store_id = r.store_id AND l.order_id = r.order_id
+            AND l.product_id = e.item->>'product_id'
+        ORDER BY l.line_no LIMIT 1
+    ) t ON true
+    WHERE {where}
+    ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
+"""
 
 
-def transaction_after(cursor: str) -> tuple[datetime, str, str, str]:
-    """The position after which the next page starts; ValueError if it is not one of ours."""
-    at, kind, order_id, seq = decode_cursor(cursor, 4)
-    return datetime.fromisoformat(at), kind, order_id, seq
+def _transaction_filters(
+    f: TransactionFilter, after: tuple[datetime, str, str, str] | None, params: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The conditions on order lines and on refund lines of a transactions page (its range,
+    filters and keyset position); their values go into ``params``."""
+    lines_where = [
+        "l.store_id = :store",
+        "l.chargeable",
+        "l.placed_at >= :start",
+        "l.placed_at < :end",
+    ]
+    refunds_where = [
+        "r.store_id = :store",
+        "o.chargeable",
+        "r.occurred_at >= :start",
+        "r.occurred_at < :end",
+    ]
+    if f.product_id:
+        params["product"] = f.product_id
+        lines_where.append("l.product_id = :product")
+        refunds_where.append("e.item->>'product_id' = :product")
+    if f.order_id:
+        params["order"] = f.order_id
+        lines_where.append("l.order_id = :order")
+        refunds_where.append("r.order_id = :order")
+    if f.keyword:
+        params["like"] = like_pattern(f.keyword)
+        lines_where.append("lower(l.title) LIKE :like")
+        refunds_where.append("lower(t.title) LIKE :like")
+    if after is not None:
+        params["a_at"], params["a_type"], params["a_order"], params["a_seq"] = after
+        key = "(:a_at, :a_type, :a_order, :a_seq)"
+        lines_where.append(
+            f"(l.placed_at, 'order', l.order_id, lpad(l.line_no::text, 5, '0')) < {key}"
+        )
+        refunds_where.append(
+            "(r.occurred_at, 'refund', r.order_id, "
+            f"r.refund_id || '#' || lpad(e.idx::text, 5, '0')) < {key}"
+        )
+    return lines_where, refunds_where
 
 
 class ReportRepository:
@@ -226,13 +243,14 @@ class ReportRepository:
     ) -> list[tuple[date | None, OrderTotals]]:
         """Per currency (and bucket, if ``granularity``): affiliate orders placed in range."""
         bucket = _bucket_sql(_utc_day("placed_at"), granularity) if granularity else "NULL"
+        affiliate = affiliate_order_sql()  # of the chargeable orders: those not cancelled
         rows = await self.session.execute(
             text(
                 f"""
                 SELECT {bucket} AS bucket, currency,
-                    count(*) FILTER (WHERE status <> 'cancelled') AS orders,
-                    count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-                    coalesce(sum(sales_minor) FILTER (WHERE status <> 'cancelled'), 0) AS sales,
+                    count(*) FILTER (WHERE {affiliate}) AS orders,
+                    count(*) FILTER (WHERE NOT {affiliate}) AS cancelled,
+                    coalesce(sum(sales_minor) FILTER (WHERE {affiliate}), 0) AS sales,
                     coalesce(sum(commission_minor - reversed_minor)
                         FILTER (WHERE status = 'placed'), 0) AS estimated,
                     coalesce(sum(commission_minor - reversed_minor)
@@ -286,83 +304,13 @@ class ReportRepository:
     ) -> list[Any]:
         """Order lines and refund lines, newest first (keyset: a page never shifts when rows
         are added)."""
-        params: dict[str, Any] = {
-            "store": store_id,
-            "start": r.start,
-            "end": r.end,
-            "limit": limit,
-        }
-        lines_where = [
-            "l.store_id = :store",
-            "l.chargeable",
-            "l.placed_at >= :start",
-            "l.placed_at < :end",
-        ]
-        refunds_where = [
-            "r.store_id = :store",
-            "o.chargeable",
-            "r.occurred_at >= :start",
-            "r.occurred_at < :end",
-        ]
-        if f.product_id:
-            params["product"] = f.product_id
-            lines_where.append("l.product_id = :product")
-            refunds_where.append("e.item->>'product_id' = :product")
-        if f.order_id:
-            params["order"] = f.order_id
-            lines_where.append("l.order_id = :order")
-            refunds_where.append("r.order_id = :order")
-        if f.keyword:
-            params["like"] = like_pattern(f.keyword)
-            lines_where.append("lower(l.title) LIKE :like")
-            refunds_where.append("lower(t.title) LIKE :like")
-        if after is not None:
-            params["a_at"], params["a_type"], params["a_order"], params["a_seq"] = after
-            key = "(:a_at, :a_type, :a_order, :a_seq)"
-            lines_where.append(
-                f"(l.placed_at, 'order', l.order_id, lpad(l.line_no::text, 5, '0')) < {key}"
-            )
-            refunds_where.append(
-                "(r.occurred_at, 'refund', r.order_id, "
-                f"r.refund_id || '#' || lpad(e.idx::text, 5, '0')) < {key}"
-            )
+        params: dict[str, Any] = {"store": store_id, "start": r.start, "end": r.end, "limit": limit}
+        lines_where, refunds_where = _transaction_filters(f, after, params)
         parts = []
         if f.type in (None, "order"):
-            parts.append(
-                f"""
-                (SELECT 'order' AS type, l.placed_at AS at, l.order_id,
-                    lpad(l.line_no::text, 5, '0') AS seq, NULL AS refund_id, l.product_id,
-                    l.title, l.quantity, l.currency, l.sales_minor AS amount_minor,
-                    l.commission_minor, NULL AS refund_amount, NULL::bigint AS item_no, l.status,
-                    l.affiliate_id
-                FROM commission.order_lines l
-                WHERE {" AND ".join(lines_where)}
-                ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
-                """
-            )
+            parts.append(_ORDER_LINES.format(where=" AND ".join(lines_where)))
         if f.type in (None, "refund"):
-            parts.append(
-                f"""
-                (SELECT 'refund' AS type, r.occurred_at AS at, r.order_id,
-                    r.refund_id || '#' || lpad(e.idx::text, 5, '0') AS seq, r.refund_id,
-                    e.item->>'product_id' AS product_id, coalesce(t.title, '') AS title,
-                    NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
-                    NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
-                    e.idx - 1 AS item_no,
-                    o.status, o.affiliate_id
-                FROM commission.refunds r
-                JOIN commission.orders o USING (store_id, order_id)
-                CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, idx)
-                LEFT JOIN LATERAL (
-                    SELECT l.title FROM commission.order_lines l
-                    WHERE l.store_id = r.store_id AND l.order_id = r.order_id
-                        AND l.product_id = e.item->>'product_id'
-                    ORDER BY l.line_no LIMIT 1
-                ) t ON true
-                WHERE {" AND ".join(refunds_where)}
-                ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
-                """
-            )
+            parts.append(_REFUND_LINES.format(where=" AND ".join(refunds_where)))
         sql = (
             "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS u"
             " ORDER BY at DESC, type DESC, order_id DESC, seq DESC LIMIT :limit"
@@ -393,7 +341,7 @@ class ReportRepository:
                     count(DISTINCT order_id) AS orders, sum(quantity) AS units,
                     sum(sales_minor) AS sales, sum(commission_minor - reversed_minor) AS commission
                 FROM commission.order_lines
-                WHERE store_id = :store AND chargeable AND status <> 'cancelled'
+                WHERE store_id = :store AND {affiliate_order_sql()}
                     AND placed_at >= :start AND placed_at < :end {where}
                 GROUP BY product_id, currency
                 ORDER BY {order} DESC, product_id
@@ -404,89 +352,136 @@ class ReportRepository:
         )
         return list(rows)
 
+    # -- the reports consumer's writes ----------------------------------------------------------
 
-async def refund_totals(
-    session: AsyncSession,
-    store_id: str,
-    r: DayRange,
-    granularity: Granularity,
-    policy: ExitPolicy,
-) -> tuple[list[RefundTotals], list[tuple[date, RefundTotals]]]:
-    """Per currency, over the range and per bucket: refunded affiliate orders, refunded
-    amount, and the commission the refunds reverse (computed by the core, as the ledger posts
-    it). One read of the refunds serves both."""
-    rows = await ReportRepository(session).refunds_in(store_id, r)
-    reversed_by = await _reversals(session, store_id, {row.order_id for row in rows}, policy)
-    acc: dict[tuple[date | None, str], tuple[set[str], Decimal, Decimal]] = {}
-    for row in rows:
-        amount = sum((Decimal(item["amount"]) for item in row.items), ZERO)
-        keys = [(row.order_id, row.refund_id, n) for n in range(len(row.items))]
-        rev = sum((reversed_by.get(k, ZERO) for k in keys), ZERO)
-        for b in (None, bucket_of(row.occurred_at.date(), granularity)):
-            orders, a, v = acc.get((b, row.currency), (set(), ZERO, ZERO))
-            orders.add(row.order_id)
-            acc[(b, row.currency)] = (orders, a + amount, v + rev)
-    ordered = sorted(acc.items(), key=lambda kv: (kv[0][0] or date.min, kv[0][1]))
-    totals = [RefundTotals(c, len(o), a, v) for (b, c), (o, a, v) in ordered if b is None]
-    series = [(b, RefundTotals(c, len(o), a, v)) for (b, c), (o, a, v) in ordered if b]
-    return totals, series
-
-
-async def _reversals(
-    session: AsyncSession, store_id: str, order_ids: set[str], policy: ExitPolicy
-) -> dict[tuple[str, str, int], Decimal]:
-    """(order, refund, item position) → commission reversed, for the given orders of the
-    store."""
-    repo = CommissionRepository(session)
-    facts = await repo.order_facts((store_id, o) for o in order_ids)
-    programs = await repo.programs({f.store_id for f in facts.values()})
-    return {
-        (f.order_id, refund_id, n): amount
-        for f in facts.values()
-        for (refund_id, n), amount in refund_reversals(f, programs[f.store_id], policy).items()
-    }
-
-
-async def transactions(
-    session: AsyncSession,
-    store_id: str,
-    r: DayRange,
-    f: TransactionFilter,
-    after: tuple[datetime, str, str, str] | None,
-    limit: int,
-    policy: ExitPolicy,
-) -> list[Transaction]:
-    rows = await ReportRepository(session).transactions(store_id, r, f, after, limit)
-    refunded = {row.order_id for row in rows if row.type == "refund"}
-    reversed_by = await _reversals(session, store_id, refunded, policy) if refunded else {}
-    out = []
-    for row in rows:
-        if row.type == "order":
-            amount = from_minor(int(row.amount_minor), row.currency)
-            commission = (
-                from_minor(int(row.commission_minor), row.currency)
-                if row.status != "cancelled"
-                else ZERO
+    async def fresh_clicks(self, clicks: list[Click]) -> list[Click]:
+        if not clicks:
+            return []
+        by_id = {c.click_id: c for c in clicks}
+        t = m.report_clicks
+        rows = await self.session.execute(
+            insert(t)
+            .values(
+                [
+                    {
+                        "click_id": c.click_id,
+                        "store_id": c.store_id,
+                        "visitor_id": c.visitor_id,
+                        "affiliate_id": c.affiliate_id,
+                        "occurred_at": c.occurred_at,
+                        "suspicious": c.suspicious,
+                    }
+                    for c in sorted(by_id.values(), key=lambda c: c.click_id)
+                ]
             )
-        else:
-            amount = Decimal(row.refund_amount)
-            commission = -reversed_by.get((row.order_id, row.refund_id, row.item_no), ZERO)
-        out.append(
-            Transaction(
-                row.type,
-                row.at,
-                store_id,
-                row.order_id,
-                row.seq,
-                row.refund_id,
-                row.product_id,
-                row.title,
-                row.quantity,
-                row.currency,
-                amount,
-                commission,
-                row.status,
-                row.affiliate_id,
+            .on_conflict_do_nothing(index_elements=["click_id"])
+            .returning(t.c.click_id)
+        )
+        return [by_id[i] for i in rows.scalars()]
+
+    async def fresh_views(self, views: list[PageView]) -> list[PageView]:
+        if not views:
+            return []
+        by_id = {f"{v.store_id}/{v.event_id}": v for v in views}
+        t = m.seen_page_views
+        rows = await self.session.execute(
+            insert(t)
+            .values([{"event_id": k} for k in sorted(by_id)])
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(t.c.event_id)
+        )
+        return [by_id[k] for k in rows.scalars()]
+
+    async def last_clicks(self, views: list[PageView]) -> list[datetime | None]:
+        """For each view: the last affiliate click (not suspicious) of its visitor on its
+        store at or before the view, if any."""
+        if not views:
+            return []
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT v.n, (
+                    SELECT max(c.occurred_at) FROM commission.report_clicks c
+                    WHERE c.store_id = v.store_id AND c.visitor_id = v.visitor_id
+                      AND c.occurred_at <= v.at AND NOT c.suspicious
+                ) AS last_click
+                FROM unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
+                    CAST(:ats AS timestamptz[])) WITH ORDINALITY AS v(store_id, visitor_id, at, n)
+                """
+            ),
+            {
+                "stores": [v.store_id for v in views],
+                "visitors": [v.visitor_id for v in views],
+                "ats": [v.occurred_at for v in views],
+            },
+        )
+        last: dict[int, datetime | None] = {int(r.n): r.last_click for r in rows}
+        return [last.get(n) for n in range(1, len(views) + 1)]
+
+    async def add_counts(self, counts: Counter[tuple[str, date, str]]) -> None:
+        per_day: dict[tuple[str, date], dict[str, int]] = {}
+        for (store, day, kind), n in counts.items():
+            per_day.setdefault((store, day), {})[kind] = n
+        if not per_day:
+            return
+        names = ("clicks", "suspicious_clicks", "page_views", "affiliate_page_views")
+        t = m.traffic_days
+        stmt = insert(t).values(
+            [
+                {"store_id": s, "day": d, **{k: kinds.get(k, 0) for k in names}}
+                for (s, d), kinds in sorted(per_day.items())
+            ]
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store_id", "day"],
+                set_={k: t.c[k] + stmt.excluded[k] for k in names},
             )
         )
-    return out
+
+    async def add_visitors(self, visitors: dict[tuple[str, date, str], tuple[bool, bool]]) -> None:
+        if not visitors:
+            return
+        t = m.visitor_days
+        stmt = insert(t).values(
+            [
+                {"store_id": s, "day": d, "visitor_id": v, "clicked": c, "viewed": w}
+                for (s, d, v), (c, w) in sorted(visitors.items())
+            ]
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store_id", "day", "visitor_id"],
+                set_={
+                    "clicked": t.c.clicked | stmt.excluded.clicked,
+                    "viewed": t.c.viewed | stmt.excluded.viewed,
+                },
+                where=(~t.c.clicked & stmt.excluded.clicked) | (~t.c.viewed & stmt.excluded.viewed),
+            )
+        )
+
+    async def upsert_products(self, rows: list[dict[str, Any]]) -> None:
+        """Catalog rows (with their ranking fields); a row older than the stored one loses."""
+        if not rows:
+            return
+        t = m.products
+        stmt = insert(t).values(rows)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store_id", "product_id"],
+                set_={
+                    c: stmt.excluded[c]
+                    for c in (
+                        "category_id",
+                        "title",
+                        "price_minor",
+                        "currency",
+                        "updated_at",
+                        "rate",
+                        "main",
+                        "in_program",
+                    )
+                },
+                where=t.c.updated_at <= stmt.excluded.updated_at,
+            )
+        )

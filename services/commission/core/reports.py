@@ -1,23 +1,22 @@
 """The pure rules of the reports: ranges and buckets of days, shares, per-refund reversals,
-product ranking. No I/O; the report queries and the product channel call these."""
+what an affiliate order and an affiliate page view are, product ranking. No I/O; the report
+queries, the reports consumer and the product channel call these."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from typing import Final
 
-from services.commission.core import (
-    ZERO,
-    ExitPolicy,
-    OrderFacts,
-    ProgramHistory,
-    Refund,
-    compute_order,
-)
+from services.commission.core.commission import OrderFacts, OrderStatus, Refund, compute_order
+from services.commission.core.errors import EmptyRange, OutOfRange, RangeTooLong
+from services.commission.core.program import ProgramHistory
+from shared.money import ZERO
+from shared.policy import ExitPolicy
 
 #: The range a report covers when none is given: the last 90 days, today included.
 DEFAULT_DAYS = 90
@@ -29,14 +28,6 @@ class Granularity(StrEnum):
     DAY = "day"
     WEEK = "week"  # ISO weeks, Monday first
     MONTH = "month"
-
-
-class RangeError(ValueError):
-    """A report range that cannot be served; ``code`` is the machine-readable reason."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,13 +55,35 @@ def day_range(first: date | None, last: date | None, today: date) -> DayRange:
     """The range a report asks for: ``to`` defaults to today, ``from`` to 89 days before it."""
     last = last or today
     if last >= date(9999, 1, 1):
-        raise RangeError("out_of_range", "to must be before the year 9999")
+        raise OutOfRange()
     first = first or last - timedelta(days=DEFAULT_DAYS - 1)
     if first > last:
-        raise RangeError("empty_range", "from must not be after to")
+        raise EmptyRange()
     if (last - first).days + 1 > MAX_DAYS:
-        raise RangeError("range_too_long", f"a report covers at most {MAX_DAYS} days")
+        raise RangeTooLong(f"a report covers at most {MAX_DAYS} days")
     return DayRange(first, last)
+
+
+# -- what the reports count --------------------------------------------------------------------
+
+#: The statuses of an affiliate order: a chargeable order (attributed, its store in the program
+#: when it was placed) that was not cancelled. Repositories build their SQL from this.
+AFFILIATE_ORDER_STATUSES: Final = (OrderStatus.PLACED, OrderStatus.COMPLETED)
+
+
+def is_affiliate_order(chargeable: bool, status: OrderStatus) -> bool:
+    """Whether an order (or one of its lines) counts as an affiliate order in the reports and
+    the product channel's sales history."""
+    return chargeable and status in AFFILIATE_ORDER_STATUSES
+
+
+def is_affiliate_view(last_click: datetime | None, viewed_at: datetime, window: timedelta) -> bool:
+    """Whether a page view counts as an affiliate page view: its visitor's last affiliate
+    click (not suspicious) on the store is at most ``window`` before the view. Both ends are
+    included, as in the attribution window (``placed_at - window <= click <= placed_at``): a
+    view exactly ``window`` after the click counts, as an order placed then would be
+    attributed."""
+    return last_click is not None and last_click <= viewed_at <= last_click + window
 
 
 def bucket_of(day: date, granularity: Granularity) -> date:
@@ -93,6 +106,37 @@ def buckets(r: DayRange, granularity: Granularity) -> list[date]:
             out.append(b)
         day += timedelta(days=1)
     return out
+
+
+# -- what the report queries return ----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficRow:
+    clicks: int = 0
+    suspicious_clicks: int = 0
+    page_views: int = 0
+    affiliate_page_views: int = 0
+    affiliate_visitors: int = 0
+    store_visitors: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class OrderTotals:
+    currency: str
+    orders: int
+    cancelled_orders: int
+    affiliate_sales: Decimal
+    commission_estimated: Decimal
+    commission_payable: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionFilter:
+    product_id: str | None = None
+    keyword: str | None = None
+    order_id: str | None = None
+    type: str | None = None  # order | refund | None: both
 
 
 def share(part: int, whole: int) -> Decimal | None:
@@ -155,10 +199,3 @@ def hot_products(orders_by_product: Mapping[str, int], top: int = HOT_TOP) -> se
         ((n, p) for p, n in orders_by_product.items() if n > 0), key=lambda x: (-x[0], x[1])
     )
     return {p for _, p in ranked[:top]}
-
-
-def ranked(
-    rows: Iterable[tuple[str, str, Decimal, Decimal]],
-) -> list[tuple[str, str, Decimal, Decimal]]:
-    """(store, product, score, rate) in channel order."""
-    return sorted(rows, key=lambda r: (-r[2], -r[3], r[0], r[1]))

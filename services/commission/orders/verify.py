@@ -15,9 +15,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.commission.core import ExitPolicy, OrderKey, compute_order, ledger_delta
-from services.commission.repository import CommissionRepository
-from services.commission.service import summary
+from services.commission.core.commission import OrderKey, compute_order
+from services.commission.core.ledger import ledger_delta
+from services.commission.orders.repository import LedgerRepository, OrderRepository
+from services.commission.orders.service import summary
+from services.commission.program.service import ProgramService
+from shared.policy import ExitPolicy
 
 
 @dataclass
@@ -42,19 +45,23 @@ class Verification:
 async def verify(
     session: AsyncSession, policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
 ) -> Verification:
-    repo = CommissionRepository(session)
+    repo, ledger, programs_of = (
+        OrderRepository(session),
+        LedgerRepository(session),
+        ProgramService(),
+    )
     out = Verification()
-    out.transactions_unbalanced = [int(r[0]) for r in await repo.unbalanced_transactions()]
+    out.transactions_unbalanced = [int(r[0]) for r in await ledger.unbalanced_transactions()]
     totals: dict[str, int] = {}
-    for (_, currency), minor in (await repo.account_balances()).items():
+    for (_, currency), minor in (await ledger.account_balances()).items():
         totals[currency] = totals.get(currency, 0) + minor
     out.currencies_unbalanced = {c: v for c, v in totals.items() if v != 0}
     ids = await repo.order_ids()
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
         facts = await repo.order_facts(chunk)
-        programs = await repo.programs({f.store_id for f in facts.values()})
-        posted = await repo.posted(facts)
+        programs = await programs_of.histories(session, {f.store_id for f in facts.values()})
+        posted = await ledger.posted(facts)
         stored = await repo.summaries(facts)
         for key, f in facts.items():
             out.orders_checked += 1

@@ -1,0 +1,134 @@
+"""Admin use cases: principals (stores, affiliates, finance users), their keys and secrets,
+and the directory entries the tracker learns them from (through the outbox)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission.admin.repository import PrincipalRepository
+from services.commission.core.program import ProgramState
+from services.commission.errors import AlreadyExists, NotFound
+from services.commission.models import outbox
+from services.commission.program.service import ProgramService
+from shared.clock import Clock, SystemClock
+from shared.events import AffiliateEntry, StoreEntry, Topic, encode
+from shared.outbox import OutboxRepository
+from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
+
+OUTBOX = OutboxRepository(outbox)
+
+
+@dataclass
+class AdminService:
+    secret_key: str
+    topic_prefix: str
+    clock: Clock = field(default_factory=SystemClock)
+    #: what a store's directory entry says of its program (membership, window)
+    programs: ProgramService = field(default_factory=ProgramService)
+
+    async def principal_of_key(self, session: AsyncSession, key: str) -> tuple[str, str] | None:
+        """(kind, id) of the principal whose API key is ``key``, if any."""
+        row = await PrincipalRepository(session).by_key_hash(hash_key(key))
+        return (row.kind, row.principal_id) if row is not None else None
+
+    async def store_exists(self, session: AsyncSession, store_id: str) -> bool:
+        return await PrincipalRepository(session).get("store", store_id) is not None
+
+    def _store_entry(self, row: Any, program: ProgramState, now: datetime) -> StoreEntry:
+        version = int(row.secret_version)
+        return StoreEntry(
+            event_id=(
+                f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
+                f":{program.window_days or ''}"
+            ),
+            store_id=row.principal_id,
+            name=row.name,
+            landing_url_template=row.landing_url_template,
+            secret_versions=[v for v in (version, version - 1) if v >= 1],
+            in_program=program.joined,
+            key_hash=row.key_hash,
+            updated_at=now,
+            attribution_window_days=program.window_days,
+        )
+
+    async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:
+        """Put the store's current directory entry in the outbox (after any change)."""
+        row = await PrincipalRepository(session).get("store", store_id)
+        if row is None:
+            return
+        history = await self.programs.history(session, store_id)
+        entry = self._store_entry(row, history.current(), now)
+        await OUTBOX.add(
+            session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", f"store:{store_id}", encode(entry))]
+        )
+
+    async def create(
+        self,
+        session: AsyncSession,
+        kind: PrincipalKind,
+        principal_id: str,
+        name: str,
+        now: datetime,
+        landing_url_template: str | None = None,
+    ) -> dict[str, str]:
+        """Create a principal; returns its key (and a store's webhook secret), shown once."""
+        key = new_api_key(kind)
+        repo = PrincipalRepository(session)
+        created = await repo.create(
+            kind,
+            principal_id,
+            name,
+            hash_key(key),
+            landing_url_template,
+            1 if kind == "store" else None,
+        )
+        if not created:
+            raise AlreadyExists(f"{kind} {principal_id} already exists")
+        out = {"api_key": key}
+        if kind == "store":
+            out["webhook_secret"] = webhook_secret(self.secret_key, principal_id, 1)
+            await self.publish_store(session, principal_id, now)
+        elif kind == "affiliate":
+            await self._publish_affiliate(session, principal_id, name, hash_key(key), now)
+        return out
+
+    async def _publish_affiliate(
+        self, session: AsyncSession, affiliate_id: str, name: str, key_hash: str, now: datetime
+    ) -> None:
+        """Put the affiliate's directory entry (its current key hash) in the outbox."""
+        entry = AffiliateEntry(
+            event_id=f"affiliate:{affiliate_id}:{now.isoformat()}:{key_hash[:12]}",
+            affiliate_id=affiliate_id,
+            name=name,
+            key_hash=key_hash,
+            updated_at=now,
+        )
+        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
+        await OUTBOX.add(session, [(topic, f"affiliate:{affiliate_id}", encode(entry))])
+
+    async def rotate_key(
+        self, session: AsyncSession, kind: PrincipalKind, principal_id: str, now: datetime
+    ) -> str:
+        """A new API key for the principal, shown once. The old key stops working on this
+        service when the transaction commits (keys are looked up by hash per request); the
+        tracker drops it when the new directory entry reaches it (stores and affiliates)."""
+        key = new_api_key(kind)
+        row = await PrincipalRepository(session).set_key_hash(kind, principal_id, hash_key(key))
+        if row is None:
+            raise NotFound(kind, id=principal_id)
+        if kind == "store":
+            await self.publish_store(session, principal_id, now)
+        elif kind == "affiliate":
+            await self._publish_affiliate(session, principal_id, row.name, row.key_hash, now)
+        return key
+
+    async def rotate_secret(self, session: AsyncSession, store_id: str, now: datetime) -> str:
+        version = await PrincipalRepository(session).bump_secret_version(store_id)
+        if version is None:
+            raise NotFound("store", store_id=store_id)
+        await self.publish_store(session, store_id, now)
+        return webhook_secret(self.secret_key, store_id, version)

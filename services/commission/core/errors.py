@@ -1,0 +1,90 @@
+"""The rules' refusals, pure: each case is a class carrying its HTTP status and machine code
+(as :class:`services.commission.errors.CommissionError` does for the shells), so that the
+service answers them without a translation table and the core imports no framework."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ProgramError(Exception):
+    """A program or ledger rule refused an operation (409 unless the case says otherwise)."""
+
+    status_code: ClassVar[int] = 409
+    code: ClassVar[str] = "refused"
+    default_message: ClassVar[str] = "the rules refuse this operation"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        self.details = details
+
+
+class InvalidRate(ProgramError):
+    status_code = 422
+    code = "invalid_rate"
+
+
+class InvalidWindow(ProgramError):
+    status_code = 422
+    code = "invalid_window"
+
+
+class AlreadyJoined(ProgramError):
+    code = "already_joined"
+    default_message = "the store is already in the program"
+
+
+class RejoinTooEarly(ProgramError):
+    code = "rejoin_too_early"
+    default_message = "a store may not rejoin within 15 days of exiting"
+
+
+class NotJoined(ProgramError):
+    code = "not_joined"
+    default_message = "the store is not in the program"
+
+
+class ExitTooEarly(ProgramError):
+    code = "exit_too_early"
+    default_message = "a store may exit no earlier than 15 days after joining"
+
+
+class TooManyMainProducts(ProgramError):
+    code = "too_many_main_products"
+
+
+class OutOfOrder(ProgramError):
+    code = "out_of_order"
+    default_message = "program operations must be in time order"
+
+
+class NothingToPay(ProgramError):
+    code = "nothing_to_pay"
+    default_message = "the affiliate has no positive payable balance"
+
+
+class InvalidPeriod(ProgramError):
+    status_code = 422
+    code = "invalid_period"
+    default_message = "a period is YYYY-MM, a year from 2000 to 2100"
+
+
+class RangeError(ProgramError):
+    """A report range that cannot be served."""
+
+    status_code = 422
+
+
+class OutOfRange(RangeError):
+    code = "out_of_range"
+    default_message = "to must be before the year 9999"
+
+
+class EmptyRange(RangeError):
+    code = "empty_range"
+    default_message = "from must not be after to"
+
+
+class RangeTooLong(RangeError):
+    code = "range_too_long"

@@ -1,0 +1,197 @@
+"""Program rules, pure: a store's operations in time order, folded into the state in force
+at any instant (join/exit locks, rates, main products, the attribution window)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Final
+
+from services.commission.core.errors import (
+    AlreadyJoined,
+    ExitTooEarly,
+    InvalidRate,
+    InvalidWindow,
+    NotJoined,
+    OutOfOrder,
+    RejoinTooEarly,
+    TooManyMainProducts,
+)
+
+DEFAULT_RATE: Final = Decimal("0.06")
+MIN_RATE: Final = Decimal("0")
+MAX_RATE: Final = Decimal("0.9")
+MAX_MAIN_PRODUCTS: Final = 60
+EXIT_LOCK: Final = timedelta(days=15)  # a store may exit no earlier than this after joining
+REJOIN_LOCK: Final = timedelta(days=15)  # ...and may not rejoin for this long after exiting
+MIN_WINDOW_DAYS: Final = 1  # a store's own attribution window, when it sets one
+MAX_WINDOW_DAYS: Final = 30
+
+
+def check_rate(rate: Decimal) -> Decimal:
+    """``rate`` if it is a finite decimal in ``[0, 0.9]``, else :class:`InvalidRate`."""
+    if not rate.is_finite() or not (MIN_RATE <= rate <= MAX_RATE):
+        raise InvalidRate(f"rate must be a decimal in [{MIN_RATE}, {MAX_RATE}]")
+    return rate
+
+
+class OpKind(StrEnum):
+    JOIN = "join"
+    EXIT = "exit"
+    DEFAULT_RATE = "default_rate"
+    CATEGORY_RATE = "category_rate"  # rate None: the category rate is removed
+    MAIN_PRODUCT = "main_product"  # rate None: a main product without a rate of its own
+    UNMAIN_PRODUCT = "unmain_product"
+    ATTRIBUTION_WINDOW = "attribution_window"  # days None: back to the deployment's default
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramOp:
+    """One accepted change to a store's program, effective from ``at`` (inclusive)."""
+
+    kind: OpKind
+    at: datetime
+    key: str | None = None  # category id or product id
+    rate: Decimal | None = None
+    days: int | None = None  # attribution window
+
+
+@dataclass(frozen=True)
+class ProgramState:
+    """A store's program as in force at one instant."""
+
+    joined: bool = False
+    joined_at: datetime | None = None
+    exited_at: datetime | None = None
+    default_rate: Decimal = DEFAULT_RATE
+    category_rates: Mapping[str, Decimal] = field(default_factory=dict)
+    main_products: Mapping[str, Decimal | None] = field(default_factory=dict)
+    window_days: int | None = None  # None: the deployment's default window
+
+    @property
+    def exit_allowed_at(self) -> datetime | None:
+        return self.joined_at + EXIT_LOCK if self.joined and self.joined_at else None
+
+    @property
+    def rejoin_allowed_at(self) -> datetime | None:
+        return self.exited_at + REJOIN_LOCK if not self.joined and self.exited_at else None
+
+    def rate_for(self, product_id: str, category_id: str | None) -> Decimal:
+        """Main-product rate if set, else category rate, else the default."""
+        main = self.main_products.get(product_id)
+        if main is not None:
+            return main
+        if category_id is not None and category_id in self.category_rates:
+            return self.category_rates[category_id]
+        return self.default_rate
+
+
+def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
+    """The state after ``op``, or a :class:`ProgramError` (of the case) if the rules refuse it.
+
+    Rules: join only when out of the program and at least 15 days after the last exit; exit
+    only when in and at least 15 days after joining; rate, main-product and window changes only
+    while in the program; rates in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30
+    days.
+    """
+    if op.rate is not None:
+        check_rate(op.rate)
+    if op.days is not None and not (MIN_WINDOW_DAYS <= op.days <= MAX_WINDOW_DAYS):
+        raise InvalidWindow(
+            f"an attribution window is {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS} days",
+            days=str(op.days),
+        )
+    if op.kind is OpKind.JOIN:
+        if state.joined:
+            raise AlreadyJoined()
+        allowed = state.rejoin_allowed_at
+        if allowed is not None and op.at < allowed:
+            raise RejoinTooEarly(rejoin_allowed_at=allowed.isoformat())
+        rate = op.rate if op.rate is not None else DEFAULT_RATE
+        return replace(state, joined=True, joined_at=op.at, exited_at=None, default_rate=rate)
+    if not state.joined:
+        raise NotJoined()
+    if op.kind is OpKind.EXIT:
+        allowed = state.exit_allowed_at
+        if allowed is not None and op.at < allowed:
+            raise ExitTooEarly(exit_allowed_at=allowed.isoformat())
+        return replace(state, joined=False, exited_at=op.at)
+    if op.kind is OpKind.DEFAULT_RATE:
+        if op.rate is None:
+            raise InvalidRate("a default rate is required")
+        return replace(state, default_rate=op.rate)
+    if op.kind is OpKind.CATEGORY_RATE:
+        assert op.key is not None
+        categories = dict(state.category_rates)
+        if op.rate is None:
+            categories.pop(op.key, None)
+        else:
+            categories[op.key] = op.rate
+        return replace(state, category_rates=categories)
+    if op.kind is OpKind.MAIN_PRODUCT:
+        assert op.key is not None
+        mains = dict(state.main_products)
+        if op.key not in mains and len(mains) >= MAX_MAIN_PRODUCTS:
+            raise TooManyMainProducts(
+                f"a store may have at most {MAX_MAIN_PRODUCTS} main products",
+            )
+        mains[op.key] = op.rate
+        return replace(state, main_products=mains)
+    if op.kind is OpKind.UNMAIN_PRODUCT:
+        assert op.key is not None
+        mains = dict(state.main_products)
+        mains.pop(op.key, None)
+        return replace(state, main_products=mains)
+    if op.kind is OpKind.ATTRIBUTION_WINDOW:
+        return replace(state, window_days=op.days)
+    raise AssertionError(op.kind)  # pragma: no cover - exhaustive
+
+
+@dataclass(frozen=True)
+class ProgramHistory:
+    """A store's accepted operations in time order, queried at any instant."""
+
+    ops: tuple[ProgramOp, ...] = ()
+
+    def state_at(self, at: datetime) -> ProgramState:
+        """The program in force at ``at``: every op with ``op.at <= at`` applied."""
+        state = ProgramState()
+        for op in self.ops:
+            if op.at > at:
+                break
+            state = apply_op(state, op)
+        return state
+
+    def current(self) -> ProgramState:
+        state = ProgramState()
+        for op in self.ops:
+            state = apply_op(state, op)
+        return state
+
+    def append(self, op: ProgramOp) -> ProgramHistory:
+        """A new history with ``op`` accepted, or a :class:`ProgramError` (:class:`OutOfOrder`).
+
+        Operations are appended in time order: ``op.at`` may not precede the last one.
+        """
+        if self.ops and op.at < self.ops[-1].at:
+            raise OutOfOrder()
+        apply_op(self.current(), op)
+        return ProgramHistory((*self.ops, op))
+
+
+def state_json(state: ProgramState) -> dict[str, Any]:
+    """The state as the operation record keeps it (before and after each change)."""
+    return {
+        "joined": state.joined,
+        "joined_at": state.joined_at.isoformat() if state.joined_at else None,
+        "exited_at": state.exited_at.isoformat() if state.exited_at else None,
+        "default_rate": str(state.default_rate),
+        "category_rates": {k: str(v) for k, v in sorted(state.category_rates.items())},
+        "main_products": {
+            k: (str(v) if v is not None else None) for k, v in sorted(state.main_products.items())
+        },
+        "window_days": state.window_days,
+    }

@@ -1,0 +1,69 @@
+"""Statement rules, pure: what a month is, and a store's statement totals from the postings
+on its account (the store's side is negative: it owes)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from services.commission.core.errors import InvalidPeriod
+from services.commission.core.ledger import TxnKind
+from shared.money import from_minor
+
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only (\d takes any script's)
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
+
+def period_range(period: str) -> tuple[datetime, datetime]:
+    """``[start, end)`` of a ``YYYY-MM`` month (UTC), exactly that form, years 2000 to 2100;
+    else :class:`~services.commission.core.errors.InvalidPeriod`."""
+    match = _PERIOD.fullmatch(period)
+    year, month = (int(match[1]), int(match[2])) if match else (0, 0)
+    if not (FIRST_YEAR <= year <= LAST_YEAR and 1 <= month <= 12):
+        raise InvalidPeriod(period=period)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = (
+        start.replace(year=start.year + 1, month=1)
+        if start.month == 12
+        else start.replace(month=start.month + 1)
+    )
+    return start, end
+
+
+@dataclass(frozen=True, slots=True)
+class StoreTotals:
+    """One currency of a statement: commission charged (positive: owed by the store) and
+    reversed (positive: given back), each with its number of transactions."""
+
+    currency: str
+    orders_charged: int
+    commission: Decimal
+    refunds: int
+    reversed: Decimal
+
+    @property
+    def net(self) -> Decimal:
+        return self.commission - self.reversed
+
+
+def statement_totals(postings: Iterable[tuple[str, str, int, int]]) -> list[StoreTotals]:
+    """Per currency, in currency order, from ``(currency, kind, count, minor sum)`` of the
+    store account's postings. The store's side of a commission is negative (it owes), of a
+    reversal positive (owed less): both are shown as positive amounts. Other kinds (none
+    post on a store's account today) are left out."""
+    sums: dict[str, list[int]] = {}
+    for currency, kind, count, minor in postings:
+        t = sums.setdefault(currency, [0, 0, 0, 0])  # commission, orders, reversed, refunds
+        if kind == TxnKind.COMMISSION:
+            t[0] -= minor
+            t[1] += count
+        elif kind == TxnKind.REVERSAL:
+            t[2] += minor
+            t[3] += count
+    return [
+        StoreTotals(c, t[1], from_minor(t[0], c), t[3], from_minor(t[2], c))
+        for c, t in sorted(sums.items())
+    ]

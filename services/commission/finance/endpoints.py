@@ -1,0 +1,287 @@
+"""Routes of finance: settlements, statements, the reconciliation, payouts, the ledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission.csv_export import csv_chunks
+from services.commission.deps import (
+    MAX_BIGINT,
+    Caller,
+    Finance,
+    PrincipalIdPath,
+    RowIdPath,
+    Session,
+    StoreIdPath,
+    TimeFrom,
+    TimeTo,
+    time_range,
+)
+from services.commission.errors import NotFound
+from services.commission.finance.schemas import (
+    LedgerLine,
+    LedgerPage,
+    PayoutRequest,
+    PayoutView,
+    ReconciliationDay,
+    Settlement,
+    SettlementTotals,
+    Statement,
+    StatementTotals,
+)
+from services.commission.finance.service import FinanceService
+from shared.http import errors
+from shared.money import fmt
+
+#: every route: a bearer key (401), a NUL or a malformed parameter (422), the database (503)
+router = APIRouter(responses=errors(401, 422, 503))
+
+
+def _settlement(subject: str, start: datetime, end: datetime, totals: dict[str, Any]) -> Settlement:
+    return Settlement(
+        subject=subject,
+        start=start,
+        end=end,
+        totals=[
+            SettlementTotals(
+                currency=currency,
+                affiliate_sales=fmt(t["affiliate_sales"], currency),
+                orders_completed=t["orders_completed"],
+                commission_payable=fmt(t["commission_payable"], currency),
+                reversed=fmt(t["reversed"], currency),
+                net=fmt(t["net"], currency),
+                orders_open=t["orders_open"],
+                estimated=fmt(t["estimated"], currency),
+            )
+            for currency, t in sorted(totals.items())
+        ],
+    )
+
+
+@router.get(
+    "/v1/settlements/stores/{store_id}",
+    response_model=Settlement,
+    tags=["finance"],
+    responses=errors(403),
+)
+async def store_settlement(
+    store_id: StoreIdPath,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+) -> Settlement:
+    """What a store owes for orders completed in [from, to), per currency (finance, the store)."""
+    caller.require_store(store_id)
+    lo, hi = time_range(start, end)
+    totals = await finance.settlement(session, lo, hi, store_id=store_id)
+    return _settlement(f"store:{store_id}", lo, hi, totals)
+
+
+@router.get(
+    "/v1/settlements/affiliates/{affiliate_id}",
+    response_model=Settlement,
+    tags=["finance"],
+    responses=errors((404, "Not the caller's affiliate")),
+)
+async def affiliate_settlement(
+    affiliate_id: PrincipalIdPath,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+) -> Settlement:
+    """What an affiliate earned on orders completed in [from, to), per currency (finance, the
+    affiliate itself)."""
+    if not caller.may_see_affiliate(affiliate_id):
+        raise NotFound("affiliate", affiliate_id=affiliate_id)
+    lo, hi = time_range(start, end)
+    totals = await finance.settlement(session, lo, hi, affiliate_id=affiliate_id)
+    return _settlement(f"affiliate:{affiliate_id}", lo, hi, totals)
+
+
+@router.get(
+    "/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"], responses=errors(403)
+)
+async def affiliate_earnings(
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+) -> Settlement:
+    """The calling affiliate's earnings per currency (as its settlement)."""
+    caller.require("affiliate")
+    lo, hi = time_range(start, end)
+    totals = await finance.settlement(session, lo, hi, affiliate_id=caller.id)
+    return _settlement(f"affiliate:{caller.id}", lo, hi, totals)
+
+
+async def _statement(
+    finance: FinanceService, session: AsyncSession, store_id: str, period: str
+) -> Statement:
+    s = await finance.statement(session, store_id, period)
+    return Statement(
+        store_id=store_id,
+        period=period,
+        start=s.start,
+        end=s.end,
+        closed=s.closed_at is not None,
+        closed_at=s.closed_at,
+        closed_by=s.closed_by,
+        totals=[
+            StatementTotals(**t) if isinstance(t, dict) else StatementTotals.of(t) for t in s.totals
+        ],
+    )
+
+
+@router.get(
+    "/v1/statements/{store_id}/{period}",
+    response_model=Statement,
+    tags=["finance"],
+    responses=errors(403),
+)
+async def get_statement(
+    store_id: StoreIdPath, period: str, caller: Caller, session: Session, finance: Finance
+) -> Statement:
+    """A store's monthly statement: frozen once closed, live while open."""
+    caller.require_store(store_id)
+    return await _statement(finance, session, store_id, period)
+
+
+@router.post(
+    "/v1/statements/{store_id}/{period}/close",
+    response_model=Statement,
+    tags=["finance"],
+    responses=errors(403, (409, "The month is not over yet")),
+)
+async def close_statement(
+    store_id: StoreIdPath, period: str, caller: Caller, session: Session, finance: Finance
+) -> Statement:
+    """Freeze a month's statement (finance). Events that arrive later post into the open
+    period and never change it. Closing again returns the statement as first closed."""
+    caller.require("finance")
+    current = await _statement(finance, session, store_id, period)
+    if not current.closed:
+        frozen = [t.model_dump(mode="json") for t in current.totals]
+        await finance.close_statement(session, store_id, period, caller.actor, frozen)
+    return await _statement(finance, session, store_id, period)
+
+
+@router.get(
+    "/v1/reconciliation",
+    response_model=list[ReconciliationDay],
+    tags=["finance"],
+    responses=errors(403),
+)
+async def reconciliation(
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+) -> list[ReconciliationDay]:
+    """Per day and currency: commission estimated at placement, what became payable, what was
+    cancelled or reversed, and the day's estimate explained by what became of its orders."""
+    caller.require("finance")
+    lo, hi = time_range(start, end)
+    return [ReconciliationDay.of(*day) for day in await finance.reconciliation(session, lo, hi)]
+
+
+@router.post(
+    "/v1/payouts",
+    response_model=PayoutView,
+    status_code=201,
+    tags=["finance"],
+    responses={
+        200: {"model": PayoutView, "description": "Already made with this Idempotency-Key"},
+        **errors(403, (409, "Nothing to pay, or the key was used for another payout")),
+    },
+)
+async def create_payout(
+    body: PayoutRequest,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    request: Request,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
+) -> Response:
+    """Pay an affiliate's net payable balance up to a time (finance), once per key. Only
+    commission whose order completed more than the holding period ago is payable; a claw-back
+    larger than the balance is not paid and carries forward."""
+    caller.require("finance")
+    holding = timedelta(days=request.app.state.settings.payout_holding_days)
+    row, created = await finance.pay(
+        session, idempotency_key, body.affiliate_id, body.up_to, holding
+    )
+    return JSONResponse(
+        PayoutView.of(row).model_dump(mode="json"), status_code=201 if created else 200
+    )
+
+
+@router.get(
+    "/v1/payouts/{payout_id}",
+    response_model=PayoutView,
+    tags=["finance"],
+    responses=errors((404, "No such payout, or not the caller's")),
+)
+async def get_payout(
+    payout_id: RowIdPath, caller: Caller, session: Session, finance: Finance
+) -> PayoutView:
+    row = await finance.payout(session, payout_id)
+    if row is None or not caller.may_see_affiliate(row.affiliate_id):
+        raise NotFound("payout", payout_id=payout_id)
+    return PayoutView.of(row)
+
+
+async def _ledger_csv(pages: AsyncIterator[list[Any]]) -> AsyncIterator[list[dict[str, Any]]]:
+    async for page in pages:
+        yield [LedgerLine.of(r).model_dump(mode="json") for r in page]
+
+
+@router.get(
+    "/v1/ledger",
+    response_model=LedgerPage,
+    tags=["ledger"],
+    responses={
+        200: {"content": {"text/csv": {}}, "description": "JSON page, or CSV of all"},
+        **errors(403),
+    },
+)
+async def get_ledger(
+    request: Request,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    account: str | None = None,
+    start: TimeFrom = None,
+    end: TimeTo = None,
+    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> Response:
+    """Ledger postings in posting order (finance), optionally of one account and posted in
+    [from, to). Keyset pagination: pass ``next_cursor`` back as ``cursor``. With
+    ``Accept: text/csv`` every matching posting is streamed as CSV."""
+    caller.require("finance")
+    if "text/csv" in request.headers.get("accept", ""):
+        # every cell neutralised against formula injection (negative amounts too: ``'-1.50``)
+        pages = finance.ledger_pages(account=account, start=start, end=end, after=cursor)
+        return StreamingResponse(
+            csv_chunks(list(LedgerLine.model_fields), _ledger_csv(pages)), media_type="text/csv"
+        )
+    batch = await finance.ledger(
+        session, account=account, start=start, end=end, after=cursor, limit=limit
+    )
+    items = [LedgerLine.of(r) for r in batch]
+    page = LedgerPage(
+        items=items, next_cursor=items[-1].posting_id if len(items) == limit else None
+    )
+    return JSONResponse(page.model_dump(mode="json"))

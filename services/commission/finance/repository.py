@@ -1,0 +1,241 @@
+"""All SQL of finance: settlements (from the orders' rollups), payouts, statements, the
+reconciliation's reads and the ledger's pages. Methods flush; the transaction owner commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission import models as m
+from services.commission.core.commission import OrderKey
+from services.commission.core.ledger import (
+    AFFILIATE_ACCOUNTS,
+    EARNING_KINDS,
+    TxnKind,
+    affiliate_account,
+    store_account,
+)
+from shared.db import lock_keys
+
+
+class FinanceRepository:
+    """Settlements, payouts, statements and the reconciliation's reads (of the orders' rollups
+    and the ledger)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock_payouts(self, affiliate_id: str) -> None:
+        """One payout at a time per affiliate, until commit."""
+        await lock_keys(self.session, "program", [f"payout:{affiliate_id}"])
+
+    async def settlement_totals(
+        self,
+        *,
+        store_id: str | None,
+        affiliate_id: str | None,
+        start: datetime,
+        end: datetime,
+    ) -> list[Any]:
+        """Per currency, from the orders' summaries: the chargeable orders completed in
+        [start, end) (sales, count, commission, reversed) and those placed in it and still
+        open (count, estimated). Two index range scans, one aggregate."""
+        who, value = (
+            ("store_id", store_id) if store_id is not None else ("affiliate_id", affiliate_id)
+        )
+        return list(
+            await self.session.execute(
+                text(
+                    f"""
+                    SELECT currency,
+                        coalesce(sum(sales_minor) FILTER (WHERE done), 0) AS sales,
+                        count(*) FILTER (WHERE done) AS completed,
+                        coalesce(sum(commission_minor) FILTER (WHERE done), 0) AS commission,
+                        coalesce(sum(reversed_minor) FILTER (WHERE done), 0) AS reversed,
+                        count(*) FILTER (WHERE NOT done) AS open,
+                        coalesce(sum(commission_minor - reversed_minor)
+                                 FILTER (WHERE NOT done), 0) AS estimated
+                    FROM (
+                        SELECT currency, sales_minor, commission_minor, reversed_minor,
+                               true AS done
+                        FROM commission.orders
+                        WHERE {who} = :who AND status = 'completed'
+                          AND status_at >= :start AND status_at < :end AND chargeable
+                        UNION ALL
+                        SELECT currency, sales_minor, commission_minor, reversed_minor,
+                               false AS done
+                        FROM commission.orders
+                        WHERE {who} = :who AND status = 'placed'
+                          AND placed_at >= :start AND placed_at < :end AND chargeable
+                    ) AS settling
+                    GROUP BY currency
+                    ORDER BY currency
+                    """
+                ),
+                {"who": value, "start": start, "end": end},
+            )
+        )
+
+    async def ledger(
+        self,
+        *,
+        account: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: int = 0,
+        limit: int = 1000,
+    ) -> list[Any]:
+        """Postings in id order after posting id ``after`` (keyset pagination: stable under
+        concurrent inserts), optionally of one account and posted in [start, end)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        query = (
+            select(
+                p.c.id.label("posting_id"),
+                t.c.id,
+                t.c.key,
+                t.c.kind,
+                t.c.store_id,
+                t.c.order_id,
+                t.c.currency,
+                t.c.occurred_at,
+                p.c.account,
+                p.c.amount_minor,
+            )
+            .join(p, p.c.txn_id == t.c.id)
+            .where(p.c.id > after)
+        )
+        if account is not None:
+            query = query.where(p.c.account == account)
+        if start is not None:
+            query = query.where(t.c.occurred_at >= start)
+        if end is not None:
+            query = query.where(t.c.occurred_at < end)
+        return list(await self.session.execute(query.order_by(p.c.id).limit(limit)))
+
+    async def payable_minor(
+        self, affiliate_id: str, up_to: datetime, completed_before: datetime
+    ) -> dict[str, int]:
+        """Per currency: the affiliate's commission and reversals posted up to ``up_to`` on
+        orders completed before ``completed_before``, less every payout so far (minor units)."""
+        t, p, o = m.ledger_transactions, m.ledger_postings, m.orders
+        account = affiliate_account(affiliate_id)
+        earned = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .join(o, (o.c.store_id == t.c.store_id) & (o.c.order_id == t.c.order_id))
+            .where(
+                p.c.account == account,
+                t.c.kind.in_(EARNING_KINDS),
+                t.c.occurred_at <= up_to,
+                o.c.status_at <= completed_before,
+            )
+            .group_by(p.c.currency)
+        )
+        out = {r[0]: int(r[1]) for r in earned}
+        paid = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(p.c.account == account, t.c.kind == TxnKind.PAYOUT.value)
+            .group_by(p.c.currency)
+        )
+        for currency, minor in paid:
+            out[currency] = out.get(currency, 0) + int(minor)  # payouts are negative here
+        return out
+
+    async def payout_by_key(self, key: str) -> Any:
+        return (
+            await self.session.execute(select(m.payouts).where(m.payouts.c.idempotency_key == key))
+        ).first()
+
+    async def payout(self, payout_id: int) -> Any:
+        return (
+            await self.session.execute(select(m.payouts).where(m.payouts.c.id == payout_id))
+        ).first()
+
+    async def add_payout(
+        self, key: str, affiliate_id: str, up_to: datetime, amounts: dict[str, str], at: datetime
+    ) -> int:
+        result = await self.session.execute(
+            insert(m.payouts)
+            .values(
+                idempotency_key=key,
+                affiliate_id=affiliate_id,
+                up_to=up_to,
+                amounts=amounts,
+                created_at=at,
+            )
+            .returning(m.payouts.c.id)
+        )
+        return int(result.scalar_one())
+
+    async def store_postings_by_kind(
+        self, store_id: str, start: datetime, end: datetime
+    ) -> list[tuple[str, str, int, int]]:
+        """(currency, kind, count, minor sum) of the store account's postings in [start, end)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.currency, t.c.kind, func.count(), func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account == store_account(store_id),
+                t.c.occurred_at >= start,
+                t.c.occurred_at < end,
+            )
+            .group_by(p.c.currency, t.c.kind)
+        )
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    async def orders_touching(self, start: datetime, end: datetime) -> list[OrderKey]:
+        """Attributed orders placed, completed or cancelled in [start, end)."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id).where(
+                o.c.placed_at.is_not(None),
+                o.c.affiliate_id.is_not(None),
+                ((o.c.placed_at >= start) & (o.c.placed_at < end))
+                | ((o.c.status_at >= start) & (o.c.status_at < end)),
+            )
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def affiliate_postings_by_day(
+        self, start: datetime, end: datetime
+    ) -> list[tuple[str, str, str, int]]:
+        """(UTC day, currency, kind, minor sum) of what affiliates were credited in [start, end)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        day = func.to_char(func.timezone("UTC", t.c.occurred_at), "YYYY-MM-DD")
+        rows = await self.session.execute(
+            select(day, p.c.currency, t.c.kind, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account.like(AFFILIATE_ACCOUNTS),
+                t.c.kind.in_(EARNING_KINDS),
+                t.c.occurred_at >= start,
+                t.c.occurred_at < end,
+            )
+            .group_by(day, p.c.currency, t.c.kind)
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def statement(self, store_id: str, period: str) -> Any:
+        s = m.statements
+        rows = await self.session.execute(
+            select(s).where(s.c.store_id == store_id, s.c.period == period)
+        )
+        return rows.first()
+
+    async def close_statement(
+        self, store_id: str, period: str, at: datetime, by: str, totals: list[dict[str, Any]]
+    ) -> bool:
+        """Freeze a statement; False when it was closed already (the first close stands)."""
+        result = await self.session.execute(
+            insert(m.statements)
+            .values(store_id=store_id, period=period, closed_at=at, closed_by=by, totals=totals)
+            .on_conflict_do_nothing(index_elements=["store_id", "period"])
+            .returning(m.statements.c.period)
+        )
+        return result.first() is not None

@@ -1,0 +1,504 @@
+"""All SQL of orders and the ledger. Methods flush; the transaction owner commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, tuple_, update
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission import models as m
+from services.commission.core.commission import (
+    LineItem,
+    OrderFacts,
+    OrderKey,
+    OrderStatus,
+    Refund,
+    RefundItem,
+)
+from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
+from shared.db import pairs_in
+from shared.money import from_minor, to_minor
+
+
+def items_json(items: Iterable[LineItem]) -> list[dict[str, Any]]:
+    return [
+        {
+            "product_id": i.product_id,
+            "category_id": i.category_id,
+            "title": i.title,
+            "quantity": i.quantity,
+            "unit_price": str(i.unit_price),
+            "shipping_fee": str(i.shipping_fee),
+        }
+        for i in items
+    ]
+
+
+#: what the settlement rollup keeps of an order: (key, chargeable, sales, commission, reversed)
+Summary = tuple[OrderKey, bool, int, int, int]
+
+
+def _line_items(raw: list[dict[str, Any]]) -> tuple[LineItem, ...]:
+    return tuple(
+        LineItem(
+            product_id=i["product_id"],
+            category_id=i.get("category_id"),
+            quantity=int(i["quantity"]),
+            unit_price=Decimal(i["unit_price"]),
+            shipping_fee=Decimal(i["shipping_fee"]),
+            title=i.get("title", ""),
+        )
+        for i in raw
+    )
+
+
+def _of_orders(t: Table, keys: Iterable[OrderKey]) -> ColumnElement[bool]:
+    """``(store_id, order_id) IN keys`` on a table keyed by order (an order number alone names
+    nothing: two stores may use the same one)."""
+    return pairs_in(t.c.store_id, t.c.order_id, keys)
+
+
+def _refund(refund_id: str, occurred_at: datetime, items: list[dict[str, Any]]) -> Refund:
+    return Refund(
+        refund_id,
+        occurred_at,
+        tuple(RefundItem(i["product_id"], Decimal(i["amount"])) for i in items),
+    )
+
+
+def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
+    """The facts of an order row whose placement is known."""
+    return OrderFacts(
+        order_id=o.order_id,
+        store_id=o.store_id,
+        currency=o.currency,
+        placed_at=o.placed_at,
+        items=_line_items(o.items),
+        status=OrderStatus(o.status),
+        status_at=o.status_at,
+        affiliate_id=o.affiliate_id,
+        click_id=o.click_id,
+        click_at=o.click_at,
+        refunds=tuple(refunds),
+    )
+
+
+class OrderRepository:
+    """Orders' facts, their computed rollups and the events applied."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_events(self, events: list[tuple[str, str]]) -> set[str]:
+        """Record (event id, topic) pairs; returns the ids seen for the first time."""
+        if not events:
+            return set()
+        stmt = insert(m.processed_events).values(
+            [{"event_id": e, "topic": t} for e, t in dict(events).items()]
+        )
+        rows = await self.session.execute(
+            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(
+                m.processed_events.c.event_id
+            )
+        )
+        return set(rows.scalars())
+
+    async def ensure_orders(self, keys: Iterable[OrderKey]) -> None:
+        """A row for every (store, order), so that facts arriving before placement have one."""
+        rows = [{"store_id": s, "order_id": o} for s, o in sorted(set(keys))]
+        if rows:
+            stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["store_id", "order_id"])
+            await self.session.execute(stmt, rows)
+
+    async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
+        """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
+        keys = set(keys)
+        if keys:
+            o = m.orders
+            await self.session.execute(
+                select(o.c.order_id)
+                .where(_of_orders(o, keys))
+                .order_by(o.c.store_id, o.c.order_id)
+                .with_for_update()
+            )
+
+    async def upsert_placed_many(self, rows: list[dict[str, Any]]) -> None:
+        """Placement facts (order_id, store_id, currency, placed_at, items); the first wins."""
+        unique = list({(r["store_id"], r["order_id"]): r for r in rows}.values())
+        if not unique:
+            return
+        stmt = insert(m.orders)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["store_id", "order_id"],
+            set_={
+                "currency": stmt.excluded.currency,
+                "placed_at": stmt.excluded.placed_at,
+                "items": stmt.excluded["items"],
+            },
+            where=m.orders.c.placed_at.is_(None),
+        )
+        await self.session.execute(stmt, unique)
+
+    async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
+        """First terminal status of each order wins (rows must exist: see ensure_orders)."""
+        if not rows:
+            return
+        o = m.orders
+        stmt = (
+            update(o)
+            .where(
+                o.c.store_id == bindparam("b_store"),
+                o.c.order_id == bindparam("b_oid"),
+                o.c.status == OrderStatus.PLACED.value,
+            )
+            .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
+        )
+        await self.session.execute(
+            stmt,
+            [
+                {"b_store": store, "b_oid": oid, "b_status": st.value, "b_at": at}
+                for (store, oid), st, at in rows
+            ],
+            execution_options={"synchronize_session": False},
+        )
+
+    async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
+        """Apply decisions newer than the one held, while nothing is posted for the order.
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
+        if not rows:
+            return
+        o, t = m.orders, m.ledger_transactions
+        posted = (
+            select(t.c.id)
+            .where(t.c.store_id == o.c.store_id, t.c.order_id == o.c.order_id)
+            .exists()
+        )
+        stmt = (
+            update(o)
+            .where(
+                o.c.store_id == bindparam("b_store"),
+                o.c.order_id == bindparam("b_oid"),
+                o.c.attribution_revision < bindparam("b_rev"),
+                ~posted,
+            )
+            .values(
+                attribution_revision=bindparam("b_rev"),
+                affiliate_id=bindparam("b_aff"),
+                click_id=bindparam("b_click"),
+                click_at=bindparam("b_click_at"),
+                sub_id=bindparam("b_sub"),
+                attribution=bindparam("b_expl", type_=JSONB),
+            )
+        )
+        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
+
+    async def revisions(self, keys: Iterable[OrderKey]) -> dict[OrderKey, int]:
+        keys = set(keys)
+        if not keys:
+            return {}
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id, o.c.attribution_revision).where(_of_orders(o, keys))
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def add_refunds_many(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            stmt = insert(m.refunds).on_conflict_do_nothing()
+            await self.session.execute(stmt, rows)
+
+    async def order_facts(self, keys: Iterable[OrderKey]) -> dict[OrderKey, OrderFacts]:
+        """Facts of the orders whose placement is known (others cannot be computed yet)."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        refunds: dict[OrderKey, list[Refund]] = {}
+        for r in await self.session.execute(select(m.refunds).where(_of_orders(m.refunds, keys))):
+            refunds.setdefault((r.store_id, r.order_id), []).append(
+                _refund(r.refund_id, r.occurred_at, r.items)
+            )
+        out: dict[OrderKey, OrderFacts] = {}
+        rows = await self.session.execute(
+            select(m.orders).where(_of_orders(m.orders, keys), m.orders.c.placed_at.is_not(None))
+        )
+        for o in rows:
+            out[(o.store_id, o.order_id)] = _facts(o, refunds.get((o.store_id, o.order_id), ()))
+        return out
+
+    async def set_summaries(self, rows: list[Summary]) -> None:
+        """Store orders' computed commission: ((store, order), chargeable, sales, commission,
+        reversed), amounts in minor units. One statement."""
+        if not rows:
+            return
+        await self.session.execute(
+            text(
+                """
+                UPDATE commission.orders o
+                SET chargeable = s.chargeable, sales_minor = s.sales,
+                    commission_minor = s.commission, reversed_minor = s.reversed
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:chargeable AS boolean[]), CAST(:sales AS bigint[]),
+                    CAST(:commission AS bigint[]), CAST(:reversed AS bigint[]))
+                    AS s(store, id, chargeable, sales, commission, reversed)
+                WHERE o.store_id = s.store AND o.order_id = s.id
+                """
+            ),
+            {
+                "stores": [r[0][0] for r in rows],
+                "ids": [r[0][1] for r in rows],
+                "chargeable": [r[1] for r in rows],
+                "sales": [r[2] for r in rows],
+                "commission": [r[3] for r in rows],
+                "reversed": [r[4] for r in rows],
+            },
+        )
+
+    async def set_lines(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert order lines (in key order: two workers never deadlock); a line that did not
+        change is not rewritten."""
+        if not rows:
+            return
+        rows = sorted(rows, key=lambda r: (r["store_id"], r["order_id"], r["line_no"]))
+        t = m.order_lines
+        stmt = insert(t)
+        changing = ("affiliate_id", "chargeable", "status", "commission_minor", "reversed_minor")
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["store_id", "order_id", "line_no"],
+                set_={c: stmt.excluded[c] for c in changing},
+                where=func.row(*(t.c[c] for c in changing)).is_distinct_from(
+                    func.row(*(stmt.excluded[c] for c in changing))
+                ),
+            ),
+            rows,
+        )
+
+    async def summaries(self, keys: Iterable[OrderKey]) -> dict[OrderKey, Summary]:
+        """The stored summaries of the orders (as :meth:`set_summaries` takes them)."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(
+                o.c.store_id,
+                o.c.order_id,
+                o.c.chargeable,
+                o.c.sales_minor,
+                o.c.commission_minor,
+                o.c.reversed_minor,
+            ).where(_of_orders(o, keys), o.c.chargeable.is_not(None))
+        )
+        return {
+            (r.store_id, r.order_id): (
+                (r.store_id, r.order_id),
+                r.chargeable,
+                r.sales_minor,
+                r.commission_minor,
+                r.reversed_minor,
+            )
+            for r in rows
+        }
+
+    async def unsummarised(self, limit: int) -> list[OrderKey]:
+        """Placed orders whose commission or order lines have not been computed yet (stored
+        before the settlement rollup or the reports' order lines existed)."""
+        o, lines = m.orders, m.order_lines
+        no_lines = (
+            ~select(lines.c.order_id)
+            .where(lines.c.store_id == o.c.store_id, lines.c.order_id == o.c.order_id)
+            .exists()
+        )
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id)
+            .where(o.c.placed_at.is_not(None), o.c.chargeable.is_(None) | no_lines)
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def order_row(self, store_id: str, order_id: str) -> Any:
+        o = m.orders
+        return (
+            await self.session.execute(
+                select(o).where(o.c.store_id == store_id, o.c.order_id == order_id)
+            )
+        ).first()
+
+    async def order_with_facts(
+        self, store_id: str, order_id: str
+    ) -> tuple[Any, OrderFacts | None] | None:
+        """The order's row and its facts (None until its placement is known), read by one
+        statement: one snapshot, so that a consumer's commit cannot fall between the two
+        (a view never shows, say, no affiliate beside a payable commission). None: no row."""
+        o, r = m.orders, m.refunds
+        mine = (r.c.store_id == o.c.store_id) & (r.c.order_id == o.c.order_id)
+
+        def refunds_of(column: Any, *, jsonb: bool = False) -> Any:
+            """The column of the order's refunds, as an array in refund id order."""
+            ordered = aggregate_order_by(column, r.c.refund_id)
+            agg = func.jsonb_agg(ordered, type_=JSONB) if jsonb else func.array_agg(ordered)
+            return select(agg).where(mine).scalar_subquery()
+
+        row = (
+            await self.session.execute(
+                select(
+                    o,
+                    refunds_of(r.c.refund_id).label("refund_ids"),
+                    refunds_of(r.c.occurred_at).label("refund_ats"),
+                    refunds_of(r.c["items"], jsonb=True).label("refund_items"),
+                ).where(o.c.store_id == store_id, o.c.order_id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        if row.placed_at is None:
+            return row, None
+        refunds = [
+            _refund(i, at, items)
+            for i, at, items in zip(
+                row.refund_ids or [], row.refund_ats or [], row.refund_items or [], strict=True
+            )
+        ]
+        return row, _facts(row, refunds)
+
+    async def order_ids(
+        self,
+        *,
+        store_id: str | None = None,
+        affiliate_id: str | None = None,
+        placed_from: datetime | None = None,
+        placed_to: datetime | None = None,
+    ) -> list[OrderKey]:
+        """Keys of placed orders, optionally of one store or affiliate, placed in [from, to)."""
+        o = m.orders
+        query = select(o.c.store_id, o.c.order_id).where(o.c.placed_at.is_not(None))
+        if store_id is not None:
+            query = query.where(o.c.store_id == store_id)
+        if affiliate_id is not None:
+            query = query.where(o.c.affiliate_id == affiliate_id)
+        if placed_from is not None:
+            query = query.where(o.c.placed_at >= placed_from)
+        if placed_to is not None:
+            query = query.where(o.c.placed_at < placed_to)
+        return [(r[0], r[1]) for r in await self.session.execute(query)]
+
+    async def affiliate_order_ids(
+        self,
+        affiliate_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        status: str | None,
+        after: OrderKey | None,
+        limit: int,
+    ) -> list[OrderKey]:
+        """The affiliate's orders placed in [start, end), by (store, order) after ``after``."""
+        o = m.orders
+        query = select(o.c.store_id, o.c.order_id).where(
+            o.c.affiliate_id == affiliate_id,
+            o.c.placed_at >= start,
+            o.c.placed_at < end,
+        )
+        if after is not None:
+            query = query.where(tuple_(o.c.store_id, o.c.order_id) > tuple_(*after))
+        if status is not None:
+            query = query.where(o.c.status == status)
+        rows = await self.session.execute(query.order_by(o.c.store_id, o.c.order_id).limit(limit))
+        return [(r[0], r[1]) for r in rows]
+
+
+class LedgerRepository:
+    """The ledger's postings: written once per idempotency key, never updated."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def posted(self, keys: Iterable[OrderKey]) -> dict[OrderKey, dict[str, Decimal]]:
+        """Per order: idempotency key → amount credited to the affiliate."""
+        keys = set(keys)
+        out: dict[OrderKey, dict[str, Decimal]] = {k: {} for k in keys}
+        if not keys:
+            return out
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(
+                t.c.store_id,
+                t.c.order_id,
+                t.c.key,
+                t.c.currency,
+                func.sum(p.c.amount_minor).label("minor"),
+            )
+            .join(p, p.c.txn_id == t.c.id)
+            .where(_of_orders(t, keys), p.c.account.like(AFFILIATE_ACCOUNTS))
+            .group_by(t.c.store_id, t.c.order_id, t.c.key, t.c.currency)
+        )
+        for r in rows:
+            out[(r.store_id, r.order_id)][r.key] = from_minor(int(r.minor), r.currency)
+        return out
+
+    async def post(
+        self, txns: list[LedgerTxn], store_id: str | None, affiliate_id: str | None, at: datetime
+    ) -> int:
+        """Insert transactions whose key is new; returns how many were posted."""
+        return await self.post_many([(t, store_id, affiliate_id) for t in txns], at)
+
+    async def post_many(
+        self, entries: Sequence[tuple[LedgerTxn, str | None, str | None]], at: datetime
+    ) -> int:
+        """Insert (transaction, store, affiliate) entries whose key is new, two statements for
+        the lot; returns how many were posted. A key already posted changes nothing."""
+        if not entries:
+            return 0
+        t = m.ledger_transactions
+        stmt = insert(t).on_conflict_do_nothing(index_elements=["key"]).returning(t.c.key, t.c.id)
+        rows = await self.session.execute(
+            stmt,
+            [
+                {
+                    "key": txn.key,
+                    "kind": txn.kind.value,
+                    "order_id": txn.order_id,
+                    "store_id": store_id,
+                    "affiliate_id": affiliate_id,
+                    "currency": txn.currency,
+                    "occurred_at": at,
+                }
+                for txn, store_id, affiliate_id in entries
+            ],
+        )
+        ids = {r.key: r.id for r in rows}
+        postings = [
+            {
+                "txn_id": ids[txn.key],
+                "account": p.account,
+                "currency": txn.currency,
+                "amount_minor": to_minor(p.amount, txn.currency),
+            }
+            for txn, _, _ in entries
+            if txn.key in ids
+            for p in txn.postings
+        ]
+        if postings:
+            await self.session.execute(insert(m.ledger_postings), postings)
+        return len(ids)
+
+    async def account_balances(self) -> dict[tuple[str, str], int]:
+        """Per (account, currency): the sum of its postings, in minor units."""
+        p = m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.account, p.c.currency, func.sum(p.c.amount_minor)).group_by(
+                p.c.account, p.c.currency
+            )
+        )
+        return {(r[0], r[1]): int(r[2]) for r in rows}
+
+    async def unbalanced_transactions(self) -> list[Any]:
+        p = m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.txn_id, func.sum(p.c.amount_minor))
+            .group_by(p.c.txn_id)
+            .having(func.sum(p.c.amount_minor) != 0)
+        )
+        return list(rows)

@@ -1,0 +1,331 @@
+"""Order use cases: apply order facts and attribution decisions (the consumer's batch), post
+what each order owes to the ledger, and the reads of orders and their commission."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission.core.commission import (
+    LineItem,
+    OrderCommission,
+    OrderFacts,
+    OrderKey,
+    OrderStatus,
+    compute_order,
+)
+from services.commission.core.ledger import LedgerTxn, ledger_delta
+from services.commission.core.program import ProgramHistory
+from services.commission.core.reports import refund_reversals
+from services.commission.errors import NotFound
+from services.commission.orders.repository import (
+    LedgerRepository,
+    OrderRepository,
+    Summary,
+    items_json,
+)
+from services.commission.program.service import ProgramService
+from shared.clock import Clock, SystemClock
+from shared.events import (
+    Attribution,
+    OrderCancelled,
+    OrderCompleted,
+    OrderPlaced,
+    OrderRefunded,
+)
+from shared.kafka import Received
+from shared.money import to_minor
+from shared.policy import ExitPolicy
+
+Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
+
+
+def order_key(event: Incoming) -> OrderKey:
+    return (event.store_id, event.order_id)
+
+
+def effective_at(event: OrderCompleted | OrderCancelled) -> datetime:
+    """When a terminal status counts from: for a completion, the later of its event time and
+    its arrival at the tracker, so that a backdated completion cannot skip the holding period
+    (the refund window) nor land in a settlement period already past; a cancellation (which
+    pays nothing) at its event time."""
+    if isinstance(event, OrderCancelled) or event.received_at is None:
+        return event.occurred_at
+    return max(event.occurred_at, event.received_at)
+
+
+def encode_explanation(event: Attribution) -> bytes:
+    """What the explain API shows of a decision: all of it but the order itself."""
+    return event.__pydantic_serializer__.to_json(event, exclude={"order"})
+
+
+def idempotency_key(event: Incoming) -> str:
+    """Event ids are unique per store (storefronts choose them), so the key names the store."""
+    return f"{event.store_id}/{event.event_id}"
+
+
+def line_items(event: OrderPlaced) -> list[LineItem]:
+    return [
+        LineItem(i.product_id, i.category_id, i.quantity, i.unit_price, i.shipping_fee, i.title)
+        for i in event.items
+    ]
+
+
+def order_lines(facts: OrderFacts, c: OrderCommission) -> list[dict[str, Any]]:
+    """The order's lines as the reports keep them (amounts in minor units)."""
+    return [
+        {
+            "order_id": facts.order_id,
+            "line_no": n,
+            "store_id": facts.store_id,
+            "product_id": line.product_id,
+            "category_id": line.category_id,
+            "title": line.title,
+            "quantity": line.quantity,
+            "currency": facts.currency,
+            "placed_at": facts.placed_at,
+            "affiliate_id": facts.affiliate_id,
+            "chargeable": c.chargeable,
+            "status": facts.status.value,
+            "sales_minor": to_minor(item.base, facts.currency),
+            "commission_minor": to_minor(item.commission, facts.currency),
+            "reversed_minor": to_minor(item.reversed, facts.currency),
+        }
+        for n, (line, item) in enumerate(zip(facts.items, c.items, strict=True))
+    ]
+
+
+def summary(facts: OrderFacts, c: OrderCommission) -> Summary:
+    """What the settlement rollup keeps of an order's commission (minor units)."""
+    return (
+        facts.key,
+        c.chargeable,
+        to_minor(c.sales, c.currency),
+        to_minor(c.commission, c.currency),
+        to_minor(c.reversed, c.currency),
+    )
+
+
+def _placement(p: OrderPlaced) -> dict[str, Any]:
+    return {
+        "order_id": p.order_id,
+        "store_id": p.store_id,
+        "currency": p.currency,
+        "placed_at": p.occurred_at,
+        "items": items_json(line_items(p)),
+    }
+
+
+def _decision(e: Attribution) -> dict[str, Any]:
+    return {
+        "b_store": e.store_id,
+        "b_oid": e.order_id,
+        "b_rev": e.revision,
+        "b_aff": e.affiliate_id,
+        "b_click": e.click_id,
+        "b_click_at": e.click_at,
+        "b_sub": e.sub_id,
+        "b_expl": orjson.loads(encode_explanation(e)),
+    }
+
+
+def _refund(e: OrderRefunded) -> dict[str, Any]:
+    return {
+        "store_id": e.store_id,
+        "order_id": e.order_id,
+        "refund_id": e.refund_id,
+        "occurred_at": e.occurred_at,
+        "items": [{"product_id": i.product_id, "amount": str(i.amount)} for i in e.items],
+    }
+
+
+@dataclass
+class OrderService:
+    clock: Clock = field(default_factory=SystemClock)
+    policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
+    programs: ProgramService = field(default_factory=ProgramService)
+    late_corrections_ignored: int = 0
+
+    # -- the consumer's batch ---------------------------------------------------------------
+
+    async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
+        """Apply new events (idempotent by store + event id) with one statement per kind of
+        fact, then post what each touched order owes. The facts commute (first placement and
+        first terminal status win, the highest revision wins, refunds are a set), so their
+        order inside a batch does not matter."""
+        repo = OrderRepository(session)
+        events = await self._fresh(repo, batch)
+        if not events:
+            return
+        # An order's attribution (keyed by order) and its storefront events (keyed by visitor)
+        # may be in two workers' batches at once: lock the orders' rows (sorted, so two batches
+        # never deadlock) before reading or writing any of their facts.
+        await repo.ensure_orders(order_key(e) for e in events)
+        await repo.lock_orders(order_key(e) for e in events)
+        await self._apply_facts(repo, events)
+        await self.reconcile(session, {order_key(e) for e in events})
+
+    async def _fresh(
+        self, repo: OrderRepository, batch: list[Received[Incoming]]
+    ) -> list[Incoming]:
+        """The batch's events not applied before, each once (a duplicate inside the batch
+        too)."""
+        fresh = await repo.claim_events([(idempotency_key(r.value), r.topic) for r in batch])
+        events: list[Incoming] = []
+        for rec in batch:
+            key = idempotency_key(rec.value)
+            if key in fresh:
+                fresh.discard(key)
+                events.append(rec.value)
+        return events
+
+    async def _apply_facts(self, repo: OrderRepository, events: list[Incoming]) -> None:
+        """One statement per kind of fact: placements (an attribution carries its order's),
+        decisions, terminal statuses, refunds."""
+        await repo.upsert_placed_many(
+            [
+                _placement(e.order if isinstance(e, Attribution) else e)
+                for e in events
+                if isinstance(e, Attribution | OrderPlaced)
+            ]
+        )
+        decisions = [e for e in events if isinstance(e, Attribution)]
+        await repo.set_attribution_many([_decision(e) for e in decisions])
+        corrections = [e for e in decisions if e.revision > 0]
+        if corrections:
+            held = await repo.revisions(order_key(e) for e in corrections)
+            self.late_corrections_ignored += sum(
+                1 for e in corrections if held.get(order_key(e), -1) < e.revision
+            )
+        await repo.set_terminal_many(
+            [
+                (
+                    order_key(e),
+                    OrderStatus.COMPLETED
+                    if isinstance(e, OrderCompleted)
+                    else OrderStatus.CANCELLED,
+                    effective_at(e),
+                )
+                for e in events
+                if isinstance(e, OrderCompleted | OrderCancelled)
+            ]
+        )
+        await repo.add_refunds_many([_refund(e) for e in events if isinstance(e, OrderRefunded)])
+
+    async def reconcile(self, session: AsyncSession, keys: set[OrderKey]) -> int:
+        """Post every transaction the orders owe and have not posted, and keep their rollups
+        (summary, lines) current. Idempotent."""
+        repo = OrderRepository(session)
+        facts = await repo.order_facts(keys)
+        if not facts:
+            return 0
+        programs = await self.programs.histories(session, {f.store_id for f in facts.values()})
+        ledger = LedgerRepository(session)
+        posted = await ledger.posted(facts)
+        entries = []
+        summaries = []
+        lines: list[dict[str, Any]] = []
+        for key in sorted(facts):
+            f = facts[key]
+            for txn in ledger_delta(f, programs[f.store_id], posted[key], self.policy):
+                entries.append((txn, f.store_id, f.affiliate_id))
+            result = compute_order(f, programs[f.store_id], self.policy)
+            summaries.append(summary(f, result))
+            lines += order_lines(f, result)
+        await repo.set_summaries(summaries)
+        await repo.set_lines(lines)
+        return await ledger.post_many(entries, self.clock.now())
+
+    async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:
+        """Compute the summary of up to ``limit`` orders that have none (orders stored before
+        the rollup existed); returns how many. Run until 0: ``alliance ledger summarise``."""
+        repo = OrderRepository(session)
+        ids = await repo.unsummarised(limit)
+        await repo.lock_orders(ids)  # as the consumer does: no write from a stale read
+        results = [
+            (f, compute_order(f, p, self.policy)) for f, p in await self.with_programs(session, ids)
+        ]
+        await repo.set_summaries([summary(f, r) for f, r in results])
+        await repo.set_lines([line for f, r in results for line in order_lines(f, r)])
+        return len(ids)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    async def with_programs(
+        self, session: AsyncSession, keys: Iterable[OrderKey]
+    ) -> list[tuple[OrderFacts, ProgramHistory]]:
+        """The facts of the orders whose placement is known, each with its store's program,
+        in the order of ``keys``."""
+        keys = list(keys)
+        facts = await OrderRepository(session).order_facts(keys)
+        programs = await self.programs.histories(session, {f.store_id for f in facts.values()})
+        return [(facts[k], programs[k[0]]) for k in keys if k in facts]
+
+    async def order_commission(
+        self, session: AsyncSession, store_id: str, order_id: str
+    ) -> tuple[Any, OrderCommission | None]:
+        """The order's row and its commission (None until its placement is known), from one
+        snapshot of the row and the facts; :class:`NotFound` when there is no such order."""
+        found = await OrderRepository(session).order_with_facts(store_id, order_id)
+        if found is None:
+            raise NotFound("order", store_id=store_id, order_id=order_id)
+        row, facts = found
+        if facts is None:
+            return row, None
+        program = await self.programs.history(session, store_id)
+        return row, compute_order(facts, program, self.policy)
+
+    async def order_row(self, session: AsyncSession, store_id: str, order_id: str) -> Any:
+        return await OrderRepository(session).order_row(store_id, order_id)
+
+    async def affiliate_orders(
+        self,
+        session: AsyncSession,
+        affiliate_id: str,
+        *,
+        start: datetime,
+        end: datetime,
+        status: str | None,
+        after: OrderKey | None,
+        limit: int,
+    ) -> list[tuple[OrderFacts, OrderCommission]]:
+        """The affiliate's orders placed in [start, end) by (store, order) after ``after``,
+        each with its commission."""
+        keys = await OrderRepository(session).affiliate_order_ids(
+            affiliate_id, start=start, end=end, status=status, after=after, limit=limit
+        )
+        return [
+            (f, compute_order(f, p, self.policy))
+            for f, p in await self.with_programs(session, keys)
+        ]
+
+    async def refund_reversals(
+        self, session: AsyncSession, store_id: str, order_ids: set[str]
+    ) -> dict[tuple[str, str, int], Decimal]:
+        """(order, refund, item position) → commission reversed, for the given orders of the
+        store."""
+        return {
+            (f.order_id, refund_id, n): amount
+            for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids])
+            for (refund_id, n), amount in refund_reversals(f, p, self.policy).items()
+        }
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    async def post(
+        self,
+        session: AsyncSession,
+        txns: list[LedgerTxn],
+        *,
+        store_id: str | None,
+        affiliate_id: str | None,
+        at: datetime,
+    ) -> int:
+        """Post transactions whose key is new; returns how many were posted."""
+        return await LedgerRepository(session).post(txns, store_id, affiliate_id, at)

@@ -1,0 +1,81 @@
+"""All SQL of the programs: the append-only operation record of every store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission import models as m
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
+from shared.db import lock_keys
+
+#: the advisory-lock namespace of program changes (and of payouts, keyed apart)
+LOCKS = "program"
+
+
+class ProgramRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def lock(self, store_ids: Iterable[str], *, shared: bool = False) -> None:
+        """Serialise program changes of the stores until commit (``shared``: a reader that
+        must not interleave with a change, e.g. one that derives rates from the program)."""
+        await lock_keys(self.session, LOCKS, store_ids, shared=shared)
+
+    async def programs(self, store_ids: Iterable[str]) -> dict[str, ProgramHistory]:
+        ids = list(set(store_ids))
+        if not ids:
+            return {}
+        ops_t = m.program_ops
+        rows = await self.session.execute(
+            select(ops_t)
+            .where(ops_t.c.store_id.in_(ids))
+            .order_by(ops_t.c.store_id, ops_t.c.at, ops_t.c.id)
+        )
+        ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
+        for r in rows:
+            rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
+            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate, r.days))
+        return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
+
+    async def add_program_op(
+        self,
+        store_id: str,
+        op: ProgramOp,
+        actor: str,
+        before: dict[str, Any],
+        after: dict[str, Any],
+    ) -> int:
+        result = await self.session.execute(
+            insert(m.program_ops)
+            .values(
+                store_id=store_id,
+                kind=op.kind.value,
+                at=op.at,
+                key=op.key,
+                rate=op.rate,
+                days=op.days,
+                actor=actor,
+                before=before,
+                after=after,
+            )
+            .returning(m.program_ops.c.id)
+        )
+        return int(result.scalar_one())
+
+    async def operations(
+        self, store_id: str, start: datetime | None = None, end: datetime | None = None
+    ) -> list[Any]:
+        """The store's operation record, oldest first, optionally in [start, end)."""
+        ops = m.program_ops
+        query = select(ops).where(ops.c.store_id == store_id)
+        if start is not None:
+            query = query.where(ops.c.at >= start)
+        if end is not None:
+            query = query.where(ops.c.at < end)
+        return list(await self.session.execute(query.order_by(ops.c.at, ops.c.id)))

@@ -1,0 +1,104 @@
+"""Request and response models of the program routes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.commission.core.program import ProgramState
+from shared.events import DecimalStr
+
+
+class JoinRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"default_rate": "0.06"}]}
+    )
+
+    default_rate: DecimalStr | None = None
+
+
+class RateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.08"}]})
+
+    rate: DecimalStr
+
+
+class WindowRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 10}]})
+
+    days: int = Field(description="the attribution window in days, 1 to 30")
+
+
+class MainProductRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.12"}]})
+
+    rate: DecimalStr | None = None
+
+
+class ProgramResponse(BaseModel):
+    store_id: str
+    state: str  # joined | exited | never_joined
+    joined_at: datetime | None
+    exited_at: datetime | None
+    exit_allowed_at: datetime | None
+    rejoin_allowed_at: datetime | None
+    default_rate: str
+    category_rates: dict[str, str]
+    main_products: dict[str, str | None]
+    attribution_window_days: int = Field(
+        description="the window in force: the program's own, else the deployment's default"
+    )
+    attribution_window_is_default: bool
+
+    @classmethod
+    def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
+        return cls(
+            store_id=store_id,
+            state="joined" if s.joined else ("exited" if s.exited_at else "never_joined"),
+            joined_at=s.joined_at if s.joined else None,
+            exited_at=s.exited_at,
+            exit_allowed_at=s.exit_allowed_at,
+            rejoin_allowed_at=s.rejoin_allowed_at,
+            default_rate=str(s.default_rate),
+            category_rates={k: str(v) for k, v in s.category_rates.items()},
+            main_products={
+                k: (str(v) if v is not None else None) for k, v in s.main_products.items()
+            },
+            attribution_window_days=s.window_days or default_window,
+            attribution_window_is_default=s.window_days is None,
+        )
+
+
+class OperationView(BaseModel):
+    id: int
+    kind: str
+    at: datetime
+    key: str | None  # category or product id
+    rate: str | None
+    days: int | None  # attribution window
+    actor: str
+    before: dict[str, object]
+    after: dict[str, object]
+
+    @classmethod
+    def of(cls, r: Any) -> OperationView:
+        """A row of the operation record."""
+        return cls(
+            id=r.id,
+            kind=r.kind,
+            at=r.at,
+            key=r.key,
+            rate=str(r.rate.normalize()) if r.rate is not None else None,
+            days=r.days,
+            actor=r.actor,
+            before=r.before,
+            after=r.after,
+        )
+
+
+class MainProductView(BaseModel):
+    product_id: str
+    rate: str | None  # its own rate; None: the category or default rate applies
+    effective_rate: str  # the rate an order placed now would get (without a category)

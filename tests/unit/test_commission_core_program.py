@@ -1,0 +1,83 @@
+"""Program rules in the pure core: each refusal is a class of its own carrying its status
+and code, the record's view of a state, and every kind of change declared once as a route."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from services.commission.core import errors
+from services.commission.core.program import OpKind, ProgramHistory, ProgramOp, state_json
+from services.commission.program.endpoints import CHANGES
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class TestRefusals:
+    @pytest.mark.parametrize(
+        ("ops", "refusal"),
+        [
+            ([ProgramOp(OpKind.JOIN, T0), ProgramOp(OpKind.JOIN, T0)], errors.AlreadyJoined),
+            ([ProgramOp(OpKind.EXIT, T0)], errors.NotJoined),
+            (
+                [ProgramOp(OpKind.JOIN, T0), ProgramOp(OpKind.EXIT, T0 + timedelta(days=1))],
+                errors.ExitTooEarly,
+            ),
+            (
+                [ProgramOp(OpKind.JOIN, T0 + timedelta(days=1)), ProgramOp(OpKind.EXIT, T0)],
+                errors.OutOfOrder,
+            ),
+            ([ProgramOp(OpKind.JOIN, T0, rate=Decimal("0.95"))], errors.InvalidRate),
+            (
+                [ProgramOp(OpKind.JOIN, T0), ProgramOp(OpKind.ATTRIBUTION_WINDOW, T0, days=31)],
+                errors.InvalidWindow,
+            ),
+        ],
+    )
+    def test_each_case_is_its_own_class(
+        self, ops: list[ProgramOp], refusal: type[errors.ProgramError]
+    ) -> None:
+        history = ProgramHistory(tuple(ops[:-1]))
+        with pytest.raises(refusal) as err:
+            history.append(ops[-1])
+        assert err.value.code == refusal.code
+        assert err.value.status_code == refusal.status_code
+        assert err.value.message
+
+    def test_codes_are_distinct(self) -> None:
+        cases = [
+            c
+            for c in vars(errors).values()
+            if isinstance(c, type) and issubclass(c, errors.ProgramError)
+        ]
+        leaves = [c for c in cases if not any(o is not c and issubclass(o, c) for o in cases)]
+        assert len({c.code for c in leaves}) == len(leaves)
+
+
+class TestRecord:
+    def test_the_state_as_the_record_keeps_it(self) -> None:
+        history = ProgramHistory(
+            (
+                ProgramOp(OpKind.JOIN, T0, rate=Decimal("0.05")),
+                ProgramOp(OpKind.MAIN_PRODUCT, T0, key="p", rate=None),
+                ProgramOp(OpKind.CATEGORY_RATE, T0, key="c", rate=Decimal("0.1")),
+            )
+        )
+        assert state_json(history.current()) == {
+            "joined": True,
+            "joined_at": T0.isoformat(),
+            "exited_at": None,
+            "default_rate": "0.05",
+            "category_rates": {"c": "0.1"},
+            "main_products": {"p": None},
+            "window_days": None,
+        }
+
+
+class TestRouteTable:
+    def test_every_kind_of_change_has_a_route_and_each_route_is_declared_once(self) -> None:
+        assert {c.kind for c in CHANGES} == set(OpKind)
+        assert len({(c.method, c.path) for c in CHANGES}) == len(CHANGES)
+        assert len({c.name for c in CHANGES}) == len(CHANGES)
