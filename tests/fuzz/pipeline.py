@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from urllib.parse import parse_qs, urlsplit
 
 from shared.config import Settings
 from tests.integration.harness import (
     Services,
     Store,
+    buyer_clicks,
     eventually,
     new_affiliate,
-    new_link,
     new_store,
+    order_view,
     signed_post,
 )
-from tests.integration.test_pipeline import completed, order_view, placed
+from tests.integration.test_pipeline import completed, placed
 
 
 async def click_and_order(svc: Services, store: Store, affiliate_key: str) -> str:
     """A buyer clicks the affiliate's link to the store's product p1, then the store reports
     the order placed and completed: the order's id."""
-    link = await new_link(svc, affiliate_key, store.store_id, "p1")
-    redirect = await svc.tracker.get(f"/r/{link['code']}")
-    assert redirect.status_code == 302, redirect.text
-    visitor = parse_qs(urlsplit(redirect.headers["location"]).query)["alliance_vid"][0]
+    visitor = await buyer_clicks(svc, affiliate_key, store.store_id)
     order_id = f"o-{uuid.uuid4().hex[:8]}"
     resp = await signed_post(
         svc.tracker,
@@ -46,5 +43,5 @@ async def a_normal_order_flows(svc: Services, settings: Settings) -> float:
     key = await new_affiliate(svc, settings, f"after-aff-{u}")
     order_id = await click_and_order(svc, store, key)
     want = {"status": "completed", "affiliate_id": f"after-aff-{u}", "payable": "2.19"}
-    await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), want), 60)
+    await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), **want), 60)
     return time.monotonic() - started

@@ -6,13 +6,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
-
 from shared.config import Settings
 from shared.db import encode_cursor
 from shared.http import ErrorBody
 from tests.fuzz.bridge import FUZZ_MARKS
-from tests.integration.harness import admin, new_store, running
+from tests.integration.harness import admin, commission_without_database, new_store, running
 
 pytestmark = FUZZ_MARKS
 
@@ -94,16 +92,8 @@ async def test_what_the_fuzzers_found_is_refused_as_malformed_never_a_server_err
 
 
 async def test_an_unreachable_database_is_a_503_to_retry_never_a_500(settings: Settings) -> None:
-    from services.commission.app import create_app
-
-    broken = settings.model_copy(
-        update={"database_url": "postgresql+asyncpg://nobody:x@127.0.0.1:1/none"}
-    )
-    app = create_app(broken, consume=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c.test") as client:
-            resp = await client.get("/v1/ledger", headers=admin(settings))
+    async with commission_without_database(settings) as client:
+        resp = await client.get("/v1/ledger", headers=admin(settings))
     assert resp.status_code == 503, resp.text
     assert resp.headers["retry-after"] == "1"
     assert ErrorBody.model_validate_json(resp.content).error.code == "unavailable"

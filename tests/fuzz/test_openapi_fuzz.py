@@ -18,9 +18,9 @@ from tests.integration.harness import (
     new_affiliate,
     new_link,
     new_store,
+    order_view,
     running,
 )
-from tests.integration.test_pipeline import order_view
 
 pytestmark = FUZZ_MARKS
 
@@ -57,7 +57,7 @@ async def test_the_commission_api_answers_every_principal_as_documented(
         # one real order, so that the store's and the affiliate's paths lead somewhere
         order_id = await click_and_order(svc, store, aff_key)
         await eventually(
-            lambda: order_view(svc, settings, (store.store_id, order_id), {"status": "completed"})
+            lambda: order_view(svc, settings, (store.store_id, order_id), status="completed")
         )
         own = {"store_id": store.store_id, "order_id": order_id, "affiliate_id": affiliate}
         callers = [

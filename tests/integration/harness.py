@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from fastapi import FastAPI
@@ -78,11 +80,25 @@ class Store:
 
     @property
     def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.api_key}"}
+        return bearer(self.api_key)
+
+
+def uid() -> str:
+    """A short random suffix for the ids of one test."""
+    return uuid.uuid4().hex[:8]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def admin(settings: Settings) -> dict[str, str]:
-    return {"Authorization": f"Bearer {settings.admin_token}"}
+    return bearer(settings.admin_token)
+
+
+def visitor_of(redirect: httpx.Response) -> str:
+    """The buyer's visitor id, off the landing URL a click's redirect sends the buyer to."""
+    return parse_qs(urlsplit(redirect.headers["location"]).query)["alliance_vid"][0]
 
 
 async def signed_post(
@@ -103,6 +119,26 @@ async def signed_post(
     return await client.post(path, content=body, headers=headers)
 
 
+async def register_store(
+    svc: Services, settings: Settings, store_id: str, *, landing: str | None = None
+) -> Store:
+    """A store created through the admin API: not in the program, and unknown to the tracker
+    until the directory reaches it. ``landing``: its landing URL template (by default one
+    host per store)."""
+    resp = await svc.commission.post(
+        "/v1/admin/stores",
+        json={
+            "store_id": store_id,
+            "name": store_id,
+            "landing_url_template": landing
+            or f"https://{store_id}.shop.example/item/{{product_id}}",
+        },
+        headers=admin(settings),
+    )
+    assert resp.status_code == 201, resp.text
+    return Store(store_id, resp.json()["api_key"], resp.json()["webhook_secret"])
+
+
 async def new_store(
     svc: Services,
     settings: Settings,
@@ -111,19 +147,11 @@ async def new_store(
     products: tuple[str, ...] = ("p1",),
     join: bool = True,
     rate: str | None = None,
+    landing: str | None = None,
 ) -> Store:
-    """Register a store, join it, and upload its products (once the tracker knows the store)."""
-    resp = await svc.commission.post(
-        "/v1/admin/stores",
-        json={
-            "store_id": store_id,
-            "name": store_id,
-            "landing_url_template": f"https://{store_id}.shop.example/item/{{product_id}}",
-        },
-        headers=admin(settings),
-    )
-    assert resp.status_code == 201, resp.text
-    store = Store(store_id, resp.json()["api_key"], resp.json()["webhook_secret"])
+    """Register a store, join it (unless ``join=False``), and upload its products once the
+    tracker knows the store (with no products: once the tracker knows it)."""
+    store = await register_store(svc, settings, store_id, landing=landing)
     if join:
         body = {"default_rate": rate} if rate else {}
         joined = await svc.commission.post(
@@ -154,7 +182,18 @@ async def new_store(
     return await eventually(known)
 
 
+async def new_finance_user(svc: Services, settings: Settings, user_id: str) -> str:
+    """A finance user's API key."""
+    resp = await svc.commission.post(
+        "/v1/admin/finance-users", json={"user_id": user_id}, headers=admin(settings)
+    )
+    assert resp.status_code == 201, resp.text
+    key: str = resp.json()["api_key"]
+    return key
+
+
 async def new_affiliate(svc: Services, settings: Settings, affiliate_id: str) -> str:
+    """An affiliate's API key."""
     resp = await svc.commission.post(
         "/v1/admin/affiliates",
         json={"affiliate_id": affiliate_id, "name": affiliate_id},
@@ -182,7 +221,7 @@ async def new_link(
         )
 
     async def fetched() -> dict[str, object] | None:
-        resp = await client.post("/v1/links", json=body, headers={"Authorization": f"Bearer {key}"})
+        resp = await client.post("/v1/links", json=body, headers=bearer(key))
         if resp.status_code in (401, 404, 409):
             return None
         assert resp.status_code == 201, resp.text
@@ -191,6 +230,52 @@ async def new_link(
 
     async with client:
         return await eventually(fetched)
+
+
+async def order_view(
+    svc: Services, settings: Settings, order: tuple[str, str], **want: Any
+) -> dict[str, Any] | None:
+    """The commission service's view of ``order`` (store id, order id) once it shows every
+    field of ``want``; None until then (for `eventually`)."""
+    store_id, order_id = order
+    resp = await svc.commission.get(
+        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
+    )
+    if resp.status_code != 200:
+        return None
+    body: dict[str, Any] = resp.json()
+    return body if all(body.get(k) == v for k, v in want.items()) else None
+
+
+async def buyer_clicks(svc: Services, key: str, store_id: str, product_id: str = "p1") -> str:
+    """A buyer follows the affiliate's (``key``) link to the store's product: the buyer's
+    visitor id."""
+    link = await new_link(svc, key, store_id, product_id)
+    redirect = await svc.tracker.get(f"/r/{link['code']}")
+    assert redirect.status_code == 302, redirect.text
+    return visitor_of(redirect)
+
+
+#: a database nobody can reach (port 1), with a user and password that must never leak
+UNREACHABLE_DATABASE = "postgresql+asyncpg://nobody:secretpw@127.0.0.1:1/none"
+
+
+@asynccontextmanager
+async def commission_without_database(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The commission app (without its consumers) on a database nobody can reach, started, and
+    a client of it."""
+    from services.commission.app import create_app
+
+    app = create_app(
+        settings.model_copy(update={"database_url": UNREACHABLE_DATABASE}), consume=False
+    )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://commission.test"
+        ) as client,
+    ):
+        yield client
 
 
 def _now() -> str:

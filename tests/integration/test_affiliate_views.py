@@ -13,7 +13,9 @@ from tests.integration.test_scenarios_services import replayed
 pytestmark = pytest.mark.integration
 
 
-async def test_affiliate_orders_and_earnings(settings: Settings) -> None:
+async def test_an_affiliate_sees_only_the_orders_it_won_and_their_estimated_earnings(
+    settings: Settings,
+) -> None:
     async with replayed(settings, "04-last-click-wins") as r:
         svc, replay, scenario = r.svc, r.replay, r.scenario
         keys = {}

@@ -13,7 +13,15 @@ from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import Click, OrderCompleted, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import make_producer
-from tests.integration.harness import Services, admin, eventually, ledger_lines, running
+from tests.integration.harness import (
+    Services,
+    admin,
+    eventually,
+    ledger_lines,
+    order_view,
+    register_store,
+    running,
+)
 from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -60,33 +68,11 @@ async def joined_store(svc: Services, settings: Settings, u: str) -> None:
     from services.commission.program.service import ProgramService
     from shared.clock import FixedClock
 
-    resp = await svc.commission.post(
-        "/v1/admin/stores",
-        json={
-            "store_id": f"s-{u}",
-            "name": "s",
-            "landing_url_template": "https://x.example/{product_id}",
-        },
-        headers=admin(settings),
-    )
-    assert resp.status_code == 201
+    await register_store(svc, settings, f"s-{u}", landing="https://x.example/{product_id}")
     sessions = svc.apps["commission"].state.sessions
     async with sessions() as session, session.begin():
         service = ProgramService(FixedClock(NOW - timedelta(days=60)))
         await service.change_program(session, f"s-{u}", OpKind.JOIN, "test")
-
-
-async def view(
-    svc: Services, settings: Settings, order: tuple[str, str], **want: Any
-) -> dict[str, Any] | None:
-    store_id, order_id = order
-    resp = await svc.commission.get(
-        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
-    )
-    if resp.status_code != 200:
-        return None
-    body: dict[str, Any] = resp.json()
-    return body if all(body.get(k) == v for k, v in want.items()) else None
 
 
 async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arrives(
@@ -98,14 +84,14 @@ async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arriv
         o = order(u, f"v-{u}", NOW)
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
         await eventually(
-            lambda: view(
+            lambda: order_view(
                 svc, settings, (o.store_id, o.order_id), attribution_decided=True, affiliate_id=None
             )
         )
         late = click(u, f"v-{u}", NOW - timedelta(days=2))
         await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
         got = await eventually(
-            lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
+            lambda: order_view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
         )
         assert got["estimated"] == "6.00"
         done = OrderCompleted(
@@ -113,7 +99,7 @@ async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arriv
         )
         await produce(settings, [(Topic.ORDERS, o.order_id, encode(done))])
         got = await eventually(
-            lambda: view(svc, settings, (o.store_id, o.order_id), status="completed")
+            lambda: order_view(svc, settings, (o.store_id, o.order_id), status="completed")
         )
         assert got["payable"] == "6.00"
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
@@ -143,7 +129,7 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
         await joined_store(svc, settings, u)
         await produce(settings, events + events[::-1] + events)
         got = await eventually(
-            lambda: view(
+            lambda: order_view(
                 svc, settings, (o.store_id, o.order_id), status="completed", affiliate_id=f"b-{u}"
             )
         )
@@ -160,6 +146,7 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
 
 
 async def _at_least(value: int, n: int) -> bool | None:
+    """A poll on a counter that only grows: has it reached ``n`` yet."""
     return True if value >= n else None
 
 
@@ -180,7 +167,7 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
             ],
         )
         await eventually(
-            lambda: view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
+            lambda: order_view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
         )
 
         async def all_dead() -> list[dict[str, Any]] | None:
@@ -246,7 +233,7 @@ async def test_explain_shows_every_click_considered_and_why_it_lost(settings: Se
         await eventually(lambda: _clicks_stored(settings, v, len(clicks)))
         await produce(settings, [(Topic.ORDERS, v, encode(o))])
         await eventually(
-            lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
+            lambda: order_view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
         )
         full = (
             await svc.commission.get(
@@ -295,14 +282,16 @@ async def test_a_late_click_after_the_grace_period_changes_nothing_and_is_counte
         await joined_store(svc, settings, u)
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o))])
         await eventually(
-            lambda: view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
+            lambda: order_view(svc, settings, (o.store_id, o.order_id), attribution_decided=True)
         )
         clock.advance(timedelta(minutes=10, seconds=1))  # the default grace is 10 minutes
         late = click(u, f"v-{u}", NOW - timedelta(days=1))
         await produce(settings, [(Topic.CLICKS, late.visitor_id, encode(late))])
         stats = svc.apps["attribution"].state.service.stats
         await eventually(lambda: _at_least(stats.late_after_freeze, 1))
-        assert (await view(svc, settings, (o.store_id, o.order_id), affiliate_id=None)) is not None
+        assert (
+            await order_view(svc, settings, (o.store_id, o.order_id), affiliate_id=None)
+        ) is not None
     decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
     assert [d["revision"] for d in decisions] == [0]
 
@@ -322,7 +311,7 @@ async def test_rebuild_recomputes_from_the_topics_and_reports_frozen_differences
         await produce(settings, [(Topic.CLICKS, early.visitor_id, encode(early))])
         await produce(settings, [(Topic.ORDERS, o.visitor_id, encode(o)) for o in (kept, frozen)])
         await eventually(
-            lambda: view(
+            lambda: order_view(
                 svc, settings, (frozen.store_id, frozen.order_id), attribution_decided=True
             )
         )

@@ -139,6 +139,7 @@ async def test_killed_mid_batch_and_restarted_ends_with_the_same_attributions(
     try:
 
         async def started() -> bool | None:
+            # a poll: far enough into the stream to be killed mid-way, wherever it is
             return True if await count_decided(settings, u) >= 100 else None
 
         await eventually(started, timeout_s=60)

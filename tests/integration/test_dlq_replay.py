@@ -17,8 +17,8 @@ from deploy.cli import _dlq
 from shared.config import Settings
 from shared.events import OrderCompleted, Topic, encode
 from shared.kafka import Received
-from tests.integration.harness import eventually, ledger_lines, running
-from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce, view
+from tests.integration.harness import eventually, ledger_lines, order_view, running
+from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.test_poison_kinds import dead_lettered
 from tests.integration.topics import read_topic
 
@@ -58,11 +58,13 @@ class TestReplay:
             await produce(settings, [(Topic.CLICKS, visitor, encode(c))])
             await produce(settings, [(Topic.ORDERS, visitor, encode(o))])
             await eventually(
-                lambda: view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
+                lambda: order_view(svc, settings, (o.store_id, o.order_id), affiliate_id=f"aff-{u}")
             )
             await produce(settings, [(Topic.ORDERS, o.order_id, encode(done))])
             await dead_lettered(settings, done.event_id, {"commission"})
-            assert (await view(svc, settings, (o.store_id, o.order_id)) or {})["status"] == "placed"
+            assert (await order_view(svc, settings, (o.store_id, o.order_id)) or {})[
+                "status"
+            ] == "placed"
 
             pipeline.handle = fixed  # the fix is deployed
             assert await dlq(settings, "list", consumer="commission") == 0
@@ -71,7 +73,7 @@ class TestReplay:
             assert await dlq(settings, "replay", consumer="commission") == 0
             assert "replayed 1 dead letters of commission" in capsys.readouterr().out
             got = await eventually(
-                lambda: view(svc, settings, (o.store_id, o.order_id), status="completed")
+                lambda: order_view(svc, settings, (o.store_id, o.order_id), status="completed")
             )
             assert got["payable"] == "6.00"
             # a second replay changes nothing: the completion is applied once
@@ -86,5 +88,7 @@ class TestReplay:
         on_topic = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS))
         assert [e["event_id"] for e in on_topic].count(done.event_id) == 3  # sent, replayed twice
 
-    async def test_replay_needs_a_consumer(self, settings: Settings) -> None:
+    async def test_a_replay_without_a_consumer_is_refused_with_exit_2(
+        self, settings: Settings
+    ) -> None:
         assert await dlq(settings, "replay") == 2

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -18,35 +17,15 @@ from starlette.types import Receive, Scope, Send
 from shared.config import Settings
 from shared.events import Topic
 from shared.kafka import partitions_of
-from tests.integration.harness import (
-    BROWSER_UA,
-    Services,
-    Store,
-    admin,
-    eventually,
-    ledger_lines,
-    new_affiliate,
-    new_link,
-    new_store,
-    running,
-    signed_post,
-)
+from tests.integration import harness
 from tests.integration.test_pipeline import placed
 from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
 
 
-def uid() -> str:
-    return uuid.uuid4().hex[:8]
-
-
 def iso(delta: timedelta = timedelta(0)) -> str:
     return (datetime.now(UTC) + delta).isoformat()
-
-
-def visitor_of(resp: httpx.Response) -> str:
-    return parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
 
 
 def cookie_of(resp: httpx.Response) -> str:
@@ -81,23 +60,23 @@ def documented_route(app: FastAPI) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         transport=httpx.ASGITransport(app=asgi),
         base_url="http://tracker.test",
-        headers={"User-Agent": BROWSER_UA},
+        headers={"User-Agent": harness.BROWSER_UA},
     )
 
 
-async def ready_link(svc: Services, settings: Settings) -> tuple[Store, str]:
-    u = uid()
-    store = await new_store(svc, settings, f"s-{u}", products=("p1",))
-    key = await new_affiliate(svc, settings, f"aff-{u}")
-    return store, str((await new_link(svc, key, store.store_id, "p1"))["code"])
+async def ready_link(svc: harness.Services, settings: Settings) -> tuple[harness.Store, str]:
+    u = harness.uid()
+    store = await harness.new_store(svc, settings, f"s-{u}", products=("p1",))
+    key = await harness.new_affiliate(svc, settings, f"aff-{u}")
+    return store, str((await harness.new_link(svc, key, store.store_id, "p1"))["code"])
 
 
 class TestVisitorCookie:
     async def test_a_forged_visitor_cookie_is_ignored(self, settings: Settings) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             _, code = await ready_link(svc, settings)
             first = await svc.tracker.get(f"/r/{code}")
-            victim, sealed = visitor_of(first), cookie_of(first)
+            victim, sealed = harness.visitor_of(first), cookie_of(first)
             tag = sealed.rpartition(".")[2]
             forged_tag = tag[:-2] + ("AA" if tag[-2:] != "AA" else "BB")
             answers: dict[str, list[httpx.Response]] = {}
@@ -118,13 +97,13 @@ class TestVisitorCookie:
         assert cookie_of(first) == f"{victim}.{tag}"
         for resp in answers["genuine"]:
             assert resp.status_code == 302
-            assert visitor_of(resp) == victim
+            assert harness.visitor_of(resp) == victim
         others = [r for name in ("plain", "forged", "foreign") for r in answers[name]]
         for resp in others:
             assert resp.status_code == 302
-            assert visitor_of(resp) != victim, "a new visitor is minted"
-            assert cookie_of(resp).startswith(visitor_of(resp) + ".")
-        minted = {visitor_of(r) for r in others}
+            assert harness.visitor_of(resp) != victim, "a new visitor is minted"
+            assert cookie_of(resp).startswith(harness.visitor_of(resp) + ".")
+        minted = {harness.visitor_of(r) for r in others}
         assert len(minted) == len(others)
         clicks = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
         assert sum(c["visitor_id"] == victim for c in clicks) == 1 + len(answers["genuine"])
@@ -132,7 +111,7 @@ class TestVisitorCookie:
     async def test_a_malformed_or_non_ascii_cookie_is_ignored_never_an_error(
         self, settings: Settings
     ) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             _, code = await ready_link(svc, settings)
             async with documented_route(svc.apps["tracker"]) as route:
                 for client in (svc.tracker, route):
@@ -148,12 +127,12 @@ class TestVisitorCookie:
                         client.cookies.clear()
                         resp = await client.get(f"/r/{code}", headers={b"Cookie": raw})
                         assert resp.status_code == 302, raw
-                        assert len(visitor_of(resp)) == 32  # minted
+                        assert len(harness.visitor_of(resp)) == 32  # minted
 
 
 class TestOddBytes:
     async def test_a_link_code_with_non_ascii_bytes_is_404(self, settings: Settings) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             _, code = await ready_link(svc, settings)
             kid, payload, tag = code.split(".")
             async with documented_route(svc.apps["tracker"]) as route:
@@ -173,7 +152,7 @@ class TestOddBytes:
     async def test_a_nul_in_the_path_or_query_is_422_on_every_service(
         self, settings: Settings
     ) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             _, code = await ready_link(svc, settings)
             async with documented_route(svc.apps["tracker"]) as route:
                 answers = [
@@ -183,8 +162,12 @@ class TestOddBytes:
                     await svc.tracker.post("/v1/links?store_id=%00", json={}),
                     await svc.tracker.get("/metrics?%00"),
                     await svc.attribution.get("/healthz?probe=%00"),
-                    await svc.commission.get("/v1/ledger?store_id=s%00", headers=admin(settings)),
-                    await svc.commission.get("/v1/stores/s%00/orders/o-1", headers=admin(settings)),
+                    await svc.commission.get(
+                        "/v1/ledger?store_id=s%00", headers=harness.admin(settings)
+                    ),
+                    await svc.commission.get(
+                        "/v1/stores/s%00/orders/o-1", headers=harness.admin(settings)
+                    ),
                 ]
         for resp in answers:
             assert resp.status_code == 422, resp.request.url
@@ -196,8 +179,8 @@ class TestUserAgent:
     async def test_the_user_agent_is_cut_to_512_characters_before_matching(
         self, settings: Settings
     ) -> None:
-        hidden = BROWSER_UA + " " * (600 - len(BROWSER_UA)) + "Googlebot/2.1"
-        async with running(settings) as svc:
+        hidden = harness.BROWSER_UA + " " * (600 - len(harness.BROWSER_UA)) + "Googlebot/2.1"
+        async with harness.running(settings) as svc:
             _, code = await ready_link(svc, settings)
             async with documented_route(svc.apps["tracker"]) as route:
                 for client in (svc.tracker, route):
@@ -213,7 +196,7 @@ class TestEventBounds:
     async def test_a_mixed_batch_gets_a_code_per_event_and_the_accepted_reach_kafka(
         self, settings: Settings
     ) -> None:
-        u = uid()
+        u = harness.uid()
         line = {"product_id": "p1", "quantity": 1, "unit_price": "10.00"}
 
         def order(n: str, **fields: Any) -> dict[str, Any]:
@@ -258,10 +241,10 @@ class TestEventBounds:
             ),
             (refund, None),
         ]
-        async with running(settings) as svc:
-            store = await new_store(svc, settings, f"s-{u}", products=())
+        async with harness.running(settings) as svc:
+            store = await harness.new_store(svc, settings, f"s-{u}", products=())
             before = datetime.now(UTC)
-            resp = await signed_post(
+            resp = await harness.signed_post(
                 svc.tracker, "/v1/events", store, {"events": [e for e, _ in batch]}
             )
             after = datetime.now(UTC)
@@ -283,18 +266,18 @@ class TestEventBounds:
             assert key == want
 
     async def test_server_clicks_obey_the_same_bounds(self, settings: Settings) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             store, code = await ready_link(svc, settings)
             click = {
                 "event_id": "imp-1",
                 "code": code,
                 "visitor_id": "v-imp",
                 "occurred_at": iso(-timedelta(days=89)),
-                "user_agent": BROWSER_UA,
+                "user_agent": harness.BROWSER_UA,
             }
-            ok = await signed_post(svc.tracker, "/v1/clicks", store, click)
+            ok = await harness.signed_post(svc.tracker, "/v1/clicks", store, click)
             answers = {
-                name: await signed_post(svc.tracker, "/v1/clicks", store, click | change)
+                name: await harness.signed_post(svc.tracker, "/v1/clicks", store, click | change)
                 for name, change in {
                     "occurred_too_long_ago": {"occurred_at": iso(-timedelta(days=91))},
                     "occurred_in_future": {"occurred_at": iso(timedelta(minutes=10))},
@@ -325,22 +308,15 @@ class TestLongestIds:
 
         store_id, affiliate_id, product_id = longest("s"), longest("a"), longest("p")
         order_id, visitor_id = longest("o"), longest("v")
-        async with running(settings) as svc:
-            created = await svc.commission.post(
-                "/v1/admin/stores",
-                json={
-                    "store_id": store_id,
-                    "name": "Longest",
-                    "landing_url_template": "https://shop.example/item/{product_id}",
-                },
-                headers=admin(settings),
+        async with harness.running(settings) as svc:
+            # a 64-character store id is too long for a host name: one landing host for all
+            store = await harness.new_store(
+                svc,
+                settings,
+                store_id,
+                products=(),
+                landing="https://shop.example/item/{product_id}",
             )
-            assert created.status_code == 201, created.text
-            store = Store(store_id, created.json()["api_key"], created.json()["webhook_secret"])
-            joined = await svc.commission.post(
-                f"/v1/stores/{store_id}/program/join", json={}, headers=store.auth
-            )
-            assert joined.status_code == 200, joined.text
             product = {
                 "event_id": longest("e"),
                 "type": "product_upserted",
@@ -350,17 +326,15 @@ class TestLongestIds:
                 "price": "10.00",
                 "currency": "USD",
             }
-
-            async def catalogued() -> bool | None:
-                resp = await signed_post(svc.tracker, "/v1/events", store, {"events": [product]})
-                return None if resp.status_code == 401 else True
-
-            await eventually(catalogued)
-            key = await new_affiliate(svc, settings, affiliate_id)
-            code = str((await new_link(svc, key, store_id, product_id))["code"])
+            catalogued = await harness.signed_post(
+                svc.tracker, "/v1/events", store, {"events": [product]}
+            )
+            assert catalogued.json()["accepted"] == 1, catalogued.text
+            key = await harness.new_affiliate(svc, settings, affiliate_id)
+            code = str((await harness.new_link(svc, key, store_id, product_id))["code"])
             redirect = await svc.tracker.get(f"/r/{code}")
             click_event = longest("c")
-            s2s = await signed_post(
+            s2s = await harness.signed_post(
                 svc.tracker,
                 "/v1/clicks",
                 store,
@@ -369,7 +343,7 @@ class TestLongestIds:
                     "code": code,
                     "visitor_id": visitor_id,
                     "occurred_at": iso(),
-                    "user_agent": BROWSER_UA,
+                    "user_agent": harness.BROWSER_UA,
                 },
             )
             placed_event = placed(order_id, visitor_id) | {"event_id": longest("e")}
@@ -388,21 +362,21 @@ class TestLongestIds:
                 "occurred_at": iso(),
                 "order_id": order_id,
             }
-            events = await signed_post(
+            events = await harness.signed_post(
                 svc.tracker, "/v1/events", store, {"events": [placed_event, done, refund]}
             )
 
             # ... and on through attribution and commission into the ledger
             async def settled() -> dict[str, Any] | None:
                 resp = await svc.commission.get(
-                    f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
+                    f"/v1/stores/{store_id}/orders/{order_id}", headers=harness.admin(settings)
                 )
                 view: dict[str, Any] = resp.json()
                 ok = resp.status_code == 200 and view["reversed"] != "0.00"
                 return view if ok and view["status"] == "completed" else None
 
-            view = await eventually(settled)
-            ledger = await ledger_lines(svc.commission, settings)
+            view = await harness.eventually(settled)
+            ledger = await harness.ledger_lines(svc.commission, settings)
             keys = {line["key"] for line in ledger if line["order_id"] == order_id}
         assert view["affiliate_id"] == affiliate_id
         assert view["click_id"] == f"s2s:{store_id}:{click_event}"

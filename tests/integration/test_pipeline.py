@@ -7,18 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
 from shared.config import Settings
 from tests.integration.harness import (
-    Services,
-    admin,
+    commission_without_database,
     eventually,
     ledger_lines,
     new_affiliate,
     new_link,
     new_store,
+    order_view,
     running,
     signed_post,
 )
@@ -28,19 +27,6 @@ pytestmark = pytest.mark.integration
 
 def uid() -> str:
     return uuid.uuid4().hex[:8]
-
-
-async def order_view(
-    svc: Services, settings: Settings, order: tuple[str, str], want: dict[str, Any]
-) -> dict[str, Any] | None:
-    store_id, order_id = order
-    resp = await svc.commission.get(
-        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
-    )
-    if resp.status_code != 200:
-        return None
-    body: dict[str, Any] = resp.json()
-    return body if all(body.get(k) == v for k, v in want.items()) else None
 
 
 def placed(
@@ -106,7 +92,8 @@ async def test_click_order_completion_pays_the_affiliate(settings: Settings) -> 
                 svc,
                 settings,
                 (store.store_id, order_id),
-                {"status": "completed", "affiliate_id": f"aff-{u}"},
+                status="completed",
+                affiliate_id=f"aff-{u}",
             )
         )
         assert view["click_id"] == query["alliance_click"][0]
@@ -153,7 +140,8 @@ async def test_organic_order_costs_nothing(settings: Settings) -> None:
                 svc,
                 settings,
                 (store.store_id, order_id),
-                {"status": "completed", "attribution_decided": True},
+                status="completed",
+                attribution_decided=True,
             )
         )
         assert view["affiliate_id"] is None
@@ -173,16 +161,8 @@ async def test_every_service_reports_health_and_readiness(settings: Settings) ->
 
 
 async def test_readyz_fails_when_postgres_is_unreachable(settings: Settings) -> None:
-    broken = settings.model_copy(
-        update={"database_url": "postgresql+asyncpg://nobody:x@127.0.0.1:1/none"}
-    )
-    from services.commission.app import create_app
-
-    app = create_app(broken, consume=False)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://c.test") as client:
-            ready = await client.get("/readyz")
+    async with commission_without_database(settings) as client:
+        ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["postgres"].startswith("error")
     assert ready.json()["checks"]["kafka"] == "ok"

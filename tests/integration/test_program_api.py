@@ -12,7 +12,7 @@ import pytest
 
 from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.harness import admin, running
+from tests.integration.harness import admin, register_store, running
 from tests.integration.test_reports import csv_cells
 from tests.integration.test_scenarios_services import replayed
 
@@ -26,16 +26,10 @@ async def test_join_exit_rejoin_rates_main_products_and_the_operation_record(
     clock = FixedClock(T0)
     u = uuid.uuid4().hex[:6]
     async with running(settings, clock) as svc:
-        created = await svc.commission.post(
-            "/v1/admin/stores",
-            json={
-                "store_id": f"s-{u}",
-                "name": "s",
-                "landing_url_template": "https://x.example/{product_id}",
-            },
-            headers=admin(settings),
+        store = await register_store(
+            svc, settings, f"s-{u}", landing="https://x.example/{product_id}"
         )
-        auth = {"Authorization": f"Bearer {created.json()['api_key']}"}
+        auth = store.auth
         base = f"/v1/stores/s-{u}"
         joined = await svc.commission.post(f"{base}/program/join", json={}, headers=auth)
         assert joined.json()["default_rate"] == "0.06"

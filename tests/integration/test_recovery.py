@@ -18,8 +18,8 @@ import pytest
 from deploy.stack import kafka, orchestrate, postgres
 from shared.config import Settings
 from shared.events import OrderCompleted, OrderPlaced, Topic, encode
-from tests.integration.harness import Services, eventually, ledger_lines, running
-from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce, view
+from tests.integration.harness import Services, eventually, ledger_lines, order_view, running
+from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.topics import read_topic
 
 pytestmark = pytest.mark.integration
@@ -76,7 +76,7 @@ async def reach(
     for o in orders:
 
         async def shown(o: OrderPlaced = o) -> dict[str, object] | None:
-            return await view(svc, settings, (o.store_id, o.order_id), **want)
+            return await order_view(svc, settings, (o.store_id, o.order_id), **want)
 
         await eventually(shown, timeout_s=90)
 
@@ -119,75 +119,93 @@ async def exactly_once(
     assert not [d for d in letters if f"s-{u}" in d["value"]]
 
 
+async def outage_then_recovery(
+    svc: Services,
+    settings: Settings,
+    u: str,
+    *,
+    dependency: str,
+    stop: Callable[[], None],
+    start: Callable[[], None],
+    noticed_within_s: float,
+    down_s: float,
+    send_while_down: bool,
+) -> None:
+    """Five orders are decided; ``stop`` takes the dependency down (both services say so
+    within ``noticed_within_s``) for ``down_s`` more seconds, then ``start`` brings it back.
+    Twenty more orders, sent while it is down or once it is back, are decided; the services
+    were ready within READY_WITHIN_S and every order is decided and posted exactly once."""
+    before, more = orders_of(u, 0, 5), orders_of(u, 5, 20)
+    await joined_store(svc, settings, u)
+    await send(settings, before)
+    await decided(svc, settings, [o for o, _, _ in before])
+    await asyncio.to_thread(stop)
+    try:
+        if send_while_down:
+            await send(settings, more)  # Kafka takes them; nobody can apply them
+        await until(lambda: none_ready(svc), noticed_within_s)
+        await asyncio.sleep(down_s)
+    finally:
+        await asyncio.to_thread(start)
+    back = time.monotonic()
+    ready_s = await until(lambda: all_ready(svc), 30)
+    if not send_while_down:
+        await send(settings, more)
+    await decided(svc, settings, [o for o, _, _ in more])
+    log.warning(
+        "%s back: ready after %.1fs, %d orders applied %.1fs after it was back",
+        dependency,
+        ready_s,
+        len(more),
+        time.monotonic() - back,
+    )
+    assert ready_s <= READY_WITHIN_S
+    await exactly_once(svc, settings, u, [o for o, _, _ in before + more])
+
+
 class TestPostgresCrash:
     @pytest.mark.allow_logged_errors  # drivers and services complain, rightly, while it is down
     async def test_after_a_postgres_crash_the_consumers_resume_and_apply_everything_once(
         self, stack_settings: Settings, settings: Settings
     ) -> None:
         cluster = orchestrate.Stack.from_settings(stack_settings).postgres
-        u = uuid.uuid4().hex[:8]
-        before, during = orders_of(u, 0, 5), orders_of(u, 5, 20)
         async with running(settings) as svc:
-            await joined_store(svc, settings, u)
-            await send(settings, before)
-            await decided(svc, settings, [o for o, _, _ in before])
-            await asyncio.to_thread(postgres.crash, cluster)
-            try:
-                await send(settings, during)  # Kafka takes them; nobody can apply them
-                await until(lambda: none_ready(svc), 10)
-                await asyncio.sleep(6)  # the 5–8 s crash of the fault campaign
-            finally:
-                await asyncio.to_thread(postgres.start, cluster)
-            back = time.monotonic()
-            ready_s = await until(lambda: all_ready(svc), 30)
-            await decided(svc, settings, [o for o, _, _ in during])
-            applied_s = time.monotonic() - back
-            log.warning(
-                "PostgreSQL back: ready after %.1fs, %d orders applied after %.1fs",
-                ready_s,
-                len(during),
-                applied_s,
+            await outage_then_recovery(
+                svc,
+                settings,
+                uuid.uuid4().hex[:8],
+                dependency="PostgreSQL",
+                stop=lambda: postgres.crash(cluster),
+                start=lambda: postgres.start(cluster),
+                noticed_within_s=10,
+                down_s=6,  # the 5–8 s crash of the fault campaign
+                send_while_down=True,
             )
-            assert ready_s <= READY_WITHIN_S
             for name in ("attribution", "commission"):
                 app = svc.apps[name]
                 assert app.state.pipeline.retries > 0  # it did meet the crash
             metrics = (await svc.commission.get("/metrics")).text
             assert 'alliance_task_restarts_total{task="consumer"} 0' in metrics
-            await exactly_once(svc, settings, u, [o for o, _, _ in before + during])
 
 
 class TestBrokerKill:
-    @pytest.mark.allow_logged_errors
+    @pytest.mark.allow_logged_errors  # drivers and services complain, rightly, while it is down
     async def test_after_a_broker_kill_the_consumers_resume_and_apply_everything_once(
         self, stack_settings: Settings, settings: Settings
     ) -> None:
         broker = orchestrate.Stack.from_settings(stack_settings).kafka
-        u = uuid.uuid4().hex[:8]
-        before, after = orders_of(u, 0, 5), orders_of(u, 5, 20)
         async with running(settings) as svc:
-            await joined_store(svc, settings, u)
-            await send(settings, before)
-            await decided(svc, settings, [o for o, _, _ in before])
-            await asyncio.to_thread(kafka.kill, broker)
-            try:
-                await until(lambda: none_ready(svc), 20)
-                await asyncio.sleep(3)
-            finally:
-                await asyncio.to_thread(kafka.start, broker)
-            back = time.monotonic()
-            ready_s = await until(lambda: all_ready(svc), 30)
-            await send(settings, after)
-            await decided(svc, settings, [o for o, _, _ in after])
-            applied_s = time.monotonic() - back
-            log.warning(
-                "Kafka back: ready after %.1fs, %d new orders applied %.1fs after it was back",
-                ready_s,
-                len(after),
-                applied_s,
+            await outage_then_recovery(
+                svc,
+                settings,
+                uuid.uuid4().hex[:8],
+                dependency="Kafka",
+                stop=lambda: kafka.kill(broker),
+                start=lambda: kafka.start(broker),
+                noticed_within_s=20,
+                down_s=3,
+                send_while_down=False,
             )
-            assert ready_s <= READY_WITHIN_S
-            await exactly_once(svc, settings, u, [o for o, _, _ in before + after])
 
 
 class TestConsumerTask:

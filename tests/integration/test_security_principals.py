@@ -10,11 +10,9 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -23,53 +21,10 @@ from fastapi import FastAPI
 from deploy import procs
 from shared.config import InsecureSettings, Settings
 from tests.conftest import free_ports
-from tests.integration.harness import (
-    Services,
-    Store,
-    admin,
-    eventually,
-    ledger_lines,
-    new_affiliate,
-    new_link,
-    new_store,
-    running,
-    signed_post,
-)
+from tests.integration import harness
 from tests.integration.test_pipeline import completed, placed
 
 pytestmark = pytest.mark.integration
-
-
-def uid() -> str:
-    return uuid.uuid4().hex[:8]
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-async def new_finance_user(svc: Services, settings: Settings, user_id: str) -> str:
-    resp = await svc.commission.post(
-        "/v1/admin/finance-users", json={"user_id": user_id}, headers=admin(settings)
-    )
-    assert resp.status_code == 201, resp.text
-    key: str = resp.json()["api_key"]
-    return key
-
-
-async def registered_store(svc: Services, settings: Settings, store_id: str) -> Store:
-    """A store created through the admin API, not yet in the program."""
-    resp = await svc.commission.post(
-        "/v1/admin/stores",
-        json={
-            "store_id": store_id,
-            "name": store_id,
-            "landing_url_template": f"https://{store_id}.shop.example/item/{{product_id}}",
-        },
-        headers=admin(settings),
-    )
-    assert resp.status_code == 201, resp.text
-    return Store(store_id, resp.json()["api_key"], resp.json()["webhook_secret"])
 
 
 #: every program change a store may make, as (method, path under /v1/stores/{id}, body)
@@ -87,7 +42,7 @@ PROGRAM_CHANGES: list[tuple[str, str, dict[str, Any] | None]] = [
 
 
 async def change(
-    svc: Services, store_id: str, method: str, path: str, body: Any, headers: dict[str, str]
+    svc: harness.Services, store_id: str, method: str, path: str, body: Any, headers: dict[str, str]
 ) -> httpx.Response:
     return await svc.commission.request(
         method, f"/v1/stores/{store_id}/{path}", json=body, headers=headers
@@ -96,10 +51,10 @@ async def change(
 
 class TestWhoMayChangeAProgram:
     async def test_finance_cannot_change_a_program(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
-            finance = bearer(await new_finance_user(svc, settings, f"fin-{u}"))
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
+            finance = harness.bearer(await harness.new_finance_user(svc, settings, f"fin-{u}"))
             for method, path, body in PROGRAM_CHANGES:
                 resp = await change(svc, store.store_id, method, path, body, finance)
                 assert resp.status_code == 403, (method, path, resp.text)
@@ -120,10 +75,10 @@ class TestWhoMayChangeAProgram:
             assert joined.status_code == 200, joined.text
 
     async def test_another_store_cannot_change_a_program(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
-            other = await registered_store(svc, settings, f"t-{u}")
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
+            other = await harness.register_store(svc, settings, f"t-{u}")
             for method, path, body in PROGRAM_CHANGES:
                 resp = await change(svc, store.store_id, method, path, body, other.auth)
                 assert resp.status_code == 403, (method, path, resp.text)
@@ -133,10 +88,10 @@ class TestWhoMayChangeAProgram:
             assert program.json()["state"] == "never_joined"
 
     async def test_admin_may_change_a_program(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
-            headers = admin(settings)
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
+            headers = harness.admin(settings)
             for method, path, body in PROGRAM_CHANGES[:-1]:  # exit: not within 15 days
                 resp = await change(svc, store.store_id, method, path, body, headers)
                 assert resp.status_code == 200, (method, path, resp.text)
@@ -147,9 +102,9 @@ class TestWhoMayChangeAProgram:
             assert len(ops.json()) == len(PROGRAM_CHANGES) - 1
 
     async def test_a_store_may_not_close_statements_or_pay(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
             closed = await svc.commission.post(
                 f"/v1/statements/{store.store_id}/2026-01/close", headers=store.auth
             )
@@ -162,19 +117,23 @@ class TestWhoMayChangeAProgram:
             assert paid.status_code == 403
 
     async def test_only_the_exact_admin_token_is_the_admin(self, settings: Settings) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             token = settings.admin_token
             for wrong in (token[:-1], token + "x", token.upper(), "x" + token[1:]):
                 resp = await svc.commission.post(
-                    "/v1/admin/finance-users", json={"user_id": f"f-{uid()}"}, headers=bearer(wrong)
+                    "/v1/admin/finance-users",
+                    json={"user_id": f"f-{harness.uid()}"},
+                    headers=harness.bearer(wrong),
                 )
                 assert resp.status_code == 401, wrong
 
 
 class TestKeyRotation:
-    async def rotate(self, svc: Services, settings: Settings, kind: str, principal: str) -> str:
+    async def rotate(
+        self, svc: harness.Services, settings: Settings, kind: str, principal: str
+    ) -> str:
         resp = await svc.commission.post(
-            f"/v1/admin/{kind}/{principal}/keys/rotate", headers=admin(settings)
+            f"/v1/admin/{kind}/{principal}/keys/rotate", headers=harness.admin(settings)
         )
         assert resp.status_code == 200, resp.text
         assert resp.json()["id"] == principal
@@ -182,47 +141,53 @@ class TestKeyRotation:
         return key
 
     async def test_a_rotated_affiliate_key_stops_working(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await new_store(svc, settings, f"s-{u}")
-            old = await new_affiliate(svc, settings, f"aff-{u}")
-            await new_link(svc, old, store.store_id, "p1")  # the tracker knows the old key
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.new_store(svc, settings, f"s-{u}")
+            old = await harness.new_affiliate(svc, settings, f"aff-{u}")
+            await harness.new_link(svc, old, store.store_id, "p1")  # the tracker knows the old key
             new = await self.rotate(svc, settings, "affiliates", f"aff-{u}")
             assert new != old
             assert new.startswith("ala_")
 
             # at once on the commission service
             earnings = "/v1/affiliate/earnings"
-            assert (await svc.commission.get(earnings, headers=bearer(old))).status_code == 401
-            assert (await svc.commission.get(earnings, headers=bearer(new))).status_code == 200
+            assert (
+                await svc.commission.get(earnings, headers=harness.bearer(old))
+            ).status_code == 401
+            assert (
+                await svc.commission.get(earnings, headers=harness.bearer(new))
+            ).status_code == 200
 
             # on the tracker once the directory entry reached it: the old key is refused
             async def refused() -> bool | None:
                 resp = await svc.tracker.post(
-                    "/v1/links", json={"store_id": store.store_id}, headers=bearer(old)
+                    "/v1/links", json={"store_id": store.store_id}, headers=harness.bearer(old)
                 )
                 return True if resp.status_code == 401 else None
 
-            await eventually(refused)
-            link = await new_link(svc, new, store.store_id, "p1")
+            await harness.eventually(refused)
+            link = await harness.new_link(svc, new, store.store_id, "p1")
             redirect = await svc.tracker.get(f"/r/{link['code']}")
             assert redirect.status_code == 302
 
     async def test_a_rotated_store_key_stops_working(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await new_store(svc, settings, f"s-{u}")
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.new_store(svc, settings, f"s-{u}")
             program = f"/v1/stores/{store.store_id}/program"
             new = await self.rotate(svc, settings, "stores", store.store_id)
             assert new.startswith("als_")
             assert (await svc.commission.get(program, headers=store.auth)).status_code == 401
-            assert (await svc.commission.get(program, headers=bearer(new))).status_code == 200
+            assert (
+                await svc.commission.get(program, headers=harness.bearer(new))
+            ).status_code == 200
             resp = await change(
                 svc, store.store_id, "PUT", "rates/default", {"rate": "0.07"}, store.auth
             )
             assert resp.status_code == 401
             resp = await change(
-                svc, store.store_id, "PUT", "rates/default", {"rate": "0.07"}, bearer(new)
+                svc, store.store_id, "PUT", "rates/default", {"rate": "0.07"}, harness.bearer(new)
             )
             assert resp.status_code == 200
             # the webhook secret is another credential: still the same
@@ -232,36 +197,45 @@ class TestKeyRotation:
                 "occurred_at": placed("x", "v")["occurred_at"],
                 "visitor_id": f"v-{u}",
             }
-            posted = await signed_post(svc.tracker, "/v1/events", store, {"events": [event]})
+            posted = await harness.signed_post(
+                svc.tracker, "/v1/events", store, {"events": [event]}
+            )
             assert posted.status_code == 202, posted.text
 
     async def test_a_rotated_finance_key_stops_working(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            old = await new_finance_user(svc, settings, f"fin-{u}")
-            assert (await svc.commission.get("/v1/ledger", headers=bearer(old))).status_code == 200
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            old = await harness.new_finance_user(svc, settings, f"fin-{u}")
+            assert (
+                await svc.commission.get("/v1/ledger", headers=harness.bearer(old))
+            ).status_code == 200
             new = await self.rotate(svc, settings, "finance-users", f"fin-{u}")
             assert new.startswith("alf_")
-            assert (await svc.commission.get("/v1/ledger", headers=bearer(old))).status_code == 401
-            assert (await svc.commission.get("/v1/ledger", headers=bearer(new))).status_code == 200
+            assert (
+                await svc.commission.get("/v1/ledger", headers=harness.bearer(old))
+            ).status_code == 401
+            assert (
+                await svc.commission.get("/v1/ledger", headers=harness.bearer(new))
+            ).status_code == 200
 
     async def test_only_the_admin_rotates_keys_of_principals_that_exist(
         self, settings: Settings
     ) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
             own = await svc.commission.post(
                 f"/v1/admin/stores/{store.store_id}/keys/rotate", headers=store.auth
             )
             assert own.status_code == 403
             missing = await svc.commission.post(
-                f"/v1/admin/affiliates/nobody-{u}/keys/rotate", headers=admin(settings)
+                f"/v1/admin/affiliates/nobody-{u}/keys/rotate", headers=harness.admin(settings)
             )
             assert missing.status_code == 404
             # a store's id is not an affiliate's
             crossed = await svc.commission.post(
-                f"/v1/admin/affiliates/{store.store_id}/keys/rotate", headers=admin(settings)
+                f"/v1/admin/affiliates/{store.store_id}/keys/rotate",
+                headers=harness.admin(settings),
             )
             assert crossed.status_code == 404
             assert (
@@ -331,7 +305,7 @@ class TestProductionSecrets:
                 assert [v for v in variables if v in message] == [variable]
         # exactly 32 characters is enough; with good secrets every service starts and is ready
         assert not prod.model_copy(update={**GOOD, "admin_token": "z" * 32}).production_problems()
-        async with running(prod.model_copy(update=GOOD)) as svc:
+        async with harness.running(prod.model_copy(update=GOOD)) as svc:
             for client in (svc.tracker, svc.attribution, svc.commission):
                 assert (await client.get("/readyz")).status_code == 200
 
@@ -387,13 +361,11 @@ class TestProductionSecrets:
 
 class TestExportsAndPages:
     async def test_csv_exports_neutralise_formulas(self, settings: Settings) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await new_store(svc, settings, f"s-{u}")
-            key = await new_affiliate(svc, settings, f"aff-{u}")
-            link = await new_link(svc, key, store.store_id, "p1")
-            redirect = await svc.tracker.get(f"/r/{link['code']}")
-            visitor = parse_qs(urlsplit(redirect.headers["location"]).query)["alliance_vid"][0]
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.new_store(svc, settings, f"s-{u}")
+            key = await harness.new_affiliate(svc, settings, f"aff-{u}")
+            visitor = await harness.buyer_clicks(svc, key, store.store_id)
             order_id = f"o-{u}"
             order = placed(order_id, visitor)
             order["items"][0]["title"] = '=HYPERLINK("http://evil.example","x")'
@@ -406,7 +378,7 @@ class TestExportsAndPages:
                 "currency": "USD",
                 "items": [{"product_id": "p1", "amount": "10.00"}],
             }
-            resp = await signed_post(
+            resp = await harness.signed_post(
                 svc.tracker,
                 "/v1/events",
                 store,
@@ -416,14 +388,14 @@ class TestExportsAndPages:
             account = f"store:{store.store_id}:commission"
 
             async def posted() -> list[dict[str, Any]] | None:
-                lines = await ledger_lines(svc.commission, settings, account=account)
+                lines = await harness.ledger_lines(svc.commission, settings, account=account)
                 return lines if len(lines) == 2 else None
 
-            lines = await eventually(posted, timeout_s=60)
+            lines = await harness.eventually(posted, timeout_s=60)
             exported = await svc.commission.get(
                 "/v1/ledger",
                 params={"account": account},
-                headers={**admin(settings), "Accept": "text/csv"},
+                headers={**harness.admin(settings), "Accept": "text/csv"},
             )
             rows = list(csv.DictReader(io.StringIO(exported.text)))
             for row, line in zip(rows, lines, strict=True):
@@ -440,7 +412,7 @@ class TestExportsAndPages:
                 items: list[dict[str, Any]] = got.json()["items"]
                 return items if {i["type"] for i in items} == {"order", "refund"} else None
 
-            await eventually(both_lines)
+            await harness.eventually(both_lines)
             got = await svc.commission.get(report, headers={**store.auth, "Accept": "text/csv"})
             rows = list(csv.DictReader(io.StringIO(got.text)))
             assert {r["title"] for r in rows} == {"'" + order["items"][0]["title"]}
@@ -454,7 +426,7 @@ class TestExportsAndPages:
     async def test_the_dashboard_page_forbids_inline_script_and_framing(
         self, settings: Settings
     ) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             page = await svc.commission.get("/dashboard")
             assert page.status_code == 200
             csp = page.headers["content-security-policy"]
@@ -472,13 +444,14 @@ class TestExportsAndPages:
             assert "https://" not in html
 
     async def test_docs_are_served_without_the_internet(self, settings: Settings) -> None:
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             for client in (svc.tracker, svc.attribution, svc.commission):
                 docs = await client.get("/docs")
                 assert docs.status_code == 200, docs.text
                 assert "https://" not in docs.text
                 assert "http://" not in docs.text
                 assets = re.findall(r"""(?:src|href)=['"](/[^'"]+)['"]""", docs.text)
+                # at least these two (the page may link more of its own, a favicon say)
                 assert {a.rsplit("/", 1)[1] for a in assets} >= {
                     "swagger-ui-bundle.js",
                     "swagger-ui.css",
@@ -492,16 +465,8 @@ class TestExportsAndPages:
     async def test_readyz_names_the_failed_dependency_without_exception_text(
         self, settings: Settings
     ) -> None:
-        from services.commission.app import create_app
-
-        broken = settings.model_copy(
-            update={"database_url": "postgresql+asyncpg://nobody:secretpw@127.0.0.1:1/none"}
-        )
-        app = create_app(broken, consume=False)
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://c.test") as client:
-                ready = await client.get("/readyz")
+        async with harness.commission_without_database(settings) as client:
+            ready = await client.get("/readyz")
         assert ready.status_code == 503
         body = ready.json()
         assert body["status"] == "unavailable"
@@ -534,16 +499,16 @@ class TestCheckedAtCreation:
             "http://shop.example/item?id={product_id}&ref=alliance",
             "https://shop.example/",
         ]
-        async with running(settings) as svc:
+        async with harness.running(settings) as svc:
             for n, t in enumerate(bad):
                 resp = await svc.commission.post(
                     "/v1/admin/stores",
                     json={
-                        "store_id": f"b{n}-{uid()}",
+                        "store_id": f"b{n}-{harness.uid()}",
                         "name": "b",
                         "landing_url_template": t,
                     },
-                    headers=admin(settings),
+                    headers=harness.admin(settings),
                 )
                 assert resp.status_code == 422, t
                 assert "invalid_landing_url" in resp.text, (t, resp.text)
@@ -551,19 +516,19 @@ class TestCheckedAtCreation:
                 resp = await svc.commission.post(
                     "/v1/admin/stores",
                     json={
-                        "store_id": f"g{n}-{uid()}",
+                        "store_id": f"g{n}-{harness.uid()}",
                         "name": "g",
                         "landing_url_template": t,
                     },
-                    headers=admin(settings),
+                    headers=harness.admin(settings),
                 )
                 assert resp.status_code == 201, (t, resp.text)
 
     async def test_principal_ids_have_no_colon_and_at_most_64_characters(
         self, settings: Settings
     ) -> None:
-        u = uid()
-        async with running(settings) as svc:
+        u = harness.uid()
+        async with harness.running(settings) as svc:
             longest = f"s{u}".ljust(64, "x")
             for store_id, status in ((f"a:{u}", 422), (longest + "y", 422), (longest, 201)):
                 resp = await svc.commission.post(
@@ -573,22 +538,22 @@ class TestCheckedAtCreation:
                         "name": "s",
                         "landing_url_template": "https://x.example/{product_id}",
                     },
-                    headers=admin(settings),
+                    headers=harness.admin(settings),
                 )
                 assert resp.status_code == status, (store_id, resp.text)
             for path, body in (
                 ("/v1/admin/affiliates", {"affiliate_id": f"a:{u}", "name": "a"}),
                 ("/v1/admin/finance-users", {"user_id": f"f:{u}"}),
             ):
-                resp = await svc.commission.post(path, json=body, headers=admin(settings))
+                resp = await svc.commission.post(path, json=body, headers=harness.admin(settings))
                 assert resp.status_code == 422, resp.text
 
     async def test_a_statement_period_is_exactly_yyyy_mm_from_2000_to_2100(
         self, settings: Settings
     ) -> None:
-        u = uid()
-        async with running(settings) as svc:
-            store = await registered_store(svc, settings, f"s-{u}")
+        u = harness.uid()
+        async with harness.running(settings) as svc:
+            store = await harness.register_store(svc, settings, f"s-{u}")
             base = f"/v1/statements/{store.store_id}"
             for period in (
                 "2026-1",
@@ -609,7 +574,7 @@ class TestCheckedAtCreation:
                 assert got.status_code == 422, (period, got.text)
                 assert got.json()["error"]["code"] == "invalid_period"
                 closed = await svc.commission.post(
-                    f"{base}/{period}/close", headers=admin(settings)
+                    f"{base}/{period}/close", headers=harness.admin(settings)
                 )
                 assert closed.status_code == 422, (period, closed.text)
             for period in ("2000-01", "2026-12", "2100-12"):

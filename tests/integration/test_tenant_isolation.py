@@ -4,11 +4,9 @@ completion cannot skip its holding period."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -17,45 +15,19 @@ from services.commission.program.service import ProgramService
 from services.tracker.links import Link, LinkSigner
 from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.harness import (
-    Services,
-    Store,
-    admin,
-    eventually,
-    ledger_lines,
-    new_affiliate,
-    new_link,
-    new_store,
-    running,
-    signed_post,
-)
+from tests.integration import harness
+from tests.integration.test_pipeline import placed
 
 pytestmark = pytest.mark.integration
-
-
-def uid() -> str:
-    return uuid.uuid4().hex[:8]
 
 
 def now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def placed(store: Store, order_id: str, visitor: str, price: str) -> dict[str, Any]:
-    return {
-        "event_id": f"{order_id}-placed",
-        "type": "order_placed",
-        "occurred_at": now(),
-        "order_id": order_id,
-        "visitor_id": visitor,
-        "currency": "USD",
-        "items": [{"product_id": "p1", "title": "Lamp", "quantity": 1, "unit_price": price}],
-    }
-
-
 def status(kind: str, order_id: str, **extra: Any) -> dict[str, Any]:
     return {
-        "event_id": f"{order_id}-{kind}-{uid()}",
+        "event_id": f"{order_id}-{kind}-{harness.uid()}",
         "type": kind,
         "occurred_at": now(),
         "order_id": order_id,
@@ -63,57 +35,51 @@ def status(kind: str, order_id: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def click(svc: Services, key: str, store: Store) -> str:
-    """A buyer follows the affiliate's link to the store; returns the buyer's visitor id."""
-    link = await new_link(svc, key, store.store_id, "p1")
-    redirect = await svc.tracker.get(f"/r/{link['code']}")
-    assert redirect.status_code == 302
-    return parse_qs(urlsplit(redirect.headers["location"]).query)["alliance_vid"][0]
-
-
-async def order_of(
-    svc: Services, settings: Settings, store: Store, order_id: str, **want: Any
-) -> dict[str, Any] | None:
-    resp = await svc.commission.get(
-        f"/v1/stores/{store.store_id}/orders/{order_id}", headers=admin(settings)
-    )
-    if resp.status_code != 200:
-        return None
-    body: dict[str, Any] = resp.json()
-    return body if all(body.get(k) == v for k, v in want.items()) else None
-
-
-async def post(svc: Services, store: Store, events: list[dict[str, Any]]) -> None:
-    resp = await signed_post(svc.tracker, "/v1/events", store, {"events": events})
+async def post(svc: harness.Services, store: harness.Store, events: list[dict[str, Any]]) -> None:
+    resp = await harness.signed_post(svc.tracker, "/v1/events", store, {"events": events})
     assert resp.status_code == 202, resp.text
     assert resp.json()["rejected"] == 0, resp.text
 
 
 async def test_two_stores_may_use_the_same_order_number(settings: Settings) -> None:
-    u = uid()
-    async with running(settings) as svc:
-        a = await new_store(svc, settings, f"sa-{u}", rate="0.10")
-        b = await new_store(svc, settings, f"sb-{u}", rate="0.20")
-        key_a = await new_affiliate(svc, settings, f"affa-{u}")
-        key_b = await new_affiliate(svc, settings, f"affb-{u}")
-        visitor_a = await click(svc, key_a, a)
-        visitor_b = await click(svc, key_b, b)
+    u = harness.uid()
+    async with harness.running(settings) as svc:
+        a = await harness.new_store(svc, settings, f"sa-{u}", rate="0.10")
+        b = await harness.new_store(svc, settings, f"sb-{u}", rate="0.20")
+        key_a = await harness.new_affiliate(svc, settings, f"affa-{u}")
+        key_b = await harness.new_affiliate(svc, settings, f"affb-{u}")
+        visitor_a = await harness.buyer_clicks(svc, key_a, a.store_id)
+        visitor_b = await harness.buyer_clicks(svc, key_b, b.store_id)
         number = f"1001-{u}"
         await post(
-            svc, a, [placed(a, number, visitor_a, "50.00"), status("order_completed", number)]
+            svc,
+            a,
+            [
+                placed(number, visitor_a, "50.00", qty=1, ship="0.00"),
+                status("order_completed", number),
+            ],
         )
         await post(
-            svc, b, [placed(b, number, visitor_b, "80.00"), status("order_completed", number)]
+            svc,
+            b,
+            [
+                placed(number, visitor_b, "80.00", qty=1, ship="0.00"),
+                status("order_completed", number),
+            ],
         )
-        view_a = await eventually(
-            lambda: order_of(svc, settings, a, number, status="completed", payable="5.00")
+        view_a = await harness.eventually(
+            lambda: harness.order_view(
+                svc, settings, (a.store_id, number), status="completed", payable="5.00"
+            )
         )
-        view_b = await eventually(
-            lambda: order_of(svc, settings, b, number, status="completed", payable="16.00")
+        view_b = await harness.eventually(
+            lambda: harness.order_view(
+                svc, settings, (b.store_id, number), status="completed", payable="16.00"
+            )
         )
         assert (view_a["affiliate_id"], view_b["affiliate_id"]) == (f"affa-{u}", f"affb-{u}")
         assert (view_a["items"][0]["base"], view_b["items"][0]["base"]) == ("50.00", "80.00")
-        ledger = await ledger_lines(svc.commission, settings)
+        ledger = await harness.ledger_lines(svc.commission, settings)
         keys = {line["key"] for line in ledger if line["order_id"] == number}
         assert keys == {f"commission:{a.store_id}:{number}", f"commission:{b.store_id}:{number}"}
         stores = {
@@ -139,19 +105,21 @@ async def test_two_stores_may_use_the_same_order_number(settings: Settings) -> N
 
 
 async def test_a_store_cannot_cancel_another_stores_order(settings: Settings) -> None:
-    """Store A sends every kind of order event for an order number store B uses: B's order
+    """harness.Store A sends every kind of order event for an order number store B uses: B's order
     stays exactly as B's own events make it."""
-    u = uid()
-    async with running(settings) as svc:
-        a = await new_store(svc, settings, f"sa-{u}")
-        b = await new_store(svc, settings, f"sb-{u}", rate="0.10")
-        key = await new_affiliate(svc, settings, f"aff-{u}")
-        visitor = await click(svc, key, b)
+    u = harness.uid()
+    async with harness.running(settings) as svc:
+        a = await harness.new_store(svc, settings, f"sa-{u}")
+        b = await harness.new_store(svc, settings, f"sb-{u}", rate="0.10")
+        key = await harness.new_affiliate(svc, settings, f"aff-{u}")
+        visitor = await harness.buyer_clicks(svc, key, b.store_id)
         number = f"7-{u}"
-        await post(svc, b, [placed(b, number, visitor, "40.00")])
-        await eventually(lambda: order_of(svc, settings, b, number, affiliate_id=f"aff-{u}"))
+        await post(svc, b, [placed(number, visitor, "40.00", qty=1, ship="0.00")])
+        await harness.eventually(
+            lambda: harness.order_view(svc, settings, (b.store_id, number), affiliate_id=f"aff-{u}")
+        )
         hostile = [
-            placed(a, number, "v-hostile", "9999.00"),
+            placed(number, "v-hostile", "9999.00", qty=1, ship="0.00"),
             status("order_cancelled", number),
             status("order_completed", number),
             status(
@@ -163,8 +131,10 @@ async def test_a_store_cannot_cancel_another_stores_order(settings: Settings) ->
         ]
         await post(svc, a, hostile)
         # A's events made an order of A's own under that number
-        await eventually(lambda: order_of(svc, settings, a, number, status="cancelled"))
-        before = await order_of(svc, settings, b, number)
+        await harness.eventually(
+            lambda: harness.order_view(svc, settings, (a.store_id, number), status="cancelled")
+        )
+        before = await harness.order_view(svc, settings, (b.store_id, number))
         assert before is not None
         assert (before["status"], before["reversed"], before["items"][0]["base"]) == (
             "placed",
@@ -174,30 +144,36 @@ async def test_a_store_cannot_cancel_another_stores_order(settings: Settings) ->
         assert before["affiliate_id"] == f"aff-{u}"
         # B's own completion still pays the commission of B's order in full
         await post(svc, b, [status("order_completed", number)])
-        done = await eventually(
-            lambda: order_of(svc, settings, b, number, status="completed", payable="4.00")
+        done = await harness.eventually(
+            lambda: harness.order_view(
+                svc, settings, (b.store_id, number), status="completed", payable="4.00"
+            )
         )
         assert done["reversed"] == "0.00"
 
 
 async def test_an_explanation_shows_each_caller_only_what_is_theirs(settings: Settings) -> None:
-    u = uid()
-    async with running(settings) as svc:
-        a = await new_store(svc, settings, f"sa-{u}")
-        b = await new_store(svc, settings, f"sb-{u}")
-        key_1 = await new_affiliate(svc, settings, f"aff1-{u}")
-        key_2 = await new_affiliate(svc, settings, f"aff2-{u}")
+    u = harness.uid()
+    async with harness.running(settings) as svc:
+        a = await harness.new_store(svc, settings, f"sa-{u}")
+        b = await harness.new_store(svc, settings, f"sb-{u}")
+        key_1 = await harness.new_affiliate(svc, settings, f"aff1-{u}")
+        key_2 = await harness.new_affiliate(svc, settings, f"aff2-{u}")
         # one buyer: first to store B through affiliate 2, then to store A through affiliate 1
-        link_b = await new_link(svc, key_2, b.store_id, "p1")
+        link_b = await harness.new_link(svc, key_2, b.store_id, "p1")
         first = await svc.tracker.get(f"/r/{link_b['code']}")
         assert "alliance_vid" in svc.tracker.cookies  # the buyer's browser keeps the cookie
-        link_a = await new_link(svc, key_1, a.store_id, "p1")
+        link_a = await harness.new_link(svc, key_1, a.store_id, "p1")
         second = await svc.tracker.get(f"/r/{link_a['code']}")
-        visitor = parse_qs(urlsplit(second.headers["location"]).query)["alliance_vid"][0]
-        assert parse_qs(urlsplit(first.headers["location"]).query)["alliance_vid"][0] == visitor
+        visitor = harness.visitor_of(second)
+        assert harness.visitor_of(first) == visitor
         number = f"o-{u}"
-        await post(svc, a, [placed(a, number, visitor, "10.00")])
-        await eventually(lambda: order_of(svc, settings, a, number, affiliate_id=f"aff1-{u}"))
+        await post(svc, a, [placed(number, visitor, "10.00", qty=1, ship="0.00")])
+        await harness.eventually(
+            lambda: harness.order_view(
+                svc, settings, (a.store_id, number), affiliate_id=f"aff1-{u}"
+            )
+        )
         path = f"/v1/stores/{a.store_id}/orders/{number}/attribution"
 
         async def explained(headers: dict[str, str]) -> dict[str, Any] | None:
@@ -205,7 +181,7 @@ async def test_an_explanation_shows_each_caller_only_what_is_theirs(settings: Se
             body: dict[str, Any] = resp.json()
             return body if resp.status_code == 200 and len(body["considered"]) == 2 else None
 
-        full = await eventually(lambda: explained(admin(settings)))
+        full = await harness.eventually(lambda: explained(harness.admin(settings)))
         by_verdict = {c["verdict"]: c for c in full["considered"]}
         assert by_verdict["other_store"]["store_id"] == b.store_id
         assert by_verdict["other_store"]["affiliate_id"] == f"aff2-{u}"
@@ -236,9 +212,9 @@ async def test_an_explanation_shows_each_caller_only_what_is_theirs(settings: Se
 async def test_a_backdated_completion_counts_from_its_arrival(settings: Settings) -> None:
     """A completion dated 20 days ago that arrives now settles now: it cannot land in a past
     settlement period, nor skip the holding period, by its own date."""
-    u = uid()
-    async with running(settings) as svc:
-        store = await new_store(svc, settings, f"s-{u}", join=False)
+    u = harness.uid()
+    async with harness.running(settings) as svc:
+        store = await harness.new_store(svc, settings, f"s-{u}", join=False)
         long_ago = datetime.now(UTC) - timedelta(days=30)
         async with svc.apps["commission"].state.sessions() as session, session.begin():
             # the store joined before the order, which is dated in the past
@@ -246,10 +222,10 @@ async def test_a_backdated_completion_counts_from_its_arrival(settings: Settings
             await joining.change_program(
                 session, store.store_id, OpKind.JOIN, "test", rate=Decimal("0.10")
             )
-        await new_affiliate(svc, settings, f"aff-{u}")
+        await harness.new_affiliate(svc, settings, f"aff-{u}")
         signer = LinkSigner.from_config(settings.link_keys)
         code = signer.sign(Link(f"aff-{u}", store.store_id, "p1"))
-        resp = await signed_post(
+        resp = await harness.signed_post(
             svc.tracker,
             "/v1/clicks",
             store,
@@ -264,22 +240,28 @@ async def test_a_backdated_completion_counts_from_its_arrival(settings: Settings
         )
         assert resp.status_code == 202, resp.text
         number = f"o-{u}"
-        order = placed(store, number, f"v-{u}", "100.00") | {
+        order = placed(number, f"v-{u}", "100.00", qty=1, ship="0.00") | {
             "occurred_at": (long_ago + timedelta(hours=1)).isoformat()
         }
         completion = status("order_completed", number) | {
             "occurred_at": (long_ago + timedelta(days=2)).isoformat()
         }
         await post(svc, store, [order])
-        await eventually(lambda: order_of(svc, settings, store, number, affiliate_id=f"aff-{u}"))
+        await harness.eventually(
+            lambda: harness.order_view(
+                svc, settings, (store.store_id, number), affiliate_id=f"aff-{u}"
+            )
+        )
         await post(svc, store, [completion])
-        await eventually(lambda: order_of(svc, settings, store, number, status="completed"))
+        await harness.eventually(
+            lambda: harness.order_view(svc, settings, (store.store_id, number), status="completed")
+        )
 
         async def settled(start: datetime, end: datetime) -> dict[str, Any]:
             resp = await svc.commission.get(
                 f"/v1/settlements/stores/{store.store_id}",
                 params={"from": start.isoformat(), "to": end.isoformat()},
-                headers=admin(settings),
+                headers=harness.admin(settings),
             )
             assert resp.status_code == 200, resp.text
             body: dict[str, Any] = resp.json()
@@ -300,9 +282,9 @@ async def test_a_key_works_as_soon_as_its_creation_is_answered(settings: Setting
 
     from tests.integration.test_dashboard_browser import served
 
-    u = uid()
+    u = harness.uid()
     async with (
-        running(settings) as svc,
+        harness.running(settings) as svc,
         served(svc.apps["commission"]) as base,
         httpx.AsyncClient(base_url=base) as http,
     ):
@@ -315,7 +297,7 @@ async def test_a_key_works_as_soon_as_its_creation_is_answered(settings: Setting
                     "name": store_id,
                     "landing_url_template": "https://shop.example/item/{product_id}",
                 },
-                headers=admin(settings),
+                headers=harness.admin(settings),
             )
             assert created.status_code == 201, created.text
             key = created.json()["api_key"]

@@ -144,7 +144,9 @@ class TestLinksAndClicks:
         (click,) = await clicks_on_topic(settings)
         assert click["suspicious_reason"] == "self_referral"
 
-    async def test_link_errors(self, settings: Settings) -> None:
+    async def test_a_link_for_an_unknown_store_or_product_an_outsider_or_no_key_is_refused(
+        self, settings: Settings
+    ) -> None:
         u = uid()
         async with running(settings) as svc:
             store, _ = await ready_link(svc, settings, u)
@@ -175,7 +177,9 @@ class TestLinksAndClicks:
         )
         assert no_key.status_code == 401
 
-    async def test_server_to_server_click(self, settings: Settings) -> None:
+    async def test_a_server_click_keeps_its_past_time_and_one_ahead_is_422(
+        self, settings: Settings
+    ) -> None:
         from datetime import UTC, datetime, timedelta
 
         async with running(settings) as svc:
@@ -322,6 +326,7 @@ async def test_openapi_documents_every_endpoint_with_examples(settings: Settings
         spec = (await svc.tracker.get("/openapi.json")).json()
         docs = await svc.tracker.get("/docs")
     assert docs.status_code == 200
+    # the public endpoints at least (the spec also documents health, readiness and metrics)
     assert {"/v1/links", "/r/{code}", "/v1/clicks", "/v1/events"} <= set(spec["paths"])
     text = str(spec)
     assert "examples" in text

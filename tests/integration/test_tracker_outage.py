@@ -65,7 +65,7 @@ async def test_clicks_during_a_broker_outage_are_spooled_and_sent_once_it_is_bac
                         select(func.count()).where(clicks_table.c.store_id == store.store_id)
                     )
                 ).scalar_one()
-            return int(n) if n >= len(redirected) else None
+            return int(n) if n >= len(redirected) else None  # a poll: the count is asserted
 
         try:
             assert await eventually(stored, timeout_s=60) == 6
