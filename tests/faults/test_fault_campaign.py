@@ -39,8 +39,8 @@ from shared.money import to_minor
 from tests.conftest import free_ports
 from tests.faults import campaign as c
 from tests.integration.harness import BROWSER_UA, admin
-from tests.integration.test_attribution_stream import produce
 from tests.integration.topics import read_topic
+from tests.services.attribution.test_stream import produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.allow_logged_errors]
 

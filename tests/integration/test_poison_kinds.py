@@ -19,7 +19,7 @@ from shared.dlq import unique_letters
 from shared.events import DeadLetter, Topic, encode
 from shared.kafka import read_topic
 from tests.integration.harness import Services, eventually, order_view, running
-from tests.integration.test_attribution_stream import (
+from tests.services.attribution.test_stream import (
     NOW,
     click,
     joined_store,

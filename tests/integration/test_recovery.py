@@ -19,8 +19,8 @@ from deploy.stack import kafka, orchestrate, postgres
 from shared.config import Settings
 from shared.events import OrderCompleted, OrderPlaced, Topic, encode
 from tests.integration.harness import Services, eventually, ledger_lines, order_view, running
-from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.topics import read_topic
+from tests.services.attribution.test_stream import NOW, click, joined_store, order, produce
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)

@@ -280,7 +280,7 @@ async def test_a_key_works_as_soon_as_its_creation_is_answered(settings: Setting
     transaction commits before the answer, so a store may use its new key at once."""
     import httpx
 
-    from tests.integration.test_dashboard_browser import served
+    from tests.services.commission.reports.test_dashboard_browser import served
 
     u = harness.uid()
     async with (

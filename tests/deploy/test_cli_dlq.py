@@ -18,9 +18,9 @@ from shared.config import Settings
 from shared.events import OrderCompleted, Topic, encode
 from shared.kafka import Received
 from tests.integration.harness import eventually, ledger_lines, order_view, running
-from tests.integration.test_attribution_stream import NOW, click, joined_store, order, produce
 from tests.integration.test_poison_kinds import dead_lettered
 from tests.integration.topics import read_topic
+from tests.services.attribution.test_stream import NOW, click, joined_store, order, produce
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from shared.db import make_engine, make_sessions
 from shared.events import StoreEntry, Topic, encode
 from shared.kafka import Received
 from tests.integration.harness import admin, eventually, order_view, running
-from tests.integration.test_attribution_stream import (
+from tests.services.attribution.test_stream import (
     NOW,
     click,
     joined_store,

@@ -18,8 +18,8 @@ from services.attribution.models import outbox as outbox_table
 from services.attribution.service import AttributionService
 from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.test_attribution_stream import NOW, click, order
-from tests.integration.test_attribution_windows import db, received
+from tests.services.attribution.test_stream import NOW, click, order
+from tests.services.attribution.test_windows import db, received
 
 pytestmark = pytest.mark.integration
 D = timedelta(days=1)

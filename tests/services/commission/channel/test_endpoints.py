@@ -15,8 +15,8 @@ from services.commission.core.program import OpKind
 from shared.config import Settings
 from shared.events import Click, OrderItem, OrderPlaced, ProductUpserted, Topic, encode
 from tests.integration.harness import Services, admin, eventually, new_affiliate, new_link, running
-from tests.integration.test_attribution_stream import NOW, produce
-from tests.integration.test_reports import all_pages
+from tests.services.attribution.test_stream import NOW, produce
+from tests.services.commission.reports.test_endpoints import all_pages
 
 pytestmark = pytest.mark.integration
 

@@ -34,7 +34,7 @@ from shared.events import (
     encode,
 )
 from tests.integration.harness import Services, admin, eventually, ledger_lines, running
-from tests.integration.test_attribution_stream import NOW, produce
+from tests.services.attribution.test_stream import NOW, produce
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from services.tracker.directory import Directory
 from services.tracker.snapshot import Snapshot
 from shared.events import StoreEntry
 from shared.secrets import hash_key
-from tests.unit.test_security_rules import _affiliate
+from tests.shared.test_security_rules import _affiliate
 
 
 def _store(store_id: str) -> bytes:

@@ -22,12 +22,18 @@ from deploy.stack.browser import ensure_chromium
 from shared.config import Settings
 from tests.conftest import free_ports
 from tests.integration.harness import eventually, running
-from tests.integration.test_attribution_stream import NOW
-from tests.integration.test_reports import expected, history, replay, set_up_store, settled
+from tests.services.attribution.test_stream import NOW
+from tests.services.commission.reports.test_endpoints import (
+    expected,
+    history,
+    replay,
+    set_up_store,
+    settled,
+)
 
 pytestmark = pytest.mark.integration
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "artifacts"
 #: as root on a closed network: no sandbox, and none of Chromium's own network chatter
 CHROMIUM_ARGS = [
     "--headless",

@@ -20,7 +20,7 @@ from tests.scenarios import load, scenario_files
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 async def replayed_refunds(settings: Settings) -> set[str]:

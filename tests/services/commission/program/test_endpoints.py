@@ -13,8 +13,8 @@ import pytest
 from shared.clock import FixedClock
 from shared.config import Settings
 from tests.integration.harness import admin, register_store, running
-from tests.integration.test_reports import csv_cells
 from tests.integration.test_scenarios_services import replayed
+from tests.services.commission.reports.test_endpoints import csv_cells
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

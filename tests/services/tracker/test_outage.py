@@ -15,8 +15,8 @@ from shared.config import Settings
 from shared.db import make_engine
 from shared.events import Topic
 from tests.integration.harness import eventually, running
-from tests.integration.test_tracker import ready_link
 from tests.integration.topics import read_topic
+from tests.services.tracker.test_endpoints import ready_link
 
 pytestmark = pytest.mark.integration
 

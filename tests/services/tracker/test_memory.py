@@ -36,7 +36,7 @@ from services.tracker.spool import ClickSpool
 from shared.clock import FixedClock
 from shared.config import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class TestExpiring:

@@ -22,7 +22,7 @@ from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
 from tests.conftest import free_ports
 from tests.integration.harness import eventually
-from tests.integration.test_attribution_stream import NOW, produce
+from tests.services.attribution.test_stream import NOW, produce
 
 pytestmark = pytest.mark.integration
 
