@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -76,6 +77,67 @@ class Modules:
         )
 
 
+async def start_consumers(
+    app: FastAPI,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    producer: AIOKafkaProducer,
+    modules: Modules,
+    tasks: BackgroundTasks,
+) -> Callable[[], Awaitable[None]]:
+    """Start the ledger and reports consumers and the product refresher, supervised; returns
+    what stops them (the batch in hand is finished and committed first)."""
+    pipeline = service_pipeline(
+        settings,
+        LEDGER_CONSUMER,
+        sessions=sessions,
+        handle=modules.orders.handle_batch,
+        producer=producer,
+    )
+    await pipeline.start()
+    app.state.pipeline = pipeline
+    tasks.start("consumer", pipeline.run, health=pipeline.halted)
+    traffic = TrafficService(settings.attribution_window_days, modules.programs)
+    reports = service_pipeline(
+        settings,
+        REPORTS_CONSUMER,
+        sessions=sessions,
+        handle=traffic.handle_batch,
+        producer=producer,
+    )
+    await reports.start()
+    app.state.reports_pipeline = reports
+    tasks.start("reports-consumer", reports.run, health=reports.halted)
+    # what is stored stays valid across a restart: no re-ranking of every store at start
+    refresher = modules.refresher
+    tasks.every(
+        "product-refresh", refresher.run_once, interval_s=refresher.interval_s, at_start=False
+    )
+
+    async def stop() -> None:
+        await tasks.stop("product-refresh")
+        await tasks.stop("reports-consumer", reports.stop)
+        await tasks.stop("consumer", pipeline.stop)
+
+    return stop
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    """The seller dashboard: a static page over the report APIs (sign in with the key)."""
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard_page() -> FileResponse:
+        """Its scripts and styles are files of this origin: the policy forbids inline script,
+        other origins and framing (clickjacking), so an injected string cannot run."""
+        return FileResponse(
+            STATIC / "dashboard.html",
+            media_type="text/html",
+            headers={"Content-Security-Policy": DASHBOARD_CSP},
+        )
+
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+
 def create_app(
     settings: Settings | None = None, clock: Clock | None = None, *, consume: bool = True
 ) -> FastAPI:
@@ -85,7 +147,6 @@ def create_app(
     sessions = make_sessions(engine)
     tasks = BackgroundTasks()
     modules = Modules.wire(settings, clock or SystemClock(), sessions)
-    refresher = modules.refresher
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,44 +157,16 @@ def create_app(
         app.state.relay = relay
         # supervised: a task that dies is started again (a consumer from its stored offsets)
         tasks.start("outbox-relay", relay.run)
-        pipeline = reports = None
+        stop_consumers = None
         if consume:
-            pipeline = service_pipeline(
-                settings,
-                LEDGER_CONSUMER,
-                sessions=sessions,
-                handle=modules.orders.handle_batch,
-                producer=producer,
-            )
-            await pipeline.start()
-            app.state.pipeline = pipeline
-            tasks.start("consumer", pipeline.run, health=pipeline.halted)
-            traffic = TrafficService(settings.attribution_window_days, modules.programs)
-            reports = service_pipeline(
-                settings,
-                REPORTS_CONSUMER,
-                sessions=sessions,
-                handle=traffic.handle_batch,
-                producer=producer,
-            )
-            await reports.start()
-            app.state.reports_pipeline = reports
-            tasks.start("reports-consumer", reports.run, health=reports.halted)
-            # what is stored stays valid across a restart: no re-ranking of every store at start
-            tasks.every(
-                "product-refresh",
-                refresher.run_once,
-                interval_s=refresher.interval_s,
-                at_start=False,
+            stop_consumers = await start_consumers(
+                app, settings, sessions, producer, modules, tasks
             )
         try:
             yield
         finally:
-            if reports is not None:
-                await tasks.stop("product-refresh")
-                await tasks.stop("reports-consumer", reports.stop)
-            if pipeline is not None:
-                await tasks.stop("consumer", pipeline.stop)
+            if stop_consumers is not None:
+                await stop_consumers()
             await tasks.stop("outbox-relay", relay.stop)
             await producer.stop()
             await engine.dispose()
@@ -141,13 +174,9 @@ def create_app(
     app = service_app("Alliance commission", lifespan)  # /docs from local assets, no CDN
     app.state.sessions = sessions
     app.state.settings = settings
-    app.state.products = refresher
-    app.state.admin = modules.admin
-    app.state.programs = modules.programs
-    app.state.orders = modules.orders
-    app.state.channel = modules.channel
-    app.state.finance = modules.finance
-    app.state.reports = modules.reports
+    app.state.products = modules.refresher
+    for name in ("admin", "programs", "orders", "channel", "finance", "reports"):
+        setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
@@ -171,17 +200,5 @@ def create_app(
         channel_router,
     ):
         app.include_router(module)
-
-    @app.get("/dashboard", include_in_schema=False)
-    async def dashboard_page() -> FileResponse:
-        """The seller dashboard (a static page over the report APIs; sign in with the key).
-        Its scripts and styles are files of this origin: the policy forbids inline script,
-        other origins and framing (clickjacking), so an injected string cannot run."""
-        return FileResponse(
-            STATIC / "dashboard.html",
-            media_type="text/html",
-            headers={"Content-Security-Policy": DASHBOARD_CSP},
-        )
-
-    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+    mount_dashboard(app)
     return app
