@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
     [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
     ids=["ruff", "ruff-format", "mypy"],
 )
-def test_code_passes(command: list[str]) -> None:
+def test_the_code_passes_ruff_its_format_and_mypy(command: list[str]) -> None:
     result = subprocess.run(
         [str(BIN / command[0]), *command[1:]], cwd=ROOT, capture_output=True, text=True, check=False
     )

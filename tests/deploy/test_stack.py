@@ -182,7 +182,9 @@ def pg_cfg() -> Iterator[postgres.PostgresConfig]:
         shutil.rmtree(state, ignore_errors=True)
 
 
-async def test_postgres_lifecycle(pg_cfg: postgres.PostgresConfig) -> None:
+async def test_postgres_starts_once_answers_and_stops_idempotently(
+    pg_cfg: postgres.PostgresConfig,
+) -> None:
     asyncpg = importlib.import_module("asyncpg")
 
     postgres.start(pg_cfg)

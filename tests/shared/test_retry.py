@@ -49,7 +49,7 @@ class TestTransient:
         ],
         ids=lambda e: type(e).__name__,
     )
-    def test_is_retried(self, exc: BaseException) -> None:
+    def test_a_failure_of_the_database_or_broker_is_transient(self, exc: BaseException) -> None:
         assert is_transient(exc)
 
     def test_a_wrapped_transient_failure_is_found_through_its_causes(self) -> None:
@@ -81,7 +81,7 @@ class TestTheDatasFault:
         ],
         ids=lambda e: type(e).__name__ + ":" + error_kind(e),
     )
-    def test_is_isolated(self, exc: BaseException) -> None:
+    def test_a_fault_of_the_data_is_not_transient(self, exc: BaseException) -> None:
         assert not is_transient(exc)
 
     def test_a_validation_error_is_isolated(self) -> None:
