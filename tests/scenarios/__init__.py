@@ -21,8 +21,8 @@ from services.commission.core.commission import (
 )
 from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 
-#: the worked examples, kept in the repository (a copy of ../shared/scenarios, so that a clone
-#: with nothing beside it passes ``make test``)
+#: the worked examples, kept in the repository beside this file (the suite reads nothing outside
+#: the clone, so a clone with nothing beside it passes ``make test``)
 SCENARIO_DIR = Path(__file__).resolve().parent
 
 _PROGRAM_KINDS = {
