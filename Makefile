@@ -6,11 +6,11 @@ STAMP := $(VENV)/.installed-stamp
 # three distinct free loopback ports, all held open while choosing
 FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
-.PHONY: install demo down test lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports clean
+.PHONY: install demo down test test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports clean
 
 # The demo, the tests and the benches run on the development secrets; a service refuses them
 # unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
-demo test bench-tracker bench-attribution bench-commission bench-settlement bench-reports: export ALLIANCE_ENV = dev
+demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports: export ALLIANCE_ENV = dev
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,31 @@ down: install
 	-$(BIN)/alliance services stop
 	$(BIN)/alliance stack down
 
+## images: the three images (alliance, alliance-kafka, alliance-postgres) on debian:bookworm-slim
+images: install
+	deploy/docker/ensure-docker.sh
+	deploy/docker/build.sh
+
+## compose-env: deploy/.env with fresh secrets for the compose stack (never overwritten)
+compose-env: install
+	$(BIN)/alliance compose-env
+
+# COMPOSE_FILES=-f deploy/compose.yaml alone where containers may use a bridge network
+COMPOSE_FILES ?= -f deploy/compose.yaml -f deploy/compose.host.yaml
+## compose-up: the stack of deploy/compose.yaml (three brokers, two workers a service)
+compose-up: compose-env
+	docker compose $(COMPOSE_FILES) up -d --wait
+
+## compose-down: stop it (volumes are kept; `docker compose … down -v` drops them)
+compose-down:
+	docker compose $(COMPOSE_FILES) down
+
+## test-containers: build the images, run the compose stack, kill a broker under load
+test-containers: install
+	deploy/docker/ensure-docker.sh
+	BASE_IMAGE_PULL=0 deploy/docker/build.sh
+	$(BIN)/pytest -q -p no:cacheprovider tests/containers $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -48,7 +73,7 @@ test: install
 	export ALLIANCE_KAFKA_PORT=$$1 ALLIANCE_KAFKA_CONTROLLER_PORT=$$2 ALLIANCE_POSTGRES_PORT=$$3; \
 	trap '$(BIN)/alliance stack down >/dev/null; rm -rf "$$ALLIANCE_STATE_DIR"' EXIT; \
 	$(BIN)/alliance stack up; \
-	$(BIN)/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/containers $(PYTEST_ARGS)
 
 ## bench-tracker: the click redirect under load next to a bare FastAPI endpoint
 bench-tracker: install

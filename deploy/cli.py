@@ -206,6 +206,52 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    """Create the project's topics (ALLIANCE_TOPIC_PARTITIONS, ALLIANCE_TOPIC_REPLICATION) in
+    the cluster ALLIANCE_KAFKA_BOOTSTRAP names, retrying while it is still electing leaders
+    (a job started with the brokers); idempotent: existing topics are left as they are."""
+    import asyncio
+    import time
+
+    from aiokafka.errors import KafkaError
+
+    from deploy.stack import kafka
+    from deploy.stack.orchestrate import topic_names
+
+    topics = topic_names(settings)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        try:
+            asyncio.run(
+                kafka.create_topics(settings.kafka_bootstrap, topics, settings.topic_replication)
+            )
+            break
+        except (KafkaError, OSError) as exc:
+            if time.monotonic() > deadline:
+                print(f"error: no topics within {args.timeout} s: {exc!r}", file=sys.stderr)
+                return 1
+            print(f"cluster not ready ({exc!r}); retrying", file=sys.stderr)
+            time.sleep(2)
+    print(
+        f"{len(topics)} topics, {settings.topic_partitions} partitions each, "
+        f"replication {settings.topic_replication}"
+    )
+    return 0
+
+
+def _compose_env(args: argparse.Namespace, _: Settings) -> int:
+    from pathlib import Path
+
+    from deploy.compose_env import ENV_FILE, write_env_file
+
+    path = Path(args.path) if args.path else ENV_FILE
+    if write_env_file(path):
+        print(f"wrote {path} with fresh secrets (keep it private; never regenerate it)")
+    else:
+        print(f"{path} exists; left as it is")
+    return 0
+
+
 def _admin(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
     import json
@@ -383,6 +429,12 @@ def main(argv: list[str] | None = None) -> int:
         help="check the invariants, or compute the settlement summary of orders that have none",
     )
     sub.add_parser("migrate", help="apply the database migrations")
+    topics = sub.add_parser("topics", help="create the topics (partitions, replication)")
+    topics.add_argument("--timeout", type=float, default=120, help="seconds to retry")
+    compose_env = sub.add_parser(
+        "compose-env", help="write deploy/.env with fresh secrets for the compose stack"
+    )
+    compose_env.add_argument("--path", help="another file than deploy/.env")
     admin = sub.add_parser(
         "admin", help="create stores, affiliates and finance users; rotate (revoke) their keys"
     )
@@ -410,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         "stack": _stack,
         "services": _services,
         "migrate": _migrate,
+        "topics": _topics,
+        "compose-env": _compose_env,
         "demo": _demo,
         "admin": _admin,
         "ledger": _ledger,

@@ -1,0 +1,104 @@
+"""The compose stack of deploy/compose.yaml + compose.host.yaml, driven from the tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.compose_env import compose_env, render
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+#: each service's workers and their loopback ports (compose.yaml)
+PORTS = {
+    "tracker": (8001, 8011),
+    "attribution": (8002, 8012),
+    "commission": (8003, 8013),
+}
+KAFKA_PORTS = (19092, 29092, 39092)
+POSTGRES_PORT = 15432
+IMAGES = ("alliance:latest", "alliance-kafka:latest", "alliance-postgres:latest")
+
+
+def compose_command() -> list[str]:
+    """`docker compose` (the plugin) when the engine has it, else Debian's `docker-compose`."""
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+    if plugin.returncode == 0:
+        return ["docker", "compose"]
+    found = shutil.which("docker-compose")
+    if found is None:
+        raise RuntimeError("neither `docker compose` nor `docker-compose` is installed")
+    return [found]
+
+
+@dataclass
+class ComposeStack:
+    """One project of the compose stack with its own secrets (an env file of fresh ones)."""
+
+    project: str
+    env_file: Path
+    values: dict[str, str]
+
+    @classmethod
+    def create(cls, project: str, folder: Path) -> ComposeStack:
+        values = compose_env()
+        env_file = folder / "compose.env"
+        env_file.write_text(render(values))
+        env_file.chmod(0o600)
+        return cls(project, env_file, values)
+
+    def command(self, *args: str) -> list[str]:
+        return [
+            *compose_command(),
+            "--project-name",
+            self.project,
+            "--env-file",
+            str(self.env_file),
+            "-f",
+            str(DEPLOY / "compose.yaml"),
+            "-f",
+            str(DEPLOY / "compose.host.yaml"),
+            *args,
+        ]
+
+    def run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            self.command(*args), capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def container(self, service: str) -> str:
+        """The id of ``service``'s container."""
+        return self.run("ps", "-q", service).stdout.strip()
+
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        """Until every worker answers ``/readyz`` with 200 (the jobs ran before they started)."""
+        urls = [f"http://127.0.0.1:{p}/readyz" for ports in PORTS.values() for p in ports]
+        deadline = time.monotonic() + timeout_s
+        waiting = list(urls)
+        while waiting:
+            waiting = [u for u in waiting if not _ok(u)]
+            if waiting and time.monotonic() > deadline:
+                raise TimeoutError(f"not ready within {timeout_s} s: {waiting}")
+            if waiting:
+                time.sleep(1)
+
+    def logs(self) -> str:
+        return self.run("logs", "--no-color", "--tail", "200", timeout=60).stdout
+
+    def down(self) -> None:
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")
+
+
+def _ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

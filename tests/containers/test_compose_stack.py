@@ -1,0 +1,289 @@
+"""The production shape, run here: the images built by ``make test-containers``, the compose
+stack of deploy/compose.yaml on the host network (three Kafka brokers, replication 3,
+``min.insync.replicas`` 2, two workers of each service), the live demo through it, and one
+broker killed while clicks and orders flow."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.demo.live import order_events
+from services.commission.core.commission import LineItem, commission_on
+from shared.config import Settings
+from shared.events import Topic
+from tests.containers.stack import IMAGES, KAFKA_PORTS, PORTS, POSTGRES_PORT, ComposeStack
+from tests.integration.harness import (
+    BROWSER_UA,
+    Services,
+    Store,
+    eventually,
+    ledger_lines,
+    new_affiliate,
+    new_link,
+    new_store,
+    order_view,
+    signed_post,
+    uid,
+    visitor_of,
+)
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+RATE = Decimal("0.08")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    missing = [
+        image
+        for image in IMAGES
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode
+    ]
+    if missing:
+        pytest.fail(f"images missing: {missing} (make test-containers builds them)")
+    compose = ComposeStack.create("alliance-ci", tmp_path_factory.mktemp("compose"))
+    compose.down()  # what a killed earlier run left behind
+    try:
+        compose.run("up", "--detach", "--wait", timeout=600)
+        compose.wait_ready()
+        yield compose
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        (ARTIFACTS / "compose.log").write_text(compose.logs())
+        compose.down()
+
+
+def settings_of(stack: ComposeStack) -> Settings:
+    """The deployment's settings as seen from the host (its loopback ports, its secrets)."""
+    v = stack.values
+    return Settings(
+        env="production",
+        host="127.0.0.1",
+        tracker_port=PORTS["tracker"][0],
+        commission_port=PORTS["commission"][0],
+        kafka_bootstrap=",".join(f"127.0.0.1:{p}" for p in KAFKA_PORTS),
+        database_url=(
+            f"postgresql+asyncpg://alliance:{v['POSTGRES_PASSWORD']}@127.0.0.1:{POSTGRES_PORT}"
+            "/alliance"
+        ),
+        admin_token=v["ALLIANCE_ADMIN_TOKEN"],
+        secret_key=v["ALLIANCE_SECRET_KEY"],
+        link_keys=v["ALLIANCE_LINK_KEYS"],
+    )
+
+
+def environment(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ALLIANCE_ENV": "production",
+        "ALLIANCE_HOST": settings.host,
+        "ALLIANCE_TRACKER_PORT": str(settings.tracker_port),
+        "ALLIANCE_COMMISSION_PORT": str(settings.commission_port),
+        "ALLIANCE_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "ALLIANCE_DATABASE_URL": settings.database_url,
+        "ALLIANCE_ADMIN_TOKEN": settings.admin_token,
+        "ALLIANCE_SECRET_KEY": settings.secret_key,
+        "ALLIANCE_LINK_KEYS": settings.link_keys,
+    }
+
+
+def ledger_verified_in_a_container(stack: ComposeStack) -> str:
+    """`alliance ledger verify` run by the image itself (the CLI is in the same image)."""
+    proc = stack.run("run", "--rm", "--no-deps", "commission-1", "ledger", "verify")
+    return proc.stdout
+
+
+def test_the_live_demo_runs_through_the_containers(stack: ComposeStack) -> None:
+    settings = settings_of(stack)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploy.cli", "demo", "--no-quarter", "--orders", "12"],
+        env=environment(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "commission payable this run:" in proc.stdout
+    assert "on 12 orders" not in proc.stdout  # one in four is organic, one in six cancelled
+    assert "ledger OK" in ledger_verified_in_a_container(stack)
+
+
+# --------------------------------------------------------------------------------------------
+# A broker killed under load
+
+
+@pytest.fixture
+async def services(stack: ComposeStack) -> AsyncIterator[list[Services]]:
+    """Clients of each worker pair: [tracker-1 + commission-1, tracker-2 + commission-2]."""
+    clients = [
+        (
+            httpx.AsyncClient(
+                base_url=f"http://127.0.0.1:{PORTS['tracker'][i]}",
+                headers={"User-Agent": BROWSER_UA},
+                timeout=30,
+            ),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['commission'][i]}", timeout=30),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{PORTS['attribution'][i]}", timeout=30),
+        )
+        for i in range(2)
+    ]
+    try:
+        yield [Services(t, a, c, apps={}) for t, c, a in clients]
+    finally:
+        for group in clients:
+            for client in group:
+                await client.aclose()
+
+
+async def acknowledged(tracker: httpx.AsyncClient, store: Store, events: list[Any]) -> int:
+    """Post ``events`` as a storefront does: the same body again on 503 until it is
+    acknowledged (202). Returns how many posts it took."""
+    for attempt in range(1, 120):
+        resp = await signed_post(tracker, "/v1/events", store, {"events": events})
+        if resp.status_code == 202:
+            return attempt
+        assert resp.status_code == 503, resp.text  # Kafka not acknowledging: retry later
+        await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+    raise AssertionError("the tracker never acknowledged the events")
+
+
+async def partitions(settings: Settings) -> list[dict[str, Any]]:
+    """Every partition of the project's topics: its leader, replicas and in-sync replicas."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([settings.topic(t) for t in Topic])
+    finally:
+        await admin.close()
+    return [p for t in described for p in t["partitions"]]
+
+
+async def test_a_broker_killed_while_clicks_and_orders_flow_loses_and_doubles_nothing(
+    stack: ComposeStack, services: list[Services]
+) -> None:
+    settings = settings_of(stack)
+    first, second = services
+    run = uid()
+    products = ("p1", "p2", "p3")
+    store = await new_store(first, settings, f"kill-{run}", products=products, rate=str(RATE))
+    affiliate = f"aff-{run}"
+    key = await new_affiliate(first, settings, affiliate)
+    codes = [str((await new_link(first, key, store.store_id, p))["code"]) for p in products]
+
+    async def second_tracker_knows() -> bool | None:  # the directory reached both trackers
+        resp = await second.tracker.get(f"/r/{codes[0]}", headers={"X-Forwarded-For": "192.0.2.1"})
+        return True if resp.status_code == 302 else None
+
+    await eventually(second_tracker_knows, timeout_s=60)
+    warm_up_clicks = 1
+    # the broker to kill (node 2) leads partitions: killing it moves leaders mid-flow
+    before = await partitions(settings)
+    assert {len(p["replicas"]) for p in before} == {3}
+    assert any(p["leader"] == 2 for p in before)
+
+    buyers, kill_at, revive_at = 90, 20, 60
+    expected: dict[str, Decimal] = {}
+    statuses: dict[str, str] = {}
+    posts = 0
+    started = datetime.now(UTC)
+    for n in range(buyers):
+        if n == kill_at:
+            killed = stack.container("kafka-2")
+            await asyncio.to_thread(
+                subprocess.run, ["docker", "kill", killed], check=True, capture_output=True
+            )
+        if n == revive_at:
+            await asyncio.to_thread(stack.run, "start", "kafka-2")
+        # the buyer clicks on one tracker and the storefront reports the order to the other
+        clicker, reporter = services[n % 2], services[(n + 1) % 2]
+        code, product = codes[n % 3], products[n % 3]
+        redirect = await clicker.tracker.get(
+            f"/r/{code}", headers={"X-Forwarded-For": f"203.0.113.{n + 1}"}
+        )
+        assert redirect.status_code == 302, redirect.text  # acknowledged (Kafka or spool)
+        order_id = f"o-{run}-{n:03d}"
+        unit_price, shipping, quantity = Decimal("19.99") + n, Decimal("2.50"), 1 + n % 3
+        status = "order_cancelled" if n % 5 == 4 else "order_completed"
+        line = (product, "c1", f"Product {product}", str(unit_price), str(shipping))
+        events = order_events(order_id, visitor_of(redirect), line, quantity, status)
+        posts += await acknowledged(reporter.tracker, store, events)
+        item = LineItem(product, "c1", quantity, unit_price, shipping)
+        completed = status == "order_completed"
+        expected[order_id] = commission_on(item.base, RATE, "USD") if completed else Decimal(0)
+        statuses[order_id] = status.removeprefix("order_")
+    flow_s = (datetime.now(UTC) - started).total_seconds()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "broker-kill.txt").write_text(
+        f"{buyers} buyers in {flow_s:.1f} s; {posts} posts for {buyers} orders' events "
+        f"(a 503 while Kafka had no leader is retried); kafka-2 killed at buyer {kill_at}, "
+        f"started again at buyer {revive_at}\n"
+    )
+
+    async def settled(order_id: str, status: str) -> dict[str, Any]:
+        view = await eventually(
+            lambda: order_view(
+                first, settings, (store.store_id, order_id), status=status, attribution_decided=True
+            ),
+            timeout_s=240,
+        )
+        return view
+
+    views = {order_id: await settled(order_id, status) for order_id, status in statuses.items()}
+    # every order was attributed to the affiliate's click and charged what the core computes
+    assert {v["affiliate_id"] for v in views.values()} == {affiliate}
+    assert {o: Decimal(v["payable"]) for o, v in views.items()} == expected
+
+    # exactly one commission transaction per completed order, none for a cancelled one
+    lines = [
+        posting
+        for posting in await ledger_lines(first.commission, settings)
+        if posting["order_id"] in expected
+    ]
+    transactions: dict[str, set[int]] = {}
+    for posting in lines:
+        if posting["kind"] == "commission":
+            transactions.setdefault(posting["order_id"], set()).add(posting["txn_id"])
+    assert {o: len(t) for o, t in transactions.items()} == {
+        o: 1 for o, amount in expected.items() if amount
+    }
+    earned = sum(
+        (Decimal(x["amount"]) for x in lines if x["account"] == f"affiliate:{affiliate}:earned"),
+        Decimal(0),
+    )
+    assert earned == sum(expected.values())
+
+    # every acknowledged click counted once: the store's traffic report
+    day = datetime.now(UTC).date().isoformat()
+
+    async def clicks_counted() -> int | None:
+        resp = await second.commission.get(
+            f"/v1/stores/{store.store_id}/reports/traffic",
+            params={"from": day, "to": day},
+            headers=store.auth,
+        )
+        assert resp.status_code == 200, resp.text
+        total = resp.json()["total"]
+        counted = int(total["affiliate_clicks"]) + int(total["suspicious_clicks"])
+        return counted if counted >= buyers + warm_up_clicks else None
+
+    assert await eventually(clicks_counted, timeout_s=120) == buyers + warm_up_clicks
+
+    # the broker is back in every partition's in-sync replicas
+    async def all_in_sync() -> bool | None:
+        return True if {len(p["isr"]) for p in await partitions(settings)} == {3} else None
+
+    await eventually(all_in_sync, timeout_s=120)
+    assert "ledger OK" in ledger_verified_in_a_container(stack)
