@@ -1,0 +1,143 @@
+"""deploy/compose.yaml, its host-network override and the secrets `make compose-env` writes,
+checked as files (tests/containers runs them)."""
+
+from __future__ import annotations
+
+import base64
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.compose_env import compose_env, kafka_cluster_id, render, write_env_file
+from shared.config import Settings
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+SERVICES = ("tracker", "attribution", "commission")
+
+
+def load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / name).read_text())
+    return loaded
+
+
+def merged() -> dict[str, dict[str, Any]]:
+    """The services of compose.yaml with compose.host.yaml laid over them (environment merged
+    by key, other keys replaced), as Compose does for these keys."""
+    base, host = load("compose.yaml")["services"], load("compose.host.yaml")["services"]
+    out = {}
+    for name, service in base.items():
+        over = host.get(name, {})
+        env = {**service.get("environment", {}), **over.get("environment", {})}
+        out[name] = {**service, **over, "environment": env}
+    return out
+
+
+def test_three_kraft_brokers_keep_three_copies_and_acknowledge_with_two() -> None:
+    services = load("compose.yaml")["services"]
+    brokers = {n: s["environment"] for n, s in services.items() if n.startswith("kafka-")}
+    assert sorted(env["KAFKA_NODE_ID"] for env in brokers.values()) == ["1", "2", "3"]
+    for env in brokers.values():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+        assert env["KAFKA_DEFAULT_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "3"
+        assert env["KAFKA_UNCLEAN_LEADER_ELECTION_ENABLE"] == "false"
+        assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 3
+    alliance = services["topics"]["environment"]
+    assert alliance["ALLIANCE_TOPIC_REPLICATION"] == "3"
+
+
+def test_each_service_runs_two_workers_after_the_migrate_and_topics_jobs() -> None:
+    services = load("compose.yaml")["services"]
+    assert services["migrate"]["command"] == ["migrate"]
+    assert services["topics"]["command"] == ["topics"]
+    for name in SERVICES:
+        workers = [s for n, s in services.items() if n.rsplit("-", 1)[0] == name]
+        assert len(workers) == 2
+        ports = {w["environment"][f"ALLIANCE_{name.upper()}_PORT"] for w in workers}
+        assert len(ports) == 2
+        for worker in workers:
+            assert worker["command"] == [name]
+            assert worker["environment"]["ALLIANCE_HEALTH_PORT"] in ports
+            assert worker["environment"]["ALLIANCE_ENV"] == "production"
+            for job in ("migrate", "topics"):
+                assert worker["depends_on"][job] == {"condition": "service_completed_successfully"}
+
+
+def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port() -> None:
+    services = merged()
+    ports: list[str] = []
+    for name, service in services.items():
+        assert service["network_mode"] == "host", name
+        env = service["environment"]
+        if name.startswith("kafka-"):
+            listeners = env["KAFKA_LISTENERS"]
+            assert re.fullmatch(
+                r"PLAINTEXT://127\.0\.0\.1:\$\{\w+:-\d+\},CONTROLLER://127\.0\.0\.1:\$\{\w+:-\d+\}",
+                listeners,
+            ), listeners
+            ports += re.findall(r":-(\d+)\}", listeners)
+        elif name == "postgres":
+            assert service["command"] == ["postgres", "-c", "listen_addresses=127.0.0.1"]
+            ports += re.findall(r":-(\d+)\}", env["PGPORT"])
+        else:
+            assert env["ALLIANCE_HOST"] == "127.0.0.1", name
+            assert "127.0.0.1:" in env["ALLIANCE_KAFKA_BOOTSTRAP"]
+            assert "@127.0.0.1:" in env["ALLIANCE_DATABASE_URL"]
+            kind = name.rsplit("-", 1)[0]
+            if kind in SERVICES:  # a worker: it listens on its service's port
+                ports.append(env[f"ALLIANCE_{kind.upper()}_PORT"])
+                assert env["ALLIANCE_HEALTH_PORT"] == ports[-1]
+    assert len(ports) == 3 * 2 + 1 + 2 * 3  # workers, PostgreSQL, brokers' two listeners
+    assert len(ports) == len(set(ports)), sorted(ports)
+
+
+def required_variables() -> set[str]:
+    text = (DEPLOY / "compose.yaml").read_text() + (DEPLOY / "compose.host.yaml").read_text()
+    return set(re.findall(r"\$\{(\w+):\?", text))
+
+
+def test_compose_env_supplies_every_required_variable_with_production_grade_secrets() -> None:
+    values = compose_env()
+    assert set(values) == required_variables()
+    settings = Settings(
+        env="production",
+        secret_key=values["ALLIANCE_SECRET_KEY"],
+        admin_token=values["ALLIANCE_ADMIN_TOKEN"],
+        link_keys=values["ALLIANCE_LINK_KEYS"],
+    )
+    assert settings.production_problems() == []
+    assert len(values["POSTGRES_PASSWORD"]) >= 32
+    assert compose_env() != values  # fresh every time
+
+
+@pytest.mark.parametrize("first_byte", [0x00, 0xF8])  # 0xF8… encodes to a leading '-'
+def test_a_kafka_cluster_id_is_16_bytes_in_url_safe_base64_never_starting_with_a_dash(
+    first_byte: int,
+) -> None:
+    draws = iter([bytes([first_byte]) + bytes(15), bytes(16)])
+    cid = kafka_cluster_id(lambda n: next(draws))
+    assert len(cid) == 22
+    assert not cid.startswith("-")
+    assert base64.urlsafe_b64decode(cid + "==") in (bytes([first_byte]) + bytes(15), bytes(16))
+    if first_byte == 0xF8:
+        assert cid == kafka_cluster_id(lambda n: bytes(16))  # the dash one was drawn again
+
+
+def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / ".env"
+    assert write_env_file(path) is True
+    first = path.read_text()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert write_env_file(path) is False
+    assert path.read_text() == first
+    written = dict(
+        line.split("=", 1) for line in first.splitlines() if line and not line.startswith("#")
+    )
+    assert set(written) == required_variables()
+    assert render(written) == first
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
