@@ -27,8 +27,12 @@ def kafka_cluster_id(token_bytes: Callable[[int], bytes] = secrets.token_bytes) 
 
 
 def compose_env() -> dict[str, str]:
-    """Fresh values for every variable deploy/compose.yaml requires (``${VAR:?…}``)."""
+    """Fresh values for every variable deploy/compose.yaml requires (``${VAR:?…}``), and the
+    profiles to run."""
     return {
+        # the bundled Kafka and PostgreSQL; a managed one: drop it here and set
+        # ALLIANCE_KAFKA_BOOTSTRAP or ALLIANCE_DATABASE_URL (README, "Deploy")
+        "COMPOSE_PROFILES": "kafka,postgres",
         "KAFKA_CLUSTER_ID": kafka_cluster_id(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "ALLIANCE_SECRET_KEY": secrets.token_urlsafe(48),

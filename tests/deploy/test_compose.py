@@ -96,6 +96,29 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
     assert len(ports) == len(set(ports)), sorted(ports)
 
 
+def test_the_bundled_kafka_and_postgresql_are_profiles_a_managed_one_replaces() -> None:
+    services = load("compose.yaml")["services"]
+    assert {n for n, s in services.items() if "kafka" in s.get("profiles", [])} == {
+        "kafka-1",
+        "kafka-2",
+        "kafka-3",
+    }
+    assert services["postgres"]["profiles"] == ["postgres"]
+    # the jobs wait for them when they run, and start without them when they do not
+    for job, needs in (("topics", ("kafka-1", "kafka-2", "kafka-3")), ("migrate", ("postgres",))):
+        for name in needs:
+            assert services[job]["depends_on"][name] == {
+                "condition": "service_healthy",
+                "required": False,
+            }
+    for file in ("compose.yaml", "compose.host.yaml"):
+        for name, service in merged().items() if file == "compose.host.yaml" else services.items():
+            env = service.get("environment", {})
+            for variable in ("ALLIANCE_KAFKA_BOOTSTRAP", "ALLIANCE_DATABASE_URL"):
+                if variable in env:  # the address of a managed one wins over the bundled one
+                    assert env[variable].startswith(f"${{{variable}:-"), (file, name)
+
+
 def required_variables() -> set[str]:
     text = (DEPLOY / "compose.yaml").read_text() + (DEPLOY / "compose.host.yaml").read_text()
     return set(re.findall(r"\$\{(\w+):\?", text))
@@ -103,7 +126,8 @@ def required_variables() -> set[str]:
 
 def test_compose_env_supplies_every_required_variable_with_production_grade_secrets() -> None:
     values = compose_env()
-    assert set(values) == required_variables()
+    assert set(values) == required_variables() | {"COMPOSE_PROFILES"}
+    assert values["COMPOSE_PROFILES"] == "kafka,postgres"
     settings = Settings(
         env="production",
         secret_key=values["ALLIANCE_SECRET_KEY"],
@@ -138,6 +162,6 @@ def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     written = dict(
         line.split("=", 1) for line in first.splitlines() if line and not line.startswith("#")
     )
-    assert set(written) == required_variables()
+    assert set(written) == required_variables() | {"COMPOSE_PROFILES"}
     assert render(written) == first
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
