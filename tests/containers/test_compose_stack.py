@@ -6,9 +6,11 @@ broker killed while clicks and orders flow."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -194,24 +196,17 @@ async def test_a_broker_killed_while_clicks_and_orders_flow_loses_and_doubles_no
     assert {len(p["replicas"]) for p in before} == {3}
     assert any(p["leader"] == 2 for p in before)
 
-    buyers, kill_at, revive_at = 90, 20, 60
     expected: dict[str, Decimal] = {}
     statuses: dict[str, str] = {}
-    posts = 0
-    started = datetime.now(UTC)
-    for n in range(buyers):
-        if n == kill_at:
-            killed = stack.container("kafka-2")
-            await asyncio.to_thread(
-                subprocess.run, ["docker", "kill", killed], check=True, capture_output=True
-            )
-        if n == revive_at:
-            await asyncio.to_thread(stack.run, "start", "kafka-2")
-        # the buyer clicks on one tracker and the storefront reports the order to the other
+    posts: list[int] = []
+
+    async def buyer(n: int) -> None:
+        """Buyer ``n`` clicks on one tracker; the storefront reports the order (placed, then
+        completed or cancelled) to the other, again on 503, as storefronts do."""
         clicker, reporter = services[n % 2], services[(n + 1) % 2]
         code, product = codes[n % 3], products[n % 3]
         redirect = await clicker.tracker.get(
-            f"/r/{code}", headers={"X-Forwarded-For": f"203.0.113.{n + 1}"}
+            f"/r/{code}", headers={"X-Forwarded-For": f"203.0.{113 + n // 250}.{n % 250 + 1}"}
         )
         assert redirect.status_code == 302, redirect.text  # acknowledged (Kafka or spool)
         order_id = f"o-{run}-{n:03d}"
@@ -219,18 +214,57 @@ async def test_a_broker_killed_while_clicks_and_orders_flow_loses_and_doubles_no
         status = "order_cancelled" if n % 5 == 4 else "order_completed"
         line = (product, "c1", f"Product {product}", str(unit_price), str(shipping))
         events = order_events(order_id, visitor_of(redirect), line, quantity, status)
-        posts += await acknowledged(reporter.tracker, store, events)
+        posts.append(await acknowledged(reporter.tracker, store, events))
         item = LineItem(product, "c1", quantity, unit_price, shipping)
         completed = status == "order_completed"
         expected[order_id] = commission_on(item.base, RATE, "USD") if completed else Decimal(0)
         statuses[order_id] = status.removeprefix("order_")
-    flow_s = (datetime.now(UTC) - started).total_seconds()
+
+    lanes, kill_after, down_s, after_s = 4, 30, 15.0, 3.0
+    through = asyncio.Event()  # kill_after buyers are through
+    stop = asyncio.Event()  # the broker is back, and buyers kept coming for after_s more
+    queue = itertools.count()
+
+    async def lane() -> None:
+        for n in queue:  # the lanes share one iterator: each buyer once
+            if stop.is_set():
+                return
+            await buyer(n)
+            if len(posts) >= kill_after:
+                through.set()
+
+    async def chaos() -> tuple[int, int]:
+        """SIGKILL kafka-2 once ``kill_after`` buyers are through, start it ``down_s`` later
+        (longer than the brokers' session timeout: its partitions change leader), let buyers
+        come ``after_s`` more. Returns the buyers through at the kill and at the start."""
+        await through.wait()
+        at_kill = len(posts)
+        killed = stack.container("kafka-2")
+        await asyncio.to_thread(
+            subprocess.run, ["docker", "kill", killed], check=True, capture_output=True
+        )
+        await asyncio.sleep(down_s)
+        at_start = len(posts)
+        await asyncio.to_thread(stack.run, "start", "kafka-2")
+        await asyncio.sleep(after_s)
+        stop.set()
+        return at_kill, at_start
+
+    started = time.monotonic()
+    flows = [asyncio.create_task(lane()) for _ in range(lanes)]
+    at_kill, at_start = await chaos()
+    await asyncio.gather(*flows)
+    flow_s = time.monotonic() - started
+    buyers = len(posts)
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "broker-kill.txt").write_text(
-        f"{buyers} buyers in {flow_s:.1f} s; {posts} posts for {buyers} orders' events "
-        f"(a 503 while Kafka had no leader is retried); kafka-2 killed at buyer {kill_at}, "
-        f"started again at buyer {revive_at}\n"
+        f"{buyers} buyers on {lanes} lanes in {flow_s:.1f} s; {sum(posts)} storefront posts "
+        f"for {buyers} orders (a 503 while a partition had no leader is sent again); kafka-2 "
+        f"killed after {at_kill} buyers, started again {down_s} s later after {at_start}\n"
     )
+    # buyers came while the broker was down and after it came back
+    assert at_kill < at_start < buyers
+    assert len(expected) == buyers
 
     async def settled(order_id: str, status: str) -> dict[str, Any]:
         view = await eventually(
