@@ -89,8 +89,19 @@ class ComposeStack:
             if waiting:
                 time.sleep(1)
 
-    def logs(self) -> str:
-        return self.run("logs", "--no-color", "--tail", "200", timeout=60).stdout
+    def logs(self, tail: int | None = 200) -> str:
+        limit = ["--tail", str(tail)] if tail is not None else []
+        return self.run("logs", "--no-color", *limit, timeout=120).stdout
+
+    def restarts(self, service: str) -> int:
+        """How often Docker restarted ``service``'s container (it crashed)."""
+        proc = subprocess.run(
+            ["docker", "inspect", "-f", "{{.RestartCount}}", self.container(service)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return int(proc.stdout.strip())
 
     def down(self) -> None:
         self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -321,3 +322,10 @@ async def test_a_broker_killed_while_clicks_and_orders_flow_loses_and_doubles_no
 
     await eventually(all_in_sync, timeout_s=120)
     assert "ledger OK" in ledger_verified_in_a_container(stack)
+
+    # no worker crashed or logged an error of its own (aiokafka's reconnection noise aside),
+    # and no partition was stopped by its dead-letter limit
+    workers = [f"{name}-{i}" for name in PORTS for i in (1, 2)]
+    assert {w: stack.restarts(w) for w in workers} == dict.fromkeys(workers, 0)
+    own_errors = re.compile(r" (ERROR|CRITICAL) (services|shared|deploy)\.| STOPPED ")
+    assert [line for line in stack.logs(tail=None).splitlines() if own_errors.search(line)] == []
