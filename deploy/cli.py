@@ -198,9 +198,17 @@ def _summarise(settings: Settings) -> int:
     return 0
 
 
-def _migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from deploy.migrations import upgrade
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.migrations import at_head, upgrade
 
+    if args.check:
+        try:
+            ok = at_head(settings.database_url)
+        except Exception as exc:  # any failure to read it: not known to be at head
+            print(f"database not reachable: {exc!r}", file=sys.stderr)
+            return 1
+        print("database at head" if ok else "database not at head")
+        return 0 if ok else 1
     upgrade(settings.database_url)
     print("database at head")
     return 0
@@ -216,17 +224,22 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
     from aiokafka.errors import KafkaError
 
     from deploy.stack import kafka
-    from deploy.stack.orchestrate import topic_names
+    from deploy.stack.orchestrate import topic_configs, topic_names
 
     topics = topic_names(settings)
     deadline = time.monotonic() + args.timeout
     while True:
         try:
             asyncio.run(
-                kafka.create_topics(settings.kafka_bootstrap, topics, settings.topic_replication)
+                kafka.create_topics(
+                    settings.kafka_bootstrap,
+                    topics,
+                    settings.topic_replication,
+                    topic_configs(settings),
+                )
             )
             break
-        except (KafkaError, OSError) as exc:
+        except (KafkaError, OSError, kafka.KafkaStackError) as exc:
             if time.monotonic() > deadline:
                 print(f"error: no topics within {args.timeout} s: {exc!r}", file=sys.stderr)
                 return 1
@@ -428,7 +441,13 @@ def main(argv: list[str] | None = None) -> int:
         choices=["verify", "summarise"],
         help="check the invariants, or compute the settlement summary of orders that have none",
     )
-    sub.add_parser("migrate", help="apply the database migrations")
+    migrate = sub.add_parser("migrate", help="apply the database migrations")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="only say whether the database is at head (exit status 1 when not): the Helm "
+        "chart's pods wait on it",
+    )
     topics = sub.add_parser("topics", help="create the topics (partitions, replication)")
     topics.add_argument("--timeout", type=float, default=120, help="seconds to retry")
     compose_env = sub.add_parser(

@@ -44,6 +44,20 @@ class Topic(StrEnum):
     DEAD_LETTERS = "dead-letters"  # any consumer: messages that can never be processed
 
 
+#: Topic configuration beyond partitions and replication (the topics job and the Helm chart's
+#: KafkaTopic resources apply it). The directory and the catalog are tables the tracker reads
+#: whole when it starts: compacted (the latest record of each key is kept for ever), never
+#: expired by retention. The directory keeps every version for 90 days before compaction
+#: (``alliance attribution rebuild`` reads the programs' window history from it).
+TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
+    Topic.DIRECTORY: {
+        "cleanup.policy": "compact",
+        "min.compaction.lag.ms": str(90 * 24 * 3600 * 1000),
+    },
+    Topic.CATALOG: {"cleanup.policy": "compact"},
+}
+
+
 #: Event times the services can compute with: windows, holds, grace periods and report ranges
 #: around them (days to a few years) stay inside what ``datetime`` represents. An order dated
 #: 9999-12-31 that reached a consumer used to fail later, in arithmetic on a batch it was no

@@ -21,5 +21,7 @@ USER postgres
 VOLUME ["/var/lib/postgresql/data"]
 EXPOSE 5432
 HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD ["sh", "-c", "pg_isready -q -h 127.0.0.1 -p \"$PGPORT\""]
+# SIGINT: PostgreSQL's fast shutdown (SIGTERM would wait for every client to leave)
+STOPSIGNAL SIGINT
 ENTRYPOINT ["/usr/local/bin/postgres-entrypoint.sh"]
 CMD ["postgres"]

@@ -624,11 +624,17 @@ def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
     return alive
 
 
-async def create_topics(bootstrap: str, topics: dict[str, int], replication: int = 1) -> None:
-    """Create ``topics`` (name -> partition count) unless they exist; wait until they have
-    leaders for all their partitions.
+async def create_topics(
+    bootstrap: str,
+    topics: dict[str, int],
+    replication: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Create ``topics`` (name -> partition count) unless they exist, with ``configs`` (name ->
+    topic configuration); wait until they have leaders for all their partitions.
 
-    Idempotent: an existing topic is fine (its partition count is not changed or checked).
+    Idempotent: an existing topic keeps its partition count, and gets the values of
+    ``configs`` it does not have yet (its other dynamic settings are kept).
     Any other broker error raises the matching ``aiokafka.errors`` exception.
     """
     if not topics:
@@ -636,18 +642,71 @@ async def create_topics(bootstrap: str, topics: dict[str, int], replication: int
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError, for_code
 
+    configs = configs or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
     await admin.start()
     try:
         response = await admin.create_topics(
-            [NewTopic(name, partitions, replication) for name, partitions in topics.items()]
+            [
+                NewTopic(name, partitions, replication, topic_configs=dict(configs.get(name, {})))
+                for name, partitions in topics.items()
+            ]
         )
+        existing = []
         for name, code, message in (t[:3] for t in response.topic_errors):
-            if code not in (0, TopicAlreadyExistsError.errno):
+            if code == TopicAlreadyExistsError.errno:
+                existing.append(name)
+            elif code != 0:
                 raise for_code(code)(f"creating topic {name!r}: {message}")
+        await _ensure_configs(admin, {n: configs[n] for n in existing if configs.get(n)})
         await _wait_for_leaders(admin, list(topics))
     finally:
         await admin.close()
+
+
+async def topic_configs(admin: Any, names: list[str]) -> dict[str, dict[str, tuple[str, bool]]]:
+    """Each topic's configuration: name -> (value, set on the topic itself)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import for_code
+
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    )
+    out: dict[str, dict[str, tuple[str, bool]]] = {}
+    for response in responses:
+        for code, message, _kind, name, entries in (r[:5] for r in response.resources):
+            if code != 0:
+                raise for_code(code)(f"describing topic {name!r}: {message}")
+            # (name, value, read_only, config_source, …): source 1 is DYNAMIC_TOPIC_CONFIG
+            out[name] = {e[0]: (e[1], e[3] == _DYNAMIC_TOPIC_CONFIG) for e in entries}
+    return out
+
+
+_DYNAMIC_TOPIC_CONFIG = 1
+
+
+async def _ensure_configs(admin: Any, wanted: Mapping[str, Mapping[str, str]]) -> None:
+    """Give existing topics the configuration values they lack. AlterConfigs replaces a
+    topic's whole dynamic configuration, so the values set on it before are sent again."""
+    if not wanted:
+        return
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+    from aiokafka.errors import for_code
+
+    current = await topic_configs(admin, list(wanted))
+    changes = []
+    for name, values in wanted.items():
+        have = current.get(name, {})
+        if all(have.get(k, ("", False))[0] == v for k, v in values.items()):
+            continue
+        dynamic = {k: value for k, (value, own) in have.items() if own}
+        changes.append(ConfigResource(ConfigResourceType.TOPIC, name, {**dynamic, **values}))
+    if not changes:
+        return
+    for response in await admin.alter_configs(changes):
+        for code, message, _kind, name in (r[:4] for r in response.resources):
+            if code != 0:
+                raise for_code(code)(f"configuring topic {name!r}: {message}")
 
 
 async def _wait_for_leaders(admin: Any, names: list[str], timeout_s: float = 30) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from deploy.stack import kafka, postgres
 from shared.config import Settings
-from shared.events import Topic
+from shared.events import TOPIC_CONFIGS, Topic
 
 DATABASE = "alliance"
 
@@ -46,6 +46,11 @@ def topic_names(settings: Settings) -> dict[str, int]:
     return {settings.topic(t): settings.topic_partitions for t in Topic}
 
 
+def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
+    """:data:`shared.events.TOPIC_CONFIGS` under the deployment's topic names."""
+    return {settings.topic(t): dict(config) for t, config in TOPIC_CONFIGS.items()}
+
+
 def up(settings: Settings, *, migrate: bool = True) -> Stack:
     """Start PostgreSQL and Kafka (idempotent), migrate, create the topics."""
     from deploy.migrations import upgrade
@@ -57,7 +62,12 @@ def up(settings: Settings, *, migrate: bool = True) -> Stack:
     kafka.ensure_jars(stack.kafka)
     kafka.start(stack.kafka)
     asyncio.run(
-        kafka.create_topics(stack.bootstrap, topic_names(settings), settings.topic_replication)
+        kafka.create_topics(
+            stack.bootstrap,
+            topic_names(settings),
+            settings.topic_replication,
+            topic_configs(settings),
+        )
     )
     if migrate:
         upgrade(stack.database_url())

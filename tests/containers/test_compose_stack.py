@@ -122,6 +122,26 @@ def test_the_live_demo_runs_through_the_containers(stack: ComposeStack) -> None:
     assert "ledger OK" in ledger_verified_in_a_container(stack)
 
 
+async def test_the_topics_job_made_replicated_topics_and_compacted_tables(
+    stack: ComposeStack,
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from deploy.stack.kafka import topic_configs
+
+    settings = settings_of(stack)
+    assert {len(p["replicas"]) for p in await partitions(settings)} == {3}
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        configs = await topic_configs(admin, [settings.topic(t) for t in Topic])
+    finally:
+        await admin.close()
+    compacted = {name for name, c in configs.items() if c["cleanup.policy"][0] == "compact"}
+    assert compacted == {settings.topic(Topic.DIRECTORY), settings.topic(Topic.CATALOG)}
+    assert {c["min.insync.replicas"][0] for c in configs.values()} == {"2"}
+
+
 # --------------------------------------------------------------------------------------------
 # A broker killed under load
 

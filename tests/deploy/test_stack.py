@@ -233,3 +233,47 @@ async def test_postgres_starts_once_answers_and_stops_idempotently(
         database="alliance_infra_test",  # survived the restart
     )
     await conn.close()
+
+
+async def test_topics_get_their_configuration_created_or_existing_other_settings_kept(
+    kafka_cfg: kafka.KafkaConfig,
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    kafka.start(kafka_cfg)
+    bootstrap = kafka_cfg.bootstrap
+    table, older = f"table-{uuid.uuid4().hex[:8]}", f"older-{uuid.uuid4().hex[:8]}"
+    compact = {"cleanup.policy": "compact"}
+    await kafka.create_topics(bootstrap, {older: 1})  # made before configurations existed
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # an operator gave the older topic a retention of its own
+        await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, older, {"retention.ms": "3600000"})]
+        )
+        await kafka.create_topics(
+            bootstrap, {table: 1, older: 1}, 1, {table: compact, older: compact}
+        )
+        await kafka.create_topics(
+            bootstrap, {table: 1, older: 1}, 1, {table: compact, older: compact}
+        )
+        configs = await kafka.topic_configs(admin, [table, older])
+    finally:
+        await admin.close()
+    assert configs[table]["cleanup.policy"] == ("compact", True)
+    assert configs[older]["cleanup.policy"] == ("compact", True)
+    assert configs[older]["retention.ms"] == ("3600000", True)  # kept
+    assert configs[table]["retention.ms"][1] is False  # the broker's default, not set
+
+
+def test_the_directory_and_catalog_topics_are_compacted_under_the_deployments_names() -> None:
+    from deploy.stack.orchestrate import topic_configs
+    from shared.config import Settings
+
+    configs = topic_configs(Settings(topic_prefix="t1-"))
+    assert configs["t1-directory"]["cleanup.policy"] == "compact"
+    assert configs["t1-catalog"]["cleanup.policy"] == "compact"
+    assert int(configs["t1-directory"]["min.compaction.lag.ms"]) == 90 * 24 * 3600 * 1000
+    assert set(configs) == {"t1-directory", "t1-catalog"}  # the event topics expire
