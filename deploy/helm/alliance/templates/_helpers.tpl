@@ -1,0 +1,116 @@
+{{/* Names, labels and the settings every Alliance container shares. */}}
+
+{{- define "alliance.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "alliance.labels" -}}
+app.kubernetes.io/name: alliance
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "alliance.selector" -}}
+app.kubernetes.io/name: alliance
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "alliance.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+
+{{/* The Secret with ALLIANCE_SECRET_KEY, ALLIANCE_ADMIN_TOKEN and ALLIANCE_LINK_KEYS. */}}
+{{- define "alliance.secretName" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "alliance.fullname" .)) -}}
+{{- end -}}
+
+{{/* The Kafka bootstrap servers: Strimzi's bootstrap service, or the given ones. */}}
+{{- define "alliance.kafkaBootstrap" -}}
+{{- if .Values.kafka.strimzi.enabled -}}
+{{ include "alliance.fullname" . }}-kafka-bootstrap:9092
+{{- else -}}
+{{ required "kafka.bootstrap is required when kafka.strimzi.enabled is false" .Values.kafka.bootstrap }}
+{{- end -}}
+{{- end -}}
+
+{{- define "alliance.pgCluster" -}}
+{{ include "alliance.fullname" . }}-pg
+{{- end -}}
+
+{{/* The topics of shared/events.py (Topic); tests/deploy/test_helm.py holds them equal. */}}
+{{- define "alliance.topics" -}}
+clicks: {}
+orders: {}
+attributions: {}
+pageviews: {}
+catalog: {cleanup.policy: compact}
+directory: {cleanup.policy: compact, min.compaction.lag.ms: "7776000000"}
+dead-letters: {}
+{{- end -}}
+
+{{/* Environment of every Alliance container: where Kafka and PostgreSQL are, the topics,
+the settings of `config`. The migrate job needs no more. */}}
+{{- define "alliance.connectionEnv" -}}
+{{- range $name, $value := .Values.config }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+- name: ALLIANCE_KAFKA_BOOTSTRAP
+  value: {{ include "alliance.kafkaBootstrap" . | quote }}
+- name: ALLIANCE_TOPIC_PREFIX
+  value: {{ .Values.topics.prefix | quote }}
+- name: ALLIANCE_TOPIC_PARTITIONS
+  value: {{ .Values.topics.partitions | quote }}
+- name: ALLIANCE_TOPIC_REPLICATION
+  value: {{ .Values.topics.replicas | quote }}
+- name: ALLIANCE_HOST
+  value: "0.0.0.0"
+- name: ALLIANCE_STATE_DIR
+  value: /var/lib/alliance
+{{- if .Values.postgresql.cnpg.enabled }}
+# CloudNativePG's application secret (user alliance, a random alphanumeric password)
+- name: ALLIANCE_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "alliance.pgCluster" . }}-app
+      key: password
+- name: ALLIANCE_DATABASE_URL
+  value: "postgresql+asyncpg://alliance:$(ALLIANCE_DB_PASSWORD)@{{ include "alliance.pgCluster" . }}-rw:5432/alliance"
+{{- else }}
+- name: ALLIANCE_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "postgresql.existingSecret (a Secret with the database URL) is required when postgresql.cnpg.enabled is false" .Values.postgresql.existingSecret }}
+      key: {{ .Values.postgresql.urlKey }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* The deployment's secrets, for the services. */}}
+{{- define "alliance.secretEnv" -}}
+{{- range $key := list "ALLIANCE_SECRET_KEY" "ALLIANCE_ADMIN_TOKEN" "ALLIANCE_LINK_KEYS" }}
+- name: {{ $key }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "alliance.secretName" $ }}
+      key: {{ $key }}
+{{- end }}
+{{- end -}}
+
+{{/* The writable folders of a read-only root filesystem. */}}
+{{- define "alliance.volumeMounts" -}}
+- name: state
+  mountPath: /var/lib/alliance
+- name: tmp
+  mountPath: /tmp
+{{- end -}}

@@ -1,0 +1,253 @@
+"""The Helm chart deploy/helm/alliance: `helm lint` and `helm template` with the default and
+the production values (helm built from its Go module, deploy/stack/helm.py), the rendered
+objects read back and checked."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.stack.helm import ensure_helm
+from shared.config import Settings
+from shared.events import TOPIC_CONFIGS, Topic
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "alliance"
+PRODUCTION = str(CHART / "values-production.yaml")
+KUBE = "1.31.0"
+SERVICES = ("tracker", "attribution", "commission")
+MANAGED = (
+    "kafka.strimzi.enabled=false",
+    "kafka.bootstrap=kafka.example.internal:9092",
+    "postgresql.cnpg.enabled=false",
+    "postgresql.existingSecret=alliance-db",
+)
+
+
+@pytest.fixture(scope="module")
+def helm() -> Path:
+    return ensure_helm()
+
+
+def run(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(helm), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def render(helm: Path, *values: str, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    args = ["template", "rel", str(CHART), "--kube-version", KUBE]
+    for v in values:
+        args += ["-f", v]
+    for s in sets:
+        args += ["--set", s]
+    proc = run(helm, *args)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def refusal(helm: Path, *values: str, sets: tuple[str, ...] = ()) -> str:
+    args = ["template", "rel", str(CHART), "--kube-version", KUBE]
+    for v in values:
+        args += ["-f", v]
+    for s in sets:
+        args += ["--set", s]
+    proc = run(helm, *args)
+    assert proc.returncode != 0, "rendered what it should refuse"
+    return proc.stderr
+
+
+def of(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def env_of(container: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+@pytest.mark.parametrize(
+    "values",
+    [(), (PRODUCTION,)],
+    ids=["default", "production"],
+)
+def test_helm_lint_passes_strict(helm: Path, values: tuple[str, ...]) -> None:
+    args = ["lint", "--strict", str(CHART), "--kube-version", KUBE]
+    for v in values:
+        args += ["-f", v]
+    if values:  # production refuses to render without secrets (below)
+        args += ["--set", "secrets.existingSecret=alliance-secrets"]
+    proc = run(helm, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+
+
+def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_job(
+    helm: Path,
+) -> None:
+    docs = render(helm)
+    deployments = of(docs, "Deployment")
+    assert set(deployments) == {f"rel-alliance-{s}" for s in SERVICES}
+    ports = {"tracker": 8001, "attribution": 8002, "commission": 8003}
+    for name in SERVICES:
+        spec = deployments[f"rel-alliance-{name}"]["spec"]
+        assert spec["replicas"] == 1
+        pod = spec["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"] == [name]
+        assert container["image"] == "alliance:0.1.0"
+        assert container["ports"] == [{"name": "http", "containerPort": ports[name]}]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        env = env_of(container)
+        assert env[f"ALLIANCE_{name.upper()}_PORT"] == str(ports[name])
+        assert env["ALLIANCE_ENV"] == "production"
+        assert env["ALLIANCE_KAFKA_BOOTSTRAP"] == "rel-alliance-kafka-bootstrap:9092"
+        # no secret is written into a Deployment: each comes from a Secret
+        for key in ("ALLIANCE_SECRET_KEY", "ALLIANCE_ADMIN_TOKEN", "ALLIANCE_LINK_KEYS"):
+            assert env[key] == {"secretKeyRef": {"name": "rel-alliance-secrets", "key": key}}
+        assert env["ALLIANCE_DB_PASSWORD"] == {
+            "secretKeyRef": {"name": "rel-alliance-pg-app", "key": "password"}
+        }
+        assert "$(ALLIANCE_DB_PASSWORD)@rel-alliance-pg-rw:5432" in env["ALLIANCE_DATABASE_URL"]
+        (wait,) = pod["initContainers"]
+        assert "alliance migrate --check" in wait["command"][-1]
+        annotations = spec["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/path"] == "/metrics"
+    assert of(docs, "PodDisruptionBudget") == {}  # one worker each: nothing to budget
+    (job,) = of(docs, "Job").values()
+    # the bundled CloudNativePG cluster exists only after the install: migrate after it
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+    assert "ALLIANCE_SECRET_KEY" not in env_of(job["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_generated_secrets_are_fit_for_production(helm: Path) -> None:
+    (secret,) = of(render(helm), "Secret").values()
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    settings = Settings(
+        env="production",
+        secret_key=data["ALLIANCE_SECRET_KEY"],
+        admin_token=data["ALLIANCE_ADMIN_TOKEN"],
+        link_keys=data["ALLIANCE_LINK_KEYS"],
+    )
+    assert settings.production_problems() == []
+    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    given = render(
+        helm, sets=("secrets.secretKey=s", "secrets.adminToken=a", "secrets.linkKeys=k1:x")
+    )
+    (secret,) = of(given, "Secret").values()
+    assert base64.b64decode(secret["data"]["ALLIANCE_LINK_KEYS"]).decode() == "k1:x"
+
+
+def test_kafka_topics_are_the_codes_topics_with_their_configuration(helm: Path) -> None:
+    docs = render(helm, sets=("topics.prefix=prod.",))
+    topics = {t["spec"]["topicName"]: t for t in of(docs, "KafkaTopic").values()}
+    assert set(topics) == {f"prod.{t}" for t in Topic}
+    for topic in Topic:
+        spec = topics[f"prod.{topic}"]["spec"]
+        assert spec["partitions"] == 6
+        assert spec["replicas"] == 1
+        assert {k: str(v) for k, v in spec.get("config", {}).items()} == TOPIC_CONFIGS.get(
+            topic, {}
+        )
+    names = [t["metadata"]["name"] for t in of(docs, "KafkaTopic").values()]
+    assert "prod-dead-letters" in names  # a Kubernetes name: no dots
+    assert all(
+        t["metadata"]["labels"]["strimzi.io/cluster"] == "rel-alliance" for t in topics.values()
+    )
+
+
+def test_production_values_three_brokers_three_instances_budgets_and_twelve_partitions(
+    helm: Path,
+) -> None:
+    docs = render(helm, PRODUCTION, sets=("secrets.existingSecret=alliance-secrets",))
+    assert of(docs, "Secret") == {}  # the user's own
+    (pool,) = of(docs, "KafkaNodePool").values()
+    assert pool["spec"]["replicas"] == 3
+    assert pool["spec"]["roles"] == ["controller", "broker"]
+    (kafka,) = of(docs, "Kafka").values()
+    assert kafka["metadata"]["annotations"] == {
+        "strimzi.io/node-pools": "enabled",
+        "strimzi.io/kraft": "enabled",
+    }
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["min.insync.replicas"] == 2
+    assert config["default.replication.factor"] == 3
+    assert config["unclean.leader.election.enable"] is False
+    for topic in of(docs, "KafkaTopic").values():
+        assert (topic["spec"]["partitions"], topic["spec"]["replicas"]) == (12, 3)
+    (cluster,) = of(docs, "Cluster").values()
+    assert cluster["spec"]["instances"] == 3
+    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "alliance", "owner": "alliance"}
+    assert cluster["spec"]["minSyncReplicas"] == 1
+    pdbs = of(docs, "PodDisruptionBudget")
+    assert {p["spec"]["maxUnavailable"] for p in pdbs.values()} == {1}
+    assert set(pdbs) == {f"rel-alliance-{s}" for s in SERVICES}
+    for name, deployment in of(docs, "Deployment").items():
+        assert deployment["spec"]["replicas"] >= 2, name
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["resources"]["requests"]["cpu"]
+        env = env_of(container)
+        assert env["ALLIANCE_SECRET_KEY"]["secretKeyRef"]["name"] == "alliance-secrets"
+        assert env["ALLIANCE_TOPIC_PARTITIONS"] == "12"
+
+
+def test_production_refuses_to_render_without_secrets(helm: Path) -> None:
+    assert "secrets.requireExplicit is true" in refusal(helm, PRODUCTION)
+
+
+def test_managed_kafka_and_postgresql_replace_the_operators_resources(helm: Path) -> None:
+    docs = render(helm, sets=MANAGED)
+    kinds = {d["kind"] for d in docs}
+    assert not kinds & {"Kafka", "KafkaNodePool", "KafkaTopic", "Cluster"}
+    (job,) = of(docs, "Job").values()
+    # nothing to wait for: migrate (and create the topics) before the services
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][-1] == "alliance migrate && alliance topics"
+    for deployment in of(docs, "Deployment").values():
+        env = env_of(deployment["spec"]["template"]["spec"]["containers"][0])
+        assert env["ALLIANCE_KAFKA_BOOTSTRAP"] == "kafka.example.internal:9092"
+        assert env["ALLIANCE_DATABASE_URL"] == {
+            "secretKeyRef": {"name": "alliance-db", "key": "database-url"}
+        }
+        assert "ALLIANCE_DB_PASSWORD" not in env
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("kafka.strimzi.enabled=false",), "kafka.bootstrap is required"),
+        (("postgresql.cnpg.enabled=false",), "postgresql.existingSecret"),
+        (("attribution.replicas=7",), "attribution.replicas (7) exceeds topics.partitions (6)"),
+        (("topics.replicas=3",), "topics.replicas (3) exceeds kafka.strimzi.replicas (1)"),
+    ],
+)
+def test_inconsistent_values_are_refused_with_the_reason(
+    helm: Path, sets: tuple[str, ...], message: str
+) -> None:
+    assert message in refusal(helm, sets=sets)
+
+
+def test_service_monitor_and_ingresses_when_asked(helm: Path) -> None:
+    docs = render(
+        helm,
+        sets=(
+            "metrics.serviceMonitor.enabled=true",
+            "tracker.ingress.enabled=true",
+            "tracker.ingress.host=go.shop.example",
+        ),
+    )
+    (monitor,) = of(docs, "ServiceMonitor").values()
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    (ingress,) = of(docs, "Ingress").values()
+    rule = ingress["spec"]["rules"][0]
+    assert rule["host"] == "go.shop.example"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "rel-alliance-tracker", "port": {"name": "http"}}
