@@ -155,9 +155,10 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         # aiokafka rebalances in a background task: let the batch in hand commit first, so
         # that the stored offsets read on assignment (here or by the partition's next owner)
-        # include it.
+        # include it. A batch fetched before and not started yet is stale from now on: its
+        # partitions may be another worker's by the time it would run.
         async with self.pipeline._batch_lock:
-            pass
+            self.pipeline._generation += 1
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self.pipeline._batch_lock:
@@ -319,10 +320,11 @@ class ConsumerPipeline(Generic[T]):
         """For each partition of ``topic`` this consumer holds: (next offset to handle, last
         known end offset), counting the records being handled as handled. The end offset is
         None until a fetch has reported it."""
+        assigned = self.consumer.assignment()
         return {
             p: (offset, self.consumer.highwater(TopicPartition(t, p)))
             for (t, p), offset in self._consumed.items()
-            if t == topic
+            if t == topic and TopicPartition(t, p) in assigned
         }
 
     def halted(self) -> str | None:
@@ -488,6 +490,10 @@ class ConsumerPipeline(Generic[T]):
         except Exception as exc:
             if is_transient(exc) or all(u.dead for u in kept):
                 raise
+            if self._reassigned(kept):
+                # the group took partitions away meanwhile: not the records' fault; handled
+                # again by whoever holds them now, from the stored offsets
+                raise Transient("partitions were reassigned during the batch") from exc
             if len(kept) == 1:
                 # it fails alone; but dead-letter it only while the database answers: a
                 # failure that says nothing of the database being away may still be that
@@ -497,6 +503,10 @@ class ConsumerPipeline(Generic[T]):
             half = len(kept) // 2
             await self._apply(kept[:half])
             await self._apply(kept[half:])
+
+    def _reassigned(self, units: list[Unit[T]]) -> bool:
+        assigned = self.consumer.assignment()
+        return any(TopicPartition(*u.tp) not in assigned for u in units)
 
     async def _database_answers(self) -> None:
         try:

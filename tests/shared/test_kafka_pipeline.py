@@ -332,3 +332,51 @@ class TestLetterSize:
         assert letter.value_bytes == len(big)
         assert (letter.partition, letter.offset, letter.source_topic) == (0, 0, h.topic)
         assert letter.value.startswith("boom\x01")
+
+
+class TestRebalance:
+    async def test_workers_joining_and_leaving_mid_batch_apply_every_record_once_and_letter_none(
+        self, settings: Settings
+    ) -> None:
+        """Two workers of one group: the second joins while the first is in a batch, then the
+        first leaves. Handlers read ``progress`` as attribution's does (which once raised for
+        a partition revoked mid-batch, and the records were dead-lettered as their fault)."""
+        async with harness(settings) as h:
+            partitions = settings.topic_partitions
+            total = 400 * partitions
+            await h.produce([(n % partitions, f"r{n}".encode()) for n in range(total)])
+
+            class Slow(Handler):
+                progress: Callable[[], object] = staticmethod(lambda: None)
+
+                async def __call__(self, session: AsyncSession, batch: list[Received[str]]) -> None:
+                    await asyncio.sleep(0.1)  # batches are in flight when the group changes
+                    self.progress()  # as attribution does, after its first statements
+                    await super().__call__(session, batch)
+
+            workers = []
+            for _ in range(2):
+                handler = Slow(h.run)
+                pipeline = h.pipeline(handler, batch_size=20)
+                handler.progress = lambda p=pipeline: p.progress(h.topic)  # type: ignore[misc]
+                workers.append(pipeline)
+            first, second = workers
+            async with consuming(first):
+                await eventually(lambda: reached(h, {0: 20}), timeout_s=60)
+                # the second joins while the first is in a batch
+                await second.producer.start()
+                await second.start()
+                joined = asyncio.create_task(second.run())
+                await eventually(lambda: reached(h, {p: 200 for p in range(partitions)}), 60)
+            try:  # the first has left; the second drains the rest
+                await eventually(lambda: reached(h, {p: 400 for p in range(partitions)}), 90)
+            finally:
+                second.stop()
+                await asyncio.wait_for(joined, 30)
+                await second.producer.stop()
+            applied = await h.applied()
+            letters = await h.letters()
+        assert len(applied) == total
+        assert sorted(v for _, _, v in applied) == sorted(f"r{n}" for n in range(total))
+        assert letters == [{"copies": 0}]
+        assert first.dead_lettered == second.dead_lettered == 0
