@@ -340,8 +340,8 @@ def cores() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="one and two workers per service, and a kill")
-    parser.add_argument("--events", type=int, default=240_000, help="attribution backlog")
-    parser.add_argument("--orders", type=int, default=20_000, help="commission backlog (orders)")
+    parser.add_argument("--events", type=int, default=400_000, help="attribution backlog")
+    parser.add_argument("--orders", type=int, default=40_000, help="commission backlog (orders)")
     parser.add_argument("--kill-factor", type=float, default=2.0, help="backlog × for the kill")
     args = parser.parse_args()
     settings = Settings()
