@@ -39,24 +39,25 @@ def run(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def render(helm: Path, *values: str, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+def template(
+    helm: Path, values: tuple[str, ...], sets: tuple[str, ...]
+) -> subprocess.CompletedProcess[str]:
     args = ["template", "rel", str(CHART), "--kube-version", KUBE]
     for v in values:
         args += ["-f", v]
     for s in sets:
         args += ["--set", s]
-    proc = run(helm, *args)
+    return run(helm, *args)
+
+
+def render(helm: Path, *values: str, sets: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    proc = template(helm, values, sets)
     assert proc.returncode == 0, proc.stderr
     return [d for d in yaml.safe_load_all(proc.stdout) if d]
 
 
 def refusal(helm: Path, *values: str, sets: tuple[str, ...] = ()) -> str:
-    args = ["template", "rel", str(CHART), "--kube-version", KUBE]
-    for v in values:
-        args += ["-f", v]
-    for s in sets:
-        args += ["--set", s]
-    proc = run(helm, *args)
+    proc = template(helm, values, sets)
     assert proc.returncode != 0, "rendered what it should refuse"
     return proc.stderr
 
