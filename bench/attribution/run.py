@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -211,20 +213,26 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+@asynccontextmanager
+async def fresh_database(stack: orchestrate.Stack, database: str) -> AsyncIterator[str]:
+    """A database of the run's own, migrated, dropped at the end (its URL): figures do not
+    depend on past runs."""
+    await postgres.create_database(stack.postgres, database)
+    database_url = stack.database_url(database)
+    await asyncio.to_thread(upgrade, database_url)
+    try:
+        yield database_url
+    finally:
+        await postgres.drop_database(stack.postgres, database)
+
+
 async def main_async(
     settings: Settings, stack: orchestrate.Stack, events: int, visitors: int, batch: int
 ) -> None:
     run = uuid.uuid4().hex[:6]
     prefix = f"bench-{run}-"
-    # a database of its own, migrated, dropped at the end: figures do not depend on past runs
-    database = f"bench_attribution_{run}"
-    await postgres.create_database(stack.postgres, database)
-    database_url = stack.database_url(database)
-    await asyncio.to_thread(upgrade, database_url)
-    try:
+    async with fresh_database(stack, f"bench_attribution_{run}") as database_url:
         await measure(settings, stack, events, visitors, batch, prefix, database_url)
-    finally:
-        await postgres.drop_database(stack.postgres, database)
 
 
 async def measure(

@@ -32,12 +32,11 @@ from pathlib import Path
 
 from sqlalchemy import Table, func, select
 
-from bench.attribution.run import produce, scalar, vm_hwm_mb, workload
+from bench.attribution.run import fresh_database, produce, scalar, vm_hwm_mb, workload
 from bench.commission.run import events as commission_events
 from bench.commission.run import postings_of, setup_store
 from deploy import procs
-from deploy.migrations import upgrade
-from deploy.stack import kafka, orchestrate, postgres
+from deploy.stack import kafka, orchestrate
 from services.attribution import models as am
 from services.commission import models as cm
 from shared.config import Settings
@@ -132,19 +131,15 @@ async def drain(
     the service started together and timed until their stored offsets reach the end."""
     run = uuid.uuid4().hex[:6]
     prefix = f"scale-{run}-"
-    database = f"bench_scale_{run}"
-    await postgres.create_database(stack.postgres, database)
-    url = stack.database_url(database)
-    await asyncio.to_thread(upgrade, url)
-    bench = settings.model_copy(
-        update={
-            "topic_prefix": prefix,
-            "kafka_bootstrap": stack.bootstrap,
-            "database_url": url,
-            "topic_partitions": PARTITIONS,
-        }
-    )
-    try:
+    async with fresh_database(stack, f"bench_scale_{run}") as url:
+        bench = settings.model_copy(
+            update={
+                "topic_prefix": prefix,
+                "kafka_bootstrap": stack.bootstrap,
+                "database_url": url,
+                "topic_partitions": PARTITIONS,
+            }
+        )
         await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
         produced = await service.load(bench, prefix, size)
         ends = await end_offsets_of(stack.bootstrap, [bench.topic(t) for t in service.topics])
@@ -153,8 +148,6 @@ async def drain(
         result.events = produced
         result.stored = await service.count(url, prefix)
         return result
-    finally:
-        await postgres.drop_database(stack.postgres, database)
 
 
 async def timed(
