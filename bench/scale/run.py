@@ -307,12 +307,15 @@ def report(service: Service, runs: list[Run]) -> None:
     ):
         print(f"{label:44}{r.events:>10,}{r.seconds:>9.1f}{r.rate:>10,.0f}{r.peak_mb:>9.0f}")
     print(f"speed-up of the second worker: {two.rate / one.rate:.2f}x")
-    print(
-        f"one of two killed {killed.killed_at_s:.1f} s into the drain: the survivor held every "
-        f"partition {fmt(killed.rebalance_s)} s later (the rebalance), every partition behind "
-        f"moved again after {fmt(killed.notes_moving)} s, the backlog was drained "
-        f"{fmt(killed.recovered_s)} s after the kill"
-    )
+    if killed.killed_at_s is None:
+        print("the backlog was drained before both workers held partitions: no kill (raise it)")
+    else:
+        print(
+            f"one of two killed {killed.killed_at_s:.1f} s into the drain: the survivor held "
+            f"every partition {fmt(killed.rebalance_s)} s later (the rebalance), every "
+            f"partition behind moved again after {fmt(killed.notes_moving)} s, the backlog was "
+            f"drained {fmt(killed.recovered_s)} s after the kill"
+        )
     same = killed.stored == reference.stored and two.stored == one.stored
     print(
         f"stored by the killed run: {killed.stored}; by one worker: {reference.stored} "
