@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.stack.helm import ensure_helm
+from deploy.stack.helm import HelmError, ensure_helm, helm_path
 from shared.config import Settings
 from shared.events import TOPIC_CONFIGS, Topic
 
@@ -328,3 +328,17 @@ def test_the_migrate_hook_is_replaced_and_removed_once_it_succeeded(helm: Path) 
         pod = job["spec"]["template"]["spec"]
         assert pod["restartPolicy"] == "OnFailure"  # retried until the database answers
         assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_ensure_helm_keeps_one_binary_per_version_and_says_when_go_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no go
+    with pytest.raises(HelmError, match="`go` is not on PATH"):
+        ensure_helm(tmp_path, "v0.0.1")
+    assert not helm_path(tmp_path, "v0.0.1").exists()  # nothing half-made left behind
+    cached = helm_path(tmp_path, "v0.0.2")
+    cached.parent.mkdir(parents=True)
+    cached.write_text("")
+    assert ensure_helm(tmp_path, "v0.0.2") == cached  # a built version is not built again
+    assert cached.parent.name == "helm-v0.0.2"
