@@ -23,7 +23,7 @@ def helm_path(cache_dir: Path | None = None, version: str = HELM_VERSION) -> Pat
 
 def ensure_helm(cache_dir: Path | None = None, version: str = HELM_VERSION) -> Path:
     """The cached ``helm`` of ``version``; ``go install helm.sh/helm/v3/cmd/helm@version``
-    into a temporary folder first when it is missing (about two minutes on two cores), then
+    into a temporary folder first when it is missing (2 to 4 minutes on two cores), then
     renamed into place, so an interrupted build never looks complete. Idempotent."""
     target = helm_path(cache_dir, version)
     if target.is_file():

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.stack.helm import ensure_helm
+from deploy.stack.helm import HelmError, ensure_helm, helm_path
 from shared.config import Settings
 from shared.events import TOPIC_CONFIGS, Topic
 
@@ -252,3 +252,94 @@ def test_service_monitor_and_ingresses_when_asked(helm: Path) -> None:
     assert rule["host"] == "go.shop.example"
     backend = rule["http"]["paths"][0]["backend"]["service"]
     assert backend == {"name": "rel-alliance-tracker", "port": {"name": "http"}}
+
+
+def test_services_budgets_and_monitor_select_the_pods_of_their_deployment(helm: Path) -> None:
+    docs = render(
+        helm,
+        PRODUCTION,
+        sets=("secrets.existingSecret=alliance-secrets", "metrics.serviceMonitor.enabled=true"),
+    )
+    deployments = of(docs, "Deployment")
+    services = of(docs, "Service")
+    pdbs = of(docs, "PodDisruptionBudget")
+    defaults = Settings()
+    for name in SERVICES:
+        full = f"rel-alliance-{name}"
+        pod_labels = deployments[full]["spec"]["template"]["metadata"]["labels"]
+        selector = deployments[full]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod_labels.items()
+        service = services[full]["spec"]
+        assert service["type"] == "ClusterIP"
+        assert service["selector"] == selector  # this service's pods, not the others'
+        (port,) = service["ports"]
+        assert port["port"] == getattr(defaults, f"{name}_port")  # the code's port
+        assert port["targetPort"] == "http"
+        assert pdbs[full]["spec"]["selector"]["matchLabels"] == selector
+        # the pods' prometheus annotations name the port the service listens on
+        annotations = deployments[full]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(port["port"])
+    (monitor,) = of(docs, "ServiceMonitor").values()
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    monitored = {
+        name for name, s in services.items() if wanted.items() <= s["metadata"]["labels"].items()
+    }
+    assert monitored == {f"rel-alliance-{s}" for s in SERVICES}
+
+
+def test_the_writable_folders_of_the_read_only_pods_are_empty_dirs(helm: Path) -> None:
+    docs = render(helm)
+    for name, deployment in of(docs, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["initContainers"] + pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+            # the state dir (the tracker's spool and snapshot) and /tmp are writable
+            assert mounts[env_of(container)["ALLIANCE_STATE_DIR"]] == "state"
+            assert mounts["/tmp"] == "tmp"
+        assert set(volumes) == {"state", "tmp"}
+        assert all("emptyDir" in v for v in volumes.values())
+        if name.endswith("tracker"):  # the spool is bounded
+            assert volumes["state"]["emptyDir"] == {"sizeLimit": "1Gi"}
+
+
+def test_no_secret_value_is_written_outside_the_secret(helm: Path) -> None:
+    given = {
+        "secrets.secretKey": "S" * 40 + "secretkeyliteral",
+        "secrets.adminToken": "A" * 40 + "admintokenliteral",
+        "secrets.linkKeys": "k1:" + "L" * 40 + "linkkeyliteral",
+    }
+    docs = render(helm, PRODUCTION, sets=tuple(f"{k}={v}" for k, v in given.items()))
+    (secret,) = of(docs, "Secret").values()
+    stored = {base64.b64decode(v).decode() for v in secret["data"].values()}
+    assert stored == set(given.values())
+    others = yaml.safe_dump_all([d for d in docs if d["kind"] != "Secret"])
+    for value in given.values():
+        assert value not in others
+        assert base64.b64encode(value.encode()).decode() not in others
+
+
+def test_the_migrate_hook_is_replaced_and_removed_once_it_succeeded(helm: Path) -> None:
+    for sets in ((), MANAGED):
+        (job,) = of(render(helm, sets=sets), "Job").values()
+        annotations = job["metadata"]["annotations"]
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        pod = job["spec"]["template"]["spec"]
+        assert pod["restartPolicy"] == "OnFailure"  # retried until the database answers
+        assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_ensure_helm_keeps_one_binary_per_version_and_says_when_go_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no go
+    with pytest.raises(HelmError, match="`go` is not on PATH"):
+        ensure_helm(tmp_path, "v0.0.1")
+    assert not helm_path(tmp_path, "v0.0.1").exists()  # nothing half-made left behind
+    cached = helm_path(tmp_path, "v0.0.2")
+    cached.parent.mkdir(parents=True)
+    cached.write_text("")
+    assert ensure_helm(tmp_path, "v0.0.2") == cached  # a built version is not built again
+    assert cached.parent.name == "helm-v0.0.2"
