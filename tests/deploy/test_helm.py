@@ -122,8 +122,10 @@ def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_jo
         assert annotations["prometheus.io/path"] == "/metrics"
     assert of(docs, "PodDisruptionBudget") == {}  # one worker each: nothing to budget
     (job,) = of(docs, "Job").values()
-    # the bundled CloudNativePG cluster exists only after the install: migrate after it
-    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,pre-upgrade"
+    # the bundled CloudNativePG cluster exists only once installed: no hook can run first, so
+    # the Job is the release's own, one per revision (pods wait for the schema meanwhile)
+    assert "annotations" not in job["metadata"]
+    assert job["metadata"]["name"] == "rel-alliance-migrate-1"
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
     assert "ALLIANCE_SECRET_KEY" not in env_of(job["spec"]["template"]["spec"]["containers"][0])
 
@@ -322,10 +324,12 @@ def test_no_secret_value_is_written_outside_the_secret(helm: Path) -> None:
 
 
 def test_the_migrate_hook_is_replaced_and_removed_once_it_succeeded(helm: Path) -> None:
+    (hook,) = of(render(helm, sets=MANAGED), "Job").values()
+    annotations = hook["metadata"]["annotations"]
+    assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     for sets in ((), MANAGED):
         (job,) = of(render(helm, sets=sets), "Job").values()
-        annotations = job["metadata"]["annotations"]
-        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        assert job["spec"]["ttlSecondsAfterFinished"] == 86400
         pod = job["spec"]["template"]["spec"]
         assert pod["restartPolicy"] == "OnFailure"  # retried until the database answers
         assert pod["securityContext"]["runAsNonRoot"] is True
