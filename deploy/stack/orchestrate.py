@@ -57,7 +57,9 @@ def up(settings: Settings, *, migrate: bool = True) -> Stack:
     kafka.ensure_jars(stack.kafka)
     kafka.start(stack.kafka)
     asyncio.run(
-        kafka.create_topics(stack.bootstrap, topic_names(settings), settings.topic_replication)
+        kafka.create_topics(
+            stack.kafka.connection, topic_names(settings), settings.topic_replication
+        )
     )
     if migrate:
         upgrade(stack.database_url())

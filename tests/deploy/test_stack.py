@@ -96,8 +96,8 @@ async def test_kafka_produce_consume_commit_resume(kafka_cfg: kafka.KafkaConfig)
     kafka.start(kafka_cfg)
     bootstrap = kafka_cfg.bootstrap
     topic = f"infra-{uuid.uuid4().hex[:8]}"
-    await kafka.create_topics(bootstrap, {topic: 1})
-    await kafka.create_topics(bootstrap, {topic: 1})  # idempotent
+    await kafka.create_topics(kafka_cfg.connection, {topic: 1})
+    await kafka.create_topics(kafka_cfg.connection, {topic: 1})  # idempotent
     tp = TopicPartition(topic, 0)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
