@@ -76,6 +76,16 @@ class TestSettings:
             "sasl_plain_password": PASSWORD,
         }
 
+    def test_empty_variables_are_unset(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name in ("MECHANISM", "USERNAME", "PASSWORD"):
+            monkeypatch.setenv(f"ALLIANCE_KAFKA_SASL_{name}", "")
+        for name in ("CAFILE", "CERTFILE", "KEYFILE"):
+            monkeypatch.setenv(f"ALLIANCE_KAFKA_SSL_{name}", "")
+        assert Settings().kafka_security() == {"security_protocol": "PLAINTEXT"}
+        monkeypatch.setenv("ALLIANCE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        with pytest.raises(ValidationError, match="needs ALLIANCE_KAFKA_SASL_MECHANISM"):
+            Settings()
+
     @pytest.mark.parametrize("protocol", ["SASL_SSL", "SASL_PLAINTEXT"])
     @pytest.mark.parametrize(
         "missing", ["kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"]
