@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -197,3 +198,27 @@ class TestTls:
             broker.ssl, kafka_security_protocol="SSL", kafka_ssl_cafile=broker.certs.ca
         )
         assert f"Connection at 127.0.0.1:{broker.ssl} closed" in await refused(settings, caplog)
+
+
+class TestExtraListeners:
+    def test_none_by_default(self, tmp_path: Path) -> None:
+        props = kafka.server_properties(kafka.KafkaConfig(tmp_path, port=1, controller_port=2))
+        assert props["listeners"] == "PLAINTEXT://127.0.0.1:1,CONTROLLER://127.0.0.1:2"
+        assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:1"
+        assert props["listener.security.protocol.map"] == "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        assert "sasl.enabled.mechanisms" not in props
+
+    def test_added_beside_plaintext_with_their_properties(self, tmp_path: Path) -> None:
+        cfg = kafka.KafkaConfig(
+            tmp_path,
+            port=1,
+            controller_port=2,
+            extra_listeners=(("SASL_SSL", 3),),
+            extra_properties=(("sasl.enabled.mechanisms", "PLAIN"),),
+        )
+        props = kafka.server_properties(cfg)
+        assert props["listeners"].endswith(",SASL_SSL://127.0.0.1:3")
+        assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:1,SASL_SSL://127.0.0.1:3"
+        assert props["listener.security.protocol.map"].endswith(",SASL_SSL:SASL_SSL")
+        assert props["inter.broker.listener.name"] == "PLAINTEXT"
+        assert props["sasl.enabled.mechanisms"] == "PLAIN"
