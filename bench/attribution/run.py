@@ -86,8 +86,8 @@ def workload(
     return clicks, orders
 
 
-async def produce(kafka: KafkaConnection, topic: str, messages: list[tuple[str, bytes]]) -> None:
-    producer = make_producer(kafka, linger_ms=20)
+async def produce(cluster: KafkaConnection, topic: str, messages: list[tuple[str, bytes]]) -> None:
+    producer = make_producer(cluster, linger_ms=20)
     await producer.start()
     try:
         pending = []
@@ -101,11 +101,11 @@ async def produce(kafka: KafkaConnection, topic: str, messages: list[tuple[str, 
         await producer.stop()
 
 
-async def raw_read(kafka: KafkaConnection, topics: list[str], total: int) -> float:
+async def raw_read(cluster: KafkaConnection, topics: list[str], total: int) -> float:
     """Seconds for a plain group consumer to read ``total`` messages of ``topics``."""
     consumer = AIOKafkaConsumer(
         *topics,
-        **kafka.client_options(),
+        **cluster.client_options(),
         group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -134,7 +134,7 @@ CREATE TABLE bench_floor_offsets (topic text, partition int, next_offset bigint,
 
 
 async def floor_read_and_store(
-    kafka: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
+    cluster: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
 ) -> float:
     """Seconds for the least any durable attribution worker does: read the topics, decode each
     event (orjson, no validation), ``COPY`` the click and order rows into indexed tables and
@@ -144,7 +144,7 @@ async def floor_read_and_store(
     await conn.execute(FLOOR_TABLES)
     consumer = AIOKafkaConsumer(
         *topics,
-        **kafka.client_options(),
+        **cluster.client_options(),
         group_id=f"bench-floor-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
