@@ -113,7 +113,7 @@ def _rebuild(args: argparse.Namespace, settings: Settings) -> int:
         print("rebuild needs --from <ISO 8601 time>, e.g. --from 2026-03-01T00:00:00Z")
         return 2
     window = timedelta(days=settings.attribution_window_days)
-    report = asyncio.run(rebuild(settings.kafka_bootstrap, settings.topic_prefix, since, window))
+    report = asyncio.run(rebuild(settings.kafka, settings.topic_prefix, since, window))
     print(f"orders placed since {since.isoformat()}: {report.orders}")
     print(f"same decision as emitted: {report.same}")
     print(f"different: {len(report.differences)}")
@@ -232,10 +232,7 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
         try:
             asyncio.run(
                 kafka.create_topics(
-                    settings.kafka_bootstrap,
-                    topics,
-                    settings.topic_replication,
-                    topic_configs(settings),
+                    settings.kafka, topics, settings.topic_replication, topic_configs(settings)
                 )
             )
             break
@@ -355,7 +352,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "replay" and not args.consumer:
         print("error: replay needs --consumer (see `alliance dlq list`)", file=sys.stderr)
         return 2
-    values = asyncio.run(read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS)))
+    values = asyncio.run(read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS)))
     letters = [
         d
         for d in unique_letters(values)
@@ -375,7 +372,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     async def run() -> tuple[int, int]:
-        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-dlq-replay")
+        producer = make_producer(settings.kafka, client_id="alliance-dlq-replay")
         await producer.start()
         try:
             done = await replay(producer, letters)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.policy import ExitPolicy
@@ -35,10 +37,35 @@ class InsecureSettings(RuntimeError):
         )
 
 
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """How a Kafka client of the project reaches the cluster: its bootstrap servers and the
+    connection's security (``security`` holds aiokafka's keyword arguments: the protocol,
+    SASL, the TLS context). Every client takes its address only through
+    :meth:`client_options` (tests/shared/test_kafka_security.py checks the source), so no
+    client speaks PLAINTEXT to a cluster that wants TLS or SASL. ``security`` may hold the
+    SASL password: it is left out of the repr."""
+
+    bootstrap: str
+    security: Mapping[str, Any] = field(repr=False)
+
+    def client_options(self) -> dict[str, Any]:
+        """The keyword arguments of ``AIOKafkaProducer``/``AIOKafkaConsumer``/
+        ``AIOKafkaAdminClient`` that say where and how to connect."""
+        return {"bootstrap_servers": self.bootstrap, **self.security}
+
+
 class Settings(BaseSettings):
     """Every knob of every service. Read once per process (:func:`get_settings`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ALLIANCE_", extra="ignore")
+    # hide_input_in_errors: a validation error would otherwise show the SASL password
+    model_config = SettingsConfigDict(
+        env_prefix="ALLIANCE_", extra="ignore", hide_input_in_errors=True
+    )
 
     env: Literal["dev", "production"] = Field(
         "production",
@@ -46,6 +73,29 @@ class Settings(BaseSettings):
         "start with a development, missing or short secret",
     )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        "PLAINTEXT",
+        description="How every Kafka client connects: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or "
+        "SASL_SSL (SASL over TLS: what managed Kafka services want)",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = Field(
+        None, description="SASL mechanism of the SASL_* protocols: PLAIN, SCRAM-SHA-256 or -512"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(
+        None, description="SASL password (a secret: never logged or shown)"
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="CA bundle (PEM) that signs the brokers' certificates, for SSL and "
+        "SASL_SSL (default: the system's CAs)",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS (SSL and SASL_SSL)"
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="Private key (PEM) of ALLIANCE_KAFKA_SSL_CERTFILE, if not in it"
+    )
     database_url: str = Field(
         "postgresql+asyncpg://alliance:alliance@127.0.0.1:5432/alliance",
         description="SQLAlchemy URL of the PostgreSQL database",
@@ -203,6 +253,90 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5432
+
+    @field_validator(
+        "kafka_sasl_mechanism",
+        "kafka_sasl_username",
+        "kafka_sasl_password",
+        "kafka_ssl_cafile",
+        "kafka_ssl_certfile",
+        "kafka_ssl_keyfile",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """An empty variable is an unset one (a compose file passes ``${VAR:-}`` through;
+        an empty path would otherwise be the current directory)."""
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _kafka_security_is_whole(self) -> Settings:
+        """SASL needs its mechanism and credentials; SASL or TLS settings without a protocol
+        that uses them are a mistake (the clients would silently speak without them)."""
+        protocol = self.kafka_security_protocol
+        sasl = {
+            "ALLIANCE_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "ALLIANCE_KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "ALLIANCE_KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+        }
+        tls = {
+            "ALLIANCE_KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "ALLIANCE_KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "ALLIANCE_KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+        }
+        if protocol.startswith("SASL_"):
+            if missing := [name for name, value in sasl.items() if not value]:
+                raise ValueError(
+                    f"ALLIANCE_KAFKA_SECURITY_PROTOCOL={protocol} needs {', '.join(missing)}"
+                )
+        elif given := [name for name, value in sasl.items() if value]:
+            raise ValueError(
+                f"{', '.join(given)} set, but ALLIANCE_KAFKA_SECURITY_PROTOCOL={protocol} does "
+                "not use SASL (SASL_SSL or SASL_PLAINTEXT does)"
+            )
+        if not protocol.endswith("SSL") and (given := [n for n, v in tls.items() if v]):
+            raise ValueError(
+                f"{', '.join(given)} set, but ALLIANCE_KAFKA_SECURITY_PROTOCOL={protocol} does "
+                "not use TLS (SSL or SASL_SSL does)"
+            )
+        if self.kafka_ssl_keyfile and not self.kafka_ssl_certfile:
+            raise ValueError("ALLIANCE_KAFKA_SSL_KEYFILE needs ALLIANCE_KAFKA_SSL_CERTFILE")
+        return self
+
+    def kafka_security(self) -> dict[str, Any]:
+        """aiokafka's keyword arguments for the configured connection security: the protocol,
+        the SASL mechanism and credentials (SASL_*), the TLS context (SSL, SASL_SSL: the
+        configured CA file or the system's CAs, the client certificate if any; host names are
+        checked). Raises :class:`ValueError` naming the variable whose file cannot be read."""
+        from aiokafka.helpers import create_ssl_context
+
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        password = self.kafka_sasl_password
+        if self.kafka_security_protocol.startswith("SASL_") and password is not None:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            options["sasl_plain_password"] = password.get_secret_value()
+        if self.kafka_security_protocol.endswith("SSL"):
+            try:
+                options["ssl_context"] = create_ssl_context(
+                    cafile=self.kafka_ssl_cafile,
+                    certfile=self.kafka_ssl_certfile,
+                    keyfile=self.kafka_ssl_keyfile,
+                )
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                raise ValueError(
+                    "cannot build Kafka's TLS context from ALLIANCE_KAFKA_SSL_CAFILE="
+                    f"{self.kafka_ssl_cafile}, ALLIANCE_KAFKA_SSL_CERTFILE="
+                    f"{self.kafka_ssl_certfile}, ALLIANCE_KAFKA_SSL_KEYFILE="
+                    f"{self.kafka_ssl_keyfile}: {exc}"
+                ) from exc
+        return options
+
+    @property
+    def kafka(self) -> KafkaConnection:
+        """The cluster of ``kafka_bootstrap`` with the configured security: what every Kafka
+        client of the project is built from."""
+        return KafkaConnection(self.kafka_bootstrap, self.kafka_security())
 
     @property
     def spool_path(self) -> Path:

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.config import Settings
+from shared.config import KafkaConnection, Settings
 from shared.dlq import MAX_REASON_CHARS, DlqLimit, DlqLimitState, letter_for, send_letter
 from shared.events import Topic
 from shared.offsets import OffsetRepository
@@ -37,11 +37,11 @@ T = TypeVar("T")
 
 
 def make_producer(
-    bootstrap: str, *, linger_ms: int = 5, client_id: str = "alliance"
+    kafka: KafkaConnection, *, linger_ms: int = 5, client_id: str = "alliance"
 ) -> AIOKafkaProducer:
     """A producer whose acknowledged sends are durable: ``acks=all`` and idempotent."""
     return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(),
         acks="all",
         enable_idempotence=True,
         linger_ms=linger_ms,
@@ -187,7 +187,7 @@ class ConsumerPipeline(Generic[T]):
         self,
         *,
         name: str,
-        bootstrap: str,
+        kafka: KafkaConnection,
         topics: Sequence[str],
         group_id: str,
         sessions: async_sessionmaker[AsyncSession],
@@ -203,7 +203,7 @@ class ConsumerPipeline(Generic[T]):
         after_commit: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.group_id = group_id
         self.topics = list(topics)
         self.sessions = sessions
@@ -241,7 +241,7 @@ class ConsumerPipeline(Generic[T]):
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+            **self.kafka.client_options(),
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -615,9 +615,11 @@ async def partitions_of(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> li
     ]
 
 
-async def end_offsets_of(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+async def end_offsets_of(
+    kafka: KafkaConnection, topics: Sequence[str]
+) -> dict[TopicPartition, int]:
     """The end offset of every partition of ``topics`` (outside any group: tools, benches)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(**kafka.client_options())
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(await partitions_of(consumer, topics)))
@@ -625,10 +627,10 @@ async def end_offsets_of(bootstrap: str, topics: Sequence[str]) -> dict[TopicPar
         await consumer.stop()
 
 
-async def committed_offsets_of(bootstrap: str, group_id: str) -> dict[TopicPartition, int]:
+async def committed_offsets_of(kafka: KafkaConnection, group_id: str) -> dict[TopicPartition, int]:
     """The offsets group ``group_id`` committed to Kafka, per partition it committed (tools: a
     consumer's lag from outside)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group_id)
@@ -637,10 +639,10 @@ async def committed_offsets_of(bootstrap: str, group_id: str) -> dict[TopicParti
     return {tp: meta.offset for tp, meta in committed.items() if meta.offset >= 0}
 
 
-async def read_topic(bootstrap: str, topic: str) -> list[bytes]:
+async def read_topic(kafka: KafkaConnection, topic: str) -> list[bytes]:
     """Every value currently on ``topic`` (all partitions, from the beginning). Outside any
     consumer group: for tools (rebuild) and tests, not for services."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await partitions_of(consumer, [topic])
@@ -699,7 +701,7 @@ def service_pipeline(
     decode = route_decoder({settings.topic(t): read for t, read in routes.items()})
     return ConsumerPipeline(
         name=name,
-        bootstrap=settings.kafka_bootstrap,
+        kafka=settings.kafka,
         topics=[settings.topic(t) for t in routes],
         group_id=consumer_group(settings.topic_prefix, name),
         sessions=sessions,

@@ -224,5 +224,5 @@ async def settings(stack_settings: Settings, database_url: str) -> Settings:
             "consumer_batch_ms": 50,
         }
     )
-    await kafka.create_topics(s.kafka_bootstrap, orchestrate.topic_names(s), 1)
+    await kafka.create_topics(s.kafka, orchestrate.topic_names(s), 1)
     return s

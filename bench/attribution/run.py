@@ -36,7 +36,7 @@ from deploy import procs
 from deploy.migrations import upgrade
 from deploy.stack import kafka, orchestrate, postgres
 from services.attribution.models import consumer_offsets
-from shared.config import Settings
+from shared.config import KafkaConnection, Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import end_offsets_of, make_producer
@@ -88,8 +88,8 @@ def workload(
     return clicks, orders
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]]) -> None:
-    producer = make_producer(bootstrap, linger_ms=20)
+async def produce(cluster: KafkaConnection, topic: str, messages: list[tuple[str, bytes]]) -> None:
+    producer = make_producer(cluster, linger_ms=20)
     await producer.start()
     try:
         pending = []
@@ -103,11 +103,11 @@ async def produce(bootstrap: str, topic: str, messages: list[tuple[str, bytes]])
         await producer.stop()
 
 
-async def raw_read(bootstrap: str, topics: list[str], total: int) -> float:
+async def raw_read(cluster: KafkaConnection, topics: list[str], total: int) -> float:
     """Seconds for a plain group consumer to read ``total`` messages of ``topics``."""
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **cluster.client_options(),
         group_id=f"bench-raw-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -136,7 +136,7 @@ CREATE TABLE bench_floor_offsets (topic text, partition int, next_offset bigint,
 
 
 async def floor_read_and_store(
-    bootstrap: str, topics: list[str], total: int, dsn: str, batch: int
+    cluster: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
 ) -> float:
     """Seconds for the least any durable attribution worker does: read the topics, decode each
     event (orjson, no validation), ``COPY`` the click and order rows into indexed tables and
@@ -146,7 +146,7 @@ async def floor_read_and_store(
     await conn.execute(FLOOR_TABLES)
     consumer = AIOKafkaConsumer(
         *topics,
-        bootstrap_servers=bootstrap,
+        **cluster.client_options(),
         group_id=f"bench-floor-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,
@@ -245,20 +245,20 @@ async def measure(
     database_url: str,
 ) -> None:
     bench = settings.model_copy(update={"topic_prefix": prefix, "kafka_bootstrap": stack.bootstrap})
-    await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
+    await kafka.create_topics(stack.kafka.connection, orchestrate.topic_names(bench), 1)
     topics = [bench.topic(Topic.CLICKS), bench.topic(Topic.ORDERS)]
     clicks, orders = workload(events, visitors, prefix)
     start = time.monotonic()
-    await produce(stack.bootstrap, topics[0], clicks)
-    await produce(stack.bootstrap, topics[1], orders)
+    await produce(stack.kafka.connection, topics[0], clicks)
+    await produce(stack.kafka.connection, topics[1], orders)
     print(
         f"produced {events:,} events ({len(orders):,} orders, {visitors:,} visitors) in {time.monotonic() - start:.0f} s"
     )
-    total = sum((await end_offsets_of(stack.bootstrap, topics)).values())
+    total = sum((await end_offsets_of(stack.kafka.connection, topics)).values())
 
-    raw_s = await raw_read(stack.bootstrap, topics, total)
+    raw_s = await raw_read(stack.kafka.connection, topics, total)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
-    floor_s = await floor_read_and_store(stack.bootstrap, topics, total, dsn, batch)
+    floor_s = await floor_read_and_store(stack.kafka.connection, topics, total, dsn, batch)
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-attribution-"))
     (port,) = [18502]

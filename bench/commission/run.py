@@ -168,22 +168,22 @@ async def copy_baseline(dsn: str, rows: int) -> float:
 async def main_async(settings: Settings, stack: orchestrate.Stack, orders: int) -> None:
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     bench = settings.model_copy(update={"topic_prefix": prefix})
-    await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
+    await kafka.create_topics(stack.kafka.connection, orchestrate.topic_names(bench), 1)
     database_url = stack.database_url()
     store_key = await setup_store(database_url, bench, f"{prefix}store")
     attributions, order_events = events(prefix, orders)
-    await produce(stack.bootstrap, bench.topic(Topic.ATTRIBUTIONS), attributions)
-    await produce(stack.bootstrap, bench.topic(Topic.ORDERS), order_events)
+    await produce(stack.kafka.connection, bench.topic(Topic.ATTRIBUTIONS), attributions)
+    await produce(stack.kafka.connection, bench.topic(Topic.ORDERS), order_events)
     total = sum(
         (
             await end_offsets_of(
-                stack.bootstrap, [bench.topic(Topic.ATTRIBUTIONS), bench.topic(Topic.ORDERS)]
+                stack.kafka.connection, [bench.topic(Topic.ATTRIBUTIONS), bench.topic(Topic.ORDERS)]
             )
         ).values()
     )
     # no consumer turns events into postings faster than a bare consumer reads the events
     raw_s = await raw_read(
-        stack.bootstrap, [bench.topic(Topic.ATTRIBUTIONS), bench.topic(Topic.ORDERS)], total
+        stack.kafka.connection, [bench.topic(Topic.ATTRIBUTIONS), bench.topic(Topic.ORDERS)], total
     )
     run_dir = Path(tempfile.mkdtemp(prefix="bench-commission-"))
     port = 18503

@@ -39,7 +39,7 @@ from deploy import procs
 from deploy.stack import kafka, orchestrate
 from services.attribution import models as am
 from services.commission import models as cm
-from shared.config import Settings
+from shared.config import KafkaConnection, Settings
 from shared.events import Topic
 from shared.kafka import consumer_group, end_offsets_of
 
@@ -78,13 +78,13 @@ class Service:
     count: Callable[[str, str], Awaitable[dict[str, int]]]  # (database url, run) → rows
 
 
-async def assignments(bootstrap: str, group: str) -> list[set[str]]:
+async def assignments(cluster: KafkaConnection, group: str) -> list[set[str]]:
     """Each member of ``group`` and the partitions ("topic[partition]") it holds, as the
     group's coordinator says."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.protocol.group import MemberAssignment
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**cluster.client_options())
     await admin.start()
     try:
         responses = await admin.describe_consumer_groups([group])
@@ -140,9 +140,9 @@ async def drain(
                 "topic_partitions": PARTITIONS,
             }
         )
-        await kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench), 1)
+        await kafka.create_topics(bench.kafka, orchestrate.topic_names(bench), 1)
         produced = await service.load(bench, prefix, size)
-        ends = await end_offsets_of(stack.bootstrap, [bench.topic(t) for t in service.topics])
+        ends = await end_offsets_of(bench.kafka, [bench.topic(t) for t in service.topics])
         ends_by = {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items() if end}
         result = await timed(service, bench, prefix, workers, kill_at, ends_by)
         result.events = produced
@@ -199,7 +199,7 @@ async def timed(
                 if n != killed:
                     result.peak_mb = max(result.peak_mb, vm_hwm_mb(pids[n]))
             if kill_at is not None and killed is None and done >= kill_at * target:
-                held = await assignments(bench.kafka_bootstrap, group)
+                held = await assignments(bench.kafka, group)
                 if len(held) == workers and all(held):
                     killed = names[-1]
                     os.killpg(pids[killed], signal.SIGKILL)
@@ -207,7 +207,7 @@ async def timed(
                     result.killed_at_s = now - (first or now)
                     behind_at_kill = {k: v for k, v in at.items() if v < ends[k]}
             if killed and result.rebalance_s is None:
-                held = await assignments(bench.kafka_bootstrap, group)
+                held = await assignments(bench.kafka, group)
                 if len(held) == 1 and set(ends) <= held[0]:
                     result.rebalance_s = time.monotonic() - kill_time
             if killed and moving_s is None and all(at[k] > v for k, v in behind_at_kill.items()):
@@ -234,8 +234,8 @@ async def timed(
 
 async def load_attribution(bench: Settings, prefix: str, events: int) -> int:
     clicks, orders = workload(events, max(1000, events // 10), prefix)
-    await produce(bench.kafka_bootstrap, bench.topic(Topic.CLICKS), clicks)
-    await produce(bench.kafka_bootstrap, bench.topic(Topic.ORDERS), orders)
+    await produce(bench.kafka, bench.topic(Topic.CLICKS), clicks)
+    await produce(bench.kafka, bench.topic(Topic.ORDERS), orders)
     return len(clicks) + len(orders)
 
 
@@ -250,8 +250,8 @@ async def count_attribution(url: str, prefix: str) -> dict[str, int]:
 async def load_commission(bench: Settings, prefix: str, orders: int) -> int:
     await setup_store(bench.database_url, bench, f"{prefix}store")
     attributions, order_events = commission_events(prefix, orders)
-    await produce(bench.kafka_bootstrap, bench.topic(Topic.ATTRIBUTIONS), attributions)
-    await produce(bench.kafka_bootstrap, bench.topic(Topic.ORDERS), order_events)
+    await produce(bench.kafka, bench.topic(Topic.ATTRIBUTIONS), attributions)
+    await produce(bench.kafka, bench.topic(Topic.ORDERS), order_events)
     return len(attributions) + len(order_events)
 
 

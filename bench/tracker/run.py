@@ -123,7 +123,9 @@ def main() -> int:
 
     from deploy.stack import kafka
 
-    asyncio.run(kafka.create_topics(stack.bootstrap, orchestrate.topic_names(bench_settings), 1))
+    asyncio.run(
+        kafka.create_topics(stack.kafka.connection, orchestrate.topic_names(bench_settings), 1)
+    )
     tracker_port, bare_port = 18401, 18402
     run_dir = Path(tempfile.mkdtemp(prefix="bench-tracker-"))
     env = {

@@ -447,7 +447,7 @@ async def create_affiliates(commission: httpx.AsyncClient, admin: dict[str, str]
 
 async def replay(settings: Settings, quarter: Quarter) -> None:
     """The quarter's events to their topics, as the tracker would have written them."""
-    producer = make_producer(settings.kafka_bootstrap, linger_ms=20, client_id="alliance-demo")
+    producer = make_producer(settings.kafka, linger_ms=20, client_id="alliance-demo")
     await producer.start()
     total = len(quarter.events)
     try:
@@ -469,12 +469,12 @@ async def lag(settings: Settings) -> tuple[int, int]:
     """(records behind, records in all) of the consumers the demo waits for, by the offsets
     each committed to Kafka after committing its batch."""
     topics = {settings.topic(t) for ts in CONSUMERS.values() for t in ts}
-    ends = await end_offsets_of(settings.kafka_bootstrap, sorted(topics))  # one request a round
+    ends = await end_offsets_of(settings.kafka, sorted(topics))  # one request a round
     behind = grand = 0
     for consumer, ts in CONSUMERS.items():
         names = {settings.topic(t) for t in ts}
         group = consumer_group(settings.topic_prefix, consumer)
-        committed = await committed_offsets_of(settings.kafka_bootstrap, group)
+        committed = await committed_offsets_of(settings.kafka, group)
         for tp, end in ends.items():
             if tp.topic in names:
                 grand += end

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from shared.config import KafkaConnection
+
 #: deploy/kafka/pom.xml
 POM = Path(__file__).resolve().parents[1] / "kafka" / "pom.xml"
 
@@ -104,10 +106,23 @@ class KafkaConfig:
     port: int = 9092
     controller_port: int = 9093
     cache_dir: Path = field(default_factory=default_cache_dir)
+    #: more client listeners beside PLAINTEXT on ``port``, as (security protocol, port) pairs,
+    #: e.g. ``(("SASL_PLAINTEXT", 9094),)``; named after their protocol, so their settings are
+    #: ``listener.name.sasl_plaintext.…`` in ``extra_properties``. None by default.
+    extra_listeners: tuple[tuple[str, int], ...] = ()
+    #: server properties added to (or replacing) :func:`server_properties`' (SASL users, TLS
+    #: keystores of the extra listeners). None by default.
+    extra_properties: tuple[tuple[str, str], ...] = ()
 
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
+
+    @property
+    def connection(self) -> KafkaConnection:
+        """The broker's own PLAINTEXT listener on loopback (the extra ones are for tests of
+        clients with TLS or SASL)."""
+        return KafkaConnection(self.bootstrap, {"security_protocol": "PLAINTEXT"})
 
     @property
     def libs_dir(self) -> Path:
@@ -221,13 +236,16 @@ def server_properties(cfg: KafkaConfig) -> dict[str, str]:
     The quorum is static (``controller.quorum.voters``), so changing ``controller_port``
     between runs of the same ``state_dir`` is fine.
     """
+    extra = "".join(f",{protocol}://{HOST}:{port}" for protocol, port in cfg.extra_listeners)
+    extra_map = "".join(f",{protocol}:{protocol}" for protocol, _ in cfg.extra_listeners)
     return {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{HOST}:{cfg.controller_port}",
-        "listeners": f"PLAINTEXT://{HOST}:{cfg.port},CONTROLLER://{HOST}:{cfg.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{cfg.port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"PLAINTEXT://{HOST}:{cfg.port},CONTROLLER://{HOST}:{cfg.controller_port}"
+        + extra,
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{cfg.port}" + extra,
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT" + extra_map,
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(cfg.data_dir),
@@ -243,6 +261,7 @@ def server_properties(cfg: KafkaConfig) -> dict[str, str]:
         "group.initial.rebalance.delay.ms": "0",
         # one node: a few coordinator partitions start faster than the default 50
         "offsets.topic.num.partitions": "5",
+        **dict(cfg.extra_properties),
     }
 
 
@@ -473,7 +492,7 @@ def _run_in_fresh_loop(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(coro_fn())).result()
 
 
-async def _probe_ready(bootstrap: str) -> bool:
+async def _probe_ready(kafka: KafkaConnection) -> bool:
     """True if the broker answers a metadata request listing itself as a live broker, and can
     coordinate consumer groups.
 
@@ -483,7 +502,7 @@ async def _probe_ready(bootstrap: str) -> bool:
     """
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=5_000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
@@ -500,7 +519,7 @@ async def _probe_ready(bootstrap: str) -> bool:
 def _answers(cfg: KafkaConfig) -> bool:
     if not _port_open(cfg.port):
         return False
-    return _run_in_fresh_loop(lambda: _probe_ready(cfg.bootstrap))
+    return _run_in_fresh_loop(lambda: _probe_ready(cfg.connection))
 
 
 # --------------------------------------------------------------------------------------------
@@ -542,7 +561,7 @@ def _start(cfg: KafkaConfig, timeout_s: float) -> None:
         return
 
     cfg.pid_file.unlink(missing_ok=True)
-    for port in (cfg.port, cfg.controller_port):
+    for port in (cfg.port, cfg.controller_port, *(p for _, p in cfg.extra_listeners)):
         if not _port_free(port):
             raise KafkaStackError(f"port {HOST}:{port} is already in use by another process")
 
@@ -625,12 +644,13 @@ def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
 
 
 async def create_topics(
-    bootstrap: str,
+    kafka: KafkaConnection,
     topics: dict[str, int],
     replication: int = 1,
     configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> None:
-    """Create ``topics`` (name -> partition count) unless they exist, with ``configs`` (name ->
+    """Create ``topics`` (name -> partition count) in the cluster ``kafka`` (its bootstrap and
+    connection security: ``Settings.kafka``) unless they exist, with ``configs`` (name ->
     topic configuration); wait until they have leaders for all their partitions.
 
     Idempotent: an existing topic keeps its partition count, and gets the values of
@@ -643,7 +663,7 @@ async def create_topics(
     from aiokafka.errors import TopicAlreadyExistsError, for_code
 
     configs = configs or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(**kafka.client_options(), request_timeout_ms=15_000)
     await admin.start()
     try:
         response = await admin.create_topics(

@@ -63,7 +63,7 @@ def up(settings: Settings, *, migrate: bool = True) -> Stack:
     kafka.start(stack.kafka)
     asyncio.run(
         kafka.create_topics(
-            stack.bootstrap,
+            stack.kafka.connection,
             topic_names(settings),
             settings.topic_replication,
             topic_configs(settings),

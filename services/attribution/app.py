@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-attribution")
+        producer = make_producer(settings.kafka, client_id="alliance-attribution")
         await producer.start()
         relay = service_relay(settings, sessions, producer, OUTBOX, "attribution")
         pipeline = service_pipeline(

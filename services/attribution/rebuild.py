@@ -15,6 +15,7 @@ import orjson
 
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import OrderRef, Windows, decide
+from shared.config import KafkaConnection
 from shared.events import (
     Attribution,
     Click,
@@ -73,11 +74,13 @@ def compare(
     return report
 
 
-async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelta) -> Report:
+async def rebuild(
+    kafka: KafkaConnection, prefix: str, since: datetime, window: timedelta
+) -> Report:
     """Read clicks, orders and attributions as retained; compare orders placed at or after
     ``since``. Undecodable messages are skipped (they went to the dead-letter topic)."""
     windows: dict[str, Windows] = {}
-    for raw in await read_topic(bootstrap, f"{prefix}{Topic.DIRECTORY}"):
+    for raw in await read_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
         try:
             entry = directory_adapter.validate_json(raw)
         except ValueError:
@@ -91,7 +94,7 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
             windows[entry.store_id] = changed or history
     widest = max([window, *(w.widest for w in windows.values())])
     clicks: list[CoreClick] = []
-    for raw in await read_topic(bootstrap, f"{prefix}{Topic.CLICKS}"):
+    for raw in await read_topic(kafka, f"{prefix}{Topic.CLICKS}"):
         try:
             c = Click.model_validate_json(raw)
         except ValueError:
@@ -108,7 +111,7 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
                 )
             )
     orders: dict[tuple[str, str], OrderRef] = {}
-    for raw in await read_topic(bootstrap, f"{prefix}{Topic.ORDERS}"):
+    for raw in await read_topic(kafka, f"{prefix}{Topic.ORDERS}"):
         try:
             event: Any = order_event_adapter.validate_json(raw)
         except ValueError:
@@ -118,7 +121,7 @@ async def rebuild(bootstrap: str, prefix: str, since: datetime, window: timedelt
                 event.order_id, event.store_id, event.visitor_id, event.occurred_at
             )
     latest: dict[tuple[str, str], tuple[int, str | None]] = {}
-    for raw in await read_topic(bootstrap, f"{prefix}{Topic.ATTRIBUTIONS}"):
+    for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
         data = orjson.loads(raw)
         decision = Attribution.model_validate(data)
         key = (decision.store_id, decision.order_id)

@@ -150,7 +150,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        producer = make_producer(settings.kafka_bootstrap, client_id="alliance-commission")
+        producer = make_producer(settings.kafka, client_id="alliance-commission")
         await producer.start()
         app.state.producer = producer
         relay = service_relay(settings, sessions, producer, OUTBOX, "commission")

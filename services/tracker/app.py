@@ -58,9 +58,7 @@ async def connect_producer(
     unreachable broker; returns early on ``stopping``."""
     backoff = Backoff(*RETRY_S)
     while not stopping.is_set():
-        producer = make_producer(
-            settings.kafka_bootstrap, linger_ms=1, client_id="alliance-tracker"
-        )
+        producer = make_producer(settings.kafka, linger_ms=1, client_id="alliance-tracker")
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await producer.start()
@@ -154,9 +152,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         directory = Directory(event_ids=EventIds(horizon.total_seconds(), settings.dedup_max_ids))
         snapshot = Snapshot(settings.tracker_snapshot_path)
         snapshot.load(directory)
-        feed = DirectoryFeed(
-            settings.kafka_bootstrap, settings.topic_prefix, directory, horizon, clock
-        )
+        feed = DirectoryFeed(settings.kafka, settings.topic_prefix, directory, horizon, clock)
         spool = ClickSpool(settings.spool_path, settings.spool_max_bytes)
         service = TrackerService(settings, signer, None, clock, directory, spool)
         app.state.producer, app.state.tracker = None, service

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from shared.clock import Clock
+from shared.config import KafkaConnection
 from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
 from shared.kafka import partitions_of
 from shared.periodic import wait_or
@@ -238,13 +239,13 @@ class DirectoryFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConnection,
         prefix: str,
         directory: Directory,
         horizon: timedelta,
         clock: Clock,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.clock = clock
         self.directory = directory
         self.horizon = horizon
@@ -263,7 +264,7 @@ class DirectoryFeed:
         """Connect, read every topic up to its current end into a fresh directory, adopt it.
         Raises when Kafka cannot be reached or stops answering (:data:`CATCH_UP_STALL_S`)."""
         self.consumer = consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False
+            **self.kafka.client_options(), enable_auto_commit=False
         )
         await consumer.start()
         wanted = sorted(self.full | self.recent)

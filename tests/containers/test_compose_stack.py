@@ -131,7 +131,7 @@ async def test_the_topics_job_made_replicated_topics_and_compacted_tables(
 
     settings = settings_of(stack)
     assert {len(p["replicas"]) for p in await partitions(settings)} == {3}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         configs = await topic_configs(admin, [settings.topic(t) for t in Topic])
@@ -185,7 +185,7 @@ async def partitions(settings: Settings) -> list[dict[str, Any]]:
     """Every partition of the project's topics: its leader, replicas and in-sync replicas."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**settings.kafka.client_options())
     await admin.start()
     try:
         described = await admin.describe_topics([settings.topic(t) for t in Topic])

@@ -85,7 +85,7 @@ class TestReplay:
                 if x["order_id"] == o.order_id
             ]
         assert sorted(x["amount"] for x in ledger) == ["-6.00", "6.00"]
-        on_topic = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS))
+        on_topic = await read_topic(settings.kafka, settings.topic(Topic.ORDERS))
         assert [e["event_id"] for e in on_topic].count(done.event_id) == 3  # sent, replayed twice
 
     async def test_a_replay_without_a_consumer_is_refused_with_exit_2(

@@ -119,6 +119,23 @@ def test_the_bundled_kafka_and_postgresql_are_profiles_a_managed_one_replaces() 
                     assert env[variable].startswith(f"${{{variable}:-"), (file, name)
 
 
+def test_a_managed_kafkas_security_settings_pass_through_to_every_alliance_container() -> None:
+    # every security setting the code has, but a client certificate's files (mount them and
+    # add the two variables where a cluster wants mutual TLS)
+    security = {
+        f"ALLIANCE_{name.upper()}"
+        for name in Settings.model_fields
+        if name.startswith(("kafka_security", "kafka_sasl", "kafka_ssl"))
+    } - {"ALLIANCE_KAFKA_SSL_CERTFILE", "ALLIANCE_KAFKA_SSL_KEYFILE"}
+    assert "ALLIANCE_KAFKA_SASL_PASSWORD" in security
+    for name, service in load("compose.yaml")["services"].items():
+        if name.startswith(("kafka-", "postgres")):
+            continue
+        env = service["environment"]
+        assert security <= set(env), name
+        assert env["ALLIANCE_KAFKA_SECURITY_PROTOCOL"].endswith(":-PLAINTEXT}")
+
+
 def required_variables() -> set[str]:
     text = (DEPLOY / "compose.yaml").read_text() + (DEPLOY / "compose.host.yaml").read_text()
     return set(re.findall(r"\$\{(\w+):\?", text))

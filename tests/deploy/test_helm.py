@@ -347,3 +347,33 @@ def test_ensure_helm_keeps_one_binary_per_version_and_says_when_go_is_missing(
     cached.write_text("")
     assert ensure_helm(tmp_path, "v0.0.2") == cached  # a built version is not built again
     assert cached.parent.name == "helm-v0.0.2"
+
+
+def test_a_managed_kafkas_sasl_login_and_ca_reach_every_container(helm: Path) -> None:
+    docs = render(
+        helm,
+        sets=(
+            *MANAGED,
+            "config.ALLIANCE_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+            "config.ALLIANCE_KAFKA_SSL_CAFILE=/etc/alliance/ca/ca.crt",
+            "extraEnv[0].name=ALLIANCE_KAFKA_SASL_PASSWORD",
+            "extraEnv[0].valueFrom.secretKeyRef.name=kafka-login",
+            "extraEnv[0].valueFrom.secretKeyRef.key=password",
+            "extraVolumes[0].name=kafka-ca",
+            "extraVolumes[0].secret.secretName=kafka-ca",
+            "extraVolumeMounts[0].name=kafka-ca",
+            "extraVolumeMounts[0].mountPath=/etc/alliance/ca",
+        ),
+    )
+    pods = [d["spec"]["template"]["spec"] for d in docs if d["kind"] in ("Deployment", "Job")]
+    assert len(pods) == 4
+    for pod in pods:
+        assert {"name": "kafka-ca", "secret": {"secretName": "kafka-ca"}} in pod["volumes"]
+        for container in pod["containers"] + pod.get("initContainers", []):
+            env = env_of(container)
+            assert env["ALLIANCE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+            assert env["ALLIANCE_KAFKA_SASL_PASSWORD"] == {
+                "secretKeyRef": {"name": "kafka-login", "key": "password"}
+            }
+            mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+            assert mounts["kafka-ca"] == "/etc/alliance/ca"

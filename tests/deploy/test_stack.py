@@ -96,8 +96,8 @@ async def test_kafka_produce_consume_commit_resume(kafka_cfg: kafka.KafkaConfig)
     kafka.start(kafka_cfg)
     bootstrap = kafka_cfg.bootstrap
     topic = f"infra-{uuid.uuid4().hex[:8]}"
-    await kafka.create_topics(bootstrap, {topic: 1})
-    await kafka.create_topics(bootstrap, {topic: 1})  # idempotent
+    await kafka.create_topics(kafka_cfg.connection, {topic: 1})
+    await kafka.create_topics(kafka_cfg.connection, {topic: 1})  # idempotent
     tp = TopicPartition(topic, 0)
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
@@ -242,11 +242,11 @@ async def test_topics_get_their_configuration_created_or_existing_other_settings
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     kafka.start(kafka_cfg)
-    bootstrap = kafka_cfg.bootstrap
+    cluster = kafka_cfg.connection
     table, older = f"table-{uuid.uuid4().hex[:8]}", f"older-{uuid.uuid4().hex[:8]}"
     compact = {"cleanup.policy": "compact"}
-    await kafka.create_topics(bootstrap, {older: 1})  # made before configurations existed
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await kafka.create_topics(cluster, {older: 1})  # made before configurations existed
+    admin = AIOKafkaAdminClient(**cluster.client_options())
     await admin.start()
     try:
         # an operator gave the older topic a retention of its own
@@ -254,10 +254,10 @@ async def test_topics_get_their_configuration_created_or_existing_other_settings
             [ConfigResource(ConfigResourceType.TOPIC, older, {"retention.ms": "3600000"})]
         )
         await kafka.create_topics(
-            bootstrap, {table: 1, older: 1}, 1, {table: compact, older: compact}
+            cluster, {table: 1, older: 1}, 1, {table: compact, older: compact}
         )
         await kafka.create_topics(
-            bootstrap, {table: 1, older: 1}, 1, {table: compact, older: compact}
+            cluster, {table: 1, older: 1}, 1, {table: compact, older: compact}
         )
         configs = await kafka.topic_configs(admin, [table, older])
     finally:

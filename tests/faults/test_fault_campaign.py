@@ -455,7 +455,7 @@ async def test_faults_lose_nothing_and_double_nothing(
         await camp.clicks_stored(set(spooled))
 
         # each poison dead-lettered once by each consumer that could not apply it
-        letters = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+        letters = await read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS))
         # a letter is at least once on Kafka (a crash between its acknowledgement and the
         # commit of the offsets that pass it writes it again); (consumer, topic, partition,
         # offset) identifies it, and `alliance dlq list` shows each once

@@ -105,7 +105,7 @@ class TestVisitorCookie:
             assert cookie_of(resp).startswith(harness.visitor_of(resp) + ".")
         minted = {harness.visitor_of(r) for r in others}
         assert len(minted) == len(others)
-        clicks = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
+        clicks = await read_topic(settings.kafka, settings.topic(Topic.CLICKS))
         assert sum(c["visitor_id"] == victim for c in clicks) == 1 + len(answers["genuine"])
 
     async def test_a_malformed_or_non_ascii_cookie_is_ignored_never_an_error(
@@ -147,7 +147,7 @@ class TestOddBytes:
                         resp = await client.get(path)
                         assert resp.status_code == 404, path
                         assert resp.json()["error"]["code"] == "not_found"
-        assert await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS)) == []
+        assert await read_topic(settings.kafka, settings.topic(Topic.CLICKS)) == []
 
     async def test_a_nul_in_the_path_or_query_is_422_on_every_service(
         self, settings: Settings
@@ -172,7 +172,7 @@ class TestOddBytes:
         for resp in answers:
             assert resp.status_code == 422, resp.request.url
             assert resp.json()["error"]["code"] == "nul_character"
-        assert await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS)) == []
+        assert await read_topic(settings.kafka, settings.topic(Topic.CLICKS)) == []
 
 
 class TestUserAgent:
@@ -187,7 +187,7 @@ class TestUserAgent:
                     for ua in (hidden, "Googlebot/2.1 " + "x" * 20_000):
                         resp = await client.get(f"/r/{code}", headers={"User-Agent": ua})
                         assert resp.status_code == 302
-        clicks = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
+        clicks = await read_topic(settings.kafka, settings.topic(Topic.CLICKS))
         assert sorted(str(c["suspicious_reason"]) for c in clicks) == ["None", "None", "bot", "bot"]
         assert {len(c["user_agent"]) for c in clicks} == {512}
 
@@ -294,7 +294,7 @@ class TestEventBounds:
             assert answers[name].status_code == 422
             assert answers[name].json()["error"]["code"] == "invalid_click"
         assert answers["non_ascii_code"].status_code == 404
-        clicks = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
+        clicks = await read_topic(settings.kafka, settings.topic(Topic.CLICKS))
         assert [c["event_id"] for c in clicks] == [f"s2s:{store.store_id}:imp-1"]
 
 
@@ -391,7 +391,7 @@ class TestLongestIds:
         assert len(click_id) == 133
         assert events.status_code == 202, events.text
         assert events.json()["accepted"] == 3, events.text
-        clicks = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
+        clicks = await read_topic(settings.kafka, settings.topic(Topic.CLICKS))
         assert click_id in {c["event_id"] for c in clicks}
         assert {(c["store_id"], c["affiliate_id"], c["product_id"]) for c in clicks} == {
             (store_id, affiliate_id, product_id)

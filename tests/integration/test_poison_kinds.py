@@ -39,7 +39,7 @@ def placed_json(u: str, visitor: str, **changes: Any) -> dict[str, Any]:
 async def letters_of(settings: Settings, marker: str) -> tuple[dict[str, list[DeadLetter]], int]:
     """The unique dead letters whose value holds ``marker``, by consumer; and how many letters
     were written for them (copies included)."""
-    values = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+    values = await read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS))
     mine = [v for v in values if marker.encode() in v]
     by: dict[str, list[DeadLetter]] = {}
     for letter in unique_letters(mine):

@@ -101,7 +101,7 @@ async def exactly_once(
     ]
     await produce(settings, [(Topic.ORDERS, c.order_id, encode(c)) for c in completions])
     await reach(svc, settings, orders, status="completed")
-    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    decisions = await read_topic(settings.kafka, settings.topic(Topic.ATTRIBUTIONS))
     ids = {d["event_id"] for d in decisions if d["store_id"] == f"s-{u}"}
     # every order decided; a correction (revision 1) is allowed: orders read before their
     # clicks right after a broker restart (no end offsets known yet to hold them by) are
@@ -115,7 +115,7 @@ async def exactly_once(
     assert {k: sorted(v) for k, v in by_order.items()} == {
         o.order_id: ["-6.00", "6.00"] for o in orders
     }
-    letters = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+    letters = await read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS))
     assert not [d for d in letters if f"s-{u}" in d["value"]]
 
 

@@ -86,7 +86,7 @@ class Harness:
         return self.settings.topic(Topic.DEAD_LETTERS)
 
     async def produce(self, values: list[tuple[int, bytes]]) -> None:
-        producer = make_producer(self.settings.kafka_bootstrap)
+        producer = make_producer(self.settings.kafka)
         await producer.start()
         try:
             for partition, value in values:
@@ -104,14 +104,14 @@ class Harness:
     ) -> ConsumerPipeline[str]:
         return ConsumerPipeline(
             name=self.run,
-            bootstrap=self.settings.kafka_bootstrap,
+            kafka=self.settings.kafka,
             topics=[self.topic],
             group_id=self.run,
             sessions=make_sessions(self.engine),
             offsets=OffsetRepository(consumer_offsets),
             decode=decoder,
             handle=handler,
-            producer=make_producer(self.settings.kafka_bootstrap),
+            producer=make_producer(self.settings.kafka),
             dead_letter_topic=self.dead_letters,
             batch_size=batch_size,
             batch_ms=50,
@@ -138,7 +138,7 @@ class Harness:
         return {p: o for p, o in rows}
 
     async def letters(self) -> list[dict[str, Any]]:
-        values = await read_topic(self.settings.kafka_bootstrap, self.dead_letters)
+        values = await read_topic(self.settings.kafka, self.dead_letters)
         raw = [v for v in values if f'"consumer":"{self.run}"'.encode() in v]
         return [d.model_dump() for d in unique_letters(raw)] + [
             {"copies": len(raw)}  # letters written, counting copies
@@ -320,9 +320,7 @@ class TestLetterSize:
             async with consuming(pipeline):
                 await eventually(lambda: reached(h, {0: 2}), timeout_s=30)
             raw = [
-                v
-                for v in await read_topic(settings.kafka_bootstrap, h.dead_letters)
-                if h.run.encode() in v
+                v for v in await read_topic(settings.kafka, h.dead_letters) if h.run.encode() in v
             ]
             assert [v for _, _, v in await h.applied()] == ["after"]
         assert len(raw) == 1

@@ -72,7 +72,7 @@ async def test_the_program_history_is_applied_by_the_service_at_its_times(
     # the service's outbox told the tracker and attribution (published by its relay)
     entries = [
         e
-        for raw in await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DIRECTORY))
+        for raw in await read_topic(settings.kafka, settings.topic(Topic.DIRECTORY))
         if isinstance(e := directory_adapter.validate_json(raw), StoreEntry)
     ]
     last = {e.store_id: e for e in entries}

@@ -53,7 +53,7 @@ def order(u: str, visitor: str, at: datetime, n: int = 1) -> OrderPlaced:
 
 
 async def produce(settings: Settings, items: list[tuple[Topic, str, bytes]]) -> None:
-    producer = make_producer(settings.kafka_bootstrap)
+    producer = make_producer(settings.kafka)
     await producer.start()
     try:
         for topic, key, value in items:
@@ -102,7 +102,7 @@ async def test_an_order_sent_before_its_click_is_attributed_when_the_click_arriv
             lambda: order_view(svc, settings, (o.store_id, o.order_id), status="completed")
         )
         assert got["payable"] == "6.00"
-    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    decisions = await read_topic(settings.kafka, settings.topic(Topic.ATTRIBUTIONS))
     assert [(d["type"], d["revision"], d["affiliate_id"]) for d in decisions] == [
         ("attribution", 0, None),
         ("attribution_changed", 1, f"aff-{u}"),
@@ -137,7 +137,7 @@ async def test_duplicates_of_every_event_change_nothing(settings: Settings) -> N
         # let every duplicate through the pipeline, then look again
         pipeline = svc.apps["commission"].state.pipeline
         await eventually(lambda: _at_least(pipeline.processed, 3 * 2 + 1))  # orders ×3 + decision
-    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    decisions = await read_topic(settings.kafka, settings.topic(Topic.ATTRIBUTIONS))
     assert [(d["revision"], d["affiliate_id"]) for d in decisions] == [(0, f"b-{u}")]
     async with running(settings) as svc:
         ledger = await ledger_lines(svc.commission, settings)
@@ -172,11 +172,11 @@ async def test_a_poison_message_is_dead_lettered_and_the_rest_is_processed(
 
         async def all_dead() -> list[dict[str, Any]] | None:
             # each consumer reads the orders topic at its own pace: wait for both
-            letters = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+            letters = await read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS))
             return letters if len(letters) >= 4 else None
 
         await eventually(all_dead)
-    dead = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.DEAD_LETTERS))
+    dead = await read_topic(settings.kafka, settings.topic(Topic.DEAD_LETTERS))
     # dead letters are at least once (a batch retried after a failure sends its letters again);
     # (consumer, topic, partition, offset) identifies one
     unique = {(d["consumer"], d["source_topic"], d["partition"], d["offset"]): d for d in dead}
@@ -292,7 +292,7 @@ async def test_a_late_click_after_the_grace_period_changes_nothing_and_is_counte
         assert (
             await order_view(svc, settings, (o.store_id, o.order_id), affiliate_id=None)
         ) is not None
-    decisions = await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS))
+    decisions = await read_topic(settings.kafka, settings.topic(Topic.ATTRIBUTIONS))
     assert [d["revision"] for d in decisions] == [0]
 
 
@@ -321,7 +321,7 @@ async def test_rebuild_recomputes_from_the_topics_and_reports_frozen_differences
         stats = svc.apps["attribution"].state.service.stats
         await eventually(lambda: _at_least(stats.late_after_freeze, 1))
     report = await rebuild(
-        settings.kafka_bootstrap, settings.topic_prefix, NOW - timedelta(days=1), timedelta(days=15)
+        settings.kafka, settings.topic_prefix, NOW - timedelta(days=1), timedelta(days=15)
     )
     assert (report.orders, report.same) == (2, 1)
     (diff,) = report.differences

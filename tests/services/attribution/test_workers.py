@@ -192,7 +192,7 @@ async def published_latest(settings: Settings) -> dict[str, str | None]:
     from tests.integration.topics import read_topic
 
     latest: dict[str, tuple[int, str | None]] = {}
-    for d in await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ATTRIBUTIONS)):
+    for d in await read_topic(settings.kafka, settings.topic(Topic.ATTRIBUTIONS)):
         if d["order_id"] not in latest or d["revision"] > latest[d["order_id"]][0]:
             latest[d["order_id"]] = (d["revision"], d["click_id"])
     return {k: v[1] for k, v in latest.items()}

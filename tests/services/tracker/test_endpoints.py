@@ -33,7 +33,7 @@ def uid() -> str:
 
 
 async def clicks_on_topic(settings: Settings) -> list[dict[str, Any]]:
-    return await read_topic(settings.kafka_bootstrap, settings.topic(Topic.CLICKS))
+    return await read_topic(settings.kafka, settings.topic(Topic.CLICKS))
 
 
 async def ready_link(svc: Services, settings: Settings, u: str) -> tuple[Store, dict[str, Any]]:
@@ -226,7 +226,7 @@ class TestStorefrontEvents:
             assert resp.status_code == 401, resp.text
             assert resp.json()["error"]["code"] == "unauthorized"
         assert stale.json()["error"]["reason"] == "signature stale"
-        assert await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS)) == []
+        assert await read_topic(settings.kafka, settings.topic(Topic.ORDERS)) == []
 
     async def test_one_bad_event_keeps_its_valid_neighbours(self, settings: Settings) -> None:
         u = uid()
@@ -256,8 +256,7 @@ class TestStorefrontEvents:
         assert "never floats" in body["results"][2]["errors"][0]["msg"]
         assert all_bad.status_code == 422
         on_topic = {
-            e["order_id"]
-            for e in await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS))
+            e["order_id"] for e in await read_topic(settings.kafka, settings.topic(Topic.ORDERS))
         }
         assert on_topic == {f"o-1-{u}", f"o-2-{u}"}
 
@@ -270,7 +269,7 @@ class TestStorefrontEvents:
             again = await signed_post(svc.tracker, "/v1/events", store, {"events": [event]})
         assert (first.json()["accepted"], first.json()["duplicates"]) == (1, 1)
         assert (again.json()["accepted"], again.json()["duplicates"]) == (0, 1)
-        assert len(await read_topic(settings.kafka_bootstrap, settings.topic(Topic.ORDERS))) == 1
+        assert len(await read_topic(settings.kafka, settings.topic(Topic.ORDERS))) == 1
 
     async def test_a_restarted_tracker_still_knows_recent_event_ids(
         self, settings: Settings

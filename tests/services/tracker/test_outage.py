@@ -71,6 +71,6 @@ async def test_clicks_during_a_broker_outage_are_spooled_and_sent_once_it_is_bac
             assert await eventually(stored, timeout_s=60) == 6
         finally:
             await engine.dispose()
-    on_topic = {c["event_id"] for c in await read_topic(s.kafka_bootstrap, s.topic(Topic.CLICKS))}
+    on_topic = {c["event_id"] for c in await read_topic(s.kafka, s.topic(Topic.CLICKS))}
     assert on_topic == set(redirected)
     assert len(redirected) == 6

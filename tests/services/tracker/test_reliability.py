@@ -104,7 +104,7 @@ async def test_while_kafka_is_down_events_answer_503_within_the_ack_timeout_and_
     # had reached Kafka after all, they would be duplicates); once each on the topic
     statuses = [r["status"] for r in final.json()["results"]]
     assert set(statuses) <= {"accepted", "duplicate"}, statuses  # either, event by event
-    on_topic = await read_topic(s.kafka_bootstrap, s.topic(Topic.ORDERS))
+    on_topic = await read_topic(s.kafka, s.topic(Topic.ORDERS))
     assert _order_ids_on_topic(on_topic) == sorted(f"o-{u}-{n}" for n in range(3))
 
 
@@ -181,5 +181,5 @@ async def test_a_tracker_started_while_kafka_is_down_redirects_from_its_snapshot
     assert events_down.headers["retry-after"]
     assert new_link_down.status_code == 201, new_link_down.text  # the key from the snapshot
     assert events_up.status_code == 202, events_up.text
-    clicks = await read_topic(s.kafka_bootstrap, s.topic(Topic.CLICKS))
+    clicks = await read_topic(s.kafka, s.topic(Topic.CLICKS))
     assert [c["event_id"] for c in clicks].count(click_id) == 1

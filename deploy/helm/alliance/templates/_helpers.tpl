@@ -113,4 +113,7 @@ the settings of `config`. The migrate job needs no more. */}}
   mountPath: /var/lib/alliance
 - name: tmp
   mountPath: /tmp
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
