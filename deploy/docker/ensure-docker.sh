@@ -31,8 +31,12 @@ fi
 # .deb, found through trixie's package index, from Debian's mirror.
 if ! docker compose version >/dev/null 2>&1; then
   echo "installing Compose v2 (Debian trixie's docker-compose package)"
-  deb_path="$(curl -fsS "$MIRROR/dists/trixie/main/binary-amd64/Packages.xz" | xz -d |
-    awk '/^Package: docker-compose$/ {found=1} found && /^Filename: / {print $2; exit}')"
+  index="$(mktemp)"
+  curl -fsS -o "$index" "$MIRROR/dists/trixie/main/binary-amd64/Packages.xz"
+  # awk reads to the end (an early exit would break the pipe under pipefail)
+  deb_path="$(xz -dc "$index" |
+    awk '/^Package: docker-compose$/ {found=1} found && !done && /^Filename: / {print $2; done=1}')"
+  rm -f "$index"
   [ -n "$deb_path" ] || { echo "ensure-docker.sh: no docker-compose in trixie's index" >&2; exit 1; }
   deb="$(mktemp --suffix=.deb)"
   curl -fsS -o "$deb" "$MIRROR/$deb_path"
