@@ -112,10 +112,12 @@ def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_jo
         # no secret is written into a Deployment: each comes from a Secret
         for key in ("ALLIANCE_SECRET_KEY", "ALLIANCE_ADMIN_TOKEN", "ALLIANCE_LINK_KEYS"):
             assert env[key] == {"secretKeyRef": {"name": "rel-alliance-secrets", "key": key}}
-        assert env["ALLIANCE_DB_PASSWORD"] == {
+        assert env["ALLIANCE_DATABASE_PASSWORD"] == {
             "secretKeyRef": {"name": "rel-alliance-pg-app", "key": "password"}
         }
-        assert "$(ALLIANCE_DB_PASSWORD)@rel-alliance-pg-rw:5432" in env["ALLIANCE_DATABASE_URL"]
+        assert env["ALLIANCE_DATABASE_URL"] == (
+            "postgresql+asyncpg://alliance@rel-alliance-pg-rw:5432/alliance"
+        )
         (wait,) = pod["initContainers"]
         assert "alliance migrate --check" in wait["command"][-1]
         annotations = spec["template"]["metadata"]["annotations"]
@@ -220,7 +222,7 @@ def test_managed_kafka_and_postgresql_replace_the_operators_resources(helm: Path
         assert env["ALLIANCE_DATABASE_URL"] == {
             "secretKeyRef": {"name": "alliance-db", "key": "database-url"}
         }
-        assert "ALLIANCE_DB_PASSWORD" not in env
+        assert "ALLIANCE_DATABASE_PASSWORD" not in env
 
 
 @pytest.mark.parametrize(

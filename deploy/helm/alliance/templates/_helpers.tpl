@@ -76,14 +76,15 @@ the settings of `config`. The migrate job needs no more. */}}
 - name: ALLIANCE_STATE_DIR
   value: /var/lib/alliance
 {{- if .Values.postgresql.cnpg.enabled }}
-# CloudNativePG's application secret (user alliance, a random alphanumeric password)
-- name: ALLIANCE_DB_PASSWORD
+# CloudNativePG's application secret (user alliance)
+- name: ALLIANCE_DATABASE_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ include "alliance.pgCluster" . }}-app
       key: password
+# the password goes into the URL escaped (shared/config.py), whatever its characters
 - name: ALLIANCE_DATABASE_URL
-  value: "postgresql+asyncpg://alliance:$(ALLIANCE_DB_PASSWORD)@{{ include "alliance.pgCluster" . }}-rw:5432/alliance"
+  value: "postgresql+asyncpg://alliance@{{ include "alliance.pgCluster" . }}-rw:5432/alliance"
 {{- else }}
 - name: ALLIANCE_DATABASE_URL
   valueFrom:
