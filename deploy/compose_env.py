@@ -7,23 +7,14 @@ database's data, so changing them is a rotation, done on purpose (README, "Secur
 
 from __future__ import annotations
 
-import base64
 import os
 import secrets
-from collections.abc import Callable
 from pathlib import Path
+
+from deploy.stack.kafka import new_cluster_id
 
 #: Where ``docker compose -f deploy/compose.yaml`` reads its variables from.
 ENV_FILE = Path(__file__).resolve().parent / ".env"
-
-
-def kafka_cluster_id(token_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters),
-    as ``kafka-storage random-uuid`` prints it."""
-    while True:
-        cid = base64.urlsafe_b64encode(token_bytes(16)).decode().rstrip("=")
-        if not cid.startswith("-"):  # the storage tool would read it as an option
-            return cid
 
 
 def compose_env() -> dict[str, str]:
@@ -33,7 +24,7 @@ def compose_env() -> dict[str, str]:
         # the bundled Kafka and PostgreSQL; a managed one: drop it here and set
         # ALLIANCE_KAFKA_BOOTSTRAP or ALLIANCE_DATABASE_URL (README, "Deploy")
         "COMPOSE_PROFILES": "kafka,postgres",
-        "KAFKA_CLUSTER_ID": kafka_cluster_id(),
+        "KAFKA_CLUSTER_ID": new_cluster_id(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "ALLIANCE_SECRET_KEY": secrets.token_urlsafe(48),
         "ALLIANCE_ADMIN_TOKEN": secrets.token_urlsafe(32),

@@ -36,12 +36,12 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
-import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -334,10 +334,12 @@ def _java_cmd(cfg: KafkaConfig, libs: Path, main_class: str, *args: str) -> list
     ]
 
 
-def _new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64, unpadded, not starting with '-'."""
+def new_cluster_id(token_bytes: Callable[[int], bytes] = secrets.token_bytes) -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding (22 characters),
+    as ``kafka-storage random-uuid`` prints it, never starting with '-' (the storage tool would
+    read it as an option)."""
     while True:
-        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cid = base64.urlsafe_b64encode(token_bytes(16)).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
 
@@ -354,7 +356,7 @@ def _format_storage(cfg: KafkaConfig, libs: Path) -> None:
         "kafka.tools.StorageTool",
         "format",
         "--cluster-id",
-        _new_cluster_id(),
+        new_cluster_id(),
         "--config",
         str(cfg.properties_file),
     )

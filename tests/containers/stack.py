@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.compose_env import compose_env, render
+from deploy.procs import wait_ready
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 #: each service's workers and their loopback ports (compose.yaml)
@@ -77,17 +75,12 @@ class ComposeStack:
         """The id of ``service``'s container."""
         return self.run("ps", "-q", service).stdout.strip()
 
-    def wait_ready(self, timeout_s: float = 300) -> None:
-        """Until every worker answers ``/readyz`` with 200 (the jobs ran before they started)."""
-        urls = [f"http://127.0.0.1:{p}/readyz" for ports in PORTS.values() for p in ports]
-        deadline = time.monotonic() + timeout_s
-        waiting = list(urls)
-        while waiting:
-            waiting = [u for u in waiting if not _ok(u)]
-            if waiting and time.monotonic() > deadline:
-                raise TimeoutError(f"not ready within {timeout_s} s: {waiting}")
-            if waiting:
-                time.sleep(1)
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        """Every worker answers ``/readyz`` (``up --wait`` has waited for their health checks,
+        which ask the same; this says which one is not, if any)."""
+        for ports in PORTS.values():
+            for port in ports:
+                wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s)
 
     def logs(self, tail: int | None = 200) -> str:
         limit = ["--tail", str(tail)] if tail is not None else []
@@ -105,11 +98,3 @@ class ComposeStack:
 
     def down(self) -> None:
         self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")
-
-
-def _ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False

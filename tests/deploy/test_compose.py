@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.compose_env import compose_env, kafka_cluster_id, render, write_env_file
+from deploy.compose_env import compose_env, render, write_env_file
+from deploy.stack.kafka import new_cluster_id
 from shared.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -161,12 +162,12 @@ def test_a_kafka_cluster_id_is_16_bytes_in_url_safe_base64_never_starting_with_a
     first_byte: int,
 ) -> None:
     draws = iter([bytes([first_byte]) + bytes(15), bytes(16)])
-    cid = kafka_cluster_id(lambda n: next(draws))
+    cid = new_cluster_id(lambda n: next(draws))
     assert len(cid) == 22
     assert not cid.startswith("-")
     assert base64.urlsafe_b64decode(cid + "==") in (bytes([first_byte]) + bytes(15), bytes(16))
     if first_byte == 0xF8:
-        assert cid == kafka_cluster_id(lambda n: bytes(16))  # the dash one was drawn again
+        assert cid == new_cluster_id(lambda n: bytes(16))  # the dash one was drawn again
 
 
 def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
