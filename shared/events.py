@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from shared.coupons import COUPON_CODE_MAX, COUPON_CODE_PATTERN, CouponPolicy
 from shared.money import MAX_MINOR_DIGITS, fits_currency, is_currency
 
 SCHEMA_VERSION: Final = 1
@@ -129,6 +130,10 @@ PrincipalId = Annotated[
 ]
 #: A derived identifier (made by Alliance from idents, never chosen by a client).
 Key = Annotated[str, Field(min_length=1, max_length=KEY_MAX, pattern=r"^[A-Za-z0-9._:@/\-]+$")]
+#: A coupon code as a buyer types it (:mod:`shared.coupons`): matched case-insensitively.
+CouponCode = Annotated[
+    str, Field(min_length=1, max_length=COUPON_CODE_MAX, pattern=COUPON_CODE_PATTERN)
+]
 
 
 def _currency(code: str) -> str:
@@ -218,6 +223,9 @@ class OrderPlaced(Event):
     visitor_id: Ident
     currency: Currency
     items: list[OrderItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    #: the coupon code the buyer entered, if any (attributes the order under the program's
+    #: coupon policy; matched case-insensitively)
+    coupon_code: CouponCode | None = None
 
     @model_validator(mode="after")
     def _amounts_fit(self) -> OrderPlaced:
@@ -324,6 +332,27 @@ class StoreEntry(BaseModel):
     updated_at: UtcDatetime
     #: the program's own attribution window from ``updated_at`` on; None: the default
     attribution_window_days: int | None = None
+    #: the program's coupon policy from ``updated_at`` on
+    coupon_policy: CouponPolicy = CouponPolicy.OFF
+
+
+class CouponEntry(BaseModel):
+    """One coupon code of a store as registered from ``updated_at`` on (Kafka key
+    ``coupon:<store>:<CODE>``, so compaction keeps the latest per code). ``affiliate_id`` None:
+    the code was deleted at ``updated_at`` and is valid for no order placed from then on.
+    Otherwise it attributes orders placed in ``[max(valid_from, updated_at), valid_to)``
+    (open ends: unbounded) to ``affiliate_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["coupon"] = "coupon"
+    event_id: str
+    store_id: Ident
+    code: CouponCode  # as stored: upper case
+    affiliate_id: Ident | None
+    valid_from: UtcDatetime | None = None
+    valid_to: UtcDatetime | None = None
+    updated_at: UtcDatetime
 
 
 class AffiliateEntry(BaseModel):
@@ -337,7 +366,7 @@ class AffiliateEntry(BaseModel):
     updated_at: UtcDatetime
 
 
-DirectoryEntry = Annotated[StoreEntry | AffiliateEntry, Field(discriminator="type")]
+DirectoryEntry = Annotated[StoreEntry | AffiliateEntry | CouponEntry, Field(discriminator="type")]
 
 
 class ConsideredClick(BaseModel):
@@ -351,7 +380,13 @@ class ConsideredClick(BaseModel):
     occurred_at: UtcDatetime
     suspicious: bool
     verdict: Literal[
-        "won", "earlier_than_winner", "outside_window", "after_order", "suspicious", "other_store"
+        "won",
+        "earlier_than_winner",
+        "outside_window",
+        "after_order",
+        "suspicious",
+        "other_store",
+        "coupon_won",
     ]
 
 
@@ -367,8 +402,10 @@ class Attribution(Event):
     store_id: Ident
     visitor_id: Ident
     placed_at: UtcDatetime
-    rule: Literal["last_click", "organic"]
+    rule: Literal["last_click", "organic", "coupon"]
     affiliate_id: Ident | None = None
+    #: the coupon code that attributed the order (rule ``coupon``), as registered
+    coupon_code: CouponCode | None = None
     click_id: Key | None = None
     click_at: UtcDatetime | None = None
     link_code: str | None = None

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from services.attribution.models import consumer_offsets
 from services.attribution.service import Incoming
-from shared.events import Click, StoreEntry, Topic, directory_adapter, order_event_adapter
+from shared.events import (
+    Click,
+    CouponEntry,
+    StoreEntry,
+    Topic,
+    directory_adapter,
+    order_event_adapter,
+)
 from shared.kafka import Consumes
 
 CONSUMER_NAME = "attribution"
@@ -17,12 +24,13 @@ def decode_order(raw: bytes) -> Incoming:
 
 
 def decode_window(raw: bytes) -> Incoming:
-    """A store's directory entry (its attribution window); affiliates' entries are skipped."""
+    """A store's directory entry (its attribution window and coupon policy) or a coupon code's;
+    affiliates' entries are skipped."""
     entry = directory_adapter.validate_json(raw)
-    return entry if isinstance(entry, StoreEntry) else None
+    return entry if isinstance(entry, StoreEntry | CouponEntry) else None
 
 
-#: what the pipeline reads, and how (clicks, orders, stores' windows)
+#: what the pipeline reads, and how (clicks, orders, stores' windows, policies and codes)
 CONSUMER: Consumes[Incoming] = Consumes(
     name=CONSUMER_NAME,
     routes={

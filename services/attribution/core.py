@@ -4,15 +4,25 @@ For an order of store S placed by visitor V at ``placed_at``, a click is *eligib
 on a link of S, by V, not marked suspicious, and ``placed_at - window <= occurred_at <=
 placed_at`` (both ends inclusive). The order goes to the eligible click with the latest
 ``occurred_at``; ties go to the greater ``click_id``. No eligible click: organic.
+
+Coupon codes (README, "Coupon codes"), under the program's coupon policy in force at
+placement: a code is *valid* for the order when it is a code of the order's store (matched
+case-insensitively) whose registration in force at ``placed_at`` names an affiliate and
+``valid_from <= placed_at < valid_to`` (start included, end excluded; an open end is
+unbounded; a code counts from its registration on and stops at its deletion). ``off``: clicks
+only. ``coupon_wins``: a valid code attributes the order to its owner whatever the clicks.
+``click_wins``: a valid code attributes the order only when no click is eligible.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final, Literal
+
+from shared.coupons import CouponPolicy, coupon_key
 
 DEFAULT_WINDOW: Final = timedelta(days=15)
 
@@ -64,12 +74,102 @@ class Windows:
         return Windows(self.default, tuple(sorted((*self.changes, (effective_at, window)))))
 
 
+@dataclass(frozen=True)
+class Policies:
+    """One store's coupon policy over time: ``off`` until its program sets one, then each
+    change from its effective time on (inclusive). The policy in force at placement decides."""
+
+    changes: tuple[tuple[datetime, CouponPolicy], ...] = ()  # in time order
+
+    def at(self, when: datetime) -> CouponPolicy:
+        policy = CouponPolicy.OFF
+        for effective_at, change in self.changes:
+            if effective_at > when:
+                break
+            policy = change
+        return policy
+
+    def with_change(self, effective_at: datetime, policy: CouponPolicy) -> Policies | None:
+        """The history with a change at ``effective_at``, or None when that changes nothing
+        (the same policy already in force then, or a change already recorded at that time)."""
+        if any(at == effective_at for at, _ in self.changes) or self.at(effective_at) == policy:
+            return None
+        return Policies(tuple(sorted((*self.changes, (effective_at, policy)))))
+
+
+@dataclass(frozen=True, slots=True)
+class CouponVersion:
+    """A code's registration from ``effective_at`` on: its owner (None: deleted then) and
+    its validity (None ends: unbounded)."""
+
+    effective_at: datetime
+    affiliate_id: str | None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    """A code that attributes an order to its owner."""
+
+    code: str
+    affiliate_id: str
+
+
+@dataclass(frozen=True)
+class CouponHistory:
+    """One code of one store over time (``code`` as stored: :func:`coupon_key`)."""
+
+    code: str
+    versions: tuple[CouponVersion, ...] = ()  # in effective time order
+
+    def valid_at(self, when: datetime) -> Coupon | None:
+        """The code's grant for an order placed at ``when``, or None when not valid then:
+        the registration in force at ``when`` (the latest with ``effective_at <= when``)
+        names an owner and ``valid_from <= when < valid_to``."""
+        current: CouponVersion | None = None
+        for version in self.versions:
+            if version.effective_at > when:
+                break
+            current = version
+        if current is None or current.affiliate_id is None:
+            return None
+        if current.valid_from is not None and when < current.valid_from:
+            return None
+        if current.valid_to is not None and when >= current.valid_to:
+            return None
+        return Coupon(self.code, current.affiliate_id)
+
+    def with_version(self, version: CouponVersion) -> CouponHistory | None:
+        """The history with ``version``, or None when one is already recorded at its time."""
+        if any(v.effective_at == version.effective_at for v in self.versions):
+            return None
+        ordered = sorted((*self.versions, version), key=lambda v: v.effective_at)
+        return CouponHistory(self.code, tuple(ordered))
+
+
 @dataclass(frozen=True, slots=True)
 class OrderRef:
     order_id: str
     store_id: str
     visitor_id: str
     placed_at: datetime
+    coupon_code: str | None = None  # as the buyer entered it
+
+    @property
+    def coupon_key(self) -> str | None:
+        """The order's code in the form codes are registered in (None: no code)."""
+        return coupon_key(self.coupon_code) if self.coupon_code else None
+
+
+def coupon_for(order: OrderRef, codes: Mapping[tuple[str, str], CouponHistory]) -> Coupon | None:
+    """The coupon that may attribute ``order``: its code, when that is a code of the
+    order's store (``codes``: (store, code) → history) valid at placement; else None."""
+    key = order.coupon_key
+    if key is None:
+        return None
+    history = codes.get((order.store_id, key))
+    return history.valid_at(order.placed_at) if history is not None else None
 
 
 class Verdict(StrEnum):
@@ -82,6 +182,7 @@ class Verdict(StrEnum):
     SUSPICIOUS = "suspicious"
     OTHER_STORE = "other_store"
     OTHER_VISITOR = "other_visitor"
+    COUPON_WON = "coupon_won"  # eligible, but the order's coupon code attributed it
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +191,19 @@ class Decision:
     click: Click | None
     window_start: datetime
     window_end: datetime
+    #: the coupon that attributed the order (then ``click`` is None)
+    coupon: Coupon | None = None
 
     @property
     def affiliate_id(self) -> str | None:
+        if self.coupon is not None:
+            return self.coupon.affiliate_id
         return self.click.affiliate_id if self.click else None
 
     @property
-    def rule(self) -> Literal["last_click", "organic"]:
+    def rule(self) -> Literal["last_click", "organic", "coupon"]:
+        if self.coupon is not None:
+            return "coupon"
         return "last_click" if self.click else "organic"
 
 
@@ -127,9 +234,15 @@ def _rank(click: Click) -> tuple[datetime, str]:
 
 
 def decide(
-    order: OrderRef, clicks: Iterable[Click], window: timedelta = DEFAULT_WINDOW
+    order: OrderRef,
+    clicks: Iterable[Click],
+    window: timedelta = DEFAULT_WINDOW,
+    policy: CouponPolicy = CouponPolicy.OFF,
+    coupon: Coupon | None = None,
 ) -> Decision:
-    """The winning click for ``order`` among ``clicks`` (any order, duplicates harmless)."""
+    """The decision for ``order``: the winning click among ``clicks`` (any order, duplicates
+    harmless), or the coupon, under ``policy`` (in force at placement). ``coupon``: the
+    order's code when valid at placement (:func:`coupon_for`), else None."""
     best: Click | None = None
     for click in clicks:
         if ineligibility(click, order, window) is None and (
@@ -137,20 +250,32 @@ def decide(
         ):
             best = click
     start, end = window_of(order, window)
+    if coupon is not None and (
+        policy is CouponPolicy.COUPON_WINS or (policy is CouponPolicy.CLICK_WINS and best is None)
+    ):
+        return Decision(order.order_id, None, start, end, coupon)
     return Decision(order.order_id, best, start, end)
 
 
 def explain(
-    order: OrderRef, clicks: Iterable[Click], window: timedelta = DEFAULT_WINDOW
+    order: OrderRef,
+    clicks: Iterable[Click],
+    window: timedelta = DEFAULT_WINDOW,
+    policy: CouponPolicy = CouponPolicy.OFF,
+    coupon: Coupon | None = None,
 ) -> tuple[Decision, list[tuple[Click, Verdict]]]:
-    """The decision plus, for every click considered, why it won or lost."""
+    """The decision plus, for every click considered, why it won or lost (an eligible click
+    loses to a coupon with ``coupon_won``)."""
     unique = {c.click_id: c for c in clicks}
-    decision = decide(order, unique.values(), window)
+    decision = decide(order, unique.values(), window, policy, coupon)
     verdicts: list[tuple[Click, Verdict]] = []
     for click in sorted(unique.values(), key=_rank, reverse=True):
         reason = ineligibility(click, order, window)
         if reason is None:
             won = decision.click is not None and click.click_id == decision.click.click_id
-            reason = Verdict.WON if won else Verdict.EARLIER
+            if decision.coupon is not None:
+                reason = Verdict.COUPON_WON
+            else:
+                reason = Verdict.WON if won else Verdict.EARLIER
         verdicts.append((click, reason))
     return decision, verdicts

@@ -54,6 +54,8 @@ orders = Table(
     Column("revision", Integer, nullable=False),
     Column("click_id", String(200)),
     Column("affiliate_id", String(128)),
+    #: the coupon code that attributed the order (rule ``coupon``), as registered
+    Column("coupon_code", String(64)),
     Column("decided_at", DateTime(timezone=True), nullable=False),
     #: late clicks may change the decision until then (first decision + grace), or completion
     Column("open_until", DateTime(timezone=True)),
@@ -91,6 +93,29 @@ store_windows = Table(
     Column("store_id", String(128), primary_key=True),
     Column("effective_at", DateTime(timezone=True), primary_key=True),
     Column("days", SmallInteger),  # None: back to the default
+)
+
+#: Each store's coupon policy over time (from the directory topic). A row only when the policy
+#: changes; no row: ``off``.
+store_coupon_policies = Table(
+    "store_coupon_policies",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("policy", String(16), nullable=False),
+)
+
+#: Every registration of a store's coupon code over time (from the directory topic): owner and
+#: validity from ``effective_at`` on; ``affiliate_id`` null: deleted then.
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("code", String(64), primary_key=True),  # upper case (shared.coupons.coupon_key)
+    Column("effective_at", DateTime(timezone=True), primary_key=True),
+    Column("affiliate_id", String(128)),
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_to", DateTime(timezone=True)),
 )
 
 #: Transactional outbox: decisions to publish, written with the state that produced them.

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution import models as m
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import Windows
+from services.attribution.core import CouponHistory, CouponVersion, Policies, Windows
+from shared.coupons import CouponPolicy
 from shared.db import pairs_in
 from shared.events import Click, OrderPlaced, encode
 
@@ -31,10 +32,23 @@ class StoredOrder:
     revision: int
     click_id: str | None
     open_until: datetime | None
+    affiliate_id: str | None = None
+    #: the code that attributed the current decision (rule ``coupon``)
+    coupon_code: str | None = None
 
     @property
     def key(self) -> OrderKey:
         return (self.store_id, self.order_id)
+
+    @property
+    def entered_code(self) -> str | None:
+        """The coupon code the buyer entered, as sent."""
+        code = self.order_event.get("coupon_code")
+        return code if isinstance(code, str) else None
+
+
+#: A decision to record: (store, order), revision, winning click id, affiliate, coupon code.
+DecisionRow = tuple[OrderKey, int, str | None, str | None, str | None]
 
 
 def _core_click(row: Any) -> CoreClick:
@@ -252,12 +266,13 @@ class AttributionRepository:
 
     async def set_decisions(
         self,
-        decisions: list[tuple[OrderKey, int, CoreClick | None]],
+        decisions: list[DecisionRow],
         at: datetime,
         grace: timedelta,
     ) -> None:
-        """Record new decisions ((store, order), revision, winning click): one statement. A
-        first decision opens the order to late clicks until ``at + grace``."""
+        """Record new decisions ((store, order), revision, winning click id, affiliate, coupon
+        code): one statement. A first decision opens the order to late clicks until
+        ``at + grace``."""
         if not decisions:
             return
         await self.session.execute(
@@ -265,12 +280,13 @@ class AttributionRepository:
                 """
                 UPDATE attribution.orders o
                 SET revision = d.rev, click_id = d.click, affiliate_id = d.aff,
-                    decided_at = CAST(:at AS timestamptz),
+                    coupon_code = d.code, decided_at = CAST(:at AS timestamptz),
                     open_until = CASE WHEN o.revision < 0 THEN CAST(:open_until AS timestamptz)
                                       ELSE o.open_until END
                 FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
-                    CAST(:revs AS integer[]), CAST(:clicks AS text[]), CAST(:affs AS text[]))
-                    AS d(store, id, rev, click, aff)
+                    CAST(:revs AS integer[]), CAST(:clicks AS text[]), CAST(:affs AS text[]),
+                    CAST(:codes AS text[]))
+                    AS d(store, id, rev, click, aff, code)
                 WHERE o.store_id = d.store AND o.order_id = d.id
                 """
             ),
@@ -278,8 +294,9 @@ class AttributionRepository:
                 "stores": [d[0][0] for d in decisions],
                 "ids": [d[0][1] for d in decisions],
                 "revs": [d[1] for d in decisions],
-                "clicks": [d[2].click_id if d[2] else None for d in decisions],
-                "affs": [d[2].affiliate_id if d[2] else None for d in decisions],
+                "clicks": [d[2] for d in decisions],
+                "affs": [d[3] for d in decisions],
+                "codes": [d[4] for d in decisions],
                 "at": at,
                 "open_until": at + grace,
             },
@@ -312,18 +329,82 @@ class AttributionRepository:
         )
 
     async def open_orders_of_store(
-        self, store_id: str, placed_since: datetime, now: datetime
+        self, store_id: str, placed_since: datetime, now: datetime, code: str | None = None
     ) -> list[StoredOrder]:
-        """The store's orders placed at or after ``placed_since`` still open to re-decision."""
+        """The store's orders placed at or after ``placed_since`` still open to re-decision
+        (``code``: only those whose buyer entered that coupon code, any case)."""
         o = m.orders
-        rows = await self.session.execute(
-            select(o).where(
-                o.c.store_id == store_id,
-                o.c.placed_at >= placed_since,
-                o.c.open_until >= now,
-            )
+        query = select(o).where(
+            o.c.store_id == store_id,
+            o.c.placed_at >= placed_since,
+            o.c.open_until >= now,
         )
+        if code is not None:
+            query = query.where(func.upper(o.c.order_event["coupon_code"].astext) == code)
+        rows = await self.session.execute(query)
         return [self._order(r) for r in rows]
+
+    async def policies(self, store_ids: Iterable[str]) -> dict[str, Policies]:
+        """Each store's coupon-policy history (stores without one: ``off`` throughout)."""
+        ids = sorted(set(store_ids))
+        out = {s: Policies() for s in ids}
+        if not ids:
+            return out
+        p = m.store_coupon_policies
+        rows = await self.session.execute(
+            select(p).where(p.c.store_id.in_(ids)).order_by(p.c.store_id, p.c.effective_at)
+        )
+        changes: dict[str, list[tuple[datetime, CouponPolicy]]] = {}
+        for r in rows:
+            changes.setdefault(r.store_id, []).append((r.effective_at, CouponPolicy(r.policy)))
+        for store_id, history in changes.items():
+            out[store_id] = Policies(tuple(history))
+        return out
+
+    async def add_policy(self, store_id: str, effective_at: datetime, policy: str) -> None:
+        stmt = insert(m.store_coupon_policies).on_conflict_do_nothing(
+            index_elements=["store_id", "effective_at"]
+        )
+        await self.session.execute(
+            stmt, {"store_id": store_id, "effective_at": effective_at, "policy": policy}
+        )
+
+    async def coupons(
+        self, codes: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], CouponHistory]:
+        """The registration history of each (store, code) asked for that has one."""
+        pairs = set(codes)
+        if not pairs:
+            return {}
+        c = m.coupons
+        rows = await self.session.execute(
+            select(c)
+            .where(pairs_in(c.c.store_id, c.c.code, pairs))
+            .order_by(c.c.store_id, c.c.code, c.c.effective_at)
+        )
+        versions: dict[tuple[str, str], list[CouponVersion]] = {}
+        for r in rows:
+            versions.setdefault((r.store_id, r.code), []).append(
+                CouponVersion(r.effective_at, r.affiliate_id, r.valid_from, r.valid_to)
+            )
+        return {k: CouponHistory(k[1], tuple(v)) for k, v in versions.items()}
+
+    async def add_coupon(self, store_id: str, code: str, version: CouponVersion) -> bool:
+        """Record a registration; False when one is already recorded at its time."""
+        stmt = (
+            insert(m.coupons)
+            .values(
+                store_id=store_id,
+                code=code,
+                effective_at=version.effective_at,
+                affiliate_id=version.affiliate_id,
+                valid_from=version.valid_from,
+                valid_to=version.valid_to,
+            )
+            .on_conflict_do_nothing(index_elements=["store_id", "code", "effective_at"])
+            .returning(m.coupons.c.code)
+        )
+        return (await self.session.execute(stmt)).first() is not None
 
     async def expire_clicks(self, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` clicks that happened before ``before``; returns how many."""
@@ -354,4 +435,6 @@ class AttributionRepository:
             r.revision,
             r.click_id,
             r.open_until,
+            r.affiliate_id,
+            r.coupon_code,
         )

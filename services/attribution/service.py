@@ -11,14 +11,30 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import Decision, OrderRef, Verdict, Windows, explain
+from services.attribution.core import (
+    CouponVersion,
+    Decision,
+    OrderRef,
+    Policies,
+    Verdict,
+    Windows,
+    coupon_for,
+    explain,
+)
 from services.attribution.models import outbox as outbox_table
-from services.attribution.repository import AttributionRepository, OrderKey, StoredOrder
+from services.attribution.repository import (
+    AttributionRepository,
+    DecisionRow,
+    OrderKey,
+    StoredOrder,
+)
 from shared.clock import Clock
 from shared.config import Settings
+from shared.coupons import coupon_key
 from shared.db import lock_key, lock_keys
 from shared.events import (
     Click,
+    CouponEntry,
     OrderCancelled,
     OrderCompleted,
     OrderPlaced,
@@ -36,10 +52,11 @@ OUTBOX = OutboxRepository(outbox_table)
 EXPLAIN_AFTER = timedelta(days=1)
 
 #: what the pipeline hands over: an event the join uses, or None (skipped)
-AttributionEvent = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry
+AttributionEvent = Click | OrderPlaced | OrderCompleted | OrderCancelled | StoreEntry | CouponEntry
 Incoming = AttributionEvent | None
 
-#: stores share this many lock keys between window changes and decisions
+#: stores share this many lock keys between program changes (windows, coupon policies and
+#: codes) and decisions
 WINDOW_LOCK_BUCKETS = 64
 
 #: orders decided together (one read of their visitors' clicks): bounds a batch's memory
@@ -86,7 +103,8 @@ def attribution_json(
             "visitor_id": order.visitor_id,
             "placed_at": order.placed_at,
             "rule": decision.rule,
-            "affiliate_id": click.affiliate_id if click else None,
+            "affiliate_id": decision.affiliate_id,
+            "coupon_code": decision.coupon.code if decision.coupon else None,
             "click_id": click.click_id if click else None,
             "click_at": click.occurred_at if click else None,
             "link_code": click.link_code if click else None,
@@ -108,6 +126,13 @@ def attribution_json(
             ],
         },
         option=orjson.OPT_UTC_Z,
+    )
+
+
+def order_ref(order: StoredOrder) -> OrderRef:
+    """What the core needs of a stored order."""
+    return OrderRef(
+        order.order_id, order.store_id, order.visitor_id, order.placed_at, order.entered_code
     )
 
 
@@ -162,8 +187,12 @@ class AttributionService:
         repo = AttributionRepository(session)
         events = [r.value for r in batch if r.value is not None]
         entries = [e for e in events if isinstance(e, StoreEntry)]
-        windows = await self._lock_and_read_windows(repo, batch, events, entries)
+        coupons = [e for e in events if isinstance(e, CouponEntry)]
+        windows = await self._lock_and_read_windows(repo, batch, events, entries, coupons)
+        policies = await repo.policies(windows.keys())
         changed = await self._apply_window_changes(repo, windows, entries)
+        changed += await self._apply_policy_changes(repo, policies, entries)
+        changed += await self._apply_coupon_changes(repo, coupons)
         reached = await self._store_clicks(repo, batch, windows)
         await repo.insert_statuses(
             ((e.store_id, e.order_id), e.type.removeprefix("order_"), e.occurred_at)
@@ -176,14 +205,14 @@ class AttributionService:
         candidates = {o.key: o for o in await repo.orders_by_key(first)}
         for o in reached:  # decided orders that a new click may win
             candidates.setdefault(o.key, o)
-        for store_id, since in changed:
-            for o in await repo.open_orders_of_store(store_id, since, now):
+        for store_id, since, code in changed:
+            for o in await repo.open_orders_of_store(store_id, since, now, code):
                 candidates.setdefault(o.key, o)
-        await self._decide(repo, windows, list(candidates.values()), now)
+        await self._decide(repo, windows, policies, list(candidates.values()), now)
         # Held orders now ready, a chunk at a time: a backlog's release (every order of a
         # partition at once) would otherwise read all their clicks into memory together.
         async for released in self._release(repo, progress, now):
-            await self._decide(repo, windows, released, now)
+            await self._decide(repo, windows, policies, released, now)
 
     async def _lock_and_read_windows(
         self,
@@ -191,9 +220,10 @@ class AttributionService:
         batch: list[Received[Incoming]],
         events: list[AttributionEvent],
         entries: list[StoreEntry],
+        coupons: list[CouponEntry],
     ) -> dict[str, Windows]:
         """Take the batch's locks, then read the attribution windows of every store it
-        touches (clicks, placed orders, window changes)."""
+        touches (clicks, placed orders, program changes)."""
         # One visitor's clicks and orders share a partition number (same key, same partition
         # count), but the two topics' partitions may be held by two workers, or by two at once
         # during a rebalance. Without this lock each could read before the other commits and
@@ -201,9 +231,11 @@ class AttributionService:
         session = repo.session
         await lock_keys(session, "attribution-partition", {str(r.partition) for r in batch})
         stores = {e.store_id for e in events if isinstance(e, Click | OrderPlaced)}
-        # A window change re-decides the store's open orders placed since; decisions read the
-        # windows in force. Buckets of stores keep the two from missing each other.
-        changing = {_window_bucket(e.store_id) for e in entries}
+        # A window, coupon-policy or code change re-decides the store's open orders placed
+        # since; decisions read what is in force. Buckets of stores keep the two from missing
+        # each other.
+        changed = {e.store_id for e in entries} | {e.store_id for e in coupons}
+        changing = {_window_bucket(s) for s in changed}
         await lock_keys(session, "attribution-window", changing)
         await lock_keys(
             session,
@@ -211,7 +243,7 @@ class AttributionService:
             {_window_bucket(s) for s in stores} - changing,
             shared=True,
         )
-        return await repo.windows(stores | {e.store_id for e in entries}, self.window)
+        return await repo.windows(stores | changed, self.window)
 
     async def _store_clicks(
         self,
@@ -251,6 +283,7 @@ class AttributionService:
         self,
         repo: AttributionRepository,
         windows: dict[str, Windows],
+        policies: dict[str, Policies],
         candidates: list[StoredOrder],
         now: datetime,
     ) -> None:
@@ -269,17 +302,26 @@ class AttributionService:
             open_orders = [o for o in chunk if o.key not in frozen]
             self.stats.late_after_freeze += len(chunk) - len(open_orders)
             if open_orders:
-                await self._decide_open(repo, windows, open_orders, now)
+                await self._decide_open(repo, windows, policies, open_orders, now)
 
     async def _decide_open(
         self,
         repo: AttributionRepository,
         windows: dict[str, Windows],
+        policies: dict[str, Policies],
         open_orders: list[StoredOrder],
         now: datetime,
     ) -> None:
         missing = {o.store_id for o in open_orders} - windows.keys()
         windows |= await repo.windows(missing, self.window)
+        policies |= await repo.policies({o.store_id for o in open_orders} - policies.keys())
+        refs = {o.key: order_ref(o) for o in open_orders}
+        # the codes' histories, only for orders whose program ever had a coupon policy
+        codes = await repo.coupons(
+            (r.store_id, code)
+            for r in refs.values()
+            if (code := r.coupon_key) is not None and policies[r.store_id].changes
+        )
         # the visitors' clicks on every store, from two windows back to shortly after: what
         # the decision needs, plus what its explanation shows (outside window, other store…)
         widest = max(windows[o.store_id].widest for o in open_orders)
@@ -292,16 +334,26 @@ class AttributionService:
         for c in clicks:
             by_visitor.setdefault(c.visitor_id, []).append(c)
         outbox: list[tuple[str, str, bytes]] = []
-        decided: list[tuple[OrderKey, int, CoreClick | None]] = []
+        decided: list[DecisionRow] = []
         for order in sorted(open_orders, key=lambda o: o.key):
-            ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.placed_at)
+            ref = refs[order.key]
             window = windows[order.store_id].at(order.placed_at)
-            decision, verdicts = explain(ref, by_visitor.get(order.visitor_id, []), window)
+            policy = policies[order.store_id].at(order.placed_at)
+            coupon = coupon_for(ref, codes)
+            decision, verdicts = explain(
+                ref, by_visitor.get(order.visitor_id, []), window, policy, coupon
+            )
             winner = decision.click.click_id if decision.click else None
-            if order.revision >= 0 and winner == order.click_id:
+            code = decision.coupon.code if decision.coupon else None
+            now_decided = (winner, decision.affiliate_id, code)
+            if order.revision >= 0 and now_decided == (
+                order.click_id,
+                order.affiliate_id,
+                order.coupon_code,
+            ):
                 continue  # unchanged: nothing to say
             revision = order.revision + 1
-            decided.append((order.key, revision, decision.click))
+            decided.append((order.key, revision, *now_decided))
             event = attribution_json(order, decision, revision, now, verdicts)
             key = f"{order.store_id}:{order.order_id}"
             outbox.append((f"{self.topic_prefix}{Topic.ATTRIBUTIONS}", key, event))
@@ -357,10 +409,10 @@ class AttributionService:
         repo: AttributionRepository,
         windows: dict[str, Windows],
         entries: list[StoreEntry],
-    ) -> list[tuple[str, datetime]]:
+    ) -> list[tuple[str, datetime, str | None]]:
         """Record the window changes the directory entries carry; returns (store, effective
-        time) of each change that alters the window in force."""
-        changed = []
+        time, None) of each change that alters the window in force."""
+        changed: list[tuple[str, datetime, str | None]] = []
         for e in sorted(entries, key=lambda e: e.updated_at):
             days = e.attribution_window_days
             after = windows[e.store_id].with_change(
@@ -369,7 +421,38 @@ class AttributionService:
             if after is not None:
                 windows[e.store_id] = after
                 await repo.add_window(e.store_id, e.updated_at, days)
-                changed.append((e.store_id, e.updated_at))
+                changed.append((e.store_id, e.updated_at, None))
+        return changed
+
+    async def _apply_policy_changes(
+        self,
+        repo: AttributionRepository,
+        policies: dict[str, Policies],
+        entries: list[StoreEntry],
+    ) -> list[tuple[str, datetime, str | None]]:
+        """Record the coupon-policy changes the directory entries carry; returns (store,
+        effective time, None) of each change that alters the policy in force."""
+        changed: list[tuple[str, datetime, str | None]] = []
+        for e in sorted(entries, key=lambda e: e.updated_at):
+            after = policies[e.store_id].with_change(e.updated_at, e.coupon_policy)
+            if after is not None:
+                policies[e.store_id] = after
+                await repo.add_policy(e.store_id, e.updated_at, e.coupon_policy.value)
+                changed.append((e.store_id, e.updated_at, None))
+        return changed
+
+    async def _apply_coupon_changes(
+        self, repo: AttributionRepository, entries: list[CouponEntry]
+    ) -> list[tuple[str, datetime, str | None]]:
+        """Record the codes' registrations and deletions (idempotent by store, code and
+        time); returns (store, effective time, code) of each new one: the open orders placed
+        since with that code are decided again."""
+        changed: list[tuple[str, datetime, str | None]] = []
+        for e in sorted(entries, key=lambda e: e.updated_at):
+            code = coupon_key(e.code)
+            version = CouponVersion(e.updated_at, e.affiliate_id, e.valid_from, e.valid_to)
+            if await repo.add_coupon(e.store_id, code, version):
+                changed.append((e.store_id, e.updated_at, code))
         return changed
 
     async def expire_clicks(self, session: AsyncSession, chunk: int = 10_000) -> int:

@@ -90,10 +90,29 @@ program_ops = Table(
     Column("key", String(128)),
     Column("rate", Numeric(6, 5)),
     Column("days", SmallInteger),  # attribution window
+    Column("policy", String(16)),  # coupon policy
+    #: a coupon code's registration (kind ``coupon``; ``key`` is the code)
+    Column("affiliate_id", String(128)),
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_to", DateTime(timezone=True)),
     Column("actor", String(200), nullable=False),
     Column("before", JSONB, nullable=False),
     Column("after", JSONB, nullable=False),
     Index("ix_program_ops_store_at", "store_id", "at", "id"),
+)
+
+#: Each store's coupon codes as registered now (their history is the operation record). A code
+#: is stored upper case: codes are matched case-insensitively.
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("code", String(64), primary_key=True),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_to", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_coupons_affiliate", "affiliate_id"),
 )
 
 #: Ledger transactions: immutable, one per idempotency key.

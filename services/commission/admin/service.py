@@ -10,12 +10,12 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.admin.repository import PrincipalRepository
-from services.commission.core.program import ProgramState
+from services.commission.core.program import Coupon, ProgramState
 from services.commission.errors import AlreadyExists, NotFound
 from services.commission.models import outbox
 from services.commission.program.service import ProgramService
 from shared.clock import Clock, SystemClock
-from shared.events import AffiliateEntry, StoreEntry, Topic, encode
+from shared.events import AffiliateEntry, CouponEntry, StoreEntry, Topic, encode
 from shared.outbox import OutboxRepository
 from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
 
@@ -38,12 +38,33 @@ class AdminService:
     async def store_exists(self, session: AsyncSession, store_id: str) -> bool:
         return await PrincipalRepository(session).get("store", store_id) is not None
 
+    async def affiliate_exists(self, session: AsyncSession, affiliate_id: str) -> bool:
+        return await PrincipalRepository(session).get("affiliate", affiliate_id) is not None
+
+    async def publish_coupon(
+        self, session: AsyncSession, store_id: str, code: str, coupon: Coupon | None, now: datetime
+    ) -> None:
+        """Put a code's directory entry in the outbox: its registration from ``now`` on, or
+        (``coupon`` None) its deletion then. Keyed by store and code: compaction keeps the
+        latest of each code."""
+        entry = CouponEntry(
+            event_id=f"coupon:{store_id}:{code}:{now.isoformat()}",
+            store_id=store_id,
+            code=code,
+            affiliate_id=coupon.affiliate_id if coupon else None,
+            valid_from=coupon.valid_from if coupon else None,
+            valid_to=coupon.valid_to if coupon else None,
+            updated_at=now,
+        )
+        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
+        await OUTBOX.add(session, [(topic, f"coupon:{store_id}:{code}", encode(entry))])
+
     def _store_entry(self, row: Any, program: ProgramState, now: datetime) -> StoreEntry:
         version = int(row.secret_version)
         return StoreEntry(
             event_id=(
                 f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
-                f":{program.window_days or ''}"
+                f":{program.window_days or ''}:{program.coupon_policy.value}"
             ),
             store_id=row.principal_id,
             name=row.name,
@@ -53,6 +74,7 @@ class AdminService:
             key_hash=row.key_hash,
             updated_at=now,
             attribution_window_days=program.window_days,
+            coupon_policy=program.coupon_policy,
         )
 
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:

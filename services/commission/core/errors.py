@@ -30,6 +30,23 @@ class InvalidWindow(ProgramError):
     code = "invalid_window"
 
 
+class InvalidCouponCode(ProgramError):
+    status_code = 422
+    code = "invalid_coupon_code"
+    default_message = "a coupon code is 1 to 64 letters, digits, '_' or '-'"
+
+
+class InvalidValidity(ProgramError):
+    status_code = 422
+    code = "invalid_validity"
+    default_message = "valid_from must be before valid_to"
+
+
+class CouponTaken(ProgramError):
+    code = "coupon_taken"
+    default_message = "the code belongs to another affiliate: delete it first"
+
+
 class AlreadyJoined(ProgramError):
     code = "already_joined"
     default_message = "the store is already in the program"

@@ -1,5 +1,6 @@
 """Program rules, pure: a store's operations in time order, folded into the state in force
-at any instant (join/exit locks, rates, main products, the attribution window)."""
+at any instant (join/exit locks, rates, main products, the attribution window, the coupon
+policy); coupon codes and their rules."""
 
 from __future__ import annotations
 
@@ -12,14 +13,18 @@ from typing import Any, Final
 
 from services.commission.core.errors import (
     AlreadyJoined,
+    CouponTaken,
     ExitTooEarly,
+    InvalidCouponCode,
     InvalidRate,
+    InvalidValidity,
     InvalidWindow,
     NotJoined,
     OutOfOrder,
     RejoinTooEarly,
     TooManyMainProducts,
 )
+from shared.coupons import CouponPolicy, coupon_key, is_coupon_code
 
 DEFAULT_RATE: Final = Decimal("0.06")
 MIN_RATE: Final = Decimal("0")
@@ -46,6 +51,46 @@ class OpKind(StrEnum):
     MAIN_PRODUCT = "main_product"  # rate None: a main product without a rate of its own
     UNMAIN_PRODUCT = "unmain_product"
     ATTRIBUTION_WINDOW = "attribution_window"  # days None: back to the deployment's default
+    COUPON_POLICY = "coupon_policy"  # policy: off | coupon_wins | click_wins
+    COUPON = "coupon"  # a code registered (or its validity changed): key, affiliate, validity
+    DELETE_COUPON = "coupon_deleted"  # key: the code
+
+
+#: operations on single codes: recorded, but no part of the program's state (a store's codes
+#: are kept apart, :class:`Coupon`), so the program's history is read without them
+COUPON_OPS: Final = frozenset({OpKind.COUPON, OpKind.DELETE_COUPON})
+
+
+@dataclass(frozen=True, slots=True)
+class Coupon:
+    """A store's coupon code: orders placed in ``[valid_from, valid_to)`` (None: unbounded)
+    with it go to ``affiliate_id`` under the program's coupon policy."""
+
+    code: str  # as stored: :func:`shared.coupons.coupon_key`
+    affiliate_id: str
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+
+
+def check_coupon(coupon: Coupon, existing: Coupon | None) -> Coupon:
+    """``coupon`` with its code in the stored form, when it may replace ``existing`` (the
+    store's registration of that code, if any); else the refusal: a code's shape (1 to 64 of
+    ``[A-Za-z0-9_-]``, :class:`InvalidCouponCode`), ``valid_from`` before ``valid_to``
+    (:class:`InvalidValidity`), and a code names one affiliate until it is deleted
+    (:class:`CouponTaken`)."""
+    if not is_coupon_code(coupon.code):
+        raise InvalidCouponCode(code=coupon.code[:80])
+    if (
+        coupon.valid_from is not None
+        and coupon.valid_to is not None
+        and coupon.valid_from >= coupon.valid_to
+    ):
+        raise InvalidValidity(
+            valid_from=coupon.valid_from.isoformat(), valid_to=coupon.valid_to.isoformat()
+        )
+    if existing is not None and existing.affiliate_id != coupon.affiliate_id:
+        raise CouponTaken(code=existing.code, affiliate_id=existing.affiliate_id)
+    return replace(coupon, code=coupon_key(coupon.code))
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +102,8 @@ class ProgramOp:
     key: str | None = None  # category id or product id
     rate: Decimal | None = None
     days: int | None = None  # attribution window
+    policy: CouponPolicy | None = None  # coupon policy
+    coupon: Coupon | None = None  # a code registered (COUPON)
 
 
 @dataclass(frozen=True)
@@ -70,6 +117,7 @@ class ProgramState:
     category_rates: Mapping[str, Decimal] = field(default_factory=dict)
     main_products: Mapping[str, Decimal | None] = field(default_factory=dict)
     window_days: int | None = None  # None: the deployment's default window
+    coupon_policy: CouponPolicy = CouponPolicy.OFF
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -93,9 +141,10 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     """The state after ``op``, or a :class:`ProgramError` (of the case) if the rules refuse it.
 
     Rules: join only when out of the program and at least 15 days after the last exit; exit
-    only when in and at least 15 days after joining; rate, main-product and window changes only
-    while in the program; rates in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30
-    days.
+    only when in and at least 15 days after joining; rate, main-product, window, coupon-policy
+    and code registrations only while in the program (a code may be deleted at any time); rates
+    in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30 days. Codes leave the state
+    unchanged (:class:`Coupon`, :func:`check_coupon`).
     """
     if op.rate is not None:
         check_rate(op.rate)
@@ -112,6 +161,8 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
             raise RejoinTooEarly(rejoin_allowed_at=allowed.isoformat())
         rate = op.rate if op.rate is not None else DEFAULT_RATE
         return replace(state, joined=True, joined_at=op.at, exited_at=None, default_rate=rate)
+    if op.kind is OpKind.DELETE_COUPON:
+        return state
     if not state.joined:
         raise NotJoined()
     if op.kind is OpKind.EXIT:
@@ -147,6 +198,11 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
         return replace(state, main_products=mains)
     if op.kind is OpKind.ATTRIBUTION_WINDOW:
         return replace(state, window_days=op.days)
+    if op.kind is OpKind.COUPON_POLICY:
+        assert op.policy is not None
+        return replace(state, coupon_policy=op.policy)
+    if op.kind is OpKind.COUPON:
+        return state
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
@@ -194,4 +250,18 @@ def state_json(state: ProgramState) -> dict[str, Any]:
             k: (str(v) if v is not None else None) for k, v in sorted(state.main_products.items())
         },
         "window_days": state.window_days,
+        "coupon_policy": state.coupon_policy.value,
+    }
+
+
+def coupon_json(coupon: Coupon | None) -> dict[str, Any]:
+    """A code as the operation record keeps it (before and after a code's change; ``{}``:
+    no such code)."""
+    if coupon is None:
+        return {}
+    return {
+        "code": coupon.code,
+        "affiliate_id": coupon.affiliate_id,
+        "valid_from": coupon.valid_from.isoformat() if coupon.valid_from else None,
+        "valid_to": coupon.valid_to.isoformat() if coupon.valid_to else None,
     }

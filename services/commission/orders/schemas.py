@@ -28,6 +28,9 @@ class OrderView(BaseModel):
     placed_at: datetime | None
     affiliate_id: str | None
     click_id: str | None
+    #: last_click | organic | coupon (None until the decision arrives)
+    rule: str | None = None
+    coupon_code: str | None = None  # the code that attributed the order (rule coupon)
     attribution_decided: bool  # the attribution service's decision has arrived
     attributed: bool
     chargeable: bool
@@ -49,21 +52,22 @@ class ConsideredClickView(BaseModel):
     store_id: str | None
     occurred_at: datetime
     suspicious: bool
-    verdict: (
-        str  # won | earlier_than_winner | outside_window | after_order | suspicious | other_store
-    )
+    #: won | earlier_than_winner | outside_window | after_order | suspicious | other_store |
+    #: coupon_won (eligible, but the order's coupon code attributed it)
+    verdict: str
 
 
 class AttributionExplanation(BaseModel):
     order_id: str
     store_id: str
-    rule: str  # last_click | organic
+    rule: str  # last_click | organic | coupon
     revision: int  # 0 the first decision, n > 0 its n-th correction
     decided_at: datetime
     affiliate_id: str | None
     click_id: str | None
     click_at: datetime | None
     sub_id: str | None
+    coupon_code: str | None = None  # the code that attributed the order (rule coupon)
     placed_at: datetime
     window_start: datetime
     window_end: datetime

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Response
 from pydantic import BaseModel
 
-from services.commission.core.program import OpKind
+from services.commission.core.program import Coupon, OpKind
 from services.commission.deps import (
     Caller,
     IdentPath,
@@ -21,6 +21,9 @@ from services.commission.deps import (
     TimeTo,
 )
 from services.commission.program.schemas import (
+    CouponPolicyRequest,
+    CouponRequest,
+    CouponView,
     JoinRequest,
     MainProductRequest,
     MainProductView,
@@ -88,6 +91,15 @@ CHANGES = (
     ),
     Change(
         "PUT",
+        f"{STORE}/coupon-policy",
+        "set_coupon_policy",
+        OpKind.COUPON_POLICY,
+        "How coupon codes attribute orders placed from now on: off (clicks only, the default), "
+        "coupon_wins or click_wins (README, Coupon codes).",
+        CouponPolicyRequest,
+    ),
+    Change(
+        "PUT",
         f"{STORE}/rates/categories/{{category_id}}",
         "set_category_rate",
         OpKind.CATEGORY_RATE,
@@ -141,6 +153,7 @@ def _endpoint(change: Change) -> Any:
             key=kw[change.key] if change.key else None,
             rate=rate,
             days=getattr(body, "days", None),
+            policy=getattr(body, "policy", None),
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)
 
@@ -210,3 +223,66 @@ async def main_products(
         )
         for p, r in sorted(state.main_products.items())
     ]
+
+
+#: a coupon code in a path, checked by the program's rules (422 ``invalid_coupon_code``)
+CouponCodePath = Annotated[
+    str, Path(max_length=200, description="the code (any case: codes match case-insensitively)")
+]
+
+
+@router.put(
+    f"{STORE}/coupons/{{code}}",
+    response_model=CouponView,
+    responses=errors(
+        403, (404, "No such store or affiliate"), (409, "Not in the program, or code taken")
+    ),
+)
+async def put_coupon(
+    store_id: StoreIdPath,
+    code: CouponCodePath,
+    body: CouponRequest,
+    caller: Caller,
+    session: Session,
+    programs: Programs,
+    response: Response,
+) -> CouponView:
+    """Register a coupon code for an affiliate, or change its validity (orders placed from
+    now on; in the operation record). A code names one affiliate until it is deleted (409
+    ``coupon_taken``). ``201`` when the code is new, ``200`` otherwise."""
+    caller.require_store_owner(store_id)
+    coupon, created = await programs.put_coupon(
+        session,
+        store_id,
+        Coupon(code, body.affiliate_id, body.valid_from, body.valid_to),
+        caller.actor,
+    )
+    response.status_code = 201 if created else 200
+    return CouponView.of(coupon)
+
+
+@router.get(f"{STORE}/coupons", response_model=list[CouponView], responses=errors(403))
+async def list_coupons(
+    store_id: StoreIdPath, caller: Caller, session: Session, programs: Programs
+) -> list[CouponView]:
+    """The store's coupon codes as registered now (the store, finance or the admin)."""
+    caller.require_store(store_id)
+    return [CouponView.of(c) for c in await programs.coupons(session, store_id)]
+
+
+@router.delete(
+    f"{STORE}/coupons/{{code}}",
+    response_model=CouponView,
+    responses=errors(403, (404, "No such store or code")),
+)
+async def delete_coupon(
+    store_id: StoreIdPath,
+    code: CouponCodePath,
+    caller: Caller,
+    session: Session,
+    programs: Programs,
+) -> CouponView:
+    """Delete a code: orders placed from now on are not attributed by it (in the operation
+    record). Returns what was deleted."""
+    caller.require_store_owner(store_id)
+    return CouponView.of(await programs.delete_coupon(session, store_id, code, caller.actor))

@@ -11,7 +11,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission import models as m
-from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
+from services.commission.core.program import COUPON_OPS, Coupon, OpKind, ProgramHistory, ProgramOp
+from shared.coupons import CouponPolicy
 from shared.db import lock_keys
 
 #: the advisory-lock namespace of program changes (and of payouts, keyed apart)
@@ -34,13 +35,14 @@ class ProgramRepository:
         ops_t = m.program_ops
         rows = await self.session.execute(
             select(ops_t)
-            .where(ops_t.c.store_id.in_(ids))
+            .where(ops_t.c.store_id.in_(ids), ops_t.c.kind.not_in([k.value for k in COUPON_OPS]))
             .order_by(ops_t.c.store_id, ops_t.c.at, ops_t.c.id)
         )
         ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
         for r in rows:
             rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
-            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate, r.days))
+            policy = CouponPolicy(r.policy) if r.policy is not None else None
+            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate, r.days, policy))
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
 
     async def add_program_op(
@@ -60,6 +62,10 @@ class ProgramRepository:
                 key=op.key,
                 rate=op.rate,
                 days=op.days,
+                policy=op.policy.value if op.policy is not None else None,
+                affiliate_id=op.coupon.affiliate_id if op.coupon else None,
+                valid_from=op.coupon.valid_from if op.coupon else None,
+                valid_to=op.coupon.valid_to if op.coupon else None,
                 actor=actor,
                 before=before,
                 after=after,
@@ -79,3 +85,40 @@ class ProgramRepository:
         if end is not None:
             query = query.where(ops.c.at < end)
         return list(await self.session.execute(query.order_by(ops.c.at, ops.c.id)))
+
+    async def coupon(self, store_id: str, code: str) -> Coupon | None:
+        """The store's registration of ``code`` (stored form), if any."""
+        c = m.coupons
+        row = (
+            await self.session.execute(select(c).where(c.c.store_id == store_id, c.c.code == code))
+        ).first()
+        return _coupon(row) if row is not None else None
+
+    async def coupons(self, store_id: str) -> list[Coupon]:
+        """The store's codes, by code."""
+        c = m.coupons
+        rows = await self.session.execute(
+            select(c).where(c.c.store_id == store_id).order_by(c.c.code)
+        )
+        return [_coupon(r) for r in rows]
+
+    async def put_coupon(self, store_id: str, coupon: Coupon, at: datetime) -> None:
+        values = {
+            "affiliate_id": coupon.affiliate_id,
+            "valid_from": coupon.valid_from,
+            "valid_to": coupon.valid_to,
+            "updated_at": at,
+        }
+        await self.session.execute(
+            insert(m.coupons)
+            .values(store_id=store_id, code=coupon.code, **values)
+            .on_conflict_do_update(index_elements=["store_id", "code"], set_=values)
+        )
+
+    async def delete_coupon(self, store_id: str, code: str) -> None:
+        c = m.coupons
+        await self.session.execute(c.delete().where(c.c.store_id == store_id, c.c.code == code))
+
+
+def _coupon(r: Any) -> Coupon:
+    return Coupon(r.code, r.affiliate_id, r.valid_from, r.valid_to)

@@ -7,8 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.commission.core.program import ProgramState
-from shared.events import DecimalStr
+from services.commission.core.program import Coupon, ProgramState
+from shared.coupons import CouponPolicy
+from shared.events import DecimalStr, PrincipalId, UtcDatetime
 
 
 class JoinRequest(BaseModel):
@@ -31,6 +32,68 @@ class WindowRequest(BaseModel):
     days: int = Field(description="the attribution window in days, 1 to 30")
 
 
+class CouponPolicyRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"policy": "coupon_wins"}]}
+    )
+
+    policy: CouponPolicy = Field(
+        description="off: clicks only (the default); coupon_wins: a valid code attributes the "
+        "order to its owner whatever the clicks; click_wins: a valid code counts only when no "
+        "click is eligible. The policy in force when an order is placed decides it."
+    )
+
+
+class CouponRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "affiliate_id": "anna-podcast",
+                    "valid_from": "2026-12-01T00:00:00Z",
+                    "valid_to": "2027-01-01T00:00:00Z",
+                },
+                {"affiliate_id": "anna-podcast"},
+            ]
+        },
+    )
+
+    affiliate_id: PrincipalId = Field(description="the affiliate the code attributes orders to")
+    valid_from: UtcDatetime | None = Field(
+        None, description="orders placed from then on (included); none: from now"
+    )
+    valid_to: UtcDatetime | None = Field(
+        None, description="orders placed before then (excluded); none: until deleted"
+    )
+
+
+class CouponView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "ANNA10",
+                    "affiliate_id": "anna-podcast",
+                    "valid_from": "2026-12-01T00:00:00Z",
+                    "valid_to": "2027-01-01T00:00:00Z",
+                }
+            ]
+        }
+    )
+
+    code: str = Field(description="as stored: upper case (codes match case-insensitively)")
+    affiliate_id: str
+    valid_from: datetime | None
+    valid_to: datetime | None
+
+    @classmethod
+    def of(cls, c: Coupon) -> CouponView:
+        return cls(
+            code=c.code, affiliate_id=c.affiliate_id, valid_from=c.valid_from, valid_to=c.valid_to
+        )
+
+
 class MainProductRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.12"}]})
 
@@ -51,6 +114,7 @@ class ProgramResponse(BaseModel):
         description="the window in force: the program's own, else the deployment's default"
     )
     attribution_window_is_default: bool
+    coupon_policy: CouponPolicy = Field(description="the coupon policy in force")
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -68,6 +132,7 @@ class ProgramResponse(BaseModel):
             },
             attribution_window_days=s.window_days or default_window,
             attribution_window_is_default=s.window_days is None,
+            coupon_policy=s.coupon_policy,
         )
 
 
@@ -78,6 +143,10 @@ class OperationView(BaseModel):
     key: str | None  # category or product id
     rate: str | None
     days: int | None  # attribution window
+    policy: str | None = None  # coupon policy
+    affiliate_id: str | None = None  # a coupon code's owner (``key``: the code)
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
     actor: str
     before: dict[str, object]
     after: dict[str, object]
@@ -92,6 +161,10 @@ class OperationView(BaseModel):
             key=r.key,
             rate=str(r.rate.normalize()) if r.rate is not None else None,
             days=r.days,
+            policy=r.policy,
+            affiliate_id=r.affiliate_id,
+            valid_from=r.valid_from,
+            valid_to=r.valid_to,
             actor=r.actor,
             before=r.before,
             after=r.after,

@@ -12,26 +12,39 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.channel.service import ChannelService
 from services.commission.core.program import (
+    Coupon,
     OpKind,
     ProgramHistory,
     ProgramOp,
     ProgramState,
+    check_coupon,
+    coupon_json,
     state_json,
 )
 from services.commission.errors import NotFound
 from services.commission.program.repository import ProgramRepository
 from shared.clock import Clock, SystemClock
+from shared.coupons import CouponPolicy, coupon_key
 
-#: the changes the tracker must learn of (its directory entry holds membership and window)
-DIRECTORY_CHANGES: Final = frozenset({OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW})
+#: the changes the tracker and attribution must learn of (a store's directory entry holds
+#: membership, window and coupon policy)
+DIRECTORY_CHANGES: Final = frozenset(
+    {OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW, OpKind.COUPON_POLICY}
+)
 
 
 class StoreDirectory(Protocol):
-    """Who knows the stores and tells the tracker (the admin service)."""
+    """Who knows the principals and tells the tracker and attribution (the admin service)."""
 
     async def store_exists(self, session: AsyncSession, store_id: str) -> bool: ...
 
+    async def affiliate_exists(self, session: AsyncSession, affiliate_id: str) -> bool: ...
+
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None: ...
+
+    async def publish_coupon(
+        self, session: AsyncSession, store_id: str, code: str, coupon: Coupon | None, now: datetime
+    ) -> None: ...
 
 
 @dataclass
@@ -70,13 +83,15 @@ class ProgramService:
         key: str | None = None,
         rate: Decimal | None = None,
         days: int | None = None,
+        policy: CouponPolicy | None = None,
+        at: datetime | None = None,
     ) -> ProgramState:
-        """Apply one program operation now (the service's clock) and record it; the product
-        channel is re-ranked in the same transaction. Raises the core's refusals."""
+        """Apply one program operation now (the service's clock, or ``at``) and record it; the
+        product channel is re-ranked in the same transaction. Raises the core's refusals."""
         repo = ProgramRepository(session)
         await repo.lock([store_id])
         history = (await repo.programs([store_id]))[store_id]
-        op = ProgramOp(kind, self.clock.now(), key, rate, days)
+        op = ProgramOp(kind, at or self.clock.now(), key, rate, days, policy)
         before = history.current()
         after = history.append(op).current()  # raises ProgramError when the rules refuse
         await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
@@ -93,15 +108,74 @@ class ProgramService:
         key: str | None = None,
         rate: Decimal | None = None,
         days: int | None = None,
+        policy: CouponPolicy | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
-        directory when the tracker must know; returns the program after it."""
+        directory when the tracker or attribution must know (effective from the operation's
+        time); returns the program after it."""
+        await self._known_store(session, store_id)
+        now = self.clock.now()
+        await self.change_program(session, store_id, kind, actor, key, rate, days, policy, now)
+        if self.directory is not None and kind in DIRECTORY_CHANGES:
+            await self.directory.publish_store(session, store_id, now)
+        return await self.history(session, store_id)
+
+    async def _known_store(self, session: AsyncSession, store_id: str) -> None:
         if self.directory is not None and not await self.directory.store_exists(session, store_id):
             raise NotFound("store", store_id=store_id)
-        await self.change_program(session, store_id, kind, actor, key, rate, days)
-        if self.directory is not None and kind in DIRECTORY_CHANGES:
-            await self.directory.publish_store(session, store_id, self.clock.now())
-        return await self.history(session, store_id)
+
+    async def coupons(self, session: AsyncSession, store_id: str) -> list[Coupon]:
+        """The store's coupon codes as registered now, by code."""
+        return await ProgramRepository(session).coupons(store_id)
+
+    async def put_coupon(
+        self, session: AsyncSession, store_id: str, coupon: Coupon, actor: str
+    ) -> tuple[Coupon, bool]:
+        """Register ``coupon`` (or change its validity) from now on: in the operation record,
+        and published to attribution through the directory. Returns the code as stored and
+        whether it is new (the same registration again changes nothing). Refusals:
+        unknown store or affiliate (404), the rules of :func:`check_coupon` and of the program
+        (the store must be in it)."""
+        await self._known_store(session, store_id)
+        repo = ProgramRepository(session)
+        await repo.lock([store_id])
+        existing = await repo.coupon(store_id, coupon_key(coupon.code))
+        coupon = check_coupon(coupon, existing)
+        if self.directory is not None and not await self.directory.affiliate_exists(
+            session, coupon.affiliate_id
+        ):
+            raise NotFound("affiliate", affiliate_id=coupon.affiliate_id)
+        if coupon == existing:
+            return coupon, False  # nothing to record
+        now = self.clock.now()
+        op = ProgramOp(OpKind.COUPON, now, coupon.code, coupon=coupon)
+        history = (await repo.programs([store_id]))[store_id]
+        history.append(op)  # raises NotJoined, OutOfOrder
+        await repo.add_program_op(store_id, op, actor, coupon_json(existing), coupon_json(coupon))
+        await repo.put_coupon(store_id, coupon, now)
+        if self.directory is not None:
+            await self.directory.publish_coupon(session, store_id, coupon.code, coupon, now)
+        return coupon, existing is None
+
+    async def delete_coupon(
+        self, session: AsyncSession, store_id: str, code: str, actor: str
+    ) -> Coupon:
+        """Delete a code from now on (orders placed from now on are not attributed by it): in
+        the operation record and published. 404 when the store has no such code."""
+        await self._known_store(session, store_id)
+        repo = ProgramRepository(session)
+        await repo.lock([store_id])
+        existing = await repo.coupon(store_id, coupon_key(code))
+        if existing is None:
+            raise NotFound("coupon code", store_id=store_id, code=code[:80])
+        now = self.clock.now()
+        op = ProgramOp(OpKind.DELETE_COUPON, now, existing.code)
+        (await repo.programs([store_id]))[store_id].append(op)  # raises OutOfOrder
+        await repo.add_program_op(store_id, op, actor, coupon_json(existing), coupon_json(None))
+        await repo.delete_coupon(store_id, existing.code)
+        if self.directory is not None:
+            await self.directory.publish_coupon(session, store_id, existing.code, None, now)
+        return existing
 
     async def operations(
         self,

@@ -10,17 +10,25 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.attribution.core import Click, OrderRef, explain
+from services.attribution.core import Click, Coupon, OrderRef, explain
 from services.attribution.repository import StoredOrder
 from services.attribution.service import attribution_json
+from shared.coupons import CouponPolicy
 from shared.events import Attribution, ConsideredClick, OrderItem, OrderPlaced, encode
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def model(order: OrderPlaced, clicks: list[Click], revision: int, now: datetime) -> Attribution:
+def model(
+    order: OrderPlaced,
+    clicks: list[Click],
+    revision: int,
+    now: datetime,
+    policy: CouponPolicy = CouponPolicy.OFF,
+    coupon: Coupon | None = None,
+) -> Attribution:
     ref = OrderRef(order.order_id, order.store_id, order.visitor_id, order.occurred_at)
-    decision, verdicts = explain(ref, clicks)
+    decision, verdicts = explain(ref, clicks, policy=policy, coupon=coupon)
     c = decision.click
     return Attribution(
         event_id=f"{order.store_id}:{order.order_id}:{revision}",
@@ -32,7 +40,10 @@ def model(order: OrderPlaced, clicks: list[Click], revision: int, now: datetime)
         visitor_id=order.visitor_id,
         placed_at=order.occurred_at,
         rule=decision.rule,
-        affiliate_id=c.affiliate_id if c else None,
+        affiliate_id=decision.coupon.affiliate_id
+        if decision.coupon
+        else (c.affiliate_id if c else None),
+        coupon_code=decision.coupon.code if decision.coupon else None,
         click_id=c.click_id if c else None,
         click_at=c.occurred_at if c else None,
         link_code=c.link_code if c else None,
@@ -72,8 +83,16 @@ clicks = st.lists(
 )
 
 
-@given(clicks, st.integers(0, 3), st.integers(0, 999_999))
-def test_the_direct_json_equals_the_model(cs: list[Click], revision: int, micros: int) -> None:
+@given(
+    clicks,
+    st.integers(0, 3),
+    st.integers(0, 999_999),
+    st.sampled_from(list(CouponPolicy)),
+    st.one_of(st.none(), st.just(Coupon("ANNA10", "a3"))),
+)
+def test_the_direct_json_equals_the_model(
+    cs: list[Click], revision: int, micros: int, policy: CouponPolicy, coupon: Coupon | None
+) -> None:
     order = OrderPlaced(
         event_id="o1-p",
         occurred_at=T,
@@ -82,10 +101,11 @@ def test_the_direct_json_equals_the_model(cs: list[Click], revision: int, micros
         visitor_id="v1",
         currency="USD",
         items=[OrderItem(product_id="p1", quantity=2, unit_price=Decimal("10.50"))],
+        coupon_code="anna10" if coupon else None,
     )
     now = T + timedelta(minutes=5, microseconds=micros)
     stored = StoredOrder("o1", "s1", "v1", T, orjson.loads(encode(order)), revision - 1, None, None)
     ref = OrderRef("o1", "s1", "v1", T)
-    decision, verdicts = explain(ref, cs)
+    decision, verdicts = explain(ref, cs, policy=policy, coupon=coupon)
     fast = attribution_json(stored, decision, revision, now, verdicts)
-    assert Attribution.model_validate_json(fast) == model(order, cs, revision, now)
+    assert Attribution.model_validate_json(fast) == model(order, cs, revision, now, policy, coupon)
