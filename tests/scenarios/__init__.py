@@ -9,7 +9,16 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from services.attribution.core import Click, OrderRef, decide
+from services.attribution.core import (
+    DEFAULT_WINDOW,
+    Click,
+    CouponHistory,
+    CouponVersion,
+    Decision,
+    OrderRef,
+    coupon_for,
+    decide,
+)
 from services.commission.core.commission import (
     LineItem,
     OrderCommission,
@@ -20,6 +29,7 @@ from services.commission.core.commission import (
     compute_order,
 )
 from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
+from shared.coupons import CouponPolicy, coupon_key
 
 #: the worked examples, kept in the repository beside this file (the suite reads nothing outside
 #: the clone, so a clone with nothing beside it passes ``make test``)
@@ -32,7 +42,13 @@ _PROGRAM_KINDS = {
     "program.category": OpKind.CATEGORY_RATE,
     "program.main": OpKind.MAIN_PRODUCT,
     "program.unmain": OpKind.UNMAIN_PRODUCT,
+    "program.coupon_policy": OpKind.COUPON_POLICY,
 }
+#: a code of a store registered (``code``, ``affiliate_id``, ``valid_from``?, ``valid_to``?) or
+#: deleted (``code``)
+COUPON_KINDS = ("coupon.put", "coupon.delete")
+#: figures an expectation may state or leave out (the first scenarios predate coupon codes)
+OPTIONAL_FIGURES = ("rule", "coupon_code")
 
 
 def scenario_files() -> list[Path]:
@@ -57,7 +73,12 @@ def program_op(event: dict[str, Any]) -> ProgramOp:
         at=ts(event["at"]),
         key=event.get("category_id") or event.get("product_id"),
         rate=Decimal(rate) if rate is not None else None,
+        policy=CouponPolicy(event["policy"]) if "policy" in event else None,
     )
+
+
+def ts_or_none(value: str | None) -> datetime | None:
+    return ts(value) if value is not None else None
 
 
 def line_items(event: dict[str, Any]) -> tuple[LineItem, ...]:
@@ -81,6 +102,8 @@ class PureReplay:
     clicks: list[Click] = field(default_factory=list)
     orders: dict[str, OrderFacts] = field(default_factory=dict)
     visitors: dict[str, str] = field(default_factory=dict)
+    codes: dict[tuple[str, str], CouponHistory] = field(default_factory=dict)
+    entered: dict[str, str | None] = field(default_factory=dict)  # order → code entered
 
     def apply(self, event: dict[str, Any]) -> None:
         kind = event["kind"]
@@ -88,6 +111,19 @@ class PureReplay:
         if kind in _PROGRAM_KINDS:
             history = self.programs.get(event["store_id"], ProgramHistory())
             self.programs[event["store_id"]] = history.append(program_op(event))
+        elif kind in COUPON_KINDS:
+            code = coupon_key(event["code"])
+            key = (event["store_id"], code)
+            put = kind == "coupon.put"
+            version = CouponVersion(
+                at,
+                event["affiliate_id"] if put else None,
+                ts_or_none(event.get("valid_from")),
+                ts_or_none(event.get("valid_to")),
+            )
+            history = self.codes.get(key, CouponHistory(code)).with_version(version)
+            assert history is not None, f"two changes of {key} at {at}"
+            self.codes[key] = history
         elif kind == "click":
             self.clicks.append(
                 Click(
@@ -101,6 +137,7 @@ class PureReplay:
             )
         elif kind == "order_placed":
             self.visitors[event["order_id"]] = event["visitor_id"]
+            self.entered[event["order_id"]] = event.get("coupon_code")
             self.orders[event["order_id"]] = OrderFacts(
                 order_id=event["order_id"],
                 store_id=event["store_id"],
@@ -126,10 +163,24 @@ class PureReplay:
         else:
             raise AssertionError(f"unknown scenario event kind {kind}")
 
+    def decision(self, order_id: str) -> Decision:
+        """Attribution's decision: the clicks, the code entered and the store's coupon policy
+        in force at placement (the program's history, as attribution learns it)."""
+        facts = self.orders[order_id]
+        ref = OrderRef(
+            order_id,
+            facts.store_id,
+            self.visitors[order_id],
+            facts.placed_at,
+            self.entered.get(order_id),
+        )
+        program = self.programs.get(facts.store_id, ProgramHistory())
+        policy = program.state_at(facts.placed_at).coupon_policy
+        return decide(ref, self.clicks, DEFAULT_WINDOW, policy, coupon_for(ref, self.codes))
+
     def result(self, order_id: str) -> OrderCommission:
         facts = self.orders[order_id]
-        ref = OrderRef(order_id, facts.store_id, self.visitors[order_id], facts.placed_at)
-        decision = decide(ref, self.clicks)
+        decision = self.decision(order_id)
         attributed = replace(
             facts,
             affiliate_id=decision.affiliate_id,
@@ -139,13 +190,15 @@ class PureReplay:
         return compute_order(attributed, self.programs.get(facts.store_id, ProgramHistory()))
 
 
-def as_expected(result: OrderCommission, click_id: str | None) -> dict[str, Any]:
+def as_expected(result: OrderCommission, decision: Decision) -> dict[str, Any]:
     """An order's figures in the scenarios' own JSON shape."""
     money = lambda d: f"{d:.2f}"  # noqa: E731 - scenarios use 2-digit currencies
     return {
         "order_id": result.order_id,
         "affiliate": result.affiliate_id,
-        "click_id": click_id,
+        "click_id": decision.click.click_id if decision.click else None,
+        "rule": decision.rule,
+        "coupon_code": decision.coupon.code if decision.coupon else None,
         "chargeable": result.chargeable,
         "status": result.status.value,
         "estimated": money(result.estimated),
