@@ -15,9 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from services.attribution.models import clicks as clicks_table
+from services.attribution.models import coupons as coupons_table
+from services.attribution.models import store_coupon_policies as policies_table
 from services.tracker.links import Link, LinkSigner
 from shared.clock import FixedClock
 from shared.config import Settings
+from shared.coupons import coupon_key
 from shared.db import make_engine
 from tests.integration.harness import (
     BROWSER_UA,
@@ -41,6 +44,7 @@ PROGRAM_CALLS = {
     "program.category": ("PUT", "rates/categories/{category_id}"),
     "program.main": ("PUT", "main-products/{product_id}"),
     "program.unmain": ("DELETE", "main-products/{product_id}"),
+    "program.coupon_policy": ("PUT", "coupon-policy"),
 }
 
 
@@ -54,6 +58,7 @@ class Replay:
         self.signer = LinkSigner.from_config(settings.link_keys)
         self.engine = make_engine(settings.database_url, pool_size=1)
         self.order_stores: dict[str, str] = {}
+        self.affiliates: set[str] = set()
 
     def id(self, name: str) -> str:
         return f"{self.ns}-{name}"
@@ -94,9 +99,15 @@ class Replay:
                 if kind == "program.join"
                 else ({"rate": event["rate"]} if "rate" in event else None)
             )
+            if "policy" in event:
+                body = {"policy": event["policy"]}
             url = f"/v1/stores/{store.store_id}/" + path.format(**event)
             resp = await self.svc.commission.request(method, url, json=body, headers=store.auth)
             assert resp.status_code == 200, resp.text
+            if "policy" in event:
+                await self._policy_reached_attribution(store.store_id)
+        elif kind in ("coupon.put", "coupon.delete"):
+            await self._coupon(event)
         elif kind == "click":
             store = await self.store(event["store_id"])
             await self.known_to_tracker(store)
@@ -140,6 +151,63 @@ class Replay:
             )
             assert resp.status_code == 202, resp.text
             assert resp.json()["accepted"] == 1, resp.text
+
+    async def _coupon(self, event: dict[str, Any]) -> None:
+        """A code registered or deleted through the API, then awaited in attribution (the
+        directory and the orders are two topics: in real time the code is there long before
+        an order that uses it)."""
+        store = await self.store(event["store_id"])
+        url = f"/v1/stores/{store.store_id}/coupons/{event['code']}"
+        if event["kind"] == "coupon.delete":
+            resp = await self.svc.commission.delete(url, headers=store.auth)
+            assert resp.status_code == 200, resp.text
+        else:
+            affiliate = self.id(event["affiliate_id"])
+            if affiliate not in self.affiliates:
+                created = await self.svc.commission.post(
+                    "/v1/admin/affiliates",
+                    json={"affiliate_id": affiliate, "name": event["affiliate_id"]},
+                    headers=admin(self.settings),
+                )
+                assert created.status_code == 201, created.text
+                self.affiliates.add(affiliate)
+            body = {"affiliate_id": affiliate} | {
+                k: event[k] for k in ("valid_from", "valid_to") if k in event
+            }
+            resp = await self.svc.commission.put(url, json=body, headers=store.auth)
+            assert resp.status_code == 201, resp.text
+        code = coupon_key(event["code"])
+
+        async def recorded() -> bool | None:
+            t = coupons_table
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.c.code).where(
+                            t.c.store_id == store.store_id,
+                            t.c.code == code,
+                            t.c.effective_at == self.clock.now(),
+                        )
+                    )
+                ).first()
+            return True if row else None
+
+        await eventually(recorded)
+
+    async def _policy_reached_attribution(self, store_id: str) -> None:
+        async def recorded() -> bool | None:
+            t = policies_table
+            async with self.engine.connect() as conn:
+                row = (
+                    await conn.execute(
+                        select(t.c.policy).where(
+                            t.c.store_id == store_id, t.c.effective_at == self.clock.now()
+                        )
+                    )
+                ).first()
+            return True if row else None
+
+        await eventually(recorded)
 
     def _store_of(self, order_id: str) -> str:
         return self.order_stores[order_id]
@@ -217,6 +285,11 @@ async def test_each_worked_example_matches_to_the_cent_through_the_services(
         )
         assert view["click_id"] == want_click, name
         assert view["chargeable"] == expected["chargeable"], name
+        if "rule" in expected:
+            assert (view["rule"], view["coupon_code"]) == (
+                expected["rule"],
+                expected["coupon_code"],
+            ), name
         assert money(view["estimated"]) == money(expected["estimated"]), name
         assert money(view["payable"]) == money(expected["payable"]), name
         assert item_figures(view["items"]) == item_figures(expected["items"]), name
