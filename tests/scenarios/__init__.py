@@ -121,9 +121,9 @@ class PureReplay:
                 ts_or_none(event.get("valid_from")),
                 ts_or_none(event.get("valid_to")),
             )
-            history = self.codes.get(key, CouponHistory(code)).with_version(version)
-            assert history is not None, f"two changes of {key} at {at}"
-            self.codes[key] = history
+            codes = self.codes.get(key, CouponHistory(code)).with_version(version)
+            assert codes is not None, f"two changes of {key} at {at}"
+            self.codes[key] = codes
         elif kind == "click":
             self.clicks.append(
                 Click(

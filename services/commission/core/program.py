@@ -79,7 +79,7 @@ def check_coupon(coupon: Coupon, existing: Coupon | None) -> Coupon:
     (:class:`InvalidValidity`), and a code names one affiliate until it is deleted
     (:class:`CouponTaken`)."""
     if not is_coupon_code(coupon.code):
-        raise InvalidCouponCode(code=coupon.code[:80])
+        raise InvalidCouponCode(coupon_code=coupon.code[:80])
     if (
         coupon.valid_from is not None
         and coupon.valid_to is not None
@@ -89,7 +89,7 @@ def check_coupon(coupon: Coupon, existing: Coupon | None) -> Coupon:
             valid_from=coupon.valid_from.isoformat(), valid_to=coupon.valid_to.isoformat()
         )
     if existing is not None and existing.affiliate_id != coupon.affiliate_id:
-        raise CouponTaken(code=existing.code, affiliate_id=existing.affiliate_id)
+        raise CouponTaken(coupon_code=existing.code, affiliate_id=existing.affiliate_id)
     return replace(coupon, code=coupon_key(coupon.code))
 
 

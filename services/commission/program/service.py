@@ -167,7 +167,7 @@ class ProgramService:
         await repo.lock([store_id])
         existing = await repo.coupon(store_id, coupon_key(code))
         if existing is None:
-            raise NotFound("coupon code", store_id=store_id, code=code[:80])
+            raise NotFound("coupon code", store_id=store_id, coupon_code=code[:80])
         now = self.clock.now()
         op = ProgramOp(OpKind.DELETE_COUPON, now, existing.code)
         (await repo.programs([store_id]))[store_id].append(op)  # raises OutOfOrder
