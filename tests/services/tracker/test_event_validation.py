@@ -492,3 +492,26 @@ def test_any_event_is_accepted_or_rejected_with_a_code_and_none_raises(events: l
         if isinstance(event, OrderPlaced):
             total = sum((i.unit_price * i.quantity + i.shipping_fee for i in event.items), ZERO)
             assert to_minor(total, event.currency) <= INT64_MAX // 1000
+
+
+class TestCouponCodes:
+    @pytest.mark.parametrize("code", ["ANNA10", "anna-10_x", "a", "9" * 64])
+    def test_a_code_of_the_shape_is_accepted_as_sent(self, code: str) -> None:
+        valid, _ = tracker().validate_events(STORE, [placed(coupon_code=code)])
+        assert isinstance(valid[0], OrderPlaced)
+        assert valid[0].coupon_code == code  # matched case-insensitively downstream
+
+    def test_an_order_without_a_code_is_as_before(self) -> None:
+        valid, _ = tracker().validate_events(STORE, [placed()])
+        assert isinstance(valid[0], OrderPlaced)
+        assert valid[0].coupon_code is None
+
+    @pytest.mark.parametrize("code", ["", "x" * 65, "anna 10", "anna10!", "ä", "a\x00", 10])
+    def test_any_other_code_is_rejected_with_a_code(self, code: object) -> None:
+        assert code_of(placed(coupon_code=code)) in (
+            "string_pattern_mismatch",
+            "string_too_short",
+            "string_too_long",
+            "string_type",
+            "nul_character",  # the tracker refuses a NUL anywhere first
+        )

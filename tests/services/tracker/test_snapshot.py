@@ -11,7 +11,7 @@ import pytest
 
 from services.tracker.directory import Directory
 from services.tracker.snapshot import Snapshot
-from shared.events import StoreEntry
+from shared.events import CouponEntry, StoreEntry
 from shared.secrets import hash_key
 from tests.shared.test_security_rules import _affiliate
 
@@ -111,3 +111,20 @@ def test_adopting_a_fresh_directory_replaces_principals_at_once_and_keeps_event_
     assert live.affiliate_keys == {}
     assert live.caught_up
     assert live.event_ids.is_seen("s1", "e-1")
+
+
+def test_a_coupon_code_s_entry_is_read_and_changes_no_principal() -> None:
+    """Coupon codes travel on the directory for attribution; the tracker reads past them."""
+    directory = _filled()
+    stores, keys = dict(directory.stores), dict(directory.affiliate_keys)
+    entry = CouponEntry(
+        event_id="coupon:s1:ANNA10:1",
+        store_id="s1",
+        code="ANNA10",
+        affiliate_id="a1",
+        updated_at=datetime(2026, 1, 2, tzinfo=UTC),
+    )
+    directory.apply_directory(entry.model_dump_json().encode())
+    deleted = entry.model_copy(update={"affiliate_id": None})
+    directory.apply_directory(deleted.model_dump_json().encode())
+    assert (directory.stores, directory.affiliate_keys) == (stores, keys)
