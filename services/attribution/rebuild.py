@@ -14,11 +14,22 @@ from typing import Any
 import orjson
 
 from services.attribution.core import Click as CoreClick
-from services.attribution.core import OrderRef, Windows, decide
+from services.attribution.core import (
+    CouponHistory,
+    CouponVersion,
+    Decision,
+    OrderRef,
+    Policies,
+    Windows,
+    coupon_for,
+    decide,
+)
 from shared.config import KafkaConnection
+from shared.coupons import coupon_key
 from shared.events import (
     Attribution,
     Click,
+    CouponEntry,
     OrderPlaced,
     StoreEntry,
     Topic,
@@ -32,7 +43,9 @@ from shared.kafka import read_topic
 class Difference:
     store_id: str
     order_id: str
-    emitted: str | None  # winning click id as published (latest revision); None: organic
+    #: the winner as published (latest revision): a click id, ``coupon:<CODE>`` for a coupon
+    #: code (:func:`winner`); None: organic
+    emitted: str | None
     recomputed: str | None
     missing: bool = False  # no decision was published at all
 
@@ -44,17 +57,32 @@ class Report:
     differences: list[Difference] = field(default_factory=list)
 
 
+def winner(click_id: str | None, coupon_code: str | None) -> str | None:
+    """How a decision's winner is compared: its click id, or ``coupon:<CODE>``."""
+    return f"coupon:{coupon_code}" if coupon_code is not None else click_id
+
+
+def _winner(decision: Decision) -> str | None:
+    click = decision.click.click_id if decision.click else None
+    return winner(click, decision.coupon.code if decision.coupon else None)
+
+
 def compare(
     clicks: Iterable[CoreClick],
     orders: Iterable[OrderRef],
     emitted: dict[tuple[str, str], str | None],
     window: timedelta,
     windows: Mapping[str, Windows] | None = None,
+    policies: Mapping[str, Policies] | None = None,
+    codes: Mapping[tuple[str, str], CouponHistory] | None = None,
 ) -> Report:
     """Decide every order again from ``clicks`` and compare with ``emitted`` ((store, order)
-    → click id of the latest published decision). ``windows``: stores' own window histories; other
-    stores use ``window``."""
+    → :func:`winner` of the latest published decision). ``windows``: stores' own window
+    histories, other stores use ``window``; ``policies`` and ``codes``: stores' coupon
+    policies and codes (none: clicks only)."""
     windows = windows or {}
+    policies = policies or {}
+    codes = codes or {}
     by_pair: dict[tuple[str, str], list[CoreClick]] = {}
     for c in clicks:
         by_pair.setdefault((c.store_id, c.visitor_id), []).append(c)
@@ -62,8 +90,15 @@ def compare(
     for order in sorted(orders, key=lambda o: (o.store_id, o.order_id)):
         report.orders += 1
         in_force = windows.get(order.store_id, Windows(window)).at(order.placed_at)
-        decision = decide(order, by_pair.get((order.store_id, order.visitor_id), []), in_force)
-        again = decision.click.click_id if decision.click else None
+        policy = policies.get(order.store_id, Policies()).at(order.placed_at)
+        decision = decide(
+            order,
+            by_pair.get((order.store_id, order.visitor_id), []),
+            in_force,
+            policy,
+            coupon_for(order, codes),
+        )
+        again = _winner(decision)
         key = (order.store_id, order.order_id)
         if key not in emitted:
             report.differences.append(Difference(*key, None, again, missing=True))
@@ -80,12 +115,25 @@ async def rebuild(
     """Read clicks, orders and attributions as retained; compare orders placed at or after
     ``since``. Undecodable messages are skipped (they went to the dead-letter topic)."""
     windows: dict[str, Windows] = {}
+    policies: dict[str, Policies] = {}
+    codes: dict[tuple[str, str], CouponHistory] = {}
     for raw in await read_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
         try:
             entry = directory_adapter.validate_json(raw)
         except ValueError:
             continue
+        if isinstance(entry, CouponEntry):
+            key = (entry.store_id, coupon_key(entry.code))
+            version = CouponVersion(
+                entry.updated_at, entry.affiliate_id, entry.valid_from, entry.valid_to
+            )
+            known = codes.get(key, CouponHistory(key[1]))
+            codes[key] = known.with_version(version) or known
         if isinstance(entry, StoreEntry):
+            before = policies.get(entry.store_id, Policies())
+            policies[entry.store_id] = (
+                before.with_change(entry.updated_at, entry.coupon_policy) or before
+            )
             days = entry.attribution_window_days
             history = windows.get(entry.store_id, Windows(window))
             changed = history.with_change(
@@ -118,7 +166,11 @@ async def rebuild(
             continue
         if isinstance(event, OrderPlaced) and event.occurred_at >= since:
             orders[(event.store_id, event.order_id)] = OrderRef(
-                event.order_id, event.store_id, event.visitor_id, event.occurred_at
+                event.order_id,
+                event.store_id,
+                event.visitor_id,
+                event.occurred_at,
+                event.coupon_code,
             )
     latest: dict[tuple[str, str], tuple[int, str | None]] = {}
     for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
@@ -127,6 +179,6 @@ async def rebuild(
         key = (decision.store_id, decision.order_id)
         held = latest.get(key)
         if held is None or decision.revision > held[0]:
-            latest[key] = (decision.revision, decision.click_id)
+            latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
     emitted = {k: v[1] for k, v in latest.items()}
-    return compare(clicks, orders.values(), emitted, window, windows)
+    return compare(clicks, orders.values(), emitted, window, windows, policies, codes)
