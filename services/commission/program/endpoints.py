@@ -234,9 +234,12 @@ CouponCodePath = Annotated[
 @router.put(
     f"{STORE}/coupons/{{code}}",
     response_model=CouponView,
-    responses=errors(
-        403, (404, "No such store or affiliate"), (409, "Not in the program, or code taken")
-    ),
+    responses={
+        201: {"model": CouponView, "description": "The code is new"},
+        **errors(
+            403, (404, "No such store or affiliate"), (409, "Not in the program, or code taken")
+        ),
+    },
 )
 async def put_coupon(
     store_id: StoreIdPath,
