@@ -331,6 +331,21 @@ async def test_each_policy_end_to_end_to_the_cent(settings: Settings, policy: st
         assert explained["rule"] == views[a]["rule"]
         assert explained["coupon_code"] == views[a]["coupon_code"]
 
+        # the store's transactions report names the rule of each affiliate order's lines
+        report = await c.get(
+            f"/v1/stores/{store.store_id}/reports/transactions", headers=store.auth
+        )
+        assert report.status_code == 200, report.text
+        lines = {t["order_id"]: (t["rule"], t["affiliate_id"]) for t in report.json()["items"]}
+        assert lines == {
+            o: (
+                "coupon" if who == "anna" else "last_click",
+                f"{who}-{u}",
+            )
+            for o, (who, _) in figures.items()
+            if who
+        }
+
         # the ledger pays each affiliate exactly its orders' commission
         ledger = await ledger_lines(c, settings)
         earned: dict[str, Decimal] = {}

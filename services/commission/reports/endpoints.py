@@ -236,6 +236,7 @@ def _transaction_view(t: Transaction) -> TransactionView:
         commission=fmt(t.commission, t.currency),
         status=t.status,
         affiliate_id=t.affiliate_id,
+        rule=t.rule,
     )
 
 

@@ -57,7 +57,9 @@ _ORDER_LINES = """
         lpad(l.line_no::text, 5, '0') AS seq, NULL AS refund_id, l.product_id,
         l.title, l.quantity, l.currency, l.sales_minor AS amount_minor,
         l.commission_minor, NULL AS refund_amount, NULL::bigint AS item_no, l.status,
-        l.affiliate_id
+        l.affiliate_id,
+        (SELECT o.attribution->>'rule' FROM commission.orders o
+         WHERE o.store_id = l.store_id AND o.order_id = l.order_id) AS rule
     FROM commission.order_lines l
     WHERE {where}
     ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
@@ -71,7 +73,7 @@ _REFUND_LINES = """
         NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
         NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
         e.idx - 1 AS item_no,
-        o.status, o.affiliate_id
+        o.status, o.affiliate_id, o.attribution->>'rule' AS rule
     FROM commission.refunds r
     JOIN commission.orders o USING (store_id, order_id)
     CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, idx)

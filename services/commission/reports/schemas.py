@@ -96,6 +96,7 @@ class TransactionView(BaseModel):
     commission: str  # the line's commission, or minus what the refund reverses
     status: str  # the order's status
     affiliate_id: str | None
+    rule: str | None = None  # how the order was attributed: last_click | coupon
 
 
 class TransactionsPage(Period):

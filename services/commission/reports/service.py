@@ -64,6 +64,8 @@ class Transaction:
     commission: Decimal
     status: str
     affiliate_id: str | None
+    #: how the order was attributed: last_click or coupon (README, Coupon codes)
+    rule: str | None = None
 
 
 #: a position in the transactions' order: (at, type, order id, seq)
@@ -224,6 +226,7 @@ def _transaction(
         commission,
         row.status,
         row.affiliate_id,
+        row.rule,
     )
 
 
