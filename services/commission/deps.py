@@ -64,6 +64,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     relay = getattr(request.app.state, "relay", None)
     if relay is not None:
         relay.poke()
+    # and the webhook worker what it wrote (a redelivery, a re-enabled endpoint)
+    worker = getattr(request.app.state, "webhook_worker", None)
+    if worker is not None:
+        worker.poke()
 
 
 #: ``scope="function"``: the transaction commits when the route returns, *before* the response
