@@ -1,9 +1,11 @@
 """Routes of postbacks and webhooks: the same set of routes for affiliates
 (``/v1/affiliate/endpoints``), stores (``/v1/stores/{store_id}/endpoints``, the store's own
 key or the admin token) and finance users (``/v1/finance/endpoints``). An owner sees and
-changes only its own endpoints: another's is 404."""
+changes only its own endpoints: another's is 404.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: the routes are made in a function, and FastAPI
+must see their dependency (``OwnerDep``, local to it) as an object, not as a name to look up
+in the module."""
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
