@@ -232,6 +232,11 @@ class Settings(BaseSettings):
         "reserved addresses (checked at registration and, resolved, at each delivery); unset: "
         "allowed with ALLIANCE_ENV=dev, refused in production",
     )
+    webhook_delivery: bool = Field(
+        True,
+        description="Whether this commission process runs the webhook delivery worker (off: "
+        "deliveries are written and wait for a process that runs it)",
+    )
     webhook_timeout_s: float = Field(
         10.0, description="How long a webhook delivery waits for the receiver's answer"
     )

@@ -176,7 +176,8 @@ def create_app(
         # postbacks and webhooks: deliveries claimed with SKIP LOCKED (workers may be many)
         worker = modules.webhook_worker
         app.state.webhook_worker = worker
-        tasks.start("webhook-delivery", worker.run)
+        if settings.webhook_delivery:
+            tasks.start("webhook-delivery", worker.run)
         stop_consumers = None
         if consume:
             stop_consumers = await start_consumers(
@@ -188,6 +189,7 @@ def create_app(
             if stop_consumers is not None:
                 await stop_consumers()
             await tasks.stop("webhook-delivery", worker.stop)
+            await worker.close()
             await tasks.stop("outbox-relay", relay.stop)
             await producer.stop()
             await engine.dispose()

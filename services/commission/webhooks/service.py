@@ -37,6 +37,9 @@ from shared.ids import new_id
 
 #: the most endpoints one owner may have (hostile input stays bounded)
 MAX_ENDPOINTS: Final = 20
+#: set in a session's ``info`` when it made deliveries due: after the commit, the owner of
+#: the transaction wakes the delivery worker (else it looks within its interval)
+WEBHOOKS_DUE: Final = "webhooks_due"
 
 
 class TooManyEndpoints(ProgramError):
@@ -180,6 +183,7 @@ class WebhookService:
             retry_at=None,
         )
         await repo.resume_pending(endpoint_id, now)
+        session.info[WEBHOOKS_DUE] = True
         return await self.endpoint(session, owner, endpoint_id)
 
     async def delete(self, session: AsyncSession, owner: Owner, endpoint_id: str) -> None:
@@ -211,6 +215,7 @@ class WebhookService:
         if await repo.delivery(endpoint_id, delivery_id) is None:
             raise NotFound("delivery", endpoint_id=endpoint_id, delivery_id=delivery_id)
         await repo.redeliver(endpoint_id, delivery_id, self.clock.now())
+        session.info[WEBHOOKS_DUE] = True
         return await repo.delivery(endpoint_id, delivery_id)
 
     # -- events ---------------------------------------------------------------------------
@@ -245,7 +250,10 @@ class WebhookService:
             for notice in notices
             for endpoint_id in recipients(notice, endpoints)
         ]
-        return await repo.add_deliveries(rows)
+        added = await repo.add_deliveries(rows)
+        if added:
+            session.info[WEBHOOKS_DUE] = True
+        return added
 
     async def sub_ids(
         self, session: AsyncSession, keys: set[tuple[str, str]]
