@@ -38,7 +38,6 @@ from services.commission.core.webhooks import (
     expand,
     macro_values,
     signature,
-    signed_content,
     signing_secrets,
 )
 from services.commission.webhooks.service import Outcome, WebhookService
@@ -172,6 +171,9 @@ class DeliveryWorker:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+        except Exception as exc:  # one bad delivery must not stop the others of the round
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("webhook %s: unexpected failure", row.event_id, exc_info=True)
         latency = int((time.monotonic() - started) * 1000)
         if error is not None:
             log.info("webhook %s to %s: %s", row.event_id, row.endpoint_id, error)
@@ -192,17 +194,8 @@ class DeliveryWorker:
         body = orjson.dumps(payload)
         url = row.url if method is Method.POST else expand(row.url, macro_values(payload))
         await self._check_target(url)
-        content = signed_content(method, body, url)
-        secrets = signing_secrets(
-            self.webhooks.secret_key,
-            row.endpoint_id,
-            int(row.secret_version),
-            row.previous_secret_until,
-            at,
-        )
         headers = {
             "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: signature(secrets, int(at.timestamp()), content),
             "Alliance-Event-Id": str(payload["id"]),
             "Alliance-Event-Type": str(payload["type"]),
         }
@@ -211,6 +204,16 @@ class DeliveryWorker:
             request = self.client.build_request("POST", url, content=body, headers=headers)
         else:
             request = self.client.build_request("GET", url, headers=headers)
+        # a GET signs its request target exactly as it goes on the wire (path and query)
+        content = body if method is Method.POST else request.url.raw_path
+        secrets = signing_secrets(
+            self.webhooks.secret_key,
+            row.endpoint_id,
+            int(row.secret_version),
+            row.previous_secret_until,
+            at,
+        )
+        request.headers[SIGNATURE_HEADER] = signature(secrets, int(at.timestamp()), content)
         response = await self.client.send(request, stream=True)
         await response.aclose()  # the status is the answer; the body is not read
         return response.status_code
