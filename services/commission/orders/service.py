@@ -179,23 +179,13 @@ class OrderService:
         await repo.ensure_orders(order_key(e) for e in events)
         await repo.lock_orders(order_key(e) for e in events)
         await self._apply_facts(repo, events)
-        attributed = await self._attributed(repo, events)
-        await self.reconcile(session, {order_key(e) for e in events}, attributed)
-
-    async def _attributed(
-        self, repo: OrderRepository, events: list[Incoming]
-    ) -> dict[OrderKey, int]:
-        """The orders whose decision naming an affiliate was applied by this batch, with its
-        revision (what ``order.attributed`` is sent for)."""
+        # decisions naming an affiliate: an ``order.attributed`` each, if it was applied
         decided = {
             order_key(e): e.revision
             for e in events
             if isinstance(e, Attribution) and e.affiliate_id is not None
         }
-        if not decided or self.webhooks is None:
-            return {}
-        held = await repo.revisions(decided)
-        return {k: rev for k, rev in decided.items() if held.get(k) == rev}
+        await self.reconcile(session, {order_key(e) for e in events}, decided)
 
     async def _fresh(
         self, repo: OrderRepository, batch: list[Received[Incoming]]
@@ -248,12 +238,12 @@ class OrderService:
         self,
         session: AsyncSession,
         keys: set[OrderKey],
-        attributed: Mapping[OrderKey, int] | None = None,
+        decided: Mapping[OrderKey, int] | None = None,
     ) -> int:
         """Post every transaction the orders owe and have not posted, and keep their rollups
-        (summary, lines) current; write the webhook events of the decisions ``attributed``
-        (order → revision) and of the postings made now, in the same transaction.
-        Idempotent."""
+        (summary, lines) current; write the webhook events of the postings made now and of
+        the ``decided`` attributions (order → revision) that were applied, in the same
+        transaction. Idempotent."""
         repo = OrderRepository(session)
         facts = await repo.order_facts(keys)
         if not facts:
@@ -278,7 +268,7 @@ class OrderService:
         now = self.clock.now()
         new = await ledger.post_new(entries, now)
         if self.webhooks is not None:
-            await self._notify(session, facts, results, attributed or {}, entries, new, now)
+            await self._notify(session, facts, results, decided or {}, entries, new, now)
         return len(new)
 
     async def _notify(
@@ -286,15 +276,16 @@ class OrderService:
         session: AsyncSession,
         facts: Mapping[OrderKey, OrderFacts],
         results: Mapping[OrderKey, OrderCommission],
-        attributed: Mapping[OrderKey, int],
+        decided: Mapping[OrderKey, int],
         entries: list[tuple[LedgerTxn, str, str | None]],
         new: set[str],
         now: datetime,
     ) -> None:
         """The webhook events of this reconciliation, each order's in the order they happened
-        (its attribution, then its postings in posting order)."""
+        (its attribution, then its postings in posting order). One query when no endpoint
+        would receive them."""
         assert self.webhooks is not None
-        decided = {k: r for k, r in attributed.items() if k in facts and facts[k].affiliate_id}
+        decided = {k: r for k, r in decided.items() if k in facts and facts[k].affiliate_id}
         touched = set(decided) | {
             (store_id, txn.order_id)
             for txn, store_id, _ in entries
@@ -302,6 +293,16 @@ class OrderService:
         }
         if not touched:
             return
+        endpoints = await self.webhooks.receivers(
+            session,
+            {a for k in touched if (a := facts[k].affiliate_id) is not None},
+            {store_id for store_id, _ in touched},
+        )
+        if not endpoints:
+            return
+        if decided:  # only a decision that was applied (the highest revision, nothing posted)
+            held = await OrderRepository(session).revisions(decided)
+            decided = {k: r for k, r in decided.items() if held.get(k) == r}
         sub_ids = await self.webhooks.sub_ids(session, touched)
         notices: list[Notice] = []
         for key in sorted(facts):
@@ -322,7 +323,7 @@ class OrderService:
                 for txn, store_id, _ in entries
                 if txn.key in new and (store_id, txn.order_id) == key
             ]
-        await self.webhooks.notify(session, notices)
+        await self.webhooks.notify(session, notices, endpoints)
 
     async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:
         """Compute the summary of up to ``limit`` orders that have none (orders stored before

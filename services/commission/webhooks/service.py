@@ -5,7 +5,7 @@ caller's transaction), and what the delivery worker claims and records."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Final
@@ -17,6 +17,7 @@ from services.commission.core.errors import ProgramError
 from services.commission.core.webhooks import (
     ROTATION_OVERLAP,
     EndpointHealth,
+    EndpointRef,
     InvalidEndpoint,
     Method,
     Notice,
@@ -220,17 +221,31 @@ class WebhookService:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def notify(self, session: AsyncSession, notices: Sequence[Notice]) -> int:
+    async def receivers(
+        self, session: AsyncSession, affiliate_ids: Iterable[str], store_ids: Iterable[str]
+    ) -> list[EndpointRef]:
+        """The endpoints that may receive events of these affiliates and stores (theirs and
+        finance's); empty: there is nothing to write."""
+        return await WebhookRepository(session).receivers(affiliate_ids, store_ids)
+
+    async def notify(
+        self,
+        session: AsyncSession,
+        notices: Sequence[Notice],
+        endpoints: Sequence[EndpointRef] | None = None,
+    ) -> int:
         """Write a delivery for each endpoint that receives each notice, in the caller's
-        transaction (the one that made the change). Idempotent: a notice already written
-        for an endpoint adds nothing. Returns how many deliveries were added."""
+        transaction (the one that made the change); ``endpoints``: what :meth:`receivers`
+        said for them, if asked already. Idempotent: a notice already written for an endpoint
+        adds nothing. Returns how many deliveries were added."""
         if not notices:
             return 0
         repo = WebhookRepository(session)
-        endpoints = await repo.receivers(
-            (n.affiliate_id for n in notices if n.affiliate_id is not None),
-            (n.store_id for n in notices if n.store_id is not None),
-        )
+        if endpoints is None:
+            endpoints = await repo.receivers(
+                (n.affiliate_id for n in notices if n.affiliate_id is not None),
+                (n.store_id for n in notices if n.store_id is not None),
+            )
         if not endpoints:
             return 0
         now = self.clock.now()
