@@ -154,10 +154,14 @@ class WebhookRepository:
         )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Any]:
-        """Lock up to ``limit`` due deliveries (another worker skips them) of endpoints that are
-        active and not backing off, each the first still pending of its order at its endpoint
-        (one order's events go out one after the other), with what sending needs of their
-        endpoint. Oldest due first."""
+        """Lock up to ``limit`` due deliveries of endpoints that are active and not backing
+        off, each the first still pending of its order at its endpoint (one order's events go
+        out one after the other), with what sending needs of their endpoint. Oldest due first.
+
+        The endpoints' rows are locked too: another worker skips them whole (one worker at a
+        time per endpoint), and a change of the endpoint (enable, rotate, delete), which locks
+        its row before it touches its deliveries, waits for the round instead of deadlocking
+        with it. Never waits for a lock."""
         rows = await self.session.execute(
             text(
                 """
@@ -175,7 +179,7 @@ class WebhookRepository:
                         AND p.status = 'pending' AND p.id < d.id))
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT :limit
-                FOR UPDATE OF d SKIP LOCKED
+                FOR UPDATE OF d, e SKIP LOCKED
                 """
             ),
             {"now": now, "limit": limit},

@@ -6,7 +6,9 @@ Contract:
 - At least once. Each round claims due deliveries with ``FOR UPDATE SKIP LOCKED`` in one
   transaction, sends them, records the outcomes and commits: two workers never send the same
   delivery at once; a crash before the commit sends the round again (receivers deduplicate by
-  the event id, which the ``Alliance-Event-Id`` header and the body's ``id`` carry).
+  the event id, which the ``Alliance-Event-Id`` header and the body's ``id`` carry). A round
+  claims at most ``batch`` deliveries and sends up to ``concurrency`` at once (by default the
+  same: one wave), so its transaction lasts about one ``timeout_s`` at most.
 - One order's events reach an endpoint in the order they were written: a delivery is claimed
   only when no earlier delivery of its order to that endpoint is still pending.
 - Only to the registered URL (a GET template expanded with URL-encoded values), never
@@ -66,8 +68,8 @@ class DeliveryWorker:
         allow_private: bool = False,
         timeout_s: float = 10.0,
         interval_s: float = 1.0,
-        batch: int = 100,
-        concurrency: int = 16,
+        batch: int = 32,
+        concurrency: int = 32,
     ) -> None:
         self.sessions = sessions
         self.webhooks = webhooks
@@ -165,7 +167,7 @@ class DeliveryWorker:
             error = f"refused: {exc}"
         except InvalidEndpoint as exc:
             error = f"invalid: {exc.message}"
-        except httpx.TimeoutException:
+        except (httpx.TimeoutException, TimeoutError):
             error = f"timeout after {self.timeout_s:g}s"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
@@ -225,7 +227,10 @@ class DeliveryWorker:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+            timeout=self.timeout_s,
+        )
         addresses = {str(info[4][0]) for info in infos}
         if not addresses or not all(address_allowed(a, False) for a in addresses):
             raise Refused(f"{host} resolves to a private or reserved address")

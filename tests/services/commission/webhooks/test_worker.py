@@ -137,33 +137,35 @@ async def test_each_event_is_written_once_per_receiving_endpoint(settings: Setti
         assert counts == {mine: 2, other: 0, store: 1, elsewhere: 0, finance: 2}
 
 
-async def test_two_workers_send_each_delivery_once_and_each_orders_in_order(
+async def test_workers_side_by_side_send_each_delivery_once_and_each_orders_in_order(
     settings: Settings,
 ) -> None:
     async with world(settings, delay_s=0.01) as (w, hooks):
-        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        owners = [AFFILIATE, Owner(OwnerKind.STORE, "s-1"), Owner(OwnerKind.FINANCE, "fin")]
+        endpoints = [await w.register(o, hooks.url(f"/{o.kind.value}")) for o in owners]
         orders = [f"o-{i}" for i in range(8)]
         written = [notice(o, n) for n in range(3) for o in orders]  # interleaved orders
-        assert await w.notify(written) == len(written)
-        one, two = w.worker(batch=3), w.worker(batch=3)  # small claims: both get some
+        assert await w.notify(written) == 3 * len(written)
+        workers = [w.worker(batch=3) for _ in range(3)]  # small claims: they take turns
         try:
             for _ in range(10):
-                await asyncio.gather(one.drain(), two.drain())
+                await asyncio.gather(*(worker.drain() for worker in workers))
         finally:
-            await one.close()
-            await two.close()
-        received = hooks.event_ids()
-        assert sorted(received) == sorted(n.id for n in written)  # each once
-        assert one.sent > 0  # both took part
-        assert two.sent > 0
-        for order_id in orders:
-            got = [
-                orjson.loads(r.body)["type"]
-                for r in hooks.delivered()
-                if orjson.loads(r.body)["data"]["order_id"] == order_id
-            ]
-            assert got == ["order.attributed", "commission.payable", "commission.reversed"]
-        assert {d.status for d in await w.log(AFFILIATE, mine)} == {"delivered"}
+            for worker in workers:
+                await worker.close()
+        assert sum(worker.sent for worker in workers) == 3 * len(written)  # no attempt twice
+        for owner in owners:
+            prefix = f"/{owner.kind.value}"
+            assert sorted(hooks.event_ids(prefix)) == sorted(n.id for n in written)  # each once
+            for order_id in orders:
+                got = [
+                    orjson.loads(r.body)["type"]
+                    for r in hooks.delivered(prefix)
+                    if orjson.loads(r.body)["data"]["order_id"] == order_id
+                ]
+                assert got == ["order.attributed", "commission.payable", "commission.reversed"]
+        for owner, endpoint_id in zip(owners, endpoints, strict=True):
+            assert {d.status for d in await w.log(owner, endpoint_id)} == {"delivered"}
 
 
 async def test_a_delivery_failing_for_72_hours_fails_and_frees_its_order(
