@@ -226,6 +226,31 @@ class Settings(BaseSettings):
         "click_in_program)",
     )
 
+    webhook_allow_private: bool | None = Field(
+        None,
+        description="Whether webhook endpoints may target loopback, private, link-local or "
+        "reserved addresses (checked at registration and, resolved, at each delivery); unset: "
+        "allowed with ALLIANCE_ENV=dev, refused in production",
+    )
+    webhook_delivery: bool = Field(
+        True,
+        description="Whether this commission process runs the webhook delivery worker (off: "
+        "deliveries are written and wait for a process that runs it)",
+    )
+    webhook_timeout_s: float = Field(
+        10.0, description="How long a webhook delivery waits for the receiver's answer"
+    )
+    webhook_interval_s: float = Field(
+        1.0, description="How often the webhook worker looks for due deliveries (at most)"
+    )
+
+    @property
+    def webhooks_may_target_private(self) -> bool:
+        """:attr:`webhook_allow_private`, else whether this is a development deployment."""
+        if self.webhook_allow_private is not None:
+            return self.webhook_allow_private
+        return self.env == "dev"
+
     payout_holding_days: int = Field(
         0, description="Commission is payable once its order completed this many days ago"
     )

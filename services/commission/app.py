@@ -29,6 +29,9 @@ from services.commission.program.service import ProgramService
 from services.commission.reports.consumer import CONSUMER as REPORTS_CONSUMER
 from services.commission.reports.endpoints import router as reports_router
 from services.commission.reports.service import ReportService, TrafficService
+from services.commission.webhooks.endpoints import router as webhooks_router
+from services.commission.webhooks.service import WebhookService
+from services.commission.webhooks.worker import DeliveryWorker
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -54,6 +57,8 @@ class Modules:
     reports: ReportService
     channel: ChannelService
     refresher: ProductRefresher
+    webhooks: WebhookService
+    webhook_worker: DeliveryWorker
 
     @classmethod
     def wire(
@@ -63,16 +68,27 @@ class Modules:
         programs = ProgramService(clock, settings.attribution_window_days, channel)
         admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
         programs.directory = admin  # a change of membership or window reaches the tracker
-        orders = OrderService(clock, settings.exit_policy, programs)
+        private = settings.webhooks_may_target_private
+        webhooks = WebhookService(settings.secret_key, clock, allow_private=private)
+        orders = OrderService(clock, settings.exit_policy, programs, webhooks=webhooks)
         return cls(
             programs=programs,
             admin=admin,
             orders=orders,
-            finance=FinanceService(clock, orders, sessions),
+            finance=FinanceService(clock, orders, sessions, webhooks=webhooks),
             reports=ReportService(clock, orders, programs, sessions),
             channel=channel,
             refresher=ProductRefresher(
                 sessions, clock, settings.product_refresh_interval_s, programs
+            ),
+            webhooks=webhooks,
+            webhook_worker=DeliveryWorker(
+                sessions,
+                webhooks,
+                clock=clock,
+                allow_private=private,
+                timeout_s=settings.webhook_timeout_s,
+                interval_s=settings.webhook_interval_s,
             ),
         )
 
@@ -157,6 +173,11 @@ def create_app(
         app.state.relay = relay
         # supervised: a task that dies is started again (a consumer from its stored offsets)
         tasks.start("outbox-relay", relay.run)
+        # postbacks and webhooks: deliveries claimed with SKIP LOCKED (workers may be many)
+        worker = modules.webhook_worker
+        app.state.webhook_worker = worker
+        if settings.webhook_delivery:
+            tasks.start("webhook-delivery", worker.run)
         stop_consumers = None
         if consume:
             stop_consumers = await start_consumers(
@@ -167,6 +188,8 @@ def create_app(
         finally:
             if stop_consumers is not None:
                 await stop_consumers()
+            await tasks.stop("webhook-delivery", worker.stop)
+            await worker.close()
             await tasks.stop("outbox-relay", relay.stop)
             await producer.stop()
             await engine.dispose()
@@ -175,7 +198,7 @@ def create_app(
     app.state.sessions = sessions
     app.state.settings = settings
     app.state.products = modules.refresher
-    for name in ("admin", "programs", "orders", "channel", "finance", "reports"):
+    for name in ("admin", "programs", "orders", "channel", "finance", "reports", "webhooks"):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
 
@@ -198,6 +221,7 @@ def create_app(
         finance_router,
         reports_router,
         channel_router,
+        webhooks_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

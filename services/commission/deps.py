@@ -19,6 +19,7 @@ from services.commission.finance.service import FinanceService
 from services.commission.orders.service import OrderService
 from services.commission.program.service import ProgramService
 from services.commission.reports.service import ReportService
+from services.commission.webhooks.service import WEBHOOKS_DUE
 from shared.events import Ident, PrincipalId, UtcDatetime
 from shared.http import Bearer, bearer_token
 from shared.secrets import PrincipalKind
@@ -64,6 +65,10 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     relay = getattr(request.app.state, "relay", None)
     if relay is not None:
         relay.poke()
+    # and the webhook worker the deliveries it made due (a payout, a redelivery, an enable)
+    worker = getattr(request.app.state, "webhook_worker", None)
+    if worker is not None and session.info.get(WEBHOOKS_DUE):
+        worker.poke()
 
 
 #: ``scope="function"``: the transaction commits when the route returns, *before* the response

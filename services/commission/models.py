@@ -15,6 +15,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    UniqueConstraint,
     func,
     text,
 )
@@ -291,6 +292,73 @@ def affiliate_order_sql(alias: str = "") -> str:
     statuses = ", ".join(f"'{s.value}'" for s in AFFILIATE_ORDER_STATUSES)
     return f"({prefix}chargeable AND {prefix}status IN ({statuses}))"
 
+
+# -- postbacks and webhooks ------------------------------------------------------------------
+
+#: Endpoints that affiliates, stores and finance users registered. No secret is stored: an
+#: endpoint's signing secret is derived from the deployment's secret key, its id and
+#: ``secret_version`` (services/commission/core/webhooks.py: endpoint_secret).
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("owner_kind", String(16), nullable=False),  # affiliate | store | finance
+    Column("owner_id", String(128), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("method", String(4), nullable=False),  # POST | GET (a template)
+    Column("events", JSONB, nullable=False),  # the event types subscribed to
+    Column("secret_version", Integer, nullable=False, server_default="1"),
+    #: after a rotation, the previous secret still signs until then
+    Column("previous_secret_until", DateTime(timezone=True)),
+    Column("status", String(16), nullable=False, server_default="active"),  # | disabled
+    Column("disabled_reason", String(500)),
+    Column("disabled_at", DateTime(timezone=True)),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    #: while failing: no delivery to it before then (the endpoint's own backoff)
+    Column("retry_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True)),
+    Index("ix_webhook_endpoints_owner", "owner_kind", "owner_id", "id"),
+)
+
+#: One row per (endpoint, event), written in the transaction of the ledger change (or the
+#: decision) that caused the event: the outbox of the delivery worker, and the delivery log.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("endpoint_id", String(40), ForeignKey(webhook_endpoints.c.id), nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("event_type", String(32), nullable=False),
+    #: "<store>/<order>" of an order's event: one order's events go out in id order
+    Column("order_key", String(300)),
+    Column("payload", JSONB, nullable=False),  # the event as a POST endpoint receives it
+    Column("status", String(16), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    #: since when it is being tried (creation, or a manual redelivery): retries stop 72 h on
+    Column("due_since", DateTime(timezone=True), nullable=False),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_attempt_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_latency_ms", Integer),
+    Column("last_error", String(500)),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("endpoint_id", "event_id"),
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+    Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_order",
+        "endpoint_id",
+        "order_key",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+    ),
+)
 
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)

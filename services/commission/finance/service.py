@@ -12,10 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.commission.core.ledger import payout_txns
 from services.commission.core.reconciliation import DayFigures, Reconciliation
 from services.commission.core.statements import StoreTotals, period_range, statement_totals
+from services.commission.core.webhooks import payout_notice
 from services.commission.csv_export import snapshot
 from services.commission.errors import IdempotencyKeyReused, PeriodNotOver
 from services.commission.finance.repository import FinanceRepository
 from services.commission.orders.service import OrderService
+from services.commission.webhooks.service import WebhookService
 from shared.clock import Clock, SystemClock
 from shared.money import from_minor
 
@@ -43,6 +45,8 @@ class FinanceService:
     sessions: async_sessionmaker[AsyncSession] | None = None
     #: postings read at a time by a CSV export
     export_page: int = 5000
+    #: where payouts' webhook events are written (None: none are)
+    webhooks: WebhookService | None = None
 
     async def settlement(
         self,
@@ -138,6 +142,9 @@ class FinanceService:
         await self.orders.post(session, txns, store_id=None, affiliate_id=affiliate_id, at=now)
         amounts = {t.currency: str(-t.amount) for t in txns}
         payout_id = await repo.add_payout(key, affiliate_id, up_to, amounts, now)
+        if self.webhooks is not None:  # in the payout's transaction
+            notice = payout_notice(key, payout_id, affiliate_id, amounts, up_to, now)
+            await self.webhooks.notify(session, [notice])
         return await repo.payout(payout_id), True
 
     async def payout(self, session: AsyncSession, payout_id: int) -> Any:

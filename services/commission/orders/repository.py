@@ -449,8 +449,14 @@ class LedgerRepository:
     ) -> int:
         """Insert (transaction, store, affiliate) entries whose key is new, two statements for
         the lot; returns how many were posted. A key already posted changes nothing."""
+        return len(await self.post_new(entries, at))
+
+    async def post_new(
+        self, entries: Sequence[tuple[LedgerTxn, str | None, str | None]], at: datetime
+    ) -> set[str]:
+        """:meth:`post_many`, returning the keys posted now (those new)."""
         if not entries:
-            return 0
+            return set()
         t = m.ledger_transactions
         stmt = insert(t).on_conflict_do_nothing(index_elements=["key"]).returning(t.c.key, t.c.id)
         rows = await self.session.execute(
@@ -482,7 +488,7 @@ class LedgerRepository:
         ]
         if postings:
             await self.session.execute(insert(m.ledger_postings), postings)
-        return len(ids)
+        return set(ids)
 
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""

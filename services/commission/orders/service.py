@@ -3,7 +3,7 @@ what each order owes to the ledger, and the reads of orders and their commission
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +23,13 @@ from services.commission.core.commission import (
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
 from services.commission.core.reports import refund_reversals
+from services.commission.core.webhooks import (
+    Notice,
+    WebhookEvent,
+    attribution_key,
+    ledger_notice,
+    order_notice,
+)
 from services.commission.errors import NotFound
 from services.commission.orders.repository import (
     LedgerRepository,
@@ -31,6 +38,7 @@ from services.commission.orders.repository import (
     items_json,
 )
 from services.commission.program.service import ProgramService
+from services.commission.webhooks.service import WebhookService
 from shared.clock import Clock, SystemClock
 from shared.events import (
     Attribution,
@@ -151,6 +159,8 @@ class OrderService:
     policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM
     programs: ProgramService = field(default_factory=ProgramService)
     late_corrections_ignored: int = 0
+    #: where the orders' webhook events are written (None: none are)
+    webhooks: WebhookService | None = None
 
     # -- the consumer's batch ---------------------------------------------------------------
 
@@ -169,7 +179,13 @@ class OrderService:
         await repo.ensure_orders(order_key(e) for e in events)
         await repo.lock_orders(order_key(e) for e in events)
         await self._apply_facts(repo, events)
-        await self.reconcile(session, {order_key(e) for e in events})
+        # decisions naming an affiliate: an ``order.attributed`` each, if it was applied
+        decided = {
+            order_key(e): e.revision
+            for e in events
+            if isinstance(e, Attribution) and e.affiliate_id is not None
+        }
+        await self.reconcile(session, {order_key(e) for e in events}, decided)
 
     async def _fresh(
         self, repo: OrderRepository, batch: list[Received[Incoming]]
@@ -218,9 +234,16 @@ class OrderService:
         )
         await repo.add_refunds_many([_refund(e) for e in events if isinstance(e, OrderRefunded)])
 
-    async def reconcile(self, session: AsyncSession, keys: set[OrderKey]) -> int:
+    async def reconcile(
+        self,
+        session: AsyncSession,
+        keys: set[OrderKey],
+        decided: Mapping[OrderKey, int] | None = None,
+    ) -> int:
         """Post every transaction the orders owe and have not posted, and keep their rollups
-        (summary, lines) current. Idempotent."""
+        (summary, lines) current; write the webhook events of the postings made now and of
+        the ``decided`` attributions (order → revision) that were applied, in the same
+        transaction. Idempotent."""
         repo = OrderRepository(session)
         facts = await repo.order_facts(keys)
         if not facts:
@@ -231,16 +254,76 @@ class OrderService:
         entries = []
         summaries = []
         lines: list[dict[str, Any]] = []
+        results: dict[OrderKey, OrderCommission] = {}
         for key in sorted(facts):
             f = facts[key]
             for txn in ledger_delta(f, programs[f.store_id], posted[key], self.policy):
                 entries.append((txn, f.store_id, f.affiliate_id))
             result = compute_order(f, programs[f.store_id], self.policy)
+            results[key] = result
             summaries.append(summary(f, result))
             lines += order_lines(f, result)
         await repo.set_summaries(summaries)
         await repo.set_lines(lines)
-        return await ledger.post_many(entries, self.clock.now())
+        now = self.clock.now()
+        new = await ledger.post_new(entries, now)
+        if self.webhooks is not None:
+            await self._notify(session, facts, results, decided or {}, entries, new, now)
+        return len(new)
+
+    async def _notify(
+        self,
+        session: AsyncSession,
+        facts: Mapping[OrderKey, OrderFacts],
+        results: Mapping[OrderKey, OrderCommission],
+        decided: Mapping[OrderKey, int],
+        entries: list[tuple[LedgerTxn, str, str | None]],
+        new: set[str],
+        now: datetime,
+    ) -> None:
+        """The webhook events of this reconciliation, each order's in the order they happened
+        (its attribution, then its postings in posting order). One query when no endpoint
+        would receive them."""
+        assert self.webhooks is not None
+        decided = {k: r for k, r in decided.items() if k in facts and facts[k].affiliate_id}
+        touched = set(decided) | {
+            (store_id, txn.order_id)
+            for txn, store_id, _ in entries
+            if txn.key in new and txn.order_id is not None
+        }
+        if not touched:
+            return
+        endpoints = await self.webhooks.receivers(
+            session,
+            {a for k in touched if (a := facts[k].affiliate_id) is not None},
+            {store_id for store_id, _ in touched},
+        )
+        if not endpoints:
+            return
+        if decided:  # only a decision that was applied (the highest revision, nothing posted)
+            held = await OrderRepository(session).revisions(decided)
+            decided = {k: r for k, r in decided.items() if held.get(k) == r}
+        sub_ids = await self.webhooks.sub_ids(session, touched)
+        notices: list[Notice] = []
+        for key in sorted(facts):
+            f = facts[key]
+            if key in decided:
+                notices.append(
+                    order_notice(
+                        WebhookEvent.ORDER_ATTRIBUTED,
+                        attribution_key(f.store_id, f.order_id, decided[key]),
+                        f,
+                        results[key].commission,
+                        now,
+                        sub_id=sub_ids.get(key),
+                    )
+                )
+            notices += [
+                ledger_notice(txn, f, now, sub_ids.get(key))
+                for txn, store_id, _ in entries
+                if txn.key in new and (store_id, txn.order_id) == key
+            ]
+        await self.webhooks.notify(session, notices, endpoints)
 
     async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:
         """Compute the summary of up to ``limit`` orders that have none (orders stored before

@@ -1,0 +1,204 @@
+"""All SQL of postbacks and webhooks: endpoints, their deliveries (the delivery worker's
+outbox and the delivery log), and the claim of due deliveries. Methods flush; the
+transaction owner commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.commission import models as m
+from services.commission.core.commission import OrderKey
+from services.commission.core.webhooks import EndpointRef, OwnerKind, WebhookEvent
+from shared.db import pairs_in
+
+E, D = m.webhook_endpoints, m.webhook_deliveries
+
+
+def order_key_text(key: OrderKey) -> str:
+    """How a delivery names its order (``/`` is in no identifier)."""
+    return f"{key[0]}/{key[1]}"
+
+
+class WebhookRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    async def add_endpoint(self, row: dict[str, Any]) -> None:
+        await self.session.execute(insert(E).values(**row))
+
+    async def endpoints_of(self, owner_kind: str, owner_id: str) -> list[Any]:
+        """The owner's endpoints (not deleted), oldest first."""
+        rows = await self.session.execute(
+            select(E)
+            .where(E.c.owner_kind == owner_kind, E.c.owner_id == owner_id, E.c.deleted_at.is_(None))
+            .order_by(E.c.created_at, E.c.id)
+        )
+        return list(rows)
+
+    async def endpoint(
+        self, owner_kind: str, owner_id: str, endpoint_id: str, *, lock: bool = False
+    ) -> Any:
+        """The owner's endpoint (not deleted), or None: another owner's is never found."""
+        query = select(E).where(
+            E.c.id == endpoint_id,
+            E.c.owner_kind == owner_kind,
+            E.c.owner_id == owner_id,
+            E.c.deleted_at.is_(None),
+        )
+        if lock:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def update_endpoint(self, endpoint_id: str, **values: Any) -> None:
+        await self.session.execute(update(E).where(E.c.id == endpoint_id).values(**values))
+
+    async def cancel_pending(self, endpoint_id: str) -> None:
+        """A deleted endpoint's deliveries that were still to be sent are never sent."""
+        await self.session.execute(
+            update(D)
+            .where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
+            .values(status="cancelled", next_attempt_at=None)
+        )
+
+    async def resume_pending(self, endpoint_id: str, now: datetime) -> None:
+        """A re-enabled endpoint's waiting deliveries are due now."""
+        await self.session.execute(
+            update(D)
+            .where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
+            .values(next_attempt_at=func.least(D.c.next_attempt_at, now))
+        )
+
+    async def receivers(
+        self, affiliate_ids: Iterable[str], store_ids: Iterable[str]
+    ) -> list[EndpointRef]:
+        """Endpoints (active or disabled, not deleted) that may receive an event of these
+        affiliates or stores: theirs, and every finance endpoint."""
+        affiliates, stores = sorted(set(affiliate_ids)), sorted(set(store_ids))
+        who = [E.c.owner_kind == OwnerKind.FINANCE.value]
+        if affiliates:
+            who.append(
+                and_(E.c.owner_kind == OwnerKind.AFFILIATE.value, E.c.owner_id.in_(affiliates))
+            )
+        if stores:
+            who.append(and_(E.c.owner_kind == OwnerKind.STORE.value, E.c.owner_id.in_(stores)))
+        rows = await self.session.execute(
+            select(E.c.id, E.c.owner_kind, E.c.owner_id, E.c.events).where(
+                E.c.deleted_at.is_(None), or_(*who)
+            )
+        )
+        return [
+            EndpointRef(
+                r.id,
+                OwnerKind(r.owner_kind),
+                r.owner_id,
+                frozenset(WebhookEvent(e) for e in r.events),
+            )
+            for r in rows
+        ]
+
+    async def sub_ids(self, keys: Iterable[OrderKey]) -> dict[OrderKey, str | None]:
+        """The affiliate's ``sub_id`` of each order's winning link (orders' decisions)."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id, o.c.sub_id).where(
+                pairs_in(o.c.store_id, o.c.order_id, keys)
+            )
+        )
+        return {(r.store_id, r.order_id): r.sub_id for r in rows}
+
+    # -- deliveries -----------------------------------------------------------------------
+
+    async def add_deliveries(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert deliveries; one already there for its (endpoint, event) is left as it is
+        (a replayed event adds nothing). Returns how many were added."""
+        if not rows:
+            return 0
+        stmt = (
+            insert(D)
+            .on_conflict_do_nothing(index_elements=["endpoint_id", "event_id"])
+            .returning(D.c.id)
+        )
+        return len(list(await self.session.execute(stmt, list(rows))))
+
+    async def deliveries(self, endpoint_id: str, before: int | None, limit: int) -> list[Any]:
+        """The endpoint's deliveries, newest first, with ids below ``before`` (keyset)."""
+        query = select(D).where(D.c.endpoint_id == endpoint_id)
+        if before is not None:
+            query = query.where(D.c.id < before)
+        return list(await self.session.execute(query.order_by(D.c.id.desc()).limit(limit)))
+
+    async def delivery(self, endpoint_id: str, delivery_id: int) -> Any:
+        return (
+            await self.session.execute(
+                select(D).where(D.c.id == delivery_id, D.c.endpoint_id == endpoint_id)
+            )
+        ).first()
+
+    async def redeliver(self, endpoint_id: str, delivery_id: int, now: datetime) -> None:
+        """Send it again from now (whatever its status), with a fresh 72 hours."""
+        await self.session.execute(
+            update(D)
+            .where(D.c.id == delivery_id, D.c.endpoint_id == endpoint_id)
+            .values(status="pending", next_attempt_at=now, due_since=now, delivered_at=None)
+        )
+
+    async def claim_due(self, now: datetime, limit: int) -> list[Any]:
+        """Lock up to ``limit`` due deliveries of endpoints that are active and not backing
+        off, each the first still pending of its order at its endpoint (one order's events go
+        out one after the other), with what sending needs of their endpoint. Oldest due first.
+
+        The endpoints' rows are locked too: another worker skips them whole (one worker at a
+        time per endpoint), and a change of the endpoint (enable, rotate, delete), which locks
+        its row before it touches its deliveries, waits for the round instead of deadlocking
+        with it. Never waits for a lock."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts,
+                       d.due_since, e.url, e.method, e.secret_version,
+                       e.previous_secret_until, e.consecutive_failures
+                FROM commission.webhook_deliveries d
+                JOIN commission.webhook_endpoints e ON e.id = d.endpoint_id
+                WHERE d.status = 'pending' AND d.next_attempt_at <= :now
+                  AND e.status = 'active' AND e.deleted_at IS NULL
+                  AND (e.retry_at IS NULL OR e.retry_at <= :now)
+                  AND (d.order_key IS NULL OR NOT EXISTS (
+                      SELECT 1 FROM commission.webhook_deliveries p
+                      WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
+                        AND p.status = 'pending' AND p.id < d.id))
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT :limit
+                FOR UPDATE OF d, e SKIP LOCKED
+                """
+            ),
+            {"now": now, "limit": limit},
+        )
+        return list(rows)
+
+    async def record(self, delivery_id: int, values: dict[str, Any]) -> None:
+        await self.session.execute(update(D).where(D.c.id == delivery_id).values(**values))
+
+    async def endpoint_health(self, endpoint_ids: Iterable[str]) -> dict[str, Any]:
+        """The health columns of the endpoints, locked (in id order: no deadlock between
+        workers) until commit."""
+        ids = sorted(set(endpoint_ids))
+        if not ids:
+            return {}
+        rows = await self.session.execute(
+            select(E.c.id, E.c.consecutive_failures, E.c.status, E.c.disabled_reason, E.c.url)
+            .where(E.c.id.in_(ids))
+            .order_by(E.c.id)
+            .with_for_update()
+        )
+        return {r.id: r for r in rows}

@@ -1,0 +1,286 @@
+"""Request and response models of the postback and webhook routes (with the OpenAPI
+examples of each event's payload)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.commission.core.webhooks import (
+    DISABLE_AFTER_FAILURES,
+    MACROS,
+    URL_MAX,
+    WebhookEvent,
+)
+
+#: what each event's body looks like (POST endpoints receive it as JSON; GET templates take
+#: their macros from its ``data``)
+EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
+    WebhookEvent.ORDER_ATTRIBUTED: {
+        "id": "evt_3b1f0c9d2e4a5b6c7d8e9f0a1b2c3d4e",
+        "type": "order.attributed",
+        "created_at": "2026-11-28T10:15:02+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "placed",
+            "commission": "2.19",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+        },
+    },
+    WebhookEvent.COMMISSION_PAYABLE: {
+        "id": "evt_9f86d081884c7d659a2feaa0c55ad015",
+        "type": "commission.payable",
+        "created_at": "2026-12-03T08:00:11+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "2.19",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+        },
+    },
+    WebhookEvent.COMMISSION_REVERSED: {
+        "id": "evt_60303ae22b998861bce3b28f33eec1be",
+        "type": "commission.reversed",
+        "created_at": "2026-12-05T16:42:00+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "-1.10",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+            "refund_id": "r-1",
+        },
+    },
+    WebhookEvent.PAYOUT_CREATED: {
+        "id": "evt_a665a45920422f9d417e4867efdc4fb8",
+        "type": "payout.created",
+        "created_at": "2027-01-02T09:00:00+00:00",
+        "data": {
+            "payout_id": 42,
+            "affiliate_id": "aff-7",
+            "amounts": {"EUR": "12.00", "USD": "131.40"},
+            "up_to": "2027-01-01T00:00:00+00:00",
+        },
+    },
+}
+
+EVENT_MEANINGS: dict[WebhookEvent, str] = {
+    WebhookEvent.ORDER_ATTRIBUTED: "an order was attributed to an affiliate (commission is "
+    "the estimate at placement)",
+    WebhookEvent.COMMISSION_PAYABLE: "the order completed and its commission was posted",
+    WebhookEvent.COMMISSION_REVERSED: "a refund reversed commission already posted "
+    "(commission is negative)",
+    WebhookEvent.PAYOUT_CREATED: "finance paid the affiliate's balance",
+}
+
+
+class EndpointRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": "https://hooks.example.com/alliance",
+                    "method": "POST",
+                    "events": ["order.attributed", "commission.payable", "commission.reversed"],
+                },
+                {
+                    "url": "https://track.example.net/postback?sub={sub_id}&amount={commission}"
+                    "&cur={currency}&status={status}&txn={event_id}",
+                    "method": "GET",
+                    "events": ["commission.payable"],
+                },
+            ]
+        },
+    )
+
+    url: str = Field(
+        max_length=URL_MAX,
+        description="http(s) URL; for GET, a template with {macro}s in its path or query",
+    )
+    method: Literal["POST", "GET"] = "POST"
+    events: list[WebhookEvent] = Field(min_length=1, max_length=len(WebhookEvent))
+
+
+class EndpointView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "we_0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+                    "url": "https://hooks.example.com/alliance",
+                    "method": "POST",
+                    "events": ["commission.payable"],
+                    "status": "disabled",
+                    "disabled_reason": f"{DISABLE_AFTER_FAILURES} consecutive failed "
+                    "deliveries; last: HTTP 503",
+                    "disabled_at": "2026-11-29T03:12:44+00:00",
+                    "consecutive_failures": DISABLE_AFTER_FAILURES,
+                    "retry_at": None,
+                    "previous_secret_until": None,
+                    "created_at": "2026-11-28T10:00:00+00:00",
+                }
+            ]
+        }
+    )
+
+    id: str
+    url: str
+    method: str
+    events: list[str]
+    status: Literal["active", "disabled"]
+    disabled_reason: str | None = Field(description="why it was disabled (the last failure)")
+    disabled_at: datetime | None
+    consecutive_failures: int
+    retry_at: datetime | None = Field(
+        description="while failing, no delivery before this time (the endpoint's backoff)"
+    )
+    previous_secret_until: datetime | None = Field(
+        description="after a rotation, deliveries carry a second v1 signature by the "
+        "previous secret until this time"
+    )
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Any) -> EndpointView:
+        return cls(
+            id=row.id,
+            url=row.url,
+            method=row.method,
+            events=list(row.events),
+            status=row.status,
+            disabled_reason=row.disabled_reason,
+            disabled_at=row.disabled_at,
+            consecutive_failures=row.consecutive_failures,
+            retry_at=row.retry_at,
+            previous_secret_until=row.previous_secret_until,
+            created_at=row.created_at,
+        )
+
+
+class EndpointCreated(EndpointView):
+    secret: str = Field(
+        description="the signing secret, shown this once (rotate-secret gives a new one)"
+    )
+
+
+class EndpointList(BaseModel):
+    items: list[EndpointView]
+
+
+class DeliveryView(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 812,
+                    "event_id": "evt_9f86d081884c7d659a2feaa0c55ad015",
+                    "event_type": "commission.payable",
+                    "status": "pending",
+                    "attempts": 3,
+                    "last_status_code": 502,
+                    "last_latency_ms": 131,
+                    "last_error": "HTTP 502",
+                    "last_attempt_at": "2026-12-03T08:00:18+00:00",
+                    "next_attempt_at": "2026-12-03T08:00:22+00:00",
+                    "delivered_at": None,
+                    "created_at": "2026-12-03T08:00:11+00:00",
+                    "event": EVENT_EXAMPLES[WebhookEvent.COMMISSION_PAYABLE],
+                }
+            ]
+        }
+    )
+
+    id: int
+    event_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed", "cancelled"] = Field(
+        description="pending (to be tried at next_attempt_at), delivered (2xx), failed (72 h "
+        "of retries without success) or cancelled (the endpoint was deleted)"
+    )
+    attempts: int
+    last_status_code: int | None
+    last_latency_ms: int | None
+    last_error: str | None
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+    event: dict[str, Any] = Field(description="the event as a POST endpoint receives it")
+
+    @classmethod
+    def of(cls, row: Any) -> DeliveryView:
+        return cls(
+            id=row.id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            status=row.status,
+            attempts=row.attempts,
+            last_status_code=row.last_status_code,
+            last_latency_ms=row.last_latency_ms,
+            last_error=row.last_error,
+            last_attempt_at=row.last_attempt_at,
+            next_attempt_at=row.next_attempt_at,
+            delivered_at=row.delivered_at,
+            created_at=row.created_at,
+            event=dict(row.payload),
+        )
+
+
+class DeliveriesPage(BaseModel):
+    items: list[DeliveryView]
+    next_cursor: int | None = Field(
+        description="pass as cursor for the next (older) page; null on the last"
+    )
+
+
+class EventDoc(BaseModel):
+    type: str
+    meaning: str
+    example: dict[str, Any]
+
+
+class MacroDoc(BaseModel):
+    name: str
+    example: str
+
+
+class TemplatesView(BaseModel):
+    """What an endpoint may subscribe to and what a GET template may hold."""
+
+    events: list[EventDoc]
+    macros: list[MacroDoc]
+    example_get_url: str
+    signature: str
+
+    @classmethod
+    def build(cls) -> TemplatesView:
+        return cls(
+            events=[
+                EventDoc(type=e.value, meaning=EVENT_MEANINGS[e], example=EVENT_EXAMPLES[e])
+                for e in WebhookEvent
+            ],
+            macros=[MacroDoc(name=f"{{{k}}}", example=v) for k, v in MACROS.items()],
+            example_get_url="https://track.example.net/postback?sub={sub_id}&amount="
+            "{commission}&cur={currency}&status={status}&txn={event_id}",
+            signature="Alliance-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "
+            "\"<t>.<content>\")> where content is a POST's raw body, or a GET's path and "
+            "query (/postback?sub=…); during a rotation's overlap a second v1 is signed by "
+            "the previous secret",
+        )
