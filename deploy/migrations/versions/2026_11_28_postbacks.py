@@ -7,7 +7,7 @@ per (endpoint, event id). No secret is stored: an endpoint's signing secret is d
 the deployment's secret key, its id and ``secret_version``.
 
 Revision ID: a12fe2e037fc
-Revises: 8d2e6f1a9b47
+Revises: 892d890dd283
 Create Date: 2026-11-28 10:00:00
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "a12fe2e037fc"
-down_revision: str | None = "8d2e6f1a9b47"
+down_revision: str | None = "892d890dd283"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
