@@ -287,6 +287,11 @@ async def test_a_receiver_that_was_down_gets_every_event_once_up_in_order_and_si
             assert all(d["last_status_code"] == 200 for d in log)
             assert all(d["last_latency_ms"] is not None for d in log)
             assert all(d["next_attempt_at"] is None for d in log)
+            sent = {
+                r.headers["alliance-event-id"]: orjson.loads(r.body)
+                for r in hooks.delivered("/aff")
+            }
+            assert all(d["event"] == sent[d["event_id"]] for d in log)  # the log shows what went
 
             # a replayed storefront event changes nothing: no second delivery
             again = await signed_post(

@@ -54,7 +54,7 @@ class WebhookRepository:
             E.c.deleted_at.is_(None),
         )
         if lock:
-            query = query.with_for_update()
+            query = query.with_for_update(key_share=True)  # FOR NO KEY UPDATE
         return (await self.session.execute(query)).first()
 
     async def update_endpoint(self, endpoint_id: str, **values: Any) -> None:
@@ -161,7 +161,9 @@ class WebhookRepository:
         The endpoints' rows are locked too: another worker skips them whole (one worker at a
         time per endpoint), and a change of the endpoint (enable, rotate, delete), which locks
         its row before it touches its deliveries, waits for the round instead of deadlocking
-        with it. Never waits for a lock."""
+        with it. ``NO KEY UPDATE``: the foreign-key checks of new deliveries (the orders
+        consumer's, in the ledger's transaction) never wait for a round. Never waits for a
+        lock."""
         rows = await self.session.execute(
             text(
                 """
@@ -179,7 +181,7 @@ class WebhookRepository:
                         AND p.status = 'pending' AND p.id < d.id))
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT :limit
-                FOR UPDATE OF d, e SKIP LOCKED
+                FOR NO KEY UPDATE OF d, e SKIP LOCKED
                 """
             ),
             {"now": now, "limit": limit},
@@ -199,6 +201,6 @@ class WebhookRepository:
             select(E.c.id, E.c.consecutive_failures, E.c.status, E.c.disabled_reason, E.c.url)
             .where(E.c.id.in_(ids))
             .order_by(E.c.id)
-            .with_for_update()
+            .with_for_update(key_share=True)  # FOR NO KEY UPDATE
         )
         return {r.id: r for r in rows}

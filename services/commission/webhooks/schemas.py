@@ -90,6 +90,25 @@ EVENT_MEANINGS: dict[WebhookEvent, str] = {
 }
 
 
+class WebhookEventBody(BaseModel):
+    """An event as a POST endpoint receives it (its JSON body), signed in the
+    ``Alliance-Signature`` header; ``id`` is stable (deduplicate by it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [EVENT_EXAMPLES[e] for e in WebhookEvent]}
+    )
+
+    id: str = Field(description="stable: the same cause always has the same id")
+    type: WebhookEvent
+    created_at: str = Field(description="when it happened: ISO 8601, UTC")
+    data: dict[str, Any] = Field(
+        description="an order's event: order_id, store_id, affiliate_id, click_id, sub_id, "
+        "status, commission (decimal string; negative for a reversal), currency, placed_at "
+        "(and refund_id for a reversal); a payout's: payout_id, affiliate_id, amounts "
+        "(currency → decimal string), up_to"
+    )
+
+
 class EndpointRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -222,7 +241,7 @@ class DeliveryView(BaseModel):
     next_attempt_at: datetime | None
     delivered_at: datetime | None
     created_at: datetime
-    event: dict[str, Any] = Field(description="the event as a POST endpoint receives it")
+    event: WebhookEventBody = Field(description="the event as a POST endpoint receives it")
 
     @classmethod
     def of(cls, row: Any) -> DeliveryView:
@@ -239,7 +258,7 @@ class DeliveryView(BaseModel):
             next_attempt_at=row.next_attempt_at,
             delivered_at=row.delivered_at,
             created_at=row.created_at,
-            event=dict(row.payload),
+            event=WebhookEventBody.model_validate(row.payload),
         )
 
 
@@ -253,7 +272,7 @@ class DeliveriesPage(BaseModel):
 class EventDoc(BaseModel):
     type: str
     meaning: str
-    example: dict[str, Any]
+    example: WebhookEventBody
 
 
 class MacroDoc(BaseModel):
@@ -273,7 +292,11 @@ class TemplatesView(BaseModel):
     def build(cls) -> TemplatesView:
         return cls(
             events=[
-                EventDoc(type=e.value, meaning=EVENT_MEANINGS[e], example=EVENT_EXAMPLES[e])
+                EventDoc(
+                    type=e.value,
+                    meaning=EVENT_MEANINGS[e],
+                    example=WebhookEventBody.model_validate(EVENT_EXAMPLES[e]),
+                )
                 for e in WebhookEvent
             ],
             macros=[MacroDoc(name=f"{{{k}}}", example=v) for k, v in MACROS.items()],
