@@ -31,7 +31,7 @@ CONTRACTS = [
     for line in CONFIG.read_text().splitlines()
     if line.startswith("name = ")
 ]
-COMMISSION_MODULES = ("admin", "channel", "finance", "orders", "program", "reports")
+COMMISSION_MODULES = ("admin", "camp", "channel", "finance", "orders", "program", "reports")
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:

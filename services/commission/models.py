@@ -226,6 +226,20 @@ visitor_days = Table(
     # the key INCLUDEs clicked (migration): affiliate visitors by an index-only scan
 )
 
+#: What each visitor met in the last 90 days, for the alliance camp's personal boost: the last
+#: time they viewed, clicked (an affiliate link, not suspicious) or ordered from a store, per
+#: category ('' when unknown). Kept by the reports consumer; forgotten after 90 days.
+visitor_interests = Table(
+    "visitor_interests",
+    metadata,
+    Column("visitor_id", String(128), primary_key=True),
+    Column("store_id", String(128), primary_key=True),
+    Column("category_id", String(128), primary_key=True, server_default=""),
+    Column("kind", String(8), primary_key=True),  # view | click | order
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Index("ix_visitor_interests_last_at", "last_at"),
+)
+
 #: Page views counted (idempotency; storefronts may post one twice).
 seen_page_views = Table(
     "seen_page_views",
