@@ -275,6 +275,26 @@ products = Table(
         "product_id",
     ),
     Index("ix_products_category", "category_id", "in_program"),
+    # the camp's walks in ranking order per category and per store (in the program only)
+    Index(
+        "ix_products_category_rank",
+        "category_id",
+        text("score DESC"),
+        text("rate DESC"),
+        "store_id",
+        "product_id",
+        postgresql_include=["title", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
+    Index(
+        "ix_products_store_rank",
+        "store_id",
+        text("score DESC"),
+        text("rate DESC"),
+        "product_id",
+        postgresql_include=["category_id", "title", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
 )
 
 

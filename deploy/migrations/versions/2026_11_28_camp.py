@@ -1,4 +1,4 @@
-"""camp: the visitors' interests (the alliance camp's personal boost)
+"""camp: the visitors' interests (the alliance camp's personal boost), ranking indexes
 
 One row per (visitor, store, category, kind): the last time the visitor viewed a page of,
 clicked an affiliate link to, or ordered from that store (and category: '' when the product
@@ -6,6 +6,10 @@ met had none, or was not in the catalog). The reports consumer keeps it (greates
 idempotent on replay); rows older than the camp's 90 days of history are forgotten
 periodically, so the table is bounded by 90 days of distinct interactions. Read by visitor
 (the key's prefix) for one request of ``GET /v1/camp/products``.
+
+Two partial indexes of the products in the program, in ranking order per category and per
+store: the camp walks them for the best products of each of a visitor's categories and
+stores, and a category query (camp or channel) reads its first page without a sort.
 
 Revision ID: 94b921e2ff0e
 Revises: 8d2e6f1a9b47
@@ -32,9 +36,21 @@ CREATE TABLE commission.visitor_interests (
     CONSTRAINT ck_visitor_interests_kind CHECK (kind IN ('view', 'click', 'order'))
 );
 CREATE INDEX ix_visitor_interests_last_at ON commission.visitor_interests (last_at);
+-- the camp's walks in ranking order per category and per store (the personal boost's
+-- candidates, and a category query of the camp or the channel), in the program only
+-- (each holding every column the camp shows: a walk that matches a keyword or a category
+-- is index-only, it never reads the table)
+CREATE INDEX ix_products_category_rank ON commission.products
+    (category_id, score DESC, rate DESC, store_id, product_id)
+    INCLUDE (title, price_minor, currency, hot) WHERE in_program;
+CREATE INDEX ix_products_store_rank ON commission.products
+    (store_id, score DESC, rate DESC, product_id)
+    INCLUDE (category_id, title, price_minor, currency, hot) WHERE in_program;
 """
 
 DOWNGRADE = """
+DROP INDEX commission.ix_products_store_rank;
+DROP INDEX commission.ix_products_category_rank;
 DROP TABLE commission.visitor_interests;
 """
 

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.camp.repository import CampRepository
 from services.commission.core.camp import (
+    CANDIDATES_PER_KEY,
     HISTORY,
     MAX_INTERESTS,
     NO_PROFILE,
@@ -84,6 +85,8 @@ def _number(value: str) -> Decimal:
 class CampService:
     clock: Clock
     cookies: VisitorCookies
+    #: how many products of each of a visitor's categories and stores the boost lifts
+    per_key: int = CANDIDATES_PER_KEY
     _categories: tuple[datetime, list[Any]] | None = field(default=None, init=False)
 
     def visitor(self, cookie: str | None) -> str | None:
@@ -134,6 +137,7 @@ class CampService:
         """One page of the camp for ``visitor_id`` (None: the plain ranking)."""
         now = self.clock.now()
         as_of, after = self._cursor(cursor, q, category_id, now) if cursor else (now, None)
+        await CampRepository(session).plan_each_query()
         p = await self.profile_of(session, visitor_id, as_of)
         rows = await CampRepository(session).page(
             p,
@@ -142,6 +146,7 @@ class CampService:
             keyword=like_pattern(q) if q else None,
             category_id=category_id,
             limit=limit,
+            per_key=self.per_key,
         )
         next_cursor = None
         if len(rows) == limit:
