@@ -54,10 +54,10 @@ W_STORE: Final = Decimal("0.10")
 #: how far back a visitor's history counts
 HISTORY: Final = timedelta(days=90)
 #: the most categories, and the most stores, of one visitor that one request weighs
-MAX_INTERESTS: Final = 20
+MAX_INTERESTS: Final = 12
 #: the boost lifts the best this many products (by base score) of each of the visitor's
 #: categories and stores among those a query matches; the rest keep their base score
-CANDIDATES_PER_KEY: Final = 50
+CANDIDATES_PER_KEY: Final = 40
 
 
 @dataclass(frozen=True, slots=True)
