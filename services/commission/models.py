@@ -295,6 +295,15 @@ products = Table(
         postgresql_include=["category_id", "title", "price_minor", "currency", "hot"],
         postgresql_where=text("in_program"),
     ),
+    Index(
+        "ix_products_camp_rank",
+        text("score DESC"),
+        text("rate DESC"),
+        "store_id",
+        "product_id",
+        postgresql_include=["title", "category_id", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
 )
 
 

@@ -7,9 +7,11 @@ idempotent on replay); rows older than the camp's 90 days of history are forgott
 periodically, so the table is bounded by 90 days of distinct interactions. Read by visitor
 (the key's prefix) for one request of ``GET /v1/camp/products``.
 
-Two partial indexes of the products in the program, in ranking order per category and per
-store: the camp walks them for the best products of each of a visitor's categories and
-stores, and a category query (camp or channel) reads its first page without a sort.
+Three partial indexes of the products in the program, in ranking order per category, per
+store and overall, each holding every column the camp shows: the camp walks the first two
+for the best products of each of a visitor's categories and stores, and the third for the
+rest, index-only (a keyword is matched on the title in the index); a category query (camp or
+channel) reads its first page without a sort.
 
 Revision ID: 94b921e2ff0e
 Revises: 8d2e6f1a9b47
@@ -46,9 +48,14 @@ CREATE INDEX ix_products_category_rank ON commission.products
 CREATE INDEX ix_products_store_rank ON commission.products
     (store_id, score DESC, rate DESC, product_id)
     INCLUDE (category_id, title, price_minor, currency, hot) WHERE in_program;
+-- and the whole program's, for the camp's plain walk (a keyword matched in the index)
+CREATE INDEX ix_products_camp_rank ON commission.products
+    (score DESC, rate DESC, store_id, product_id)
+    INCLUDE (title, category_id, price_minor, currency, hot) WHERE in_program;
 """
 
 DOWNGRADE = """
+DROP INDEX commission.ix_products_camp_rank;
 DROP INDEX commission.ix_products_store_rank;
 DROP INDEX commission.ix_products_category_rank;
 DROP TABLE commission.visitor_interests;
