@@ -23,9 +23,12 @@ ranking. The boost multiplies, so it reorders products of comparable merit and n
 product the program ranks nowhere (a base of 0 stays 0). The multiplier has two decimals and
 the base four, so ``final`` is exact at six: no rounding, ties are real ties.
 
-A visitor's history is bounded per request: the :data:`MAX_INTERESTS` strongest (then most
+What one request weighs is bounded: the visitor's :data:`MAX_INTERESTS` strongest (then most
 recent) categories and as many stores, so a bot that viewed every store costs no more than
-anyone else.
+anyone else; and the boost lifts the :data:`CANDIDATES_PER_KEY` best products (by base score)
+of each of them among those the query matches, the rest ranking at their base score (the
+repository finds them by index; which products are lifted depends on the query and the
+history, never on the page, so keyset pages stay exact).
 """
 
 from __future__ import annotations
