@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.commission.core.camp import CANDIDATES_PER_KEY
 from shared.config import Settings
 from shared.visitors import VISITOR_COOKIE, VisitorCookies
 from tests.integration.harness import (
@@ -93,23 +94,36 @@ def expected(
     *,
     q: str | None = None,
     category_id: str | None = None,
+    per_key: int = 40,
 ) -> list[tuple[str, str, Decimal]]:
     """(store, product, final score) in the camp's order, computed here: the README's boost
-    ``1 + 0.15 × k_category + 0.10 × k_store``, ties to the higher rate, then the ids."""
-    rows = []
+    ``1 + 0.15 × k_category + 0.10 × k_store`` for the best ``per_key`` (by base score, then
+    rate, then ids) of each of the visitor's categories and stores among the matches, the
+    base score for the rest; ties to the higher rate, then the ids."""
+    matches = []
     for s, products in CATALOG.items():
         if not PROGRAMS[s][0]:
             continue
-        store = f"{s}-{u}"
         for p, title, category in products:
             if q and q.lower() not in title.lower():
                 continue
             if category_id and category != category_id:
                 continue
             base = base_score(s, p, category, sold.get((s, p), 0))
+            matches.append((base, rate_of(s, p, category), s, p, category))
+    by_merit = sorted(matches, key=lambda r: (-r[0], -r[1], r[2], r[3]))
+    lifted: set[tuple[str, str]] = set()
+    for c in categories:
+        lifted |= set([(r[2], r[3]) for r in by_merit if r[4] == c][:per_key])
+    for shop in stores:
+        lifted |= set([(r[2], r[3]) for r in by_merit if r[2] == shop][:per_key])
+    rows = []
+    for base, rate, s, p, category in matches:
+        final = base
+        if (s, p) in lifted:
             k_cat = categories.get(category, 0) if category else 0
             final = base * (1 + D("0.15") * k_cat + D("0.10") * stores.get(s, 0))
-            rows.append((final, rate_of(s, p, category), store, p))
+        rows.append((final, rate, f"{s}-{u}", p))
     rows.sort(key=lambda r: (-r[0], -r[1], r[2], r[3]))
     return [(store, p, final) for final, _, store, p in rows]
 
@@ -299,7 +313,23 @@ async def test_the_camp_ranks_by_score_and_the_visitor_s_history(settings: Setti
         ):
             for who, cats_, shops_ in ((cookie, cats, shops), (None, {}, {})):
                 items, _ = await camp(svc.commission, who, 2, **params)
-                assert ranked(items) == expected(u, sold, cats_, shops_, **params), params
+                want = expected(
+                    u, sold, cats_, shops_, q=params.get("q"), category_id=params.get("category_id")
+                )
+                assert ranked(items) == want, params
+
+        # the boost lifts the best per_key of each of the visitor's categories and stores:
+        # with one each, pages of 2 still cover every product once, in that order
+        camp_service = svc.apps["commission"].state.camp
+        camp_service.per_key = 1
+        try:
+            for q in (None, "lamp"):
+                items, _ = await camp(svc.commission, cookie, 2, **({"q": q} if q else {}))
+                want = expected(u, sold, cats, shops, per_key=1, q=q)
+                assert ranked(items) == want, q
+            assert want != expected(u, sold, cats, shops, q="lamp")  # the cap tells
+        finally:
+            camp_service.per_key = CANDIDATES_PER_KEY
 
         # a forged or foreign cookie is no visitor: the plain ranking, not an error
         forged = f"{visitor}.{'A' * 22}"

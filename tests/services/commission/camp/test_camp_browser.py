@@ -15,7 +15,7 @@ import pytest
 from deploy.stack.browser import ensure_chromium
 from shared.config import Settings
 from shared.visitors import VISITOR_COOKIE, VisitorCookies
-from tests.integration.harness import eventually, running, signed_post, uid
+from tests.integration.harness import Store, eventually, running, signed_post, uid
 from tests.integration.test_camp import camp, set_up
 from tests.services.commission.reports.test_dashboard_browser import (
     ARTIFACTS,
@@ -71,7 +71,7 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
         resp = await signed_post(svc.tracker, "/v1/events", b, {"events": extra})
         assert resp.status_code == 202, resp.text
         # the visitor bought in garden at b and viewed toys at c
-        history = [
+        history: list[tuple[Store, dict[str, Any]]] = [
             (
                 b,
                 {
@@ -85,7 +85,8 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
             (c, {"event_id": f"pv-{u}", "type": "page_view", "product_id": "c3"}),
         ]
         for store, event in history:
-            payload = {"events": [{"occurred_at": now, "visitor_id": visitor} | event]}
+            first: dict[str, Any] = {"occurred_at": now, "visitor_id": visitor}
+            payload = {"events": [first | event]}
             resp = await signed_post(svc.tracker, "/v1/events", store, payload)
             assert resp.status_code == 202, resp.text
 
