@@ -334,7 +334,7 @@ async def test_the_camp_ranks_by_score_and_the_visitor_s_history(settings: Setti
         # a forged or foreign cookie is no visitor: the plain ranking, not an error
         forged = f"{visitor}.{'A' * 22}"
         other = VisitorCookies("another-deployment-secret-key-of-32ch").seal(visitor)
-        for bad in (forged, other, visitor, "garbage"):
+        for bad in (forged, other, visitor, "garbage", "x" * 5000, f"{visitor}.{'~' * 22}"):
             items, flags = await camp(svc.commission, bad, 50)
             assert ranked(items) == want_plain
             assert not any(flags)
