@@ -31,7 +31,16 @@ CONTRACTS = [
     for line in CONFIG.read_text().splitlines()
     if line.startswith("name = ")
 ]
-COMMISSION_MODULES = ("admin", "channel", "finance", "orders", "program", "reports", "webhooks")
+COMMISSION_MODULES = (
+    "admin",
+    "camp",
+    "channel",
+    "finance",
+    "orders",
+    "program",
+    "reports",
+    "webhooks",
+)
 
 
 def lint_imports(cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -59,7 +59,7 @@ AFFILIATES = 40
 #: what the quarter sends and decides
 CONSUMERS = {
     "attribution": [Topic.CLICKS, Topic.ORDERS],
-    "reports": [Topic.CLICKS, Topic.PAGE_VIEWS, Topic.CATALOG],
+    "reports": [Topic.CLICKS, Topic.PAGE_VIEWS, Topic.CATALOG, Topic.ORDERS],
     "commission": [Topic.ORDERS, Topic.ATTRIBUTIONS],
 }
 

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.admin.endpoints import router as admin_router
 from services.commission.admin.service import OUTBOX, AdminService
+from services.commission.camp.endpoints import router as camp_router
+from services.commission.camp.service import CampService
 from services.commission.channel.endpoints import router as channel_router
 from services.commission.channel.refresher import ProductRefresher
 from services.commission.channel.service import ChannelService
@@ -40,6 +42,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
 from shared.service_runtime import BackgroundTasks, metrics_router
+from shared.visitors import VisitorCookies
 
 STATIC = Path(__file__).parent / "static"
 #: the dashboard page's Content-Security-Policy: only this origin's files, never framed
@@ -59,6 +62,7 @@ class Modules:
     refresher: ProductRefresher
     webhooks: WebhookService
     webhook_worker: DeliveryWorker
+    camp: CampService
 
     @classmethod
     def wire(
@@ -90,6 +94,7 @@ class Modules:
                 timeout_s=settings.webhook_timeout_s,
                 interval_s=settings.webhook_interval_s,
             ),
+            camp=CampService(clock, VisitorCookies(settings.secret_key)),
         )
 
 
@@ -129,8 +134,16 @@ async def start_consumers(
     tasks.every(
         "product-refresh", refresher.run_once, interval_s=refresher.interval_s, at_start=False
     )
+    # the camp's visitor interests past its 90 days of history: forgotten hourly (bounded)
+    clock = modules.camp.clock
+    tasks.every(
+        "camp-interests-forget",
+        lambda: traffic.forget_interests(sessions, clock.now()),
+        interval_s=3600,
+    )
 
     async def stop() -> None:
+        await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)
         await tasks.stop("consumer", pipeline.stop)
@@ -198,7 +211,16 @@ def create_app(
     app.state.sessions = sessions
     app.state.settings = settings
     app.state.products = modules.refresher
-    for name in ("admin", "programs", "orders", "channel", "finance", "reports", "webhooks"):
+    for name in (
+        "admin",
+        "programs",
+        "orders",
+        "channel",
+        "finance",
+        "reports",
+        "webhooks",
+        "camp",
+    ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
 
@@ -222,6 +244,7 @@ def create_app(
         reports_router,
         channel_router,
         webhooks_router,
+        camp_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

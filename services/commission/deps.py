@@ -13,6 +13,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.admin.service import AdminService
+from services.commission.camp.service import CampService
 from services.commission.channel.service import ChannelService
 from services.commission.errors import EmptyTimeRange, Forbidden, Unauthorized
 from services.commission.finance.service import FinanceService
@@ -181,8 +182,14 @@ async def get_channel(request: Request) -> ChannelService:
     return channel
 
 
+async def get_camp(request: Request) -> CampService:
+    camp: CampService = request.app.state.camp
+    return camp
+
+
 Programs = Annotated[ProgramService, Depends(get_programs)]
 Orders = Annotated[OrderService, Depends(get_orders)]
 Finance = Annotated[FinanceService, Depends(get_finance)]
 Reports = Annotated[ReportService, Depends(get_reports)]
 Channel = Annotated[ChannelService, Depends(get_channel)]
+Camp = Annotated[CampService, Depends(get_camp)]

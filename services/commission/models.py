@@ -246,6 +246,20 @@ visitor_days = Table(
     # the key INCLUDEs clicked (migration): affiliate visitors by an index-only scan
 )
 
+#: What each visitor met in the last 90 days, for the alliance camp's personal boost: the last
+#: time they viewed, clicked (an affiliate link, not suspicious) or ordered from a store, per
+#: category ('' when unknown). Kept by the reports consumer; forgotten after 90 days.
+visitor_interests = Table(
+    "visitor_interests",
+    metadata,
+    Column("visitor_id", String(128), primary_key=True),
+    Column("store_id", String(128), primary_key=True),
+    Column("category_id", String(128), primary_key=True, server_default=""),
+    Column("kind", String(8), primary_key=True),  # view | click | order
+    Column("last_at", DateTime(timezone=True), nullable=False),
+    Index("ix_visitor_interests_last_at", "last_at"),
+)
+
 #: Page views counted (idempotency; storefronts may post one twice).
 seen_page_views = Table(
     "seen_page_views",
@@ -281,6 +295,35 @@ products = Table(
         "product_id",
     ),
     Index("ix_products_category", "category_id", "in_program"),
+    # the camp's walks in ranking order per category and per store (in the program only)
+    Index(
+        "ix_products_category_rank",
+        "category_id",
+        text("score DESC"),
+        text("rate DESC"),
+        "store_id",
+        "product_id",
+        postgresql_include=["title", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
+    Index(
+        "ix_products_store_rank",
+        "store_id",
+        text("score DESC"),
+        text("rate DESC"),
+        "product_id",
+        postgresql_include=["category_id", "title", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
+    Index(
+        "ix_products_camp_rank",
+        text("score DESC"),
+        text("rate DESC"),
+        "store_id",
+        "product_id",
+        postgresql_include=["title", "category_id", "price_minor", "currency", "hot"],
+        postgresql_where=text("in_program"),
+    ),
 )
 
 

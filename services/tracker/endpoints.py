@@ -28,8 +28,8 @@ from services.tracker.schemas import (
 )
 from services.tracker.service import TrackerService
 from shared.http import Bearer, NotFound, bearer_token, error_body, errors
+from shared.visitors import VISITOR_COOKIE
 
-VISITOR_COOKIE = "alliance_vid"
 ONE_YEAR = 365 * 24 * 3600
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_EVENTS = 1000
@@ -130,7 +130,7 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
 
 def visitor_cookie(value: str, secure: bool) -> str:
     """The first-party visitor cookie (``value``: the id and its tag, from
-    :class:`~services.tracker.visitors.VisitorCookies`): a year, HttpOnly, SameSite=Lax,
+    :class:`~shared.visitors.VisitorCookies`): a year, HttpOnly, SameSite=Lax,
     Secure behind TLS."""
     flags = "; Secure" if secure else ""
     return f"{VISITOR_COOKIE}={value}; Max-Age={ONE_YEAR}; Path=/; HttpOnly; SameSite=Lax{flags}"

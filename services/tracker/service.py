@@ -29,7 +29,6 @@ from services.tracker.links import InvalidCode, Link, LinkSigner
 from services.tracker.quality import FloodGuard, SelfReferral, cut_user_agent, is_bot, suspicion
 from services.tracker.schemas import EventResult
 from services.tracker.spool import ClickSpool, SpoolFull
-from services.tracker.visitors import VisitorCookies
 from shared.clock import Clock
 from shared.config import Settings
 from shared.events import (
@@ -45,6 +44,7 @@ from shared.events import (
 from shared.ids import new_id
 from shared.retry import Transient
 from shared.secrets import hash_key, verify_signature, webhook_secret
+from shared.visitors import VisitorCookies
 
 log = logging.getLogger(__name__)
 

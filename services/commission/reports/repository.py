@@ -462,6 +462,60 @@ class ReportRepository:
             )
         )
 
+    async def categories_of(
+        self, products: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], str | None]:
+        """The catalog's category of each (store, product) it knows."""
+        if not products:
+            return {}
+        ordered = sorted(products)
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT p.store_id, p.product_id, p.category_id
+                FROM unnest(CAST(:stores AS text[]), CAST(:products AS text[])) AS k(s, p)
+                JOIN commission.products p ON p.store_id = k.s AND p.product_id = k.p
+                """
+            ),
+            {"stores": [s for s, _ in ordered], "products": [p for _, p in ordered]},
+        )
+        return {(r.store_id, r.product_id): r.category_id for r in rows}
+
+    async def add_interests(self, interests: dict[tuple[str, str, str, str], datetime]) -> None:
+        """Visitor interests: (visitor, store, category or '', kind) → last time; the later
+        time wins (idempotent, in any order)."""
+        if not interests:
+            return
+        t = m.visitor_interests
+        stmt = insert(t).values(
+            [
+                {"visitor_id": v, "store_id": s, "category_id": c, "kind": k, "last_at": at}
+                for (v, s, c, k), at in sorted(interests.items())
+            ]
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["visitor_id", "store_id", "category_id", "kind"],
+                set_={"last_at": stmt.excluded.last_at},
+                where=t.c.last_at < stmt.excluded.last_at,
+            )
+        )
+
+    async def forget_interests(self, before: datetime, batch: int) -> int:
+        """Delete at most ``batch`` visitor interests last met before ``before``; how many."""
+        result = await self.session.execute(
+            text(
+                """
+                DELETE FROM commission.visitor_interests WHERE ctid IN (
+                    SELECT ctid FROM commission.visitor_interests
+                    WHERE last_at < :before LIMIT :batch
+                )
+                """
+            ),
+            {"before": before, "batch": batch},
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def upsert_products(self, rows: list[dict[str, Any]]) -> None:
         """Catalog rows (with their ranking fields); a row older than the stored one loses."""
         if not rows:

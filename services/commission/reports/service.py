@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.commission.core.camp import HISTORY as CAMP_HISTORY
+from services.commission.core.camp import Kind
 from services.commission.core.program import ProgramState
 from services.commission.core.reports import (
     DayRange,
@@ -30,12 +32,14 @@ from services.commission.program.service import ProgramService
 from services.commission.reports.repository import ReportRepository
 from shared.clock import Clock, SystemClock
 from shared.db import decode_cursor, encode_cursor
-from shared.events import Click, PageView, ProductUpserted
+from shared.events import Click, OrderPlaced, PageView, ProductUpserted
 from shared.kafka import Received
 from shared.money import ZERO, from_minor, to_minor
 
-#: what the reports consumer handles (None: a storefront event it does not keep)
-Incoming = Click | PageView | ProductUpserted | None
+#: what the reports consumer handles (None: a storefront or order event it does not keep)
+Incoming = Click | PageView | ProductUpserted | OrderPlaced | None
+#: (visitor, store, category or '', kind) → the last time: the camp's visitor interests
+Interests = dict[tuple[str, str, str, str], datetime]
 #: (store, UTC day, visitor) → (an affiliate click, a page view)
 Visitors = dict[tuple[str, date, str], tuple[bool, bool]]
 
@@ -255,6 +259,48 @@ class TrafficService:
         await repo.add_visitors(visitors)
         products = [e for e in events if isinstance(e, ProductUpserted)]
         await repo.upsert_products(await self._catalog_rows(session, products))
+        # after the catalog: a view of a product upserted in the same batch knows its category
+        await repo.add_interests(await self._interests(repo, events))
+
+    async def _interests(self, repo: ReportRepository, events: list[Any]) -> Interests:
+        """What each visitor met (the camp's personal boost): the stores and categories of
+        their page views, affiliate clicks (not suspicious) and placed orders' lines. A
+        product's category is the line's own, else the catalog's (when it knows the
+        product). Replays change nothing: the last time only ever grows."""
+        met: list[tuple[str, str, str | None, str | None, Kind, datetime]] = []
+        for e in events:
+            if isinstance(e, Click | PageView) and not (isinstance(e, Click) and e.suspicious):
+                kind = Kind.CLICK if isinstance(e, Click) else Kind.VIEW
+                met.append((e.visitor_id, e.store_id, e.product_id, None, kind, e.occurred_at))
+            elif isinstance(e, OrderPlaced):
+                at = e.occurred_at
+                met += [
+                    (e.visitor_id, e.store_id, i.product_id, i.category_id, Kind.ORDER, at)
+                    for i in e.items
+                ]
+        unknown = {(s, p) for _, s, p, c, _, _ in met if p and not c}
+        catalog = await repo.categories_of(unknown)
+        out: Interests = {}
+        for visitor, store, product, category, kind, at in met:
+            category = category or (catalog.get((store, product)) if product else None)
+            key = (visitor, store, category or "", kind.value)
+            if key not in out or out[key] < at:
+                out[key] = at
+        return out
+
+    async def forget_interests(
+        self, sessions: async_sessionmaker[AsyncSession], now: datetime, batch: int = 10_000
+    ) -> int:
+        """Delete the visitor interests older than the camp's history (they no longer count),
+        ``batch`` rows per transaction: what keeps the table bounded. Returns how many went.
+        A replayed old event may write one back; the next run takes it again."""
+        total = 0
+        while True:
+            async with sessions() as session, session.begin():
+                n = await ReportRepository(session).forget_interests(now - CAMP_HISTORY, batch)
+            total += n
+            if n < batch:
+                return total
 
     async def _count_clicks(
         self,

@@ -335,7 +335,7 @@ async def test_fast_path_and_documented_route_answer_alike(settings: Settings) -
     from fastapi import FastAPI
     from starlette.types import Receive, Scope, Send
 
-    from services.tracker.visitors import VisitorCookies
+    from shared.visitors import VisitorCookies
 
     same = f"alliance_vid={VisitorCookies(settings.secret_key).seal('v-same')}"
     async with running(settings) as svc:

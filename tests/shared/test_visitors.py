@@ -9,9 +9,9 @@ import hmac
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.tracker.visitors import MAX_COOKIE_CHARS, VisitorCookies
 from shared.ids import new_id
 from shared.secrets import webhook_secret
+from shared.visitors import MAX_COOKIE_CHARS, VisitorCookies
 
 KEY = "a-deployment-secret-key-of-32-characters"
 cookies = VisitorCookies(KEY)

@@ -1,5 +1,9 @@
 """The visitor cookie, pure: a visitor id the tracker minted, sealed so it cannot be forged.
 
+Shared: the tracker seals and opens it (the redirect), the commission service opens it (the
+alliance camp's personal ranking); both derive the key from the deployment's
+``ALLIANCE_SECRET_KEY``, which every service already has.
+
 The ``alliance_vid`` cookie is ``<visitor id>.<tag>``: the tag is the first 16 bytes (128 bits)
 of HMAC-SHA256 over the id, base64url, under a key derived from the deployment's secret key
 (``HMAC(secret key, "visitor-cookie")``, so it is none of the stores' webhook secrets). A
@@ -24,6 +28,10 @@ _TAG_CHARS: Final = 22  # base64url of 16 bytes, unpadded
 MAX_COOKIE_CHARS: Final = IDENT_MAX + 1 + _TAG_CHARS
 #: an :data:`~shared.events.Ident`
 _IDENT: Final = re.compile(rf"[A-Za-z0-9._:@\-]{{1,{IDENT_MAX}}}")
+
+
+#: the cookie's name, on the tracker's redirect and on the camp's requests
+VISITOR_COOKIE: Final = "alliance_vid"
 
 
 class VisitorCookies:
