@@ -24,8 +24,21 @@ def landing_template_problem(template: str) -> str | None:
         return f"at most one {PLACEHOLDER}"
     if "{" in template.replace(PLACEHOLDER, "") or "}" in template.replace(PLACEHOLDER, ""):
         return f"no brace other than {PLACEHOLDER}"
+    problem = http_url_problem(template)
+    if problem is not None:
+        return problem
+    parts = urlsplit(template)
+    if PLACEHOLDER in parts.netloc or PLACEHOLDER in parts.fragment:
+        return f"{PLACEHOLDER} may stand only in the path or the query"
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute ``http(s)`` URL with a host, a valid port and no user
+    name or password, or None when it is (the checks a landing template and a webhook
+    endpoint share)."""
     try:
-        parts = urlsplit(template)
+        parts = urlsplit(url)
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
         return "not a URL (a bad host or port)"
@@ -37,6 +50,4 @@ def landing_template_problem(template: str) -> str | None:
         return "no user name or password in the URL"
     if not port_ok:
         return "not a URL (a bad host or port)"
-    if PLACEHOLDER in parts.netloc or PLACEHOLDER in parts.fragment:
-        return f"{PLACEHOLDER} may stand only in the path or the query"
     return None

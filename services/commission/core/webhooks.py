@@ -25,6 +25,7 @@ from services.commission.core.errors import ProgramError
 from services.commission.core.ledger import LedgerTxn, TxnKind
 from shared.money import fmt
 from shared.secrets import sign_body
+from shared.urls import http_url_problem
 
 
 class WebhookEvent(StrEnum):
@@ -268,20 +269,15 @@ def endpoint_problem(url: str, method: Method) -> str | None:
         return "a brace that is not part of a {macro}"
     try:
         raw = urlsplit(url)
-        if "{" in raw.netloc or "}" in raw.netloc or "{" in raw.scheme:
-            return "a {macro} may stand only in the path or the query"
-        parts = urlsplit(_MACRO.sub("x", url))
-        port_ok = parts.port is None or parts.port > 0
     except ValueError:
         return "not a URL (a bad host or port)"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "http or https only"
-    if not parts.hostname:
-        return "a host is needed"
-    if parts.username is not None or parts.password is not None:
-        return "no user name or password in the URL"
-    if not port_ok:
-        return "not a URL (a bad host or port)"
+    if "{" in raw.netloc or "}" in raw.netloc or "{" in raw.scheme:
+        return "a {macro} may stand only in the path or the query"
+    filled = _MACRO.sub("x", url)
+    problem = http_url_problem(filled)
+    if problem is not None:
+        return problem
+    parts = urlsplit(filled)
     if parts.fragment:
         return "no fragment (it is never sent)"
     return None
