@@ -75,6 +75,8 @@ class LiveRun:
     rng: random.Random
     stores: dict[str, tuple[str, str]] = field(default_factory=dict)  # kind → (id, secret)
     affiliate_keys: dict[str, str] = field(default_factory=dict)  # name → API key
+    store_keys: dict[str, str] = field(default_factory=dict)  # store id → its API key
+    buyer_cookie: str = ""  # the sealed alliance_vid of the last buyer who followed a link
 
     async def register_stores(self) -> None:
         """Each store through the admin API, joined at its rate, its catalog uploaded once the
@@ -99,6 +101,7 @@ class LiveRun:
             )
             joined.raise_for_status()
             self.stores[kind] = (store_id, keys["webhook_secret"])
+            self.store_keys[store_id] = keys["api_key"]
             await self.upload_catalog(kind)
 
     async def upload_catalog(self, kind: str) -> None:
@@ -164,7 +167,8 @@ class LiveRun:
                 headers={**cookies, "User-Agent": BROWSER, "X-Forwarded-For": f"203.0.113.{n + 1}"},
             )
             visitor = parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
-            cookies = {"Cookie": f"alliance_vid={resp.cookies['alliance_vid']}"}
+            self.buyer_cookie = resp.cookies["alliance_vid"]
+            cookies = {"Cookie": f"alliance_vid={self.buyer_cookie}"}
         return visitor
 
     async def send_orders(self, orders: int) -> list[dict[str, Any]]:
@@ -224,6 +228,68 @@ class LiveRun:
             cursor = page["next_cursor"]
         return lines
 
+    async def coupon_program(self) -> str:
+        """The phones store lets a spoken code win: the policy ``coupon_wins`` and a code of
+        insta-anna's (registered before any order, so attribution knows it in time)."""
+        store_id, _ = self.stores["phones"]
+        auth = {"Authorization": f"Bearer {self.store_keys[store_id]}"}  # the store's own key
+        code = f"ANNA-{self.run}".upper()
+        policy = await self.commission.put(
+            f"/v1/stores/{store_id}/coupon-policy", json={"policy": "coupon_wins"}, headers=auth
+        )
+        policy.raise_for_status()
+        owner = f"insta-anna-{self.run}"
+        put = await self.commission.put(
+            f"/v1/stores/{store_id}/coupons/{code}", json={"affiliate_id": owner}, headers=auth
+        )
+        put.raise_for_status()
+        print(f"{store_id}: coupon policy coupon_wins, code {code} for {owner}")
+        return code
+
+    async def coupon_order(self, code: str, n: int) -> dict[str, Any]:
+        """A buyer who never clicked types the code: the order is placed, and completed once
+        attribution has decided it by the code (a decision made before the code reached
+        attribution is corrected while the order is open)."""
+        store_id, secret = self.stores["phones"]
+        order_id = f"demo-{self.run}-{n:03d}"
+        placed, done = order_events(
+            order_id, f"podcast-{self.run}", PRODUCTS["phones"][1], 2, "order_completed"
+        )
+        placed["coupon_code"] = code.lower()  # as the listener typed it: codes match any case
+        (await _signed(self.tracker, store_id, secret, [placed])).raise_for_status()
+
+        async def by_code() -> bool | None:
+            resp = await self.commission.get(
+                f"/v1/stores/{store_id}/orders/{order_id}", headers=self.admin
+            )
+            return True if resp.status_code == 200 and resp.json()["rule"] == "coupon" else None
+
+        await _until(by_code, "the coupon order to be attributed by its code")
+        (await _signed(self.tracker, store_id, secret, [done])).raise_for_status()
+        return {"store_id": store_id, "order_id": order_id, "status": "completed"}
+
+    async def camp(self, limit: int = 5) -> None:
+        """The alliance camp as a stranger sees it and as the last buyer does (ranked with
+        what they viewed, clicked and bought, once the reports consumer has it)."""
+        cookie = {"Cookie": f"alliance_vid={self.buyer_cookie}"}
+
+        async def personal() -> dict[str, Any] | None:
+            resp = await self.commission.get(
+                "/v1/camp/products", params={"limit": limit}, headers=cookie
+            )
+            page: dict[str, Any] = resp.json()
+            return page if resp.status_code == 200 and page["personalised"] else None
+
+        mine = await _until(personal, "the camp to know the buyer's history")
+        plain = (await self.commission.get("/v1/camp/products", params={"limit": limit})).json()
+        print()
+        print("The alliance camp, first page: a stranger's | the last buyer's (boost, why)")
+        for a, b in zip(plain["items"], mine["items"], strict=False):
+            why = ",".join(b["because"]) or "-"
+            left = f"{a['store_id']}/{a['product_id']}"
+            right = f"{b['store_id']}/{b['product_id']}"
+            print(f"  {left:32} | {right:32} ×{b['boost']} ({why})")
+
 
 def order_events(
     order_id: str, visitor: str, product: Product, quantity: int, status: str
@@ -260,14 +326,17 @@ def order_events(
 
 def print_orders(views: list[dict[str, Any]]) -> None:
     print()
-    head = ("order", "store", "status", "affiliate", "sales", "commission")
-    print(f"{head[0]:20} {head[1]:14} {head[2]:10} {head[3]:19} {head[4]:>8} {head[5]:>10}")
+    head = ("order", "store", "status", "affiliate", "rule", "sales", "commission")
+    print(
+        f"{head[0]:20} {head[1]:14} {head[2]:10} {head[3]:19} {head[4]:10} {head[5]:>8} "
+        f"{head[6]:>10}"
+    )
     for v in views:
         sales = sum(Decimal(i["base"]) for i in v["items"])
         affiliate = v["affiliate_id"] or "(organic)"
         print(
             f"{v['order_id']:20} {v['store_id']:14} {v['status']:10} {affiliate:19} "
-            f"{sales:>8} {v['payable']:>10}"
+            f"{v['rule'] or '-':10} {sales:>8} {v['payable']:>10}"
         )
 
 
@@ -307,9 +376,12 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
         )
         await live.register_stores()
         await live.register_affiliates()
+        code = await live.coupon_program()
         placed = await live.send_orders(orders)
+        placed.append(await live.coupon_order(code, orders))
         views = await live.settled(placed)
         print_orders(views)
         print_ledger(await live.ledger(), live.run)
         print_total(views)
+        await live.camp()
     return 0
