@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.commission.admin.endpoints import router as admin_router
 from services.commission.admin.service import OUTBOX, AdminService
 from services.commission.camp.endpoints import router as camp_router
+from services.commission.camp.service import CURSOR_PURPOSE as CAMP_CURSORS
 from services.commission.camp.service import CampService
 from services.commission.channel.endpoints import router as channel_router
 from services.commission.channel.refresher import ProductRefresher
@@ -41,6 +42,7 @@ from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
+from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, metrics_router
 from shared.visitors import VisitorCookies
 
@@ -94,7 +96,11 @@ class Modules:
                 timeout_s=settings.webhook_timeout_s,
                 interval_s=settings.webhook_interval_s,
             ),
-            camp=CampService(clock, VisitorCookies(settings.secret_key)),
+            camp=CampService(
+                clock,
+                VisitorCookies(settings.secret_key),
+                Sealer(settings.secret_key, CAMP_CURSORS),
+            ),
         )
 
 

@@ -3,19 +3,28 @@ upload their catalogs and post page views and an order to the tracker, a buyer f
 affiliate link (the tracker seals the visitor cookie); then ``GET /v1/camp/products`` with that
 cookie ranks by the documented score and personal boost, which this test computes on its own
 (the formula written out again here, not the service's functions), pages cover every product
-exactly once, and only stores in the program show."""
+exactly once, and only stores in the program show. The scores themselves are not in the answer
+(they would reveal the stores' commission rates and affiliate sales): the test compares the
+order of the products, including ties broken by the higher rate, and each one's boost; and the
+cursor is sealed (neither readable nor forgeable)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
+from services.commission.camp.service import CURSOR_PURPOSE
 from services.commission.core.camp import CANDIDATES_PER_KEY
 from shared.config import Settings
+from shared.db import encode_cursor
+from shared.sealed import Sealer
 from shared.visitors import VISITOR_COOKIE, VisitorCookies
 from tests.integration.harness import (
     Services,
@@ -40,6 +49,18 @@ PROGRAMS: dict[str, tuple[bool, str, dict[str, str], dict[str, str]]] = {
     "b": (True, "0.05", {}, {}),
     "c": (True, "0.08", {"toys": "0.15"}, {}),
     "d": (False, "0.06", {}, {}),  # never joins: none of its products may show
+}
+#: what a public camp item holds: no score, no rate
+PUBLIC_FIELDS = {
+    "store_id",
+    "product_id",
+    "title",
+    "category_id",
+    "price",
+    "currency",
+    "hot",
+    "boost",
+    "because",
 }
 #: store → [(product, title, category)]
 CATALOG: dict[str, list[tuple[str, str, str | None]]] = {
@@ -95,13 +116,16 @@ def expected(
     q: str | None = None,
     category_id: str | None = None,
     per_key: int = 40,
+    extra: dict[str, list[tuple[str, str, str | None]]] | None = None,
 ) -> list[tuple[str, str, Decimal]]:
-    """(store, product, final score) in the camp's order, computed here: the README's boost
-    ``1 + 0.15 × k_category + 0.10 × k_store`` for the best ``per_key`` (by base score, then
-    rate, then ids) of each of the visitor's categories and stores among the matches, the
-    base score for the rest; ties to the higher rate, then the ids."""
+    """(store, product, boost) in the camp's order, computed here: the final score is the
+    README's boost ``1 + 0.15 × k_category + 0.10 × k_store`` times the base score for the
+    best ``per_key`` (by base score, then rate, then ids) of each of the visitor's categories
+    and stores among the matches, the base score (boost 1) for the rest; ties to the higher
+    rate, then the ids. ``extra``: more products of the stores than :data:`CATALOG`'s."""
     matches = []
-    for s, products in CATALOG.items():
+    catalog = {s: CATALOG[s] + (extra or {}).get(s, []) for s in CATALOG}
+    for s, products in catalog.items():
         if not PROGRAMS[s][0]:
             continue
         for p, title, category in products:
@@ -119,13 +143,13 @@ def expected(
         lifted |= set([(r[2], r[3]) for r in by_merit if r[2] == shop][:per_key])
     rows = []
     for base, rate, s, p, category in matches:
-        final = base
+        boost = D(1)
         if (s, p) in lifted:
             k_cat = categories.get(category, 0) if category else 0
-            final = base * (1 + D("0.15") * k_cat + D("0.10") * stores.get(s, 0))
-        rows.append((final, rate, f"{s}-{u}", p))
+            boost = 1 + D("0.15") * k_cat + D("0.10") * stores.get(s, 0)
+        rows.append((base * boost, rate, f"{s}-{u}", p, boost))
     rows.sort(key=lambda r: (-r[0], -r[1], r[2], r[3]))
-    return [(store, p, final) for final, _, store, p in rows]
+    return [(store, p, boost) for _, _, store, p, boost in rows]
 
 
 async def camp(
@@ -146,6 +170,8 @@ async def camp(
         assert resp.status_code == 200, resp.text
         assert resp.headers["cache-control"] == "private, no-store"
         body = resp.json()
+        for item in body["items"]:
+            assert set(item) == PUBLIC_FIELDS, item  # nothing that reveals a rate or sales
         items += body["items"]
         personal.append(body["personalised"])
         cursor = body["next_cursor"]
@@ -154,7 +180,12 @@ async def camp(
 
 
 def ranked(items: list[dict[str, Any]]) -> list[tuple[str, str, Decimal]]:
-    return [(i["store_id"], i["product_id"], D(i["score"])) for i in items]
+    """(store, product, boost) in the answer's order: what :func:`expected` computes."""
+    return [(i["store_id"], i["product_id"], D(i["boost"])) for i in items]
+
+
+def ids_of(rows: list[tuple[str, str, Decimal]]) -> list[tuple[str, str]]:
+    return [(s, p) for s, p, _ in rows]
 
 
 async def set_up(svc: Services, settings: Settings, u: str) -> dict[str, Store]:
@@ -273,7 +304,7 @@ async def test_the_camp_ranks_by_score_and_the_visitor_s_history(settings: Setti
         cats, shops = {"kitchen": 3, "garden": 1}, {"a": 3, "b": 1, "c": 1}
         want_personal = expected(u, sold, cats, shops)
         want_plain = expected(u, sold, {}, {})
-        assert want_personal != want_plain  # the history changes the order
+        assert ids_of(want_personal) != ids_of(want_plain)  # the history changes the order
 
         async def personalised() -> list[dict[str, Any]] | None:
             items, flags = await camp(svc.commission, cookie, 50)
@@ -297,13 +328,15 @@ async def test_the_camp_ranks_by_score_and_the_visitor_s_history(settings: Setti
         )
         assert mug["because"] == ["category", "store"]
         assert D(mug["boost"]) == D("1.75")
-        assert D(mug["base_score"]) == base_score("a", "a2", "kitchen", 1)
         assert mug["hot"] is True
 
-        # at an equal score the higher rate first: c3 (toys 15 %) before a3 (main, 5 % + 10)
+        # at an equal score the higher rate first: c3 (toys 15 %) before a3 (main, 5 % + 10),
+        # in what the camp answers (the full order above holds it too)
         plain = [p for _, p, _ in want_plain]
         assert base_score("c", "c3", "toys", 0) == base_score("a", "a3", "light", 0)
         assert plain.index("c3") < plain.index("a3")
+        answered = [i["product_id"] for i in (await camp(svc.commission, None, 50))[0]]
+        assert answered.index("c3") < answered.index("a3")
 
         # keyword and category, with and without the history
         for params in (
@@ -327,7 +360,7 @@ async def test_the_camp_ranks_by_score_and_the_visitor_s_history(settings: Setti
                 items, _ = await camp(svc.commission, cookie, 2, **({"q": q} if q else {}))
                 want = expected(u, sold, cats, shops, per_key=1, q=q)
                 assert ranked(items) == want, q
-            assert want != expected(u, sold, cats, shops, q="lamp")  # the cap tells
+            assert ids_of(want) != ids_of(expected(u, sold, cats, shops, q="lamp"))  # the cap tells
         finally:
             camp_service.per_key = CANDIDATES_PER_KEY
 
@@ -359,7 +392,55 @@ async def test_the_camp_refuses_bad_parameters_with_machine_readable_errors(
             return cursor
 
         cursor = await eventually(two_pages)
+        # the cursor is sealed: what it holds (the last row's score and rate, its ids) does not
+        # show, and nothing but the service makes one. The same plaintext sealed with the
+        # service's key is a page (so what the others lack is the key, not the format).
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        for hidden in (b"2026", b"0.0", b'"', b"-" + u.encode()):
+            assert hidden not in raw
+        fingerprint = hashlib.sha256(b"\x00").hexdigest()[:16]  # no q, no category
+        values = [now(), "999.0000", "0.9900", f"a-{u}", "a1", fingerprint]
+        plaintext = orjson.dumps(values)
+        ours = Sealer(settings.secret_key, CURSOR_PURPOSE).seal(plaintext)
+        resp = await svc.commission.get("/v1/camp/products", params={"cursor": ours, "limit": "2"})
+        assert resp.status_code == 200, resp.text
+        foreign = Sealer("another-deployment-secret-key-of-32ch", CURSOR_PURPOSE).seal(plaintext)
+        other_purpose = Sealer(settings.secret_key, "another-purpose").seal(plaintext)
+        unsealed = encode_cursor(values)  # what the cursors were: base64 JSON anyone writes
+        flipped = cursor[:10] + ("A" if cursor[10] != "A" else "B") + cursor[11:]
+        # sealed with the key but not what the service seals (defence in depth): refused too
+        sealer = Sealer(settings.secret_key, CURSOR_PURPOSE)
+        odd = (
+            [
+                sealer.seal(orjson.dumps(v))
+                for v in (
+                    values[:5],
+                    [*values, "x"],
+                    [values[0], "1e999999", *values[2:]],
+                    [values[0], "NaN", *values[2:]],
+                    [values[0], "-1", *values[2:]],
+                    [values[0], values[1], "99999999999999999999", *values[3:]],
+                    ["9999-12-31T23:59:59+00:00", *values[1:]],  # from the future
+                    ["2026-11-28T10:00:00", *values[1:]],  # no time zone
+                    [*values[:3], "\x00", *values[4:]],
+                    [*values[:3], "", *values[4:]],
+                    [*values[:3], "s" * 129, *values[4:]],
+                    [1, 2, 3, 4, 5, 6],
+                    {"a": 1},
+                )
+            ]
+            + [sealer.seal(b"not json"), sealer.seal(b"")]
+        )
+        for bad in odd:
+            resp = await svc.commission.get("/v1/camp/products", params={"cursor": bad})
+            assert resp.status_code == 422, (bad, resp.text)
+            assert resp.json()["error"]["code"] == "bad_cursor", resp.text
         for params, code in (
+            ({"cursor": foreign}, "bad_cursor"),
+            ({"cursor": other_purpose}, "bad_cursor"),
+            ({"cursor": unsealed}, "bad_cursor"),
+            ({"cursor": flipped}, "bad_cursor"),
+            ({"cursor": cursor[:-3]}, "bad_cursor"),
             ({"limit": "0"}, "invalid_request"),
             ({"limit": "101"}, "invalid_request"),
             ({"q": ""}, "invalid_request"),

@@ -3,7 +3,6 @@ and the buyer page ``/camp`` (plain files of this origin, as the dashboard)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
@@ -41,8 +40,6 @@ def _product(c: CampRow) -> CampProduct:
         price=fmt(from_minor(int(r.price_minor), r.currency), r.currency),
         currency=r.currency,
         hot=r.hot,
-        score=str(Decimal(r.final)),
-        base_score=str(Decimal(r.base)),
         boost=str(c.boost),
         because=because,
     )
@@ -74,8 +71,9 @@ async def products(
     strongest thing the visitor did in the product's category / store in the last 90 days
     (bought 3, clicked 2, viewed 1, nothing 0). At an equal score the higher commission rate
     ranks first. Without the ``alliance_vid`` cookie, or with one that does not verify, the
-    plain ranking. Keyset pages: pass ``next_cursor`` back as ``cursor`` with the same ``q``
-    and ``category_id``."""
+    plain ranking. The scores are not shown (they would reveal the stores' commission rates
+    and affiliate sales): the order is the ranking. Keyset pages: pass ``next_cursor`` (opaque
+    and sealed) back as ``cursor`` with the same ``q`` and ``category_id``."""
     visitor = camp.visitor(alliance_vid)
     result = await camp.products(
         session, visitor, q=q, category_id=category_id, cursor=cursor, limit=limit

@@ -8,6 +8,10 @@ from pydantic import BaseModel, Field
 
 
 class CampProduct(BaseModel):
+    """A product as the public sees it. Its scores are not shown: the channel's composite
+    score is made of the store's commission rate and its affiliate orders, which are the
+    store's business with its affiliates (the list's order is all a buyer needs)."""
+
     store_id: str
     product_id: str
     title: str
@@ -15,8 +19,6 @@ class CampProduct(BaseModel):
     price: str
     currency: str
     hot: bool = Field(description="among its store's 20 best sellers to affiliate buyers")
-    score: str = Field(description="the final score the list is ranked by: base × boost")
-    base_score: str = Field(description="the product channel's composite score")
     boost: str = Field(description="the visitor's personal multiplier (1 without history)")
     because: list[Literal["category", "store"]] = Field(
         description="what in the visitor's last 90 days lifted it: its category, its store"
@@ -25,7 +27,10 @@ class CampProduct(BaseModel):
 
 class CampPage(BaseModel):
     items: list[CampProduct]
-    next_cursor: str | None = Field(description="the next page's cursor; null on the last page")
+    next_cursor: str | None = Field(
+        description="the next page's cursor (opaque, sealed: only this service reads or "
+        "makes one); null on the last page"
+    )
     personalised: bool = Field(
         description="ranked with the visitor's history (a valid alliance_vid cookie with "
         "interests in the last 90 days)"
@@ -44,13 +49,15 @@ class CampPage(BaseModel):
                             "price": "24.90",
                             "currency": "EUR",
                             "hot": True,
-                            "score": "52.5000",
-                            "base_score": "42.0000",
                             "boost": "1.25",
                             "because": ["category", "store"],
                         }
                     ],
-                    "next_cursor": "WyIyMDI2LTExLTI4VDEwOjAwOjAwWiIsIjUyLjUiXQ",
+                    "next_cursor": (
+                        "F5grO8NNOYmTNYlLSg7zbsdvoR-xCIWzfzfElW5EFGsxazIefRJUf9tUO0szCn6iML12"
+                        "IzmuqvQaIbsPHCc89WTyFaHSGvSbvkopgs8ObbxEesSOEwVGc-H5REgl4Zb0faqR9kjl"
+                        "haRTkQFTxg5o"
+                    ),
                     "personalised": True,
                 }
             ]

@@ -11,6 +11,11 @@ holds ``as_of``, the time of the first page: the visitor's history is read as of
 every page, so what they do while paging (a view, a click) does not move products between
 pages; and a fingerprint of the query (``q``, ``category_id``), so a cursor used with
 another query is refused (422 ``bad_cursor``) instead of answering a page of something else.
+
+The cursor is sealed (:mod:`shared.sealed`, AES-GCM under a key derived from the secret key):
+the last row's score and commission rate are the store's business with its affiliates, not
+the public's, and a cursor nobody can forge is one whose numbers need no trust. One that does
+not open is refused as any other bad cursor.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.camp.repository import CampRepository
@@ -39,7 +45,8 @@ from services.commission.core.camp import (
 )
 from services.commission.errors import BadCursor
 from shared.clock import Clock
-from shared.db import decode_cursor, encode_cursor, like_pattern
+from shared.db import like_pattern
+from shared.sealed import Sealer
 from shared.visitors import VisitorCookies
 
 #: the most interest rows one request reads (the most recent): with MAX_INTERESTS per kind
@@ -51,6 +58,8 @@ MAX_CATEGORIES: Final = 200
 #: a cursor's numbers: every score and rate fits NUMERIC(12, 4) × the largest boost
 _CURSOR_BOUND: Final = Decimal(10) ** 12
 _FUTURE_SKEW: Final = timedelta(minutes=5)
+#: what the cursors are sealed for (their key is derived from the secret key with it)
+CURSOR_PURPOSE: Final = "camp-cursor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,8 @@ def _number(value: str) -> Decimal:
 class CampService:
     clock: Clock
     cookies: VisitorCookies
+    #: seals the cursors (:data:`CURSOR_PURPOSE`)
+    cursors: Sealer
     #: how many products of each of a visitor's categories and stores the boost lifts
     per_key: int = CANDIDATES_PER_KEY
     _categories: tuple[datetime, list[Any]] | None = field(default=None, init=False)
@@ -97,7 +108,7 @@ class CampService:
         self, cursor: str, q: str | None, category_id: str | None, now: datetime
     ) -> tuple[datetime, tuple[Decimal, Decimal, str, str]]:
         try:
-            at, final, rate, store, product, fp = decode_cursor(cursor, 6)
+            at, final, rate, store, product, fp = self._open(cursor)
             as_of = datetime.fromisoformat(at)
             if as_of.tzinfo is None or as_of > now + _FUTURE_SKEW:
                 raise ValueError("not a time this API gave")
@@ -108,6 +119,22 @@ class CampService:
             return as_of.astimezone(UTC), (_number(final), _number(rate), store, product)
         except (ValueError, ArithmeticError):
             raise BadCursor("cursor is not one this list gave") from None
+
+    def _seal(self, values: list[str]) -> str:
+        return self.cursors.seal(orjson.dumps(values))
+
+    def _open(self, cursor: str) -> list[str]:
+        """The six values :meth:`_seal` was given; ``ValueError`` if the cursor does not open
+        (not sealed here: changed, made up, another deployment's) or is not six strings."""
+        plaintext = self.cursors.open(cursor)
+        if plaintext is None:
+            raise ValueError("not a cursor this list gave")
+        values = orjson.loads(plaintext)
+        if not isinstance(values, list) or len(values) != 6:
+            raise ValueError("not a cursor")
+        if not all(isinstance(v, str) and "\x00" not in v for v in values):
+            raise ValueError("not a cursor")  # no column holds a NUL (PostgreSQL refuses it)
+        return values
 
     async def profile_of(
         self, session: AsyncSession, visitor_id: str | None, as_of: datetime
@@ -151,7 +178,7 @@ class CampService:
         next_cursor = None
         if len(rows) == limit:
             last = rows[-1]
-            next_cursor = encode_cursor(
+            next_cursor = self._seal(
                 [
                     as_of.isoformat(),
                     str(last.final),

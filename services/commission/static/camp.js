@@ -29,7 +29,7 @@ function productItem(p) {
   const li = el("li", "product");
   li.dataset.store = p.store_id;
   li.dataset.product = p.product_id;
-  li.dataset.score = p.score;
+  li.dataset.boost = p.boost;
   li.dataset.category = p.category_id || "";
   li.appendChild(el("p", "title", p.title));
   li.appendChild(el("p", "price", `${p.price} ${p.currency}`));

@@ -1,13 +1,16 @@
 """The camp's buyer page in headless Chromium (Debian's, driven by Playwright), served by the
 commission service over real HTTP: the list in the API's order, "more" pages, keyword search,
 the category filter, and a personalised order for a visitor with history (the tracker's sealed
-cookie in the browser) against the plain one of a visitor without. Screenshots go to
-tests/artifacts/."""
+cookie in the browser) against the plain one of a visitor without. Both orders, and each
+product's boost, are checked against the ones the HTTP test's independent computation gives
+(the answer shows no score: it would reveal the stores' rates and affiliate sales).
+Screenshots go to tests/artifacts/."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -16,7 +19,7 @@ from deploy.stack.browser import ensure_chromium
 from shared.config import Settings
 from shared.visitors import VISITOR_COOKIE, VisitorCookies
 from tests.integration.harness import Store, eventually, running, signed_post, uid
-from tests.integration.test_camp import camp, set_up
+from tests.integration.test_camp import camp, expected, ranked, set_up
 from tests.services.commission.reports.test_dashboard_browser import (
     ARTIFACTS,
     CHROMIUM_ARGS,
@@ -38,6 +41,12 @@ async def shown(page: Any) -> list[str]:
     return list(stores)
 
 
+async def boosts(page: Any) -> list[Decimal]:
+    """The boost of every product on the page, in order (its ``data-boost``)."""
+    items = page.locator("#products li.product")
+    return [Decimal(b) for b in await items.evaluate_all("els => els.map(e => e.dataset.boost)")]
+
+
 def order(items: list[dict[str, Any]]) -> list[str]:
     return [f"{i['store_id']}/{i['product_id']}" for i in items]
 
@@ -55,18 +64,21 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
         stores = await set_up(svc, settings, u)
         b, c = stores["b"], stores["c"]
         now = datetime.now(UTC).isoformat()
+        bulk: dict[str, list[tuple[str, str, str | None]]] = {
+            "b": [(f"bulk-{n:02}", f"Bulk item {n}", "bulk") for n in range(EXTRA)]
+        }
         extra = [
             {
-                "event_id": f"bulk-{n}",
+                "event_id": f"bulk-{p}",
                 "type": "product_upserted",
                 "occurred_at": now,
-                "product_id": f"bulk-{n:02}",
-                "category_id": "bulk",
-                "title": f"Bulk item {n}",
+                "product_id": p,
+                "category_id": category,
+                "title": title,
                 "price": "1.00",
                 "currency": "USD",
             }
-            for n in range(EXTRA)
+            for p, title, category in bulk["b"]
         ]
         resp = await signed_post(svc.tracker, "/v1/events", b, {"events": extra})
         assert resp.status_code == 202, resp.text
@@ -90,11 +102,19 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
             resp = await signed_post(svc.tracker, "/v1/events", store, payload)
             assert resp.status_code == 202, resp.text
 
+        # computed independently (no affiliate sales here): bought in garden at b (3 each),
+        # viewed toys at c (1 each)
+        want_plain = expected(u, {}, {}, {}, extra=bulk)
+        want_personal = expected(u, {}, {"garden": 3, "toys": 1}, {"b": 3, "c": 1}, extra=bulk)
+        assert len(want_plain) == 10 + EXTRA
+        assert [r[:2] for r in want_plain] != [r[:2] for r in want_personal]
+
         async def ready() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
             plain, _ = await camp(svc.commission, None, 100)
             personal, flags = await camp(svc.commission, sealed, 100)
-            if len(plain) != 10 + EXTRA or not all(flags):
-                return None
+            if ranked(plain) != want_plain or ranked(personal) != want_personal:
+                return None  # the catalog or the history is still on its way
+            assert all(flags)
             return plain, personal
 
         plain, personal = await eventually(ready, timeout_s=60)
@@ -110,6 +130,7 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
                 await anonymous.goto(f"{base}/camp")
                 await anonymous.wait_for_selector("body[data-loaded]")
                 assert await shown(anonymous) == order(plain)[:24]
+                assert await boosts(anonymous) == [Decimal(1)] * 24
                 assert await anonymous.locator("#personal").is_hidden()
                 await anonymous.click("#more")
                 await anonymous.wait_for_selector("body[data-pages='2']")
@@ -154,6 +175,8 @@ async def test_the_camp_page_searches_filters_pages_and_personalises(settings: S
                 await known.wait_for_selector("body[data-loaded]")
                 assert await known.locator("#personal").is_visible()
                 assert await shown(known) == order(personal)[:24]
+                assert await boosts(known) == [r[2] for r in want_personal][:24]
+                assert any(b != 1 for b in await boosts(known))
                 assert (await shown(known))[:24] != (await shown(anonymous))[:24]
                 # what they bought from ranks higher for them than for the anonymous visitor
                 mine, theirs = order(personal), order(plain)
