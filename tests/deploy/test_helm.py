@@ -254,8 +254,20 @@ def test_service_monitor_and_ingresses_when_asked(helm: Path) -> None:
     (ingress,) = of(docs, "Ingress").values()
     rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "go.shop.example"
-    backend = rule["http"]["paths"][0]["backend"]["service"]
-    assert backend == {"name": "rel-alliance-tracker", "port": {"name": "http"}}
+    routes = {p["path"]: p["backend"]["service"] for p in rule["http"]["paths"]}
+    # the camp rides on the tracker's host, where the buyer's cookie is
+    assert routes == {
+        "/": {"name": "rel-alliance-tracker", "port": {"name": "http"}},
+        "/camp": {"name": "rel-alliance-commission", "port": {"name": "http"}},
+        "/v1/camp": {"name": "rel-alliance-commission", "port": {"name": "http"}},
+    }
+    assert all(p["pathType"] == "Prefix" for p in rule["http"]["paths"])
+    without = render(
+        helm,
+        sets=("tracker.ingress.enabled=true", "tracker.ingress.camp=false"),
+    )
+    (plain,) = of(without, "Ingress").values()
+    assert [p["path"] for p in plain["spec"]["rules"][0]["http"]["paths"]] == ["/"]
 
 
 def test_services_budgets_and_monitor_select_the_pods_of_their_deployment(helm: Path) -> None:
