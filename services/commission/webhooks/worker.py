@@ -12,7 +12,9 @@ Contract:
 - One order's events reach an endpoint in the order they were written: a delivery is claimed
   only when no earlier delivery of its order to that endpoint is still pending.
 - Only to the registered URL (a GET template expanded with URL-encoded values), never
-  following a redirect (a 3xx is a failure), within ``timeout_s``. The host is resolved at
+  following a redirect (a 3xx is a failure), within ``timeout_s`` for the whole attempt
+  (resolving, connecting, sending, the answer's status line and headers): a receiver that
+  answers slowly, a byte at a time, fails with a timeout then. The host is resolved at
   each delivery and refused when any of its addresses is private, loopback, link-local or
   reserved, unless private targets are allowed (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``).
 - Time comes from :attr:`clock` (tests move it instead of sleeping).
@@ -162,7 +164,10 @@ class DeliveryWorker:
         status: int | None = None
         error: str | None = None
         try:
-            status = await self._send(row, at)
+            # one deadline for the whole send, the name's lookup included: httpx's timeout is
+            # per read, so a receiver answering a byte at a time would hold the round open
+            async with asyncio.timeout(self.timeout_s):
+                status = await self._send(row, at)
         except Refused as exc:
             error = f"refused: {exc}"
         except InvalidEndpoint as exc:
@@ -220,6 +225,11 @@ class DeliveryWorker:
         await response.aclose()  # the status is the answer; the body is not read
         return response.status_code
 
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` now (an IP literal is its own), in the resolver's order."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
     async def _check_target(self, url: str) -> None:
         """Resolve the host now (the address it has today) and refuse a private one."""
         if self.allow_private:
@@ -227,10 +237,6 @@ class DeliveryWorker:
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
-            timeout=self.timeout_s,
-        )
-        addresses = {str(info[4][0]) for info in infos}
+        addresses = await self.resolve(host, port)
         if not addresses or not all(address_allowed(a, False) for a in addresses):
             raise Refused(f"{host} resolves to a private or reserved address")
