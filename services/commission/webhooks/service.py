@@ -81,12 +81,16 @@ class Outcome:
 
 
 def host_refusal(url: str, allow_private: bool) -> str | None:
-    """Why a URL's host is refused at registration (a literal private address or a local
-    name while private targets are not allowed), or None. Names are resolved at each
-    delivery (and refused then when they resolve to a private address)."""
+    """Why a URL's host is refused at registration (a literal private address, a local name
+    or a port other than 80 and 443 while private targets are not allowed), or None. Names
+    are resolved at each delivery (and refused then when they resolve to a private
+    address)."""
     if allow_private:
         return None
-    host = (urlsplit(url).hostname or "").lower()
+    parts = urlsplit(url)
+    if parts.port not in (None, 80, 443):
+        return "only the ports 80 and 443 are deliverable (the default of http and https)"
+    host = (parts.hostname or "").lower()
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return "a local host name is not a deliverable target"
     try:

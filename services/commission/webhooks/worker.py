@@ -16,7 +16,9 @@ Contract:
   (resolving, connecting, sending, the answer's status line and headers): a receiver that
   answers slowly, a byte at a time, fails with a timeout then. The host is resolved at
   each delivery and refused when any of its addresses is private, loopback, link-local or
-  reserved, unless private targets are allowed (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``).
+  reserved, or its port is not 80 or 443, unless private targets are allowed
+  (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``); the request then goes to the address checked (its
+  first), never to a second lookup's.
 - Time comes from :attr:`clock` (tests move it instead of sleeping).
 """
 
@@ -28,7 +30,6 @@ import socket
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -109,8 +110,13 @@ class DeliveryWorker:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             # no proxy from the environment, no redirect followed: only the registered URL
+            # no connection kept alive: requests go to IP literals, and a connection made for
+            # one host name (its TLS server name) must not carry another's request
             self._client = httpx.AsyncClient(
-                timeout=self.timeout_s, follow_redirects=False, trust_env=False
+                timeout=self.timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
             )
         return self._client
 
@@ -199,18 +205,31 @@ class DeliveryWorker:
         method = Method(row.method)
         payload: dict[str, Any] = row.payload
         body = orjson.dumps(payload)
-        url = row.url if method is Method.POST else expand(row.url, macro_values(payload))
-        await self._check_target(url)
+        url = httpx.URL(
+            row.url if method is Method.POST else expand(row.url, macro_values(payload))
+        )
+        # resolve once, check, and connect to the address checked (a name that resolves
+        # elsewhere a moment later, DNS rebinding, changes nothing): the request goes to the IP
+        # literal, with the registered host in ``Host`` and, for https, in the TLS handshake's
+        # server name, which the certificate is verified against (httpcore's ``sni_hostname``)
+        address = await self._target(url)
         headers = {
+            "Host": url.netloc.decode("ascii"),
             "User-Agent": USER_AGENT,
             "Alliance-Event-Id": str(payload["id"]),
             "Alliance-Event-Type": str(payload["type"]),
         }
+        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
+        pinned = url.copy_with(host=address)
         if method is Method.POST:
             headers["Content-Type"] = "application/json"
-            request = self.client.build_request("POST", url, content=body, headers=headers)
+            request = self.client.build_request(
+                "POST", pinned, content=body, headers=headers, extensions=extensions
+            )
         else:
-            request = self.client.build_request("GET", url, headers=headers)
+            request = self.client.build_request(
+                "GET", pinned, headers=headers, extensions=extensions
+            )
         # a GET signs its request target exactly as it goes on the wire (path and query)
         content = body if method is Method.POST else request.url.raw_path
         secrets = signing_secrets(
@@ -230,13 +249,17 @@ class DeliveryWorker:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    async def _check_target(self, url: str) -> None:
-        """Resolve the host now (the address it has today) and refuse a private one."""
-        if self.allow_private:
-            return
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+    async def _target(self, url: httpx.URL) -> str:
+        """The address to connect to for ``url``: its host resolved now, the first address;
+        refused (unless private targets are allowed) when any address is private or reserved,
+        or the port is not 80 or 443."""
+        host = url.raw_host.decode("ascii")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if not self.allow_private and port not in (80, 443):
+            raise Refused(f"port {port}: only 80 and 443 are deliverable")
         addresses = await self.resolve(host, port)
-        if not addresses or not all(address_allowed(a, False) for a in addresses):
+        if not addresses:
+            raise Refused(f"{host} does not resolve")
+        if not self.allow_private and not all(address_allowed(a, False) for a in addresses):
             raise Refused(f"{host} resolves to a private or reserved address")
+        return addresses[0].split("%", 1)[0]  # no IPv6 zone: only link-local has one

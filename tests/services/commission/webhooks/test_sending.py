@@ -10,9 +10,12 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
 
+import httpx
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.commission.webhooks.service import Outcome, WebhookService
+from services.commission.core.webhooks import SIGNATURE_HEADER, endpoint_secret, verify
+from services.commission.webhooks.service import Outcome, WebhookService, host_refusal
 from services.commission.webhooks.worker import DeliveryWorker
 from shared.clock import FixedClock
 
@@ -102,3 +105,105 @@ async def test_a_lookup_that_hangs_times_out_within_the_deadline() -> None:
     outcome = await attempt(worker, "http://receiver.test/hook")
     assert (outcome.status_code, outcome.error) == (None, "timeout after 0.3s")
     assert outcome.latency_ms < 2000
+
+
+@asynccontextmanager
+async def raw_receiver(host: str) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A receiver on ``host`` (a loopback address) answering 204, keeping each request's
+    head (request line and headers) as received."""
+    heads: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            heads.append(await reader.readuntil(b"\r\n\r\n"))
+            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, host, 0)
+    try:
+        yield server.sockets[0].getsockname()[1], heads
+    finally:
+        server.close()
+
+
+def pin(worker: DeliveryWorker, names: dict[str, list[str]]) -> list[str]:
+    """Make the worker's resolver answer from ``names``; returns the names it was asked."""
+    asked: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return names[host]
+
+    worker.resolve = resolve  # type: ignore[method-assign]
+    return asked
+
+
+async def test_the_request_goes_to_the_address_resolved_and_checked_with_the_host_kept() -> None:
+    # localhost is 127.0.0.1 to any other lookup; the receiver listens on 127.0.0.2 only, so
+    # the request arrives only if the worker connects to the address its own lookup gave
+    async with raw_receiver("127.0.0.2") as (port, heads):
+        worker = make_worker()
+        asked = pin(worker, {"localhost": ["127.0.0.2"]})
+        outcome = await attempt(worker, f"http://localhost:{port}/hook?a=1", method="GET")
+    assert (outcome.status_code, outcome.error) == (204, None)
+    assert asked == ["localhost"]  # resolved once
+    [head] = heads
+    assert head.startswith(b"GET /hook?a=1 HTTP/1.1\r\n")
+    assert f"\r\nHost: localhost:{port}\r\n".encode() in head
+
+
+def capture(worker: DeliveryWorker, status: int = 200) -> list[httpx.Request]:
+    """Send the worker's requests to a transport that records them (nothing leaves)."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(status)
+
+    worker._client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return seen
+
+
+async def test_https_to_an_ipv6_address_keeps_the_name_for_the_tls_server_name() -> None:
+    worker = make_worker(allow_private=False)
+    pin(worker, {"hooks.example.com": ["2606:2800:220:1:248:1893:25c8:1946", "93.184.216.34"]})
+    seen = capture(worker)
+    outcome = await attempt(worker, "https://hooks.example.com/pb?s={status}", method="GET")
+    assert outcome.ok
+    [request] = seen
+    assert str(request.url) == "https://[2606:2800:220:1:248:1893:25c8:1946]/pb?s="
+    assert request.headers["host"] == "hooks.example.com"
+    assert request.extensions["sni_hostname"] == "hooks.example.com"
+    # the signature is over the request target, as before
+    secret = endpoint_secret("secret", "we_1", 1)
+    assert verify(secret, request.headers[SIGNATURE_HEADER], b"/pb?s=", int(T0.timestamp()))
+
+
+@pytest.mark.parametrize(
+    "addresses",
+    [["10.0.0.1"], ["93.184.216.34", "169.254.169.254"], ["::1"], []],
+)
+async def test_a_name_with_a_private_address_is_refused_and_nothing_is_sent(
+    addresses: list[str],
+) -> None:
+    worker = make_worker(allow_private=False)
+    pin(worker, {"hooks.example.com": addresses})
+    seen = capture(worker)
+    outcome = await attempt(worker, "https://hooks.example.com/h")
+    assert outcome.error is not None
+    assert outcome.error.startswith("refused: hooks.example.com")
+    assert seen == []
+
+
+async def test_only_ports_80_and_443_are_deliverable_in_production() -> None:
+    worker = make_worker(allow_private=False)
+    asked = pin(worker, {"hooks.example.com": ["93.184.216.34"]})
+    seen = capture(worker)
+    outcome = await attempt(worker, "http://hooks.example.com:6379/h")
+    assert outcome.error == "refused: port 6379: only 80 and 443 are deliverable"
+    assert (asked, seen) == ([], [])
+    assert host_refusal("https://hooks.example.com:8443/h", allow_private=False) is not None
+    assert host_refusal("https://hooks.example.com:443/h", allow_private=False) is None
+    assert host_refusal("http://hooks.example.com:8080/h", allow_private=True) is None
