@@ -255,11 +255,11 @@ class DeliveryWorker:
         or the port is not 80 or 443."""
         host = url.raw_host.decode("ascii")
         port = url.port or (443 if url.scheme == "https" else 80)
-        if not self.allow_private and port not in (80, 443):
-            raise Refused(f"port {port}: only 80 and 443 are deliverable")
         addresses = await self.resolve(host, port)
         if not addresses:
             raise Refused(f"{host} does not resolve")
         if not self.allow_private and not all(address_allowed(a, False) for a in addresses):
             raise Refused(f"{host} resolves to a private or reserved address")
+        if not self.allow_private and port not in (80, 443):
+            raise Refused(f"port {port}: only 80 and 443 are deliverable")
         return addresses[0].split("%", 1)[0]  # no IPv6 zone: only link-local has one

@@ -199,11 +199,11 @@ async def test_a_name_with_a_private_address_is_refused_and_nothing_is_sent(
 
 async def test_only_ports_80_and_443_are_deliverable_in_production() -> None:
     worker = make_worker(allow_private=False)
-    asked = pin(worker, {"hooks.example.com": ["93.184.216.34"]})
+    pin(worker, {"hooks.example.com": ["93.184.216.34"]})
     seen = capture(worker)
     outcome = await attempt(worker, "http://hooks.example.com:6379/h")
     assert outcome.error == "refused: port 6379: only 80 and 443 are deliverable"
-    assert (asked, seen) == ([], [])
+    assert seen == []
     assert host_refusal("https://hooks.example.com:8443/h", allow_private=False) is not None
     assert host_refusal("https://hooks.example.com:443/h", allow_private=False) is None
     assert host_refusal("http://hooks.example.com:8080/h", allow_private=True) is None
