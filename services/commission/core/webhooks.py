@@ -69,7 +69,8 @@ URL_MAX: Final = 2048
 FIRST_RETRY: Final = timedelta(seconds=1)
 MAX_RETRY: Final = timedelta(hours=1)
 GIVE_UP_AFTER: Final = timedelta(hours=72)
-#: an endpoint whose deliveries failed this many times in a row is disabled
+#: an endpoint whose deliveries failed in this many rounds in a row is disabled (a round's
+#: failures count as one; see :func:`after_attempts`)
 DISABLE_AFTER_FAILURES: Final = 20
 #: how long the previous secret still signs after a rotation (both signatures are sent)
 ROTATION_OVERLAP: Final = timedelta(hours=24)
@@ -427,18 +428,23 @@ class EndpointHealth:
 
 
 def after_attempts(health: EndpointHealth, outcomes: Sequence[tuple[bool, str]]) -> EndpointHealth:
-    """The endpoint's health after attempts whose (success, description) are ``outcomes``,
-    in the order they ended: a success resets the count of failures in a row; the
-    :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the endpoint, with the last
-    failure as the reason. A disabled endpoint stays disabled (its owner re-enables it)."""
+    """The endpoint's health after one round of attempts whose (success, description) are
+    ``outcomes``, in the order they ended. A round counts as **at most one failure**: a
+    success resets the count of failures in a row, and failures after the round's last
+    success (or all of them, if none succeeded) add one; so a receiver restarting for two
+    seconds, which fails every delivery of the round that is due meanwhile, costs one failure,
+    not one per delivery. The :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the
+    endpoint, with the last failure as the reason. A disabled endpoint stays disabled (its
+    owner re-enables it). No outcomes: nothing changes."""
     failures = health.consecutive_failures
     disabled, reason = health.disabled, health.disabled_reason
-    for ok, what in outcomes:
-        if ok:
-            failures = 0
-            continue
+    last_ok = max((i for i, (ok, _) in enumerate(outcomes) if ok), default=-1)
+    if last_ok >= 0:
+        failures = 0
+    failed_after = [what for ok, what in outcomes[last_ok + 1 :] if not ok]
+    if failed_after:
         failures += 1
         if failures >= DISABLE_AFTER_FAILURES and not disabled:
             disabled = True
-            reason = f"{failures} consecutive failed deliveries; last: {what}"[:500]
+            reason = f"{failures} consecutive failed deliveries; last: {failed_after[-1]}"[:500]
     return EndpointHealth(failures, disabled, reason)

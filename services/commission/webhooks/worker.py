@@ -154,7 +154,8 @@ class DeliveryWorker:
     def _choose(rows: list[Any]) -> list[Any]:
         """What this round sends: everything of a healthy endpoint; of an endpoint that is
         failing, only its oldest due delivery (a probe), so that a receiver that is down is
-        not hit by every queued event at once, and its failures count one at a time."""
+        not hit by every queued event at once (a round's failures count as one: see
+        :func:`~services.commission.core.webhooks.after_attempts`)."""
         chosen, probed = [], set()
         for r in rows:
             if r.consecutive_failures:
