@@ -315,19 +315,46 @@ def macro_values(body: Mapping[str, Any]) -> dict[str, object]:
     }
 
 
+#: IPv6 ranges that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+#: refused outright: IPv4-compatible (deprecated, ``::a.b.c.d``), NAT64 for local use (where
+#: the IPv4 address sits depends on the prefix length the network chose), Teredo
+_REFUSED_V6: Final = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("2001::/32"),
+)
+
+
 def address_allowed(address: str, allow_private: bool) -> bool:
     """Whether a delivery may connect to ``address`` (an IP literal): any when private
     targets are allowed (development, tests), else only globally routable unicast ones —
     never loopback, private, link-local (cloud metadata), multicast or reserved ranges (an
-    endpoint cannot be aimed at the platform's own network)."""
+    endpoint cannot be aimed at the platform's own network). An IPv6 address that carries an
+    IPv4 one is judged by it too: IPv4-mapped (``::ffff:a.b.c.d``), NAT64 (``64:ff9b::/96``)
+    and 6to4 (``2002::/16``); IPv4-compatible (``::/96``), local-use NAT64
+    (``64:ff9b:1::/48``) and Teredo (``2001::/32``) are refused outright."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if allow_private:
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in net for net in _REFUSED_V6):
+            return False
+        else:
+            inner = ip.sixtofour
+            if ip in _NAT64:
+                inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            if inner is not None and not _public(inner):
+                return False
+    return _public(ip)
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 

@@ -408,12 +408,34 @@ class TestTargets:
             "fc00::1",
             "::ffff:127.0.0.1",
             "not-an-address",
+            # an IPv4 address inside an IPv6 one
+            "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+            "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+            "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+            "64:ff9b:1::a9fe:a9fe",  # local-use NAT64: refused outright
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::",  # 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+            "2002:c0a8:101::",  # 6to4 of 192.168.1.1
+            "::7f00:1",  # IPv4-compatible: refused outright
+            "::808:808",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo: refused outright
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo of client 127.0.0.1
         ],
     )
     def test_private_loopback_and_reserved_addresses_are_refused(self, address: str) -> None:
         assert not address_allowed(address, allow_private=False)
 
-    @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "64:ff9b::808:808",  # NAT64 of 8.8.8.8
+            "2002:808:808::1",  # 6to4 of 8.8.8.8
+            "::ffff:8.8.8.8",
+        ],
+    )
     def test_public_addresses_are_allowed(self, address: str) -> None:
         assert address_allowed(address, allow_private=False)
 
