@@ -175,7 +175,9 @@ class WebhookService:
 
     async def enable(self, session: AsyncSession, owner: Owner, endpoint_id: str) -> Any:
         """Re-enable an endpoint (disabled after failures): its count of failures starts
-        again and the deliveries that waited are due now, in order."""
+        again and the deliveries that waited are due now, in order, each with a fresh
+        schedule (72 hours from now, retries from 1 s): a backlog older than 72 hours is
+        retried, not failed at its first new failure."""
         await self.endpoint(session, owner, endpoint_id, lock=True)
         repo = WebhookRepository(session)
         now = self.clock.now()
@@ -214,8 +216,10 @@ class WebhookService:
         self, session: AsyncSession, owner: Owner, endpoint_id: str, delivery_id: int
     ) -> Any:
         """Send a delivery again now, whatever its status (a receiver deduplicates by the
-        event id); for a disabled endpoint, once it is re-enabled."""
-        await self.endpoint(session, owner, endpoint_id)
+        event id), with a fresh schedule: the next round sends it even while the endpoint
+        backs off, a failure is retried after 1 s, and it has 72 hours from now. For a
+        disabled endpoint, once it is re-enabled."""
+        await self.endpoint(session, owner, endpoint_id, lock=True)
         repo = WebhookRepository(session)
         if await repo.delivery(endpoint_id, delivery_id) is None:
             raise NotFound("delivery", endpoint_id=endpoint_id, delivery_id=delivery_id)

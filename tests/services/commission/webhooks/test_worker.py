@@ -256,3 +256,52 @@ async def test_a_failing_endpoint_is_probed_one_delivery_at_a_time(settings: Set
             await worker.close()
         assert {d.status for d in await w.log(AFFILIATE, mine)} == {"delivered"}
         assert (await w.endpoint(AFFILIATE, mine)).consecutive_failures == 0
+
+
+async def test_a_redelivery_goes_out_in_the_next_round_with_a_fresh_schedule(
+    settings: Settings,
+) -> None:
+    async with world(settings, down=True) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0)])
+        worker = w.worker()
+        try:
+            for _ in range(10):  # ten failed attempts: both backoffs are at 512 s now
+                w.clock.advance(timedelta(hours=1))
+                assert await worker.run_once() == 1
+            now = w.clock.now()
+            assert (await w.endpoint(AFFILIATE, mine)).retry_at == now + timedelta(seconds=512)
+            [row] = await w.log(AFFILIATE, mine)
+            async with w.sessions() as s, s.begin():
+                await w.service.redeliver(s, AFFILIATE, mine, row.id)
+            assert await worker.run_once() == 1  # now, the endpoint's backoff too
+        finally:
+            await worker.close()
+        [row] = await w.log(AFFILIATE, mine)
+        assert (row.status, row.attempts, row.due_since) == ("pending", 1, now)
+        assert row.next_attempt_at == now + timedelta(seconds=1)  # not after an hour
+        assert len(hooks.requests) == 11
+
+
+async def test_enabling_gives_a_backlog_older_than_72_hours_a_fresh_schedule(
+    settings: Settings,
+) -> None:
+    async with world(settings, down=True) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0), notice("o-2", 0)])
+        worker = w.worker()
+        try:
+            while (await w.endpoint(AFFILIATE, mine)).status == "active":
+                assert await worker.run_once() >= 1
+                w.clock.advance(timedelta(hours=1))
+            assert (await w.endpoint(AFFILIATE, mine)).consecutive_failures == 20
+            w.clock.advance(GIVE_UP_AFTER)  # days later, the owner re-enables it
+            now = w.clock.now()
+            async with w.sessions() as s, s.begin():
+                await w.service.enable(s, AFFILIATE, mine)
+            assert await worker.run_once() == 2  # both, at once (still down)
+        finally:
+            await worker.close()
+        rows = await w.log(AFFILIATE, mine)
+        assert [(r.status, r.attempts, r.due_since) for r in rows] == [("pending", 1, now)] * 2
+        assert {r.next_attempt_at for r in rows} == {now + timedelta(seconds=1)}
