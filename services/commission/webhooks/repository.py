@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission import models as m
 from services.commission.core.commission import OrderKey
 from services.commission.core.webhooks import EndpointRef, OwnerKind, WebhookEvent
-from shared.db import pairs_in
+from shared.db import lock_keys, pairs_in
 
 E, D = m.webhook_endpoints, m.webhook_deliveries
 
@@ -33,6 +33,11 @@ class WebhookRepository:
 
     async def add_endpoint(self, row: dict[str, Any]) -> None:
         await self.session.execute(insert(E).values(**row))
+
+    async def lock_owner(self, owner_kind: str, owner_id: str) -> None:
+        """Hold the owner's advisory lock until commit: its registrations take turns (the
+        count of its endpoints is then what the next one sees)."""
+        await lock_keys(self.session, "webhook-owner", [f"{owner_kind}:{owner_id}"])
 
     async def endpoints_of(self, owner_kind: str, owner_id: str) -> list[Any]:
         """The owner's endpoints (not deleted), oldest first."""

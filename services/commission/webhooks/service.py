@@ -125,6 +125,7 @@ class WebhookService:
         if problem is not None:
             raise InvalidEndpoint(problem, url=url[:200])
         repo = WebhookRepository(session)
+        await repo.lock_owner(owner.kind.value, owner.id)  # concurrent ones count in turn
         if len(await repo.endpoints_of(owner.kind.value, owner.id)) >= MAX_ENDPOINTS:
             raise TooManyEndpoints()
         endpoint_id = f"we_{new_id()}"

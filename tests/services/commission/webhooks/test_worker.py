@@ -5,6 +5,7 @@ delivery twice and keeping each order's order, the 72-hour limit, timeouts, redi
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,12 @@ from services.commission.core.webhooks import (
     order_notice,
     payout_notice,
 )
-from services.commission.webhooks.service import Owner, WebhookService
+from services.commission.webhooks.service import (
+    MAX_ENDPOINTS,
+    Owner,
+    TooManyEndpoints,
+    WebhookService,
+)
 from services.commission.webhooks.worker import DeliveryWorker
 from shared.clock import FixedClock
 from shared.config import Settings
@@ -305,3 +311,24 @@ async def test_enabling_gives_a_backlog_older_than_72_hours_a_fresh_schedule(
         rows = await w.log(AFFILIATE, mine)
         assert [(r.status, r.attempts, r.due_since) for r in rows] == [("pending", 1, now)] * 2
         assert {r.next_attempt_at for r in rows} == {now + timedelta(seconds=1)}
+
+
+async def test_concurrent_registrations_never_exceed_the_owners_limit(
+    settings: Settings,
+) -> None:
+    async with world(settings) as (w, hooks):
+        owner = Owner(OwnerKind.AFFILIATE, f"aff-{uuid.uuid4().hex[:8]}")
+        for i in range(MAX_ENDPOINTS - 5):
+            await w.register(owner, hooks.url(f"/{i}"))
+
+        async def one(i: int) -> bool:
+            try:
+                await w.register(owner, hooks.url(f"/more-{i}"))
+            except TooManyEndpoints:
+                return False
+            return True
+
+        added = await asyncio.gather(*(one(i) for i in range(10)))  # at once, 5 too many
+        assert sum(added) == 5
+        async with w.sessions() as s, s.begin():
+            assert len(await w.service.endpoints(s, owner)) == MAX_ENDPOINTS
