@@ -17,8 +17,9 @@ Contract:
   answers slowly, a byte at a time, fails with a timeout then. The host is resolved at
   each delivery and refused when any of its addresses is private, loopback, link-local or
   reserved, or its port is not 80 or 443, unless private targets are allowed
-  (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``); the request then goes to the address checked (its
-  first), never to a second lookup's.
+  (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``); the request then goes to the addresses checked (in
+  the resolver's order, the next when one refuses the connection), never to a second
+  lookup's.
 - Time comes from :attr:`clock` (tests move it instead of sleeping).
 """
 
@@ -213,26 +214,18 @@ class DeliveryWorker:
         # elsewhere a moment later, DNS rebinding, changes nothing): the request goes to the IP
         # literal, with the registered host in ``Host`` and, for https, in the TLS handshake's
         # server name, which the certificate is verified against (httpcore's ``sni_hostname``)
-        address = await self._target(url)
+        addresses = await self._targets(url)
         headers = {
             "Host": url.netloc.decode("ascii"),
             "User-Agent": USER_AGENT,
             "Alliance-Event-Id": str(payload["id"]),
             "Alliance-Event-Type": str(payload["type"]),
         }
-        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
-        pinned = url.copy_with(host=address)
         if method is Method.POST:
             headers["Content-Type"] = "application/json"
-            request = self.client.build_request(
-                "POST", pinned, content=body, headers=headers, extensions=extensions
-            )
-        else:
-            request = self.client.build_request(
-                "GET", pinned, headers=headers, extensions=extensions
-            )
+        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
         # a GET signs its request target exactly as it goes on the wire (path and query)
-        content = body if method is Method.POST else request.url.raw_path
+        content = body if method is Method.POST else url.raw_path
         secrets = signing_secrets(
             self.webhooks.secret_key,
             row.endpoint_id,
@@ -240,18 +233,34 @@ class DeliveryWorker:
             row.previous_secret_until,
             at,
         )
-        request.headers[SIGNATURE_HEADER] = signature(secrets, int(at.timestamp()), content)
-        response = await self.client.send(request, stream=True)
-        await response.aclose()  # the status is the answer; the body is not read
-        return response.status_code
+        headers[SIGNATURE_HEADER] = signature(secrets, int(at.timestamp()), content)
+        # the addresses in the resolver's order, the next when one refuses the connection
+        # (``localhost`` may be ::1 first while the receiver listens on 127.0.0.1 only)
+        for i, address in enumerate(addresses):
+            request = self.client.build_request(
+                method.value,
+                url.copy_with(host=address),
+                content=body if method is Method.POST else None,
+                headers=headers,
+                extensions=extensions,
+            )
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.ConnectError:
+                if i == len(addresses) - 1:
+                    raise
+                continue
+            await response.aclose()  # the status is the answer; the body is not read
+            return response.status_code
+        raise AssertionError("unreachable: _targets returns at least one address")
 
     async def resolve(self, host: str, port: int) -> list[str]:
         """The addresses of ``host`` now (an IP literal is its own), in the resolver's order."""
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
-    async def _target(self, url: httpx.URL) -> str:
-        """The address to connect to for ``url``: its host resolved now, the first address;
+    async def _targets(self, url: httpx.URL) -> list[str]:
+        """The addresses to connect to for ``url`` (at least one): its host resolved now;
         refused (unless private targets are allowed) when any address is private or reserved,
         or the port is not 80 or 443."""
         host = url.raw_host.decode("ascii")
@@ -263,4 +272,4 @@ class DeliveryWorker:
             raise Refused(f"{host} resolves to a private or reserved address")
         if not self.allow_private and port not in (80, 443):
             raise Refused(f"port {port}: only 80 and 443 are deliverable")
-        return addresses[0].split("%", 1)[0]  # no IPv6 zone: only link-local has one
+        return [a.split("%", 1)[0] for a in addresses]  # no IPv6 zone: only link-local has one

@@ -154,6 +154,15 @@ async def test_the_request_goes_to_the_address_resolved_and_checked_with_the_hos
     assert f"\r\nHost: localhost:{port}\r\n".encode() in head
 
 
+async def test_an_address_refusing_the_connection_is_followed_by_the_next_one_checked() -> None:
+    async with raw_receiver("127.0.0.2") as (port, heads):
+        worker = make_worker()
+        pin(worker, {"localhost": ["127.0.0.3", "127.0.0.2"]})  # nothing listens on .3
+        outcome = await attempt(worker, f"http://localhost:{port}/hook")
+    assert (outcome.status_code, outcome.error) == (204, None)
+    assert len(heads) == 1
+
+
 def capture(worker: DeliveryWorker, status: int = 200) -> list[httpx.Request]:
     """Send the worker's requests to a transport that records them (nothing leaves)."""
     seen: list[httpx.Request] = []
