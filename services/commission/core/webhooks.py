@@ -69,7 +69,8 @@ URL_MAX: Final = 2048
 FIRST_RETRY: Final = timedelta(seconds=1)
 MAX_RETRY: Final = timedelta(hours=1)
 GIVE_UP_AFTER: Final = timedelta(hours=72)
-#: an endpoint whose deliveries failed this many times in a row is disabled
+#: an endpoint whose deliveries failed in this many rounds in a row is disabled (a round's
+#: failures count as one; see :func:`after_attempts`)
 DISABLE_AFTER_FAILURES: Final = 20
 #: how long the previous secret still signs after a rotation (both signatures are sent)
 ROTATION_OVERLAP: Final = timedelta(hours=24)
@@ -314,19 +315,46 @@ def macro_values(body: Mapping[str, Any]) -> dict[str, object]:
     }
 
 
+#: IPv6 ranges that carry an IPv4 address in their last 32 bits: NAT64's well-known prefix
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+#: refused outright: IPv4-compatible (deprecated, ``::a.b.c.d``), NAT64 for local use (where
+#: the IPv4 address sits depends on the prefix length the network chose), Teredo
+_REFUSED_V6: Final = (
+    ipaddress.IPv6Network("::/96"),
+    ipaddress.IPv6Network("64:ff9b:1::/48"),
+    ipaddress.IPv6Network("2001::/32"),
+)
+
+
 def address_allowed(address: str, allow_private: bool) -> bool:
     """Whether a delivery may connect to ``address`` (an IP literal): any when private
     targets are allowed (development, tests), else only globally routable unicast ones —
     never loopback, private, link-local (cloud metadata), multicast or reserved ranges (an
-    endpoint cannot be aimed at the platform's own network)."""
+    endpoint cannot be aimed at the platform's own network). An IPv6 address that carries an
+    IPv4 one is judged by it too: IPv4-mapped (``::ffff:a.b.c.d``), NAT64 (``64:ff9b::/96``)
+    and 6to4 (``2002::/16``); IPv4-compatible (``::/96``), local-use NAT64
+    (``64:ff9b:1::/48``) and Teredo (``2001::/32``) are refused outright."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
     except ValueError:
         return False
     if allow_private:
         return True
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        elif any(ip in net for net in _REFUSED_V6):
+            return False
+        else:
+            inner = ip.sixtofour
+            if ip in _NAT64:
+                inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            if inner is not None and not _public(inner):
+                return False
+    return _public(ip)
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
@@ -427,18 +455,23 @@ class EndpointHealth:
 
 
 def after_attempts(health: EndpointHealth, outcomes: Sequence[tuple[bool, str]]) -> EndpointHealth:
-    """The endpoint's health after attempts whose (success, description) are ``outcomes``,
-    in the order they ended: a success resets the count of failures in a row; the
-    :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the endpoint, with the last
-    failure as the reason. A disabled endpoint stays disabled (its owner re-enables it)."""
+    """The endpoint's health after one round of attempts whose (success, description) are
+    ``outcomes``, in the order they ended. A round counts as **at most one failure**: a
+    success resets the count of failures in a row, and failures after the round's last
+    success (or all of them, if none succeeded) add one; so a receiver restarting for two
+    seconds, which fails every delivery of the round that is due meanwhile, costs one failure,
+    not one per delivery. The :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the
+    endpoint, with the last failure as the reason. A disabled endpoint stays disabled (its
+    owner re-enables it). No outcomes: nothing changes."""
     failures = health.consecutive_failures
     disabled, reason = health.disabled, health.disabled_reason
-    for ok, what in outcomes:
-        if ok:
-            failures = 0
-            continue
+    last_ok = max((i for i, (ok, _) in enumerate(outcomes) if ok), default=-1)
+    if last_ok >= 0:
+        failures = 0
+    failed_after = [what for ok, what in outcomes[last_ok + 1 :] if not ok]
+    if failed_after:
         failures += 1
         if failures >= DISABLE_AFTER_FAILURES and not disabled:
             disabled = True
-            reason = f"{failures} consecutive failed deliveries; last: {what}"[:500]
+            reason = f"{failures} consecutive failed deliveries; last: {failed_after[-1]}"[:500]
     return EndpointHealth(failures, disabled, reason)

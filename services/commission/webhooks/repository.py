@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission import models as m
 from services.commission.core.commission import OrderKey
 from services.commission.core.webhooks import EndpointRef, OwnerKind, WebhookEvent
-from shared.db import pairs_in
+from shared.db import lock_keys, pairs_in
 
 E, D = m.webhook_endpoints, m.webhook_deliveries
 
@@ -33,6 +33,11 @@ class WebhookRepository:
 
     async def add_endpoint(self, row: dict[str, Any]) -> None:
         await self.session.execute(insert(E).values(**row))
+
+    async def lock_owner(self, owner_kind: str, owner_id: str) -> None:
+        """Hold the owner's advisory lock until commit: its registrations take turns (the
+        count of its endpoints is then what the next one sees)."""
+        await lock_keys(self.session, "webhook-owner", [f"{owner_kind}:{owner_id}"])
 
     async def endpoints_of(self, owner_kind: str, owner_id: str) -> list[Any]:
         """The owner's endpoints (not deleted), oldest first."""
@@ -69,11 +74,12 @@ class WebhookRepository:
         )
 
     async def resume_pending(self, endpoint_id: str, now: datetime) -> None:
-        """A re-enabled endpoint's waiting deliveries are due now."""
+        """A re-enabled endpoint's waiting deliveries are due now, each with a fresh schedule
+        (72 hours from now, retries from 1 s)."""
         await self.session.execute(
             update(D)
             .where(D.c.endpoint_id == endpoint_id, D.c.status == "pending")
-            .values(next_attempt_at=func.least(D.c.next_attempt_at, now))
+            .values(next_attempt_at=func.least(D.c.next_attempt_at, now), due_since=now, attempts=0)
         )
 
     async def receivers(
@@ -146,11 +152,18 @@ class WebhookRepository:
         ).first()
 
     async def redeliver(self, endpoint_id: str, delivery_id: int, now: datetime) -> None:
-        """Send it again from now (whatever its status), with a fresh 72 hours."""
+        """Send it again from now (whatever its status), with a fresh schedule (72 hours,
+        retries from 1 s); the endpoint's own backoff ends now too, so the next round sends it
+        (a failing endpoint's probe)."""
         await self.session.execute(
             update(D)
             .where(D.c.id == delivery_id, D.c.endpoint_id == endpoint_id)
-            .values(status="pending", next_attempt_at=now, due_since=now, delivered_at=None)
+            .values(
+                status="pending", next_attempt_at=now, due_since=now, attempts=0, delivered_at=None
+            )
+        )
+        await self.session.execute(
+            update(E).where(E.c.id == endpoint_id, E.c.retry_at > now).values(retry_at=now)
         )
 
     async def claim_due(self, now: datetime, limit: int) -> list[Any]:

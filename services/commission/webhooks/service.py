@@ -81,12 +81,16 @@ class Outcome:
 
 
 def host_refusal(url: str, allow_private: bool) -> str | None:
-    """Why a URL's host is refused at registration (a literal private address or a local
-    name while private targets are not allowed), or None. Names are resolved at each
-    delivery (and refused then when they resolve to a private address)."""
+    """Why a URL's host is refused at registration (a literal private address, a local name
+    or a port other than 80 and 443 while private targets are not allowed), or None. Names
+    are resolved at each delivery (and refused then when they resolve to a private
+    address)."""
     if allow_private:
         return None
-    host = (urlsplit(url).hostname or "").lower()
+    parts = urlsplit(url)
+    if parts.port not in (None, 80, 443):
+        return "only the ports 80 and 443 are deliverable (the default of http and https)"
+    host = (parts.hostname or "").lower()
     if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
         return "a local host name is not a deliverable target"
     try:
@@ -121,6 +125,7 @@ class WebhookService:
         if problem is not None:
             raise InvalidEndpoint(problem, url=url[:200])
         repo = WebhookRepository(session)
+        await repo.lock_owner(owner.kind.value, owner.id)  # concurrent ones count in turn
         if len(await repo.endpoints_of(owner.kind.value, owner.id)) >= MAX_ENDPOINTS:
             raise TooManyEndpoints()
         endpoint_id = f"we_{new_id()}"
@@ -171,7 +176,9 @@ class WebhookService:
 
     async def enable(self, session: AsyncSession, owner: Owner, endpoint_id: str) -> Any:
         """Re-enable an endpoint (disabled after failures): its count of failures starts
-        again and the deliveries that waited are due now, in order."""
+        again and the deliveries that waited are due now, in order, each with a fresh
+        schedule (72 hours from now, retries from 1 s): a backlog older than 72 hours is
+        retried, not failed at its first new failure."""
         await self.endpoint(session, owner, endpoint_id, lock=True)
         repo = WebhookRepository(session)
         now = self.clock.now()
@@ -210,8 +217,10 @@ class WebhookService:
         self, session: AsyncSession, owner: Owner, endpoint_id: str, delivery_id: int
     ) -> Any:
         """Send a delivery again now, whatever its status (a receiver deduplicates by the
-        event id); for a disabled endpoint, once it is re-enabled."""
-        await self.endpoint(session, owner, endpoint_id)
+        event id), with a fresh schedule: the next round sends it even while the endpoint
+        backs off, a failure is retried after 1 s, and it has 72 hours from now. For a
+        disabled endpoint, once it is re-enabled."""
+        await self.endpoint(session, owner, endpoint_id, lock=True)
         repo = WebhookRepository(session)
         if await repo.delivery(endpoint_id, delivery_id) is None:
             raise NotFound("delivery", endpoint_id=endpoint_id, delivery_id=delivery_id)

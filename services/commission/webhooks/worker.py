@@ -12,9 +12,14 @@ Contract:
 - One order's events reach an endpoint in the order they were written: a delivery is claimed
   only when no earlier delivery of its order to that endpoint is still pending.
 - Only to the registered URL (a GET template expanded with URL-encoded values), never
-  following a redirect (a 3xx is a failure), within ``timeout_s``. The host is resolved at
+  following a redirect (a 3xx is a failure), within ``timeout_s`` for the whole attempt
+  (resolving, connecting, sending, the answer's status line and headers): a receiver that
+  answers slowly, a byte at a time, fails with a timeout then. The host is resolved at
   each delivery and refused when any of its addresses is private, loopback, link-local or
-  reserved, unless private targets are allowed (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``).
+  reserved, or its port is not 80 or 443, unless private targets are allowed
+  (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``); the request then goes to the addresses checked (in
+  the resolver's order, the next when one refuses the connection), never to a second
+  lookup's.
 - Time comes from :attr:`clock` (tests move it instead of sleeping).
 """
 
@@ -26,7 +31,6 @@ import socket
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -107,8 +111,13 @@ class DeliveryWorker:
     def client(self) -> httpx.AsyncClient:
         if self._client is None:
             # no proxy from the environment, no redirect followed: only the registered URL
+            # no connection kept alive: requests go to IP literals, and a connection made for
+            # one host name (its TLS server name) must not carry another's request
             self._client = httpx.AsyncClient(
-                timeout=self.timeout_s, follow_redirects=False, trust_env=False
+                timeout=self.timeout_s,
+                follow_redirects=False,
+                trust_env=False,
+                limits=httpx.Limits(max_keepalive_connections=0),
             )
         return self._client
 
@@ -146,7 +155,8 @@ class DeliveryWorker:
     def _choose(rows: list[Any]) -> list[Any]:
         """What this round sends: everything of a healthy endpoint; of an endpoint that is
         failing, only its oldest due delivery (a probe), so that a receiver that is down is
-        not hit by every queued event at once, and its failures count one at a time."""
+        not hit by every queued event at once (a round's failures count as one: see
+        :func:`~services.commission.core.webhooks.after_attempts`)."""
         chosen, probed = [], set()
         for r in rows:
             if r.consecutive_failures:
@@ -162,7 +172,10 @@ class DeliveryWorker:
         status: int | None = None
         error: str | None = None
         try:
-            status = await self._send(row, at)
+            # one deadline for the whole send, the name's lookup included: httpx's timeout is
+            # per read, so a receiver answering a byte at a time would hold the round open
+            async with asyncio.timeout(self.timeout_s):
+                status = await self._send(row, at)
         except Refused as exc:
             error = f"refused: {exc}"
         except InvalidEndpoint as exc:
@@ -194,20 +207,25 @@ class DeliveryWorker:
         method = Method(row.method)
         payload: dict[str, Any] = row.payload
         body = orjson.dumps(payload)
-        url = row.url if method is Method.POST else expand(row.url, macro_values(payload))
-        await self._check_target(url)
+        url = httpx.URL(
+            row.url if method is Method.POST else expand(row.url, macro_values(payload))
+        )
+        # resolve once, check, and connect to the address checked (a name that resolves
+        # elsewhere a moment later, DNS rebinding, changes nothing): the request goes to the IP
+        # literal, with the registered host in ``Host`` and, for https, in the TLS handshake's
+        # server name, which the certificate is verified against (httpcore's ``sni_hostname``)
+        addresses = await self._targets(url)
         headers = {
+            "Host": url.netloc.decode("ascii"),
             "User-Agent": USER_AGENT,
             "Alliance-Event-Id": str(payload["id"]),
             "Alliance-Event-Type": str(payload["type"]),
         }
         if method is Method.POST:
             headers["Content-Type"] = "application/json"
-            request = self.client.build_request("POST", url, content=body, headers=headers)
-        else:
-            request = self.client.build_request("GET", url, headers=headers)
+        extensions = {"sni_hostname": url.raw_host.decode("ascii")} if url.scheme == "https" else {}
         # a GET signs its request target exactly as it goes on the wire (path and query)
-        content = body if method is Method.POST else request.url.raw_path
+        content = body if method is Method.POST else url.raw_path
         secrets = signing_secrets(
             self.webhooks.secret_key,
             row.endpoint_id,
@@ -215,22 +233,43 @@ class DeliveryWorker:
             row.previous_secret_until,
             at,
         )
-        request.headers[SIGNATURE_HEADER] = signature(secrets, int(at.timestamp()), content)
-        response = await self.client.send(request, stream=True)
-        await response.aclose()  # the status is the answer; the body is not read
-        return response.status_code
+        headers[SIGNATURE_HEADER] = signature(secrets, int(at.timestamp()), content)
+        # the addresses in the resolver's order, the next when one refuses the connection
+        # (``localhost`` may be ::1 first while the receiver listens on 127.0.0.1 only)
+        for i, address in enumerate(addresses):
+            request = self.client.build_request(
+                method.value,
+                url.copy_with(host=address),
+                content=body if method is Method.POST else None,
+                headers=headers,
+                extensions=extensions,
+            )
+            try:
+                response = await self.client.send(request, stream=True)
+            except httpx.ConnectError:
+                if i == len(addresses) - 1:
+                    raise
+                continue
+            await response.aclose()  # the status is the answer; the body is not read
+            return response.status_code
+        raise AssertionError("unreachable: _targets returns at least one address")
 
-    async def _check_target(self, url: str) -> None:
-        """Resolve the host now (the address it has today) and refuse a private one."""
-        if self.allow_private:
-            return
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = await asyncio.wait_for(
-            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
-            timeout=self.timeout_s,
-        )
-        addresses = {str(info[4][0]) for info in infos}
-        if not addresses or not all(address_allowed(a, False) for a in addresses):
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of ``host`` now (an IP literal is its own), in the resolver's order."""
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+    async def _targets(self, url: httpx.URL) -> list[str]:
+        """The addresses to connect to for ``url`` (at least one): its host resolved now;
+        refused (unless private targets are allowed) when any address is private or reserved,
+        or the port is not 80 or 443."""
+        host = url.raw_host.decode("ascii")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        addresses = await self.resolve(host, port)
+        if not addresses:
+            raise Refused(f"{host} does not resolve")
+        if not self.allow_private and not all(address_allowed(a, False) for a in addresses):
             raise Refused(f"{host} resolves to a private or reserved address")
+        if not self.allow_private and port not in (80, 443):
+            raise Refused(f"port {port}: only 80 and 443 are deliverable")
+        return [a.split("%", 1)[0] for a in addresses]  # no IPv6 zone: only link-local has one

@@ -336,32 +336,59 @@ class TestRetries:
 
 
 class TestDisable:
-    def test_the_twentieth_failure_in_a_row_disables(self) -> None:
+    def test_the_twentieth_failed_round_in_a_row_disables(self) -> None:
         health = EndpointHealth(0, False, None)
-        health = after_attempts(health, [(False, "HTTP 500")] * (DISABLE_AFTER_FAILURES - 1))
+        for _ in range(DISABLE_AFTER_FAILURES - 1):
+            health = after_attempts(health, [(False, "HTTP 500")])
         assert not health.disabled
-        health = after_attempts(health, [(False, "HTTP 503")])
+        assert health.consecutive_failures == DISABLE_AFTER_FAILURES - 1
+        health = after_attempts(health, [(False, "HTTP 500"), (False, "HTTP 503")])
         assert health.disabled
         assert health.disabled_reason == "20 consecutive failed deliveries; last: HTTP 503"
 
-    def test_a_success_starts_the_count_again(self) -> None:
-        outcomes = [(False, "x")] * 19 + [(True, "")] + [(False, "x")] * 19
-        health = after_attempts(EndpointHealth(0, False, None), outcomes)
-        assert not health.disabled
-        assert health.consecutive_failures == 19
+    def test_a_round_of_many_failures_counts_as_one(self) -> None:
+        # a receiver restarting for two seconds fails every delivery of the round then
+        health = after_attempts(EndpointHealth(0, False, None), [(False, "refused")] * 32)
+        assert (health.consecutive_failures, health.disabled) == (1, False)
 
-    @given(st.integers(0, 25), st.lists(st.booleans(), max_size=60))
-    def test_disabled_exactly_when_some_run_of_failures_reaches_twenty(
-        self, start: int, oks: list[bool]
+    def test_a_success_starts_the_count_again(self) -> None:
+        health = after_attempts(EndpointHealth(19, False, None), [(True, ""), (False, "x")])
+        assert (health.consecutive_failures, health.disabled) == (1, False)
+        health = after_attempts(health, [(False, "x"), (True, "")])
+        assert (health.consecutive_failures, health.disabled) == (0, False)
+
+    def test_no_outcome_changes_nothing(self) -> None:
+        health = EndpointHealth(7, False, None)
+        assert after_attempts(health, []) == health
+
+    @given(
+        st.integers(0, 25),
+        st.lists(st.lists(st.booleans(), min_size=1, max_size=8), max_size=40),
+    )
+    def test_disabled_exactly_when_twenty_rounds_in_a_row_end_failing(
+        self, start: int, rounds: list[list[bool]]
     ) -> None:
-        health = after_attempts(EndpointHealth(start, False, None), [(ok, "e") for ok in oks])
-        run, reached, last = start, False, start
-        for ok in oks:
-            run = 0 if ok else run + 1
-            reached = reached or run >= DISABLE_AFTER_FAILURES
-            last = run
+        """Each round adds at most one failure: a round ending in a failure (after its last
+        success, if any) is a failed round; a round whose last outcome succeeded resets."""
+        health = EndpointHealth(start, False, None)
+        run, reached = start, False
+        for oks in rounds:
+            before = health.consecutive_failures
+            health = after_attempts(health, [(ok, "e") for ok in oks])
+            assert health.consecutive_failures <= before + 1  # never more than one per round
+            if any(oks):
+                run = 0
+            if not oks[-1]:
+                run += 1
+                reached = reached or run >= DISABLE_AFTER_FAILURES
+            assert health.consecutive_failures == run
         assert health.disabled is reached
-        assert health.consecutive_failures == last
+
+    @given(st.integers(0, 25), st.integers(1, 32))
+    def test_how_many_failed_in_a_round_does_not_matter(self, start: int, n: int) -> None:
+        one = after_attempts(EndpointHealth(start, False, None), [(False, "e")])
+        many = after_attempts(EndpointHealth(start, False, None), [(False, "e")] * n)
+        assert one == many
 
 
 class TestTargets:
@@ -381,12 +408,34 @@ class TestTargets:
             "fc00::1",
             "::ffff:127.0.0.1",
             "not-an-address",
+            # an IPv4 address inside an IPv6 one
+            "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254 (cloud metadata)
+            "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+            "64:ff9b::a00:1",  # NAT64 of 10.0.0.1
+            "64:ff9b:1::a9fe:a9fe",  # local-use NAT64: refused outright
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::",  # 6to4 of 127.0.0.1
+            "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254
+            "2002:c0a8:101::",  # 6to4 of 192.168.1.1
+            "::7f00:1",  # IPv4-compatible: refused outright
+            "::808:808",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo: refused outright
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo of client 127.0.0.1
         ],
     )
     def test_private_loopback_and_reserved_addresses_are_refused(self, address: str) -> None:
         assert not address_allowed(address, allow_private=False)
 
-    @pytest.mark.parametrize("address", ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"])
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "64:ff9b::808:808",  # NAT64 of 8.8.8.8
+            "2002:808:808::1",  # 6to4 of 8.8.8.8
+            "::ffff:8.8.8.8",
+        ],
+    )
     def test_public_addresses_are_allowed(self, address: str) -> None:
         assert address_allowed(address, allow_private=False)
 

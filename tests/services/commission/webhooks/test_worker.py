@@ -5,6 +5,7 @@ delivery twice and keeping each order's order, the 72-hour limit, timeouts, redi
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,12 @@ from services.commission.core.webhooks import (
     order_notice,
     payout_notice,
 )
-from services.commission.webhooks.service import Owner, WebhookService
+from services.commission.webhooks.service import (
+    MAX_ENDPOINTS,
+    Owner,
+    TooManyEndpoints,
+    WebhookService,
+)
 from services.commission.webhooks.worker import DeliveryWorker
 from shared.clock import FixedClock
 from shared.config import Settings
@@ -256,3 +262,73 @@ async def test_a_failing_endpoint_is_probed_one_delivery_at_a_time(settings: Set
             await worker.close()
         assert {d.status for d in await w.log(AFFILIATE, mine)} == {"delivered"}
         assert (await w.endpoint(AFFILIATE, mine)).consecutive_failures == 0
+
+
+async def test_a_redelivery_goes_out_in_the_next_round_with_a_fresh_schedule(
+    settings: Settings,
+) -> None:
+    async with world(settings, down=True) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0)])
+        worker = w.worker()
+        try:
+            for _ in range(10):  # ten failed attempts: both backoffs are at 512 s now
+                w.clock.advance(timedelta(hours=1))
+                assert await worker.run_once() == 1
+            now = w.clock.now()
+            assert (await w.endpoint(AFFILIATE, mine)).retry_at == now + timedelta(seconds=512)
+            [row] = await w.log(AFFILIATE, mine)
+            async with w.sessions() as s, s.begin():
+                await w.service.redeliver(s, AFFILIATE, mine, row.id)
+            assert await worker.run_once() == 1  # now, the endpoint's backoff too
+        finally:
+            await worker.close()
+        [row] = await w.log(AFFILIATE, mine)
+        assert (row.status, row.attempts, row.due_since) == ("pending", 1, now)
+        assert row.next_attempt_at == now + timedelta(seconds=1)  # not after an hour
+        assert len(hooks.requests) == 11
+
+
+async def test_enabling_gives_a_backlog_older_than_72_hours_a_fresh_schedule(
+    settings: Settings,
+) -> None:
+    async with world(settings, down=True) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0), notice("o-2", 0)])
+        worker = w.worker()
+        try:
+            while (await w.endpoint(AFFILIATE, mine)).status == "active":
+                assert await worker.run_once() >= 1
+                w.clock.advance(timedelta(hours=1))
+            assert (await w.endpoint(AFFILIATE, mine)).consecutive_failures == 20
+            w.clock.advance(GIVE_UP_AFTER)  # days later, the owner re-enables it
+            now = w.clock.now()
+            async with w.sessions() as s, s.begin():
+                await w.service.enable(s, AFFILIATE, mine)
+            assert await worker.run_once() == 2  # both, at once (still down)
+        finally:
+            await worker.close()
+        rows = await w.log(AFFILIATE, mine)
+        assert [(r.status, r.attempts, r.due_since) for r in rows] == [("pending", 1, now)] * 2
+        assert {r.next_attempt_at for r in rows} == {now + timedelta(seconds=1)}
+
+
+async def test_concurrent_registrations_never_exceed_the_owners_limit(
+    settings: Settings,
+) -> None:
+    async with world(settings) as (w, hooks):
+        owner = Owner(OwnerKind.AFFILIATE, f"aff-{uuid.uuid4().hex[:8]}")
+        for i in range(MAX_ENDPOINTS - 5):
+            await w.register(owner, hooks.url(f"/{i}"))
+
+        async def one(i: int) -> bool:
+            try:
+                await w.register(owner, hooks.url(f"/more-{i}"))
+            except TooManyEndpoints:
+                return False
+            return True
+
+        added = await asyncio.gather(*(one(i) for i in range(10)))  # at once, 5 too many
+        assert sum(added) == 5
+        async with w.sessions() as s, s.begin():
+            assert len(await w.service.endpoints(s, owner)) == MAX_ENDPOINTS
