@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.errors import KafkaError
 
 from deploy.demo.live import order_events
 from services.commission.core.commission import LineItem, commission_on
@@ -338,7 +339,11 @@ async def test_a_broker_killed_while_clicks_and_orders_flow_loses_and_doubles_no
 
     # the broker is back in every partition's in-sync replicas
     async def all_in_sync() -> bool | None:
-        return True if {len(p["isr"]) for p in await partitions(settings)} == {3} else None
+        try:
+            described = await partitions(settings)
+        except KafkaError:  # the restarted broker is still opening its listener: not yet
+            return None
+        return True if {len(p["isr"]) for p in described} == {3} else None
 
     await eventually(all_in_sync, timeout_s=120)
     assert "ledger OK" in ledger_verified_in_a_container(stack)
