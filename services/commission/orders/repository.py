@@ -207,6 +207,19 @@ class OrderRepository:
         )
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
+    async def decisions(self, keys: Iterable[OrderKey]) -> dict[OrderKey, tuple[int, str | None]]:
+        """Each order's applied attribution revision and the ``sub_id`` of its winning link."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id, o.c.attribution_revision, o.c.sub_id).where(
+                _of_orders(o, keys)
+            )
+        )
+        return {(r[0], r[1]): (int(r[2]), r[3]) for r in rows}
+
     async def add_refunds_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             stmt = insert(m.refunds).on_conflict_do_nothing()

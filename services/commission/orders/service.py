@@ -289,7 +289,7 @@ class OrderService:
         touched = set(decided) | {
             (store_id, txn.order_id)
             for txn, store_id, _ in entries
-            if txn.key in new and txn.order_id is not None
+            if txn.key in new and txn.order_id is not None and (store_id, txn.order_id) in facts
         }
         if not touched:
             return
@@ -300,12 +300,17 @@ class OrderService:
         )
         if not endpoints:
             return
-        if decided:  # only a decision that was applied (the highest revision, nothing posted)
-            held = await OrderRepository(session).revisions(decided)
-            decided = {k: r for k, r in decided.items() if held.get(k) == r}
-        sub_ids = await self.webhooks.sub_ids(session, touched)
+        # one read: which decisions were applied (the highest revision; nothing is posted
+        # for a stale one) and the sub_id of each order's winning link
+        held = await OrderRepository(session).decisions(touched)
+        decided = {k: r for k, r in decided.items() if k in held and held[k][0] == r}
+        sub_ids = {k: sub_id for k, (_, sub_id) in held.items()}
+        posted: dict[OrderKey, list[LedgerTxn]] = {}
+        for txn, store_id, _ in entries:  # in posting order
+            if txn.key in new and txn.order_id is not None:
+                posted.setdefault((store_id, txn.order_id), []).append(txn)
         notices: list[Notice] = []
-        for key in sorted(facts):
+        for key in sorted(touched):
             f = facts[key]
             if key in decided:
                 notices.append(
@@ -318,11 +323,7 @@ class OrderService:
                         sub_id=sub_ids.get(key),
                     )
                 )
-            notices += [
-                ledger_notice(txn, f, now, sub_ids.get(key))
-                for txn, store_id, _ in entries
-                if txn.key in new and (store_id, txn.order_id) == key
-            ]
+            notices += [ledger_notice(txn, f, now, sub_ids.get(key)) for txn in posted.get(key, [])]
         await self.webhooks.notify(session, notices, endpoints)
 
     async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission import models as m
 from services.commission.core.commission import OrderKey
 from services.commission.core.webhooks import EndpointRef, OwnerKind, WebhookEvent
-from shared.db import lock_keys, pairs_in
+from shared.db import lock_keys
 
 E, D = m.webhook_endpoints, m.webhook_deliveries
 
@@ -109,19 +109,6 @@ class WebhookRepository:
             )
             for r in rows
         ]
-
-    async def sub_ids(self, keys: Iterable[OrderKey]) -> dict[OrderKey, str | None]:
-        """The affiliate's ``sub_id`` of each order's winning link (orders' decisions)."""
-        keys = set(keys)
-        if not keys:
-            return {}
-        o = m.orders
-        rows = await self.session.execute(
-            select(o.c.store_id, o.c.order_id, o.c.sub_id).where(
-                pairs_in(o.c.store_id, o.c.order_id, keys)
-            )
-        )
-        return {(r.store_id, r.order_id): r.sub_id for r in rows}
 
     # -- deliveries -----------------------------------------------------------------------
 

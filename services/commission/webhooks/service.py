@@ -279,12 +279,6 @@ class WebhookService:
             session.info[WEBHOOKS_DUE] = True
         return added
 
-    async def sub_ids(
-        self, session: AsyncSession, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], str | None]:
-        """The ``sub_id`` of each order's decision (what the affiliate put on its link)."""
-        return await WebhookRepository(session).sub_ids(keys)
-
     # -- the worker's side ----------------------------------------------------------------
 
     async def claim_due(self, session: AsyncSession, now: datetime, limit: int) -> list[Any]:
