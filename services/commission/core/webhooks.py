@@ -24,7 +24,7 @@ from services.commission.core.commission import OrderFacts
 from services.commission.core.errors import ProgramError
 from services.commission.core.ledger import LedgerTxn, TxnKind
 from shared.money import fmt
-from shared.secrets import sign_body
+from shared.secrets import sign_body, verify_signature
 from shared.urls import http_url_problem
 
 
@@ -389,16 +389,9 @@ def signature(secrets: Sequence[str], timestamp: int, content: bytes) -> str:
 
 def verify(secret: str, header: str, content: bytes, now_unix: int, tolerance_s: int = 300) -> bool:
     """A receiver's check (as the README shows): a ``v1`` of ``header`` is the HMAC of
-    ``content`` with ``secret`` and ``t`` is within ``tolerance_s`` of now."""
-    fields = [p.strip().partition("=") for p in header.split(",")]
-    stamps = [v for k, _, v in fields if k == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
-        return False
-    t = int(stamps[0])
-    if abs(now_unix - t) > tolerance_s:
-        return False
-    expected = sign_body(secret, t, content)
-    return any(hmac.compare_digest(expected, v) for k, _, v in fields if k == "v1")
+    ``content`` with ``secret`` and ``t`` is within ``tolerance_s`` of now (the storefront
+    signature's check, :func:`shared.secrets.verify_signature`: the same scheme)."""
+    return verify_signature([secret], header, content, now_unix, tolerance_s) is None
 
 
 def signing_secrets(
