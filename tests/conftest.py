@@ -25,8 +25,9 @@ os.environ["ALLIANCE_ENV"] = "dev"
 # `pytester` runs small inner test files (the log guard's own test)
 pytest_plugins = ["pytester"]
 
-#: migrated with Alembic once per session; every test gets a copy of its own
-TEMPLATE_DATABASE = "alliance_test"
+#: migrated with Alembic once per session; every test gets a copy of its own. Several work trees
+#: (each with its own migrations) may share one running stack when each names its own template.
+TEMPLATE_DATABASE = os.environ.get("ALLIANCE_TEST_TEMPLATE", "alliance_test")
 
 
 def free_ports(count: int) -> list[int]:
