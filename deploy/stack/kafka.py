@@ -36,6 +36,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -55,7 +56,17 @@ POM = Path(__file__).resolve().parents[1] / "kafka" / "pom.xml"
 
 HOST = "127.0.0.1"
 NODE_ID = 1
+#: the broker's heap; ALLIANCE_KAFKA_HEAP (e.g. 2g) raises it for a stack that many test runs share
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
+
+
+def _heap_opts() -> tuple[str, ...]:
+    heap = os.environ.get("ALLIANCE_KAFKA_HEAP", "").strip()
+    if not heap:
+        return HEAP_OPTS
+    if not re.fullmatch(r"[1-9][0-9]*[mg]", heap):
+        raise KafkaStackError(f"ALLIANCE_KAFKA_HEAP={heap!r}: expected a size such as 512m or 2g")
+    return ("-Xms256m", f"-Xmx{heap}")
 JVM_OPTS = (
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",
@@ -323,7 +334,7 @@ def _java() -> str:
 def _java_cmd(cfg: KafkaConfig, libs: Path, main_class: str, *args: str) -> list[str]:
     return [
         _java(),
-        *HEAP_OPTS,
+        *_heap_opts(),
         *JVM_OPTS,
         f"-Dlog4j2.configurationFile={cfg.log4j_file}",
         f"-Dkafka.logs.dir={cfg.logs_dir}",
