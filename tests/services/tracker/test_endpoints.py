@@ -241,9 +241,9 @@ class TestStorefrontEvents:
                     path,
                     content=b'{"events": []}',
                     headers={
-                        "X-Alliance-Store": store.store_id,
-                        "X-Alliance-Signature": signature,
-                        "Content-Type": "application/json",
+                        b"X-Alliance-Store": store.store_id.encode(),
+                        b"X-Alliance-Signature": signature,
+                        b"Content-Type": b"application/json",
                     },
                 )
                 for signature in (
