@@ -5,9 +5,23 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, MetaData, String, bindparam, func, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Dialect,
+    MetaData,
+    Numeric,
+    String,
+    TypeDecorator,
+    bindparam,
+    func,
+    select,
+    text,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -46,6 +60,28 @@ def pairs_in(
         .render_derived()
     )
     return tuple_(first, second).in_(select(table.c.a, table.c.b))
+
+
+#: digits of a stored sum of money: 10^38 minor units, beyond any sum of the orders the edge
+#: allows (each at most 10^16 minor units, so 10^22 of them) — a signed 64-bit integer holds
+#: only 922 maximal orders
+MINOR_SUM_DIGITS = 38
+
+
+class MinorSum(TypeDecorator[int]):
+    """Integer minor units stored as ``NUMERIC(38, 0)``, read back as a Python ``int``: the
+    type of every stored amount that is (or may become) a sum over orders — ledger postings
+    (a payout posts an affiliate's whole balance) — and, being the column's type, of the SQL
+    ``sum()`` over it. A ``bigint`` would overflow past 9.2 × 10^18."""
+
+    impl = Numeric(MINOR_SUM_DIGITS, 0, asdecimal=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(int(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
 
 
 def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:

@@ -8,7 +8,8 @@ define their own copy of an event: they import it from here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -23,6 +24,7 @@ from pydantic import (
     PlainSerializer,
     Strict,
     TypeAdapter,
+    WithJsonSchema,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -92,6 +94,69 @@ def _decimal_string(value: Decimal) -> Decimal:
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+#: what a time in a query string must look like: an ISO 8601 date, ``T`` (or a space) and a
+#: time (ASCII digits only: ``\d`` takes any script's); the offset is then required by
+#: :data:`UtcDatetime`. Pydantic alone would take ``?to=0`` as 1970-01-01 (unix seconds).
+ISO_DATETIME_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}"
+ISO_DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_ISO_DATETIME, _ISO_DATE = re.compile(ISO_DATETIME_PATTERN), re.compile(ISO_DATE_PATTERN)
+
+
+def _iso_datetime(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value
+    if not (isinstance(value, str) and _ISO_DATETIME.match(value)):
+        raise PydanticCustomError(
+            "datetime_not_iso",
+            "a time is an ISO 8601 date-time with an offset, such as 2026-01-31T00:00:00Z, "
+            "never a number",
+        )
+    return value
+
+
+def _iso_date(value: Any) -> Any:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if not (isinstance(value, str) and _ISO_DATE.match(value)):
+        raise PydanticCustomError(
+            "date_not_iso", "a day is an ISO 8601 date, YYYY-MM-DD, never a number"
+        )
+    return value
+
+
+#: A time in a query string (``?from=``, ``?to=``): ISO 8601 with an offset, years 1000 to
+#: 8999, never a bare number (``datetime_not_iso``), as its OpenAPI schema states.
+IsoDatetime = Annotated[
+    UtcDatetime,
+    BeforeValidator(_iso_datetime),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": ISO_DATETIME_PATTERN,
+            "description": "ISO 8601 date-time with an offset (`Z` or `±hh:mm`), years 1000 "
+            "to 8999 (else `datetime_out_of_range`); a bare number such as `0` is refused "
+            "(`datetime_not_iso`)",
+            "examples": ["2026-01-31T00:00:00Z"],
+        }
+    ),
+]
+#: A UTC day in a query string: exactly ``YYYY-MM-DD``, never a bare number (``date_not_iso``).
+IsoDate = Annotated[
+    date,
+    BeforeValidator(_iso_date),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date",
+            "pattern": ISO_DATE_PATTERN,
+            "description": "ISO 8601 date `YYYY-MM-DD`; a bare number such as `0` is refused "
+            "(`date_not_iso`)",
+            "examples": ["2026-01-31"],
+        }
+    ),
+]
 #: Money and rates: accepted as strings or integers (never floats), sent as strings.
 DecimalStr = Annotated[
     Decimal,

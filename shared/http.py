@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.db import ping
@@ -131,6 +132,30 @@ def is_unavailable(exc: BaseException) -> bool:
 RETRY_AFTER_S = 1
 
 
+#: the methods a ``405`` may name in ``Allow`` (the ones the services route)
+ROUTED_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(request: Request) -> str:
+    """The ``Allow`` header of a ``405``: every method that some route would take on the
+    request's path (Starlette names only the first matching route's methods, so a path served
+    by a GET route and a POST route listed one of them), asked of the routes themselves."""
+    # from the application's root, even when a mount (static files) raised the 405
+    scope = {**request.scope, "root_path": request.app.root_path or ""}
+
+    def takes(route: BaseRoute, method: str) -> bool:
+        if isinstance(route, Mount) and method != "GET":
+            return False  # the services mount static files only: GET (and HEAD)
+        return route.matches({**scope, "method": method})[0] is Match.FULL
+
+    allowed = [
+        method
+        for method in ROUTED_METHODS
+        if any(takes(route, method) for route in request.app.router.routes)
+    ]
+    return ", ".join(allowed)
+
+
 def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     """One error body on every answer (:class:`ErrorBody`): :class:`AllianceError` and the
     pure core's own typed errors in ``business`` (which carry the same ``status_code``,
@@ -156,14 +181,17 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
         body = error_body("invalid_request", "the request is not valid", errors=found)
         return JSONResponse(jsonable_encoder(body), status_code=422)
 
-    async def _http(_: Request, exc: Exception) -> JSONResponse:
+    async def _http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400:
             # FastAPI's "error parsing the body" (not JSON, not UTF-8): a malformed request
             return JSONResponse(error_body("invalid_body", str(exc.detail)), status_code=422)
         code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        headers = exc.headers
+        if exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
         return JSONResponse(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers
         )
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:

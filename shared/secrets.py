@@ -42,16 +42,34 @@ def signature_header(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={sign_body(secret, timestamp, body)}"
 
 
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_SIGNATURE_HEX_LEN = 64  # hex SHA-256
+_TIMESTAMP_MAX_DIGITS = 12  # unix seconds until the year 33658; bounds int() of a hostile value
+
+
+def _is_ascii_digits(value: str) -> bool:
+    return 0 < len(value) <= _TIMESTAMP_MAX_DIGITS and value.isascii() and value.isdigit()
+
+
+def _is_hex_signature(value: str) -> bool:
+    return len(value) == _SIGNATURE_HEX_LEN and all(c in _HEX_DIGITS for c in value)
+
+
 def parse_signature(header: str) -> tuple[int, list[str]] | None:
-    """``(t, [v1 signatures])`` of an ``X-Alliance-Signature`` header, or None if malformed."""
+    """``(t, [v1 signatures])`` of an ``X-Alliance-Signature`` header, or None if malformed.
+
+    Only ASCII digits make a timestamp and only 64 ASCII hex digits make a ``v1`` signature:
+    anything else (non-ASCII, non-hex, another length) is not a signature at all, so it is
+    refused like any bad one instead of reaching :func:`hmac.compare_digest`, which raises
+    on a non-ASCII ``str``."""
     timestamp: int | None = None
     signatures: list[str] = []
     for part in header.split(","):
         name, _, value = part.strip().partition("=")
-        if name == "t" and value.isdigit():
+        if name == "t" and _is_ascii_digits(value):
             timestamp = int(value)
-        elif name == "v1" and value:
-            signatures.append(value)
+        elif name == "v1" and _is_hex_signature(value):
+            signatures.append(value.lower())
     if timestamp is None or not signatures:
         return None
     return timestamp, signatures

@@ -21,7 +21,7 @@ from services.commission.orders.service import OrderService
 from services.commission.program.service import ProgramService
 from services.commission.reports.service import ReportService
 from services.commission.webhooks.service import WEBHOOKS_DUE
-from shared.events import Ident, PrincipalId, UtcDatetime
+from shared.events import Ident, IsoDatetime, PrincipalId
 from shared.http import Bearer, bearer_token
 from shared.secrets import PrincipalKind
 
@@ -36,11 +36,21 @@ StoreIdPath = Annotated[PrincipalId, Path(description="the store's id")]
 OrderIdPath = Annotated[Ident, Path(description="the store's order number")]
 IdentPath = Annotated[Ident, Path()]
 RowIdPath = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
-#: times of a range: with an offset, and representable in UTC (else 422)
+#: times of a range: ISO 8601 with an offset, never a bare number, representable in UTC,
+#: years 1000 to 8999 (else 422), ``from`` before ``to`` (else 422 ``empty_range``)
+_RANGE = (
+    "ISO 8601 date-time with an offset (`Z` or `±hh:mm`), years 1000 to 8999 (else 422 "
+    "`datetime_out_of_range`); a bare number such as `0` is refused (422 `datetime_not_iso`); "
+    "`from` must be before `to` (else 422 `empty_range`)"
+)
 TimeFrom = Annotated[
-    UtcDatetime | None, Query(alias="from", description="from this time (included)")
+    IsoDatetime | None,
+    Query(alias="from", description=f"from this time (included; default 1970-01-01). {_RANGE}"),
 ]
-TimeTo = Annotated[UtcDatetime | None, Query(alias="to", description="to this time (excluded)")]
+TimeTo = Annotated[
+    IsoDatetime | None,
+    Query(alias="to", description=f"to this time (excluded; default now). {_RANGE}"),
+]
 #: the UTC days a report may cover (a range of days must be computable in both directions)
 FIRST_DAY: Final = date(1970, 1, 1)
 LAST_DAY: Final = date(9998, 12, 31)

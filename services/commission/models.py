@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 
 from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
-from shared.db import make_metadata
+from shared.db import MinorSum, make_metadata
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
 
@@ -140,7 +140,8 @@ ledger_postings = Table(
     Column("txn_id", BigInteger, ForeignKey(ledger_transactions.c.id), nullable=False),
     Column("account", String(300), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("amount_minor", BigInteger, nullable=False),
+    #: a sum type: a payout posts an affiliate's whole balance (see ``shared.db.MinorSum``)
+    Column("amount_minor", MinorSum, nullable=False),
     Index("ix_ledger_postings_account", "account", "id"),
     Index("ix_ledger_postings_txn", "txn_id"),
 )

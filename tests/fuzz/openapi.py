@@ -2,10 +2,10 @@
 
 Every operation of the schema is fuzzed with data that fits it (positive) and data that does
 not (negative), and swept with hostile values (integers beyond 64 bits, times whose offset
-leaves the representable range, years past 9999, NUL and non-ASCII characters, forged
-cursors, deep nesting…) one parameter at a time. Each response must not be a server error,
-must have a status the operation documents, and a body that fits the schema documented for
-that status. Seeded and bounded, so a run is reproducible and short.
+leaves the representable range, years past 9999, bare numbers as times, NUL and non-ASCII
+characters, forged cursors, deep nesting…) one parameter at a time. Each response must not
+be a server error, must have a status the operation documents, and a body that fits the
+schema documented for that status. Seeded and bounded, so a run is reproducible and short.
 """
 
 from __future__ import annotations
@@ -165,6 +165,8 @@ HOSTILE_INT = [
     "1e3",
     "٣",
 ]
+#: numbers pydantic alone would read as unix seconds (``?to=0`` was 1970): not times
+BARE_NUMBERS = ["0", "1700000000", "-1", "1e3", "0.5", "20260131"]
 HOSTILE_TIME = [
     "0001-01-01T00:00:00+23:59",
     "9999-12-31T23:59:59-23:59",
@@ -173,8 +175,16 @@ HOSTILE_TIME = [
     "2026-01-01T00:00:00",
     "2026-02-30T00:00:00Z",
     "10000-01-01T00:00:00Z",
+    *BARE_NUMBERS,
 ]
-HOSTILE_DATE = ["0001-01-01", "9999-12-31", "10000-01-01", "2026-02-30", "0000-01-01"]
+HOSTILE_DATE = [
+    "0001-01-01",
+    "9999-12-31",
+    "10000-01-01",
+    "2026-02-30",
+    "0000-01-01",
+    *BARE_NUMBERS,
+]
 HOSTILE_PERIOD = ["10000-01", "0000-00", "9999-12", "1999-12", "٢٠٢٦-٠١", "2026-1"]
 #: cursors of 1 to 4 values that decode, each value out of any column's range
 HOSTILE_CURSOR = [

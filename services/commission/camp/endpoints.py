@@ -54,7 +54,15 @@ async def products(
         str | None, Query(min_length=1, max_length=100, description="keyword in the title")
     ] = None,
     category_id: Annotated[Ident | None, Query(description="only this category")] = None,
-    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=1000,
+            description="the previous page's `next_cursor`, unchanged, with the same `q` and "
+            "`category_id` (opaque and sealed: a forged, altered or foreign one is 422 "
+            "`bad_cursor`)",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 24,
     alliance_vid: Annotated[
         str | None,

@@ -171,8 +171,10 @@ def compute_order(
     refunds: Iterable[Refund] | None = None,
 ) -> OrderCommission:
     """The commission of an order: per line, ``base × rate`` (rate in force at placement)
-    rounded half-up; each refund reverses ``amount × rate`` rounded half-up, the reversals of a
-    line capped at its commission. Zero when not chargeable or cancelled."""
+    rounded half-up; the refunds of a line reverse ``(their total amount) × rate`` rounded
+    half-up once, on the line's refunded total (never per refund item: 100 items of 0.50 at 1%
+    reverse 0.50, not 100 × 0.01), capped at the line's commission. Zero when not chargeable
+    or cancelled."""
     state = program.state_at(facts.placed_at)
     chargeable = is_chargeable(facts, program, policy)
     pays = chargeable and facts.status is not OrderStatus.CANCELLED
@@ -181,7 +183,7 @@ def compute_order(
     for line, refunded in zip(facts.items, amounts, strict=True):
         rate = state.rate_for(line.product_id, line.category_id)
         commission = commission_on(line.base, rate, facts.currency) if pays else ZERO
-        reversal = sum((commission_on(a, rate, facts.currency) for a in refunded), ZERO)
+        reversal = commission_on(sum(refunded, ZERO), rate, facts.currency)
         items.append(
             ItemCommission(line.product_id, line.base, rate, commission, min(commission, reversal))
         )

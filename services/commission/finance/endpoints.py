@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,6 +40,17 @@ from shared.http import errors
 from shared.money import fmt
 
 #: every route: a bearer key (401), a NUL or a malformed parameter (422), the database (503)
+#: a statement's month: exactly ``YYYY-MM``, years 2000 to 2100 (the core checks it:
+#: ``invalid_period``; the schema states it)
+PeriodPath = Annotated[
+    str,
+    Path(
+        description="the statement's month (UTC), exactly `YYYY-MM`, years 2000 to 2100 "
+        "(else 422 `invalid_period`)",
+        json_schema_extra={"pattern": r"^[0-9]{4}-(0[1-9]|1[0-2])$", "examples": ["2026-01"]},
+    ),
+]
+
 router = APIRouter(responses=errors(401, 422, 503))
 
 
@@ -150,7 +161,7 @@ async def _statement(
     responses=errors(403),
 )
 async def get_statement(
-    store_id: StoreIdPath, period: str, caller: Caller, session: Session, finance: Finance
+    store_id: StoreIdPath, period: PeriodPath, caller: Caller, session: Session, finance: Finance
 ) -> Statement:
     """A store's monthly statement: frozen once closed, live while open."""
     caller.require_store(store_id)
@@ -164,7 +175,7 @@ async def get_statement(
     responses=errors(403, (409, "The month is not over yet")),
 )
 async def close_statement(
-    store_id: StoreIdPath, period: str, caller: Caller, session: Session, finance: Finance
+    store_id: StoreIdPath, period: PeriodPath, caller: Caller, session: Session, finance: Finance
 ) -> Statement:
     """Freeze a month's statement (finance). Events that arrive later post into the open
     period and never change it. Closing again returns the statement as first closed."""
@@ -264,7 +275,15 @@ async def get_ledger(
     account: str | None = None,
     start: TimeFrom = None,
     end: TimeTo = None,
-    cursor: Annotated[int, Query(ge=0, le=MAX_BIGINT)] = 0,
+    cursor: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_BIGINT,
+            description="the last `posting_id` of the previous page (0: from the first "
+            "posting); keyset pages, stable under concurrent inserts",
+        ),
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> Response:
     """Ledger postings in posting order (finance), optionally of one account and posted in

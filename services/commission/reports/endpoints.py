@@ -14,8 +14,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from services.commission.core.reports import (
+    DEFAULT_DAYS,
+    MAX_DAYS,
     DayRange,
     Granularity,
     OrderTotals,
@@ -52,6 +56,7 @@ from services.commission.reports.service import (
     transaction_after,
     transaction_cursor,
 )
+from shared.events import IsoDate
 from shared.http import errors
 from shared.money import fmt, from_minor
 
@@ -65,13 +70,38 @@ router = APIRouter(
     responses=errors(401, 403, 422, 503),
 )
 
+_DAYS = (
+    f"ISO 8601 date `YYYY-MM-DD`, {FIRST_DAY} to {LAST_DAY} (else 422 `date_out_of_range`); "
+    "a bare number such as `0` is refused (422 `date_not_iso`). A report covers at most "
+    f"{MAX_DAYS} days (else 422 `range_too_long`), `from` not after `to` (else 422 "
+    "`empty_range`)"
+)
+
+
+def _report_day(day: date) -> date:
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise PydanticCustomError(
+            "date_out_of_range", f"a report's day is from {FIRST_DAY} to {LAST_DAY}"
+        )
+    return day
+
+
+#: a report's first or last day: ISO 8601 only, from FIRST_DAY to LAST_DAY
+ReportDay = Annotated[IsoDate, AfterValidator(_report_day)]
 From = Annotated[
-    date | None,
-    Query(alias="from", ge=FIRST_DAY, le=LAST_DAY, description="first UTC day (included)"),
+    ReportDay | None,
+    Query(
+        alias="from",
+        description=f"first UTC day (included; default {DEFAULT_DAYS - 1} days before `to`). "
+        + _DAYS,
+    ),
 ]
 To = Annotated[
-    date | None,
-    Query(alias="to", ge=FIRST_DAY, le=LAST_DAY, description="last UTC day (included)"),
+    ReportDay | None,
+    Query(
+        alias="to",
+        description=f"last UTC day (included; default today). {_DAYS}",
+    ),
 ]
 Grain = Annotated[Granularity, Query()]
 
@@ -261,7 +291,13 @@ async def transactions_report(
     keyword: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     order_id: str | None = None,
     type: Annotated[Literal["order", "refund"] | None, Query()] = None,
-    cursor: str | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="the previous page's `next_cursor`, unchanged (one this report did "
+            "not give is 422 `bad_cursor`)"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> Response:
     """Affiliate order lines and refund lines, newest first, filtered by product, keyword

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
+from starlette.convertors import Convertor, register_url_convertor
 
 from services.commission.core.webhooks import Method, OwnerKind
 from services.commission.deps import MAX_BIGINT, Caller, Session, StoreIdPath
@@ -27,6 +28,24 @@ from services.commission.webhooks.schemas import (
 )
 from services.commission.webhooks.service import Owner, WebhookService
 from shared.http import errors
+
+
+class EndpointIdSegment(Convertor[str]):
+    """The path segment of an endpoint's id: any segment but ``templates``, which names the
+    sibling route (``GET …/endpoints/templates``). So ``DELETE …/endpoints/templates`` matches
+    no endpoint's route and is a ``405`` (``Allow: GET``), not a ``422`` for a bad id; any
+    other malformed id still reaches :data:`EndpointIdPath`'s check (``422``)."""
+
+    regex = "(?!templates(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("endpoint_id", EndpointIdSegment())
 
 router = APIRouter()
 
@@ -111,7 +130,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         return EndpointList(items=[EndpointView.of(r) for r in rows])
 
     @router.get(
-        f"{prefix}/{{endpoint_id}}",
+        f"{prefix}/{{endpoint_id:endpoint_id}}",
         response_model=EndpointView,
         tags=[tag],
         operation_id=f"{name}_get_endpoint",
@@ -123,7 +142,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         return EndpointView.of(await webhooks.endpoint(session, owner, endpoint_id))
 
     @router.delete(
-        f"{prefix}/{{endpoint_id}}",
+        f"{prefix}/{{endpoint_id:endpoint_id}}",
         status_code=204,
         tags=[tag],
         operation_id=f"{name}_delete_endpoint",
@@ -137,7 +156,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         return Response(status_code=204)
 
     @router.post(
-        f"{prefix}/{{endpoint_id}}/rotate-secret",
+        f"{prefix}/{{endpoint_id:endpoint_id}}/rotate-secret",
         response_model=EndpointCreated,
         tags=[tag],
         operation_id=f"{name}_rotate_endpoint_secret",
@@ -152,7 +171,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         return EndpointCreated(**EndpointView.of(row).model_dump(), secret=secret)
 
     @router.post(
-        f"{prefix}/{{endpoint_id}}/enable",
+        f"{prefix}/{{endpoint_id:endpoint_id}}/enable",
         response_model=EndpointView,
         tags=[tag],
         operation_id=f"{name}_enable_endpoint",
@@ -166,7 +185,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         return EndpointView.of(await webhooks.enable(session, owner, endpoint_id))
 
     @router.get(
-        f"{prefix}/{{endpoint_id}}/deliveries",
+        f"{prefix}/{{endpoint_id:endpoint_id}}/deliveries",
         response_model=DeliveriesPage,
         tags=[tag],
         operation_id=f"{name}_endpoint_deliveries",
@@ -177,7 +196,15 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         owner: OwnerDep,
         session: Session,
         webhooks: Webhooks,
-        cursor: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
+        cursor: Annotated[
+            int | None,
+            Query(
+                ge=1,
+                le=MAX_BIGINT,
+                description="the previous page's `next_cursor` (a delivery id): the page "
+                "after it, newest first",
+            ),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> DeliveriesPage:
         """The endpoint's delivery log, newest first (keyset pages: pass ``next_cursor``
@@ -190,7 +217,7 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         )
 
     @router.post(
-        f"{prefix}/{{endpoint_id}}/deliveries/{{delivery_id}}/redeliver",
+        f"{prefix}/{{endpoint_id:endpoint_id}}/deliveries/{{delivery_id}}/redeliver",
         response_model=DeliveryView,
         status_code=202,
         tags=[tag],

@@ -228,6 +228,37 @@ class TestStorefrontEvents:
         assert stale.json()["error"]["reason"] == "signature stale"
         assert await read_topic(settings.kafka, settings.topic(Topic.ORDERS)) == []
 
+    @pytest.mark.parametrize("path", ["/v1/events", "/v1/clicks"])
+    async def test_a_non_ascii_or_non_hex_signature_is_a_401_not_a_500(
+        self, settings: Settings, path: str
+    ) -> None:
+        u = uid()
+        async with running(settings) as svc:
+            store = await new_store(svc, settings, f"s-{u}", products=())
+            now = int(time.time())
+            answers = [
+                await svc.tracker.post(
+                    path,
+                    content=b'{"events": []}',
+                    headers={
+                        b"X-Alliance-Store": store.store_id.encode(),
+                        b"X-Alliance-Signature": signature,
+                        b"Content-Type": b"application/json",
+                    },
+                )
+                for signature in (
+                    f"t={now},v1=\u00e9".encode("latin-1"),
+                    f"t={now},v1=\u00e9".encode(),
+                    f"t={now},v1={'z' * 64}".encode(),
+                    f"t={now},v1={'0' * 63}\u00e9".encode(),
+                    f"t={'9' * 5000},v1={'0' * 64}".encode(),
+                    f"t=\u0663,v1={'0' * 64}".encode(),
+                )
+            ]
+        for resp in answers:
+            assert resp.status_code == 401, resp.text
+            assert resp.json()["error"]["code"] == "unauthorized"
+
     async def test_one_bad_event_keeps_its_valid_neighbours(self, settings: Settings) -> None:
         u = uid()
         async with running(settings) as svc:

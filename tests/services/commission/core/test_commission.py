@@ -154,7 +154,7 @@ class TestCommission:
         assert not compute_order(o, h).chargeable
         assert compute_order(o, h, ExitPolicy.CLICK_IN_PROGRAM).chargeable
 
-    def test_refunds_reverse_each_rounded_and_capped(self) -> None:
+    def test_refunds_of_a_line_reverse_their_rounded_total_capped(self) -> None:
         refunds = (
             Refund("r1", T0 + 21 * D, (RefundItem("p1", Decimal("30")),)),
             Refund("r2", T0 + 22 * D, (RefundItem("p1", Decimal("30")),)),
@@ -163,6 +163,21 @@ class TestCommission:
         assert r.items[0].commission == Decimal("2.50")
         assert r.items[0].reversed == Decimal("2.50")  # 1.50 + 1.50 capped at 2.50
         assert r.net == 0
+
+    @pytest.mark.parametrize("as_refunds", [1, 100], ids=["one_refund", "a_refund_each"])
+    def test_a_refund_reversal_is_rounded_on_the_line_total_not_per_item(
+        self, as_refunds: int
+    ) -> None:
+        items = [RefundItem("p1", Decimal("0.50")) for _ in range(100)]
+        per = len(items) // as_refunds
+        refunds = tuple(
+            Refund(f"r{n:03}", T0 + 21 * D, tuple(items[n * per : (n + 1) * per]))
+            for n in range(as_refunds)
+        )
+        r = compute_order(order(line("1000"), refunds=refunds), joined("0.01"))
+        assert r.items[0].commission == Decimal("10.00")
+        # the commission on 50.00 at 1%, not 100 × round(0.005) = 1.00
+        assert r.items[0].reversed == Decimal("0.50")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +211,7 @@ def reference_net(items: tuple[LineItem, ...], rate: Decimal, refunds: list[Refu
         commission = r(max(Decimal(0), li.unit_price * li.quantity - li.shipping_fee))
         # refund items go to the first line of their product unless it is the only one
         same = [i for i, x in enumerate(items) if x.product_id == li.product_id]
-        reversed_ = Decimal(0)
+        refunded = Decimal(0)
         for refund in sorted(refunds, key=lambda f: (f.occurred_at, f.refund_id)):
             for ri in refund.items:
                 if ri.product_id != li.product_id:
@@ -208,9 +223,10 @@ def reference_net(items: tuple[LineItem, ...], rate: Decimal, refunds: list[Refu
                     )
                     take = left if pos == len(same) - 1 else min(left, base)
                     if j == idx and take > 0:
-                        reversed_ += r(take)
+                        refunded += take
                     left -= take
-        total += commission - min(commission, reversed_)
+        # the line's refunded total is rounded once, never each refund item
+        total += commission - min(commission, r(refunded))
     return total
 
 
@@ -253,3 +269,38 @@ def test_ledger_equals_reference_under_any_order_and_duplication(
     assert sum(posted.values(), Decimal(0)) == expected
     assert compute_order(facts, program).payable == expected
     assert sum(balances(journal).values(), Decimal(0)) == 0
+
+
+#: many small refund items (sub-cent commissions each), over several refunds
+small_amounts = st.integers(1, 200).map(lambda c: Decimal(c).scaleb(-2))
+
+
+class TestRefundRounding:
+    @settings(max_examples=300, deadline=None)
+    @given(
+        price=cents,
+        qty=st.integers(1, 5),
+        rate=rates,
+        refunds=st.lists(st.lists(small_amounts, min_size=1, max_size=30), max_size=8),
+    )
+    def test_a_line_never_reverses_more_than_it_was_charged_nor_other_than_its_rounded_total(
+        self, price: Decimal, qty: int, rate: str, refunds: list[list[Decimal]]
+    ) -> None:
+        facts = order(
+            line(str(price), qty),
+            refunds=tuple(
+                Refund(f"r{n}", T0 + (21 + n) * D, tuple(RefundItem("p1", a) for a in amounts))
+                for n, amounts in enumerate(refunds)
+            ),
+            status=OrderStatus.COMPLETED,
+        )
+        (item,) = compute_order(facts, joined(rate)).items
+        refunded = sum((a for amounts in refunds for a in amounts), Decimal(0))
+        rounded = (refunded * Decimal(rate)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        assert item.reversed <= item.commission
+        assert item.reversed == min(item.commission, rounded)
+        # and the ledger posts exactly that, refund by refund
+        posted: dict[str, Decimal] = {}
+        for txn in ledger_delta(facts, joined(rate), posted):
+            posted[txn.key] = txn.amount
+        assert sum(posted.values(), Decimal(0)) == item.commission - item.reversed

@@ -218,9 +218,9 @@ def expected(h: History) -> Expected:
             continue
         product = r.items[0].product_id
         line = next(x for x in e.orders[r.order_id]["lines"] if x[0] == product)
-        each = [money(i.amount * rate_of(product)) for i in r.items]  # rounded per item
         amount = sum((i.amount for i in r.items), D(0))
-        e.refunds.append((r.occurred_at.date(), r.order_id, amount, min(line[3], sum(each))))
+        reversed_ = money(amount * rate_of(product))  # rounded on the line's refunded total
+        e.refunds.append((r.occurred_at.date(), r.order_id, amount, min(line[3], reversed_)))
         e.refund_items += len(r.items)
     return e
 
