@@ -109,6 +109,13 @@ def compare(
     return report
 
 
+def placement_ref(placed: OrderPlaced) -> OrderRef:
+    """What a decision needs of a placement."""
+    return OrderRef(
+        placed.order_id, placed.store_id, placed.visitor_id, placed.occurred_at, placed.coupon_code
+    )
+
+
 async def rebuild(
     kafka: KafkaConnection, prefix: str, since: datetime, window: timedelta
 ) -> Report:
@@ -158,20 +165,16 @@ async def rebuild(
                     c.suspicious,
                 )
             )
+    # The first placement of each order, as attribution keeps it, unless a decision says which
+    # placement it decided from: that one (:func:`placement_ref`), as commission computes from.
     orders: dict[tuple[str, str], OrderRef] = {}
     for raw in await read_topic(kafka, f"{prefix}{Topic.ORDERS}"):
         try:
             event: Any = order_event_adapter.validate_json(raw)
         except ValueError:
             continue
-        if isinstance(event, OrderPlaced) and event.occurred_at >= since:
-            orders[(event.store_id, event.order_id)] = OrderRef(
-                event.order_id,
-                event.store_id,
-                event.visitor_id,
-                event.occurred_at,
-                event.coupon_code,
-            )
+        if isinstance(event, OrderPlaced):
+            orders.setdefault((event.store_id, event.order_id), placement_ref(event))
     latest: dict[tuple[str, str], tuple[int, str | None]] = {}
     for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
         data = orjson.loads(raw)
@@ -180,5 +183,7 @@ async def rebuild(
         held = latest.get(key)
         if held is None or decision.revision > held[0]:
             latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
+            orders[key] = placement_ref(decision.order)
+    orders = {k: o for k, o in orders.items() if o.placed_at >= since}
     emitted = {k: v[1] for k, v in latest.items()}
     return compare(clicks, orders.values(), emitted, window, windows, policies, codes)
