@@ -25,7 +25,7 @@ from shared.http import ErrorBody
 from shared.secrets import signature_header
 from tests.fuzz.bridge import FUZZ_MARKS, LoopBridge
 from tests.fuzz.openapi import ARTIFACTS, fuzz_settings
-from tests.fuzz.pipeline import a_normal_order_flows
+from tests.fuzz.pipeline import a_normal_order_flows, placements_agree
 from tests.fuzz.storefront import batches, server_clicks
 from tests.integration.harness import (
     Services,
@@ -105,7 +105,7 @@ class Fuzz:
 
         @fuzz_settings(EVENT_EXAMPLES)
         @hypothesis.given(
-            payload=batches(now, orders, products, visitors),
+            payload=batches(now, orders, products, visitors, self.store.store_id),
             ascii_only=st.booleans(),
             stale=st.sampled_from([False] * 19 + [True]),
         )
@@ -129,7 +129,10 @@ class Fuzz:
         now = datetime.now(UTC)
 
         @fuzz_settings(CLICK_EXAMPLES)
-        @hypothesis.given(payload=server_clicks(now, codes, visitors), ascii_only=st.booleans())
+        @hypothesis.given(
+            payload=server_clicks(now, codes, visitors, self.store.store_id),
+            ascii_only=st.booleans(),
+        )
         def run(payload: object, ascii_only: bool) -> None:
             resp = self.post("/v1/clicks", encode(payload, ascii_only))
             # 403: another store's link; 404: a code we never signed
@@ -183,3 +186,6 @@ async def test_signed_storefront_posts_never_get_a_server_error_and_the_pipeline
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
         await a_normal_order_flows(svc, settings)
+        # the fuzzer placed its orders several times with differing visitors and amounts
+        # (and ids shaped like decisions'): one placement per order all the same
+        await placements_agree(settings, store.store_id)
