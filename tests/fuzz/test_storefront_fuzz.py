@@ -11,13 +11,14 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import hypothesis
 from hypothesis import strategies as st
 
+from services.attribution.rebuild import rebuild
 from services.tracker.endpoints import MAX_BODY_BYTES, MAX_EVENTS
 from services.tracker.schemas import ClickAccepted, EventsResponse
 from shared.config import Settings
@@ -174,6 +175,7 @@ async def test_signed_storefront_posts_never_get_a_server_error_and_the_pipeline
 
         fuzz = Fuzz(svc, LoopBridge(svc.apps["tracker"], asyncio.get_running_loop()), store)
         started = time.monotonic()
+        started_at = datetime.now(UTC)
         await asyncio.to_thread(fuzz.events, orders, products, visitors)
         await asyncio.to_thread(fuzz.clicks, codes, visitors)
         fuzz.save(time.monotonic() - started)
@@ -189,3 +191,12 @@ async def test_signed_storefront_posts_never_get_a_server_error_and_the_pipeline
         # the fuzzer placed its orders several times with differing visitors and amounts
         # (and ids shaped like decisions'): one placement per order all the same
         await placements_agree(settings, store.store_id)
+        report = await rebuild(
+            settings.kafka,
+            settings.topic_prefix,
+            started_at - timedelta(days=60),
+            timedelta(days=settings.attribution_window_days),
+        )
+        # and deciding again from the topics, from the placements decided, changes nothing
+        assert report.orders > 0
+        assert report.differences == []
