@@ -39,9 +39,17 @@ class AppliedKey:
     key: str
 
 
+def _parts(*parts: str) -> str:
+    """The parts joined by ``/``, which none may hold (no identifier does: the events'
+    schemas refuse it), so a key is read one way only."""
+    if any(not p or "/" in p for p in parts):
+        raise ValueError(f"an identifier in an applied event's key is empty or holds '/': {parts}")
+    return "/".join(parts)
+
+
 def storefront_key(store_id: str, event_id: str) -> AppliedKey:
     """A storefront event: its id is unique per store (the store chooses it)."""
-    return AppliedKey(Source.STOREFRONT, f"{store_id}/{event_id}")
+    return AppliedKey(Source.STOREFRONT, _parts(store_id, event_id))
 
 
 def decision_key(store_id: str, order_id: str, revision: int) -> AppliedKey:
@@ -49,4 +57,4 @@ def decision_key(store_id: str, order_id: str, revision: int) -> AppliedKey:
     a client could have chosen."""
     if revision < 0:
         raise ValueError("a decision's revision is 0 or more")
-    return AppliedKey(Source.DECISION, f"{store_id}/{order_id}/{revision}")
+    return AppliedKey(Source.DECISION, _parts(store_id, order_id, str(revision)))

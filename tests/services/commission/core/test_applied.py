@@ -67,6 +67,13 @@ class TestAppliedNamespaces:
     def test_the_sources_are_the_check_constraints_values(self) -> None:
         assert SOURCES == ("storefront", "decision")
 
+    @pytest.mark.parametrize(("store", "part"), [("s/1", "e"), ("s", "e/1"), ("", "e")])
+    def test_a_part_holding_a_slash_or_empty_has_no_key(self, store: str, part: str) -> None:
+        with pytest.raises(ValueError, match="'/'"):
+            storefront_key(store, part)
+        with pytest.raises(ValueError, match="'/'"):
+            decision_key(store, part, 0)
+
     def test_a_negative_revision_has_no_key(self) -> None:
         with pytest.raises(ValueError, match="revision"):
             decision_key("s", "o", -1)
