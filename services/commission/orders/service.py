@@ -180,9 +180,9 @@ class OrderService:
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         """Apply new events (idempotent by :func:`idempotency_key`) with one statement per kind of
-        fact, then post what each touched order owes. The facts commute (first placement and
-        first terminal status win, the highest revision wins, refunds are a set), so their
-        order inside a batch does not matter."""
+        fact, then post what each touched order owes. The facts commute (the placement a
+        decision carries wins, else the first; the first terminal status wins, the highest
+        revision wins, refunds are a set), so their order inside a batch does not matter."""
         repo = OrderRepository(session)
         events = await self._fresh(repo, batch)
         if not events:
