@@ -185,6 +185,8 @@ MAX_ITEMS: Final = 500
 #: ``<store>:<order>:<revision>`` (attribution event ids, a :data:`Key`), ``s2s:<store>:<event>``
 #: (server clicks' ids, a :data:`Key`), ``reversal:<store>:<order>/<refund>`` (ledger, 300).
 IDENT_MAX: Final = 64
+#: Deduplication keys of different sources never share a namespace (README, "Security model":
+#: idempotency namespaces): a client's ids may take the shape of any derived key.
 #: the longest derived identifier (click ids, attribution event ids)
 KEY_MAX: Final = 200
 Ident = Annotated[str, Field(min_length=1, max_length=IDENT_MAX, pattern=r"^[A-Za-z0-9._:@\-]+$")]
@@ -478,6 +480,9 @@ class Attribution(Event):
     link_product_id: Ident | None = None
     window_start: UtcDatetime
     window_end: UtcDatetime
+    #: the placement the decision was made from (the first ``order_placed`` attribution read
+    #: of the order: visitor, currency, lines, time). *The* placement of the order for every
+    #: consumer: commission computes from it, whatever other placement it read first.
     order: OrderPlaced
     #: the buyer's clicks around the order (any store), newest first, at most 100
     considered: list[ConsideredClick] = Field(default_factory=list, max_length=100)

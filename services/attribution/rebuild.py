@@ -6,7 +6,7 @@ The comparison is pure (:func:`compare`); :func:`rebuild` only reads the three t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -109,6 +109,48 @@ def compare(
     return report
 
 
+def placement_ref(placed: OrderPlaced) -> OrderRef:
+    """What a decision needs of a placement."""
+    return OrderRef(
+        placed.order_id, placed.store_id, placed.visitor_id, placed.occurred_at, placed.coupon_code
+    )
+
+
+def _placed(raws: Iterable[bytes]) -> Iterator[OrderPlaced]:
+    """The placements among order events (undecodable ones went to the dead-letter topic)."""
+    for raw in raws:
+        try:
+            event: Any = order_event_adapter.validate_json(raw)
+        except ValueError:
+            continue
+        if isinstance(event, OrderPlaced):
+            yield event
+
+
+def placements(
+    placed: Iterable[OrderPlaced], decisions: Iterable[Attribution], since: datetime
+) -> tuple[dict[tuple[str, str], OrderRef], dict[tuple[str, str], str | None]]:
+    """The orders to decide again (placed at or after ``since``) and the :func:`winner` of
+    each one's latest published decision, from the topics in their order. An order's
+    placement is the one its latest decision was made from (the ``order`` it carries), as
+    commission computes from; an order never decided: its first placement, as attribution
+    keeps it. So a second ``order_placed`` that differs is no difference."""
+    orders: dict[tuple[str, str], OrderRef] = {}
+    for event in placed:
+        orders.setdefault((event.store_id, event.order_id), placement_ref(event))
+    latest: dict[tuple[str, str], tuple[int, str | None]] = {}
+    for decision in decisions:
+        key = (decision.store_id, decision.order_id)
+        held = latest.get(key)
+        if held is None or decision.revision > held[0]:
+            latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
+            orders[key] = placement_ref(decision.order)
+    return (
+        {k: o for k, o in orders.items() if o.placed_at >= since},
+        {k: v[1] for k, v in latest.items()},
+    )
+
+
 async def rebuild(
     kafka: KafkaConnection, prefix: str, since: datetime, window: timedelta
 ) -> Report:
@@ -158,27 +200,11 @@ async def rebuild(
                     c.suspicious,
                 )
             )
-    orders: dict[tuple[str, str], OrderRef] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.ORDERS}"):
-        try:
-            event: Any = order_event_adapter.validate_json(raw)
-        except ValueError:
-            continue
-        if isinstance(event, OrderPlaced) and event.occurred_at >= since:
-            orders[(event.store_id, event.order_id)] = OrderRef(
-                event.order_id,
-                event.store_id,
-                event.visitor_id,
-                event.occurred_at,
-                event.coupon_code,
-            )
-    latest: dict[tuple[str, str], tuple[int, str | None]] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
-        data = orjson.loads(raw)
-        decision = Attribution.model_validate(data)
-        key = (decision.store_id, decision.order_id)
-        held = latest.get(key)
-        if held is None or decision.revision > held[0]:
-            latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
-    emitted = {k: v[1] for k, v in latest.items()}
+    # one event at a time (a decision carries up to 100 clicks): none is kept but its facts
+    decisions = (
+        Attribution.model_validate(orjson.loads(raw))
+        for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}")
+    )
+    placed = _placed(await read_topic(kafka, f"{prefix}{Topic.ORDERS}"))
+    orders, emitted = placements(placed, decisions, since)
     return compare(clicks, orders.values(), emitted, window, windows, policies, codes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from services.commission.core.applied import SOURCES
 from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
 from shared.db import MinorSum, make_metadata
 from shared.offsets import offsets_table
@@ -28,13 +30,18 @@ from shared.outbox import outbox_table
 
 metadata = make_metadata("commission")
 
-#: Idempotency: every event applied, written in the transaction that applied it.
+#: Idempotency: every event applied, written in the transaction that applied it, in the
+#: namespace of its source (services/commission/core/applied.py): a storefront's event ids can
+#: never reach a decision's.
 processed_events = Table(
     "processed_events",
     metadata,
-    Column("event_id", String(300), primary_key=True),  # <store>/<event id>
+    Column("source", String(16), primary_key=True),  # storefront | decision
+    #: storefront: <store>/<event id>; decision: <store>/<order>/<revision>
+    Column("event_id", String(300), primary_key=True),
     Column("topic", String(250), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint(f"source IN ({', '.join(repr(s) for s in SOURCES)})", name="source"),
 )
 
 #: The facts of each order, whichever event brought them first. An order is its store's:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import text
 
 from shared.config import Settings
+from shared.db import make_engine
 from tests.integration.harness import (
     Services,
     Store,
@@ -45,3 +51,58 @@ async def a_normal_order_flows(svc: Services, settings: Settings) -> float:
     want = {"status": "completed", "affiliate_id": f"after-aff-{u}", "payable": "2.19"}
     await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), **want), 60)
     return time.monotonic() - started
+
+
+def _lines(items: list[dict[str, Any]]) -> list[tuple[str, int, Decimal, Decimal]]:
+    return [
+        (i["product_id"], int(i["quantity"]), Decimal(i["unit_price"]), Decimal(i["shipping_fee"]))
+        for i in items
+    ]
+
+
+async def placement_differences(settings: Settings, store_id: str) -> list[str]:
+    """The store's decided orders whose placement at commission (currency, time, lines) is not
+    the one attribution decided from; [] when every consumer holds the same."""
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        """
+                        SELECT a.order_id, a.order_event, c.currency, c.placed_at, c.items
+                        FROM attribution.orders a
+                        JOIN commission.orders c USING (store_id, order_id)
+                        WHERE a.store_id = :store AND a.revision >= 0
+                        """
+                    ),
+                    {"store": store_id},
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+    out = []
+    for order_id, event, currency, placed_at, items in rows:
+        item_defaults = [{"shipping_fee": "0", **i} for i in event["items"]]
+        attribution = (
+            event["currency"],
+            datetime.fromisoformat(event["occurred_at"]),
+            _lines(item_defaults),
+        )
+        commission = (currency, placed_at, _lines(items))
+        if attribution != commission:
+            out.append(f"{order_id}: {attribution} decided, {commission} at commission")
+    return out
+
+
+async def placements_agree(settings: Settings, store_id: str, timeout_s: float = 60) -> None:
+    """Wait until commission holds, for every order of the store attribution decided, the
+    placement the decision was made from (decisions travel through Kafka)."""
+
+    async def agreed() -> bool | None:
+        return True if not await placement_differences(settings, store_id) else None
+
+    try:
+        await eventually(agreed, timeout_s)
+    except AssertionError:
+        raise AssertionError(await placement_differences(settings, store_id)) from None

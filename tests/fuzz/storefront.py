@@ -82,6 +82,40 @@ def idents() -> st.SearchStrategy[str]:
     return st.from_regex(r"[A-Za-z0-9._:@\-]{1,64}", fullmatch=True)
 
 
+def derived_ids(store_id: str, orders: list[str]) -> st.SearchStrategy[str]:
+    """Ids shaped like every key Alliance derives (README, "Security model": idempotency
+    namespaces), for a store to send as its own: a decision's ``<store>:<order>:<n>``, a
+    processed event's ``<store>/<event>``, a server click's ``s2s:<store>:<event>``, ledger
+    keys (``commission:…``, ``reversal:…/…``, ``payout:…:USD``), a webhook's cause
+    (``attribution:<store>:<order>:<n>``) and id (``evt_…``), directory keys (``store:…``,
+    ``coupon:<store>:<CODE>``) and outbox row ids. The ones with ``/`` are refused at the
+    edge; the others are valid event ids that must reach no other namespace."""
+    order = st.sampled_from(orders) | idents() if orders else idents()
+    n = st.integers(min_value=0, max_value=3)
+    ident = st.from_regex(r"[A-Za-z0-9._\-]{1,16}", fullmatch=True)
+    return st.one_of(
+        st.builds(lambda o, r: f"{store_id}:{o}:{r}", order, n),
+        st.builds(lambda e: f"{store_id}/{e}", ident),
+        st.builds(lambda e: f"s2s:{store_id}:{e}", ident),
+        st.builds(lambda o: f"commission:{store_id}:{o}", order),
+        st.builds(lambda o, e: f"reversal:{store_id}:{o}/{e}", order, ident),
+        st.builds(lambda e: f"payout:{e}:USD", ident),
+        st.builds(lambda o, r: f"attribution:{store_id}:{o}:{r}", order, n),
+        st.builds(lambda e: f"evt_{e}", st.from_regex(r"[0-9a-f]{32}", fullmatch=True)),
+        st.just(f"store:{store_id}"),
+        st.just(f"coupon:{store_id}:SAVE10"),
+        st.integers(min_value=1, max_value=10**6).map(str),
+    ).filter(lambda i: len(i) <= 64)
+
+
+def event_ids(store_id: str | None, orders: list[str]) -> st.SearchStrategy[str]:
+    """An event id a storefront chooses: any ident, or (knowing the store) one shaped like a
+    derived key."""
+    if store_id is None:
+        return idents()
+    return st.one_of(idents(), derived_ids(store_id, orders))
+
+
 def titles(size: int) -> st.SearchStrategy[str]:
     """Any text PostgreSQL can hold: emoji, right-to-left marks, quotes, formula starters."""
     return st.text(
@@ -136,12 +170,19 @@ def items(products: list[str], dirty: bool) -> st.SearchStrategy[Any]:
 
 
 def storefront_events(
-    now: datetime, orders: list[str], products: list[str], visitors: list[str], dirty: bool
+    now: datetime,
+    orders: list[str],
+    products: list[str],
+    visitors: list[str],
+    dirty: bool,
+    store_id: str | None = None,
 ) -> st.SearchStrategy[dict[str, Any]]:
     """One storefront event of any type on the given orders, products and visitors (so that
     events meet each other: placements, completions and refunds of one order) or on new ones.
-    A clean event is valid; a dirty one has hostile fields, or no valid type at all."""
-    common = {"event_id": sometimes(idents(), dirty), "occurred_at": times(now, dirty)}
+    A clean event is valid; a dirty one has hostile fields, or no valid type at all. Knowing
+    the posting store (``store_id``), event ids are also shaped like derived keys."""
+    ids = event_ids(store_id, orders)
+    common = {"event_id": sometimes(ids, dirty), "occurred_at": times(now, dirty)}
     order = sometimes(st.sampled_from(orders) | idents(), dirty)
     visitor = sometimes(st.sampled_from(visitors) | idents(), dirty)
     refunds = st.lists(
@@ -162,7 +203,7 @@ def storefront_events(
         "order_cancelled": {"order_id": order},
         "order_refunded": {
             "order_id": order,
-            "refund_id": sometimes(idents(), dirty),
+            "refund_id": sometimes(ids, dirty),
             "currency": currencies(dirty),
             "items": sometimes(refunds, dirty),
         },
@@ -191,12 +232,16 @@ def storefront_events(
 
 
 def batches(
-    now: datetime, orders: list[str], products: list[str], visitors: list[str]
+    now: datetime,
+    orders: list[str],
+    products: list[str],
+    visitors: list[str],
+    store_id: str | None = None,
 ) -> st.SearchStrategy[Any]:
     """A request body (before serialisation): ``{"events": [...]}`` with up to 8 events,
     clean and dirty ones mixed, some entries not even objects; or a body of the wrong shape."""
-    clean = storefront_events(now, orders, products, visitors, dirty=False)
-    dirty = storefront_events(now, orders, products, visitors, dirty=True)
+    clean = storefront_events(now, orders, products, visitors, dirty=False, store_id=store_id)
+    dirty = storefront_events(now, orders, products, visitors, dirty=True, store_id=store_id)
     entry = st.one_of(clean, clean, dirty, dirty, hostile())
     body = st.fixed_dictionaries(
         {"events": st.lists(entry, min_size=1, max_size=8)}, optional={"x": hostile()}
@@ -204,14 +249,16 @@ def batches(
     return st.one_of(body, body, body, body, hostile())
 
 
-def server_clicks(now: datetime, codes: list[str], visitors: list[str]) -> st.SearchStrategy[Any]:
+def server_clicks(
+    now: datetime, codes: list[str], visitors: list[str], store_id: str | None = None
+) -> st.SearchStrategy[Any]:
     """A ``POST /v1/clicks`` body: a real link code (of this store or another) or a forged
     one, and the click's fields; clean or dirty."""
 
     def click(dirty: bool) -> st.SearchStrategy[Any]:
         return st.fixed_dictionaries(
             {
-                "event_id": sometimes(idents(), dirty),
+                "event_id": sometimes(event_ids(store_id, []), dirty),
                 "code": sometimes(st.sampled_from(codes), dirty),
                 "visitor_id": sometimes(st.sampled_from(visitors) | idents(), dirty),
                 "occurred_at": times(now, dirty),

@@ -56,6 +56,36 @@ class Refund:
 OrderKey = tuple[str, str]  # (store_id, order_id)
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What an ``order_placed`` says of an order: the facts its commission is computed from."""
+
+    currency: str
+    placed_at: datetime
+    items: tuple[LineItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPlacement:
+    """What the commission service holds of an order when a decision arrives."""
+
+    placement: Placement | None  # None: no placement seen yet
+    revision: int  # of the decision applied, −1: none
+    posted: bool  # something is posted for the order (its facts are settled)
+
+
+def placement_to_apply(held: HeldPlacement, revision: int, decided: Placement) -> Placement | None:
+    """One placement per order, for every consumer: the one attribution decided from (carried
+    on its decision, revision ``revision``) replaces the placement held when the decision is
+    applied (newer than the one held, nothing posted yet) and they differ. Two
+    ``order_placed`` of one order (a storefront's retry after an edit, a hostile store) may
+    reach attribution and commission in different orders; without this, commission could pay
+    on a placement attribution never decided from. None: nothing to rewrite."""
+    if revision <= held.revision or held.posted or held.placement == decided:
+        return None
+    return decided
+
+
 @dataclass(frozen=True)
 class OrderFacts:
     """Everything known about one order, whatever order the facts arrived in."""

@@ -12,11 +12,14 @@ from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission import models as m
+from services.commission.core.applied import AppliedKey, Source
 from services.commission.core.commission import (
+    HeldPlacement,
     LineItem,
     OrderFacts,
     OrderKey,
     OrderStatus,
+    Placement,
     Refund,
     RefundItem,
 )
@@ -94,19 +97,23 @@ class OrderRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_events(self, events: list[tuple[str, str]]) -> set[str]:
-        """Record (event id, topic) pairs; returns the ids seen for the first time."""
+    async def claim_events(self, events: list[tuple[AppliedKey, str]]) -> set[AppliedKey]:
+        """Record (key, topic) pairs; returns the keys seen for the first time."""
         if not events:
             return set()
-        stmt = insert(m.processed_events).values(
-            [{"event_id": e, "topic": t} for e, t in dict(events).items()]
+        t = m.processed_events
+        stmt = insert(t).values(
+            [
+                {"source": k.source.value, "event_id": k.key, "topic": topic}
+                for k, topic in sorted(dict(events).items())
+            ]
         )
         rows = await self.session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["event_id"]).returning(
-                m.processed_events.c.event_id
+            stmt.on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(
+                t.c.source, t.c.event_id
             )
         )
-        return set(rows.scalars())
+        return {AppliedKey(Source(source), key) for source, key in rows}
 
     async def ensure_orders(self, keys: Iterable[OrderKey]) -> None:
         """A row for every (store, order), so that facts arriving before placement have one."""
@@ -143,6 +150,70 @@ class OrderRepository:
             where=m.orders.c.placed_at.is_(None),
         )
         await self.session.execute(stmt, unique)
+
+    async def held_placements(self, keys: Iterable[OrderKey]) -> dict[OrderKey, HeldPlacement]:
+        """What is held of each order (rows must exist: see ensure_orders): its placement, the
+        revision of its decision, whether anything is posted for it."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        o, t = m.orders, m.ledger_transactions
+        posted = (
+            select(t.c.id)
+            .where(t.c.store_id == o.c.store_id, t.c.order_id == o.c.order_id)
+            .exists()
+        )
+        rows = await self.session.execute(
+            select(
+                o.c.store_id,
+                o.c.order_id,
+                o.c.currency,
+                o.c.placed_at,
+                o.c["items"],
+                o.c.attribution_revision,
+                posted.label("posted"),
+            ).where(_of_orders(o, keys))
+        )
+        return {
+            (r.store_id, r.order_id): HeldPlacement(
+                None
+                if r.placed_at is None
+                else Placement(r.currency, r.placed_at, _line_items(r.items)),
+                r.attribution_revision,
+                bool(r.posted),
+            )
+            for r in rows
+        }
+
+    async def replace_placements(self, rows: list[tuple[OrderKey, Placement]]) -> None:
+        """Rewrite the orders' placements and drop their stored lines (the reconciliation
+        writes the lines of the new placement). Rows must be locked: see lock_orders."""
+        if not rows:
+            return
+        o, lines = m.orders, m.order_lines
+        await self.session.execute(
+            update(o)
+            .where(o.c.store_id == bindparam("b_store"), o.c.order_id == bindparam("b_oid"))
+            .values(
+                currency=bindparam("b_currency"),
+                placed_at=bindparam("b_placed"),
+                items=bindparam("b_items", type_=JSONB),
+            ),
+            [
+                {
+                    "b_store": store,
+                    "b_oid": oid,
+                    "b_currency": p.currency,
+                    "b_placed": p.placed_at,
+                    "b_items": items_json(p.items),
+                }
+                for (store, oid), p in rows
+            ],
+            execution_options={"synchronize_session": False},
+        )
+        await self.session.execute(
+            lines.delete().where(_of_orders(lines, [key for key, _ in rows]))
+        )
 
     async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
         """First terminal status of each order wins (rows must exist: see ensure_orders)."""

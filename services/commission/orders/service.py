@@ -12,13 +12,16 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.commission.core.applied import AppliedKey, decision_key, storefront_key
 from services.commission.core.commission import (
     LineItem,
     OrderCommission,
     OrderFacts,
     OrderKey,
     OrderStatus,
+    Placement,
     compute_order,
+    placement_to_apply,
 )
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
@@ -73,9 +76,20 @@ def encode_explanation(event: Attribution) -> bytes:
     return event.__pydantic_serializer__.to_json(event, exclude={"order"})
 
 
-def idempotency_key(event: Incoming) -> str:
-    """Event ids are unique per store (storefronts choose them), so the key names the store."""
-    return f"{event.store_id}/{event.event_id}"
+def idempotency_key(event: Incoming) -> AppliedKey:
+    """A decision's key in the decisions' namespace (from its store, order and revision), a
+    storefront event's in the storefront's (its id is unique per store): no id a store chooses
+    can take a decision's slot (:mod:`services.commission.core.applied`)."""
+    if isinstance(event, Attribution):
+        return decision_key(event.store_id, event.order_id, event.revision)
+    return storefront_key(event.store_id, event.event_id)
+
+
+def placement_of(event: OrderPlaced | Attribution) -> Placement:
+    """The placement an order event states; of a decision, the placement attribution decided
+    from (the ``order`` it carries): the one placement commission computes from."""
+    placed = event.order if isinstance(event, Attribution) else event
+    return Placement(placed.currency, placed.occurred_at, tuple(line_items(placed)))
 
 
 def line_items(event: OrderPlaced) -> list[LineItem]:
@@ -165,10 +179,10 @@ class OrderService:
     # -- the consumer's batch ---------------------------------------------------------------
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
-        """Apply new events (idempotent by store + event id) with one statement per kind of
-        fact, then post what each touched order owes. The facts commute (first placement and
-        first terminal status win, the highest revision wins, refunds are a set), so their
-        order inside a batch does not matter."""
+        """Apply new events (idempotent by :func:`idempotency_key`) with one statement per kind of
+        fact, then post what each touched order owes. The facts commute (the placement a
+        decision carries wins, else the first; the first terminal status wins, the highest
+        revision wins, refunds are a set), so their order inside a batch does not matter."""
         repo = OrderRepository(session)
         events = await self._fresh(repo, batch)
         if not events:
@@ -212,6 +226,7 @@ class OrderService:
             ]
         )
         decisions = [e for e in events if isinstance(e, Attribution)]
+        await self._take_decided_placements(repo, decisions)
         await repo.set_attribution_many([_decision(e) for e in decisions])
         corrections = [e for e in decisions if e.revision > 0]
         if corrections:
@@ -233,6 +248,24 @@ class OrderService:
             ]
         )
         await repo.add_refunds_many([_refund(e) for e in events if isinstance(e, OrderRefunded)])
+
+    @staticmethod
+    async def _take_decided_placements(repo: OrderRepository, decisions: list[Attribution]) -> None:
+        """Before the decisions are applied: each order's placement becomes the one its
+        newest decision was made from (:func:`placement_to_apply`)."""
+        newest: dict[OrderKey, Attribution] = {}
+        for e in decisions:
+            if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
+                newest[order_key(e)] = e
+        held = await repo.held_placements(newest)
+        await repo.replace_placements(
+            [
+                (key, p)
+                for key, e in sorted(newest.items())
+                if key in held
+                and (p := placement_to_apply(held[key], e.revision, placement_of(e))) is not None
+            ]
+        )
 
     async def reconcile(
         self,
