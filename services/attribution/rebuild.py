@@ -21,6 +21,7 @@ from services.attribution.core import (
     OrderRef,
     Policies,
     Windows,
+    candidates,
     coupon_for,
     decide,
 )
@@ -36,7 +37,7 @@ from shared.events import (
     directory_adapter,
     order_event_adapter,
 )
-from shared.kafka import read_topic
+from shared.kafka import stream_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +118,7 @@ async def rebuild(
     windows: dict[str, Windows] = {}
     policies: dict[str, Policies] = {}
     codes: dict[tuple[str, str], CouponHistory] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
         try:
             entry = directory_adapter.validate_json(raw)
         except ValueError:
@@ -140,26 +141,11 @@ async def rebuild(
                 entry.updated_at, timedelta(days=days) if days is not None else None
             )
             windows[entry.store_id] = changed or history
-    widest = max([window, *(w.widest for w in windows.values())])
-    clicks: list[CoreClick] = []
-    for raw in await read_topic(kafka, f"{prefix}{Topic.CLICKS}"):
-        try:
-            c = Click.model_validate_json(raw)
-        except ValueError:
-            continue
-        if c.occurred_at >= since - widest:
-            clicks.append(
-                CoreClick(
-                    c.click_id,
-                    c.store_id,
-                    c.visitor_id,
-                    c.affiliate_id,
-                    c.occurred_at,
-                    c.suspicious,
-                )
-            )
+    # the orders first, then the clicks streamed: of each click only what can still win an
+    # order is kept (its best eligible click so far, :func:`candidates`), so a visitor's
+    # flood costs time, never memory
     orders: dict[tuple[str, str], OrderRef] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.ORDERS}"):
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.ORDERS}"):
         try:
             event: Any = order_event_adapter.validate_json(raw)
         except ValueError:
@@ -172,8 +158,30 @@ async def rebuild(
                 event.occurred_at,
                 event.coupon_code,
             )
+    by_pair: dict[tuple[str, str], list[tuple[OrderRef, timedelta]]] = {}
+    for o in orders.values():
+        in_force = windows.get(o.store_id, Windows(window)).at(o.placed_at)
+        by_pair.setdefault((o.store_id, o.visitor_id), []).append((o, in_force))
+    best: dict[tuple[str, str], CoreClick] = {}
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.CLICKS}"):
+        try:
+            c = Click.model_validate_json(raw)
+        except ValueError:
+            continue
+        waiting = by_pair.get((c.store_id, c.visitor_id))
+        if not waiting:
+            continue
+        click = CoreClick(
+            c.click_id, c.store_id, c.visitor_id, c.affiliate_id, c.occurred_at, c.suspicious
+        )
+        for o, in_force in waiting:
+            key = (o.store_id, o.order_id)
+            so_far = [best[key]] if key in best else []
+            kept = candidates(o, [*so_far, click], in_force, sample=0)
+            if kept:
+                best[key] = kept[0]
     latest: dict[tuple[str, str], tuple[int, str | None]] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
         data = orjson.loads(raw)
         decision = Attribution.model_validate(data)
         key = (decision.store_id, decision.order_id)
@@ -181,4 +189,4 @@ async def rebuild(
         if held is None or decision.revision > held[0]:
             latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
     emitted = {k: v[1] for k, v in latest.items()}
-    return compare(clicks, orders.values(), emitted, window, windows, policies, codes)
+    return compare(best.values(), orders.values(), emitted, window, windows, policies, codes)
