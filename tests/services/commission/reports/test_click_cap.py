@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import func, select
@@ -36,9 +37,9 @@ async def test_clicks_past_the_cap_are_counted_not_stored_and_traffic_stays_true
     traffic = TrafficService(settings.attribution_window_days, click_cap=4)
     async with db(settings) as sessions:
         async with sessions() as session, session.begin():
-            await traffic.handle_batch(session, received(flood[:6]))
+            await traffic.handle_batch(session, cast(Any, received(flood[:6])))
         async with sessions() as session, session.begin():
-            await traffic.handle_batch(session, received([*flood[6:], flood[0]]))
+            await traffic.handle_batch(session, cast(Any, received([*flood[6:], flood[0]])))
         async with sessions() as session:
             stored = await session.scalar(
                 select(func.count()).where(report_clicks.c.store_id == f"s-{u}")
