@@ -23,6 +23,8 @@ from shared.events import Click
 #: clicks one visitor (or one address) may store per link per UTC day (the default of
 #: ``ALLIANCE_CLICK_CAP_PER_DAY``)
 DEFAULT_CAP_PER_DAY: Final = 100
+#: the longest client address a key holds (its column is 200 characters)
+MAX_ADDRESS: Final = 64
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -39,7 +41,8 @@ def cap_keys(click: Click) -> tuple[CapKey, ...]:
     visitor = CapKey(day, click.link_code, f"visitor:{click.visitor_id}")
     if not click.ip:
         return (visitor,)
-    return visitor, CapKey(day, click.link_code, f"address:{click.ip}")
+    # an address is at most 45 characters (IPv6 text); a longer value is cut, never refused
+    return visitor, CapKey(day, click.link_code, f"address:{click.ip[:MAX_ADDRESS]}")
 
 
 @dataclass
