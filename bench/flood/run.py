@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -47,11 +48,10 @@ def vm_rss_mb(pid: int) -> float:
 
 def flood(
     run: str, visitor: str, clicks: int, now: datetime, ip: str = "192.0.2.66"
-) -> list[tuple[str, bytes]]:
+) -> Iterator[tuple[str, bytes]]:
     """``clicks`` clicks of ``visitor`` (from ``ip``) on one link of the run's store over the
-    last hour, oldest first."""
+    last hour, oldest first, made as they are sent (the bench holds a chunk, not the flood)."""
     step = timedelta(hours=1) / max(clicks, 1)
-    out = []
     for n in range(clicks):
         at = now - timedelta(hours=1) + n * step
         c = Click(
@@ -65,8 +65,7 @@ def flood(
             suspicious=n > 0,  # the tracker marks a flood (the first click is honest)
             ip=ip,
         )
-        out.append((visitor, encode(c)))
-    return out
+        yield visitor, encode(c)
 
 
 def order_of(run: str, visitor: str, n: int) -> bytes:
@@ -189,6 +188,7 @@ async def measure(settings: Settings, stack: orchestrate.Stack, clicks: int) -> 
             finally:
                 await conn.close()
         finally:
+            sampler.task.cancel()
             procs.stop("attribution", run_dir)
     print("bench/flood — one attribution worker, real broker and PostgreSQL")
     print(f"{'':38}{'baseline (1 click)':>20}{f'flood ({clicks:,} clicks)':>26}")
