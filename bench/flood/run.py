@@ -101,6 +101,31 @@ class Sampler:
         return self.max_rss
 
 
+async def seed(dsn: str, run: str, visitor: str, clicks: int) -> None:
+    """``clicks`` clicks of ``visitor`` stored at once (server side), over the last ten days,
+    a quarter eligible (the latest: ``winner``), the rest suspicious or on another store."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """
+            INSERT INTO attribution.clicks (click_id, store_id, visitor_id, affiliate_id,
+                occurred_at, received_at, suspicious, link_code)
+            SELECT $1 || n, CASE WHEN n % 4 = 2 THEN $2 || 'other' ELSE $2 END, $3,
+                CASE WHEN n = $4 THEN 'winner' ELSE 'flooder' END,
+                now() - make_interval(secs => ($4 - n) * 0.4 + 1), now(),
+                n % 4 = 1, 'k1.flood.link'
+            FROM generate_series(0, $4) AS n
+            """,
+            f"{run}{visitor}c",
+            f"{run}s",
+            visitor,
+            clicks - clicks % 4,  # n % 4 = 0: the last click is eligible
+        )
+        await conn.execute("ANALYZE attribution.clicks")
+    finally:
+        await conn.close()
+
+
 async def read_up_to(database_url: str, prefix: str, total: int) -> None:
     """Until the attribution service has stored offsets summing to ``total``."""
     while True:
@@ -176,6 +201,14 @@ async def measure(settings: Settings, stack: orchestrate.Stack, clicks: int) -> 
             await read_up_to(database_url, prefix, total)
             drained_s = time.monotonic() - start
             flood_s, flood_aff = await decision_s(bench, orders_topic, dsn, run, visitor, 1)
+            flood_rss = sampler.max_rss
+            # the decision alone: the same number of one visitor's clicks already stored (as
+            # before the cap), eligible ones among them, then its order
+            seeded = f"{run}seeded"
+            start = time.monotonic()
+            await seed(dsn, run, seeded, clicks)
+            seeded_in_s = time.monotonic() - start
+            seeded_s, seeded_aff = await decision_s(bench, orders_topic, dsn, run, seeded, 2)
             peak = await sampler.stop()
             conn = await asyncpg.connect(dsn)
             try:
@@ -191,18 +224,27 @@ async def measure(settings: Settings, stack: orchestrate.Stack, clicks: int) -> 
             sampler.task.cancel()
             procs.stop("attribution", run_dir)
     print("bench/flood — one attribution worker, real broker and PostgreSQL")
-    print(f"{'':38}{'baseline (1 click)':>20}{f'flood ({clicks:,} clicks)':>26}")
-    print(f"{'decision after the order (s)':38}{base_s:>20.2f}{flood_s:>26.2f}")
-    print(f"{'RSS max (MB)':38}{base_rss:>20.0f}{peak:>26.0f}")
-    print(f"{'decided for':38}{base_aff or 'organic':>20}{flood_aff or 'organic':>26}")
+    head = f"{'':38}{'baseline (1 click)':>20}{f'flood ({clicks:,} clicks)':>26}"
+    print(head + f"{f'{clicks:,} stored clicks':>26}")
+    print(f"{'decision after the order (s)':38}{base_s:>20.2f}{flood_s:>26.2f}{seeded_s:>26.2f}")
+    print(f"{'RSS max so far (MB)':38}{base_rss:>20.0f}{flood_rss:>26.0f}{peak:>26.0f}")
     print(
-        f"flood produced in {produced_s:.0f} s, read by attribution in {drained_s:.0f} s; "
-        f"clicks stored {stored:,}, counted past the cap {counted:,}"
+        f"{'decided for':38}{base_aff or 'organic':>20}{flood_aff or 'organic':>26}"
+        f"{seeded_aff or 'organic':>26}"
     )
     print(
-        f"bench-flood: decision {flood_s:.2f} s (target {DECISION_TARGET_S:.0f} s), "
+        f"flood produced in {produced_s:.0f} s, read by attribution in {drained_s:.0f} s; "
+        f"clicks stored {stored:,}, counted past the cap {counted:,}; {clicks:,} clicks "
+        f"stored directly in {seeded_in_s:.0f} s"
+    )
+    print(
+        f"bench-flood: decision {max(flood_s, seeded_s):.2f} s (target {DECISION_TARGET_S:.0f} s), "
         f"RSS max {peak:.0f} MB (target {RSS_TARGET_MB:.0f} MB)"
-        + ("" if flood_s < DECISION_TARGET_S and peak < RSS_TARGET_MB else " — MISSED")
+        + (
+            ""
+            if max(flood_s, seeded_s) < DECISION_TARGET_S and peak < RSS_TARGET_MB
+            else " — MISSED"
+        )
     )
 
 
