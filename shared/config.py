@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.clickcap import DEFAULT_CAP_PER_DAY
 from shared.policy import ExitPolicy
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -201,6 +202,12 @@ class Settings(BaseSettings):
 
     attribution_window_days: int = Field(
         15, description="Default attribution window (a program may set its own, 1-30 days)"
+    )
+    click_cap_per_day: int = Field(
+        DEFAULT_CAP_PER_DAY,
+        ge=1,
+        description="Clicks one visitor, or one client address, may store per link per UTC day "
+        "(attribution and the reports); the rest are counted, not stored",
     )
     click_expiry_interval_s: float = Field(
         3600, description="How often attribution deletes clicks no order can use (0: never)"

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -642,22 +642,32 @@ async def committed_offsets_of(kafka: KafkaConnection, group_id: str) -> dict[To
 async def read_topic(kafka: KafkaConnection, topic: str) -> list[bytes]:
     """Every value currently on ``topic`` (all partitions, from the beginning). Outside any
     consumer group: for tools (rebuild) and tests, not for services."""
+    return [value async for value in stream_topic(kafka, topic)]
+
+
+async def stream_topic(
+    kafka: KafkaConnection, topic: str, chunk: int = 10_000
+) -> AsyncIterator[bytes]:
+    """:func:`read_topic` as a stream: the values currently on ``topic``, at most ``chunk``
+    fetched at a time, so that a reader which keeps only what it needs reads a topic of any
+    size in bounded memory."""
     consumer = AIOKafkaConsumer(**kafka.client_options(), enable_auto_commit=False)
     await consumer.start()
     try:
         tps = await partitions_of(consumer, [topic])
         if not tps:
-            return []
+            return
         consumer.assign(tps)
         first = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, first[tp])
-        out: list[bytes] = []
         while [tp for tp in tps if await consumer.position(tp) < end[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=10_000)).values():
-                out += [r.value for r in records if r.value is not None]
-        return out
+            fetched = await consumer.getmany(timeout_ms=500, max_records=chunk)
+            for records in fetched.values():
+                for r in records:
+                    if r.value is not None:
+                        yield r.value
     finally:
         await consumer.stop()
 

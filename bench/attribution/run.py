@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -88,7 +88,10 @@ def workload(
     return clicks, orders
 
 
-async def produce(cluster: KafkaConnection, topic: str, messages: list[tuple[str, bytes]]) -> None:
+async def produce(
+    cluster: KafkaConnection, topic: str, messages: Iterable[tuple[str, bytes]]
+) -> None:
+    """Send ``messages`` (a list, or a generator: made as they are sent), 5,000 in flight."""
     producer = make_producer(cluster, linger_ms=20)
     await producer.start()
     try:

@@ -16,6 +16,7 @@ only. ``coupon_wins``: a valid code attributes the order to its owner whatever t
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,8 @@ from typing import Final, Literal
 from shared.coupons import CouponPolicy, coupon_key
 
 DEFAULT_WINDOW: Final = timedelta(days=15)
+#: the clicks a decision's explanation shows at most (the latest first)
+EXPLAIN_SAMPLE: Final = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +234,40 @@ def ineligibility(
 
 def _rank(click: Click) -> tuple[datetime, str]:
     return click.occurred_at, click.click_id
+
+
+def candidates(
+    order: OrderRef,
+    clicks: Iterable[Click],
+    window: timedelta = DEFAULT_WINDOW,
+    sample: int = EXPLAIN_SAMPLE,
+) -> list[Click]:
+    """The bounded input of a decision: of ``clicks`` (any number, any order, read once), the
+    eligible click that wins ``order`` (if any) plus the ``sample`` latest-ranked clicks (what
+    the explanation shows), at most ``sample + 1`` clicks, latest first. Memory is
+    O(``sample``) whatever one visitor did: :func:`decide` and :func:`explain` over the result
+    give the same decision and the same first ``sample`` verdicts as over all of ``clicks``.
+    The repository reads the same set by index (``decision_clicks``)."""
+    best: Click | None = None
+    latest: list[tuple[tuple[datetime, str], Click]] = []  # a min-heap of the sample
+    seen: set[str] = set()
+    for click in clicks:
+        if click.click_id in seen:
+            continue
+        rank = _rank(click)
+        if ineligibility(click, order, window) is None and (best is None or rank > _rank(best)):
+            best = click
+        if len(latest) < sample:
+            heapq.heappush(latest, (rank, click))
+            seen.add(click.click_id)
+        elif sample and rank > latest[0][0]:
+            _, out = heapq.heappushpop(latest, (rank, click))
+            seen.discard(out.click_id)
+            seen.add(click.click_id)
+    chosen = {c.click_id: c for _, c in latest}
+    if best is not None:
+        chosen.setdefault(best.click_id, best)
+    return sorted(chosen.values(), key=_rank, reverse=True)
 
 
 def decide(

@@ -16,6 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from shared.clickcap_store import click_caps_table
 from shared.db import make_metadata
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
@@ -36,7 +37,18 @@ clicks = Table(
     Column("link_code", String(512), nullable=False),
     Column("product_id", String(128)),
     Column("sub_id", String(128)),
-    Index("ix_clicks_visitor_time", "visitor_id", "occurred_at"),
+    # a decision's two bounded reads (repository ``decision_clicks``), each an index walked
+    # backwards and stopped: the latest eligible click of a visitor on a store (suspicious
+    # clicks, a flood's, are not even in it), and a visitor's latest clicks (the explanation)
+    Index(
+        "ix_clicks_decision",
+        "visitor_id",
+        "store_id",
+        "occurred_at",
+        "click_id",
+        postgresql_where=text("NOT suspicious"),
+    ),
+    Index("ix_clicks_visitor_time_id", "visitor_id", "occurred_at", "click_id"),
     # expiry; clicks arrive roughly in time order, so a block-range index is small and cheap
     Index("ix_clicks_occurred_at", "occurred_at", postgresql_using="brin"),
 )
@@ -117,6 +129,10 @@ coupons = Table(
     Column("valid_from", DateTime(timezone=True)),
     Column("valid_to", DateTime(timezone=True)),
 )
+
+#: Per UTC day, link and visitor (or client address): clicks stored, and clicks past the cap
+#: (``ALLIANCE_CLICK_CAP_PER_DAY``) counted instead of stored (shared.clickcap).
+click_caps = click_caps_table(metadata)
 
 #: Transactional outbox: decisions to publish, written with the state that produced them.
 outbox = outbox_table(metadata)

@@ -21,6 +21,7 @@ from services.attribution.core import (
     OrderRef,
     Policies,
     Windows,
+    candidates,
     coupon_for,
     decide,
 )
@@ -36,7 +37,7 @@ from shared.events import (
     directory_adapter,
     order_event_adapter,
 )
-from shared.kafka import read_topic
+from shared.kafka import stream_topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,7 @@ async def rebuild(
     windows: dict[str, Windows] = {}
     policies: dict[str, Policies] = {}
     codes: dict[tuple[str, str], CouponHistory] = {}
-    for raw in await read_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
         try:
             entry = directory_adapter.validate_json(raw)
         except ValueError:
@@ -182,29 +183,37 @@ async def rebuild(
                 entry.updated_at, timedelta(days=days) if days is not None else None
             )
             windows[entry.store_id] = changed or history
-    widest = max([window, *(w.widest for w in windows.values())])
-    clicks: list[CoreClick] = []
-    for raw in await read_topic(kafka, f"{prefix}{Topic.CLICKS}"):
+    # the orders and decisions first, then the clicks streamed: of each click only what can
+    # still win an order is kept (its best eligible click so far, :func:`candidates`), so a
+    # visitor's flood costs time, never memory
+    placed: list[OrderPlaced] = []
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.ORDERS}"):
+        placed.extend(_placed([raw]))
+    decisions: list[Attribution] = []
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
+        decisions.append(Attribution.model_validate(orjson.loads(raw)))
+    orders, emitted = placements(placed, decisions, since)
+    del placed, decisions
+    by_pair: dict[tuple[str, str], list[tuple[OrderRef, timedelta]]] = {}
+    for o in orders.values():
+        in_force = windows.get(o.store_id, Windows(window)).at(o.placed_at)
+        by_pair.setdefault((o.store_id, o.visitor_id), []).append((o, in_force))
+    best: dict[tuple[str, str], CoreClick] = {}
+    async for raw in stream_topic(kafka, f"{prefix}{Topic.CLICKS}"):
         try:
             c = Click.model_validate_json(raw)
         except ValueError:
             continue
-        if c.occurred_at >= since - widest:
-            clicks.append(
-                CoreClick(
-                    c.click_id,
-                    c.store_id,
-                    c.visitor_id,
-                    c.affiliate_id,
-                    c.occurred_at,
-                    c.suspicious,
-                )
-            )
-    # one event at a time (a decision carries up to 100 clicks): none is kept but its facts
-    decisions = (
-        Attribution.model_validate(orjson.loads(raw))
-        for raw in await read_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}")
-    )
-    placed = _placed(await read_topic(kafka, f"{prefix}{Topic.ORDERS}"))
-    orders, emitted = placements(placed, decisions, since)
-    return compare(clicks, orders.values(), emitted, window, windows, policies, codes)
+        waiting = by_pair.get((c.store_id, c.visitor_id))
+        if not waiting:
+            continue
+        click = CoreClick(
+            c.click_id, c.store_id, c.visitor_id, c.affiliate_id, c.occurred_at, c.suspicious
+        )
+        for o, in_force in waiting:
+            key = (o.store_id, o.order_id)
+            so_far = [best[key]] if key in best else []
+            kept = candidates(o, [*so_far, click], in_force, sample=0)
+            if kept:
+                best[key] = kept[0]
+    return compare(best.values(), orders.values(), emitted, window, windows, policies, codes)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.attribution import models as m
 from services.attribution.core import Click as CoreClick
 from services.attribution.core import CouponHistory, CouponVersion, Policies, Windows
+from shared.clickcap_store import ClickCapStore
 from shared.coupons import CouponPolicy
 from shared.db import pairs_in
 from shared.events import Click, OrderPlaced, encode
+
+#: what each visitor and address may store per link per day, and the count of the rest
+CAPS = ClickCapStore("attribution")
 
 #: An order is named by its store and its number: two stores may use the same order number.
 OrderKey = tuple[str, str]  # (store_id, order_id)
@@ -47,6 +51,23 @@ class StoredOrder:
         return code if isinstance(code, str) else None
 
 
+@dataclass(frozen=True, slots=True)
+class ClickQuery:
+    """What one order's decision reads: its window ``[start, end]`` on its store (the
+    winner) and ``[since, until]`` on any store (the explanation's sample)."""
+
+    key: OrderKey
+    visitor_id: str
+    start: datetime
+    end: datetime
+    since: datetime
+    until: datetime
+
+    @property
+    def store_id(self) -> str:
+        return self.key[0]
+
+
 #: A decision to record: (store, order), revision, winning click id, affiliate, coupon code.
 DecisionRow = tuple[OrderKey, int, str | None, str | None, str | None]
 
@@ -70,20 +91,34 @@ class AttributionRepository:
         self.session = session
 
     async def insert_clicks(
-        self, clicks: list[tuple[Click, bytes]], reach: timedelta
+        self, clicks: list[tuple[Click, bytes]], reach: timedelta, cap: int
     ) -> list[StoredOrder]:
-        """Insert the clicks not yet known (idempotent by click id) and return the decided
-        orders the new ones fall in the window of: same store and visitor, placed within
-        ``reach`` after the click.
+        """Insert the clicks not yet known (idempotent by click id), at most ``cap`` per
+        visitor (and per client address) per link per UTC day (:mod:`shared.clickcap`: the
+        rest are counted in ``click_caps``, not stored), and return the decided orders the
+        new ones fall in the window of: same store and visitor, placed within ``reach`` after
+        the click.
 
-        One statement: the batch travels as one JSON array of the clicks as read (``raw``,
-        validated by :class:`~shared.events.Click`, whose times and flags are strict so that
-        PostgreSQL reads them the same) and PostgreSQL unpacks it (``json_to_recordset``):
-        no per-field work in the service."""
-        unique = {c.click_id: raw for c, raw in clicks}
+        One statement for the clicks: the batch travels as one JSON array of the clicks as
+        read (``raw``, validated by :class:`~shared.events.Click`, whose times and flags are
+        strict so that PostgreSQL reads them the same) and PostgreSQL unpacks it
+        (``json_to_recordset``): no per-field work in the service."""
+        unique = {c.click_id: (c, raw) for c, raw in clicks}
         if not unique:
             return []
-        payload = b"[" + b",".join(unique.values()) + b"]"
+        known = set(
+            (
+                await self.session.execute(
+                    text("SELECT click_id FROM attribution.clicks WHERE click_id = ANY(:ids)"),
+                    {"ids": list(unique)},
+                )
+            ).scalars()
+        )
+        new = [c for i, (c, _) in unique.items() if i not in known]
+        admitted = (await CAPS.admit(self.session, new, cap)).admitted
+        if not admitted:
+            return []
+        payload = b"[" + b",".join(unique[c.click_id][1] for c in admitted) + b"]"
         rows = await self.session.execute(
             text(
                 """
@@ -246,23 +281,57 @@ class AttributionRepository:
         )
         return [self._order(r) for r in rows]
 
-    async def clicks_of_visitors(
-        self, visitors: set[str], since: datetime, until: datetime
-    ) -> list[CoreClick]:
-        """Every click of the visitors on any store's links between ``since`` and ``until``
-        (what the decision needs and its explanation shows)."""
-        if not visitors:
-            return []
-        c = m.clicks
+    async def decision_clicks(
+        self, wanted: list[ClickQuery], sample: int
+    ) -> dict[OrderKey, list[CoreClick]]:
+        """For each order asked for, what can decide and explain it and nothing more, latest
+        first: its latest eligible click (its store, its visitor, not suspicious, in its
+        window ``[start, end]``) and its visitor's ``sample`` latest clicks on any store in
+        ``[since, until]``: at most ``sample + 1`` rows an order whatever the visitor clicked
+        (the SQL form of :func:`~services.attribution.core.candidates`). Both reads walk an
+        index backwards and stop: ``ix_clicks_decision`` (visitor, store, time, id; eligible
+        clicks only) for the winner, ``ix_clicks_visitor_time_id`` for the sample."""
+        if not wanted:
+            return {}
         rows = await self.session.execute(
-            select(c).where(
-                c.c.visitor_id == func.any(bindparam("visitors", type_=ARRAY(String))),
-                c.c.occurred_at >= since,
-                c.c.occurred_at <= until,
+            text(
+                """
+                SELECT w.n, c.*
+                FROM unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
+                    CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
+                    CAST(:sinces AS timestamptz[]), CAST(:untils AS timestamptz[]))
+                    WITH ORDINALITY AS w(store_id, visitor_id, start_at, end_at, since, until, n)
+                CROSS JOIN LATERAL (
+                    (SELECT * FROM attribution.clicks e
+                     WHERE e.visitor_id = w.visitor_id AND e.store_id = w.store_id
+                       AND NOT e.suspicious
+                       AND e.occurred_at >= w.start_at AND e.occurred_at <= w.end_at
+                     ORDER BY e.occurred_at DESC, e.click_id DESC
+                     LIMIT 1)
+                    UNION
+                    (SELECT * FROM attribution.clicks s
+                     WHERE s.visitor_id = w.visitor_id
+                       AND s.occurred_at >= w.since AND s.occurred_at <= w.until
+                     ORDER BY s.occurred_at DESC, s.click_id DESC
+                     LIMIT :sample)
+                ) c
+                ORDER BY w.n, c.occurred_at DESC, c.click_id DESC
+                """
             ),
-            {"visitors": sorted(visitors)},
+            {
+                "stores": [q.store_id for q in wanted],
+                "visitors": [q.visitor_id for q in wanted],
+                "starts": [q.start for q in wanted],
+                "ends": [q.end for q in wanted],
+                "sinces": [q.since for q in wanted],
+                "untils": [q.until for q in wanted],
+                "sample": sample,
+            },
         )
-        return [_core_click(r) for r in rows]
+        out: dict[OrderKey, list[CoreClick]] = {q.key: [] for q in wanted}
+        for r in rows:
+            out[wanted[r.n - 1].key].append(_core_click(r))
+        return out
 
     async def set_decisions(
         self,
@@ -419,6 +488,10 @@ class AttributionRepository:
             {"before": before, "n": limit},
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def forget_click_caps(self, before: date, limit: int) -> int:
+        """Delete up to ``limit`` click-cap counts of days before ``before``."""
+        return await CAPS.forget(self.session, before, limit)
 
     async def widest_window_days(self) -> int | None:
         """The longest window any store has set (None when none has)."""

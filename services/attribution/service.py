@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.attribution.core import Click as CoreClick
 from services.attribution.core import (
+    EXPLAIN_SAMPLE,
     CouponVersion,
     Decision,
     OrderRef,
@@ -21,13 +21,16 @@ from services.attribution.core import (
     coupon_for,
     explain,
 )
+from services.attribution.core import Click as CoreClick
 from services.attribution.models import outbox as outbox_table
 from services.attribution.repository import (
     AttributionRepository,
+    ClickQuery,
     DecisionRow,
     OrderKey,
     StoredOrder,
 )
+from shared.clickcap import DEFAULT_CAP_PER_DAY
 from shared.clock import Clock
 from shared.config import Settings
 from shared.coupons import coupon_key
@@ -122,7 +125,7 @@ def attribution_json(
                     "suspicious": c.suspicious,
                     "verdict": v.value,
                 }
-                for c, v in verdicts[:100]
+                for c, v in verdicts[:EXPLAIN_SAMPLE]
             ],
         },
         option=orjson.OPT_UTC_Z,
@@ -160,6 +163,8 @@ class AttributionService:
     stats: Stats = field(default_factory=Stats)
     #: at most this many orders are decided together (see :data:`DECIDE_CHUNK`)
     chunk: int = DECIDE_CHUNK
+    #: clicks one visitor (or address) may store per link per UTC day (:mod:`shared.clickcap`)
+    click_cap: int = DEFAULT_CAP_PER_DAY
     #: of the held orders: lowest offset waited for per partition, oldest hold (None: unknown)
     _holds: tuple[dict[int, int], datetime | None] | None = field(default=None, repr=False)
     _holds_for: frozenset[int] = field(default=frozenset(), repr=False)
@@ -173,6 +178,7 @@ class AttributionService:
             settings.topic_prefix,
             timedelta(seconds=settings.attribution_grace_s),
             timedelta(seconds=settings.attribution_max_hold_s),
+            click_cap=settings.click_cap_per_day,
         )
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
@@ -258,7 +264,7 @@ class AttributionService:
             (windows[s].widest for s in {c.store_id for c, _ in clicks}),
             default=self.window,
         )
-        return await repo.insert_clicks(clicks, reach)
+        return await repo.insert_clicks(clicks, reach, self.click_cap)
 
     async def _store_new_orders(
         self,
@@ -322,17 +328,11 @@ class AttributionService:
             for r in refs.values()
             if (code := r.coupon_key) is not None and policies[r.store_id].changes
         )
-        # the visitors' clicks on every store, from two windows back to shortly after: what
-        # the decision needs, plus what its explanation shows (outside window, other store…)
-        widest = max(windows[o.store_id].widest for o in open_orders)
-        clicks = await repo.clicks_of_visitors(
-            {o.visitor_id for o in open_orders},
-            min(o.placed_at for o in open_orders) - 2 * widest,
-            max(o.placed_at for o in open_orders) + EXPLAIN_AFTER,
-        )
-        by_visitor: dict[str, list[CoreClick]] = {}
-        for c in clicks:
-            by_visitor.setdefault(c.visitor_id, []).append(c)
+        # what can decide each order (its latest eligible click) and what its explanation
+        # shows (the visitor's latest clicks on every store, from two windows back to shortly
+        # after): a bounded read whatever one visitor clicked
+        wanted = [self._click_query(o, windows[o.store_id]) for o in open_orders]
+        read = await repo.decision_clicks(wanted, EXPLAIN_SAMPLE)
         outbox: list[tuple[str, str, bytes]] = []
         decided: list[DecisionRow] = []
         for order in sorted(open_orders, key=lambda o: o.key):
@@ -340,9 +340,7 @@ class AttributionService:
             window = windows[order.store_id].at(order.placed_at)
             policy = policies[order.store_id].at(order.placed_at)
             coupon = coupon_for(ref, codes)
-            decision, verdicts = explain(
-                ref, by_visitor.get(order.visitor_id, []), window, policy, coupon
-            )
+            decision, verdicts = explain(ref, read[order.key], window, policy, coupon)
             winner = decision.click.click_id if decision.click else None
             code = decision.coupon.code if decision.coupon else None
             now_decided = (winner, decision.affiliate_id, code)
@@ -361,6 +359,18 @@ class AttributionService:
             self.stats.corrections += revision > 0
         await repo.set_decisions(decided, now, self.grace)
         await OUTBOX.add(repo.session, outbox)
+
+    @staticmethod
+    def _click_query(order: StoredOrder, windows: Windows) -> ClickQuery:
+        window = windows.at(order.placed_at)
+        return ClickQuery(
+            order.key,
+            order.visitor_id,
+            order.placed_at - window,
+            order.placed_at,
+            order.placed_at - 2 * windows.widest,
+            order.placed_at + EXPLAIN_AFTER,
+        )
 
     def _note_holds(self, holds: list[tuple[int, int]], now: datetime) -> None:
         if self._holds is None or not holds:
@@ -463,4 +473,8 @@ class AttributionService:
         days = await repo.widest_window_days()
         widest = max(self.window, timedelta(days=days or 0))
         keep = 2 * widest + self.grace + timedelta(days=1)
-        return await repo.expire_clicks(self.clock.now() - keep, chunk)
+        before = self.clock.now() - keep
+        expired = await repo.expire_clicks(before, chunk)
+        # the cap's counts go with the clicks of their day (a day before the oldest kept)
+        await repo.forget_click_caps(before.date(), chunk)
+        return expired

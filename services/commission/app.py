@@ -124,7 +124,9 @@ async def start_consumers(
     await pipeline.start()
     app.state.pipeline = pipeline
     tasks.start("consumer", pipeline.run, health=pipeline.halted)
-    traffic = TrafficService(settings.attribution_window_days, modules.programs)
+    traffic = TrafficService(
+        settings.attribution_window_days, modules.programs, settings.click_cap_per_day
+    )
     reports = service_pipeline(
         settings,
         REPORTS_CONSUMER,

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from services.commission.core.applied import SOURCES
 from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
+from shared.clickcap_store import click_caps_table
 from shared.db import MinorSum, make_metadata
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
@@ -229,6 +230,10 @@ report_clicks = Table(
     Column("suspicious", Boolean, nullable=False),
     Index("ix_report_clicks_visitor", "store_id", "visitor_id", "occurred_at"),
 )
+
+#: Per UTC day, link and visitor (or client address): report clicks stored, and those past the
+#: cap (``ALLIANCE_CLICK_CAP_PER_DAY``) not stored but still counted in ``traffic_days``.
+click_caps = click_caps_table(metadata)
 
 #: Per store and UTC day: clicks, suspicious clicks, page views, affiliate page views.
 traffic_days = Table(

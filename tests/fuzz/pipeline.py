@@ -18,9 +18,11 @@ from tests.integration.harness import (
     buyer_clicks,
     eventually,
     new_affiliate,
+    new_link,
     new_store,
     order_view,
     signed_post,
+    visitor_of,
 )
 from tests.integration.test_pipeline import completed, placed
 
@@ -106,3 +108,32 @@ async def placements_agree(settings: Settings, store_id: str, timeout_s: float =
         await eventually(agreed, timeout_s)
     except AssertionError:
         raise AssertionError(await placement_differences(settings, store_id)) from None
+
+
+async def a_flooding_visitor_orders(svc: Services, settings: Settings, clicks: int) -> None:
+    """One visitor replays the affiliate's link ``clicks`` times with its cookie, then the
+    store reports its order placed and completed: the order is still decided and paid to the
+    affiliate (the flood's clicks are capped and marked, the decision reads what can decide
+    it, never the flood)."""
+    u = uuid.uuid4().hex[:8]
+    store = await new_store(svc, settings, f"flood-{u}")
+    key = await new_affiliate(svc, settings, f"flood-aff-{u}")
+    link = await new_link(svc, key, store.store_id, "p1")
+    first = await svc.tracker.get(f"/r/{link['code']}")
+    assert first.status_code == 302, first.text
+    visitor = visitor_of(first)
+    cookie = first.headers["set-cookie"].split(";", 1)[0]
+    for _ in range(clicks - 1):
+        again = await svc.tracker.get(f"/r/{link['code']}", headers={"cookie": cookie})
+        assert again.status_code == 302, again.text
+        assert visitor_of(again) == visitor
+    order_id = f"o-{u}"
+    resp = await signed_post(
+        svc.tracker,
+        "/v1/events",
+        store,
+        {"events": [placed(order_id, visitor), completed(order_id)]},
+    )
+    assert resp.status_code == 202, resp.text
+    want = {"status": "completed", "affiliate_id": f"flood-aff-{u}", "payable": "2.19"}
+    await eventually(lambda: order_view(svc, settings, (store.store_id, order_id), **want), 60)

@@ -26,7 +26,7 @@ from shared.http import ErrorBody
 from shared.secrets import signature_header
 from tests.fuzz.bridge import FUZZ_MARKS, LoopBridge
 from tests.fuzz.openapi import ARTIFACTS, fuzz_settings
-from tests.fuzz.pipeline import a_normal_order_flows, placements_agree
+from tests.fuzz.pipeline import a_flooding_visitor_orders, a_normal_order_flows, placements_agree
 from tests.fuzz.storefront import batches, server_clicks
 from tests.integration.harness import (
     Services,
@@ -87,6 +87,10 @@ def encode(payload: object, ascii_only: bool) -> bytes:
     """JSON as a storefront might write it (Python's encoder: integers of any size, and
     ``NaN`` for a float NaN, which is not JSON at all)."""
     return json.dumps(payload, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+#: clicks of the one flooding visitor (past the per-day cap, so both cap and decision are met)
+FLOOD_CLICKS = 1_500
 
 
 class Fuzz:
@@ -187,6 +191,8 @@ async def test_signed_storefront_posts_never_get_a_server_error_and_the_pipeline
         for client in (svc.tracker, svc.attribution, svc.commission):
             ready = await client.get("/readyz")
             assert ready.status_code == 200, ready.text
+        # one visitor's flood of clicks then an order: decided and paid like any other
+        await a_flooding_visitor_orders(svc, settings, FLOOD_CLICKS)
         await a_normal_order_flows(svc, settings)
         # the fuzzer placed its orders several times with differing visitors and amounts
         # (and ids shaped like decisions'): one placement per order all the same

@@ -34,9 +34,13 @@ from services.commission.core.reports import (
     TransactionFilter,
 )
 from services.commission.models import affiliate_order_sql
+from shared.clickcap_store import ClickCapStore
 from shared.db import like_pattern
 from shared.events import Click, PageView
 from shared.money import from_minor
+
+#: what each visitor and address may store in ``report_clicks`` per link per day
+CAPS = ClickCapStore("commission")
 
 
 def _bucket_sql(day: str, granularity: Granularity) -> str:
@@ -356,30 +360,46 @@ class ReportRepository:
 
     # -- the reports consumer's writes ----------------------------------------------------------
 
-    async def fresh_clicks(self, clicks: list[Click]) -> list[Click]:
+    async def fresh_clicks(self, clicks: list[Click], cap: int) -> list[Click]:
+        """The clicks not seen before (by click id), each to be counted once. At most ``cap``
+        of them per visitor (and per client address) per link per UTC day are stored in
+        ``report_clicks``; the rest are counted in ``click_caps`` (:mod:`shared.clickcap`)
+        and returned too: the traffic counts include them."""
         if not clicks:
             return []
         by_id = {c.click_id: c for c in clicks}
         t = m.report_clicks
-        rows = await self.session.execute(
-            insert(t)
-            .values(
-                [
-                    {
-                        "click_id": c.click_id,
-                        "store_id": c.store_id,
-                        "visitor_id": c.visitor_id,
-                        "affiliate_id": c.affiliate_id,
-                        "occurred_at": c.occurred_at,
-                        "suspicious": c.suspicious,
-                    }
-                    for c in sorted(by_id.values(), key=lambda c: c.click_id)
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["click_id"])
-            .returning(t.c.click_id)
+        known = set(
+            (
+                await self.session.execute(
+                    text(
+                        "SELECT click_id FROM commission.report_clicks WHERE click_id = ANY(:ids)"
+                    ),
+                    {"ids": list(by_id)},
+                )
+            ).scalars()
         )
-        return [by_id[i] for i in rows.scalars()]
+        new = [c for i, c in by_id.items() if i not in known]
+        admitted = (await CAPS.admit(self.session, new, cap)).admitted
+        if admitted:
+            await self.session.execute(
+                insert(t)
+                .values(
+                    [
+                        {
+                            "click_id": c.click_id,
+                            "store_id": c.store_id,
+                            "visitor_id": c.visitor_id,
+                            "affiliate_id": c.affiliate_id,
+                            "occurred_at": c.occurred_at,
+                            "suspicious": c.suspicious,
+                        }
+                        for c in sorted(admitted, key=lambda c: c.click_id)
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["click_id"])
+            )
+        return new
 
     async def fresh_views(self, views: list[PageView]) -> list[PageView]:
         if not views:
@@ -500,6 +520,10 @@ class ReportRepository:
                 where=t.c.last_at < stmt.excluded.last_at,
             )
         )
+
+    async def forget_click_caps(self, before: date, batch: int) -> int:
+        """Delete at most ``batch`` click-cap counts of days before ``before``; how many."""
+        return await CAPS.forget(self.session, before, batch)
 
     async def forget_interests(self, before: datetime, batch: int) -> int:
         """Delete at most ``batch`` visitor interests last met before ``before``; how many."""

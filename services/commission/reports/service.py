@@ -30,6 +30,7 @@ from services.commission.csv_export import snapshot
 from services.commission.orders.service import OrderService
 from services.commission.program.service import ProgramService
 from services.commission.reports.repository import ReportRepository
+from shared.clickcap import DEFAULT_CAP_PER_DAY
 from shared.clock import Clock, SystemClock
 from shared.db import decode_cursor, encode_cursor
 from shared.events import Click, OrderPlaced, PageView, ProductUpserted
@@ -243,6 +244,8 @@ class TrafficService:
     #: the attribution window of stores that set none (days)
     default_window_days: int
     programs: ProgramService = field(default_factory=ProgramService)
+    #: clicks one visitor (or address) may store per link per UTC day (:mod:`shared.clickcap`)
+    click_cap: int = DEFAULT_CAP_PER_DAY
 
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         repo = ReportRepository(session)
@@ -297,7 +300,10 @@ class TrafficService:
         total = 0
         while True:
             async with sessions() as session, session.begin():
-                n = await ReportRepository(session).forget_interests(now - CAMP_HISTORY, batch)
+                repo = ReportRepository(session)
+                n = await repo.forget_interests(now - CAMP_HISTORY, batch)
+                # the click cap's counts of the same days (traffic_days keeps their totals)
+                n += await repo.forget_click_caps((now - CAMP_HISTORY).date(), batch)
             total += n
             if n < batch:
                 return total
@@ -309,7 +315,7 @@ class TrafficService:
         counts: Counter[tuple[str, date, str]],
         visitors: Visitors,
     ) -> None:
-        for c in await repo.fresh_clicks(clicks):
+        for c in await repo.fresh_clicks(clicks, self.click_cap):
             day = c.occurred_at.date()
             counts[(c.store_id, day, "suspicious_clicks" if c.suspicious else "clicks")] += 1
             if not c.suspicious:

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.attribution.core import DEFAULT_WINDOW, Click, OrderRef, Verdict, decide, explain
+from services.attribution.core import (
+    DEFAULT_WINDOW,
+    Click,
+    OrderRef,
+    Verdict,
+    candidates,
+    decide,
+    explain,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ORDER = OrderRef("o1", "s1", "v1", T0)
@@ -152,3 +160,20 @@ def test_decision_is_independent_of_arrival_order_and_duplicates(
 ) -> None:
     shuffled = data.draw(st.permutations(clicks + clicks))
     assert rank(decide(ORDER, clicks).click) == rank(decide(ORDER, shuffled).click)
+
+
+@settings(max_examples=300)
+@given(clicks=clicks_st, sample=st.integers(0, 6), window_days=st.sampled_from([15, 1]))
+def test_a_decision_over_its_bounded_candidates_equals_one_over_every_click(
+    clicks: list[Click], sample: int, window_days: int
+) -> None:
+    """``candidates`` keeps at most ``sample + 1`` clicks, and deciding and explaining over
+    them gives the decision and the first ``sample`` verdicts that all the clicks give."""
+    unique = list({c.click_id: c for c in clicks}.values())
+    window = timedelta(days=window_days)
+    kept = candidates(ORDER, unique, window, sample)
+    assert len(kept) <= sample + 1
+    full, full_verdicts = explain(ORDER, unique, window)
+    bounded, bounded_verdicts = explain(ORDER, kept, window)
+    assert rank(bounded.click) == rank(full.click)
+    assert bounded_verdicts[:sample] == full_verdicts[:sample]

@@ -122,13 +122,13 @@ async def test_a_released_backlog_is_decided_in_bounded_chunks_within_the_batch(
     orders = [order(u, f"v-{u}-{n}", NOW, n) for n in range(7)]
     clicks = [click(u, f"v-{u}-{n}", NOW - D, f"a{n}") for n in range(7)]
     read: list[int] = []
-    original = AttributionRepository.clicks_of_visitors
+    original = AttributionRepository.decision_clicks
 
-    async def counted(self: AttributionRepository, visitors: set[str], *args: Any) -> Any:
-        read.append(len(visitors))
-        return await original(self, visitors, *args)
+    async def counted(self: AttributionRepository, wanted: list[Any], *args: Any) -> Any:
+        read.append(len(wanted))
+        return await original(self, wanted, *args)
 
-    monkeypatch.setattr(AttributionRepository, "clicks_of_visitors", counted)
+    monkeypatch.setattr(AttributionRepository, "decision_clicks", counted)
     async with db(settings) as sessions:
         async with sessions() as session, session.begin():
             await service.handle_batch(session, received(orders))
