@@ -5,7 +5,7 @@ Methods flush; the transaction owner commits."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
@@ -170,13 +170,13 @@ class WebhookRepository:
                 CROSS JOIN LATERAL (
                     SELECT count(*) AS busy FROM commission.webhook_deliveries l
                     WHERE l.endpoint_id = e.id AND l.status = 'pending'
-                      AND l.lease_until IS NOT NULL AND l.lease_until > :now) b
+                      AND l.lease_until IS NOT NULL AND l.lease_until > now()) b
                 CROSS JOIN LATERAL (
                     SELECT d.id, d.endpoint_id, d.next_attempt_at
                     FROM commission.webhook_deliveries d
                     WHERE d.endpoint_id = e.id AND d.status = 'pending'
                       AND d.next_attempt_at <= :now
-                      AND (d.lease_until IS NULL OR d.lease_until <= :now)
+                      AND (d.lease_until IS NULL OR d.lease_until <= now())
                       AND (d.order_key IS NULL OR NOT EXISTS (
                           SELECT 1 FROM commission.webhook_deliveries p
                           WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
@@ -195,10 +195,12 @@ class WebhookRepository:
         )
         return list(rows)
 
-    async def lease(self, ids: Sequence[int], now: datetime, until: datetime) -> list[Any]:
-        """Lease these deliveries until ``until``, those still due and free (another worker
+    async def lease(self, ids: Sequence[int], now: datetime, lease: timedelta) -> list[Any]:
+        """Lease these deliveries for ``lease``, those still due and free (another worker
         may have leased one meanwhile; a locked one is skipped, never waited for), with what
         sending needs of their endpoint. The caller commits at once: the lease is the claim.
+        Leases are measured on the database's clock, one clock for every worker (a worker's
+        own clock may be skewed, or moved by a test), due times on the worker's ``now``.
         """
         if not ids:
             return []
@@ -207,7 +209,7 @@ class WebhookRepository:
                 """
                 SELECT d.id FROM commission.webhook_deliveries d
                 WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.next_attempt_at <= :now
-                  AND (d.lease_until IS NULL OR d.lease_until <= :now)
+                  AND (d.lease_until IS NULL OR d.lease_until <= now())
                 FOR NO KEY UPDATE OF d SKIP LOCKED
                 """
             ),
@@ -219,7 +221,8 @@ class WebhookRepository:
         rows = await self.session.execute(
             text(
                 """
-                UPDATE commission.webhook_deliveries d SET lease_until = :until
+                UPDATE commission.webhook_deliveries d
+                SET lease_until = now() + CAST(:lease AS interval)
                 FROM commission.webhook_endpoints e
                 WHERE d.id = ANY(:ids) AND e.id = d.endpoint_id
                 RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts,
@@ -228,7 +231,7 @@ class WebhookRepository:
                           e.owner_id
                 """
             ),
-            {"ids": chosen, "until": until},
+            {"ids": chosen, "lease": lease},
         )
         return sorted(rows, key=lambda r: chosen.index(r.id))
 

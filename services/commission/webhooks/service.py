@@ -299,8 +299,8 @@ class WebhookService:
         """Lease the deliveries a worker starts now (:func:`~services.commission.core.
         webhooks.schedule` over what is due: its free slots, each endpoint's limit, each
         owner's share of the worker; ``busy_owners``: the worker's attempts in flight per
-        owner) until ``now + lease``. The caller commits at once; a lease that expires (a
-        worker that died) makes the delivery due again."""
+        owner) for ``lease`` (on the database's clock). The caller commits at once; a lease
+        that expires (a worker that died) makes the delivery due again."""
         repo = WebhookRepository(session)
         busy = sum(busy_owners.values())
         free = limits.slots - busy
@@ -323,7 +323,7 @@ class WebhookService:
             {r.endpoint_id: int(r.busy) for r in rows},
             busy_owners,
         )
-        return await repo.lease([d.delivery_id for d in chosen], now, now + lease)
+        return await repo.lease([d.delivery_id for d in chosen], now, lease)
 
     async def record(self, session: AsyncSession, outcome: Outcome) -> None:
         """Record one attempt: appended to the delivery's history, the delivery's status,
