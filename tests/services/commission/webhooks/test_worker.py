@@ -335,3 +335,25 @@ async def test_concurrent_registrations_never_exceed_the_owners_limit(
         assert sum(added) == 5
         async with w.sessions() as s, s.begin():
             assert len(await w.service.endpoints(s, owner)) == MAX_ENDPOINTS
+
+
+async def test_a_dead_workers_leases_expire_and_its_deliveries_are_sent_again(
+    settings: Settings,
+) -> None:
+    async with world(settings) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0), notice("o-2", 0)])
+        lease = timedelta(seconds=1)
+        async with w.sessions() as s, s.begin():  # a worker claims, then dies before sending
+            claimed = await w.service.claim(s, w.clock.now(), Limits(), {}, lease)
+        assert len(claimed) == 2
+        worker = w.worker()
+        try:
+            assert await worker.run_once() == 0  # leased: nobody else sends them
+            await asyncio.sleep(lease.total_seconds() + 0.2)  # the database's clock
+            assert await worker.run_once() == 2  # the leases expired: due again
+        finally:
+            await worker.close()
+        assert sorted(hooks.event_ids()) == sorted(r.event_id for r in claimed)
+        rows = await w.log(AFFILIATE, mine)
+        assert {(r.status, r.lease_until) for r in rows} == {("delivered", None)}
