@@ -69,8 +69,8 @@ URL_MAX: Final = 2048
 FIRST_RETRY: Final = timedelta(seconds=1)
 MAX_RETRY: Final = timedelta(hours=1)
 GIVE_UP_AFTER: Final = timedelta(hours=72)
-#: an endpoint whose deliveries failed in this many rounds in a row is disabled (a round's
-#: failures count as one; see :func:`after_attempts`)
+#: an endpoint whose attempts failed this many times in a row is disabled (at most 2 are in
+#: flight while it is healthy, one probe once it fails; see :func:`after_attempts`)
 DISABLE_AFTER_FAILURES: Final = 20
 #: how long the previous secret still signs after a rotation (both signatures are sent)
 ROTATION_OVERLAP: Final = timedelta(hours=24)
@@ -455,7 +455,9 @@ def after_attempts(health: EndpointHealth, outcomes: Sequence[tuple[bool, str]])
     seconds, which fails every delivery of the round that is due meanwhile, costs one failure,
     not one per delivery. The :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the
     endpoint, with the last failure as the reason. A disabled endpoint stays disabled (its
-    owner re-enables it). No outcomes: nothing changes."""
+    owner re-enables it). No outcomes: nothing changes. The delivery worker records each
+    attempt as it ends (a round of one): with :func:`schedule`'s per-endpoint limit, a
+    receiver restarting costs at most that many failures."""
     failures = health.consecutive_failures
     disabled, reason = health.disabled, health.disabled_reason
     last_ok = max((i for i, (ok, _) in enumerate(outcomes) if ok), default=-1)

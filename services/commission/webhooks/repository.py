@@ -140,7 +140,7 @@ class WebhookRepository:
 
     async def redeliver(self, endpoint_id: str, delivery_id: int, now: datetime) -> None:
         """Send it again from now (whatever its status), with a fresh schedule (72 hours,
-        retries from 1 s); the endpoint's own backoff ends now too, so the next round sends it
+        retries from 1 s); the endpoint's own backoff ends now too, so the worker sends it now
         (a failing endpoint's probe)."""
         await self.session.execute(
             update(D)

@@ -224,7 +224,7 @@ class WebhookService:
         self, session: AsyncSession, owner: Owner, endpoint_id: str, delivery_id: int
     ) -> Any:
         """Send a delivery again now, whatever its status (a receiver deduplicates by the
-        event id), with a fresh schedule: the next round sends it even while the endpoint
+        event id), with a fresh schedule: the worker sends it now, even while the endpoint
         backs off, a failure is retried after 1 s, and it has 72 hours from now. For a
         disabled endpoint, once it is re-enabled."""
         await self.endpoint(session, owner, endpoint_id, lock=True)
