@@ -250,6 +250,28 @@ class Settings(BaseSettings):
     webhook_interval_s: float = Field(
         1.0, description="How often the webhook worker looks for due deliveries (at most)"
     )
+    webhook_slots: int = Field(
+        32, ge=1, le=1024, description="Webhook attempts one delivery worker has in flight at once"
+    )
+    webhook_endpoint_concurrency: int = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Webhook attempts in flight at once to one endpoint, across all workers "
+        "(one while it is failing)",
+    )
+    webhook_owner_share: int = Field(
+        8,
+        ge=1,
+        le=1024,
+        description="Of a delivery worker's slots, how many one owner's endpoints may hold",
+    )
+    webhook_lease_s: float | None = Field(
+        None,
+        gt=0,
+        description="How long a worker's claim of a delivery lasts (a worker that dies leaves "
+        "it due again then); unset: the attempt's deadline plus 30 s; must exceed the deadline",
+    )
 
     @property
     def webhooks_may_target_private(self) -> bool:

@@ -22,6 +22,7 @@ from services.commission.channel.endpoints import router as channel_router
 from services.commission.channel.refresher import ProductRefresher
 from services.commission.channel.service import ChannelService
 from services.commission.core.errors import ProgramError
+from services.commission.core.webhooks import Limits
 from services.commission.finance.endpoints import router as finance_router
 from services.commission.finance.service import FinanceService
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
@@ -95,6 +96,12 @@ class Modules:
                 allow_private=private,
                 timeout_s=settings.webhook_timeout_s,
                 interval_s=settings.webhook_interval_s,
+                limits=Limits(
+                    slots=settings.webhook_slots,
+                    per_endpoint=settings.webhook_endpoint_concurrency,
+                    per_owner=settings.webhook_owner_share,
+                ),
+                lease_s=settings.webhook_lease_s,
             ),
             camp=CampService(
                 clock,

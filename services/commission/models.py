@@ -400,6 +400,9 @@ webhook_deliveries = Table(
     Column("last_error", String(500)),
     Column("delivered_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    #: claimed by a delivery worker until then (its attempt in flight); an expired lease (a
+    #: worker that died) is due again
+    Column("lease_until", DateTime(timezone=True)),
     UniqueConstraint("endpoint_id", "event_id"),
     Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
     Index(
@@ -414,6 +417,36 @@ webhook_deliveries = Table(
         "id",
         postgresql_where=text("status = 'pending'"),
     ),
+    Index(
+        "ix_webhook_deliveries_endpoint_due",
+        "endpoint_id",
+        "next_attempt_at",
+        "id",
+        postgresql_where=text("status = 'pending'"),
+    ),
+    Index(
+        "ix_webhook_deliveries_leased",
+        "endpoint_id",
+        "lease_until",
+        postgresql_where=text("status = 'pending' AND lease_until IS NOT NULL"),
+    ),
+)
+
+#: Every attempt of every delivery, append-only (never updated): the delivery log's history.
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, ForeignKey(webhook_deliveries.c.id), nullable=False),
+    Column("endpoint_id", String(40), nullable=False),
+    Column("attempt", Integer, nullable=False),  # the delivery's attempts count, this one included
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("error", String(500)),
+    #: the first 1 KiB of the answer's body (decoded as UTF-8, bad bytes replaced)
+    Column("response_body", String(1024)),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
 )
 
 consumer_offsets = offsets_table(metadata)

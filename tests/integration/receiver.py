@@ -1,5 +1,6 @@
-"""A webhook receiver on loopback for the tests: records every request, answers 500 to its
-first ``fail_first`` ones (or while ``down``), then 200."""
+"""A webhook receiver on loopback for the tests: records every request (with when it
+arrived), answers 500 to its first ``fail_first`` ones (or while ``down``), then 200, with
+``body``; counts the requests it holds at once."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answered: int
+    at: float = 0.0  # time.monotonic() on arrival
 
 
 @dataclass
@@ -32,6 +34,11 @@ class Receiver:
     redirect_to: str = ""
     #: wait this long before answering
     delay_s: float = 0.0
+    #: the body of every answer
+    body: bytes = b""
+    #: requests being answered now, and the most at once
+    in_flight: int = 0
+    max_in_flight: int = 0
     requests: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     port: int = 0
@@ -62,6 +69,17 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def _handle(self) -> None:
+            arrived = time.monotonic()
+            with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            try:
+                self._answer(arrived)
+            finally:
+                with state.lock:
+                    state.in_flight -= 1
+
+        def _answer(self, arrived: float) -> None:
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length) if length else b""
             code = state.answer()
@@ -73,6 +91,7 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
                         {k.lower(): v for k, v in self.headers.items()},
                         body,
                         code,
+                        arrived,
                     )
                 )
             if state.delay_s:
@@ -80,8 +99,9 @@ def receiver(**kwargs: Any) -> Iterator[Receiver]:
             self.send_response(code)
             if state.redirect_to:
                 self.send_header("Location", state.redirect_to)
-            self.send_header("Content-Length", "0")
+            self.send_header("Content-Length", str(len(state.body)))
             self.end_headers()
+            self.wfile.write(state.body)
 
         do_POST = _handle
         do_GET = _handle

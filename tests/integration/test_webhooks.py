@@ -292,6 +292,16 @@ async def test_a_receiver_that_was_down_gets_every_event_once_up_in_order_and_si
                 for r in hooks.delivered("/aff")
             }
             assert all(d["event"] == sent[d["event_id"]] for d in log)  # the log shows what went
+            # every attempt kept: as many as the log counts, the last one each time a 200
+            for d in log:
+                resp = await svc.commission.get(
+                    f"{AFF}/{mine['id']}/deliveries/{d['id']}/attempts", headers=bearer(aff_key)
+                )
+                assert resp.status_code == 200, resp.text
+                tried = resp.json()["items"]
+                assert [a["attempt"] for a in tried] == list(range(d["attempts"], 0, -1))
+                assert tried[0]["status_code"] == 200
+                assert all(a["status_code"] == 500 for a in tried[1:])
 
             # a replayed storefront event changes nothing: no second delivery
             again = await signed_post(
@@ -428,6 +438,7 @@ async def test_an_owner_sees_and_changes_only_its_own_endpoints(settings: Settin
             ("POST", f"{AFF}/{eid}/rotate-secret"),
             ("POST", f"{AFF}/{eid}/enable"),
             ("POST", f"{AFF}/{eid}/deliveries/1/redeliver"),
+            ("GET", f"{AFF}/{eid}/deliveries/1/attempts"),
             ("DELETE", f"{AFF}/{eid}"),
             ("GET", f"/v1/stores/{store.store_id}/endpoints/{eid}"),
             ("GET", f"/v1/finance/endpoints/{eid}"),

@@ -69,8 +69,8 @@ URL_MAX: Final = 2048
 FIRST_RETRY: Final = timedelta(seconds=1)
 MAX_RETRY: Final = timedelta(hours=1)
 GIVE_UP_AFTER: Final = timedelta(hours=72)
-#: an endpoint whose deliveries failed in this many rounds in a row is disabled (a round's
-#: failures count as one; see :func:`after_attempts`)
+#: an endpoint whose attempts failed this many times in a row is disabled (at most 2 are in
+#: flight while it is healthy, one probe once it fails; see :func:`after_attempts`)
 DISABLE_AFTER_FAILURES: Final = 20
 #: how long the previous secret still signs after a rotation (both signatures are sent)
 ROTATION_OVERLAP: Final = timedelta(hours=24)
@@ -455,7 +455,9 @@ def after_attempts(health: EndpointHealth, outcomes: Sequence[tuple[bool, str]])
     seconds, which fails every delivery of the round that is due meanwhile, costs one failure,
     not one per delivery. The :data:`DISABLE_AFTER_FAILURES`-th failure in a row disables the
     endpoint, with the last failure as the reason. A disabled endpoint stays disabled (its
-    owner re-enables it). No outcomes: nothing changes."""
+    owner re-enables it). No outcomes: nothing changes. The delivery worker records each
+    attempt as it ends (a round of one): with :func:`schedule`'s per-endpoint limit, a
+    receiver restarting costs at most that many failures."""
     failures = health.consecutive_failures
     disabled, reason = health.disabled, health.disabled_reason
     last_ok = max((i for i, (ok, _) in enumerate(outcomes) if ok), default=-1)
@@ -468,3 +470,89 @@ def after_attempts(health: EndpointHealth, outcomes: Sequence[tuple[bool, str]])
             disabled = True
             reason = f"{failures} consecutive failed deliveries; last: {failed_after[-1]}"[:500]
     return EndpointHealth(failures, disabled, reason)
+
+
+# -- scheduling: which due deliveries a worker starts --------------------------------------
+
+#: attempts in flight at once per endpoint (across workers), while it is healthy
+ENDPOINT_CONCURRENCY: Final = 2
+#: a worker's attempts in flight at once
+WORKER_SLOTS: Final = 32
+#: of which one owner's endpoints may hold at most
+OWNER_SHARE: Final = 8
+#: how much of the answer's body an attempt keeps
+RESPONSE_BODY_MAX: Final = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """How a worker shares itself: ``slots`` attempts in flight at once, at most
+    ``per_endpoint`` of them to one endpoint (1 while it is failing: a single probe) and at
+    most ``per_owner`` to the endpoints of one owner."""
+
+    slots: int = WORKER_SLOTS
+    per_endpoint: int = ENDPOINT_CONCURRENCY
+    per_owner: int = OWNER_SHARE
+
+    def __post_init__(self) -> None:
+        if min(self.slots, self.per_endpoint, self.per_owner) < 1:
+            raise ValueError("every limit is at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A delivery that may be started, with what the rule needs of its endpoint."""
+
+    delivery_id: int
+    endpoint_id: str
+    owner: str  # "<kind>:<id>"
+    failing: bool  # the endpoint's last attempt failed
+
+
+def endpoint_limit(limits: Limits, failing: bool) -> int:
+    """How many attempts one endpoint may have in flight: one probe while it is failing."""
+    return 1 if failing else limits.per_endpoint
+
+
+def schedule(
+    due: Sequence[Due],
+    limits: Limits,
+    busy: int,
+    busy_endpoints: Mapping[str, int],
+    busy_owners: Mapping[str, int],
+) -> list[Due]:
+    """The deliveries to start now, in the order of ``due`` (oldest first): each is taken
+    while the worker has a free slot (``busy`` of :attr:`Limits.slots` in flight), its
+    endpoint is under its limit (:func:`endpoint_limit`; ``busy_endpoints``: its attempts in
+    flight, every worker's) and its owner under :attr:`Limits.per_owner` (``busy_owners``:
+    this worker's attempts in flight per owner). Greedy and maximal: a delivery left out
+    would break one of these limits, so one slow endpoint holds at most ``per_endpoint``
+    slots and one owner at most ``per_owner``, whatever its backlog; nobody waits for a
+    round. A delivery listed twice is taken once."""
+    endpoints, owners = dict(busy_endpoints), dict(busy_owners)
+    free = limits.slots - busy
+    taken: list[Due] = []
+    seen: set[int] = set()
+    for d in due:
+        if free <= 0:
+            break
+        if d.delivery_id in seen:
+            continue
+        if endpoints.get(d.endpoint_id, 0) >= endpoint_limit(limits, d.failing):
+            continue
+        if owners.get(d.owner, 0) >= limits.per_owner:
+            continue
+        seen.add(d.delivery_id)
+        taken.append(d)
+        endpoints[d.endpoint_id] = endpoints.get(d.endpoint_id, 0) + 1
+        owners[d.owner] = owners.get(d.owner, 0) + 1
+        free -= 1
+    return taken
+
+
+def response_excerpt(body: bytes) -> str:
+    """What an attempt keeps of the answer's body: its first :data:`RESPONSE_BODY_MAX` bytes
+    as UTF-8 (a byte sequence that is not, or a character cut at the end, becomes U+FFFD; a
+    NUL too, which PostgreSQL text cannot hold)."""
+    text = body[:RESPONSE_BODY_MAX].decode("utf-8", errors="replace")
+    return text.replace("\x00", "\ufffd")

@@ -18,6 +18,8 @@ from services.commission.core.webhooks import Method, OwnerKind
 from services.commission.deps import MAX_BIGINT, Caller, Session, StoreIdPath
 from services.commission.errors import Forbidden
 from services.commission.webhooks.schemas import (
+    AttemptsPage,
+    AttemptView,
     DeliveriesPage,
     DeliveryView,
     EndpointCreated,
@@ -213,6 +215,32 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         rows = await webhooks.deliveries(session, owner, endpoint_id, cursor, limit)
         return DeliveriesPage(
             items=[DeliveryView.of(r) for r in rows],
+            next_cursor=rows[-1].id if len(rows) == limit else None,
+        )
+
+    @router.get(
+        f"{prefix}/{{endpoint_id}}/deliveries/{{delivery_id}}/attempts",
+        response_model=AttemptsPage,
+        tags=[tag],
+        operation_id=f"{name}_delivery_attempts",
+        responses=errors(401, 403, (404, "No such endpoint or delivery of the caller's")),
+    )
+    async def attempts(
+        endpoint_id: EndpointIdPath,
+        delivery_id: DeliveryIdPath,
+        owner: OwnerDep,
+        session: Session,
+        webhooks: Webhooks,
+        cursor: Annotated[int | None, Query(ge=1, le=MAX_BIGINT)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> AttemptsPage:
+        """Every attempt of the delivery, newest first (keyset pages: pass ``next_cursor``
+        back as ``cursor``): when, the answer's status code, the latency, the error and the
+        first 1 KiB of the answer's body. A receiver that failed three times then succeeded
+        shows four attempts."""
+        rows = await webhooks.attempts(session, owner, endpoint_id, delivery_id, cursor, limit)
+        return AttemptsPage(
+            items=[AttemptView.of(r) for r in rows],
             next_cursor=rows[-1].id if len(rows) == limit else None,
         )
 

@@ -1,11 +1,11 @@
 """All SQL of postbacks and webhooks: endpoints, their deliveries (the delivery worker's
-outbox and the delivery log), and the claim of due deliveries. Methods flush; the
-transaction owner commits."""
+outbox and the delivery log) with every attempt, and the leased claim of due deliveries.
+Methods flush; the transaction owner commits."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, text, update
@@ -17,7 +17,7 @@ from services.commission.core.commission import OrderKey
 from services.commission.core.webhooks import EndpointRef, OwnerKind, WebhookEvent
 from shared.db import lock_keys
 
-E, D = m.webhook_endpoints, m.webhook_deliveries
+E, D, A = m.webhook_endpoints, m.webhook_deliveries, m.webhook_attempts
 
 
 def order_key_text(key: OrderKey) -> str:
@@ -140,7 +140,7 @@ class WebhookRepository:
 
     async def redeliver(self, endpoint_id: str, delivery_id: int, now: datetime) -> None:
         """Send it again from now (whatever its status), with a fresh schedule (72 hours,
-        retries from 1 s); the endpoint's own backoff ends now too, so the next round sends it
+        retries from 1 s); the endpoint's own backoff ends now too, so the worker sends it now
         (a failing endpoint's probe)."""
         await self.session.execute(
             update(D)
@@ -153,43 +153,108 @@ class WebhookRepository:
             update(E).where(E.c.id == endpoint_id, E.c.retry_at > now).values(retry_at=now)
         )
 
-    async def claim_due(self, now: datetime, limit: int) -> list[Any]:
-        """Lock up to ``limit`` due deliveries of endpoints that are active and not backing
-        off, each the first still pending of its order at its endpoint (one order's events go
-        out one after the other), with what sending needs of their endpoint. Oldest due first.
-
-        The endpoints' rows are locked too: another worker skips them whole (one worker at a
-        time per endpoint), and a change of the endpoint (enable, rotate, delete), which locks
-        its row before it touches its deliveries, waits for the round instead of deadlocking
-        with it. ``NO KEY UPDATE``: the foreign-key checks of new deliveries (the orders
-        consumer's, in the ledger's transaction) never wait for a round. Never waits for a
-        lock."""
+    async def due(self, now: datetime, per_endpoint: int, limit: int) -> list[Any]:
+        """Up to ``limit`` deliveries that may be started now, oldest due first, not locked:
+        of each endpoint that is active and not backing off, its oldest due ones that are not
+        leased, as many as its limit leaves (``per_endpoint``, 1 while it is failing, minus
+        its deliveries under lease), each the first still pending of its order at its
+        endpoint (one order's events go out one after the other). With each: its owner and
+        ``busy``, its endpoint's deliveries under lease. An endpoint's backlog therefore
+        never crowds out the others' (its old deliveries are not listed past its limit)."""
         rows = await self.session.execute(
             text(
                 """
-                SELECT d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts,
-                       d.due_since, e.url, e.method, e.secret_version,
-                       e.previous_secret_until, e.consecutive_failures
-                FROM commission.webhook_deliveries d
-                JOIN commission.webhook_endpoints e ON e.id = d.endpoint_id
-                WHERE d.status = 'pending' AND d.next_attempt_at <= :now
-                  AND e.status = 'active' AND e.deleted_at IS NULL
+                SELECT d.id, d.endpoint_id, e.owner_kind, e.owner_id, e.consecutive_failures,
+                       b.busy
+                FROM commission.webhook_endpoints e
+                CROSS JOIN LATERAL (
+                    SELECT count(*) AS busy FROM commission.webhook_deliveries l
+                    WHERE l.endpoint_id = e.id AND l.status = 'pending'
+                      AND l.lease_until IS NOT NULL AND l.lease_until > now()) b
+                CROSS JOIN LATERAL (
+                    SELECT d.id, d.endpoint_id, d.next_attempt_at
+                    FROM commission.webhook_deliveries d
+                    WHERE d.endpoint_id = e.id AND d.status = 'pending'
+                      AND d.next_attempt_at <= :now
+                      AND (d.lease_until IS NULL OR d.lease_until <= now())
+                      AND (d.order_key IS NULL OR NOT EXISTS (
+                          SELECT 1 FROM commission.webhook_deliveries p
+                          WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
+                            AND p.status = 'pending' AND p.id < d.id))
+                    ORDER BY d.next_attempt_at, d.id
+                    LIMIT greatest(
+                        CASE WHEN e.consecutive_failures > 0 THEN 1 ELSE :per_endpoint END
+                        - b.busy, 0)) d
+                WHERE e.status = 'active' AND e.deleted_at IS NULL
                   AND (e.retry_at IS NULL OR e.retry_at <= :now)
-                  AND (d.order_key IS NULL OR NOT EXISTS (
-                      SELECT 1 FROM commission.webhook_deliveries p
-                      WHERE p.endpoint_id = d.endpoint_id AND p.order_key = d.order_key
-                        AND p.status = 'pending' AND p.id < d.id))
                 ORDER BY d.next_attempt_at, d.id
                 LIMIT :limit
-                FOR NO KEY UPDATE OF d, e SKIP LOCKED
                 """
             ),
-            {"now": now, "limit": limit},
+            {"now": now, "per_endpoint": per_endpoint, "limit": limit},
         )
         return list(rows)
 
+    async def lease(self, ids: Sequence[int], now: datetime, lease: timedelta) -> list[Any]:
+        """Lease these deliveries for ``lease``, those still due and free (another worker
+        may have leased one meanwhile; a locked one is skipped, never waited for), with what
+        sending needs of their endpoint. The caller commits at once: the lease is the claim.
+        Leases are measured on the database's clock, one clock for every worker (a worker's
+        own clock may be skewed, or moved by a test), due times on the worker's ``now``.
+        """
+        if not ids:
+            return []
+        locked = await self.session.execute(
+            text(
+                """
+                SELECT d.id FROM commission.webhook_deliveries d
+                WHERE d.id = ANY(:ids) AND d.status = 'pending' AND d.next_attempt_at <= :now
+                  AND (d.lease_until IS NULL OR d.lease_until <= now())
+                FOR NO KEY UPDATE OF d SKIP LOCKED
+                """
+            ),
+            {"ids": list(ids), "now": now},
+        )
+        chosen = [r.id for r in locked]
+        if not chosen:
+            return []
+        rows = await self.session.execute(
+            text(
+                """
+                UPDATE commission.webhook_deliveries d
+                SET lease_until = now() + CAST(:lease AS interval)
+                FROM commission.webhook_endpoints e
+                WHERE d.id = ANY(:ids) AND e.id = d.endpoint_id
+                RETURNING d.id, d.endpoint_id, d.event_id, d.event_type, d.payload, d.attempts,
+                          d.due_since, d.lease_until, e.url, e.method, e.secret_version,
+                          e.previous_secret_until, e.consecutive_failures, e.owner_kind,
+                          e.owner_id
+                """
+            ),
+            {"ids": chosen, "lease": lease},
+        )
+        return sorted(rows, key=lambda r: chosen.index(r.id))
+
     async def record(self, delivery_id: int, values: dict[str, Any]) -> None:
-        await self.session.execute(update(D).where(D.c.id == delivery_id).values(**values))
+        """The outcome of an attempt, on a delivery still pending (a cancelled one stays
+        cancelled); its lease is released in any case."""
+        await self.session.execute(
+            update(D).where(D.c.id == delivery_id, D.c.status == "pending").values(**values)
+        )
+        await self.session.execute(update(D).where(D.c.id == delivery_id).values(lease_until=None))
+
+    async def add_attempt(self, row: dict[str, Any]) -> None:
+        """Append an attempt to the delivery's history (never updated)."""
+        await self.session.execute(insert(A).values(**row))
+
+    async def attempts(
+        self, endpoint_id: str, delivery_id: int, before: int | None, limit: int
+    ) -> list[Any]:
+        """The delivery's attempts, newest first, with ids below ``before`` (keyset)."""
+        query = select(A).where(A.c.delivery_id == delivery_id, A.c.endpoint_id == endpoint_id)
+        if before is not None:
+            query = query.where(A.c.id < before)
+        return list(await self.session.execute(query.order_by(A.c.id.desc()).limit(limit)))
 
     async def endpoint_health(self, endpoint_ids: Iterable[str]) -> dict[str, Any]:
         """The health columns of the endpoints, locked (in id order: no deadlock between

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.commission.core.webhooks import (
     DISABLE_AFTER_FAILURES,
     MACROS,
+    RESPONSE_BODY_MAX,
     URL_MAX,
     WebhookEvent,
 )
@@ -264,6 +265,64 @@ class DeliveryView(BaseModel):
 
 class DeliveriesPage(BaseModel):
     items: list[DeliveryView]
+    next_cursor: int | None = Field(
+        description="pass as cursor for the next (older) page; null on the last"
+    )
+
+
+class AttemptView(BaseModel):
+    """One attempt of a delivery, as it happened (never changed afterwards)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 4051,
+                    "attempt": 3,
+                    "at": "2026-12-03T08:00:18+00:00",
+                    "status_code": 502,
+                    "latency_ms": 131,
+                    "error": "HTTP 502",
+                    "response_body": "<html><body>Bad gateway</body></html>",
+                }
+            ]
+        }
+    )
+
+    id: int
+    attempt: int = Field(
+        description="which attempt of the delivery (counted since it was written, re-enabled "
+        "or redelivered)",
+        ge=1,
+    )
+    at: datetime = Field(description="when the attempt began (UTC)")
+    status_code: int | None = Field(description="the answer's HTTP status; null without one")
+    latency_ms: int = Field(description="from the start of the attempt to its end", ge=0)
+    error: str | None = Field(
+        description="why it failed (HTTP status, timeout, refused connection or target); "
+        "null when it delivered"
+    )
+    response_body: str | None = Field(
+        max_length=RESPONSE_BODY_MAX,
+        description="the first 1 KiB (1,024 bytes) of the answer's body, decoded as UTF-8 "
+        "(bytes that are not become U+FFFD); null without an answer",
+    )
+
+    @classmethod
+    def of(cls, row: Any) -> AttemptView:
+        return cls(
+            id=row.id,
+            attempt=row.attempt,
+            at=row.at,
+            status_code=row.status_code,
+            latency_ms=row.latency_ms,
+            error=row.error,
+            response_body=row.response_body,
+        )
+
+
+class AttemptsPage(BaseModel):
+    items: list[AttemptView] = Field(description="the delivery's attempts, newest first")
     next_cursor: int | None = Field(
         description="pass as cursor for the next (older) page; null on the last"
     )

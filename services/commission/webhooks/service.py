@@ -1,13 +1,14 @@
 """Postback and webhook use cases: endpoints (register, list, rotate the secret, re-enable,
-delete), the delivery log and redelivery, the fan-out of events into deliveries (in the
-caller's transaction), and what the delivery worker claims and records."""
+delete), the delivery log (every attempt) and redelivery, the fan-out of events into
+deliveries (in the caller's transaction), and what the delivery worker claims (leases) and
+records."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -16,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission.core.errors import ProgramError
 from services.commission.core.webhooks import (
     ROTATION_OVERLAP,
+    Due,
     EndpointHealth,
     EndpointRef,
     InvalidEndpoint,
+    Limits,
     Method,
     Notice,
     OwnerKind,
@@ -30,6 +33,7 @@ from services.commission.core.webhooks import (
     endpoint_secret,
     next_attempt,
     recipients,
+    schedule,
 )
 from services.commission.errors import NotFound
 from services.commission.webhooks.repository import WebhookRepository, order_key_text
@@ -69,6 +73,9 @@ class Outcome:
     status_code: int | None
     latency_ms: int
     error: str | None
+    #: the first 1 KiB of the answer's body (:func:`~services.commission.core.webhooks.
+    #: response_excerpt`), None without an answer
+    response_body: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -217,7 +224,7 @@ class WebhookService:
         self, session: AsyncSession, owner: Owner, endpoint_id: str, delivery_id: int
     ) -> Any:
         """Send a delivery again now, whatever its status (a receiver deduplicates by the
-        event id), with a fresh schedule: the next round sends it even while the endpoint
+        event id), with a fresh schedule: the worker sends it now, even while the endpoint
         backs off, a failure is retried after 1 s, and it has 72 hours from now. For a
         disabled endpoint, once it is re-enabled."""
         await self.endpoint(session, owner, endpoint_id, lock=True)
@@ -281,62 +288,122 @@ class WebhookService:
 
     # -- the worker's side ----------------------------------------------------------------
 
-    async def claim_due(self, session: AsyncSession, now: datetime, limit: int) -> list[Any]:
-        return await WebhookRepository(session).claim_due(now, limit)
-
-    async def record(
+    async def claim(
         self,
         session: AsyncSession,
-        outcomes: Sequence[Outcome],
-    ) -> None:
-        """Record attempts: each delivery's status, answer and next retry
-        (:func:`~services.commission.core.webhooks.next_attempt`: 72 hours, then ``failed``),
-        then each endpoint's health
-        (failures in a row, its own backoff, disabled after too many)."""
+        now: datetime,
+        limits: Limits,
+        busy_owners: Mapping[str, int],
+        lease: timedelta,
+    ) -> list[Any]:
+        """Lease the deliveries a worker starts now (:func:`~services.commission.core.
+        webhooks.schedule` over what is due: its free slots, each endpoint's limit, each
+        owner's share of the worker; ``busy_owners``: the worker's attempts in flight per
+        owner) for ``lease`` (on the database's clock). The caller commits at once; a lease
+        that expires (a worker that died) makes the delivery due again."""
         repo = WebhookRepository(session)
-        for o in outcomes:
-            values: dict[str, Any] = {
-                "attempts": o.attempts,
-                "last_attempt_at": o.at,
-                "last_status_code": o.status_code,
-                "last_latency_ms": o.latency_ms,
-                "last_error": None if o.ok else (o.error or o.describe())[:500],
-            }
-            if o.ok:
-                values |= {"status": "delivered", "delivered_at": o.at, "next_attempt_at": None}
-            else:
-                retry = next_attempt(o.attempts, o.due_since, o.at)
-                values |= (
-                    {"next_attempt_at": retry}
-                    if retry is not None
-                    else {"status": "failed", "next_attempt_at": None}
+        busy = sum(busy_owners.values())
+        free = limits.slots - busy
+        if free <= 0:
+            return []
+        # more than the free slots: some owners' may be over their share
+        rows = await repo.due(now, limits.per_endpoint, 4 * limits.slots)
+        chosen = schedule(
+            [
+                Due(
+                    r.id,
+                    r.endpoint_id,
+                    owner_key(r.owner_kind, r.owner_id),
+                    r.consecutive_failures > 0,
                 )
-            await repo.record(o.delivery_id, values)
-        by_endpoint: dict[str, list[Outcome]] = {}
-        for o in sorted(outcomes, key=lambda o: (o.at, o.delivery_id)):
-            by_endpoint.setdefault(o.endpoint_id, []).append(o)
-        held = await repo.endpoint_health(by_endpoint)
-        for endpoint_id, done in sorted(by_endpoint.items()):
-            row = held.get(endpoint_id)
-            if row is None:
-                continue
-            before = EndpointHealth(
-                int(row.consecutive_failures), row.status == "disabled", row.disabled_reason
-            )
-            after = after_attempts(before, [(o.ok, o.describe()) for o in done])
-            last = done[-1].at
-            values = {
-                "consecutive_failures": after.consecutive_failures,
-                "retry_at": (
-                    last + backoff(after.consecutive_failures)
-                    if after.consecutive_failures
-                    else None
-                ),
+                for r in rows
+            ],
+            limits,
+            busy,
+            {r.endpoint_id: int(r.busy) for r in rows},
+            busy_owners,
+        )
+        return await repo.lease([d.delivery_id for d in chosen], now, lease)
+
+    async def record(self, session: AsyncSession, outcome: Outcome) -> None:
+        """Record one attempt: appended to the delivery's history, the delivery's status,
+        answer and next retry (:func:`~services.commission.core.webhooks.next_attempt`: 72
+        hours, then ``failed``) with its lease released, then its endpoint's health (failures
+        in a row, its own backoff, disabled after too many). A delivery that is no longer
+        pending (its endpoint was deleted meanwhile: cancelled) keeps its status."""
+        o = outcome
+        repo = WebhookRepository(session)
+        # the endpoint's row first, locked: the order every writer of both rows takes
+        held = await repo.endpoint_health([o.endpoint_id])
+        await repo.add_attempt(
+            {
+                "delivery_id": o.delivery_id,
+                "endpoint_id": o.endpoint_id,
+                "attempt": o.attempts,
+                "at": o.at,
+                "status_code": o.status_code,
+                "latency_ms": o.latency_ms,
+                "error": None if o.ok else (o.error or o.describe())[:500],
+                "response_body": o.response_body,
             }
-            if after.disabled and not before.disabled:
-                values |= {
-                    "status": "disabled",
-                    "disabled_reason": after.disabled_reason,
-                    "disabled_at": last,
-                }
-            await repo.update_endpoint(endpoint_id, **values)
+        )
+        values: dict[str, Any] = {
+            "attempts": o.attempts,
+            "last_attempt_at": o.at,
+            "last_status_code": o.status_code,
+            "last_latency_ms": o.latency_ms,
+            "last_error": None if o.ok else (o.error or o.describe())[:500],
+            "lease_until": None,
+        }
+        if o.ok:
+            values |= {"status": "delivered", "delivered_at": o.at, "next_attempt_at": None}
+        else:
+            retry = next_attempt(o.attempts, o.due_since, o.at)
+            values |= (
+                {"next_attempt_at": retry}
+                if retry is not None
+                else {"status": "failed", "next_attempt_at": None}
+            )
+        await repo.record(o.delivery_id, values)
+        row = held.get(o.endpoint_id)
+        if row is None:
+            return
+        before = EndpointHealth(
+            int(row.consecutive_failures), row.status == "disabled", row.disabled_reason
+        )
+        after = after_attempts(before, [(o.ok, o.describe())])
+        update: dict[str, Any] = {
+            "consecutive_failures": after.consecutive_failures,
+            "retry_at": (
+                o.at + backoff(after.consecutive_failures) if after.consecutive_failures else None
+            ),
+        }
+        if after.disabled and not before.disabled:
+            update |= {
+                "status": "disabled",
+                "disabled_reason": after.disabled_reason,
+                "disabled_at": o.at,
+            }
+        await repo.update_endpoint(o.endpoint_id, **update)
+
+    async def attempts(
+        self,
+        session: AsyncSession,
+        owner: Owner,
+        endpoint_id: str,
+        delivery_id: int,
+        before: int | None,
+        limit: int,
+    ) -> list[Any]:
+        """The attempts of one delivery of the owner's endpoint, newest first; another
+        owner's endpoint or delivery is :class:`NotFound`."""
+        await self.endpoint(session, owner, endpoint_id)
+        repo = WebhookRepository(session)
+        if await repo.delivery(endpoint_id, delivery_id) is None:
+            raise NotFound("delivery", endpoint_id=endpoint_id, delivery_id=delivery_id)
+        return await repo.attempts(endpoint_id, delivery_id, before, limit)
+
+
+def owner_key(kind: str, owner_id: str) -> str:
+    """An owner as the scheduling rule names it (``/`` is in no kind)."""
+    return f"{kind}/{owner_id}"

@@ -3,20 +3,29 @@ attempt. It runs on :class:`~shared.periodic.Periodic` under the app's backgroun
 
 Contract:
 
-- At least once. Each round claims due deliveries with ``FOR UPDATE SKIP LOCKED`` in one
-  transaction, sends them, records the outcomes and commits: two workers never send the same
-  delivery at once; a crash before the commit sends the round again (receivers deduplicate by
-  the event id, which the ``Alliance-Event-Id`` header and the body's ``id`` carry). A round
-  claims at most ``batch`` deliveries and sends up to ``concurrency`` at once (by default the
-  same: one wave), so its transaction lasts about one ``timeout_s`` at most.
+- At least once, never waiting for the slowest. The worker is continuous: whenever it has a
+  free slot (``ALLIANCE_WEBHOOK_SLOTS``, 32) it claims due deliveries by **leasing** them
+  (``lease_until``, committed at once, before anything is sent), and runs each as an
+  independent task that sends it, then records the attempt in its own short transaction.
+  There is no round: a receiver that answers after 9.5 s holds its own slots for 9.5 s and
+  nothing else. Which due deliveries start is the pure rule
+  :func:`~services.commission.core.webhooks.schedule`: at most ``per_endpoint`` attempts in
+  flight per endpoint across all workers (``ALLIANCE_WEBHOOK_ENDPOINT_CONCURRENCY``, 2; one
+  probe while it is failing) and at most ``per_owner`` of a worker's slots per owner
+  (``ALLIANCE_WEBHOOK_OWNER_SHARE``, 8). Two workers never hold one lease (the claim locks
+  with ``SKIP LOCKED`` and re-checks); a worker that dies leaves its leases to expire
+  (``ALLIANCE_WEBHOOK_LEASE_S``, longer than an attempt's deadline), and those deliveries are
+  due again (receivers deduplicate by the event id, which the ``Alliance-Event-Id`` header
+  and the body's ``id`` carry).
 - One order's events reach an endpoint in the order they were written: a delivery is claimed
   only when no earlier delivery of its order to that endpoint is still pending.
 - Only to the registered URL (a GET template expanded with URL-encoded values), never
   following a redirect (a 3xx is a failure), within ``timeout_s`` for the whole attempt
-  (resolving, connecting, sending, the answer's status line and headers): a receiver that
-  answers slowly, a byte at a time, fails with a timeout then. The host is resolved at
-  each delivery and refused when any of its addresses is private, loopback, link-local or
-  reserved, or its port is not 80 or 443, unless private targets are allowed
+  (resolving, connecting, sending, the answer's status line and headers, then up to 1 KiB of
+  its body, kept in the attempt's history): a receiver that answers slowly, a byte at a time,
+  fails with a timeout then (or keeps its status, when only its body is slow). The host is
+  resolved at each delivery and refused when any of its addresses is private, loopback,
+  link-local or reserved, or its port is not 80 or 443, unless private targets are allowed
   (``ALLIANCE_WEBHOOK_ALLOW_PRIVATE``); the request then goes to the addresses checked (in
   the resolver's order, the next when one refuses the connection), never to a second
   lookup's.
@@ -29,7 +38,8 @@ import asyncio
 import logging
 import socket
 import time
-from datetime import datetime
+from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,16 +47,19 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.core.webhooks import (
+    RESPONSE_BODY_MAX,
     SIGNATURE_HEADER,
     InvalidEndpoint,
+    Limits,
     Method,
     address_allowed,
     expand,
     macro_values,
+    response_excerpt,
     signature,
     signing_secrets,
 )
-from services.commission.webhooks.service import Outcome, WebhookService
+from services.commission.webhooks.service import Outcome, WebhookService, owner_key
 from shared.clock import Clock, SystemClock
 from shared.periodic import Periodic
 
@@ -72,34 +85,53 @@ class DeliveryWorker:
         allow_private: bool = False,
         timeout_s: float = 10.0,
         interval_s: float = 1.0,
-        batch: int = 32,
-        concurrency: int = 32,
+        limits: Limits | None = None,
+        lease_s: float | None = None,
     ) -> None:
         self.sessions = sessions
         self.webhooks = webhooks
         self.clock: Clock = clock or SystemClock()
         self.allow_private = allow_private
         self.timeout_s = timeout_s
-        self.batch = batch
-        self.concurrency = concurrency
+        self.limits = limits or Limits()
+        # past an attempt's deadline, with room for recording it
+        self.lease = timedelta(seconds=lease_s if lease_s is not None else timeout_s + 30.0)
+        if self.lease.total_seconds() <= timeout_s:
+            raise ValueError("a lease must outlast an attempt's deadline")
         self.periodic = Periodic(
-            "webhook-delivery", self.drain, interval_s=interval_s, retry_cap_s=30.0
+            "webhook-delivery", self.fill, interval_s=interval_s, retry_cap_s=30.0
         )
         self.sent = 0  # attempts made
         self.delivered = 0  # attempts answered 2xx
         self._client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[Outcome]] = set()
+        self._owners: Counter[str] = Counter()  # attempts in flight per owner
 
     def poke(self) -> None:
-        """Deliveries were committed: send them now. Never blocks."""
+        """Deliveries were committed (or a slot was freed): start what may start now. Never
+        blocks."""
         self.periodic.poke()
 
     def stop(self) -> None:
         self.periodic.stop()
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
     async def run(self) -> None:
+        """Until :meth:`stop`: fill free slots whenever poked (a commit, an attempt that
+        ended) or every interval. Once stopped, the attempts under way end (each within its
+        deadline); cancelled, they are cancelled too and their leases expire."""
         try:
             await self.periodic.run()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks), timeout=self.timeout_s + 5.0)
         finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
             await self.close()
 
     async def close(self) -> None:
@@ -121,8 +153,48 @@ class DeliveryWorker:
             )
         return self._client
 
+    async def fill(self) -> int:
+        """Lease what may start now and start each as its own task; returns how many. Never
+        waits for an attempt."""
+        return len(await self._start_due())
+
+    async def _start_due(self) -> list[asyncio.Task[Outcome]]:
+        async with self.sessions() as session, session.begin():
+            rows = await self.webhooks.claim(
+                session, self.clock.now(), self.limits, dict(self._owners), self.lease
+            )
+        return [self._start(row) for row in rows]
+
+    def _start(self, row: Any) -> asyncio.Task[Outcome]:
+        owner = owner_key(row.owner_kind, row.owner_id)
+        self._owners[owner] += 1
+        task = asyncio.create_task(self._deliver(row), name=f"webhook-{row.id}")
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[Outcome]) -> None:
+            self._tasks.discard(task)
+            self._owners[owner] -= 1
+            if self._owners[owner] <= 0:
+                del self._owners[owner]
+            self.poke()  # a slot is free
+
+        task.add_done_callback(done)
+        return task
+
+    async def _deliver(self, row: Any) -> Outcome:
+        outcome = await self._attempt(row)
+        self.sent += 1
+        self.delivered += int(outcome.ok)
+        try:
+            async with self.sessions() as session, session.begin():
+                await self.webhooks.record(session, outcome)
+        except Exception:  # its lease expires: the delivery is sent again (at least once)
+            log.warning("webhook %s: recording the attempt failed", row.event_id, exc_info=True)
+        return outcome
+
     async def drain(self, rounds: int = 100) -> int:
-        """Rounds until nothing is due (at most ``rounds``); returns the attempts made."""
+        """Claim and wait, until nothing is due (at most ``rounds`` times); returns the
+        attempts made. For tests and tools: the service runs :meth:`run`."""
         total = 0
         for _ in range(rounds):
             n = await self.run_once()
@@ -132,50 +204,28 @@ class DeliveryWorker:
         return total
 
     async def run_once(self) -> int:
-        """One round: claim, send, record, commit. Returns the attempts made."""
-        async with self.sessions() as session, session.begin():
-            now = self.clock.now()
-            rows = await self.webhooks.claim_due(session, now, self.batch)
-            if not rows:
-                return 0
-            chosen = self._choose(rows)
-            gate = asyncio.Semaphore(self.concurrency)
-
-            async def one(row: Any) -> Outcome:
-                async with gate:
-                    return await self._attempt(row)
-
-            outcomes = await asyncio.gather(*(one(r) for r in chosen))
-            await self.webhooks.record(session, outcomes)
-        self.sent += len(outcomes)
-        self.delivered += sum(1 for o in outcomes if o.ok)
-        return len(outcomes)
-
-    @staticmethod
-    def _choose(rows: list[Any]) -> list[Any]:
-        """What this round sends: everything of a healthy endpoint; of an endpoint that is
-        failing, only its oldest due delivery (a probe), so that a receiver that is down is
-        not hit by every queued event at once (a round's failures count as one: see
-        :func:`~services.commission.core.webhooks.after_attempts`)."""
-        chosen, probed = [], set()
-        for r in rows:
-            if r.consecutive_failures:
-                if r.endpoint_id in probed:
-                    continue
-                probed.add(r.endpoint_id)
-            chosen.append(r)
-        return chosen
+        """Start what may start now and wait for those attempts (recorded); returns how
+        many."""
+        tasks = await self._start_due()
+        if tasks:
+            await asyncio.gather(*tasks)
+        return len(tasks)
 
     async def _attempt(self, row: Any) -> Outcome:
         at = self.clock.now()
         started = time.monotonic()
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         status: int | None = None
+        body: str | None = None
         error: str | None = None
+        response: httpx.Response | None = None
         try:
             # one deadline for the whole send, the name's lookup included: httpx's timeout is
-            # per read, so a receiver answering a byte at a time would hold the round open
-            async with asyncio.timeout(self.timeout_s):
-                status = await self._send(row, at)
+            # per read, so a receiver answering a byte at a time would hold the slot open
+            async with asyncio.timeout_at(deadline):
+                response = await self._send(row, at)
+            status = response.status_code
+            body = await self._excerpt(response, deadline)
         except Refused as exc:
             error = f"refused: {exc}"
         except InvalidEndpoint as exc:
@@ -186,9 +236,12 @@ class DeliveryWorker:
             error = f"{type(exc).__name__}: {exc}"[:500] or type(exc).__name__
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
-        except Exception as exc:  # one bad delivery must not stop the others of the round
+        except Exception as exc:  # one bad delivery must not stop the others
             error = f"{type(exc).__name__}: {exc}"[:500]
             log.warning("webhook %s: unexpected failure", row.event_id, exc_info=True)
+        finally:
+            if response is not None:
+                await response.aclose()
         latency = int((time.monotonic() - started) * 1000)
         if error is not None:
             log.info("webhook %s to %s: %s", row.event_id, row.endpoint_id, error)
@@ -201,9 +254,27 @@ class DeliveryWorker:
             status_code=status,
             latency_ms=latency,
             error=error,
+            response_body=body,
         )
 
-    async def _send(self, row: Any, at: datetime) -> int:
+    @staticmethod
+    async def _excerpt(response: httpx.Response, deadline: float) -> str:
+        """The first 1 KiB of the answer's body, as much as arrives before the deadline (the
+        status is the answer; the body is only kept for the history)."""
+        got = bytearray()
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for chunk in response.aiter_raw():
+                    got += chunk
+                    if len(got) >= RESPONSE_BODY_MAX:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        return response_excerpt(bytes(got))
+
+    async def _send(self, row: Any, at: datetime) -> httpx.Response:
+        """The answer, its status line and headers read; the caller reads (a little of) the
+        body and closes it."""
         method = Method(row.method)
         payload: dict[str, Any] = row.payload
         body = orjson.dumps(payload)
@@ -220,6 +291,8 @@ class DeliveryWorker:
             "User-Agent": USER_AGENT,
             "Alliance-Event-Id": str(payload["id"]),
             "Alliance-Event-Type": str(payload["type"]),
+            # the excerpt kept is of the body as sent: no compressed body to inflate
+            "Accept-Encoding": "identity",
         }
         if method is Method.POST:
             headers["Content-Type"] = "application/json"
@@ -250,8 +323,7 @@ class DeliveryWorker:
                 if i == len(addresses) - 1:
                     raise
                 continue
-            await response.aclose()  # the status is the answer; the body is not read
-            return response.status_code
+            return response
         raise AssertionError("unreachable: _targets returns at least one address")
 
     async def resolve(self, host: str, port: int) -> list[str]:

@@ -3,6 +3,7 @@ signatures, the retry schedule and the disable rule."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -18,10 +19,13 @@ from services.commission.core.webhooks import (
     GIVE_UP_AFTER,
     MACROS,
     MAX_RETRY,
+    RESPONSE_BODY_MAX,
     URL_MAX,
+    Due,
     EndpointHealth,
     EndpointRef,
     InvalidEndpoint,
+    Limits,
     Method,
     OwnerKind,
     WebhookEvent,
@@ -39,6 +43,8 @@ from services.commission.core.webhooks import (
     order_notice,
     payout_notice,
     recipients,
+    response_excerpt,
+    schedule,
     signature,
     signed_content,
     signing_secrets,
@@ -450,3 +456,151 @@ class TestHostileUrls:
         if problem is None:
             assert urlsplit(url).scheme.lower() in ("http", "https")
             assert url.isascii()
+
+
+# -- scheduling -----------------------------------------------------------------------------
+
+_ENDPOINTS = ["e1", "e2", "e3", "e4", "e5"]
+
+
+@st.composite
+def _due_lists(draw: st.DrawFn) -> list[Due]:
+    """Due deliveries; whether an endpoint is failing, and whose it is, is one fact per
+    endpoint (as the claim reads them from its row)."""
+    failing = draw(st.sets(st.sampled_from(_ENDPOINTS)))
+    owners = {e: draw(st.sampled_from(["affiliate/a", "store/s", "finance/f"])) for e in _ENDPOINTS}
+    picks = draw(st.lists(st.tuples(st.integers(1, 40), st.sampled_from(_ENDPOINTS)), max_size=40))
+    return [Due(i, e, owners[e], e in failing) for i, e in picks]
+
+
+_dues = _due_lists()
+_limits = st.builds(
+    Limits,
+    slots=st.integers(1, 12),
+    per_endpoint=st.integers(1, 4),
+    per_owner=st.integers(1, 8),
+)
+_busy_endpoints = st.dictionaries(st.sampled_from(["e1", "e2", "e3"]), st.integers(0, 4))
+_busy_owners = st.dictionaries(st.sampled_from(["affiliate/a", "store/s"]), st.integers(0, 4))
+
+
+def _fits(
+    chosen: list[Due],
+    limits: Limits,
+    busy: int,
+    busy_endpoints: dict[str, int],
+    busy_owners: dict[str, int],
+) -> bool:
+    """Brute force: whether starting ``chosen`` keeps every limit, counted from scratch."""
+    if busy + len(chosen) > limits.slots or len({d.delivery_id for d in chosen}) < len(chosen):
+        return False
+    for d in chosen:
+        same_endpoint = sum(1 for c in chosen if c.endpoint_id == d.endpoint_id)
+        limit = 1 if d.failing else limits.per_endpoint
+        if busy_endpoints.get(d.endpoint_id, 0) + same_endpoint > limit:
+            return False
+        same_owner = sum(1 for c in chosen if c.owner == d.owner)
+        if busy_owners.get(d.owner, 0) + same_owner > limits.per_owner:
+            return False
+    return True
+
+
+def _reference(
+    due: list[Due],
+    limits: Limits,
+    busy: int,
+    busy_endpoints: dict[str, int],
+    busy_owners: dict[str, int],
+) -> list[Due]:
+    """The oldest-first greedy choice, each step checked from scratch by :func:`_fits`."""
+    chosen: list[Due] = []
+    for d in due:
+        if _fits([*chosen, d], limits, busy, busy_endpoints, busy_owners):
+            chosen.append(d)
+    return chosen
+
+
+class TestScheduling:
+    """The delivery worker's rule: no round, limits per worker, per endpoint, per owner."""
+
+    @given(_dues, _limits, st.integers(0, 12), _busy_endpoints, _busy_owners)
+    def test_the_choice_is_the_oldest_first_greedy_one_within_every_limit(
+        self,
+        due: list[Due],
+        limits: Limits,
+        busy: int,
+        busy_endpoints: dict[str, int],
+        busy_owners: dict[str, int],
+    ) -> None:
+        busy = min(busy, limits.slots)
+        chosen = schedule(due, limits, busy, busy_endpoints, busy_owners)
+        assert chosen == _reference(due, limits, busy, busy_endpoints, busy_owners)
+        # a subsequence of the due ones, in their order (oldest first)
+        it = iter(due)
+        assert all(any(d is x for x in it) for d in chosen)
+
+    @given(_dues, _limits, st.integers(0, 12), _busy_endpoints, _busy_owners)
+    def test_a_delivery_left_out_would_break_a_limit(
+        self,
+        due: list[Due],
+        limits: Limits,
+        busy: int,
+        busy_endpoints: dict[str, int],
+        busy_owners: dict[str, int],
+    ) -> None:
+        busy = min(busy, limits.slots)
+        chosen = schedule(due, limits, busy, busy_endpoints, busy_owners)
+        assert _fits(chosen, limits, busy, busy_endpoints, busy_owners)
+        taken = {d.delivery_id for d in chosen}
+        for d in due:
+            if d.delivery_id not in taken:
+                assert not _fits([*chosen, d], limits, busy, busy_endpoints, busy_owners)
+
+    @given(st.integers(1, 200), st.integers(0, 20))
+    def test_one_endpoints_backlog_never_holds_more_than_its_limit(
+        self, backlog: int, others: int
+    ) -> None:
+        """However much one slow endpoint has due (oldest first), the others' deliveries
+        behind it start while the worker has slots."""
+        limits = Limits(slots=32, per_endpoint=2, per_owner=8)
+        slow = [Due(i, "slow", "affiliate/slow", False) for i in range(backlog)]
+        fast = [Due(1000 + i, f"fast-{i}", f"affiliate/f{i}", False) for i in range(others)]
+        chosen = schedule([*slow, *fast], limits, 0, {}, {})
+        assert sum(1 for d in chosen if d.endpoint_id == "slow") == min(backlog, 2)
+        assert [d for d in chosen if d.endpoint_id != "slow"] == fast[: 32 - min(backlog, 2)]
+
+    def test_one_owner_holds_at_most_its_share_of_the_worker(self) -> None:
+        limits = Limits(slots=32, per_endpoint=2, per_owner=8)
+        hostile = [Due(i, f"e{i // 2}", "affiliate/h", False) for i in range(40)]
+        other = [Due(100, "x", "store/s", False)]
+        chosen = schedule([*hostile, *other], limits, 0, {}, {})
+        assert len(chosen) == 9
+        assert chosen[-1] == other[0]
+        assert schedule([*hostile, *other], limits, 0, {}, {"affiliate/h": 8}) == other
+
+    def test_a_failing_endpoint_gets_one_probe_and_a_full_worker_nothing(self) -> None:
+        limits = Limits(slots=4, per_endpoint=2, per_owner=4)
+        due = [Due(i, "e", "store/s", True) for i in range(3)]
+        assert schedule(due, limits, 0, {}, {}) == due[:1]
+        assert schedule(due, limits, 0, {"e": 1}, {}) == []
+        assert schedule([Due(9, "f", "store/t", False)], limits, 4, {}, {}) == []
+
+    def test_limits_are_at_least_one(self) -> None:
+        with pytest.raises(ValueError, match="at least 1"):
+            Limits(slots=0)
+
+
+class TestResponseExcerpt:
+    @given(st.binary(max_size=3000))
+    def test_at_most_the_first_kib_of_the_body_is_kept(self, body: bytes) -> None:
+        kept = response_excerpt(body)
+        assert len(kept) <= RESPONSE_BODY_MAX
+        assert "\x00" not in kept
+        head = body[:RESPONSE_BODY_MAX]
+        if b"\x00" not in head:
+            with contextlib.suppress(UnicodeDecodeError):
+                assert kept == head.decode()
+
+    def test_a_character_cut_at_the_end_is_replaced(self) -> None:
+        body = ("a" + "é" * 3000).encode()  # the 1,024th byte is half of an é
+        assert response_excerpt(body) == "a" + "é" * 511 + "\ufffd"

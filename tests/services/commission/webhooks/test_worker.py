@@ -18,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.core.commission import LineItem, OrderFacts, OrderStatus
 from services.commission.core.webhooks import (
+    ENDPOINT_CONCURRENCY,
     GIVE_UP_AFTER,
+    Limits,
     Method,
     Notice,
     OwnerKind,
@@ -84,14 +86,14 @@ class World:
         self.clock = FixedClock(T0)
         self.service = WebhookService("secret", self.clock, allow_private=True)
 
-    def worker(self, timeout_s: float = 5.0, batch: int = 100) -> DeliveryWorker:
+    def worker(self, timeout_s: float = 5.0, slots: int = 100) -> DeliveryWorker:
         return DeliveryWorker(
             self.sessions,
             self.service,
             clock=self.clock,
             allow_private=True,
             timeout_s=timeout_s,
-            batch=batch,
+            limits=Limits(slots=slots, per_owner=slots),
         )
 
     async def register(self, owner: Owner, url: str) -> str:
@@ -152,7 +154,7 @@ async def test_workers_side_by_side_send_each_delivery_once_and_each_orders_in_o
         orders = [f"o-{i}" for i in range(8)]
         written = [notice(o, n) for n in range(3) for o in orders]  # interleaved orders
         assert await w.notify(written) == 3 * len(written)
-        workers = [w.worker(batch=3) for _ in range(3)]  # small claims: they take turns
+        workers = [w.worker(slots=3) for _ in range(3)]  # small claims: they take turns
         try:
             for _ in range(10):
                 await asyncio.gather(*(worker.drain() for worker in workers))
@@ -250,14 +252,15 @@ async def test_a_failing_endpoint_is_probed_one_delivery_at_a_time(settings: Set
         await w.notify([notice(f"o-{i}", 0) for i in range(5)])
         worker = w.worker()
         try:
-            assert await worker.run_once() == 5  # a healthy endpoint gets all that is due
+            assert await worker.run_once() == ENDPOINT_CONCURRENCY  # a healthy endpoint
             w.clock.advance(timedelta(hours=1))
             assert await worker.run_once() == 1  # a failing one: one probe per backoff
             assert await worker.run_once() == 0
             hooks.down = False
             w.clock.advance(timedelta(hours=1))
             assert await worker.run_once() == 1  # the probe succeeds …
-            assert await worker.run_once() == 4  # … and the rest follow at once
+            assert await worker.run_once() == ENDPOINT_CONCURRENCY  # … and the rest follow
+            assert await worker.drain() == 4 - ENDPOINT_CONCURRENCY
         finally:
             await worker.close()
         assert {d.status for d in await w.log(AFFILIATE, mine)} == {"delivered"}
@@ -332,3 +335,25 @@ async def test_concurrent_registrations_never_exceed_the_owners_limit(
         assert sum(added) == 5
         async with w.sessions() as s, s.begin():
             assert len(await w.service.endpoints(s, owner)) == MAX_ENDPOINTS
+
+
+async def test_a_dead_workers_leases_expire_and_its_deliveries_are_sent_again(
+    settings: Settings,
+) -> None:
+    async with world(settings) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0), notice("o-2", 0)])
+        lease = timedelta(seconds=1)
+        async with w.sessions() as s, s.begin():  # a worker claims, then dies before sending
+            claimed = await w.service.claim(s, w.clock.now(), Limits(), {}, lease)
+        assert len(claimed) == 2
+        worker = w.worker()
+        try:
+            assert await worker.run_once() == 0  # leased: nobody else sends them
+            await asyncio.sleep(lease.total_seconds() + 0.2)  # the database's clock
+            assert await worker.run_once() == 2  # the leases expired: due again
+        finally:
+            await worker.close()
+        assert sorted(hooks.event_ids()) == sorted(r.event_id for r in claimed)
+        rows = await w.log(AFFILIATE, mine)
+        assert {(r.status, r.lease_until) for r in rows} == {("delivered", None)}
