@@ -16,9 +16,10 @@ A request is charged to exactly one caller, chosen from what it carries:
 
 The credential is not checked here (that is the route's work): a made-up key or store would
 otherwise spend a victim's quota, or escape the address's. So a request answered ``401`` gives
-back what it took from the key's or store's quota and is charged to its address instead, and a
-credentialed request from an address whose public quota is spent is refused: forging keys
-costs the forger's address, never the key's owner.
+back what it took from the key's or store's quota and is charged to its address instead (a
+quota as large as the public one, kept apart from it: browsing the camp never locks a key out),
+and a credentialed request from an address whose refused credentials spent that quota is
+refused: forging keys costs the forger's address, never the key's owner.
 
 The quotas are per process (each replica counts its own: a deployment of ``n`` replicas
 behind a balancer lets up to ``n`` times as much through), kept for at most
@@ -172,6 +173,11 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def refused_credentials(address: str) -> str:
+    """The caller (``public`` quota) an address's refused credentials are charged to."""
+    return f"refused-credentials/{address}"
+
+
 def key_id(token: str) -> str:
     """What a key is remembered by (not the key itself)."""
     return hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
@@ -244,10 +250,10 @@ class RateLimit:
             return
         limiter = self.limiter
         kind, who = self.caller(scope)
-        address = client_address(scope)
+        forger = refused_credentials(client_address(scope))
         if kind in (Caller.KEY, Caller.STORE):
-            # an address whose forged credentials spent its public quota gets nothing more
-            spent = limiter.peek(Caller.PUBLIC, address)
+            # an address whose forged credentials spent their quota gets nothing more
+            spent = limiter.peek(Caller.PUBLIC, forger)
             if spent is not None and not spent.allowed:
                 await answer_refusal(send, spent)
                 return
@@ -272,7 +278,7 @@ class RateLimit:
             if status == 401 and kind in (Caller.KEY, Caller.STORE):
                 # the credential was refused: its owner's quota is not the forger's to spend
                 limiter.give_back(kind, who)
-                limiter.charge(Caller.PUBLIC, address)
+                limiter.charge(Caller.PUBLIC, forger)
 
 
 def install_limits(

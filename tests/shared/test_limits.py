@@ -136,10 +136,20 @@ class TestKeysAndStores:
             real = await victim.post(
                 "/v1/events", headers={"X-Alliance-Store": "victim", "X-Alliance-Signature": "good"}
             )
-        # three refused credentials spend the attacker's public quota (3), then nothing passes
+            browsing = await attacker.get("/public")
+        # three refused credentials spend the attacker's quota for them (3), then no
+        # credentialed request of that address passes; its public quota is its own
         assert codes == [401, 401, 401, 429, 429]
         assert [k.status_code for k in keys] == [429, 429]
         assert real.status_code == 202
+        assert browsing.status_code == 200
+
+    async def test_browsing_public_routes_never_locks_a_key_out(self) -> None:
+        app = app_with(LIMITS, Clock())
+        async with client(app) as c:
+            assert [(await c.get("/public")).status_code for _ in range(4)][-1] == 429
+            auth = {"Authorization": f"Bearer {GOOD_KEY}"}
+            assert (await c.get("/private", headers=auth)).status_code == 200
 
 
 class TestMemory:
