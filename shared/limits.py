@@ -41,6 +41,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.http import bearer_token
 from shared.ratelimit import Decision, Quota, charge, gcra, refund, whole
 
+#: the environment of a run whose load comes from one address and is not about limits (the
+#: benches, the test suite): quotas no load generator reaches, so the limiter still runs and
+#: its cost is measured, but never refuses
+UNREACHED_LIMITS_ENV: Final = {
+    f"ALLIANCE_RATE_LIMIT_{caller.upper()}": "1000000000/1"
+    for caller in ("public", "key", "store", "redirect")
+}
+
 #: how often (at most) the limiter forgets callers whose quota is whole again
 SWEEP_EVERY_NS: Final = 5 * 1_000_000_000
 
