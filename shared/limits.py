@@ -111,6 +111,12 @@ class Limiter:
     _tats: dict[tuple[Caller, str], int] = field(default_factory=dict, init=False)
     _swept_at: int = field(default=0, init=False)
 
+    def configure(self, limits: Limits) -> None:
+        """New quotas; every caller starts again with a whole one (a TAT is kept in units of
+        its quota's own)."""
+        self.limits = limits
+        self._tats.clear()
+
     def take(self, kind: Caller, who: str) -> Verdict | None:
         """Charge one request to ``who`` if its quota allows; None when ``kind`` has no limit."""
         quota = self.limits.quotas.get(kind)
