@@ -21,16 +21,8 @@ from services.commission.deps import Session
 from shared.config import Settings
 from shared.kafka import ConsumerPipeline, committed_offsets_of, end_offsets_of
 from shared.limits import Caller, Limits
-from tests.integration.harness import (
-    Services,
-    eventually,
-    new_affiliate,
-    new_link,
-    new_store,
-    running,
-    signed_post,
-    uid,
-)
+from tests.integration import harness
+from tests.integration.harness import Services, eventually, new_store, running, signed_post, uid
 
 pytestmark = pytest.mark.integration
 
@@ -195,8 +187,8 @@ class TestTrackerLimits:
         async with running(settings) as svc:
             store = await new_store(svc, settings, f"s{uid()}", products=("p1",))
             other = await new_store(svc, settings, f"s{uid()}", products=("p1",))
-            key = await new_affiliate(svc, settings, f"a{uid()}")
-            link = await new_link(svc, key, store.store_id, "p1")
+            key = await harness.new_affiliate(svc, settings, f"a{uid()}")
+            link = await harness.new_link(svc, key, store.store_id, "p1")
             # the quotas as a deployment sets them, on the running tracker
             svc.apps["tracker"].state.limiter.configure(
                 Limits.parse(
