@@ -38,7 +38,7 @@ from typing import Any, Final
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http import bearer_token
+from shared.http import bearer_token, errors
 from shared.ratelimit import Decision, Quota, charge, gcra, refund, whole
 
 #: the environment of a run whose load comes from one address and is not about limits (the
@@ -304,9 +304,12 @@ def install_limits(
     clock: Callable[[], int] = time.monotonic_ns,
 ) -> Limiter:
     """Put :class:`RateLimit` outermost on ``app`` with the configured quotas; the limiter is
-    ``app.state.limiter`` too (the tracker's fast path charges its redirects there)."""
+    ``app.state.limiter`` too (the tracker's fast path charges its redirects there). Call it
+    before the routers are included: their routes then document the ``429``."""
     limiter = Limiter(Limits.from_settings(settings), clock)
     app.state.limiter = limiter
+    # every route included from now on documents the 429 (its own answers come first)
+    app.router.responses = {**errors(429), **app.router.responses}
     app.add_middleware(
         RateLimit, limiter=limiter, store_paths=tuple(store_paths), redirect_prefix=redirect_prefix
     )
