@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.clickcap import DEFAULT_CAP_PER_DAY
 from shared.policy import ExitPolicy
+from shared.ratelimit import Quota
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,6 +119,35 @@ class Settings(BaseSettings):
         "127.0.0.1",
         description="Proxies trusted to set X-Forwarded-For/-Proto (the client address that "
         "click quality sees)",
+    )
+
+    # What one caller may cost (shared.limits): '<requests>/<seconds>' per process, 'off'
+    rate_limit_public: str = Field(
+        "120/60",
+        description="Requests per client address on routes without credentials (the camp, "
+        "the docs), '<requests>/<seconds>' (all of them at once at most) or 'off'",
+    )
+    rate_limit_key: str = Field(
+        "1200/60", description="Requests per API key (Authorization: Bearer), or 'off'"
+    )
+    rate_limit_store: str = Field(
+        "600/60",
+        description="Storefront-signed requests (POST /v1/events, /v1/clicks) per store, or 'off'",
+    )
+    rate_limit_redirect: str = Field(
+        "6000/60",
+        description="Click redirects (GET /r/{code}) per client address, or 'off' (generous: "
+        "a flood is marked suspicious, not refused, below it)",
+    )
+    rate_limit_max_keys: int = Field(
+        100_000, description="Most callers whose quota use one process remembers"
+    )
+    statement_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest time one SQL statement of an API request may run (SET LOCAL "
+        "statement_timeout); past it the answer is 503 statement_timeout with Retry-After. "
+        "Not applied to the consumers",
     )
 
     secret_key: str = Field(
@@ -312,6 +342,15 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     postgres_port: int = 5432
+
+    @field_validator(
+        "rate_limit_public", "rate_limit_key", "rate_limit_store", "rate_limit_redirect"
+    )
+    @classmethod
+    def _a_rate_limit(cls, value: str) -> str:
+        """A limit that does not parse stops the service at start, not at the first request."""
+        Quota.parse("check", value)
+        return value
 
     @field_validator(
         "kafka_sasl_mechanism",

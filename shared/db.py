@@ -11,12 +11,14 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Dialect,
     MetaData,
     Numeric,
     String,
     TypeDecorator,
     bindparam,
+    event,
     func,
     select,
     text,
@@ -29,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -95,8 +98,37 @@ def make_engine(url: str, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def make_sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+#: ``Session.info`` key: the statement timeout (milliseconds) of the session's transactions
+STATEMENT_TIMEOUT_MS = "statement_timeout_ms"
+
+
+class BoundedSession(Session):
+    """A session whose every transaction begins with ``SET LOCAL statement_timeout`` (its
+    ``info[STATEMENT_TIMEOUT_MS]``): what an API request's transaction is."""
+
+
+@event.listens_for(BoundedSession, "after_begin")
+def _statement_timeout(session: Session, _: SessionTransaction, connection: Connection) -> None:
+    # on the connection's first use, so a request refused before any query costs no round trip
+    ms = int(session.info[STATEMENT_TIMEOUT_MS])
+    connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+
+
+def make_sessions(
+    engine: AsyncEngine, statement_timeout_s: float | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions of ``engine``; with ``statement_timeout_s``, each transaction's statements are
+    cancelled past it (SQLSTATE 57014, answered ``503 statement_timeout`` by
+    :func:`shared.http.install_error_handlers`): the API's sessions, never the consumers'."""
+    if statement_timeout_s is None:
+        return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=BoundedSession,
+        info={STATEMENT_TIMEOUT_MS: max(1, round(statement_timeout_s * 1000))},
+    )
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.db import ping
-from shared.retry import is_transient
+from shared.retry import QUERY_CANCELED, is_transient, sqlstate_in
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,10 @@ ERROR_MEANINGS: dict[int, str] = {
     413: "The body is too large",
     422: "The request is not valid: the code says why (`invalid_request`: the fields, in "
     "`errors`; `nul_character`: a NUL in the path or query)",
-    503: "A dependency (PostgreSQL, Kafka) is unavailable: retry after `Retry-After` seconds",
+    429: "Too many requests from this address, key or store (`rate_limited`): retry after "
+    "`Retry-After` seconds; `RateLimit-Policy` and `RateLimit` say the quota",
+    503: "A dependency (PostgreSQL, Kafka) is unavailable (`unavailable`), or a statement ran "
+    "past the request's time limit (`statement_timeout`): retry after `Retry-After` seconds",
 }
 
 
@@ -130,6 +133,9 @@ def is_unavailable(exc: BaseException) -> bool:
 
 #: seconds a client waits before it retries a 503
 RETRY_AFTER_S = 1
+#: seconds a client waits before it retries a request whose statement ran out of time (the
+#: same request is as costly the next time: not at once)
+STATEMENT_TIMEOUT_RETRY_AFTER_S = 5
 
 
 #: the methods a ``405`` may name in ``Allow`` (the ones the services route)
@@ -163,8 +169,9 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     ``422 invalid_request`` with the fields in ``errors``, and a body it cannot parse as
     ``422 invalid_body``; Starlette's own (unknown path, method not allowed) with their
     status; a database or broker that is unavailable (:func:`is_unavailable`) as ``503
-    unavailable`` with ``Retry-After``. A NUL character in the path or query string is
-    refused before routing (:class:`RefuseNul`)."""
+    unavailable`` with ``Retry-After``, and a statement cancelled by the request's
+    ``statement_timeout`` as ``503 statement_timeout`` with ``Retry-After``. A NUL character
+    in the path or query string is refused before routing (:class:`RefuseNul`)."""
     app.add_middleware(RefuseNul)
 
     async def _business(_: Request, exc: Exception) -> JSONResponse:
@@ -195,6 +202,17 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
         )
 
     async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if sqlstate_in(exc, QUERY_CANCELED):
+            log.warning("%s %s: statement timeout", request.method, request.url.path)
+            return JSONResponse(
+                error_body(
+                    "statement_timeout",
+                    "the request took longer than the database allows, retry later",
+                    retry_after_s=STATEMENT_TIMEOUT_RETRY_AFTER_S,
+                ),
+                status_code=503,
+                headers={"Retry-After": str(STATEMENT_TIMEOUT_RETRY_AFTER_S)},
+            )
         if not is_unavailable(exc):
             raise exc  # a bug: the server error middleware answers 500 and logs it
         log.warning("%s %s: unavailable: %r", request.method, request.url.path, exc)

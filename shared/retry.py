@@ -92,6 +92,18 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+#: SQLSTATE of a statement cancelled by ``statement_timeout`` (asyncpg's QueryCanceledError)
+QUERY_CANCELED = "57014"
+
+
+def sqlstate_in(exc: BaseException, state: str) -> bool:
+    """True when ``exc`` or what it wraps (SQLAlchemy's ``orig``, causes) has SQLSTATE
+    ``state``."""
+    return any(
+        (getattr(e, "sqlstate", None) or getattr(e, "pgcode", None)) == state for e in _causes(exc)
+    )
+
+
 def _verdict(e: BaseException) -> bool | None:
     if isinstance(e, Transient):
         return True

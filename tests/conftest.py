@@ -16,11 +16,17 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from shared.config import Settings
+from shared.limits import UNREACHED_LIMITS_ENV
 
 # The tests run on the development secrets: every Settings() they build and every service
 # process they start (which inherits the environment) is a development deployment.
 # `make test` exports the same; this covers `pytest` run alone.
 os.environ["ALLIANCE_ENV"] = "dev"
+# Rate limits and the statement timeout far above what any test does, unless the test is about
+# them (tests/shared/test_limits.py and the camp's limit test build their own): the fuzzers and
+# the suite's bursts must not meet a 429, nor a loaded machine's slow query a 503.
+for _name, _value in {**UNREACHED_LIMITS_ENV, "ALLIANCE_STATEMENT_TIMEOUT_S": "30"}.items():
+    os.environ.setdefault(_name, _value)
 
 # `pytester` runs small inner test files (the log guard's own test)
 pytest_plugins = ["pytester"]

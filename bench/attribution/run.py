@@ -40,6 +40,7 @@ from shared.config import KafkaConnection, Settings
 from shared.db import make_engine
 from shared.events import Click, OrderItem, OrderPlaced, Topic, encode
 from shared.kafka import end_offsets_of, make_producer
+from shared.limits import UNREACHED_LIMITS_ENV
 
 
 def workload(
@@ -267,6 +268,7 @@ async def measure(
     (port,) = [18502]
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
+        **UNREACHED_LIMITS_ENV,  # one load generator's address: measured, never refused
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_ATTRIBUTION_PORT": str(port),
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,

@@ -54,6 +54,7 @@ from shared.events import (
     encode,
 )
 from shared.kafka import end_offsets_of
+from shared.limits import UNREACHED_LIMITS_ENV
 
 
 def events(run: str, orders: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]]]:
@@ -189,6 +190,7 @@ async def main_async(settings: Settings, stack: orchestrate.Stack, orders: int) 
     port = 18503
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
+        **UNREACHED_LIMITS_ENV,  # one load generator's address: measured, never refused
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_COMMISSION_PORT": str(port),
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,

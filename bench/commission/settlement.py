@@ -42,6 +42,7 @@ from services.commission.admin.service import AdminService
 from services.commission.finance.repository import FinanceRepository
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
+from shared.limits import UNREACHED_LIMITS_ENV
 
 YEAR = datetime(2026, 1, 1, tzinfo=UTC)
 CHUNK = 50_000  # orders per COPY
@@ -188,6 +189,7 @@ async def commission_api(
     run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
+        **UNREACHED_LIMITS_ENV,  # one load generator's address: measured, never refused
         "ALLIANCE_COMMISSION_PORT": str(port),
         "ALLIANCE_DATABASE_URL": database_url,
         "ALLIANCE_TOPIC_PREFIX": f"bench-{name}-{uuid.uuid4().hex[:6]}-",

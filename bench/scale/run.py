@@ -42,6 +42,7 @@ from services.commission import models as cm
 from shared.config import KafkaConnection, Settings
 from shared.events import Topic
 from shared.kafka import consumer_group, end_offsets_of
+from shared.limits import UNREACHED_LIMITS_ENV
 
 PARTITIONS = 12
 
@@ -168,6 +169,7 @@ async def timed(
     names = [f"{service.name}-{i}" for i in range(workers)]
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
+        **UNREACHED_LIMITS_ENV,  # one load generator's address: measured, never refused
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_KAFKA_BOOTSTRAP": bench.kafka_bootstrap,
         "ALLIANCE_DATABASE_URL": bench.database_url,

@@ -26,6 +26,7 @@ from deploy import procs
 from deploy.stack import orchestrate
 from services.tracker.links import Link, LinkSigner
 from shared.config import REPO_ROOT, Settings
+from shared.limits import UNREACHED_LIMITS_ENV
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 
@@ -130,6 +131,7 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="bench-tracker-"))
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
+        **UNREACHED_LIMITS_ENV,  # one load generator's address: measured, never refused
         "ALLIANCE_KAFKA_BOOTSTRAP": stack.bootstrap,
         "ALLIANCE_TOPIC_PREFIX": prefix,
         "ALLIANCE_SPOOL_DIR": str(run_dir / "spool"),

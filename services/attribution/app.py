@@ -17,6 +17,7 @@ from shared.docs import service_app
 from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
+from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.service_runtime import BackgroundTasks, metrics_router
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = service_app("Alliance attribution", lifespan)  # /docs from local assets, no CDN
     app.state.service = service
     install_error_handlers(app)
+    install_limits(app, settings)  # only health and metrics here: the public quota
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(
         metrics_router(

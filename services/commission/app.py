@@ -42,6 +42,7 @@ from shared.db import make_engine, make_sessions
 from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
+from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, metrics_router
@@ -69,8 +70,15 @@ class Modules:
 
     @classmethod
     def wire(
-        cls, settings: Settings, clock: Clock, sessions: async_sessionmaker[AsyncSession]
+        cls,
+        settings: Settings,
+        clock: Clock,
+        sessions: async_sessionmaker[AsyncSession],
+        api_sessions: async_sessionmaker[AsyncSession] | None = None,
     ) -> Modules:
+        """``sessions`` for the background work, ``api_sessions`` (bounded by the statement
+        timeout) for what answers a request: the CSV exports read in sessions of their own."""
+        api = api_sessions or sessions
         channel = ChannelService()
         programs = ProgramService(clock, settings.attribution_window_days, channel)
         admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
@@ -82,8 +90,8 @@ class Modules:
             programs=programs,
             admin=admin,
             orders=orders,
-            finance=FinanceService(clock, orders, sessions, webhooks=webhooks),
-            reports=ReportService(clock, orders, programs, sessions),
+            finance=FinanceService(clock, orders, api, webhooks=webhooks),
+            reports=ReportService(clock, orders, programs, api),
             channel=channel,
             refresher=ProductRefresher(
                 sessions, clock, settings.product_refresh_interval_s, programs
@@ -188,9 +196,11 @@ def create_app(
     settings = settings or get_settings()
     settings.check_production()  # before anything connects: no service on dev secrets
     engine = make_engine(settings.database_url)
-    sessions = make_sessions(engine)
+    sessions = make_sessions(engine)  # the consumers', relay's and workers' (no time limit)
+    # every statement of an API request is cancelled past the statement timeout (503)
+    api_sessions = make_sessions(engine, settings.statement_timeout_s)
     tasks = BackgroundTasks()
-    modules = Modules.wire(settings, clock or SystemClock(), sessions)
+    modules = Modules.wire(settings, clock or SystemClock(), sessions, api_sessions)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -223,7 +233,7 @@ def create_app(
             await engine.dispose()
 
     app = service_app("Alliance commission", lifespan)  # /docs from local assets, no CDN
-    app.state.sessions = sessions
+    app.state.sessions = api_sessions
     app.state.settings = settings
     app.state.products = modules.refresher
     for name in (
@@ -238,6 +248,7 @@ def create_app(
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
+    install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.tracker.directory import RETRY_S, Directory, DirectoryFeed, EventIds
-from services.tracker.endpoints import router
+from services.tracker.endpoints import SIGNED_PATHS, router
 from services.tracker.errors import Unavailable
 from services.tracker.fastpath import TrackerApp
 from services.tracker.links import LinkSigner
@@ -32,6 +32,7 @@ from shared.config import Settings, get_settings
 from shared.docs import install_docs
 from shared.http import Check, error_body, health_router, install_error_handlers
 from shared.kafka import make_producer
+from shared.limits import install_limits
 from shared.periodic import Periodic, wait_or
 from shared.retry import Backoff
 from shared.service_runtime import BackgroundTasks
@@ -197,6 +198,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_docs(app)
     install_error_handlers(app)
+    # outermost; the click redirect's fast path charges the same limiter (redirect quota)
+    install_limits(app, settings, store_paths=SIGNED_PATHS, redirect_prefix="/r/")
 
     app.add_exception_handler(Unavailable, unavailable)
     app.include_router(health_router(readiness_checks(app, tasks)))

@@ -158,6 +158,10 @@ SIGNED = {
 }
 
 
+#: the storefront's signed ingestion routes (POST): rate-limited per store (shared.limits)
+SIGNED_PATHS = ("/v1/clicks", "/v1/events")
+
+
 def signed_request(body: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI of a store-signed request: the two headers and the raw JSON body it signs."""
     headers = [

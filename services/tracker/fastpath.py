@@ -3,7 +3,9 @@
 ``GET /r/{code}`` is the one request the tracker serves at volume; FastAPI's dependency
 solving, routing and middleware stack cost more than the redirect itself. :class:`TrackerApp`
 answers it directly with the same use case (:meth:`TrackerService.follow`) that the documented
-FastAPI route calls, and passes every other request to FastAPI.
+FastAPI route calls, and passes every other request to FastAPI. It charges the app's rate
+limiter itself (the ``redirect`` quota per client address, :mod:`shared.limits`): the
+middleware never sees this path.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from services.tracker.links import InvalidCode
 from services.tracker.quality import PREFETCH_HEADERS
 from services.tracker.service import TrackerService
 from shared.http import NUL_ERROR, has_nul
+from shared.limits import Caller, Limiter, answer_refusal, client_address
 
 log = logging.getLogger(__name__)
 _PREFIX = "/r/"
@@ -49,6 +52,13 @@ class TrackerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _redirect(self, scope: Scope, send: Send) -> None:
+        # the app's rate limit is middleware this path skips: the same quota, charged here
+        limiter: Limiter | None = getattr(self.state, "limiter", None)
+        if limiter is not None:
+            verdict = limiter.take(Caller.REDIRECT, client_address(scope))
+            if verdict is not None and not verdict.allowed:
+                await answer_refusal(send, verdict)
+                return
         if has_nul(scope):  # as the app's middleware (shared.http.RefuseNul) answers
             await _answer(send, 422, _JSON, _NUL)
             return

@@ -16,7 +16,18 @@ from shared.events import Ident
 from shared.http import errors
 from shared.money import fmt, from_minor
 
-router = APIRouter(tags=["camp"], responses=errors(422, 503))
+router = APIRouter(
+    tags=["camp"],
+    responses=errors(
+        (
+            422,
+            "The request is not valid (`invalid_request`, `bad_cursor`), or `q` has no run of "
+            "3 letters or digits (`query_too_short`)",
+        ),
+        429,
+        503,
+    ),
+)
 
 STATIC: Final = Path(__file__).resolve().parents[1] / "static"
 #: the page's Content-Security-Policy: only this origin's files, never framed
@@ -51,7 +62,13 @@ async def products(
     session: Session,
     camp: Camp,
     q: Annotated[
-        str | None, Query(min_length=1, max_length=100, description="keyword in the title")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=100,
+            description="keyword in the title: it must hold at least 3 letters or digits in "
+            "a row (else `422 query_too_short`)",
+        ),
     ] = None,
     category_id: Annotated[Ident | None, Query(description="only this category")] = None,
     cursor: Annotated[

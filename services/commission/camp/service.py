@@ -42,6 +42,7 @@ from services.commission.core.camp import (
     Interest,
     Kind,
     Profile,
+    check_keyword,
     multiplier,
     profile,
 )
@@ -163,7 +164,11 @@ class CampService:
         cursor: str | None,
         limit: int,
     ) -> CampResult:
-        """One page of the camp for ``visitor_id`` (None: the plain ranking)."""
+        """One page of the camp for ``visitor_id`` (None: the plain ranking). A keyword
+        without a run of 3 letters or digits is refused before any query (422
+        ``query_too_short``): no index can serve it."""
+        if q is not None:
+            check_keyword(q)
         now = self.clock.now()
         as_of, after = self._cursor(cursor, q, category_id, now) if cursor else (now, None)
         await CampRepository(session).plan_each_query()

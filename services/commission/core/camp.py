@@ -33,12 +33,15 @@ history, never on the page, so keyset pages stay exact).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final
+
+from services.commission.core.errors import QueryTooShort
 
 
 class Kind(StrEnum):
@@ -88,6 +91,19 @@ class Profile:
 
 
 NO_PROFILE: Final = Profile({}, {})
+
+#: the shortest run of letters or digits a keyword must hold: the title's trigram index
+#: serves a ``LIKE '%q%'`` only for a run of 3 (a shorter one would scan every product)
+MIN_KEYWORD_RUN: Final = 3
+_KEYWORD_RUN: Final = re.compile(rf"[^\W_]{{{MIN_KEYWORD_RUN},}}")
+
+
+def check_keyword(q: str) -> str:
+    """``q`` if it holds a run of :data:`MIN_KEYWORD_RUN` letters or digits (any script),
+    else :class:`QueryTooShort` (``422 query_too_short``)."""
+    if _KEYWORD_RUN.search(q) is None:
+        raise QueryTooShort(min_run=MIN_KEYWORD_RUN)
+    return q
 
 
 def _strongest(met: dict[str, tuple[int, datetime]], limit: int) -> dict[str, int]:

@@ -105,3 +105,9 @@ class EmptyRange(RangeError):
 
 class RangeTooLong(RangeError):
     code = "range_too_long"
+
+
+class QueryTooShort(ProgramError):
+    status_code = 422
+    code = "query_too_short"
+    default_message = "q must hold at least 3 letters or digits in a row"
