@@ -67,6 +67,8 @@ def _heap_opts() -> tuple[str, ...]:
     if not re.fullmatch(r"[1-9][0-9]*[mg]", heap):
         raise KafkaStackError(f"ALLIANCE_KAFKA_HEAP={heap!r}: expected a size such as 512m or 2g")
     return ("-Xms256m", f"-Xmx{heap}")
+
+
 JVM_OPTS = (
     "-XX:+UseG1GC",
     "-XX:MaxGCPauseMillis=20",

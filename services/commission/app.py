@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.admin.endpoints import router as admin_router
 from services.commission.admin.service import OUTBOX, AdminService
+from services.commission.audit.endpoints import router as audit_router
+from services.commission.audit.service import AuditService
 from services.commission.camp.endpoints import router as camp_router
 from services.commission.camp.service import CURSOR_PURPOSE as CAMP_CURSORS
 from services.commission.camp.service import CampService
@@ -65,6 +67,7 @@ class Modules:
     webhooks: WebhookService
     webhook_worker: DeliveryWorker
     camp: CampService
+    audit: AuditService
 
     @classmethod
     def wire(
@@ -101,6 +104,7 @@ class Modules:
                 VisitorCookies(settings.secret_key),
                 Sealer(settings.secret_key, CAMP_CURSORS),
             ),
+            audit=AuditService(clock, sessions),
         )
 
 
@@ -226,6 +230,7 @@ def create_app(
         "reports",
         "webhooks",
         "camp",
+        "audit",
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
@@ -251,6 +256,7 @@ def create_app(
         channel_router,
         webhooks_router,
         camp_router,
+        audit_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

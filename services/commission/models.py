@@ -9,6 +9,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -401,6 +402,30 @@ webhook_deliveries = Table(
         "id",
         postgresql_where=text("status = 'pending'"),
     ),
+)
+
+#: The audit log: every change made through the APIs, appended in the transaction of the change
+#: (:mod:`services.commission.core.audit`); a trigger refuses UPDATE, DELETE and TRUNCATE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_role", String(16), nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("client_address", String(64)),
+    Column("user_agent", String(512)),
+    Column("request_id", String(64)),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(300), nullable=False),
+    #: whose data changed (``store:<id>``, ``affiliate:<id>``, ``finance:<id>``), if anyone's
+    Column("tenant", String(140)),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Column("changed", JSONB, nullable=False, server_default=text("'[]'")),
+    Index("ix_audit_log_tenant", "tenant", "id"),
+    Index("ix_audit_log_actor_role", "actor_role", "id"),
+    Index("ix_audit_log_at", "at"),
 )
 
 consumer_offsets = offsets_table(metadata)
