@@ -18,7 +18,7 @@ from shared.events import Topic
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
-from shared.service_runtime import BackgroundTasks, metrics_router
+from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = service_app("Alliance attribution", lifespan)  # /docs from local assets, no CDN
     app.state.service = service
     install_error_handlers(app)
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(
         metrics_router(

@@ -45,7 +45,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.outbox import service_relay
 from shared.sealed import Sealer
-from shared.service_runtime import BackgroundTasks, metrics_router
+from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
 
 STATIC = Path(__file__).parent / "static"
@@ -234,6 +234,7 @@ def create_app(
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(

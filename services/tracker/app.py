@@ -34,7 +34,7 @@ from shared.http import Check, error_body, health_router, install_error_handlers
 from shared.kafka import make_producer
 from shared.periodic import Periodic, wait_or
 from shared.retry import Backoff
-from shared.service_runtime import BackgroundTasks
+from shared.service_runtime import BackgroundTasks, install_private_metrics
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +197,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_docs(app)
     install_error_handlers(app)
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
 
     app.add_exception_handler(Unavailable, unavailable)
     app.include_router(health_router(readiness_checks(app, tasks)))
