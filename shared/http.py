@@ -225,7 +225,8 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     ``422 invalid_body``; Starlette's own (unknown path, method not allowed) with their
     status; a database or broker that is unavailable (:func:`is_unavailable`) as ``503
     unavailable`` with ``Retry-After``. A NUL character in the path or query string is
-    refused before routing (:class:`RefuseNul`)."""
+    refused before routing (:class:`RefuseNul`); every HTML answer carries the page policy
+    (:class:`PagePolicy`) and every answer a request id (:class:`RequestIds`)."""
     app.add_middleware(RefuseNul)
     app.add_middleware(PagePolicy)
     # outermost: even a refused request (NUL, 413) and its error answer carry the id
