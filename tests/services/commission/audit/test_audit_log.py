@@ -347,3 +347,38 @@ class TestCsv:
         assert "als_" not in resp.text
         mine = await c.client.get("/v1/audit", headers={**keys["s1"], "Accept": "text/csv"})
         assert len(list(csv.DictReader(io.StringIO(mine.text)))) == 2
+
+
+class TestNoChangeEscapesTheLog:
+    def test_every_changing_route_of_the_commission_api_records_to_the_audit_log(self) -> None:
+        """The guard of the class: a new POST, PUT, PATCH or DELETE route that does not take
+        the request's audit trail fails here (reads are exempt by their method)."""
+        from fastapi.dependencies.models import Dependant
+        from fastapi.routing import APIRoute
+
+        from services.commission.app import create_app
+        from services.commission.deps import get_audit
+
+        def flat(routes: list[Any]) -> list[APIRoute]:
+            """The API routes, those of included routers too (kept as they were included)."""
+            out: list[APIRoute] = []
+            for r in routes:
+                if isinstance(r, APIRoute):
+                    out.append(r)
+                elif hasattr(r, "original_router"):
+                    out += flat(r.original_router.routes)
+            return out
+
+        def calls(dependant: Dependant) -> set[object]:
+            found = {dependant.call}
+            for sub in dependant.dependencies:
+                found |= calls(sub)
+            return found
+
+        app = create_app(Settings(), consume=False)
+        changing = [r for r in flat(app.routes) if r.methods & {"POST", "PUT", "PATCH", "DELETE"}]
+        assert len(changing) >= 30  # admin 5, program 12, finance 2, webhooks 3 × 5
+        missing = [
+            f"{sorted(r.methods)} {r.path}" for r in changing if get_audit not in calls(r.dependant)
+        ]
+        assert missing == []
