@@ -8,7 +8,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -348,8 +348,13 @@ class CachedReadiness:
         checks: dict[str, Check],
         max_age_s: float = READINESS_MAX_AGE_S,
         now: Callable[[], float] = time.monotonic,
+        live: Collection[str] = (),
     ) -> None:
-        self.checks = checks
+        self.checks = {n: c for n, c in checks.items() if n not in live}
+        #: checks of the process's own state (no round trip): run for every caller, so a
+        #: worker that died shows at once
+        self.live = {n: c for n, c in checks.items() if n in live}
+        self.order = list(checks)
         self.max_age_s = max_age_s
         self.now = now
         self.runs = 0  # how many times the checks ran (the tests count them)
@@ -361,21 +366,29 @@ class CachedReadiness:
         return self._at is not None and self.now() - self._at <= self.max_age_s
 
     async def result(self) -> tuple[dict[str, str], dict[str, str]]:
-        """``(name → "ok" | "error", name → reason to show)``, at most ``max_age_s`` old."""
+        """``(name → "ok" | "error", name → reason to show)``: the dependencies' at most
+        ``max_age_s`` old, the process's own (``live``) as of now."""
+        cached = await self._cached()
+        fresh = await self._run(self.live) if self.live else ({}, {})
+        results = {**cached[0], **fresh[0]}
+        return {n: results[n] for n in self.order}, {**cached[1], **fresh[1]}
+
+    async def _cached(self) -> tuple[dict[str, str], dict[str, str]]:
         if self._fresh():
             return self._result
         async with self._lock:
             if not self._fresh():  # another caller may have checked while this one waited
                 started = self.now()
-                self._result = await self._run()
+                self._result = await self._run(self.checks)
                 self._at = started
                 self.runs += 1
             return self._result
 
-    async def _run(self) -> tuple[dict[str, str], dict[str, str]]:
+    @staticmethod
+    async def _run(checks: dict[str, Check]) -> tuple[dict[str, str], dict[str, str]]:
         results: dict[str, str] = {}
         reasons: dict[str, str] = {}
-        for name, check in self.checks.items():
+        for name, check in checks.items():
             try:
                 async with asyncio.timeout(CHECK_TIMEOUT_S):
                     await check()
@@ -390,11 +403,16 @@ class CachedReadiness:
         return results, reasons
 
 
-def health_router(checks: dict[str, Check]) -> APIRouter:
+#: readiness checks of the process's own state, cheap: never cached
+LIVE_CHECKS = ("workers",)
+
+
+def health_router(checks: dict[str, Check], *, live: Collection[str] = LIVE_CHECKS) -> APIRouter:
     """``/healthz``: the process is up. ``/readyz``: every named dependency answers (from a
-    :class:`CachedReadiness`: at most one run of the checks per second)."""
+    :class:`CachedReadiness`: at most one run of the dependency checks per second; the
+    ``live`` checks of the process's own state on every call)."""
     router = APIRouter(tags=["health"])
-    readiness = CachedReadiness(checks)
+    readiness = CachedReadiness(checks, live=live)
 
     @router.get("/healthz", summary="The process is up", response_model=Health)
     async def healthz() -> dict[str, str]:

@@ -200,6 +200,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_private_metrics(app, settings)  # /metrics on its own port, never public
 
     app.add_exception_handler(Unavailable, unavailable)
-    app.include_router(health_router(readiness_checks(app, tasks)))
+    # the directory's state is the process's own: checked on every call, like the workers
+    app.include_router(health_router(readiness_checks(app, tasks), live=("directory", "workers")))
     app.include_router(router)
     return app

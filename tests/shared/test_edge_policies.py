@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from shared.config import Settings
 from shared.docs import service_app
-from shared.http import CachedReadiness, health_router, install_error_handlers
+from shared.http import CachedReadiness, NotReady, health_router, install_error_handlers
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
@@ -148,6 +148,27 @@ class TestCachedReadiness:
             answers = await asyncio.gather(*(c.get("/readyz") for _ in range(200)))
         assert {a.status_code for a in answers} == {200}
         assert calls == 1
+
+    async def test_the_process_own_checks_are_never_cached(self) -> None:
+        """A worker that died shows at the next call; the database is still asked once."""
+        database_calls = 0
+        worker_dead = False
+
+        async def database() -> None:
+            nonlocal database_calls
+            database_calls += 1
+
+        async def workers() -> None:
+            if worker_dead:
+                raise NotReady("consumer failed")
+
+        readiness = CachedReadiness({"postgres": database, "workers": workers}, live=("workers",))
+        assert await readiness.result() == ({"postgres": "ok", "workers": "ok"}, {})
+        worker_dead = True
+        results, reasons = await readiness.result()
+        assert results == {"postgres": "ok", "workers": "error"}
+        assert reasons == {"workers": "consumer failed"}
+        assert database_calls == 1
 
     async def test_a_failure_is_reported_to_every_caller_of_that_second(self) -> None:
         async def down() -> None:
