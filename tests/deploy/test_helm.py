@@ -401,3 +401,16 @@ def test_a_managed_kafkas_sasl_login_and_ca_reach_every_container(helm: Path) ->
             }
             mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
             assert mounts["kafka-ca"] == "/etc/alliance/ca"
+
+
+def test_a_metrics_token_comes_from_the_named_secret(helm: Path) -> None:
+    docs = render(helm, sets=("metrics.tokenSecret.name=m-secret",))
+    for deployment in of(docs, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert env_of(container)["ALLIANCE_METRICS_TOKEN"] == {
+            "secretKeyRef": {"name": "m-secret", "key": "ALLIANCE_METRICS_TOKEN"}
+        }
+    default = render(helm)
+    for deployment in of(default, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "ALLIANCE_METRICS_TOKEN" not in env_of(container)
