@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
@@ -47,6 +49,8 @@ def _refused(settings: Settings) -> bool:
 
 def _serve(name: str, settings: Settings) -> int:
     import uvicorn
+    import uvloop
+    from uvicorn.importer import import_from_string
 
     if _refused(settings):  # the app factory refuses too; this says it without a traceback
         return 2
@@ -57,18 +61,45 @@ def _serve(name: str, settings: Settings) -> int:
     # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
     gc.set_threshold(50_000, 20, 20)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(
-        target,
-        factory=True,
-        host=settings.host,
-        port=getattr(settings, port_attr),
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=30,
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "timeout_graceful_shutdown": 30,
+    }
+    if settings.metrics_port is None:
+        uvicorn.run(
+            target, factory=True, host=settings.host, port=getattr(settings, port_attr), **options
+        )
+        return 0
+    # /metrics on a listener of its own (ALLIANCE_METRICS_HOST, by default loopback): one
+    # process, one app, two servers; the public one runs the lifespan and the shutdown
+    app = import_from_string(target)()
+    public = uvicorn.Server(
+        uvicorn.Config(app, host=settings.host, port=getattr(settings, port_attr), **options)
     )
+    metrics = uvicorn.Server(
+        uvicorn.Config(
+            app.state.metrics,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            lifespan="off",
+            **options,
+        )
+    )
+
+    async def both() -> None:
+        listener = asyncio.create_task(metrics.serve())
+        try:
+            await public.serve()
+        finally:
+            metrics.should_exit = True
+            await listener
+
+    uvloop.run(both())
+    return 0
     return 0
 
 
@@ -80,9 +111,14 @@ def _services(args: argparse.Namespace, settings: Settings) -> int:
         if _refused(settings):  # the services inherit this environment: they would refuse it
             return 2
         pids = {}
-        for name, (_, port_attr) in SERVICES.items():
-            pids[name] = pid = procs.start(name, [name], run_dir)
-            print(f"{name:12} pid {pid}  http://{settings.host}:{getattr(settings, port_attr)}")
+        for i, (name, (_, port_attr)) in enumerate(SERVICES.items()):
+            env, metrics = {}, ""
+            if settings.metrics_port is not None:  # one listener per service: base port + i
+                env["ALLIANCE_METRICS_PORT"] = str(settings.metrics_port + i)
+                metrics = f"  metrics http://{settings.metrics_host}:{settings.metrics_port + i}"
+            pids[name] = pid = procs.start(name, [name], run_dir, env)
+            url = f"http://{settings.host}:{getattr(settings, port_attr)}"
+            print(f"{name:12} pid {pid}  {url}{metrics}")
         for name, (_, port_attr) in SERVICES.items():
             url = f"http://{settings.host}:{getattr(settings, port_attr)}/readyz"
             try:

@@ -115,6 +115,21 @@ class Settings(BaseSettings):
     attribution_port: int = 8002
     commission_port: int = 8003
     host: str = Field("127.0.0.1", description="Address the HTTP services bind")
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the separate /metrics listener binds (never public)"
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Port of a separate /metrics listener; when set, the public port answers "
+        "/metrics with 404 (unset: /metrics stays on the public port, for development)",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="When set, /metrics answers only `Authorization: Bearer <token>` (401 "
+        "otherwise), on whichever port serves it",
+    )
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         description="Proxies trusted to set X-Forwarded-For/-Proto (the client address that "

@@ -9,6 +9,9 @@ under ``/docs/static``. Create the app with ``docs_url=None, redoc_url=None`` an
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,29 @@ from fastapi.staticfiles import StaticFiles
 #: ``swagger-ui.css``, ``favicon.png``)
 SWAGGER_ASSETS = Path(str(files("fastapi_offline") / "static"))
 STATIC_URL = "/docs/static"
+#: a ``<script>`` element without ``src``: Swagger UI's page starts the UI inline
+_INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)
+
+
+def page_policy(html: str) -> str:
+    """The Content-Security-Policy of a generated page: this origin's files, and the page's
+    own inline scripts by their SHA-256 (no other inline script can run), Swagger UI's
+    inline styles, never framed (``frame-ancestors 'none'``)."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+        for body in _INLINE_SCRIPT.findall(html)
+    )
+    return (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    )
+
+
+def with_policy(page: HTMLResponse) -> HTMLResponse:
+    """``page`` with the policy of its own inline scripts (:func:`page_policy`)."""
+    page.headers["Content-Security-Policy"] = page_policy(bytes(page.body).decode())
+    return page
 
 
 def service_app(title: str, lifespan: Any) -> FastAPI:
@@ -41,16 +67,18 @@ def install_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=oauth2_redirect,
-            swagger_js_url=f"{STATIC_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{STATIC_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{STATIC_URL}/favicon.png",
-            swagger_ui_parameters=app.swagger_ui_parameters,
+        return with_policy(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{app.title} - Swagger UI",
+                oauth2_redirect_url=oauth2_redirect,
+                swagger_js_url=f"{STATIC_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{STATIC_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{STATIC_URL}/favicon.png",
+                swagger_ui_parameters=app.swagger_ui_parameters,
+            )
         )
 
     @app.get(oauth2_redirect, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return with_policy(get_swagger_ui_oauth2_redirect_html())

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -18,9 +21,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Mount
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import ping
 from shared.retry import QUERY_CANCELED, is_transient, sqlstate_in
@@ -122,6 +126,88 @@ class RefuseNul:
         await self.app(scope, receive, send)
 
 
+#: the header that names a request, end to end (the proxy's, the client's, or ours)
+REQUEST_ID_HEADER = "X-Request-Id"
+#: a request id taken from the client as it is: printable, short, no spaces or quotes (a
+#: longer or stranger one is replaced, so it cannot forge log lines or fill the audit log)
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,64}$")
+
+
+def request_id(scope: Scope) -> str | None:
+    """The id :class:`RequestIds` gave the request (None outside of it)."""
+    state = scope.get("state") or {}
+    found = state.get("request_id") if isinstance(state, dict) else None
+    return found if isinstance(found, str) else None
+
+
+class RequestIds:
+    """ASGI middleware: every HTTP request has an id, the client's ``X-Request-Id`` when it is
+    sane (:data:`SANE_REQUEST_ID`), else a new UUID; it is kept in the request's state (the
+    audit log and the logs read it, :func:`request_id`) and returned in the answer's
+    ``X-Request-Id``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope.get("headers") or []:
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+                break
+        rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+#: the policy of every HTML page (Swagger UI, the dashboard, the camp): scripts, styles,
+#: images and requests only from this origin, no plugins, no base or form target elsewhere,
+#: and never framed (clickjacking)
+PAGE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+class PagePolicy:
+    """ASGI middleware: every HTML answer (a route's, a static file's, an error page's)
+    carries :data:`PAGE_CSP` (with ``frame-ancestors 'none'``), ``X-Frame-Options: DENY``
+    for browsers without CSP 2 and ``X-Content-Type-Options: nosniff``, unless the route set
+    a stricter ``Content-Security-Policy`` of its own. JSON and CSV answers get
+    ``nosniff`` only: no browser renders them as a page."""
+
+    def __init__(self, app: ASGIApp, policy: str = PAGE_CSP) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                kind = headers.get("content-type", "").lower()
+                if kind.startswith(("text/html", "application/xhtml")):
+                    headers.setdefault("Content-Security-Policy", self.policy)
+                    headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        await self.app(scope, receive, send_with_policy)
+
+
 #: SQLSTATEs of a database that is going away, starting up or asks for a retry
 def is_unavailable(exc: BaseException) -> bool:
     """True for a failure that is a dependency's or the network's state, not the request's
@@ -171,8 +257,13 @@ def install_error_handlers(app: FastAPI, *business: type[Exception]) -> None:
     status; a database or broker that is unavailable (:func:`is_unavailable`) as ``503
     unavailable`` with ``Retry-After``, and a statement cancelled by the request's
     ``statement_timeout`` as ``503 statement_timeout`` with ``Retry-After``. A NUL character
-    in the path or query string is refused before routing (:class:`RefuseNul`)."""
+    in the path or query string is refused before routing (:class:`RefuseNul`); every HTML
+    answer carries the page policy (:class:`PagePolicy`) and every answer a request id
+    (:class:`RequestIds`)."""
     app.add_middleware(RefuseNul)
+    app.add_middleware(PagePolicy)
+    # outermost: even a refused request (NUL, 413) and its error answer carry the id
+    app.add_middleware(RequestIds)
 
     async def _business(_: Request, exc: Exception) -> JSONResponse:
         e: Any = exc
@@ -289,9 +380,86 @@ class Readiness(BaseModel):
     reasons: dict[str, str] = Field(default_factory=dict)
 
 
-def health_router(checks: dict[str, Check]) -> APIRouter:
-    """``/healthz``: the process is up. ``/readyz``: every named dependency answers."""
+#: how old a readiness answer may be: anonymous callers share one check per this many seconds
+READINESS_MAX_AGE_S = 1.0
+
+
+class CachedReadiness:
+    """The readiness checks, run at most once per :data:`READINESS_MAX_AGE_S` whatever the
+    number of callers: ``/readyz`` is anonymous, so a flood of probes must not become a flood
+    of database round trips. Callers that arrive while a check runs wait for its result
+    (single flight); an answer is never older than ``max_age_s``."""
+
+    def __init__(
+        self,
+        checks: dict[str, Check],
+        max_age_s: float = READINESS_MAX_AGE_S,
+        now: Callable[[], float] = time.monotonic,
+        live: Collection[str] = (),
+    ) -> None:
+        self.checks = {n: c for n, c in checks.items() if n not in live}
+        #: checks of the process's own state (no round trip): run for every caller, so a
+        #: worker that died shows at once
+        self.live = {n: c for n, c in checks.items() if n in live}
+        self.order = list(checks)
+        self.max_age_s = max_age_s
+        self.now = now
+        self.runs = 0  # how many times the checks ran (the tests count them)
+        self._lock = asyncio.Lock()
+        self._at: float | None = None
+        self._result: tuple[dict[str, str], dict[str, str]] = ({}, {})
+
+    def _fresh(self) -> bool:
+        return self._at is not None and self.now() - self._at <= self.max_age_s
+
+    async def result(self) -> tuple[dict[str, str], dict[str, str]]:
+        """``(name → "ok" | "error", name → reason to show)``: the dependencies' at most
+        ``max_age_s`` old, the process's own (``live``) as of now."""
+        cached = await self._cached()
+        fresh = await self._run(self.live) if self.live else ({}, {})
+        results = {**cached[0], **fresh[0]}
+        return {n: results[n] for n in self.order}, {**cached[1], **fresh[1]}
+
+    async def _cached(self) -> tuple[dict[str, str], dict[str, str]]:
+        if self._fresh():
+            return self._result
+        async with self._lock:
+            if not self._fresh():  # another caller may have checked while this one waited
+                started = self.now()
+                self._result = await self._run(self.checks)
+                self._at = started
+                self.runs += 1
+            return self._result
+
+    @staticmethod
+    async def _run(checks: dict[str, Check]) -> tuple[dict[str, str], dict[str, str]]:
+        results: dict[str, str] = {}
+        reasons: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_S):
+                    await check()
+                results[name] = "ok"
+            except NotReady as exc:
+                log.warning("readiness check %s: %s", name, exc)
+                results[name] = "error"
+                reasons[name] = str(exc)
+            except Exception as exc:  # every failure is reported, not raised
+                log.warning("readiness check %s failed: %r", name, exc)
+                results[name] = "error"
+        return results, reasons
+
+
+#: readiness checks of the process's own state, cheap: never cached
+LIVE_CHECKS = ("workers",)
+
+
+def health_router(checks: dict[str, Check], *, live: Collection[str] = LIVE_CHECKS) -> APIRouter:
+    """``/healthz``: the process is up. ``/readyz``: every named dependency answers (from a
+    :class:`CachedReadiness`: at most one run of the dependency checks per second; the
+    ``live`` checks of the process's own state on every call)."""
     router = APIRouter(tags=["health"])
+    readiness = CachedReadiness(checks, live=live)
 
     @router.get("/healthz", summary="The process is up", response_model=Health)
     async def healthz() -> dict[str, str]:
@@ -309,21 +477,9 @@ def health_router(checks: dict[str, Check]) -> APIRouter:
         can hold addresses, user names or SQL; the reason goes to the log) — except a
         :class:`NotReady` reason, which is written to be shown (e.g. a consumer that stopped
         a partition at its dead-letter limit). A check that takes longer than
-        :data:`CHECK_TIMEOUT_S` has failed."""
-        results: dict[str, str] = {}
-        reasons: dict[str, str] = {}
-        for name, check in checks.items():
-            try:
-                async with asyncio.timeout(CHECK_TIMEOUT_S):
-                    await check()
-                results[name] = "ok"
-            except NotReady as exc:
-                log.warning("readiness check %s: %s", name, exc)
-                results[name] = "error"
-                reasons[name] = str(exc)
-            except Exception as exc:  # every failure is reported, not raised
-                log.warning("readiness check %s failed: %r", name, exc)
-                results[name] = "error"
+        :data:`CHECK_TIMEOUT_S` has failed. The answer is at most
+        :data:`READINESS_MAX_AGE_S` old (:class:`CachedReadiness`)."""
+        results, reasons = await readiness.result()
         failed = [name for name, result in results.items() if result != "ok"]
         return JSONResponse(
             {

@@ -1,9 +1,11 @@
 """Running a service's long-lived work (consumers, relays) inside its lifespan: start, watch,
-restart what dies, stop gracefully; and the counters they expose on ``GET /metrics``."""
+restart what dies, stop gracefully; and the counters they expose on ``GET /metrics``, served
+on a port of its own (:class:`MetricsListener`), never on the public one."""
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -11,9 +13,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.config import Settings
 from shared.http import NotReady
 from shared.periodic import Periodic, Step, wait_or
 from shared.retry import Backoff
@@ -256,3 +260,82 @@ def metrics_router(
         return metrics_text(consumers(), relays(), tasks)
 
     return router
+
+
+#: the path of the Prometheus text, on the metrics listener (or the public port in development)
+METRICS_PATH = "/metrics"
+#: set in a request's scope by :class:`MetricsListener`: it came in on the private port
+_VIA_LISTENER = "alliance.metrics_listener"
+
+
+def _bearer_matches(scope: Scope, token: str) -> bool:
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization":
+            scheme, _, given = value.decode("latin-1").partition(" ")
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                given.strip().encode(), token.encode()
+            )
+    return False
+
+
+class PrivateMetrics:
+    """ASGI middleware of every service's public app: ``/metrics`` is not served on the
+    public port when a separate listener is configured (``ALLIANCE_METRICS_PORT``: 404, as
+    if it did not exist), and answers only the metrics token when one is set
+    (``ALLIANCE_METRICS_TOKEN``: 401). A request that came through the
+    :class:`MetricsListener` passed these checks there."""
+
+    def __init__(self, app: ASGIApp, *, separate: bool, token: str | None) -> None:
+        self.app = app
+        self.separate = separate
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        public = scope["type"] == "http" and not scope.get(_VIA_LISTENER)
+        if public and scope["path"].rstrip("/") == METRICS_PATH:
+            if self.separate:
+                await PlainTextResponse("not found\n", 404)(scope, receive, send)
+                return
+            if self.token is not None and not _bearer_matches(scope, self.token):
+                await _unauthorized(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _unauthorized(scope: Scope, receive: Receive, send: Send) -> None:
+    response = PlainTextResponse(
+        "unauthorized\n", 401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'}
+    )
+    await response(scope, receive, send)
+
+
+class MetricsListener:
+    """The ASGI app of the separate metrics port (``ALLIANCE_METRICS_HOST``:
+    ``ALLIANCE_METRICS_PORT``): ``GET /metrics`` of the service's app, with the metrics token
+    when one is set (401 otherwise), and nothing else (404). Served without a lifespan: the
+    public server runs the app's."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan, no websocket: the public server owns the app's lifespan
+        if scope["path"].rstrip("/") != METRICS_PATH or scope["method"] not in ("GET", "HEAD"):
+            await PlainTextResponse("not found\n", 404)(scope, receive, send)
+            return
+        if self.token is not None and not _bearer_matches(scope, self.token):
+            await _unauthorized(scope, receive, send)
+            return
+        await self.app({**scope, _VIA_LISTENER: True}, receive, send)
+
+
+def install_private_metrics(app: FastAPI, settings: Settings) -> MetricsListener:
+    """Keep the app's ``/metrics`` off the public port (:class:`PrivateMetrics`) and return
+    the app of the metrics port (:class:`MetricsListener`), kept as ``app.state.metrics``."""
+    token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    app.add_middleware(PrivateMetrics, separate=settings.metrics_port is not None, token=token)
+    listener = MetricsListener(app, token)
+    app.state.metrics = listener
+    return listener

@@ -33,6 +33,7 @@ CONTRACTS = [
 ]
 COMMISSION_MODULES = (
     "admin",
+    "audit",
     "camp",
     "channel",
     "finance",

@@ -19,7 +19,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
-from shared.service_runtime import BackgroundTasks, metrics_router
+from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = service_app("Alliance attribution", lifespan)  # /docs from local assets, no CDN
     app.state.service = service
     install_error_handlers(app)
-    install_limits(app, settings)  # only health and metrics here: the public quota
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
+    install_limits(app, settings)  # only health here: the public quota
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(
         metrics_router(

@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.admin.endpoints import router as admin_router
 from services.commission.admin.service import OUTBOX, AdminService
+from services.commission.audit.endpoints import router as audit_router
+from services.commission.audit.service import AuditService
 from services.commission.camp.endpoints import router as camp_router
 from services.commission.camp.service import CURSOR_PURPOSE as CAMP_CURSORS
 from services.commission.camp.service import CampService
@@ -45,7 +47,7 @@ from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.sealed import Sealer
-from shared.service_runtime import BackgroundTasks, metrics_router
+from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
 
 STATIC = Path(__file__).parent / "static"
@@ -67,6 +69,7 @@ class Modules:
     webhooks: WebhookService
     webhook_worker: DeliveryWorker
     camp: CampService
+    audit: AuditService
 
     @classmethod
     def wire(
@@ -116,6 +119,7 @@ class Modules:
                 VisitorCookies(settings.secret_key),
                 Sealer(settings.secret_key, CAMP_CURSORS),
             ),
+            audit=AuditService(clock, sessions),
         )
 
 
@@ -245,9 +249,11 @@ def create_app(
         "reports",
         "webhooks",
         "camp",
+        "audit",
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
     install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
@@ -271,6 +277,7 @@ def create_app(
         channel_router,
         webhooks_router,
         camp_router,
+        audit_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

@@ -13,8 +13,10 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.admin.service import AdminService
+from services.commission.audit.service import AuditService, AuditTrail
 from services.commission.camp.service import CampService
 from services.commission.channel.service import ChannelService
+from services.commission.core.audit import Actor, Origin, Role
 from services.commission.errors import EmptyTimeRange, Forbidden, Unauthorized
 from services.commission.finance.service import FinanceService
 from services.commission.orders.service import OrderService
@@ -22,7 +24,7 @@ from services.commission.program.service import ProgramService
 from services.commission.reports.service import ReportService
 from services.commission.webhooks.service import WEBHOOKS_DUE
 from shared.events import Ident, IsoDatetime, PrincipalId
-from shared.http import Bearer, bearer_token
+from shared.http import Bearer, bearer_token, request_id
 from shared.secrets import PrincipalKind
 
 # -- parameters: what an id, a time or a row number may be, checked before any query ---------
@@ -203,3 +205,27 @@ Finance = Annotated[FinanceService, Depends(get_finance)]
 Reports = Annotated[ReportService, Depends(get_reports)]
 Channel = Annotated[ChannelService, Depends(get_channel)]
 Camp = Annotated[CampService, Depends(get_camp)]
+
+
+async def get_audit_log(request: Request) -> AuditService:
+    log: AuditService = request.app.state.audit
+    return log
+
+
+AuditLog = Annotated[AuditService, Depends(get_audit_log)]
+
+
+async def get_audit(request: Request, caller: Caller, session: Session) -> AuditTrail:
+    """The request's audit trail: its entries are written in the request's transaction, with
+    the caller, its address (as the proxy-aware edge resolved it), user agent and request id."""
+    log: AuditService = request.app.state.audit
+    origin = Origin(
+        address=request.client.host if request.client else None,
+        user_agent=request.headers.get("user-agent"),
+        request_id=request_id(request.scope),
+    )
+    return log.trail(session, Actor(Role(caller.kind), caller.id), origin)
+
+
+#: what a changing route records its change to (one entry per change, before and after)
+Audit = Annotated[AuditTrail, Depends(get_audit)]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     Numeric,
@@ -447,6 +448,30 @@ webhook_attempts = Table(
     #: the first 1 KiB of the answer's body (decoded as UTF-8, bad bytes replaced)
     Column("response_body", String(1024)),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+#: The audit log: every change made through the APIs, appended in the transaction of the change
+#: (:mod:`services.commission.core.audit`); a trigger refuses UPDATE, DELETE and TRUNCATE.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_role", String(16), nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("client_address", String(64)),
+    Column("user_agent", String(512)),
+    Column("request_id", String(64)),
+    Column("kind", String(64), nullable=False),
+    Column("subject", String(300), nullable=False),
+    #: whose data changed (``store:<id>``, ``affiliate:<id>``, ``finance:<id>``), if anyone's
+    Column("tenant", String(140)),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Column("changed", JSONB, nullable=False, server_default=text("'[]'")),
+    Index("ix_audit_log_tenant", "tenant", "id"),
+    Index("ix_audit_log_actor_role", "actor_role", "id"),
+    Index("ix_audit_log_at", "at"),
 )
 
 consumer_offsets = offsets_table(metadata)

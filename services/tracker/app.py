@@ -35,7 +35,7 @@ from shared.kafka import make_producer
 from shared.limits import install_limits
 from shared.periodic import Periodic, wait_or
 from shared.retry import Backoff
-from shared.service_runtime import BackgroundTasks
+from shared.service_runtime import BackgroundTasks, install_private_metrics
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +198,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     )
     install_docs(app)
     install_error_handlers(app)
+    install_private_metrics(app, settings)  # /metrics on its own port, never public
     # outermost; the click redirect's fast path charges the same limiter (redirect quota)
     install_limits(app, settings, store_paths=SIGNED_PATHS, redirect_prefix="/r/")
 
     app.add_exception_handler(Unavailable, unavailable)
-    app.include_router(health_router(readiness_checks(app, tasks)))
+    # the directory's state is the process's own: checked on every call, like the workers
+    app.include_router(health_router(readiness_checks(app, tasks), live=("directory", "workers")))
     app.include_router(router)
     return app

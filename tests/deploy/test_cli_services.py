@@ -106,3 +106,37 @@ async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
         log = (run_dir / f"{name}.log").read_text()
         assert "Application shutdown complete" in log, log[-2000:]
         assert "Traceback" not in log, log[-4000:]
+
+
+async def test_metrics_are_served_on_their_own_port_never_on_the_public_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """``alliance tracker`` with ``ALLIANCE_METRICS_PORT``: two listeners in one process; the
+    public port answers ``/metrics`` with 404, the metrics port only with the token; both stop
+    on SIGTERM."""
+    public, private = free_ports(2)
+    s = settings.model_copy(update={"tracker_port": public, "spool_dir": tmp_path / "spool"})
+    env = service_env(s) | {
+        "ALLIANCE_METRICS_PORT": str(private),
+        "ALLIANCE_METRICS_TOKEN": "m-tok",
+    }
+    run_dir = tmp_path / "run"
+    pid = procs.start("tracker", ["tracker"], run_dir, env)
+    try:
+        procs.wait_ready(f"http://127.0.0.1:{public}/healthz", timeout_s=60)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{public}/metrics")).status_code == 404
+            metrics = f"http://127.0.0.1:{private}/metrics"
+            assert (await client.get(metrics)).status_code == 401
+            found = await client.get(metrics, headers={"Authorization": "Bearer m-tok"})
+            assert found.status_code == 200
+            assert "alliance_tracker_spool_bytes" in found.text
+            other = f"http://127.0.0.1:{private}/healthz"
+            assert (await client.get(other)).status_code == 404
+    finally:
+        assert procs.stop("tracker", run_dir)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    log = (run_dir / "tracker.log").read_text()
+    assert "Application shutdown complete" in log, log[-2000:]
+    assert "Traceback" not in log, log[-4000:]

@@ -97,6 +97,23 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
     assert len(ports) == len(set(ports)), sorted(ports)
 
 
+def test_metrics_listen_on_a_port_of_their_own_published_on_loopback_only() -> None:
+    base = load("compose.yaml")["services"]
+    workers = [n for n in base if n.rsplit("-", 1)[0] in SERVICES]
+    metrics = {}
+    for name in workers:
+        env = base[name]["environment"]
+        public = env[f"ALLIANCE_{name.rsplit('-', 1)[0].upper()}_PORT"]
+        metrics[name] = env["ALLIANCE_METRICS_PORT"]
+        assert metrics[name] != public
+        assert f"127.0.0.1:{metrics[name]}:{metrics[name]}" in base[name]["ports"]
+        assert all(p.startswith("127.0.0.1:") for p in base[name]["ports"])
+    assert len(set(metrics.values())) == len(workers)  # host network: no two share one
+    for name, service in merged().items():
+        if name in workers:
+            assert service["environment"]["ALLIANCE_METRICS_HOST"] == "127.0.0.1"
+
+
 def test_the_bundled_kafka_and_postgresql_are_profiles_a_managed_one_replaces() -> None:
     services = load("compose.yaml")["services"]
     assert {n for n, s in services.items() if "kafka" in s.get("profiles", [])} == {

@@ -100,7 +100,10 @@ def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_jo
         (container,) = pod["containers"]
         assert container["args"] == [name]
         assert container["image"] == "alliance:0.1.0"
-        assert container["ports"] == [{"name": "http", "containerPort": ports[name]}]
+        assert container["ports"] == [
+            {"name": "http", "containerPort": ports[name]},
+            {"name": "metrics", "containerPort": 9100},
+        ]
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -122,6 +125,10 @@ def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_jo
         assert "alliance migrate --check" in wait["command"][-1]
         annotations = spec["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/path"] == "/metrics"
+        # metrics on their own port, not the public one (issue #19, defect 8)
+        assert annotations["prometheus.io/port"] == "9100"
+        assert env["ALLIANCE_METRICS_PORT"] == "9100"
+        assert env["ALLIANCE_METRICS_HOST"] == "0.0.0.0"
     assert of(docs, "PodDisruptionBudget") == {}  # one worker each: nothing to budget
     (job,) = of(docs, "Job").values()
     # the bundled CloudNativePG cluster exists only once installed: no hook can run first, so
@@ -250,7 +257,9 @@ def test_service_monitor_and_ingresses_when_asked(helm: Path) -> None:
         ),
     )
     (monitor,) = of(docs, "ServiceMonitor").values()
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "30s"}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "metrics", "path": "/metrics", "interval": "30s"}
+    ]
     (ingress,) = of(docs, "Ingress").values()
     rule = ingress["spec"]["rules"][0]
     assert rule["host"] == "go.shop.example"
@@ -288,13 +297,14 @@ def test_services_budgets_and_monitor_select_the_pods_of_their_deployment(helm: 
         service = services[full]["spec"]
         assert service["type"] == "ClusterIP"
         assert service["selector"] == selector  # this service's pods, not the others'
-        (port,) = service["ports"]
+        port, metrics = service["ports"]
         assert port["port"] == getattr(defaults, f"{name}_port")  # the code's port
         assert port["targetPort"] == "http"
         assert pdbs[full]["spec"]["selector"]["matchLabels"] == selector
-        # the pods' prometheus annotations name the port the service listens on
+        # the pods' prometheus annotations name the metrics port, not the public one
         annotations = deployments[full]["spec"]["template"]["metadata"]["annotations"]
-        assert annotations["prometheus.io/port"] == str(port["port"])
+        assert metrics == {"name": "metrics", "port": 9100, "targetPort": "metrics"}
+        assert annotations["prometheus.io/port"] == str(metrics["port"])
     (monitor,) = of(docs, "ServiceMonitor").values()
     wanted = monitor["spec"]["selector"]["matchLabels"]
     monitored = {
@@ -391,3 +401,16 @@ def test_a_managed_kafkas_sasl_login_and_ca_reach_every_container(helm: Path) ->
             }
             mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
             assert mounts["kafka-ca"] == "/etc/alliance/ca"
+
+
+def test_a_metrics_token_comes_from_the_named_secret(helm: Path) -> None:
+    docs = render(helm, sets=("metrics.tokenSecret.name=m-secret",))
+    for deployment in of(docs, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert env_of(container)["ALLIANCE_METRICS_TOKEN"] == {
+            "secretKeyRef": {"name": "m-secret", "key": "ALLIANCE_METRICS_TOKEN"}
+        }
+    default = render(helm)
+    for deployment in of(default, "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        assert "ALLIANCE_METRICS_TOKEN" not in env_of(container)

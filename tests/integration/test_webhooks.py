@@ -388,6 +388,20 @@ async def test_twenty_failures_in_a_row_disable_and_the_owner_sees_why(
             )
             assert again.status_code == 202, again.text
             assert again.json()["status"] == "pending"
+            # in the affiliate's audit log: the delivery before (delivered) and after (pending)
+            audit = await svc.commission.get(
+                "/v1/audit", params={"kind": "delivery.redeliver"}, headers=bearer(aff_key)
+            )
+            (entry,) = audit.json()["items"]
+            assert entry["subject"] == f"endpoint:{mine['id']}/delivery/{payable['id']}"
+            assert entry["before"]["status"] == "delivered"
+            assert entry["after"]["status"] == "pending"
+            enabled_entries = await svc.commission.get(
+                "/v1/audit", params={"kind": "endpoint.enable"}, headers=bearer(aff_key)
+            )
+            (enabled_entry,) = enabled_entries.json()["items"]
+            assert enabled_entry["before"]["status"] == "disabled"
+            assert enabled_entry["after"]["status"] == "active"
             await advance_until(
                 svc, clock, lambda: len(hooks.delivered()) == 3, timedelta(seconds=1)
             )

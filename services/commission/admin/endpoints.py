@@ -14,7 +14,14 @@ from services.commission.admin.schemas import (
     CreateStore,
     RotatedSecret,
 )
-from services.commission.deps import Admin, Caller, PrincipalIdPath, Session, StoreIdPath
+from services.commission.deps import (
+    Admin,
+    Audit,
+    Caller,
+    PrincipalIdPath,
+    Session,
+    StoreIdPath,
+)
 from shared.http import errors
 from shared.secrets import PrincipalKind
 
@@ -29,12 +36,19 @@ router = APIRouter(tags=["admin"], responses=errors(401, 422, 503))
     responses=errors(403, (409, "The store exists already")),
 )
 async def create_store(
-    body: CreateStore, caller: Caller, session: Session, admin: Admin
+    body: CreateStore, caller: Caller, session: Session, admin: Admin, audit: Audit
 ) -> CreatedStore:
     """Register a store (seller). Its API key and webhook secret are shown once."""
     caller.require("admin")
     keys = await admin.create(
         session, "store", body.store_id, body.name, admin.clock.now(), body.landing_url_template
+    )
+    await audit.record(
+        "store.create",
+        f"store:{body.store_id}",
+        tenant=f"store:{body.store_id}",
+        before=None,
+        after={**body.model_dump(mode="json"), **keys},  # the keys are redacted
     )
     return CreatedStore(store_id=body.store_id, **keys)
 
@@ -45,11 +59,19 @@ async def create_store(
     responses=errors(403, (404, "No such store")),
 )
 async def rotate_secret(
-    store_id: StoreIdPath, caller: Caller, session: Session, admin: Admin
+    store_id: StoreIdPath, caller: Caller, session: Session, admin: Admin, audit: Audit
 ) -> RotatedSecret:
     """A new webhook secret; the previous one keeps working until the next rotation."""
     caller.require("admin")
     secret = await admin.rotate_secret(session, store_id, admin.clock.now())
+    await audit.record(
+        "secret.rotate",
+        f"store:{store_id}/webhook_secret",
+        tenant=f"store:{store_id}",
+        before={},
+        after={},
+        rotated=("webhook_secret",),
+    )
     return RotatedSecret(store_id=store_id, webhook_secret=secret)
 
 
@@ -60,12 +82,19 @@ async def rotate_secret(
     responses=errors(403, (409, "The affiliate exists already")),
 )
 async def create_affiliate(
-    body: CreateAffiliate, caller: Caller, session: Session, admin: Admin
+    body: CreateAffiliate, caller: Caller, session: Session, admin: Admin, audit: Audit
 ) -> CreatedKey:
     """Register an affiliate. Its API key is shown once."""
     caller.require("admin")
     now = admin.clock.now()
     keys = await admin.create(session, "affiliate", body.affiliate_id, body.name, now)
+    await audit.record(
+        "affiliate.create",
+        f"affiliate:{body.affiliate_id}",
+        tenant=f"affiliate:{body.affiliate_id}",
+        before=None,
+        after={**body.model_dump(mode="json"), **keys},
+    )
     return CreatedKey(id=body.affiliate_id, **keys)
 
 
@@ -76,12 +105,19 @@ async def create_affiliate(
     responses=errors(403, (409, "The finance user exists already")),
 )
 async def create_finance_user(
-    body: CreateFinanceUser, caller: Caller, session: Session, admin: Admin
+    body: CreateFinanceUser, caller: Caller, session: Session, admin: Admin, audit: Audit
 ) -> CreatedKey:
     """Register a finance user. Its API key is shown once."""
     caller.require("admin")
     now = admin.clock.now()
     keys = await admin.create(session, "finance", body.user_id, body.user_id, now)
+    await audit.record(
+        "finance_user.create",
+        f"finance:{body.user_id}",
+        tenant=f"finance:{body.user_id}",
+        before=None,
+        after={**body.model_dump(mode="json"), **keys},
+    )
     return CreatedKey(id=body.user_id, **keys)
 
 
@@ -103,10 +139,20 @@ async def rotate_key(
     caller: Caller,
     session: Session,
     admin: Admin,
+    audit: Audit,
 ) -> CreatedKey:
     """A new API key for a store, affiliate or finance user, shown once; the old key stops
     working at once (a revocation: rotate and do not hand out the new key). The tracker
     learns an affiliate's new key through the directory within moments."""
     caller.require("admin")
-    key = await admin.rotate_key(session, _KEY_ROTATION[kind], principal_id, admin.clock.now())
+    principal = _KEY_ROTATION[kind]
+    key = await admin.rotate_key(session, principal, principal_id, admin.clock.now())
+    await audit.record(
+        "key.rotate",
+        f"{principal}:{principal_id}/api_key",
+        tenant=f"{principal}:{principal_id}",
+        before={},
+        after={},
+        rotated=("api_key",),
+    )
     return CreatedKey(id=principal_id, api_key=key)

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission.csv_export import csv_chunks
 from services.commission.deps import (
     MAX_BIGINT,
+    Audit,
     Caller,
     Finance,
     PrincipalIdPath,
@@ -175,7 +176,12 @@ async def get_statement(
     responses=errors(403, (409, "The month is not over yet")),
 )
 async def close_statement(
-    store_id: StoreIdPath, period: PeriodPath, caller: Caller, session: Session, finance: Finance
+    store_id: StoreIdPath,
+    period: PeriodPath,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    audit: Audit,
 ) -> Statement:
     """Freeze a month's statement (finance). Events that arrive later post into the open
     period and never change it. Closing again returns the statement as first closed."""
@@ -184,7 +190,16 @@ async def close_statement(
     if not current.closed:
         frozen = [t.model_dump(mode="json") for t in current.totals]
         await finance.close_statement(session, store_id, period, caller.actor, frozen)
-    return await _statement(finance, session, store_id, period)
+        closed = await _statement(finance, session, store_id, period)
+        await audit.record(
+            "statement.close",
+            f"store:{store_id}/statement/{period}",
+            tenant=f"store:{store_id}",
+            before=current.model_dump(mode="json"),
+            after=closed.model_dump(mode="json"),
+        )
+        return closed
+    return current  # closed already: nothing changed
 
 
 @router.get(
@@ -223,6 +238,7 @@ async def create_payout(
     session: Session,
     finance: Finance,
     request: Request,
+    audit: Audit,
     idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
 ) -> Response:
     """Pay an affiliate's net payable balance up to a time (finance), once per key. Only
@@ -233,9 +249,16 @@ async def create_payout(
     row, created = await finance.pay(
         session, idempotency_key, body.affiliate_id, body.up_to, holding
     )
-    return JSONResponse(
-        PayoutView.of(row).model_dump(mode="json"), status_code=201 if created else 200
-    )
+    view = PayoutView.of(row).model_dump(mode="json")
+    if created:  # a replay with the same key changes nothing: no second entry
+        await audit.record(
+            "payout.create",
+            f"payout:{view['payout_id']}",
+            tenant=f"affiliate:{body.affiliate_id}",
+            before=None,
+            after={**view, "idempotency_key": idempotency_key},
+        )
+    return JSONResponse(view, status_code=201 if created else 200)
 
 
 @router.get(

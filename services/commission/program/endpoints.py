@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from services.commission.core.program import Coupon, OpKind
 from services.commission.deps import (
+    Audit,
     Caller,
     IdentPath,
     Programs,
@@ -154,6 +155,7 @@ def _endpoint(change: Change) -> Any:
             rate=rate,
             days=getattr(body, "days", None),
             policy=getattr(body, "policy", None),
+            audit=kw["audit"],
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)
 
@@ -167,6 +169,7 @@ def _endpoint(change: Change) -> Any:
         P("caller", P.KEYWORD_ONLY, annotation=Caller),
         P("session", P.KEYWORD_ONLY, annotation=Session),
         P("programs", P.KEYWORD_ONLY, annotation=Programs),
+        P("audit", P.KEYWORD_ONLY, annotation=Audit),
     ]
     endpoint.__signature__ = inspect.Signature(params, return_annotation=ProgramResponse)  # type: ignore[attr-defined]
     endpoint.__name__ = change.name
@@ -249,6 +252,7 @@ async def put_coupon(
     session: Session,
     programs: Programs,
     response: Response,
+    audit: Audit,
 ) -> CouponView:
     """Register a coupon code for an affiliate, or change its validity (orders placed from
     now on; in the operation record). A code names one affiliate until it is deleted (409
@@ -259,6 +263,7 @@ async def put_coupon(
         store_id,
         Coupon(code, body.affiliate_id, body.valid_from, body.valid_to),
         caller.actor,
+        audit,
     )
     response.status_code = 201 if created else 200
     return CouponView.of(coupon)
@@ -284,8 +289,9 @@ async def delete_coupon(
     caller: Caller,
     session: Session,
     programs: Programs,
+    audit: Audit,
 ) -> CouponView:
     """Delete a code: orders placed from now on are not attributed by it (in the operation
     record). Returns what was deleted."""
     caller.require_store_owner(store_id)
-    return CouponView.of(await programs.delete_coupon(session, store_id, code, caller.actor))
+    return CouponView.of(await programs.delete_coupon(session, store_id, code, caller.actor, audit))

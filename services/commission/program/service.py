@@ -11,6 +11,7 @@ from typing import Any, Final, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.channel.service import ChannelService
+from services.commission.core.audit import Recorder
 from services.commission.core.program import (
     Coupon,
     OpKind,
@@ -85,6 +86,7 @@ class ProgramService:
         days: int | None = None,
         policy: CouponPolicy | None = None,
         at: datetime | None = None,
+        audit: Recorder | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock, or ``at``) and record it; the
         product channel is re-ranked in the same transaction. Raises the core's refusals."""
@@ -95,6 +97,14 @@ class ProgramService:
         before = history.current()
         after = history.append(op).current()  # raises ProgramError when the rules refuse
         await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
+        if audit is not None:
+            await audit.record(
+                "program.update",
+                f"store:{store_id}/program",
+                tenant=f"store:{store_id}",
+                before=state_json(before),
+                after=state_json(after),
+            )
         # the product channel shows the rates in force now, and only stores in the program
         await self.channel.refresh_store(session, store_id, after, op.at)
         return after
@@ -109,13 +119,16 @@ class ProgramService:
         rate: Decimal | None = None,
         days: int | None = None,
         policy: CouponPolicy | None = None,
+        audit: Recorder | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
         directory when the tracker or attribution must know (effective from the operation's
         time); returns the program after it."""
         await self._known_store(session, store_id)
         now = self.clock.now()
-        await self.change_program(session, store_id, kind, actor, key, rate, days, policy, now)
+        await self.change_program(
+            session, store_id, kind, actor, key, rate, days, policy, now, audit=audit
+        )
         if self.directory is not None and kind in DIRECTORY_CHANGES:
             await self.directory.publish_store(session, store_id, now)
         return await self.history(session, store_id)
@@ -129,7 +142,12 @@ class ProgramService:
         return await ProgramRepository(session).coupons(store_id)
 
     async def put_coupon(
-        self, session: AsyncSession, store_id: str, coupon: Coupon, actor: str
+        self,
+        session: AsyncSession,
+        store_id: str,
+        coupon: Coupon,
+        actor: str,
+        audit: Recorder | None = None,
     ) -> tuple[Coupon, bool]:
         """Register ``coupon`` (or change its validity) from now on: in the operation record,
         and published to attribution through the directory. Returns the code as stored and
@@ -152,13 +170,26 @@ class ProgramService:
         history = (await repo.programs([store_id]))[store_id]
         history.append(op)  # raises NotJoined, OutOfOrder
         await repo.add_program_op(store_id, op, actor, coupon_json(existing), coupon_json(coupon))
+        if audit is not None:
+            await audit.record(
+                "coupon.put",
+                f"store:{store_id}/coupon/{coupon.code}",
+                tenant=f"store:{store_id}",
+                before=coupon_json(existing) or None,
+                after=coupon_json(coupon),
+            )
         await repo.put_coupon(store_id, coupon, now)
         if self.directory is not None:
             await self.directory.publish_coupon(session, store_id, coupon.code, coupon, now)
         return coupon, existing is None
 
     async def delete_coupon(
-        self, session: AsyncSession, store_id: str, code: str, actor: str
+        self,
+        session: AsyncSession,
+        store_id: str,
+        code: str,
+        actor: str,
+        audit: Recorder | None = None,
     ) -> Coupon:
         """Delete a code from now on (orders placed from now on are not attributed by it): in
         the operation record and published. 404 when the store has no such code."""
@@ -172,6 +203,14 @@ class ProgramService:
         op = ProgramOp(OpKind.DELETE_COUPON, now, existing.code)
         (await repo.programs([store_id]))[store_id].append(op)  # raises OutOfOrder
         await repo.add_program_op(store_id, op, actor, coupon_json(existing), coupon_json(None))
+        if audit is not None:
+            await audit.record(
+                "coupon.delete",
+                f"store:{store_id}/coupon/{existing.code}",
+                tenant=f"store:{store_id}",
+                before=coupon_json(existing),
+                after=None,
+            )
         await repo.delete_coupon(store_id, existing.code)
         if self.directory is not None:
             await self.directory.publish_coupon(session, store_id, existing.code, None, now)

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.convertors import Convertor, register_url_convertor
 
 from services.commission.core.webhooks import Method, OwnerKind
-from services.commission.deps import MAX_BIGINT, Caller, Session, StoreIdPath
+from services.commission.deps import MAX_BIGINT, Audit, Caller, Session, StoreIdPath
 from services.commission.errors import Forbidden
 from services.commission.webhooks.schemas import (
     AttemptsPage,
@@ -82,6 +82,15 @@ async def finance_owner(caller: Caller) -> Owner:
     return Owner(OwnerKind.FINANCE, caller.id)
 
 
+def _tenant(owner: Owner) -> str:
+    """Whose audit entries an owner's endpoint changes are (the owner reads them)."""
+    return f"{owner.kind.value}:{owner.id}"
+
+
+def _view(row: Any) -> dict[str, Any]:
+    return EndpointView.of(row).model_dump(mode="json")
+
+
 def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]]) -> None:
     """The routes of one kind of owner under ``prefix``."""
     OwnerDep = Annotated[Owner, Depends(owner_of)]
@@ -109,13 +118,24 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         responses=errors(401, 403, (409, "Too many endpoints"), (422, "URL not acceptable")),
     )
     async def create(
-        body: EndpointRequest, owner: OwnerDep, session: Session, webhooks: Webhooks
+        body: EndpointRequest,
+        owner: OwnerDep,
+        session: Session,
+        webhooks: Webhooks,
+        audit: Audit,
     ) -> EndpointCreated:
         """Register an endpoint: a POST endpoint receives each event as JSON; a GET URL is a
         template whose macros (``GET …/templates``) are filled with URL-encoded values. The
         answer holds the signing ``secret``, shown this once."""
         row, secret = await webhooks.register(
             session, owner, body.url, Method(body.method), body.events
+        )
+        await audit.record(
+            "endpoint.create",
+            f"endpoint:{row.id}",
+            tenant=_tenant(owner),
+            before=None,
+            after={**_view(row), "secret": secret},  # redacted
         )
         return EndpointCreated(**EndpointView.of(row).model_dump(), secret=secret)
 
@@ -151,10 +171,22 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         responses=errors(401, 403, (404, "No such endpoint of the caller's")),
     )
     async def delete_endpoint(
-        endpoint_id: EndpointIdPath, owner: OwnerDep, session: Session, webhooks: Webhooks
+        endpoint_id: EndpointIdPath,
+        owner: OwnerDep,
+        session: Session,
+        webhooks: Webhooks,
+        audit: Audit,
     ) -> Response:
         """Delete the endpoint; deliveries still pending are cancelled."""
+        before = _view(await webhooks.endpoint(session, owner, endpoint_id, lock=True))
         await webhooks.delete(session, owner, endpoint_id)
+        await audit.record(
+            "endpoint.delete",
+            f"endpoint:{endpoint_id}",
+            tenant=_tenant(owner),
+            before=before,
+            after=None,
+        )
         return Response(status_code=204)
 
     @router.post(
@@ -165,11 +197,24 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         responses=errors(401, 403, (404, "No such endpoint of the caller's")),
     )
     async def rotate_secret(
-        endpoint_id: EndpointIdPath, owner: OwnerDep, session: Session, webhooks: Webhooks
+        endpoint_id: EndpointIdPath,
+        owner: OwnerDep,
+        session: Session,
+        webhooks: Webhooks,
+        audit: Audit,
     ) -> EndpointCreated:
         """A new signing secret, shown this once. For 24 hours deliveries carry two ``v1``
         signatures, by the new and the previous secret, so the receiver can switch over."""
+        before = _view(await webhooks.endpoint(session, owner, endpoint_id, lock=True))
         row, secret = await webhooks.rotate_secret(session, owner, endpoint_id)
+        await audit.record(
+            "endpoint.rotate_secret",
+            f"endpoint:{endpoint_id}",
+            tenant=_tenant(owner),
+            before=before,
+            after=_view(row),
+            rotated=("secret",),
+        )
         return EndpointCreated(**EndpointView.of(row).model_dump(), secret=secret)
 
     @router.post(
@@ -180,11 +225,24 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         responses=errors(401, 403, (404, "No such endpoint of the caller's")),
     )
     async def enable(
-        endpoint_id: EndpointIdPath, owner: OwnerDep, session: Session, webhooks: Webhooks
+        endpoint_id: EndpointIdPath,
+        owner: OwnerDep,
+        session: Session,
+        webhooks: Webhooks,
+        audit: Audit,
     ) -> EndpointView:
         """Re-enable an endpoint that was disabled after repeated failures: the deliveries
         that waited are sent at once, each order's in order."""
-        return EndpointView.of(await webhooks.enable(session, owner, endpoint_id))
+        before = _view(await webhooks.endpoint(session, owner, endpoint_id, lock=True))
+        after = EndpointView.of(await webhooks.enable(session, owner, endpoint_id))
+        await audit.record(
+            "endpoint.enable",
+            f"endpoint:{endpoint_id}",
+            tenant=_tenant(owner),
+            before=before,
+            after=after.model_dump(mode="json"),
+        )
+        return after
 
     @router.get(
         f"{prefix}/{{endpoint_id:endpoint_id}}/deliveries",
@@ -258,11 +316,22 @@ def add_routes(prefix: str, tag: str, owner_of: Callable[..., Awaitable[Owner]])
         owner: OwnerDep,
         session: Session,
         webhooks: Webhooks,
+        audit: Audit,
     ) -> Any:
         """Send the delivery again now (whatever its status; the event id is the same, so a
         receiver that has it already can ignore it), with a fresh 72 hours of retries."""
+        found = await webhooks.deliveries(session, owner, endpoint_id, delivery_id + 1, 1)
+        before = [DeliveryView.of(r).model_dump(mode="json") for r in found if r.id == delivery_id]
         row = await webhooks.redeliver(session, owner, endpoint_id, delivery_id)
-        return DeliveryView.of(row)
+        after = DeliveryView.of(row)
+        await audit.record(
+            "delivery.redeliver",
+            f"endpoint:{endpoint_id}/delivery/{delivery_id}",
+            tenant=_tenant(owner),
+            before=before[0] if before else None,
+            after=after.model_dump(mode="json"),
+        )
+        return after
 
 
 add_routes("/v1/affiliate/endpoints", "affiliate webhooks", affiliate_owner)

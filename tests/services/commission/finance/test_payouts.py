@@ -35,6 +35,15 @@ async def test_payout_is_idempotent_and_a_later_claw_back_carries_forward(
         assert first.status_code == 201, first.text
         assert again.status_code == 200
         assert again.json() == first.json()
+        # one audit entry for the payout, none for its replay with the same key
+        audit = await svc.commission.get(
+            "/v1/audit", params={"kind": "payout.create"}, headers=admin(settings)
+        )
+        (entry,) = audit.json()["items"]
+        assert entry["subject"] == f"payout:{first.json()['payout_id']}"
+        assert entry["tenant"] == f"affiliate:{affiliate}"
+        assert entry["before"] is None
+        assert entry["after"]["amounts"] == first.json()["amounts"]
         assert Decimal(first.json()["amounts"]["USD"]) == payable
         got = await svc.commission.get(
             f"/v1/payouts/{first.json()['payout_id']}", headers=admin(settings)
