@@ -27,15 +27,16 @@ MIN_SECRET_CHARS = 32
 
 
 class InsecureSettings(RuntimeError):
-    """The deployment would start with a development or weak secret in production. The
-    message names every offending environment variable."""
+    """The deployment would start with a development or weak secret, or trusting any peer's
+    ``X-Forwarded-For``, in production. The message names every offending environment
+    variable."""
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(
             "refusing to start with ALLIANCE_ENV=production: "
             + "; ".join(problems)
-            + " (set real secrets, or ALLIANCE_ENV=dev for development)"
+            + " (set real secrets and trusted proxies, or ALLIANCE_ENV=dev for development)"
         )
 
 
@@ -133,7 +134,8 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field(
         "127.0.0.1",
         description="Proxies trusted to set X-Forwarded-For/-Proto (the client address that "
-        "click quality sees)",
+        "click quality sees): addresses and CIDRs, comma-separated; `*` (any peer) is refused "
+        "in production",
     )
 
     # What one caller may cost (shared.limits): '<requests>/<seconds>' per process, 'off'
@@ -488,14 +490,28 @@ class Settings(BaseSettings):
                 kid, _, secret = part.strip().partition(":")
                 if problem := _secret_problem(secret, dev_secret):
                     problems.append(f"ALLIANCE_LINK_KEYS key {kid!r} {problem}")
+        if trusts_any_proxy(self.forwarded_allow_ips):
+            problems.append(
+                "ALLIANCE_FORWARDED_ALLOW_IPS is '*': any peer could choose the client address "
+                "(X-Forwarded-For) that flood and self-referral checks see; list the ingress's "
+                "addresses or CIDRs"
+            )
         return problems
 
     def check_production(self) -> None:
         """Raise :class:`InsecureSettings` when ``env`` is production and a secret is unset,
-        a development default or shorter than :data:`MIN_SECRET_CHARS`. Every service calls
+        a development default or shorter than :data:`MIN_SECRET_CHARS`, or every peer is
+        trusted to set ``X-Forwarded-For`` (``*``). Every service calls
         this before it starts; ``env=dev`` skips it."""
         if self.env == "production" and (problems := self.production_problems()):
             raise InsecureSettings(problems)
+
+
+def trusts_any_proxy(forwarded_allow_ips: str) -> bool:
+    """Whether a ``forwarded_allow_ips`` value trusts every peer (``*`` among its entries):
+    behind an ingress that appends to ``X-Forwarded-For`` the client then picks the address
+    the services see, as uvicorn takes the header's leftmost entry."""
+    return any(part.strip() == "*" for part in forwarded_allow_ips.split(","))
 
 
 def _secret_problem(value: str, dev: str) -> str | None:

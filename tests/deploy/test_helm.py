@@ -239,12 +239,32 @@ def test_managed_kafka_and_postgresql_replace_the_operators_resources(helm: Path
         (("postgresql.cnpg.enabled=false",), "postgresql.existingSecret"),
         (("attribution.replicas=7",), "attribution.replicas (7) exceeds topics.partitions (6)"),
         (("topics.replicas=3",), "topics.replicas (3) exceeds kafka.strimzi.replicas (1)"),
+        (("trustedProxies={*}",), 'trustedProxies: "*" trusts any peer'),
+        (("config.ALLIANCE_FORWARDED_ALLOW_IPS=*",), 'trustedProxies: "*" trusts any peer'),
+        (("trustedProxies=null",), "trustedProxies: list the ingress's addresses"),
     ],
 )
 def test_inconsistent_values_are_refused_with_the_reason(
     helm: Path, sets: tuple[str, ...], message: str
 ) -> None:
     assert message in refusal(helm, sets=sets)
+
+
+def test_only_the_trusted_proxies_may_set_the_client_address(helm: Path) -> None:
+    """Every container trusts X-Forwarded-For from the trustedProxies only (by default the
+    private ranges an in-cluster ingress lives in), never from any peer; development may."""
+    default = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fd00::/8"
+    own = "10.42.0.0/16,10.43.0.5"
+    for sets, expected in [
+        ((), default),
+        ((f"trustedProxies={{{own}}}",), own),
+        (("config.ALLIANCE_ENV=dev", "trustedProxies={*}"), "*"),
+    ]:
+        docs = render(helm, sets=sets)
+        for deployment in of(docs, "Deployment").values():
+            pod = deployment["spec"]["template"]["spec"]
+            for container in pod["containers"] + pod["initContainers"]:
+                assert env_of(container)["ALLIANCE_FORWARDED_ALLOW_IPS"] == expected
 
 
 def test_service_monitor_and_ingresses_when_asked(helm: Path) -> None:

@@ -160,6 +160,25 @@ class TestProductionSecrets:
         assert problems[0].startswith(variable)
 
 
+class TestTrustedProxies:
+    """ALLIANCE_FORWARDED_ALLOW_IPS=* lets a client behind an appending proxy choose its own
+    address (uvicorn then takes the header's leftmost entry): refused in production."""
+
+    @pytest.mark.parametrize("value", ["*", "10.0.0.0/8,*", " * "])
+    def test_production_refuses_to_trust_any_peer(self, value: str) -> None:
+        with pytest.raises(InsecureSettings) as refused:
+            settings("production", **GOOD, forwarded_allow_ips=value).check_production()
+        (problem,) = refused.value.problems
+        assert problem.startswith("ALLIANCE_FORWARDED_ALLOW_IPS is '*'")
+
+    def test_production_starts_with_listed_proxies(self) -> None:
+        listed = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fd00::/8"
+        settings("production", **GOOD, forwarded_allow_ips=listed).check_production()
+
+    def test_development_may_trust_any_peer(self) -> None:
+        settings("dev", forwarded_allow_ips="*").check_production()
+
+
 def _affiliate(affiliate_id: str, key: str) -> bytes:
     entry = AffiliateEntry(
         event_id=f"affiliate:{affiliate_id}:{key}",

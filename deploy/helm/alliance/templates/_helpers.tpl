@@ -56,12 +56,37 @@ directory: {cleanup.policy: compact, min.compaction.lag.ms: "7776000000"}
 dead-letters: {}
 {{- end -}}
 
+{{/* The peers trusted to set X-Forwarded-For (trustedProxies, or config's
+ALLIANCE_FORWARDED_ALLOW_IPS), comma-separated; "*" is refused in production, as the services
+refuse it at start-up (shared/config.py). */}}
+{{- define "alliance.trustedProxies" -}}
+{{- $proxies := .Values.trustedProxies | default list -}}
+{{- if hasKey .Values.config "ALLIANCE_FORWARDED_ALLOW_IPS" -}}
+{{- $proxies = splitList "," (toString (index .Values.config "ALLIANCE_FORWARDED_ALLOW_IPS")) -}}
+{{- end -}}
+{{- if not $proxies -}}
+{{- fail "trustedProxies: list the ingress's addresses or CIDRs (the peers trusted to set X-Forwarded-For)" -}}
+{{- end -}}
+{{- $env := index .Values.config "ALLIANCE_ENV" | default "production" -}}
+{{- range $proxies -}}
+{{- if and (eq (trim (toString .)) "*") (eq $env "production") -}}
+{{- fail "trustedProxies: \"*\" trusts any peer to choose the client address (X-Forwarded-For); refused with ALLIANCE_ENV=production: list the ingress's addresses or CIDRs" -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $proxies -}}
+{{- end -}}
+
 {{/* Environment of every Alliance container: where Kafka and PostgreSQL are, the topics,
 the settings of `config`. The migrate job needs no more. */}}
 {{- define "alliance.connectionEnv" -}}
 {{- range $name, $value := .Values.config }}
 - name: {{ $name }}
   value: {{ $value | quote }}
+{{- end }}
+{{- $proxies := include "alliance.trustedProxies" . }}
+{{- if not (hasKey .Values.config "ALLIANCE_FORWARDED_ALLOW_IPS") }}
+- name: ALLIANCE_FORWARDED_ALLOW_IPS
+  value: {{ $proxies | quote }}
 {{- end }}
 - name: ALLIANCE_KAFKA_BOOTSTRAP
   value: {{ include "alliance.kafkaBootstrap" . | quote }}
