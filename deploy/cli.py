@@ -278,6 +278,11 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
                 return 1
             print(f"cluster not ready ({exc!r}); retrying", file=sys.stderr)
             time.sleep(2)
+    if args.acls:
+        from deploy.stack.acls import apply_acls
+
+        count = asyncio.run(apply_acls(settings.kafka, settings.topic_prefix))
+        print(f"{count} ACLs (deploy/stack/acls.py) for the services' principals")
     print(
         f"{len(topics)} topics, {settings.topic_partitions} partitions each, "
         f"replication {settings.topic_replication}"
@@ -483,6 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     topics = sub.add_parser("topics", help="create the topics (partitions, replication)")
     topics.add_argument("--timeout", type=float, default=120, help="seconds to retry")
+    topics.add_argument(
+        "--acls",
+        action="store_true",
+        help="also create each service's ACLs (deploy/stack/acls.py; needs the admin principal)",
+    )
     compose_env = sub.add_parser(
         "compose-env", help="write deploy/.env with fresh secrets for the compose stack"
     )
