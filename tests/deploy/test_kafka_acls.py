@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,18 +16,25 @@ from services.commission.orders.consumer import CONSUMER as COMMISSION
 from services.commission.reports.consumer import CONSUMER as REPORTS
 from shared.config import KafkaConnection
 from shared.events import Topic
+from shared.kafka import Consumes
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: every consumer declared in the code, with the service whose principal runs it
-CONSUMERS = [("attribution", ATTRIBUTION), ("commission", COMMISSION), ("commission", REPORTS)]
+CONSUMERS: list[tuple[str, Consumes[Any]]] = [
+    ("attribution", ATTRIBUTION),
+    ("commission", COMMISSION),
+    ("commission", REPORTS),
+]
 
 #: admin tools inside a service's folder that run as the admin principal, not the service's
 ADMIN_TOOLS = {"services/attribution/rebuild.py"}
 
 
 @pytest.mark.parametrize(("service", "consumes"), CONSUMERS, ids=lambda c: getattr(c, "name", c))
-def test_each_consumer_group_reads_only_its_declared_topics(service: str, consumes) -> None:
+def test_each_consumer_group_reads_only_its_declared_topics(
+    service: str, consumes: Consumes[Any]
+) -> None:
     access = access_of(service)
     assert consumes.name in access.groups
     assert set(consumes.routes) <= access.reads
