@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from deploy.stack.acls import ACL_TABLE, bindings
 from deploy.stack.helm import HelmError, ensure_helm, helm_path
 from shared.config import Settings
 from shared.events import TOPIC_CONFIGS, Topic
@@ -111,7 +112,7 @@ def test_the_default_install_runs_each_service_with_probes_behind_the_migrate_jo
         env = env_of(container)
         assert env[f"ALLIANCE_{name.upper()}_PORT"] == str(ports[name])
         assert env["ALLIANCE_ENV"] == "production"
-        assert env["ALLIANCE_KAFKA_BOOTSTRAP"] == "rel-alliance-kafka-bootstrap:9092"
+        assert env["ALLIANCE_KAFKA_BOOTSTRAP"] == "rel-alliance-kafka-bootstrap:9093"
         # no secret is written into a Deployment: each comes from a Secret
         for key in ("ALLIANCE_SECRET_KEY", "ALLIANCE_ADMIN_TOKEN", "ALLIANCE_LINK_KEYS"):
             assert env[key] == {"secretKeyRef": {"name": "rel-alliance-secrets", "key": key}}
@@ -345,7 +346,9 @@ def test_the_writable_folders_of_the_read_only_pods_are_empty_dirs(helm: Path) -
             # the state dir (the tracker's spool and snapshot) and /tmp are writable
             assert mounts[env_of(container)["ALLIANCE_STATE_DIR"]] == "state"
             assert mounts["/tmp"] == "tmp"
-        assert set(volumes) == {"state", "tmp"}
+        # beside them only the Kafka cluster's CA, read-only
+        assert set(volumes) == {"state", "tmp", "kafka-ca"}
+        assert volumes.pop("kafka-ca")["secret"]["secretName"] == "rel-alliance-cluster-ca-cert"
         assert all("emptyDir" in v for v in volumes.values())
         if name.endswith("tracker"):  # the spool is bounded
             assert volumes["state"]["emptyDir"] == {"sizeLimit": "1Gi"}
@@ -434,3 +437,97 @@ def test_a_metrics_token_comes_from_the_named_secret(helm: Path) -> None:
     for deployment in of(default, "Deployment").values():
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert "ALLIANCE_METRICS_TOKEN" not in env_of(container)
+
+
+def kafka_user_bindings(user: dict[str, Any], principal: str) -> set[tuple[str, str, str, str]]:
+    out = set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource = acl["resource"]
+        assert resource["patternType"] == "literal"
+        for operation in acl["operations"]:
+            if operation != "Describe":  # implied by Read and Write
+                out.add((principal, resource["type"], resource["name"], operation))
+    return out
+
+
+def test_kafka_users_scram_and_acls_per_service_from_the_acl_table(helm: Path) -> None:
+    """Strimzi KafkaUsers: SCRAM-SHA-512 logins, each service's ACLs those of
+    deploy/stack/acls.py (the topics' prefix applied), the admin the only super user; the only
+    listener is TLS with SCRAM."""
+    docs = render(helm, sets=("topics.prefix=p-",))
+    users = of(docs, "KafkaUser")
+    assert set(users) == {"rel-alliance-admin", *(f"rel-alliance-{s}" for s in SERVICES)}
+    for user in users.values():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == "rel-alliance"
+    assert "authorization" not in users["rel-alliance-admin"]["spec"]
+    rendered = set()
+    for access in ACL_TABLE:
+        user = users[f"rel-alliance-{access.service}"]
+        assert user["spec"]["authorization"]["type"] == "simple"
+        rendered |= kafka_user_bindings(user, f"User:{access.user}")
+    wanted = {(b.principal, b.resource, b.name, b.operation) for b in bindings("p-")}
+    assert rendered == wanted
+    (kafka,) = of(docs, "Kafka").values()
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    assert listener["tls"] is True
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert kafka["spec"]["kafka"]["authorization"] == {
+        "type": "simple",
+        "superUsers": ["rel-alliance-admin"],
+    }
+
+
+def test_services_log_in_to_kafka_as_their_own_user_over_tls(helm: Path) -> None:
+    docs = render(helm)
+    for name in SERVICES:
+        pod = of(docs, "Deployment")[f"rel-alliance-{name}"]["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = env_of(container)
+        assert env["ALLIANCE_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["ALLIANCE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["ALLIANCE_KAFKA_SASL_USERNAME"] == f"rel-alliance-{name}"
+        assert env["ALLIANCE_KAFKA_SASL_PASSWORD"] == {
+            "secretKeyRef": {"name": f"rel-alliance-{name}", "key": "password"}
+        }
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["kafka-ca"]["readOnly"] is True
+        assert env["ALLIANCE_KAFKA_SSL_CAFILE"] == mounts["kafka-ca"]["mountPath"] + "/ca.crt"
+        # the schema check before start needs no Kafka login
+        for init in pod["initContainers"]:
+            assert "ALLIANCE_KAFKA_SASL_PASSWORD" not in env_of(init)
+    # a managed Kafka: no KafkaUser, the login is the operator's (extraEnv)
+    managed = render(helm, sets=MANAGED)
+    assert not of(managed, "KafkaUser")
+    assert not of(managed, "NetworkPolicy")
+
+
+def test_network_policies_only_the_services_reach_kafka_and_postgresql(helm: Path) -> None:
+    docs = render(helm)
+    (kafka,) = of(docs, "Kafka").values()
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    (peer,) = listener["networkPolicyPeers"]
+    selector = peer["podSelector"]
+    assert selector["matchLabels"] == {
+        "app.kubernetes.io/name": "alliance",
+        "app.kubernetes.io/instance": "rel",
+    }
+    assert selector["matchExpressions"] == [
+        {"key": "app.kubernetes.io/component", "operator": "In", "values": list(SERVICES)}
+    ]
+    (policy,) = of(docs, "NetworkPolicy").values()
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"cnpg.io/cluster": "rel-alliance-pg"}}
+    assert spec["policyTypes"] == ["Ingress"]
+    to_5432 = [
+        r["from"] for r in spec["ingress"] if {"protocol": "TCP", "port": 5432} in r["ports"]
+    ]
+    assert [{"podSelector": {"matchLabels": selector["matchLabels"]}}] in to_5432
+    assert [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "rel-alliance-pg"}}}] in to_5432
+    for rule in spec["ingress"]:  # no rule is open to every pod or namespace
+        for peer in rule["from"]:
+            assert any(peer[k].get("matchLabels") for k in peer), rule
+    # no policy selects the services' pods: their ingress stays reachable
+    for name in SERVICES:
+        labels = of(docs, "Deployment")[f"rel-alliance-{name}"]["spec"]["template"]["metadata"]
+        assert "cnpg.io/cluster" not in labels["labels"]

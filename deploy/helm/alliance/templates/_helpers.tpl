@@ -35,7 +35,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The Kafka bootstrap servers: Strimzi's bootstrap service, or the given ones. */}}
 {{- define "alliance.kafkaBootstrap" -}}
 {{- if .Values.kafka.strimzi.enabled -}}
-{{ include "alliance.fullname" . }}-kafka-bootstrap:9092
+{{ include "alliance.fullname" . }}-kafka-bootstrap:9093
 {{- else -}}
 {{ required "kafka.bootstrap is required when kafka.strimzi.enabled is false" .Values.kafka.bootstrap }}
 {{- end -}}
@@ -74,6 +74,48 @@ refuse it at start-up (shared/config.py). */}}
 {{- end -}}
 {{- end -}}
 {{- join "," $proxies -}}
+{{- end -}}
+
+{{/* Who may do what on Kafka: deploy/stack/acls.py (ACL_TABLE), per service: the topics it
+writes and reads, its consumers' groups; tests/deploy/test_helm.py holds them equal. */}}
+{{- define "alliance.acls" -}}
+tracker:
+  writes: [catalog, clicks, orders, pageviews]
+  reads: [catalog, directory, orders, pageviews]
+  groups: []
+attribution:
+  writes: [attributions, dead-letters]
+  reads: [clicks, directory, orders]
+  groups: [attribution]
+commission:
+  writes: [dead-letters, directory]
+  reads: [attributions, catalog, clicks, orders, pageviews]
+  groups: [commission, reports]
+{{- end -}}
+
+{{/* A service's Strimzi KafkaUser (its SCRAM user name and Secret); args: root, name. */}}
+{{- define "alliance.kafkaUser" -}}
+{{ include "alliance.fullname" .root }}-{{ .name }}
+{{- end -}}
+
+{{/* A service's Kafka login with the Strimzi cluster: SASL_SSL, SCRAM-SHA-512 as its own
+KafkaUser, the cluster CA; args: root, name. */}}
+{{- define "alliance.kafkaClientEnv" -}}
+{{- if .root.Values.kafka.strimzi.enabled }}
+- name: ALLIANCE_KAFKA_SECURITY_PROTOCOL
+  value: SASL_SSL
+- name: ALLIANCE_KAFKA_SASL_MECHANISM
+  value: SCRAM-SHA-512
+- name: ALLIANCE_KAFKA_SASL_USERNAME
+  value: {{ include "alliance.kafkaUser" . | quote }}
+- name: ALLIANCE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "alliance.kafkaUser" . }}
+      key: password
+- name: ALLIANCE_KAFKA_SSL_CAFILE
+  value: /etc/alliance/kafka-ca/ca.crt
+{{- end }}
 {{- end -}}
 
 {{/* Environment of every Alliance container: where Kafka and PostgreSQL are, the topics,
