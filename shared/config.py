@@ -174,6 +174,12 @@ class Settings(BaseSettings):
     admin_token: str = Field(
         DEV_ADMIN_TOKEN, description="Bearer token of the admin API (create principals)"
     )
+    secret_rotation_grace_s: int = Field(
+        86400,
+        ge=0,
+        description="How long after rotate-secret a store's previous webhook secret still "
+        "verifies (0: refused at once, like rotate-secret?revoke_previous=true)",
+    )
     event_max_age_s: int = Field(300, description="Refuse storefront signatures older than this")
     dedup_horizon_hours: int = Field(24, description="How long the tracker remembers event ids")
     event_max_backdate_days: int = Field(

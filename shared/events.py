@@ -394,6 +394,9 @@ class StoreEntry(BaseModel):
     name: str
     landing_url_template: str
     secret_versions: list[int]
+    #: the previous version (``secret_versions[1]``) verifies while now < this (a rotation's
+    #: grace); None with two versions: an entry from before the grace (tracker: updated_at + grace)
+    previous_secret_until: UtcDatetime | None = None
     in_program: bool
     key_hash: str
     updated_at: UtcDatetime

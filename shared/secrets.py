@@ -3,7 +3,8 @@
 A store's webhook secret is ``HMAC(deployment secret key, "webhook:<store>:<version>")``: the
 commission service shows it once at creation, and the tracker derives the same value to check
 signatures, so no secret ever travels over Kafka. Rotation bumps the version; the tracker
-accepts the current and the previous version.
+accepts the current version, and the previous one for a bounded grace after the rotation
+(:func:`previous_secret_accepted`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from datetime import datetime, timedelta
 from typing import Literal
 
 PrincipalKind = Literal["store", "affiliate", "finance"]
@@ -31,6 +33,32 @@ def hash_key(key: str) -> str:
 def webhook_secret(secret_key: str, store_id: str, version: int) -> str:
     mac = hmac.new(secret_key.encode(), f"webhook:{store_id}:{version}".encode(), hashlib.sha256)
     return "whsec_" + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def rotation_grace_end(
+    rotated_at: datetime, grace: timedelta, *, revoke_previous: bool
+) -> datetime:
+    """Until when a secret rotated at ``rotated_at`` leaves the previous version accepted: the
+    grace (``ALLIANCE_SECRET_ROTATION_GRACE_S``) after the rotation, or the rotation itself
+    when the previous version is revoked at once."""
+    return rotated_at if revoke_previous else rotated_at + grace
+
+
+def previous_secret_accepted(previous_until: datetime | None, now: datetime) -> bool:
+    """Whether a store's previous webhook secret still verifies at ``now``: only while
+    ``now < previous_until``; never when there is no such time (no rotation, or one from
+    before the grace existed). The current secret always verifies."""
+    return previous_until is not None and now < previous_until
+
+
+def store_secret_versions(
+    version: int, previous_until: datetime | None, now: datetime
+) -> list[int]:
+    """The secret versions a store's directory entry lists at ``now``: the current one first,
+    then the previous one while it is accepted (:func:`previous_secret_accepted`)."""
+    if version > 1 and previous_secret_accepted(previous_until, now):
+        return [version, version - 1]
+    return [version]
 
 
 def sign_body(secret: str, timestamp: int, body: bytes) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -84,7 +85,13 @@ class Modules:
         api = api_sessions or sessions
         channel = ChannelService()
         programs = ProgramService(clock, settings.attribution_window_days, channel)
-        admin = AdminService(settings.secret_key, settings.topic_prefix, clock, programs)
+        admin = AdminService(
+            settings.secret_key,
+            settings.topic_prefix,
+            clock,
+            programs,
+            timedelta(seconds=settings.secret_rotation_grace_s),
+        )
         programs.directory = admin  # a change of membership or window reaches the tracker
         private = settings.webhooks_may_target_private
         webhooks = WebhookService(settings.secret_key, clock, allow_private=private)

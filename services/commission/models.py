@@ -165,6 +165,8 @@ principals = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("landing_url_template", String(1024)),
     Column("secret_version", Integer),
+    #: a store's previous webhook secret is accepted while now < this (a rotation's grace)
+    Column("previous_secret_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

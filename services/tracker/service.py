@@ -36,6 +36,7 @@ from shared.events import (
     OrderPlaced,
     PageView,
     ProductUpserted,
+    StoreEntry,
     StorefrontEvent,
     Topic,
     encode,
@@ -43,13 +44,32 @@ from shared.events import (
 )
 from shared.ids import new_id
 from shared.retry import Transient
-from shared.secrets import hash_key, verify_signature, webhook_secret
+from shared.secrets import (
+    hash_key,
+    previous_secret_accepted,
+    verify_signature,
+    webhook_secret,
+)
 from shared.visitors import VisitorCookies
 
 log = logging.getLogger(__name__)
 
 #: how far ahead of the tracker's clock an event may be (clocks drift)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def accepted_secret_versions(store: StoreEntry, grace: timedelta, now: datetime) -> list[int]:
+    """The webhook secret versions of ``store`` that verify a signature at ``now``: the current
+    one, and the previous one while its rotation's grace lasts
+    (:func:`shared.secrets.previous_secret_accepted`). An entry published before the grace
+    existed carries no end: its previous version lasts ``grace`` from the entry's
+    ``updated_at``, never until the next rotation."""
+    until = store.previous_secret_until
+    if until is None and len(store.secret_versions) > 1:
+        until = store.updated_at + grace
+    if previous_secret_accepted(until, now):
+        return list(store.secret_versions)
+    return store.secret_versions[:1]
 
 
 def append_query(url: str, params: dict[str, str]) -> str:
@@ -313,12 +333,14 @@ class TrackerService:
             raise Unavailable("catching_up")  # the store may be newer than what we hold
         if store is None or not header:
             raise Unauthorized("missing store or signature" if store else "unknown store")
+        now = self.clock.now()
+        grace = timedelta(seconds=self.settings.secret_rotation_grace_s)
         secrets_ = [
             webhook_secret(self.settings.secret_key, store.store_id, v)
-            for v in store.secret_versions
+            for v in accepted_secret_versions(store, grace, now)
         ]
         problem = verify_signature(
-            secrets_, header, body, int(self.clock.now().timestamp()), self.settings.event_max_age_s
+            secrets_, header, body, int(now.timestamp()), self.settings.event_max_age_s
         )
         if problem is not None:
             raise Unauthorized(f"signature {problem}")

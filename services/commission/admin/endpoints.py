@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from services.commission.admin.schemas import (
     CreateAffiliate,
@@ -59,11 +59,26 @@ async def create_store(
     responses=errors(403, (404, "No such store")),
 )
 async def rotate_secret(
-    store_id: StoreIdPath, caller: Caller, session: Session, admin: Admin, audit: Audit
+    store_id: StoreIdPath,
+    caller: Caller,
+    session: Session,
+    admin: Admin,
+    audit: Audit,
+    revoke_previous: Annotated[
+        bool,
+        Query(
+            description="refuse the previous secret at once (a leaked secret) instead of "
+            "accepting it for ALLIANCE_SECRET_ROTATION_GRACE_S"
+        ),
+    ] = False,
 ) -> RotatedSecret:
-    """A new webhook secret; the previous one keeps working until the next rotation."""
+    """A new webhook secret (shown once); the previous one keeps verifying until
+    ``previous_secret_until`` (the grace, 24 h by default), or not at all with
+    ``revoke_previous=true``."""
     caller.require("admin")
-    secret = await admin.rotate_secret(session, store_id, admin.clock.now())
+    secret, until = await admin.rotate_secret(
+        session, store_id, admin.clock.now(), revoke_previous=revoke_previous
+    )
     await audit.record(
         "secret.rotate",
         f"store:{store_id}/webhook_secret",
@@ -72,7 +87,7 @@ async def rotate_secret(
         after={},
         rotated=("webhook_secret",),
     )
-    return RotatedSecret(store_id=store_id, webhook_secret=secret)
+    return RotatedSecret(store_id=store_id, webhook_secret=secret, previous_secret_until=until)
 
 
 @router.post(

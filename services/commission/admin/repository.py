@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -66,11 +67,16 @@ class PrincipalRepository:
         )
         return result.first()
 
-    async def bump_secret_version(self, store_id: str) -> int | None:
+    async def bump_secret_version(self, store_id: str, previous_until: datetime) -> int | None:
+        """The store's next webhook secret version, its previous one accepted until
+        ``previous_until``; None if there is no such store."""
         result = await self.session.execute(
             m.principals.update()
             .where(m.principals.c.kind == "store", m.principals.c.principal_id == store_id)
-            .values(secret_version=m.principals.c.secret_version + 1)
+            .values(
+                secret_version=m.principals.c.secret_version + 1,
+                previous_secret_until=previous_until,
+            )
             .returning(m.principals.c.secret_version)
         )
         version = result.scalar_one_or_none()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
@@ -55,6 +57,10 @@ class CreatedStore(BaseModel):
 class RotatedSecret(BaseModel):
     store_id: str
     webhook_secret: str
+    previous_secret_until: datetime = Field(
+        description="the previous secret still verifies until this time (the rotation's time "
+        "with revoke_previous=true: refused at once)"
+    )
 
 
 class CreateAffiliate(BaseModel):

@@ -4,7 +4,7 @@ and the directory entries the tracker learns them from (through the outbox)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +17,14 @@ from services.commission.program.service import ProgramService
 from shared.clock import Clock, SystemClock
 from shared.events import AffiliateEntry, CouponEntry, StoreEntry, Topic, encode
 from shared.outbox import OutboxRepository
-from shared.secrets import PrincipalKind, hash_key, new_api_key, webhook_secret
+from shared.secrets import (
+    PrincipalKind,
+    hash_key,
+    new_api_key,
+    rotation_grace_end,
+    store_secret_versions,
+    webhook_secret,
+)
 
 OUTBOX = OutboxRepository(outbox)
 
@@ -29,6 +36,9 @@ class AdminService:
     clock: Clock = field(default_factory=SystemClock)
     #: what a store's directory entry says of its program (membership, window)
     programs: ProgramService = field(default_factory=ProgramService)
+    #: how long a store's previous webhook secret verifies after a rotation
+    #: (``ALLIANCE_SECRET_ROTATION_GRACE_S``)
+    secret_rotation_grace: timedelta = timedelta(hours=24)
 
     async def principal_of_key(self, session: AsyncSession, key: str) -> tuple[str, str] | None:
         """(kind, id) of the principal whose API key is ``key``, if any."""
@@ -60,7 +70,8 @@ class AdminService:
         await OUTBOX.add(session, [(topic, f"coupon:{store_id}:{code}", encode(entry))])
 
     def _store_entry(self, row: Any, program: ProgramState, now: datetime) -> StoreEntry:
-        version = int(row.secret_version)
+        versions = store_secret_versions(int(row.secret_version), row.previous_secret_until, now)
+        version = versions[0]
         return StoreEntry(
             event_id=(
                 f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
@@ -69,7 +80,8 @@ class AdminService:
             store_id=row.principal_id,
             name=row.name,
             landing_url_template=row.landing_url_template,
-            secret_versions=[v for v in (version, version - 1) if v >= 1],
+            secret_versions=versions,
+            previous_secret_until=row.previous_secret_until if len(versions) > 1 else None,
             in_program=program.joined,
             key_hash=row.key_hash,
             updated_at=now,
@@ -148,9 +160,15 @@ class AdminService:
             await self._publish_affiliate(session, principal_id, row.name, row.key_hash, now)
         return key
 
-    async def rotate_secret(self, session: AsyncSession, store_id: str, now: datetime) -> str:
-        version = await PrincipalRepository(session).bump_secret_version(store_id)
+    async def rotate_secret(
+        self, session: AsyncSession, store_id: str, now: datetime, *, revoke_previous: bool = False
+    ) -> tuple[str, datetime]:
+        """A new webhook secret for the store (shown once) and the end of the previous one's
+        grace: the tracker accepts the previous secret until then (``now`` itself with
+        ``revoke_previous``: refused as soon as the new directory entry reaches it)."""
+        until = rotation_grace_end(now, self.secret_rotation_grace, revoke_previous=revoke_previous)
+        version = await PrincipalRepository(session).bump_secret_version(store_id, until)
         if version is None:
             raise NotFound("store", store_id=store_id)
         await self.publish_store(session, store_id, now)
-        return webhook_secret(self.secret_key, store_id, version)
+        return webhook_secret(self.secret_key, store_id, version), until
