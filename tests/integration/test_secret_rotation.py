@@ -55,6 +55,14 @@ async def until_the_tracker_knows(svc: harness.Services, store: Store) -> None:
     await harness.eventually(accepted)
 
 
+async def rotated_store(svc: harness.Services, settings: Settings) -> tuple[Store, Store, datetime]:
+    """A new store rotated once, the tracker knowing it: (before, after, end of the grace)."""
+    old = await harness.new_store(svc, settings, f"s-{harness.uid()}", products=())
+    new, until = await rotate(svc, settings, old)
+    await until_the_tracker_knows(svc, new)
+    return old, new, until
+
+
 class TestStoreSecretRotation:
     async def test_the_previous_secret_verifies_in_the_grace_and_revoke_previous_refuses_it(
         self, settings: Settings
@@ -82,9 +90,7 @@ class TestStoreSecretRotation:
     ) -> None:
         settings = settings.model_copy(update={"secret_rotation_grace_s": 4})
         async with harness.running(settings) as svc:
-            old = await harness.new_store(svc, settings, f"s-{harness.uid()}", products=())
-            new, until = await rotate(svc, settings, old)
-            await until_the_tracker_knows(svc, new)
+            old, new, until = await rotated_store(svc, settings)
             if datetime.now(UTC) < until - timedelta(seconds=1):  # unless the tracker was slow
                 assert (await post_view(svc, old)).status_code == 202
             wait_s = (until - datetime.now(UTC)).total_seconds()
@@ -98,8 +104,7 @@ class TestStoreSecretRotation:
     ) -> None:
         settings = settings.model_copy(update={"secret_rotation_grace_s": 0})
         async with harness.running(settings) as svc:
-            old = await harness.new_store(svc, settings, f"s-{harness.uid()}", products=())
-            new, until = await rotate(svc, settings, old)
+            old, new, until = await rotated_store(svc, settings)
             assert until <= datetime.now(UTC)
-            await until_the_tracker_knows(svc, new)
             assert (await post_view(svc, old)).status_code == 401
+            assert (await post_view(svc, new)).status_code == 202
