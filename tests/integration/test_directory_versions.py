@@ -173,3 +173,45 @@ class TestAStaleDirectoryEntryNeverComesBack:
         async with db(settings) as sessions, sessions() as session:
             windows = await AttributionRepository(session).windows([store_id], timedelta(days=15))
         assert windows[store_id].at(datetime.now(UTC)) == timedelta(days=15)
+
+    async def test_the_highest_version_says_the_state_after_concurrent_changes(
+        self, settings: Settings
+    ) -> None:
+        """Secret rotations and window changes of one store at once: the versions are 1, 2, …
+        with no gap or repeat, and the highest says the store as it is once all committed."""
+        u = harness.uid()
+        store_id = f"s-{u}"
+        auth = harness.admin(settings)
+        async with harness.running(settings) as svc:
+            await harness.register_store(svc, settings, store_id)
+            await joined_long_ago(svc, store_id)
+            rotations = [
+                svc.commission.post(f"/v1/admin/stores/{store_id}/rotate-secret", headers=auth)
+                for _ in range(5)
+            ]
+            windows = [
+                svc.commission.put(
+                    f"/v1/stores/{store_id}/attribution-window", json={"days": d}, headers=auth
+                )
+                for d in range(1, 6)
+            ]
+            answers = await asyncio.gather(*rotations, *windows)
+            for resp in answers[:5]:
+                assert resp.status_code == 200, resp.text
+            # a window change that took its time before another's but its lock after it is
+            # refused (``out_of_order``: a program's operations are in time order)
+            changed = [r for r in answers[5:] if r.status_code == 200]
+            for resp in answers[5:]:
+                assert resp.status_code == 200 or resp.json()["error"]["code"] == "out_of_order"
+            published = 1 + len(rotations) + len(changed)  # created, then each change
+            program = await svc.commission.get(f"/v1/stores/{store_id}/program", headers=auth)
+            days = program.json()["attribution_window_days"]
+
+            async def all_published() -> list[dict[str, Any]] | None:
+                entries = await store_entries(settings, store_id)
+                return entries if len(entries) == published else None
+
+            entries = await harness.eventually(all_published)
+        assert sorted(e["version"] for e in entries) == list(range(1, published + 1))
+        last = max(entries, key=lambda e: e["version"])
+        assert (last["secret_versions"], last["attribution_window_days"]) == ([6, 5], days)
