@@ -15,8 +15,8 @@ from services.attribution.service import AttributionService, Incoming
 from shared.clock import FixedClock
 from shared.config import Settings
 from shared.coupons import CouponPolicy
-from shared.events import StoreEntry
-from tests.services.attribution.test_stream import NOW
+from shared.events import Attribution, StoreEntry, Topic, encode
+from tests.services.attribution.test_stream import NOW, click, order, produce
 from tests.services.attribution.test_windows import db, received
 
 pytestmark = pytest.mark.integration
@@ -113,3 +113,44 @@ class TestAnOlderDirectoryEntryIsIgnored:
             await apply(sessions, service, entry(u, 1, NOW - D, None, CouponPolicy.OFF))
             await apply(sessions, service, entry(u, 0, NOW - 2 * D, 3, CouponPolicy.COUPON_WINS))
             assert await in_force(sessions, u) == (DEFAULT, CouponPolicy.OFF, {f"store:s-{u}": 1})
+
+
+async def test_rebuild_ignores_an_older_entry_read_after_a_newer_one(settings: Settings) -> None:
+    """On the topic, version 2 (back to the default window) before version 1 (3 days): the
+    rebuild decides with the default window, like the live service, and finds no difference."""
+    from services.attribution.rebuild import rebuild
+
+    u = uuid.uuid4().hex[:8]
+    first = entry(u, 1, NOW - 2 * D, 3, CouponPolicy.OFF)
+    second = entry(u, 2, NOW - D, None, CouponPolicy.OFF)
+    c = click(u, f"v-{u}", NOW - 5 * D)  # in the default window, not in 3 days
+    o = order(u, f"v-{u}", NOW)
+    decided = Attribution(
+        event_id=f"s-{u}:{o.order_id}:0",
+        occurred_at=NOW,
+        revision=0,
+        order_id=o.order_id,
+        store_id=o.store_id,
+        visitor_id=o.visitor_id,
+        placed_at=NOW,
+        rule="last_click",
+        affiliate_id=c.affiliate_id,
+        click_id=c.click_id,
+        click_at=c.occurred_at,
+        window_start=NOW - DEFAULT,
+        window_end=NOW,
+        order=o,
+    )
+    key = f"store:s-{u}"
+    await produce(
+        settings,
+        [
+            (Topic.DIRECTORY, key, encode(second)),
+            (Topic.DIRECTORY, key, encode(first)),
+            (Topic.CLICKS, c.visitor_id, encode(c)),
+            (Topic.ORDERS, o.visitor_id, encode(o)),
+            (Topic.ATTRIBUTIONS, f"s-{u}:{o.order_id}", encode(decided)),
+        ],
+    )
+    report = await rebuild(settings.kafka, settings.topic_prefix, NOW - D, DEFAULT)
+    assert (report.orders, report.same, report.differences) == (1, 1, [])
