@@ -382,7 +382,18 @@ StorefrontEvent = Annotated[
 ]
 
 
-class StoreEntry(BaseModel):
+class DirectoryEntryBase(BaseModel):
+    """What every directory entry carries: its ``version``, per Kafka key, from a counter of the
+    commission service that only grows (:mod:`shared.directory`). Readers ignore an entry older
+    than the one they hold for its key, so a replayed or reordered entry never brings back an
+    older state. 0: published before entries were versioned (never overrides a versioned one)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = Field(default=0, ge=0)
+
+
+class StoreEntry(DirectoryEntryBase):
     """The directory's view of a store, as the tracker needs it (no secret travels here:
     webhook secrets are derived from the deployment's secret key and ``secret_versions``)."""
 
@@ -406,7 +417,7 @@ class StoreEntry(BaseModel):
     coupon_policy: CouponPolicy = CouponPolicy.OFF
 
 
-class CouponEntry(BaseModel):
+class CouponEntry(DirectoryEntryBase):
     """One coupon code of a store as registered from ``updated_at`` on (Kafka key
     ``coupon:<store>:<CODE>``, so compaction keeps the latest per code). ``affiliate_id`` None:
     the code was deleted at ``updated_at`` and is valid for no order placed from then on.
@@ -425,7 +436,7 @@ class CouponEntry(BaseModel):
     updated_at: UtcDatetime
 
 
-class AffiliateEntry(BaseModel):
+class AffiliateEntry(DirectoryEntryBase):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: Literal["affiliate"] = "affiliate"

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.clickcap_store import click_caps_table
 from shared.db import make_metadata
+from shared.directory_store import directory_versions_table
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
 
@@ -129,6 +130,10 @@ coupons = Table(
     Column("valid_from", DateTime(timezone=True)),
     Column("valid_to", DateTime(timezone=True)),
 )
+
+#: The version of each directory key's entries attribution applied last (shared.directory): an
+#: older one (a replay, two relays' reordering) is ignored.
+directory_versions = directory_versions_table(metadata)
 
 #: Per UTC day, link and visitor (or client address): clicks stored, and clicks past the cap
 #: (``ALLIANCE_CLICK_CAP_PER_DAY``) counted instead of stored (shared.clickcap).

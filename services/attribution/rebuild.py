@@ -27,6 +27,7 @@ from services.attribution.core import (
 )
 from shared.config import KafkaConnection
 from shared.coupons import coupon_key
+from shared.directory import DirectoryVersions
 from shared.events import (
     Attribution,
     Click,
@@ -160,10 +161,13 @@ async def rebuild(
     windows: dict[str, Windows] = {}
     policies: dict[str, Policies] = {}
     codes: dict[tuple[str, str], CouponHistory] = {}
+    versions = DirectoryVersions()  # a replayed or reordered older entry is ignored
     async for raw in stream_topic(kafka, f"{prefix}{Topic.DIRECTORY}"):
         try:
             entry = directory_adapter.validate_json(raw)
         except ValueError:
+            continue
+        if not versions.admit(entry):
             continue
         if isinstance(entry, CouponEntry):
             key = (entry.store_id, coupon_key(entry.code))

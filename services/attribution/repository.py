@@ -389,6 +389,27 @@ class AttributionRepository:
             out[store_id] = Windows(default, tuple(history))
         return out
 
+    async def directory_versions(self, keys: Iterable[str]) -> dict[str, int]:
+        """The entry version held for each directory key asked for that has one."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return {}
+        t = m.directory_versions
+        rows = await self.session.execute(select(t.c.key, t.c.version).where(t.c.key.in_(wanted)))
+        return {r.key: int(r.version) for r in rows}
+
+    async def hold_directory_versions(self, held: dict[str, int]) -> None:
+        """Record the versions now held (never lowering one: the higher of the two stays)."""
+        if not held:
+            return
+        t = m.directory_versions
+        stmt = insert(t).values([{"key": k, "version": v} for k, v in sorted(held.items())])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={"version": func.greatest(t.c.version, stmt.excluded.version)},
+        )
+        await self.session.execute(stmt)
+
     async def add_window(self, store_id: str, effective_at: datetime, days: int | None) -> None:
         stmt = insert(m.store_windows).on_conflict_do_nothing(
             index_elements=["store_id", "effective_at"]

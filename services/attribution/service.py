@@ -35,6 +35,7 @@ from shared.clock import Clock
 from shared.config import Settings
 from shared.coupons import coupon_key
 from shared.db import lock_key, lock_keys
+from shared.directory import DirectoryVersions, directory_key
 from shared.events import (
     Click,
     CouponEntry,
@@ -195,6 +196,7 @@ class AttributionService:
         entries = [e for e in events if isinstance(e, StoreEntry)]
         coupons = [e for e in events if isinstance(e, CouponEntry)]
         windows = await self._lock_and_read_windows(repo, batch, events, entries, coupons)
+        entries, coupons = await self._current_entries(repo, entries, coupons)
         policies = await repo.policies(windows.keys())
         changed = await self._apply_window_changes(repo, windows, entries)
         changed += await self._apply_policy_changes(repo, policies, entries)
@@ -250,6 +252,24 @@ class AttributionService:
             shared=True,
         )
         return await repo.windows(stores | changed, self.window)
+
+    async def _current_entries(
+        self, repo: AttributionRepository, entries: list[StoreEntry], coupons: list[CouponEntry]
+    ) -> tuple[list[StoreEntry], list[CouponEntry]]:
+        """The directory entries to apply (after the window locks: one key's entries are
+        applied by one batch at a time): those not older than the version held for their key
+        (:mod:`shared.directory`), in arrival order; the versions then held are recorded."""
+        keys = [directory_key(e) for e in (*entries, *coupons)]
+        versions = DirectoryVersions(await repo.directory_versions(keys))
+        before = dict(versions.held)
+        current_entries = versions.admit_all(entries)
+        current_coupons = versions.admit_all(coupons)
+        if versions.stale:
+            log.info("%d directory entries older than the version held: ignored", versions.stale)
+        await repo.hold_directory_versions(
+            {k: v for k, v in versions.held.items() if before.get(k) != v}
+        )
+        return current_entries, current_coupons
 
     async def _store_clicks(
         self,

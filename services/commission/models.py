@@ -27,6 +27,7 @@ from services.commission.core.applied import SOURCES
 from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
 from shared.clickcap_store import click_caps_table
 from shared.db import MinorSum, make_metadata
+from shared.directory_store import directory_versions_table
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
 
@@ -169,6 +170,10 @@ principals = Table(
     Column("previous_secret_until", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+#: The last version given to each directory key's entries (shared.directory): it only grows,
+#: so readers can tell a replayed or reordered entry from a newer one.
+directory_versions = directory_versions_table(metadata)
 
 #: Payouts to affiliates, once per idempotency key.
 payouts = Table(

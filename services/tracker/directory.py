@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from shared.clock import Clock
 from shared.config import KafkaConnection
+from shared.directory import DirectoryVersions, directory_key
 from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
 from shared.kafka import partitions_of
 from shared.periodic import wait_or
@@ -160,12 +161,23 @@ class Directory:
     #: bumped by every change of stores, affiliates or catalog (what a snapshot holds)
     version: int = 0
     _affiliate_key: dict[str, str] = field(default_factory=dict)  # affiliate id → key hash
+    #: the entry version held per directory key: an older entry (a replay, or two relays'
+    #: reordering) is ignored, never restoring a rotated secret or an exited store
+    versions: DirectoryVersions = field(default_factory=DirectoryVersions)
 
     def apply_directory(self, raw: bytes) -> None:
-        """Apply a directory entry. Entries of one principal share a Kafka key, so they arrive
-        in the order they were published: the later one replaces the earlier, and a rotated
-        affiliate key (the entry's previous hash) stops working here at once."""
+        """Apply a directory entry unless it is older than the one held for its principal
+        (:mod:`shared.directory`): a newer one replaces it, and a rotated affiliate key (the
+        entry's previous hash) stops working here at once."""
         entry = directory_adapter.validate_json(raw)
+        if not self.versions.admit(entry):
+            log.info(
+                "directory entry %s version %d ignored: version %d held",
+                directory_key(entry),
+                entry.version,
+                self.versions.held[directory_key(entry)],
+            )
+            return
         if isinstance(entry, StoreEntry):
             self.stores[entry.store_id] = entry
         elif isinstance(entry, AffiliateEntry):
@@ -199,6 +211,7 @@ class Directory:
             "v": 1,
             "stores": [e.model_dump(mode="json") for e in self.stores.values()],
             "affiliates": dict(self._affiliate_key),
+            "versions": dict(self.versions.held),
             "products": {store: list(ids) for store, ids in self.products.items()},
         }
 
@@ -214,6 +227,8 @@ class Directory:
         for affiliate_id, key_hash in dict(data["affiliates"]).items():
             read._set_affiliate_key(str(affiliate_id), str(key_hash))
         read.products = {str(s): {str(p) for p in ids} for s, ids in dict(data["products"]).items()}
+        held = dict(data.get("versions", {}))  # none in a snapshot older than the versions
+        read.versions = DirectoryVersions({str(k): int(v) for k, v in held.items()})
         self._take(read)
 
     def adopt(self, fresh: Directory) -> None:
@@ -225,6 +240,7 @@ class Directory:
     def _take(self, other: Directory) -> None:
         self.stores, self.products = other.stores, other.products
         self.affiliate_keys, self._affiliate_key = other.affiliate_keys, other._affiliate_key
+        self.versions = other.versions
         self.version += 1
 
 

@@ -81,3 +81,17 @@ class PrincipalRepository:
         )
         version = result.scalar_one_or_none()
         return int(version) if version is not None else None
+
+    async def next_directory_version(self, key: str) -> int:
+        """The next version of the directory entries of ``key`` (1, 2, …), the counter's row
+        locked until the transaction ends: a concurrent change of the same key waits, then
+        reads this one's committed state and numbers its entry after it. Call it before
+        reading what the entry will say."""
+        table = m.directory_versions
+        stmt = (
+            insert(table)
+            .values(key=key, version=1)
+            .on_conflict_do_update(index_elements=["key"], set_={"version": table.c.version + 1})
+            .returning(table.c.version)
+        )
+        return int((await self.session.execute(stmt)).scalar_one())

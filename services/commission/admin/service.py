@@ -15,6 +15,7 @@ from services.commission.errors import AlreadyExists, NotFound
 from services.commission.models import outbox
 from services.commission.program.service import ProgramService
 from shared.clock import Clock, SystemClock
+from shared.directory import affiliate_key, coupon_entry_key, store_key
 from shared.events import AffiliateEntry, CouponEntry, StoreEntry, Topic, encode
 from shared.outbox import OutboxRepository
 from shared.secrets import (
@@ -56,8 +57,12 @@ class AdminService:
     ) -> None:
         """Put a code's directory entry in the outbox: its registration from ``now`` on, or
         (``coupon`` None) its deletion then. Keyed by store and code: compaction keeps the
-        latest of each code."""
+        latest of each code. Numbered after every earlier entry of the code
+        (:meth:`PrincipalRepository.next_directory_version`)."""
+        key = coupon_entry_key(store_id, code)
+        version = await PrincipalRepository(session).next_directory_version(key)
         entry = CouponEntry(
+            version=version,
             event_id=f"coupon:{store_id}:{code}:{now.isoformat()}",
             store_id=store_id,
             code=code,
@@ -67,12 +72,15 @@ class AdminService:
             updated_at=now,
         )
         topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-        await OUTBOX.add(session, [(topic, f"coupon:{store_id}:{code}", encode(entry))])
+        await OUTBOX.add(session, [(topic, key, encode(entry))])
 
-    def _store_entry(self, row: Any, program: ProgramState, now: datetime) -> StoreEntry:
+    def _store_entry(
+        self, row: Any, program: ProgramState, now: datetime, entry_version: int
+    ) -> StoreEntry:
         versions = store_secret_versions(int(row.secret_version), row.previous_secret_until, now)
         version = versions[0]
         return StoreEntry(
+            version=entry_version,
             event_id=(
                 f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
                 f":{program.window_days or ''}:{program.coupon_policy.value}"
@@ -90,15 +98,18 @@ class AdminService:
         )
 
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:
-        """Put the store's current directory entry in the outbox (after any change)."""
-        row = await PrincipalRepository(session).get("store", store_id)
-        if row is None:
+        """Put the store's current directory entry in the outbox (after any change). Its
+        version is taken first: a concurrent change of the store waits for this transaction,
+        then reads what it committed, so the higher version always says the later state."""
+        repo = PrincipalRepository(session)
+        if await repo.get("store", store_id) is None:
             return
+        key = store_key(store_id)
+        entry_version = await repo.next_directory_version(key)
+        row = await repo.get("store", store_id)
         history = await self.programs.history(session, store_id)
-        entry = self._store_entry(row, history.current(), now)
-        await OUTBOX.add(
-            session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", f"store:{store_id}", encode(entry))]
-        )
+        entry = self._store_entry(row, history.current(), now, entry_version)
+        await OUTBOX.add(session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", key, encode(entry))])
 
     async def create(
         self,
@@ -133,8 +144,12 @@ class AdminService:
     async def _publish_affiliate(
         self, session: AsyncSession, affiliate_id: str, name: str, key_hash: str, now: datetime
     ) -> None:
-        """Put the affiliate's directory entry (its current key hash) in the outbox."""
+        """Put the affiliate's directory entry (its current key hash) in the outbox; the
+        caller holds the principal's row (created or updated), so versions follow commits."""
+        key = affiliate_key(affiliate_id)
+        version = await PrincipalRepository(session).next_directory_version(key)
         entry = AffiliateEntry(
+            version=version,
             event_id=f"affiliate:{affiliate_id}:{now.isoformat()}:{key_hash[:12]}",
             affiliate_id=affiliate_id,
             name=name,
@@ -142,7 +157,7 @@ class AdminService:
             updated_at=now,
         )
         topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-        await OUTBOX.add(session, [(topic, f"affiliate:{affiliate_id}", encode(entry))])
+        await OUTBOX.add(session, [(topic, key, encode(entry))])
 
     async def rotate_key(
         self, session: AsyncSession, kind: PrincipalKind, principal_id: str, now: datetime
