@@ -17,7 +17,7 @@ PORTS = {
     "attribution": (8002, 8012),
     "commission": (8003, 8013),
 }
-KAFKA_PORTS = (19092, 29092, 39092)
+KAFKA_PORTS = (19092, 29092, 30092)
 POSTGRES_PORT = 15432
 IMAGES = ("alliance:latest", "alliance-kafka:latest", "alliance-postgres:latest")
 
