@@ -293,13 +293,18 @@ def _topics(args: argparse.Namespace, settings: Settings) -> int:
 def _compose_env(args: argparse.Namespace, _: Settings) -> int:
     from pathlib import Path
 
-    from deploy.compose_env import ENV_FILE, write_env_file
+    from deploy.compose_env import ENV_FILE, TLS_DIR, write_env_file, write_tls
 
     path = Path(args.path) if args.path else ENV_FILE
     if write_env_file(path):
         print(f"wrote {path} with fresh secrets (keep it private; never regenerate it)")
     else:
         print(f"{path} exists; left as it is")
+    tls = Path(args.tls) if args.tls else TLS_DIR
+    if write_tls(tls):
+        print(f"wrote the Kafka CA and broker certificates in {tls}")
+    else:
+        print(f"{tls}/ca.crt exists; left as it is")
     return 0
 
 
@@ -497,6 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         "compose-env", help="write deploy/.env with fresh secrets for the compose stack"
     )
     compose_env.add_argument("--path", help="another file than deploy/.env")
+    compose_env.add_argument("--tls", help="another folder than deploy/tls for the Kafka CA")
     admin = sub.add_parser(
         "admin", help="create stores, affiliates and finance users; rotate (revoke) their keys"
     )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start one KRaft node: write server.properties from the KAFKA_* environment (the apache/kafka
-# image's convention), format the log directory on first start with CLUSTER_ID, run the broker.
+# image's convention), format the log directory on first start with CLUSTER_ID and the SCRAM
+# users of SCRAM_USERS ("name=password name=password …", SCRAM-SHA-512), run the broker.
 set -euo pipefail
 
 : "${CLUSTER_ID:?CLUSTER_ID must be set (the same on every node of the cluster)}"
@@ -39,6 +40,11 @@ JAVA=(java ${KAFKA_HEAP_OPTS:-} ${KAFKA_JVM_PERFORMANCE_OPTS:--XX:+UseG1GC -XX:M
 log_dir="$(sed -n 's/^log\.dirs=//p' "$CONFIG" | cut -d, -f1)"
 if [ ! -f "$log_dir/meta.properties" ]; then
   echo "kafka-entrypoint: formatting $log_dir for cluster $CLUSTER_ID (node $KAFKA_NODE_ID)"
-  "${JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted --cluster-id "$CLUSTER_ID" --config "$CONFIG"
+  scram=()
+  for user in ${SCRAM_USERS:-}; do
+    scram+=(--add-scram "SCRAM-SHA-512=[name=${user%%=*},password=${user#*=}]")
+  done
+  "${JAVA[@]}" kafka.tools.StorageTool format --ignore-formatted --cluster-id "$CLUSTER_ID" \
+    --config "$CONFIG" "${scram[@]}"
 fi
 exec "${JAVA[@]}" kafka.Kafka "$CONFIG"

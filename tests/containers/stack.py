@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.compose_env import compose_env, render
+from deploy.compose_env import compose_env, render, write_tls
 from deploy.procs import wait_ready
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -17,7 +17,7 @@ PORTS = {
     "attribution": (8002, 8012),
     "commission": (8003, 8013),
 }
-KAFKA_PORTS = (19092, 29092, 39092)
+KAFKA_PORTS = (19092, 29092, 30092)
 POSTGRES_PORT = 15432
 IMAGES = ("alliance:latest", "alliance-kafka:latest", "alliance-postgres:latest")
 
@@ -35,19 +35,23 @@ def compose_command() -> list[str]:
 
 @dataclass
 class ComposeStack:
-    """One project of the compose stack with its own secrets (an env file of fresh ones)."""
+    """One project of the compose stack with its own secrets (an env file of fresh ones) and
+    its own Kafka CA and broker certificates (``tls``)."""
 
     project: str
     env_file: Path
     values: dict[str, str]
+    tls: Path
 
     @classmethod
     def create(cls, project: str, folder: Path) -> ComposeStack:
-        values = compose_env()
+        tls = folder / "tls"
+        write_tls(tls)
+        values = {**compose_env(), "ALLIANCE_TLS_DIR": str(tls)}
         env_file = folder / "compose.env"
         env_file.write_text(render(values))
         env_file.chmod(0o600)
-        return cls(project, env_file, values)
+        return cls(project, env_file, values, tls)
 
     def command(self, *args: str) -> list[str]:
         return [

@@ -20,9 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, TopicAuthorizationFailedError
+from pydantic import SecretStr
 
+from deploy.compose_env import scram_password_variable
 from deploy.demo.live import order_events
+from deploy.stack.acls import ADMIN_USER
 from services.commission.core.commission import LineItem, commission_on
 from shared.config import Settings
 from shared.events import Topic
@@ -67,8 +71,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         compose.down()
 
 
-def settings_of(stack: ComposeStack) -> Settings:
-    """The deployment's settings as seen from the host (its loopback ports, its secrets)."""
+def settings_of(stack: ComposeStack, kafka_user: str = ADMIN_USER) -> Settings:
+    """The deployment's settings as seen from the host (its loopback ports, its secrets),
+    logged in to Kafka as ``kafka_user`` (SASL_SSL, SCRAM-SHA-512, the deployment's CA)."""
     v = stack.values
     return Settings(
         env="production",
@@ -83,6 +88,11 @@ def settings_of(stack: ComposeStack) -> Settings:
         admin_token=v["ALLIANCE_ADMIN_TOKEN"],
         secret_key=v["ALLIANCE_SECRET_KEY"],
         link_keys=v["ALLIANCE_LINK_KEYS"],
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username=kafka_user,
+        kafka_sasl_password=v[scram_password_variable(kafka_user.removeprefix("alliance-"))],
+        kafka_ssl_cafile=stack.tls / "ca.crt",
     )
 
 
@@ -98,6 +108,13 @@ def environment(settings: Settings) -> dict[str, str]:
         "ALLIANCE_ADMIN_TOKEN": settings.admin_token,
         "ALLIANCE_SECRET_KEY": settings.secret_key,
         "ALLIANCE_LINK_KEYS": settings.link_keys,
+        "ALLIANCE_KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+        "ALLIANCE_KAFKA_SASL_MECHANISM": str(settings.kafka_sasl_mechanism),
+        "ALLIANCE_KAFKA_SASL_USERNAME": str(settings.kafka_sasl_username),
+        "ALLIANCE_KAFKA_SASL_PASSWORD": (
+            password.get_secret_value() if (password := settings.kafka_sasl_password) else ""
+        ),
+        "ALLIANCE_KAFKA_SSL_CAFILE": str(settings.kafka_ssl_cafile),
     }
 
 
@@ -141,6 +158,41 @@ async def test_the_topics_job_made_replicated_topics_and_compacted_tables(
     compacted = {name for name, c in configs.items() if c["cleanup.policy"][0] == "compact"}
     assert compacted == {settings.topic(Topic.DIRECTORY), settings.topic(Topic.CATALOG)}
     assert {c["min.insync.replicas"][0] for c in configs.values()} == {"2"}
+
+
+# --------------------------------------------------------------------------------------------
+# Kafka's door: SASL_SSL with SCRAM-SHA-512, each service's user limited by its ACLs
+
+
+class TestKafkaSecurity:
+    async def test_a_client_with_a_wrong_scram_password_is_refused(
+        self, stack: ComposeStack
+    ) -> None:
+        from aiokafka.conn import create_conn
+
+        settings = settings_of(stack, "alliance-tracker")
+        host, port = "127.0.0.1", KAFKA_PORTS[0]
+        right = await create_conn(host, port, **settings.kafka_security())  # the control
+        right.close()
+        wrong = settings.model_copy(update={"kafka_sasl_password": SecretStr("not-the-password")})
+        with pytest.raises(SaslAuthenticationFailed):
+            await create_conn(host, port, **wrong.kafka_security())
+
+    @pytest.mark.parametrize(
+        ("user", "topic"),
+        [("alliance-tracker", Topic.ATTRIBUTIONS), ("alliance-attribution", Topic.DIRECTORY)],
+    )
+    async def test_a_service_cannot_write_a_topic_its_acls_do_not_grant(
+        self, stack: ComposeStack, user: str, topic: Topic
+    ) -> None:
+        settings = settings_of(stack, user)
+        producer = AIOKafkaProducer(**settings.kafka.client_options(), enable_idempotence=True)
+        await producer.start()  # logged in: the refusal below is the ACL's, not the password's
+        try:
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(settings.topic(topic), b"minted")
+        finally:
+            await producer.stop()
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy.compose_env import compose_env, render, write_env_file
+from deploy.compose_env import (
+    compose_env,
+    render,
+    scram_password_variable,
+    scram_users,
+    write_env_file,
+    write_tls,
+)
+from deploy.stack.acls import ADMIN_USER
 from deploy.stack.kafka import new_cluster_id
 from shared.config import Settings
 
@@ -55,7 +63,7 @@ def test_three_kraft_brokers_keep_three_copies_and_acknowledge_with_two() -> Non
 def test_each_service_runs_two_workers_after_the_migrate_and_topics_jobs() -> None:
     services = load("compose.yaml")["services"]
     assert services["migrate"]["command"] == ["migrate"]
-    assert services["topics"]["command"] == ["topics"]
+    assert services["topics"]["command"] == ["topics", "--acls"]
     for name in SERVICES:
         workers = [s for n, s in services.items() if n.rsplit("-", 1)[0] == name]
         assert len(workers) == 2
@@ -78,7 +86,8 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
         if name.startswith("kafka-"):
             listeners = env["KAFKA_LISTENERS"]
             assert re.fullmatch(
-                r"PLAINTEXT://127\.0\.0\.1:\$\{\w+:-\d+\},CONTROLLER://127\.0\.0\.1:\$\{\w+:-\d+\}",
+                r"CLIENT://127\.0\.0\.1:\$\{\w+:-\d+\},CONTROLLER://127\.0\.0\.1:\$\{\w+:-\d+\},"
+                r"INTERNAL://127\.0\.0\.1:\$\{\w+:-\d+\}",
                 listeners,
             ), listeners
             ports += re.findall(r":-(\d+)\}", listeners)
@@ -93,7 +102,7 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
             if kind in SERVICES:  # a worker: it listens on its service's port
                 ports.append(env[f"ALLIANCE_{kind.upper()}_PORT"])
                 assert env["ALLIANCE_HEALTH_PORT"] == ports[-1]
-    assert len(ports) == 3 * 2 + 1 + 2 * 3  # workers, PostgreSQL, brokers' two listeners
+    assert len(ports) == 3 * 2 + 1 + 3 * 3  # workers, PostgreSQL, brokers' three listeners
     assert len(ports) == len(set(ports)), sorted(ports)
 
 
@@ -147,11 +156,65 @@ def test_a_managed_kafkas_security_settings_pass_through_to_every_alliance_conta
     } - {"ALLIANCE_KAFKA_SSL_CERTFILE", "ALLIANCE_KAFKA_SSL_KEYFILE"}
     assert "ALLIANCE_KAFKA_SASL_PASSWORD" in security
     for name, service in load("compose.yaml")["services"].items():
+        if name == "migrate":  # no Kafka client: SASL without a user would stop it at start
+            assert not security & set(service["environment"])
+            continue
         if name.startswith(("kafka-", "postgres")):
             continue
         env = service["environment"]
         assert security <= set(env), name
-        assert env["ALLIANCE_KAFKA_SECURITY_PROTOCOL"].endswith(":-PLAINTEXT}")
+        assert env["ALLIANCE_KAFKA_SECURITY_PROTOCOL"].endswith(":-SASL_SSL}")
+        assert env["ALLIANCE_KAFKA_SASL_MECHANISM"].endswith(":-SCRAM-SHA-512}")
+
+
+def test_kafka_sasl_ssl_scram_every_client_its_own_user_and_no_plaintext_listener() -> None:
+    services = load("compose.yaml")["services"]
+    for name, service in services.items():
+        env = service["environment"]
+        if name.startswith("kafka-"):
+            protocols = env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+            assert "PLAINTEXT" not in protocols.replace("SASL_SSL", "")
+            assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "INTERNAL"
+            assert env["KAFKA_LISTENER_NAME_INTERNAL_SSL_CLIENT_AUTH"] == "required"
+            assert env["KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH"] == "required"
+            assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+            supers = env["KAFKA_SUPER_USERS"].split(";")
+            assert supers == [f"User:{ADMIN_USER}", "User:kafka-1", "User:kafka-2", "User:kafka-3"]
+            users = re.findall(r"([\w-]+)=\$\{", env["SCRAM_USERS"])
+            assert users == [ADMIN_USER, *(f"alliance-{s}" for s in SERVICES)]
+            assert any(
+                v.endswith(f"{name}.pem:/etc/kafka/tls/broker.pem:ro") for v in service["volumes"]
+            )
+        elif name not in ("postgres", "migrate"):
+            kind = name.rsplit("-", 1)[0]
+            user = ADMIN_USER if kind == "topics" else f"alliance-{kind}"
+            assert env["ALLIANCE_KAFKA_SASL_USERNAME"] == user, name
+            assert env["ALLIANCE_KAFKA_SASL_PASSWORD"].startswith(
+                "${" + scram_password_variable("admin" if kind == "topics" else kind) + ":?"
+            )
+            assert any(v.endswith("/etc/alliance/tls/ca.crt:ro") for v in service["volumes"]), name
+
+
+def test_compose_env_makes_a_kafka_ca_and_broker_certificates_once(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    folder = tmp_path / "tls"
+    assert write_tls(folder)
+    assert not write_tls(folder)  # never overwritten
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert stat.S_IMODE((folder / "ca.key").stat().st_mode) == 0o600
+    ca = x509.load_pem_x509_certificate((folder / "ca.crt").read_bytes())
+    for broker in ("kafka-1", "kafka-2", "kafka-3"):
+        body = (folder / f"{broker}.pem").read_bytes()
+        assert b"BEGIN PRIVATE KEY" in body  # PKCS#8, unencrypted: Kafka's PEM keystore
+        cert = x509.load_pem_x509_certificate(body[body.index(b"-----BEGIN CERTIFICATE") :])
+        cert.verify_directly_issued_by(ca)
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert broker in names.get_values_for_type(x509.DNSName)
+    values = compose_env()
+    for key in ("admin", *SERVICES):
+        assert len(values[scram_password_variable(key)]) >= 32
+    assert scram_users(values).count("=") == 4
 
 
 def required_variables() -> set[str]:
