@@ -3,8 +3,9 @@
 A redirect must not answer before its click is durable (README, "The redirect"). Sending each
 click on its own (``send_and_wait`` under a timeout of its own) cost a redirect more than its
 HTTP did: per click a metadata wait, a pure-Python murmur2, an accumulator append, a future, a
-timer. :class:`ClickBatcher` takes the clicks that arrive in one turn of the loop (more while
-the previous batch is queued: more under load) and hands them to the producer as one
+timer. :class:`ClickBatcher` takes the clicks that arrive in one turn of the loop, and all
+those that arrive while the previous group waits for Kafka's answer (more under load), and
+hands them to the producer as one
 ``BatchBuilder`` per partition, under one deadline; each redirect waits on a future of its own,
 settled ``True`` once Kafka acknowledged its whole group, ``False`` on a failure or at the
 deadline (the caller then spools the click, as before).
@@ -19,11 +20,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import struct
-from collections import deque
+from collections import Counter, deque
 from typing import Any, Final, Protocol
 
 _M: Final = 0x5BD1E995
 _MASK: Final = 0xFFFFFFFF
+#: groups handed to the producer and not yet answered, at most: one in the broker's hands,
+#: one waiting in the producer, sent the moment the first is answered
+IN_FLIGHT: Final = 2
 
 
 @functools.lru_cache(maxsize=256)
@@ -96,13 +100,24 @@ class ClickBatcher:
     a record within ``timeout_s`` of its group's first record. Never raises, never waits past
     the deadline (a broker that hangs costs each click at most ``timeout_s``)."""
 
-    def __init__(self, producer: BatchProducer, topic: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        producer: BatchProducer,
+        topic: str,
+        timeout_s: float,
+        metrics: Counter[str] | None = None,
+    ) -> None:
         self.producer = producer
         self.topic = topic
         self.timeout_s = timeout_s
+        #: ``click_batches``: batches handed to the producer (clicks / batches: their size)
+        self.metrics: Counter[str] = Counter() if metrics is None else metrics
         self._open: _Group | None = None
         self._queue: deque[_Group] = deque()
         self._flushing = False
+        #: groups handed to the producer, oldest first, with their acknowledgements (those
+        #: answered are dropped when the next group is handed over)
+        self._outstanding: deque[tuple[_Group, list[asyncio.Future[Any]]]] = deque()
         self._flusher: asyncio.Task[None] | None = None  # referenced: the loop keeps weak ones
 
     async def send(self, key: bytes, value: bytes) -> bool:
@@ -124,6 +139,7 @@ class ClickBatcher:
 
     async def _flush(self) -> None:
         """Queue the groups in the producer, oldest first, until none is left."""
+        outstanding = self._outstanding
         try:
             while self._queue:
                 group = self._queue.popleft()
@@ -139,6 +155,18 @@ class ClickBatcher:
                 group.unacked = len(acks)
                 for ack in acks:
                     ack.add_done_callback(functools.partial(self._acked, group))
+                # at most IN_FLIGHT groups unanswered: the next one grows meanwhile (fewer,
+                # fuller produce requests: the broker's work is per request), for at most the
+                # deadline of the oldest
+                outstanding.append((group, acks))
+                while outstanding and outstanding[0][0].settled:
+                    outstanding.popleft()
+                if len(outstanding) >= IN_FLIGHT:
+                    oldest, oldest_acks = outstanding.popleft()
+                    timer = oldest.timer
+                    left = timer.when() - asyncio.get_running_loop().time() if timer else 0.0
+                    if left > 0 and not oldest.settled:
+                        await asyncio.wait(oldest_acks, timeout=left)
         finally:
             self._flushing = False
 
@@ -163,6 +191,7 @@ class ClickBatcher:
         # closed: complete, so the producer sends it without lingering (the group was the
         # linger: every click that came in one turn of the loop, or while the last was queued)
         batch.close()
+        self.metrics["click_batches"] += 1
         return await self.producer.send_batch(batch, self.topic, partition=partition)
 
     def _acked(self, group: _Group, ack: asyncio.Future[Any]) -> None:

@@ -298,7 +298,9 @@ class TrackerService:
             batcher = self._batcher
             if batcher is None or batcher.producer is not producer:
                 timeout_s = self.settings.click_ack_timeout_ms / 1000
-                batcher = self._batcher = ClickBatcher(producer, self._clicks_topic, timeout_s)
+                batcher = self._batcher = ClickBatcher(
+                    producer, self._clicks_topic, timeout_s, self.metrics
+                )
             if await batcher.send(click.visitor_id.encode(), payload):
                 return
             # not acknowledged in time, or refused: fall back to the spool

@@ -16,7 +16,7 @@ from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.tracker.clickproducer import ClickBatcher, murmur2, partition_of
+from services.tracker.clickproducer import IN_FLIGHT, ClickBatcher, murmur2, partition_of
 
 
 class TestPartitionsAsTheProducerPicksThem:
@@ -172,16 +172,40 @@ class TestAcknowledgedOrNotWithinTheDeadline:
         with pytest.raises(asyncio.CancelledError):
             await waits[0]
 
-    async def test_clicks_that_come_while_a_group_is_queued_form_the_next_group(self) -> None:
+    async def test_clicks_that_come_while_groups_wait_for_kafka_go_in_the_next_batch(
+        self,
+    ) -> None:
+        """At most IN_FLIGHT groups unanswered: the clicks meanwhile make one fuller batch,
+        sent once Kafka answered the oldest (the broker's work is per request)."""
         producer = Producer(partitions=1)
         batcher = ClickBatcher(producer, "clicks", timeout_s=5)
-        first = asyncio.ensure_future(batcher.send(b"a", b"1"))
+        early = []
+        for n in range(IN_FLIGHT):
+            early.append(asyncio.ensure_future(batcher.send(b"a", b"%d" % n)))
+            await asyncio.sleep(0.01)
+        later = [asyncio.ensure_future(batcher.send(k, k)) for k in keys(5)]
         await asyncio.sleep(0.01)
-        second = asyncio.ensure_future(batcher.send(b"b", b"2"))
-        await asyncio.sleep(0.01)
-        assert len(producer.sent) == 2
-        producer.sent[1][2].set_result(None)
-        assert await second is True
-        assert not first.done()  # its own batch is not acknowledged yet
+        assert len(producer.sent) == IN_FLIGHT
         producer.ack_all()
-        assert await first is True
+        assert await settled(*early) == [True] * IN_FLIGHT
+        await asyncio.sleep(0.01)
+        assert [len(b.records) for _, b, _ in producer.sent] == [1] * IN_FLIGHT + [5]
+        producer.ack_all()
+        assert await settled(*later) == [True] * 5
+
+    async def test_groups_kafka_never_answers_hold_the_next_one_back_no_longer_than_a_deadline(
+        self,
+    ) -> None:
+        producer = Producer(partitions=1)
+        batcher = ClickBatcher(producer, "clicks", timeout_s=0.2)
+        early = []
+        for n in range(IN_FLIGHT):
+            early.append(asyncio.ensure_future(batcher.send(b"a", b"%d" % n)))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.08)
+        held = asyncio.ensure_future(batcher.send(b"b", b"held"))
+        assert await early[0] is False  # its deadline
+        await asyncio.sleep(0.02)
+        assert len(producer.sent) == IN_FLIGHT + 1  # the held group went out then
+        producer.sent[-1][2].set_result(None)
+        assert await held is True
