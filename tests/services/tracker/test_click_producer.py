@@ -78,6 +78,15 @@ async def settled(*waits: asyncio.Future[bool]) -> list[bool]:
     return list(await asyncio.gather(*waits))
 
 
+async def groups_in_flight(batcher: ClickBatcher) -> list[asyncio.Future[bool]]:
+    """IN_FLIGHT clicks, each in a turn of its own (a group each), handed to the producer."""
+    clicks: list[asyncio.Future[bool]] = []
+    for n in range(IN_FLIGHT):
+        clicks.append(asyncio.ensure_future(batcher.send(b"a", b"%d" % n)))
+        await asyncio.sleep(0.01)
+    return clicks
+
+
 def keys(n: int) -> list[bytes]:
     return [f"visitor-{i}".encode() for i in range(n)]
 
@@ -179,10 +188,7 @@ class TestAcknowledgedOrNotWithinTheDeadline:
         sent once Kafka answered the oldest (the broker's work is per request)."""
         producer = Producer(partitions=1)
         batcher = ClickBatcher(producer, "clicks", timeout_s=5)
-        early = []
-        for n in range(IN_FLIGHT):
-            early.append(asyncio.ensure_future(batcher.send(b"a", b"%d" % n)))
-            await asyncio.sleep(0.01)
+        early = await groups_in_flight(batcher)
         later = [asyncio.ensure_future(batcher.send(k, k)) for k in keys(5)]
         await asyncio.sleep(0.01)
         assert len(producer.sent) == IN_FLIGHT
@@ -198,10 +204,7 @@ class TestAcknowledgedOrNotWithinTheDeadline:
     ) -> None:
         producer = Producer(partitions=1)
         batcher = ClickBatcher(producer, "clicks", timeout_s=0.2)
-        early = []
-        for n in range(IN_FLIGHT):
-            early.append(asyncio.ensure_future(batcher.send(b"a", b"%d" % n)))
-            await asyncio.sleep(0.01)
+        early = await groups_in_flight(batcher)
         await asyncio.sleep(0.08)
         held = asyncio.ensure_future(batcher.send(b"b", b"held"))
         assert await early[0] is False  # its deadline
