@@ -140,6 +140,12 @@ def request_id(scope: Scope) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def request_id_for(given: str) -> str:
+    """The id of a request whose client sent ``given`` (``""``: none): that one when it is
+    sane (:data:`SANE_REQUEST_ID`), else a new UUID (32 hex digits)."""
+    return given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
 class RequestIds:
     """ASGI middleware: every HTTP request has an id, the client's ``X-Request-Id`` when it is
     sane (:data:`SANE_REQUEST_ID`), else a new UUID; it is kept in the request's state (the
@@ -158,7 +164,7 @@ class RequestIds:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        rid = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        rid = request_id_for(given)
         scope.setdefault("state", {})["request_id"] = rid
 
         async def send_with_id(message: Message) -> None:

@@ -39,7 +39,7 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.http import bearer_token, errors
-from shared.ratelimit import Decision, Quota, charge, gcra, refund, whole
+from shared.ratelimit import Decision, Quota, admit, charge, gcra, refund, whole
 
 #: the environment of a run whose load comes from one address and is not about limits (the
 #: benches, the test suite): quotas no load generator reaches, so the limiter still runs and
@@ -129,6 +129,23 @@ class Limiter:
             self._tats[key] = decision.tat
             self._bound(now)
         return Verdict(quota, decision)
+
+    def admit(self, kind: Caller, who: str) -> Verdict | None:
+        """:meth:`take` for a path that answers no headers when it lets a request through:
+        None when ``who`` may pass (charged) or ``kind`` has no limit, the refusal's
+        :class:`Verdict` otherwise. Allocates nothing on the way through."""
+        quota = self.limits.quotas.get(kind)
+        if quota is None:
+            return None
+        now = self.clock()
+        key = (kind, who)
+        tat = self._tats.get(key)
+        new = admit(quota, tat, now)
+        if new is None:
+            return Verdict(quota, gcra(quota, tat, now))
+        self._tats[key] = new
+        self._bound(now)
+        return None
 
     def peek(self, kind: Caller, who: str) -> Verdict | None:
         """What :meth:`take` would answer now, changing nothing."""

@@ -98,6 +98,16 @@ def gcra(quota: Quota, tat: int | None, now_ns: int, cost: int = 1) -> Decision:
     return Decision(True, new, _remaining(new, now, interval, window), *_secs(new - now, 0, q))
 
 
+def admit(quota: Quota, tat: int | None, now_ns: int, cost: int = 1) -> int | None:
+    """:func:`gcra` without its headers: the TAT to keep when the request may pass, None when
+    it is refused (for a path that answers no rate-limit headers when it lets one through)."""
+    q, interval = quota.requests, quota.window_s * NS
+    now = now_ns * q
+    base = now if tat is None or tat < now else tat
+    new = base + interval * cost
+    return None if new - interval * q > now else new
+
+
 def refund(quota: Quota, tat: int, now_ns: int, cost: int = 1) -> int | None:
     """The TAT after giving back what a request took (a credential that turned out to be
     forged must not spend its victim's quota); None when the quota is whole again."""

@@ -4,14 +4,14 @@
 solving, routing and middleware stack cost more than the redirect itself. :class:`TrackerApp`
 answers it directly with the same use case (:meth:`TrackerService.follow`) that the documented
 FastAPI route calls, and passes every other request to FastAPI. It charges the app's rate
-limiter itself (the ``redirect`` quota per client address, :mod:`shared.limits`): the
-middleware never sees this path.
+limiter itself (the ``redirect`` quota per client address, :mod:`shared.limits`) and gives
+its answers what the app's middleware would (``X-Request-Id``, ``nosniff``): the middleware
+never sees this path.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from fastapi import FastAPI
@@ -22,7 +22,7 @@ from services.tracker.endpoints import VISITOR_COOKIE, visitor_cookie
 from services.tracker.links import InvalidCode
 from services.tracker.quality import PREFETCH_HEADERS
 from services.tracker.service import TrackerService
-from shared.http import NUL_ERROR, has_nul
+from shared.http import NUL_ERROR, has_nul, request_id_for
 from shared.limits import Caller, Limiter, answer_refusal, client_address
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ _ERROR = orjson.dumps({"error": {"code": "internal_error", "message": "internal 
 _NUL = orjson.dumps(NUL_ERROR)
 _JSON = [(b"content-type", b"application/json")]
 _PREFETCH = {name.encode(): value.encode() for name, value in PREFETCH_HEADERS}
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 
 
 def _cookie(raw: bytes, name: str) -> str | None:
@@ -53,37 +54,42 @@ class TrackerApp(FastAPI):
 
     async def _redirect(self, scope: Scope, send: Send) -> None:
         # the app's rate limit is middleware this path skips: the same quota, charged here
+        # (answered as the middleware answers it: outermost, before the request has an id)
         limiter: Limiter | None = getattr(self.state, "limiter", None)
         if limiter is not None:
-            verdict = limiter.take(Caller.REDIRECT, client_address(scope))
-            if verdict is not None and not verdict.allowed:
-                await answer_refusal(send, verdict)
+            refused = limiter.admit(Caller.REDIRECT, client_address(scope))
+            if refused is not None:
+                await answer_refusal(send, refused)
                 return
+        headers: dict[bytes, bytes] = dict(scope["headers"])
+        # every other answer as the app's middleware would give it: an X-Request-Id
+        # (RequestIds) and nosniff (PagePolicy; a redirect is no page: no CSP)
+        given = headers.get(b"x-request-id")
+        rid = request_id_for(given.decode("latin-1") if given else "").encode()
+        edge = [(b"x-request-id", rid), _NOSNIFF]
         if has_nul(scope):  # as the app's middleware (shared.http.RefuseNul) answers
-            await _answer(send, 422, _JSON, _NUL)
+            await _answer(send, 422, [*edge, *_JSON], _NUL)
             return
         service: TrackerService = self.state.tracker
-        headers: dict[bytes, bytes] = dict(scope["headers"])
         prefetch = any(
             headers.get(name, b"").lower().startswith(value) for name, value in _PREFETCH.items()
         )
         client = scope.get("client")
+        agent = headers.get(b"user-agent")
         try:
             location, cookie = await service.follow(
                 scope["path"][len(_PREFIX) :],
                 visitor_cookie=_cookie(headers.get(b"cookie", b""), VISITOR_COOKIE),
                 record=scope["method"] == "GET" and not prefetch,
                 ip=client[0] if client else None,
-                user_agent=headers[b"user-agent"].decode("latin-1")
-                if b"user-agent" in headers
-                else None,
+                user_agent=agent.decode("latin-1") if agent is not None else None,
             )
         except InvalidCode:
-            await _answer(send, 404, _JSON, _NOT_FOUND)
+            await _answer(send, 404, [*edge, *_JSON], _NOT_FOUND)
             return
         except Exception:
             log.exception("redirect failed")
-            await _answer(send, 500, _JSON, _ERROR)
+            await _answer(send, 500, [*edge, *_JSON], _ERROR)
             return
         secure = (
             scope.get("scheme") == "https"
@@ -95,16 +101,13 @@ class TrackerApp(FastAPI):
             [
                 (b"location", location.encode("latin-1")),
                 (b"set-cookie", visitor_cookie(cookie, secure).encode("latin-1")),
+                *edge,
             ],
             b"",
         )
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    start: dict[str, Any] = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [*headers, (b"content-length", str(len(body)).encode())],
-    }
-    await send(start)
+    headers.append((b"content-length", b"%d" % len(body)))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
+from services.tracker.clickproducer import ClickBatcher
 from services.tracker.directory import Claim, Directory
 from services.tracker.errors import (
     EVENT_TIME_ERRORS,
@@ -147,6 +148,7 @@ class TrackerService:
     visitors: VisitorCookies = field(init=False)
     self_referral: SelfReferral = field(init=False)
     metrics: Counter[str] = field(default_factory=Counter)
+    _batcher: ClickBatcher | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._clicks_topic = self.settings.topic(Topic.CLICKS)
@@ -291,16 +293,18 @@ class TrackerService:
         retry) :class:`Unavailable` is raised, so that nothing answered 202 is lost;
         otherwise (a buyer's redirect, which goes on regardless) it is lost and counted."""
         payload = encode(click)
-        if self.producer is not None:
-            try:
-                # asyncio.timeout, not wait_for: no extra task per click
-                async with asyncio.timeout(self.settings.click_ack_timeout_ms / 1000):
-                    await self.producer.send_and_wait(
-                        self._clicks_topic, payload, key=click.visitor_id.encode()
-                    )
+        producer = self.producer
+        if producer is not None:
+            batcher = self._batcher
+            if batcher is None or batcher.producer is not producer:
+                timeout_s = self.settings.click_ack_timeout_ms / 1000
+                batcher = self._batcher = ClickBatcher(
+                    producer, self._clicks_topic, timeout_s, self.metrics
+                )
+            if await batcher.send(click.visitor_id.encode(), payload):
                 return
-            except Exception as exc:  # timeout or broker error: fall back to the spool
-                log.warning("click %s spooled (%s)", click.click_id, type(exc).__name__)
+            # not acknowledged in time, or refused: fall back to the spool
+            log.warning("click %s spooled (not acknowledged by Kafka)", click.click_id)
         self.metrics["clicks_spooled"] += 1
         try:
             await self.spool.append(payload)

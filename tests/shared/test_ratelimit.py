@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.ratelimit import NS, Quota, charge, gcra, refund, whole
+from shared.ratelimit import NS, Quota, admit, charge, gcra, refund, whole
 
 quotas = st.builds(
     Quota, st.just("public"), st.integers(min_value=1, max_value=50), st.integers(1, 120)
@@ -73,6 +73,23 @@ class TestGcraIsATokenBucket:
                 span = passed[j] - first
                 bound = quota.requests + Fraction(span * quota.requests, quota.window_s * NS)
                 assert j - i + 1 <= bound
+
+
+class TestAdmit:
+    @settings(max_examples=300, deadline=None)
+    @given(quotas, gaps, st.integers(min_value=0, max_value=10**15))
+    def test_admit_lets_through_what_gcra_allows_and_keeps_the_same_tat(
+        self, quota: Quota, steps: list[int], start: int
+    ) -> None:
+        """The redirect's fast path charges with ``admit`` (no headers): the same verdicts
+        and the same state as the middleware's ``gcra``, request after request."""
+        tat: int | None = None
+        for t in instants(start, steps):
+            decision, admitted = gcra(quota, tat, t), admit(quota, tat, t)
+            assert (admitted is not None) == decision.allowed
+            if admitted is not None:
+                assert admitted == decision.tat
+                tat = admitted
 
 
 class TestDecision:

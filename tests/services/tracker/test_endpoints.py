@@ -384,10 +384,14 @@ async def test_fast_path_and_documented_route_answer_alike(settings: Settings) -
             missing = await slow.get("/r/nope")
         via_fast = await svc.tracker.get(
             f"/r/{link['code']}",
-            headers={"X-Forwarded-Proto": "https", "Cookie": same},
+            headers={"X-Forwarded-Proto": "https", "Cookie": same, "X-Request-Id": "click-1"},
         )
+    assert via_fast.headers["x-request-id"] == "click-1"  # a sane id is kept (RequestIds)
     for resp in (via_route, via_fast):
         assert resp.status_code == 302
+        # what the middleware gives every answer, the fast path gives its own too
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["x-request-id"]
         assert "alliance_vid=v-same" in resp.headers["location"]
         cookie = resp.headers["set-cookie"]
         assert cookie.startswith(same + ";")
