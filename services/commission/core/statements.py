@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 from services.commission.core.errors import InvalidPeriod
@@ -31,6 +31,19 @@ def period_range(period: str) -> tuple[datetime, datetime]:
         else start.replace(month=start.month + 1)
     )
     return start, end
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``(lo, hi)``: the UTC midnights with ``start <= lo <= hi <= end`` such that
+    ``[lo, hi)`` holds every whole UTC day of ``[start, end)``; ``(end, end)`` when there is
+    none. What a per-day rollup answers; ``[start, lo)`` and ``[hi, end)`` are the partial
+    days at the edges."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    lo = datetime.combine(start.date(), time(), UTC)
+    if lo < start:
+        lo += timedelta(days=1)
+    hi = datetime.combine(end.date(), time(), UTC)
+    return (lo, hi) if lo < hi else (end, end)
 
 
 @dataclass(frozen=True, slots=True)

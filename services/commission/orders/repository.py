@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -493,6 +493,84 @@ class OrderRepository:
         return [(r[0], r[1]) for r in rows]
 
 
+#: what each order contributes to a settlement (``settlement_days``): chargeable orders,
+#: completed (on the day of ``status_at``) or still placed (on the day of ``placed_at``), to
+#: their store's and their affiliate's keys. The migration's trigger writes the same.
+_SETTLEMENT_CONTRIBUTIONS = """
+    SELECT s.subject, s.subject_id, o.currency, o.status = 'completed' AS done,
+        (CASE WHEN o.status = 'completed' THEN o.status_at ELSE o.placed_at END
+            AT TIME ZONE 'UTC')::date AS day,
+        1 AS orders, coalesce(o.sales_minor, 0) AS sales,
+        coalesce(o.commission_minor, 0) AS commission,
+        coalesce(o.reversed_minor, 0) AS reversed
+    FROM commission.orders AS o
+    CROSS JOIN LATERAL (VALUES ('store', o.store_id), ('affiliate', o.affiliate_id))
+        AS s(subject, subject_id)
+    WHERE o.chargeable AND s.subject_id IS NOT NULL
+      AND ((o.status = 'completed' AND o.status_at IS NOT NULL)
+           OR (o.status = 'placed' AND o.placed_at IS NOT NULL))
+"""
+_STALE_SETTLEMENT_DAYS = f"""
+SELECT subject, subject_id, currency, day, done
+FROM (
+    SELECT subject, subject_id, currency, done, day, orders, sales, commission, reversed
+    FROM ({_SETTLEMENT_CONTRIBUTIONS}) AS want
+    UNION ALL
+    SELECT subject, subject_id, currency, done, day, -orders, -sales_minor, -commission_minor,
+        -reversed_minor
+    FROM commission.settlement_days
+) AS diff
+GROUP BY subject, subject_id, currency, day, done
+HAVING sum(orders) <> 0 OR sum(sales) <> 0 OR sum(commission) <> 0 OR sum(reversed) <> 0
+ORDER BY subject, subject_id, currency, day, done
+"""
+_STALE_STATEMENT_DAYS = """
+SELECT account, currency, kind, day
+FROM (
+    SELECT p.account, p.currency, t.kind, (t.occurred_at AT TIME ZONE 'UTC')::date AS day,
+        1 AS postings, p.amount_minor
+    FROM commission.ledger_postings AS p
+    JOIN commission.ledger_transactions AS t ON t.id = p.txn_id
+    WHERE p.account LIKE 'store:%'
+    UNION ALL
+    SELECT account, currency, kind, day, -postings, -amount_minor
+    FROM commission.statement_days
+) AS diff
+GROUP BY account, currency, kind, day
+HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
+ORDER BY account, currency, kind, day
+"""
+_COMPACT_SETTLEMENT_DAYS = """
+WITH gone AS (
+    DELETE FROM commission.settlement_days WHERE day < :before RETURNING *
+), folded AS (
+    INSERT INTO commission.settlement_days (subject, subject_id, currency, day, done, orders,
+        sales_minor, commission_minor, reversed_minor)
+    SELECT subject, subject_id, currency, day, done, sum(orders), sum(sales_minor),
+        sum(commission_minor), sum(reversed_minor)
+    FROM gone
+    GROUP BY subject, subject_id, currency, day, done
+    HAVING sum(orders) <> 0 OR sum(sales_minor) <> 0 OR sum(commission_minor) <> 0
+        OR sum(reversed_minor) <> 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+"""
+_COMPACT_STATEMENT_DAYS = """
+WITH gone AS (
+    DELETE FROM commission.statement_days WHERE day < :before RETURNING *
+), folded AS (
+    INSERT INTO commission.statement_days (account, currency, kind, day, postings, amount_minor)
+    SELECT account, currency, kind, day, sum(postings), sum(amount_minor)
+    FROM gone
+    GROUP BY account, currency, kind, day
+    HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+"""
+
+
 class LedgerRepository:
     """The ledger's postings: written once per idempotency key, never updated."""
 
@@ -592,3 +670,27 @@ class LedgerRepository:
             .having(func.sum(p.c.amount_minor) != 0)
         )
         return list(rows)
+
+    async def stale_rollups(self) -> list[str]:
+        """The keys of the per-day rollups (``settlement_days``, ``statement_days``) whose sum
+        is not what the orders and the postings sum to now (full scans: the ledger's check)."""
+        rows = await self.session.execute(text(_STALE_SETTLEMENT_DAYS))
+        out = [
+            f"settlement_days {r.subject}:{r.subject_id} {r.currency} {r.day} "
+            f"{'done' if r.done else 'open'}"
+            for r in rows
+        ]
+        rows = await self.session.execute(text(_STALE_STATEMENT_DAYS))
+        out += [f"statement_days {r.account} {r.currency} {r.kind} {r.day}" for r in rows]
+        return out
+
+    async def compact_rollups(self, before: date) -> int:
+        """Fold each key's rows of the days before ``before`` into one (a key that sums to
+        nothing into none); returns the rows removed. Safe beside writers: rows inserted
+        meanwhile are not among those deleted, and the sums are unchanged in every snapshot."""
+        removed = 0
+        for sql in (_COMPACT_SETTLEMENT_DAYS, _COMPACT_STATEMENT_DAYS):
+            result = await self.session.execute(text(sql), {"before": before})
+            deleted, inserted = result.one()
+            removed += int(deleted) - int(inserted)
+        return removed
