@@ -19,7 +19,7 @@ from services.commission.core.ledger import (
     affiliate_account,
     store_account,
 )
-from services.commission.core.statements import whole_days
+from services.commission.core.statements import spans
 from shared.db import lock_keys
 
 #: (status, the time column that puts an order in a range, whether it counts as done) of the
@@ -50,16 +50,17 @@ class FinanceRepository:
         commission, reversed) and those placed in it and still open (count, estimated). The
         whole UTC days of the range from the per-day rollup (``settlement_days``: days ×
         currencies rows, whatever the order count), the partial days at its edges from the
-        orders (index range scans of less than a day each)."""
+        orders, each at most half a day (a longer one is its whole day from the rollup less
+        the rest of the day from the orders: ``core.statements.spans``)."""
         subject = "store" if store_id is not None else "affiliate"
         value = store_id if store_id is not None else affiliate_id
         who = f"{subject}_id"
-        lo, hi = whole_days(start, end)
+        plan = spans(start, end)
         params: dict[str, Any] = {
             "subject": subject,
             "who": value,
-            "first": lo.date(),
-            "last": hi.date(),
+            "first": plan.first,
+            "last": plan.last,
         }
         parts = [
             """
@@ -70,14 +71,13 @@ class FinanceRepository:
               AND day >= :first AND day < :last
             """
         ]
-        for n, (a, b) in enumerate(((start, lo), (hi, end))):
-            if a >= b:
-                continue
+        for n, (a, b, sign) in enumerate(plan.scans):
             params[f"a{n}"], params[f"b{n}"] = a, b
             for status, at, done in _SETTLING:
                 parts.append(
                     f"""
-                    SELECT currency, {done}, 1, sales_minor, commission_minor, reversed_minor
+                    SELECT currency, {done}, {sign}, {sign} * sales_minor,
+                        {sign} * commission_minor, {sign} * reversed_minor
                     FROM commission.orders
                     WHERE {who} = :who AND status = '{status}'
                       AND {at} >= :a{n} AND {at} < :b{n} AND chargeable

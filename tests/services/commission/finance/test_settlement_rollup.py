@@ -28,7 +28,7 @@ from services.commission.core.ledger import (
     affiliate_account,
     store_account,
 )
-from services.commission.core.statements import whole_days
+from services.commission.core.statements import HALF_DAY, spans, whole_days
 from services.commission.finance.repository import FinanceRepository
 from services.commission.orders.repository import LedgerRepository, OrderRepository
 from services.commission.orders.verify import compact, verify
@@ -195,8 +195,13 @@ def _ranges(rng: random.Random) -> list[tuple[datetime, datetime]]:
         a, b = sorted([_at(rng), _at(rng)])
         if a < b:
             out.append((a, b))
-    day = DAY0 + timedelta(days=2)
-    out.append((day + timedelta(hours=3), day + timedelta(hours=20)))
+    day, h = DAY0 + timedelta(days=2), timedelta(hours=1)
+    out += [
+        (day + 3 * h, day + 20 * h),  # in one day, more than half of it
+        (day + 3 * h, day + 9 * h),  # in one day, less than half
+        (day + 5 * h, day + 44 * h),  # two partial days, no whole one
+        (day - 22 * h, day + 47 * h),  # long partial days around a whole one
+    ]
     return out
 
 
@@ -327,13 +332,15 @@ class TestVerifyFindsAStaleRollup:
             assert len(result.rollups_stale) == 2
 
 
-class TestWholeDays:
+#: tz-aware UTC instants of a century
+TIMES = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
+
+
+class TestDaysOfARange:
     @given(
-        st.datetimes(
-            min_value=datetime(2000, 1, 1),
-            max_value=datetime(2100, 1, 1),
-            timezones=st.just(UTC),
-        ),
+        TIMES,
         st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=70)),
     )
     def test_whole_days_are_the_midnight_bounded_days_inside_the_range(
@@ -354,3 +361,23 @@ class TestWholeDays:
         else:
             assert lo == hi == end
         assert isinstance(lo.date(), date)
+
+    @given(
+        TIMES,
+        st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=5)),
+        st.lists(st.integers(min_value=-86_400, max_value=6 * 86_400), max_size=40),
+    )
+    def test_spans_count_every_instant_of_the_range_once_and_scan_at_most_half_a_day(
+        self, start: datetime, length: timedelta, probes: list[int]
+    ) -> None:
+        end = start + length
+        plan = spans(start, end)
+        assert all(b - a <= HALF_DAY and a < b for a, b, _ in plan.scans)
+        assert plan.first <= plan.last
+        edges = [start, end, *(t for a, b, _ in plan.scans for t in (a, b))]
+        instants = [start + timedelta(seconds=p) for p in probes] + edges
+        instants += [t - timedelta(microseconds=1) for t in edges]
+        for t in instants:
+            counted = int(plan.first <= t.date() < plan.last)
+            counted += sum(sign for a, b, sign in plan.scans if a <= t < b)
+            assert counted == int(start <= t < end), t
