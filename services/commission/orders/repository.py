@@ -7,6 +7,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -216,57 +217,76 @@ class OrderRepository:
         )
 
     async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
-        """First terminal status of each order wins (rows must exist: see ensure_orders)."""
-        if not rows:
+        """First terminal status of each order wins (rows must exist: see ensure_orders). One
+        statement (the settlement rollup's trigger fires once for the lot)."""
+        first: dict[OrderKey, tuple[OrderStatus, datetime]] = {}
+        for key, status, at in rows:
+            first.setdefault(key, (status, at))  # the first of the batch, as one by one
+        if not first:
             return
-        o = m.orders
-        stmt = (
-            update(o)
-            .where(
-                o.c.store_id == bindparam("b_store"),
-                o.c.order_id == bindparam("b_oid"),
-                o.c.status == OrderStatus.PLACED.value,
-            )
-            .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
-        )
         await self.session.execute(
-            stmt,
-            [
-                {"b_store": store, "b_oid": oid, "b_status": st.value, "b_at": at}
-                for (store, oid), st, at in rows
-            ],
-            execution_options={"synchronize_session": False},
+            text(
+                """
+                UPDATE commission.orders o SET status = s.status, status_at = s.at
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:statuses AS text[]), CAST(:ats AS timestamptz[]))
+                    AS s(store, id, status, at)
+                WHERE o.store_id = s.store AND o.order_id = s.id AND o.status = 'placed'
+                """
+            ),
+            {
+                "stores": [k[0] for k in first],
+                "ids": [k[1] for k in first],
+                "statuses": [st.value for st, _ in first.values()],
+                "ats": [at for _, at in first.values()],
+            },
         )
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
         """Apply decisions newer than the one held, while nothing is posted for the order.
-        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
-        if not rows:
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl. One statement
+        (the settlement rollup's trigger fires once for the lot); of one order's rows the
+        first of the highest revision applies, as they would one by one."""
+        newest: dict[OrderKey, dict[str, Any]] = {}
+        for r in rows:
+            key = (r["b_store"], r["b_oid"])
+            if key not in newest or r["b_rev"] > newest[key]["b_rev"]:
+                newest[key] = r
+        if not newest:
             return
-        o, t = m.orders, m.ledger_transactions
-        posted = (
-            select(t.c.id)
-            .where(t.c.store_id == o.c.store_id, t.c.order_id == o.c.order_id)
-            .exists()
+        chosen = list(newest.values())
+        await self.session.execute(
+            text(
+                """
+                UPDATE commission.orders o
+                SET attribution_revision = d.rev, affiliate_id = d.aff, click_id = d.click,
+                    click_at = d.click_at, sub_id = d.sub, attribution = CAST(d.expl AS jsonb)
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:revs AS integer[]), CAST(:affs AS text[]), CAST(:clicks AS text[]),
+                    CAST(:click_ats AS timestamptz[]), CAST(:subs AS text[]),
+                    CAST(:expls AS text[]))
+                    AS d(store, id, rev, aff, click, click_at, sub, expl)
+                WHERE o.store_id = d.store AND o.order_id = d.id
+                  AND o.attribution_revision < d.rev
+                  AND NOT EXISTS (
+                      SELECT 1 FROM commission.ledger_transactions t
+                      WHERE t.store_id = o.store_id AND t.order_id = o.order_id)
+                """
+            ),
+            {
+                "stores": [r["b_store"] for r in chosen],
+                "ids": [r["b_oid"] for r in chosen],
+                "revs": [r["b_rev"] for r in chosen],
+                "affs": [r["b_aff"] for r in chosen],
+                "clicks": [r["b_click"] for r in chosen],
+                "click_ats": [r["b_click_at"] for r in chosen],
+                "subs": [r["b_sub"] for r in chosen],
+                "expls": [
+                    None if r["b_expl"] is None else orjson.dumps(r["b_expl"]).decode()
+                    for r in chosen
+                ],
+            },
         )
-        stmt = (
-            update(o)
-            .where(
-                o.c.store_id == bindparam("b_store"),
-                o.c.order_id == bindparam("b_oid"),
-                o.c.attribution_revision < bindparam("b_rev"),
-                ~posted,
-            )
-            .values(
-                attribution_revision=bindparam("b_rev"),
-                affiliate_id=bindparam("b_aff"),
-                click_id=bindparam("b_click"),
-                click_at=bindparam("b_click_at"),
-                sub_id=bindparam("b_sub"),
-                attribution=bindparam("b_expl", type_=JSONB),
-            )
-        )
-        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
 
     async def revisions(self, keys: Iterable[OrderKey]) -> dict[OrderKey, int]:
         keys = set(keys)
