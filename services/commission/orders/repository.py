@@ -92,6 +92,12 @@ def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
     )
 
 
+#: ``# MANY_VALUES``: an INSERT of many rows with RETURNING is sent by SQLAlchemy as multi-row
+#: ``VALUES`` statements of up to 1,000 rows ("insertmanyvalues"); without it, asyncpg executes
+#: the statement once per row, and the per-day rollups' statement triggers (migration
+#: a20d1c5e7f31) would fire once per row instead of once per page.
+
+
 class OrderRepository:
     """Orders' facts, their computed rollups and the events applied."""
 
@@ -121,7 +127,7 @@ class OrderRepository:
         rows = [{"store_id": s, "order_id": o} for s, o in sorted(set(keys))]
         if rows:
             stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["store_id", "order_id"])
-            await self.session.execute(stmt, rows)
+            await self.session.execute(stmt.returning(m.orders.c.order_id), rows)  # MANY_VALUES
 
     async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
         """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
@@ -150,7 +156,7 @@ class OrderRepository:
             },
             where=m.orders.c.placed_at.is_(None),
         )
-        await self.session.execute(stmt, unique)
+        await self.session.execute(stmt.returning(m.orders.c.order_id), unique)  # MANY_VALUES
 
     async def held_placements(self, keys: Iterable[OrderKey]) -> dict[OrderKey, HeldPlacement]:
         """What is held of each order (rows must exist: see ensure_orders): its placement, the
@@ -669,7 +675,8 @@ class LedgerRepository:
             for p in txn.postings
         ]
         if postings:
-            await self.session.execute(insert(m.ledger_postings), postings)
+            stmt = insert(m.ledger_postings).returning(m.ledger_postings.c.id)  # MANY_VALUES
+            await self.session.execute(stmt, postings)
         return set(ids)
 
     async def account_balances(self) -> dict[tuple[str, str], int]:
