@@ -6,6 +6,7 @@ kind), over random ranges (whole days, partial days, one day, the defaults) (iss
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import random
 import uuid
@@ -20,6 +21,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from deploy.migrations import upgrade
+from deploy.stack import orchestrate, postgres
 from services.commission.core.commission import OrderStatus, Placement
 from services.commission.core.ledger import (
     LedgerTxn,
@@ -32,6 +35,7 @@ from services.commission.core.statements import HALF_DAY, spans, whole_days
 from services.commission.finance.repository import FinanceRepository
 from services.commission.orders.repository import LedgerRepository, OrderRepository
 from services.commission.orders.verify import compact, verify
+from shared.config import Settings
 from shared.db import make_engine, make_sessions
 
 #: the settlement as it was computed before the rollup: a scan of the range's orders (the
@@ -381,3 +385,58 @@ class TestDaysOfARange:
             counted = int(plan.first <= t.date() < plan.last)
             counted += sum(sign for a, b, sign in plan.scans if a <= t < b)
             assert counted == int(start <= t < end), t
+
+
+@pytest.mark.integration
+class TestBackfill:
+    async def test_the_migration_sums_the_orders_and_postings_stored_before_it(
+        self, stack_settings: Settings
+    ) -> None:
+        stack = orchestrate.Stack.from_settings(stack_settings)
+        name = f"t_backfill_{uuid.uuid4().hex[:10]}"
+        await postgres.create_database(stack.postgres, name)
+        url = stack.database_url(name)
+        try:
+            await asyncio.to_thread(upgrade, url, "8d2f4a6b1c93")  # the revision before
+            async with _sessions(url) as sessions:
+                async with sessions() as session, session.begin():
+                    await session.execute(text(BEFORE_ORDERS))
+                    await session.execute(text(BEFORE_POSTINGS))
+                await asyncio.to_thread(upgrade, url)
+                async with sessions() as session, session.begin():
+                    count = "SELECT count(*) FROM commission.{}"
+                    assert (await session.execute(text(count.format("settlement_days")))).scalar()
+                    assert (await session.execute(text(count.format("statement_days")))).scalar()
+                    assert await LedgerRepository(session).stale_rollups() == []
+        finally:
+            await postgres.drop_database(stack.postgres, name)
+
+
+#: orders of two stores before the rollups existed: completed, placed, cancelled, not
+#: chargeable, over several days
+BEFORE_ORDERS = """
+INSERT INTO commission.orders (store_id, order_id, currency, placed_at, status, status_at,
+    affiliate_id, chargeable, sales_minor, commission_minor, reversed_minor)
+SELECT 's' || (g % 2), 'o' || g, CASE WHEN g % 5 = 0 THEN 'EUR' ELSE 'USD' END,
+    TIMESTAMPTZ '2026-03-01 00:00Z' + g * INTERVAL '7 hours',
+    (ARRAY['completed', 'placed', 'cancelled'])[1 + g % 3],
+    CASE WHEN g % 3 <> 1 THEN TIMESTAMPTZ '2026-03-02 00:00Z' + g * INTERVAL '5 hours' END,
+    'a' || (g % 3), g % 7 <> 0, 1000 + g, 60 + g, g % 4
+FROM generate_series(1, 60) AS g
+"""
+#: a commission per order, on its store's and its affiliate's accounts
+BEFORE_POSTINGS = """
+WITH t AS (
+    INSERT INTO commission.ledger_transactions (key, kind, order_id, store_id, affiliate_id,
+        currency, occurred_at)
+    SELECT 'commission:' || store_id || ':' || order_id, 'commission', order_id, store_id,
+        affiliate_id, currency, status_at
+    FROM commission.orders WHERE status = 'completed'
+    RETURNING id, store_id, affiliate_id, currency
+)
+INSERT INTO commission.ledger_postings (txn_id, account, currency, amount_minor)
+SELECT id, side.account, currency, side.amount
+FROM t CROSS JOIN LATERAL (VALUES ('store:' || store_id || ':' || 'commission', -60),
+                                  ('affiliate:' || affiliate_id || ':' || 'earned', 60))
+    AS side(account, amount)
+"""
