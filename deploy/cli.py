@@ -197,6 +197,8 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.action == "summarise":
         return _summarise(settings)
+    if args.action == "compact":
+        return _compact(settings)
     result = asyncio.run(run())
     print(f"transactions that do not balance: {len(result.transactions_unbalanced)}")
     print(f"currencies whose accounts do not sum to zero: {len(result.currencies_unbalanced)}")
@@ -205,8 +207,30 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     for (store_id, order_id), keys in list(result.orders_owing.items())[:20]:
         print(f"  {store_id} {order_id}: {', '.join(keys)}")
     print(f"orders whose settlement summary is stale: {len(result.summaries_stale)}")
+    print(f"per-day rollup keys that disagree: {len(result.rollups_stale)}")
+    for key in result.rollups_stale[:20]:
+        print(f"  {key}")
     print("ledger OK" if result.ok else "ledger NOT OK")
     return 0 if result.ok else 1
+
+
+def _compact(settings: Settings) -> int:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from services.commission.orders.verify import compact
+    from shared.db import make_engine, make_sessions
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            async with make_sessions(engine)() as session, session.begin():
+                return await compact(session, datetime.now(UTC).date())
+        finally:
+            await engine.dispose()
+
+    print(f"rollup rows folded away: {asyncio.run(run())}")
+    return 0
 
 
 def _summarise(settings: Settings) -> int:
@@ -481,8 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     ledger = sub.add_parser("ledger", help="check the ledger's invariants")
     ledger.add_argument(
         "action",
-        choices=["verify", "summarise"],
-        help="check the invariants, or compute the settlement summary of orders that have none",
+        choices=["verify", "summarise", "compact"],
+        help="check the invariants, compute the settlement summary of orders that have none, "
+        "or fold the per-day rollups' rows of past days into one per key",
     )
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument(

@@ -156,6 +156,60 @@ ledger_postings = Table(
     Index("ix_ledger_postings_txn", "txn_id"),
 )
 
+#: What settlements sum, per UTC day: append-only signed deltas, one row per key changed by a
+#: statement on ``orders`` (a trigger writes them in that statement: migration a20d1c5e7f31).
+#: ``done``: chargeable orders completed that day (``status_at``); else chargeable orders placed
+#: that day (``placed_at``) and still open. A key's value is the sum of its rows
+#: (``alliance ledger compact`` folds them into one).
+settlement_days = Table(
+    "settlement_days",
+    metadata,
+    Column("subject", String(16), nullable=False),  # store | affiliate
+    Column("subject_id", String(128), nullable=False),
+    Column("currency", String(3)),
+    Column("day", Date, nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("orders", BigInteger, nullable=False),
+    Column("sales_minor", MinorSum, nullable=False),
+    Column("commission_minor", MinorSum, nullable=False),
+    Column("reversed_minor", MinorSum, nullable=False),
+    CheckConstraint("subject IN ('store', 'affiliate')", name="subject"),
+    Index(
+        "ix_settlement_days_subject_day",
+        "subject",
+        "subject_id",
+        "day",
+        postgresql_include=[
+            "currency",
+            "done",
+            "orders",
+            "sales_minor",
+            "commission_minor",
+            "reversed_minor",
+        ],
+    ),
+)
+
+#: What statements sum, per UTC day of the transactions' ``occurred_at``: the store accounts'
+#: postings per currency and transaction kind, as append-only deltas (a trigger on
+#: ``ledger_postings`` writes them in the inserting statement).
+statement_days = Table(
+    "statement_days",
+    metadata,
+    Column("account", String(300), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("day", Date, nullable=False),
+    Column("postings", BigInteger, nullable=False),
+    Column("amount_minor", MinorSum, nullable=False),
+    Index(
+        "ix_statement_days_account_day",
+        "account",
+        "day",
+        postgresql_include=["currency", "kind", "postings", "amount_minor"],
+    ),
+)
+
 #: Stores, affiliates and finance users. Keys are stored hashed only.
 principals = Table(
     "principals",

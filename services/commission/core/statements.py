@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from services.commission.core.errors import InvalidPeriod
@@ -31,6 +31,61 @@ def period_range(period: str) -> tuple[datetime, datetime]:
         else start.replace(month=start.month + 1)
     )
     return start, end
+
+
+def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """``(lo, hi)``: the UTC midnights with ``start <= lo <= hi <= end`` such that
+    ``[lo, hi)`` holds every whole UTC day of ``[start, end)``; ``(end, end)`` when there is
+    none. What a per-day rollup answers; ``[start, lo)`` and ``[hi, end)`` are the partial
+    days at the edges."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    lo = datetime.combine(start.date(), time(), UTC)
+    if lo < start:
+        lo += timedelta(days=1)
+    hi = datetime.combine(end.date(), time(), UTC)
+    return (lo, hi) if lo < hi else (end, end)
+
+
+#: a partial day longer than this is read as its whole day less the rest of it
+HALF_DAY = timedelta(hours=12)
+
+
+@dataclass(frozen=True, slots=True)
+class Spans:
+    """How a per-day rollup answers ``[start, end)``: the sum of its days ``[first, last)``
+    plus, for each ``(a, b, sign)`` of ``scans``, ``sign`` times what the rows themselves sum
+    over ``[a, b)``. No scan is longer than half a day, so none reads more than half a day's
+    rows, however many the range holds."""
+
+    first: date
+    last: date
+    scans: tuple[tuple[datetime, datetime, int], ...]
+
+
+def spans(start: datetime, end: datetime) -> Spans:
+    """The :class:`Spans` of ``[start, end)`` (``start < end``): its whole UTC days from the
+    rollup; a partial day of at most half a day read as it is, a longer one as its whole day
+    from the rollup less the rest of it read from the rows."""
+    lo, hi = whole_days(start, end)
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if lo == hi:  # no whole day: the range's part in each day it touches
+        midnight = datetime.combine(end.date(), time(), UTC)
+        pieces = [(start, midnight), (midnight, end)] if start < midnight else [(start, end)]
+        lo = hi = midnight
+    else:
+        pieces = [(start, lo), (hi, end)]
+    first, last = lo.date(), hi.date()
+    scans: list[tuple[datetime, datetime, int]] = []
+    for a, b in pieces:
+        if a >= b:
+            continue
+        if b - a <= HALF_DAY:
+            scans.append((a, b, 1))
+            continue
+        day = datetime.combine(a.date(), time(), UTC)
+        first, last = min(first, day.date()), max(last, day.date() + timedelta(days=1))
+        scans += [(x, y, -1) for x, y in ((day, a), (b, day + timedelta(days=1))) if x < y]
+    return Spans(first, last, tuple(scans))
 
 
 @dataclass(frozen=True, slots=True)

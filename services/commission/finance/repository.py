@@ -3,7 +3,7 @@ reconciliation's reads and the ledger's pages. Methods flush; the transaction ow
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
@@ -19,7 +19,12 @@ from services.commission.core.ledger import (
     affiliate_account,
     store_account,
 )
+from services.commission.core.statements import spans
 from shared.db import lock_keys
+
+#: (status, the time column that puts an order in a range, whether it counts as done) of the
+#: orders a settlement sums
+_SETTLING = (("completed", "status_at", "true"), ("placed", "placed_at", "false"))
 
 
 class FinanceRepository:
@@ -41,42 +46,63 @@ class FinanceRepository:
         start: datetime,
         end: datetime,
     ) -> list[Any]:
-        """Per currency, from the orders' summaries: the chargeable orders completed in
-        [start, end) (sales, count, commission, reversed) and those placed in it and still
-        open (count, estimated). Two index range scans, one aggregate."""
-        who, value = (
-            ("store_id", store_id) if store_id is not None else ("affiliate_id", affiliate_id)
-        )
+        """Per currency: the chargeable orders completed in [start, end) (sales, count,
+        commission, reversed) and those placed in it and still open (count, estimated). The
+        whole UTC days of the range from the per-day rollup (``settlement_days``: days ×
+        currencies rows, whatever the order count), the partial days at its edges from the
+        orders, each at most half a day (a longer one is its whole day from the rollup less
+        the rest of the day from the orders: ``core.statements.spans``)."""
+        subject = "store" if store_id is not None else "affiliate"
+        value = store_id if store_id is not None else affiliate_id
+        who = f"{subject}_id"
+        plan = spans(start, end)
+        params: dict[str, Any] = {
+            "subject": subject,
+            "who": value,
+            "first": plan.first,
+            "last": plan.last,
+        }
+        parts = [
+            """
+            SELECT currency, done, orders AS n, sales_minor AS sales,
+                commission_minor AS commission, reversed_minor AS reversed
+            FROM commission.settlement_days
+            WHERE subject = :subject AND subject_id = :who
+              AND day >= :first AND day < :last
+            """
+        ]
+        for n, (a, b, sign) in enumerate(plan.scans):
+            params[f"a{n}"], params[f"b{n}"] = a, b
+            for status, at, done in _SETTLING:
+                parts.append(
+                    f"""
+                    SELECT currency, {done}, {sign}, {sign} * sales_minor,
+                        {sign} * commission_minor, {sign} * reversed_minor
+                    FROM commission.orders
+                    WHERE {who} = :who AND status = '{status}'
+                      AND {at} >= :a{n} AND {at} < :b{n} AND chargeable
+                    """
+                )
+        settling = " UNION ALL ".join(parts)
         return list(
             await self.session.execute(
                 text(
                     f"""
                     SELECT currency,
-                        coalesce(sum(sales_minor) FILTER (WHERE done), 0) AS sales,
-                        count(*) FILTER (WHERE done) AS completed,
-                        coalesce(sum(commission_minor) FILTER (WHERE done), 0) AS commission,
-                        coalesce(sum(reversed_minor) FILTER (WHERE done), 0) AS reversed,
-                        count(*) FILTER (WHERE NOT done) AS open,
-                        coalesce(sum(commission_minor - reversed_minor)
-                                 FILTER (WHERE NOT done), 0) AS estimated
-                    FROM (
-                        SELECT currency, sales_minor, commission_minor, reversed_minor,
-                               true AS done
-                        FROM commission.orders
-                        WHERE {who} = :who AND status = 'completed'
-                          AND status_at >= :start AND status_at < :end AND chargeable
-                        UNION ALL
-                        SELECT currency, sales_minor, commission_minor, reversed_minor,
-                               false AS done
-                        FROM commission.orders
-                        WHERE {who} = :who AND status = 'placed'
-                          AND placed_at >= :start AND placed_at < :end AND chargeable
-                    ) AS settling
+                        coalesce(sum(sales) FILTER (WHERE done), 0) AS sales,
+                        CAST(coalesce(sum(n) FILTER (WHERE done), 0) AS bigint) AS completed,
+                        coalesce(sum(commission) FILTER (WHERE done), 0) AS commission,
+                        coalesce(sum(reversed) FILTER (WHERE done), 0) AS reversed,
+                        CAST(coalesce(sum(n) FILTER (WHERE NOT done), 0) AS bigint) AS open,
+                        coalesce(sum(commission - reversed) FILTER (WHERE NOT done), 0)
+                            AS estimated
+                    FROM ({settling}) AS settling
                     GROUP BY currency
+                    HAVING sum(n) <> 0
                     ORDER BY currency
                     """
                 ),
-                {"who": value, "start": start, "end": end},
+                params,
             )
         )
 
@@ -173,19 +199,17 @@ class FinanceRepository:
         return int(result.scalar_one())
 
     async def store_postings_by_kind(
-        self, store_id: str, start: datetime, end: datetime
+        self, store_id: str, first: date, last: date
     ) -> list[tuple[str, str, int, int]]:
-        """(currency, kind, count, minor sum) of the store account's postings in [start, end)."""
-        t, p = m.ledger_transactions, m.ledger_postings
+        """(currency, kind, count, minor sum) of the store account's postings on the UTC days
+        [first, last), from the per-day rollup (``statement_days``: days × currencies × kinds
+        rows, whatever the order count)."""
+        d = m.statement_days
         rows = await self.session.execute(
-            select(p.c.currency, t.c.kind, func.count(), func.sum(p.c.amount_minor))
-            .join(t, t.c.id == p.c.txn_id)
-            .where(
-                p.c.account == store_account(store_id),
-                t.c.occurred_at >= start,
-                t.c.occurred_at < end,
-            )
-            .group_by(p.c.currency, t.c.kind)
+            select(d.c.currency, d.c.kind, func.sum(d.c.postings), func.sum(d.c.amount_minor))
+            .where(d.c.account == store_account(store_id), d.c.day >= first, d.c.day < last)
+            .group_by(d.c.currency, d.c.kind)
+            .having(func.sum(d.c.postings) != 0)
         )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 

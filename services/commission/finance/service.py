@@ -98,7 +98,7 @@ class FinanceService:
         row = await repo.statement(store_id, period)
         if row is not None:
             return StatementData(start, end, list(row.totals), row.closed_at, row.closed_by)
-        postings = await repo.store_postings_by_kind(store_id, start, end)
+        postings = await repo.store_postings_by_kind(store_id, start.date(), end.date())
         return StatementData(start, end, statement_totals(postings))
 
     async def close_statement(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Table, bindparam, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -91,6 +92,12 @@ def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
     )
 
 
+#: ``# MANY_VALUES``: an INSERT of many rows with RETURNING is sent by SQLAlchemy as multi-row
+#: ``VALUES`` statements of up to 1,000 rows ("insertmanyvalues"); without it, asyncpg executes
+#: the statement once per row, and the per-day rollups' statement triggers (migration
+#: a20d1c5e7f31) would fire once per row instead of once per page.
+
+
 class OrderRepository:
     """Orders' facts, their computed rollups and the events applied."""
 
@@ -120,7 +127,7 @@ class OrderRepository:
         rows = [{"store_id": s, "order_id": o} for s, o in sorted(set(keys))]
         if rows:
             stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["store_id", "order_id"])
-            await self.session.execute(stmt, rows)
+            await self.session.execute(stmt.returning(m.orders.c.order_id), rows)  # MANY_VALUES
 
     async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
         """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
@@ -149,7 +156,7 @@ class OrderRepository:
             },
             where=m.orders.c.placed_at.is_(None),
         )
-        await self.session.execute(stmt, unique)
+        await self.session.execute(stmt.returning(m.orders.c.order_id), unique)  # MANY_VALUES
 
     async def held_placements(self, keys: Iterable[OrderKey]) -> dict[OrderKey, HeldPlacement]:
         """What is held of each order (rows must exist: see ensure_orders): its placement, the
@@ -216,57 +223,76 @@ class OrderRepository:
         )
 
     async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
-        """First terminal status of each order wins (rows must exist: see ensure_orders)."""
-        if not rows:
+        """First terminal status of each order wins (rows must exist: see ensure_orders). One
+        statement (the settlement rollup's trigger fires once for the lot)."""
+        first: dict[OrderKey, tuple[OrderStatus, datetime]] = {}
+        for key, status, at in rows:
+            first.setdefault(key, (status, at))  # the first of the batch, as one by one
+        if not first:
             return
-        o = m.orders
-        stmt = (
-            update(o)
-            .where(
-                o.c.store_id == bindparam("b_store"),
-                o.c.order_id == bindparam("b_oid"),
-                o.c.status == OrderStatus.PLACED.value,
-            )
-            .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
-        )
         await self.session.execute(
-            stmt,
-            [
-                {"b_store": store, "b_oid": oid, "b_status": st.value, "b_at": at}
-                for (store, oid), st, at in rows
-            ],
-            execution_options={"synchronize_session": False},
+            text(
+                """
+                UPDATE commission.orders o SET status = s.status, status_at = s.at
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:statuses AS text[]), CAST(:ats AS timestamptz[]))
+                    AS s(store, id, status, at)
+                WHERE o.store_id = s.store AND o.order_id = s.id AND o.status = 'placed'
+                """
+            ),
+            {
+                "stores": [k[0] for k in first],
+                "ids": [k[1] for k in first],
+                "statuses": [st.value for st, _ in first.values()],
+                "ats": [at for _, at in first.values()],
+            },
         )
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
         """Apply decisions newer than the one held, while nothing is posted for the order.
-        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl."""
-        if not rows:
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl. One statement
+        (the settlement rollup's trigger fires once for the lot); of one order's rows the
+        first of the highest revision applies, as they would one by one."""
+        newest: dict[OrderKey, dict[str, Any]] = {}
+        for r in rows:
+            key = (r["b_store"], r["b_oid"])
+            if key not in newest or r["b_rev"] > newest[key]["b_rev"]:
+                newest[key] = r
+        if not newest:
             return
-        o, t = m.orders, m.ledger_transactions
-        posted = (
-            select(t.c.id)
-            .where(t.c.store_id == o.c.store_id, t.c.order_id == o.c.order_id)
-            .exists()
+        chosen = list(newest.values())
+        await self.session.execute(
+            text(
+                """
+                UPDATE commission.orders o
+                SET attribution_revision = d.rev, affiliate_id = d.aff, click_id = d.click,
+                    click_at = d.click_at, sub_id = d.sub, attribution = CAST(d.expl AS jsonb)
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:revs AS integer[]), CAST(:affs AS text[]), CAST(:clicks AS text[]),
+                    CAST(:click_ats AS timestamptz[]), CAST(:subs AS text[]),
+                    CAST(:expls AS text[]))
+                    AS d(store, id, rev, aff, click, click_at, sub, expl)
+                WHERE o.store_id = d.store AND o.order_id = d.id
+                  AND o.attribution_revision < d.rev
+                  AND NOT EXISTS (
+                      SELECT 1 FROM commission.ledger_transactions t
+                      WHERE t.store_id = o.store_id AND t.order_id = o.order_id)
+                """
+            ),
+            {
+                "stores": [r["b_store"] for r in chosen],
+                "ids": [r["b_oid"] for r in chosen],
+                "revs": [r["b_rev"] for r in chosen],
+                "affs": [r["b_aff"] for r in chosen],
+                "clicks": [r["b_click"] for r in chosen],
+                "click_ats": [r["b_click_at"] for r in chosen],
+                "subs": [r["b_sub"] for r in chosen],
+                "expls": [
+                    None if r["b_expl"] is None else orjson.dumps(r["b_expl"]).decode()
+                    for r in chosen
+                ],
+            },
         )
-        stmt = (
-            update(o)
-            .where(
-                o.c.store_id == bindparam("b_store"),
-                o.c.order_id == bindparam("b_oid"),
-                o.c.attribution_revision < bindparam("b_rev"),
-                ~posted,
-            )
-            .values(
-                attribution_revision=bindparam("b_rev"),
-                affiliate_id=bindparam("b_aff"),
-                click_id=bindparam("b_click"),
-                click_at=bindparam("b_click_at"),
-                sub_id=bindparam("b_sub"),
-                attribution=bindparam("b_expl", type_=JSONB),
-            )
-        )
-        await self.session.execute(stmt, rows, execution_options={"synchronize_session": False})
 
     async def revisions(self, keys: Iterable[OrderKey]) -> dict[OrderKey, int]:
         keys = set(keys)
@@ -493,6 +519,84 @@ class OrderRepository:
         return [(r[0], r[1]) for r in rows]
 
 
+#: what each order contributes to a settlement (``settlement_days``): chargeable orders,
+#: completed (on the day of ``status_at``) or still placed (on the day of ``placed_at``), to
+#: their store's and their affiliate's keys. The migration's trigger writes the same.
+_SETTLEMENT_CONTRIBUTIONS = """
+    SELECT s.subject, s.subject_id, o.currency, o.status = 'completed' AS done,
+        (CASE WHEN o.status = 'completed' THEN o.status_at ELSE o.placed_at END
+            AT TIME ZONE 'UTC')::date AS day,
+        1 AS orders, coalesce(o.sales_minor, 0) AS sales,
+        coalesce(o.commission_minor, 0) AS commission,
+        coalesce(o.reversed_minor, 0) AS reversed
+    FROM commission.orders AS o
+    CROSS JOIN LATERAL (VALUES ('store', o.store_id), ('affiliate', o.affiliate_id))
+        AS s(subject, subject_id)
+    WHERE o.chargeable AND s.subject_id IS NOT NULL
+      AND ((o.status = 'completed' AND o.status_at IS NOT NULL)
+           OR (o.status = 'placed' AND o.placed_at IS NOT NULL))
+"""
+_STALE_SETTLEMENT_DAYS = f"""
+SELECT subject, subject_id, currency, day, done
+FROM (
+    SELECT subject, subject_id, currency, done, day, orders, sales, commission, reversed
+    FROM ({_SETTLEMENT_CONTRIBUTIONS}) AS want
+    UNION ALL
+    SELECT subject, subject_id, currency, done, day, -orders, -sales_minor, -commission_minor,
+        -reversed_minor
+    FROM commission.settlement_days
+) AS diff
+GROUP BY subject, subject_id, currency, day, done
+HAVING sum(orders) <> 0 OR sum(sales) <> 0 OR sum(commission) <> 0 OR sum(reversed) <> 0
+ORDER BY subject, subject_id, currency, day, done
+"""
+_STALE_STATEMENT_DAYS = """
+SELECT account, currency, kind, day
+FROM (
+    SELECT p.account, p.currency, t.kind, (t.occurred_at AT TIME ZONE 'UTC')::date AS day,
+        1 AS postings, p.amount_minor
+    FROM commission.ledger_postings AS p
+    JOIN commission.ledger_transactions AS t ON t.id = p.txn_id
+    WHERE p.account LIKE 'store:%'
+    UNION ALL
+    SELECT account, currency, kind, day, -postings, -amount_minor
+    FROM commission.statement_days
+) AS diff
+GROUP BY account, currency, kind, day
+HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
+ORDER BY account, currency, kind, day
+"""
+_COMPACT_SETTLEMENT_DAYS = """
+WITH gone AS (
+    DELETE FROM commission.settlement_days WHERE day < :before RETURNING *
+), folded AS (
+    INSERT INTO commission.settlement_days (subject, subject_id, currency, day, done, orders,
+        sales_minor, commission_minor, reversed_minor)
+    SELECT subject, subject_id, currency, day, done, sum(orders), sum(sales_minor),
+        sum(commission_minor), sum(reversed_minor)
+    FROM gone
+    GROUP BY subject, subject_id, currency, day, done
+    HAVING sum(orders) <> 0 OR sum(sales_minor) <> 0 OR sum(commission_minor) <> 0
+        OR sum(reversed_minor) <> 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+"""
+_COMPACT_STATEMENT_DAYS = """
+WITH gone AS (
+    DELETE FROM commission.statement_days WHERE day < :before RETURNING *
+), folded AS (
+    INSERT INTO commission.statement_days (account, currency, kind, day, postings, amount_minor)
+    SELECT account, currency, kind, day, sum(postings), sum(amount_minor)
+    FROM gone
+    GROUP BY account, currency, kind, day
+    HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+"""
+
+
 class LedgerRepository:
     """The ledger's postings: written once per idempotency key, never updated."""
 
@@ -571,7 +675,8 @@ class LedgerRepository:
             for p in txn.postings
         ]
         if postings:
-            await self.session.execute(insert(m.ledger_postings), postings)
+            stmt = insert(m.ledger_postings).returning(m.ledger_postings.c.id)  # MANY_VALUES
+            await self.session.execute(stmt, postings)
         return set(ids)
 
     async def account_balances(self) -> dict[tuple[str, str], int]:
@@ -592,3 +697,27 @@ class LedgerRepository:
             .having(func.sum(p.c.amount_minor) != 0)
         )
         return list(rows)
+
+    async def stale_rollups(self) -> list[str]:
+        """The keys of the per-day rollups (``settlement_days``, ``statement_days``) whose sum
+        is not what the orders and the postings sum to now (full scans: the ledger's check)."""
+        rows = await self.session.execute(text(_STALE_SETTLEMENT_DAYS))
+        out = [
+            f"settlement_days {r.subject}:{r.subject_id} {r.currency} {r.day} "
+            f"{'done' if r.done else 'open'}"
+            for r in rows
+        ]
+        rows = await self.session.execute(text(_STALE_STATEMENT_DAYS))
+        out += [f"statement_days {r.account} {r.currency} {r.kind} {r.day}" for r in rows]
+        return out
+
+    async def compact_rollups(self, before: date) -> int:
+        """Fold each key's rows of the days before ``before`` into one (a key that sums to
+        nothing into none); returns the rows removed. Safe beside writers: rows inserted
+        meanwhile are not among those deleted, and the sums are unchanged in every snapshot."""
+        removed = 0
+        for sql in (_COMPACT_SETTLEMENT_DAYS, _COMPACT_STATEMENT_DAYS):
+            result = await self.session.execute(text(sql), {"before": before})
+            deleted, inserted = result.one()
+            removed += int(deleted) - int(inserted)
+        return removed

@@ -1,4 +1,5 @@
-"""`alliance ledger verify`: the ledger's invariants, checked against the database.
+"""`alliance ledger verify`: the ledger's invariants, checked against the database (and
+`alliance ledger compact`, which folds the per-day rollups' rows).
 
 1. every transaction's postings sum to zero;
 2. each account's balance equals the sum of its postings, and the ledger as a whole sums to
@@ -6,12 +7,15 @@
 3. replaying the facts posts nothing new: for every order, the pure core finds nothing left
    to post, so a replay of any topic from any offset cannot add a posting;
 4. every order's stored summary (what settlements sum) is what the pure core computes from
-   its facts.
+   its facts;
+5. the per-day rollups (``settlement_days``, ``statement_days``) sum, key by key, to what the
+   orders and the store accounts' postings sum to.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +35,8 @@ class Verification:
     #: (store, order) → ledger keys not posted
     orders_owing: dict[OrderKey, list[str]] = field(default_factory=dict)
     summaries_stale: list[OrderKey] = field(default_factory=list)
+    #: the rollups' keys that do not agree with the orders or the postings
+    rollups_stale: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -39,6 +45,7 @@ class Verification:
             or self.currencies_unbalanced
             or self.orders_owing
             or self.summaries_stale
+            or self.rollups_stale
         )
 
 
@@ -56,6 +63,7 @@ async def verify(
     for (_, currency), minor in (await ledger.account_balances()).items():
         totals[currency] = totals.get(currency, 0) + minor
     out.currencies_unbalanced = {c: v for c, v in totals.items() if v != 0}
+    out.rollups_stale = await ledger.stale_rollups()
     ids = await repo.order_ids()
     for start in range(0, len(ids), 1000):
         chunk = ids[start : start + 1000]
@@ -71,3 +79,9 @@ async def verify(
             if stored.get(key) != summary(f, compute_order(f, programs[f.store_id], policy)):
                 out.summaries_stale.append(key)
     return out
+
+
+async def compact(session: AsyncSession, before: date) -> int:
+    """Fold each per-day rollup key's rows of the days before ``before`` into one; returns the
+    rows removed (sums unchanged, safe beside writers)."""
+    return await LedgerRepository(session).compact_rollups(before)
