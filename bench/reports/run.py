@@ -226,7 +226,7 @@ async def main_async(args: argparse.Namespace, stack: orchestrate.Stack) -> None
         print(
             f"biggest store's distinct affiliate visitors {r.first}..{r.last}: sketch {sketch:,}, "
             f"exact {exact:,} (error {(sketch - exact) / exact:+.2%}; stated standard error "
-            f"{VISITOR_SKETCH_ERROR:.2%})"
+            f"{VISITOR_SKETCH_ERROR:.3%})"
         )
         p99 = pct(biggest, 0.99)
         print(

@@ -1,7 +1,7 @@
 """visitor sketches: distinct visitors over a range from per-day HyperLogLog sketches
 
 ``commission.visitor_sketches``: per store and UTC day, an ``hll`` sketch (postgresql-hll,
-log2m 12, regwidth 5: a relative standard error of 1.63%) of its affiliate visitors and of its
+log2m 12, regwidth 5: a relative standard error of 1.625%) of its affiliate visitors and of its
 store visitors, filled here from ``visitor_days`` and kept by the reports consumer. A range's
 distinct visitors are the cardinality of the union of its days' sketches; a single day's stay
 exact (``visitor_days``).

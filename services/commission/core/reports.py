@@ -122,11 +122,11 @@ def single_days(r: DayRange, granularity: Granularity) -> dict[date, date]:
 # -- distinct visitors over more than one day --------------------------------------------------
 
 #: The HyperLogLog sketch of a (store, day)'s visitors (``postgresql-hll``): 2^12 registers of
-#: 5 bits (2.5 kB once dense). Small sets are kept exactly (hll's explicit and sparse forms).
+#: 5 bits (2.5 kB once dense); up to 320 visitors a set of hashes (exact).
 VISITOR_SKETCH_LOG2M: Final = 12
 VISITOR_SKETCH_REGWIDTH: Final = 5
 #: The relative standard error of distinct visitors over more than one day: 1.04 / sqrt(2^12),
-#: 1.63%; three of it (4.9%) bounds 99.7% of estimates. A single day's count is exact.
+#: 1.625%; three of it (4.9%) bounds 99.7% of estimates. A single day's count is exact.
 VISITOR_SKETCH_ERROR: Final = 1.04 / math.sqrt(2**VISITOR_SKETCH_LOG2M)
 
 

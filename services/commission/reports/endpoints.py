@@ -143,7 +143,7 @@ async def dashboard(scope: InScope, session: Session, reports: Reports) -> Dashb
     """Affiliate clicks and visitors, affiliate orders and sales, commission estimated and
     payable, for orders placed and clicks made in the range. Affiliate visitors are exact
     over a single day; over more days, estimated from per-day HyperLogLog sketches with a
-    relative standard error of 1.63% (`affiliate_visitors` in the schema states the bound)."""
+    relative standard error of 1.625% (`affiliate_visitors` in the schema states the bound)."""
     t, totals = await reports.dashboard(session, scope.store_id, scope.days)
     return Dashboard(
         **scope.period(),
@@ -192,7 +192,7 @@ async def traffic(
     """Affiliate clicks (suspicious apart), page views and affiliate page views, affiliate and
     store visitors and the affiliate share, per bucket; empty buckets are zeros. Visitors are
     exact for a day; for a week, a month or the whole range, estimated from per-day
-    HyperLogLog sketches (relative standard error 1.63%; the schema states the bound)."""
+    HyperLogLog sketches (relative standard error 1.625%; the schema states the bound)."""
     r = scope.days
     total, series = await reports.traffic(session, scope.store_id, r, granularity)
     return TrafficReport(

@@ -14,7 +14,7 @@ Definitions (documented in the README):
   (:func:`~services.commission.core.reports.is_affiliate_view`);
 - distinct visitors are exact over a single day (``visitor_days``), and over more than one day
   the cardinality of the union of the days' HyperLogLog sketches (``visitor_sketches``), within
-  :data:`~services.commission.core.reports.VISITOR_SKETCH_ERROR` (1.63% relative standard
+  :data:`~services.commission.core.reports.VISITOR_SKETCH_ERROR` (1.625% relative standard
   error).
 """
 

@@ -18,9 +18,9 @@ from services.commission.core.reports import (
 VISITORS_BOUND = (
     "Distinct visitors: exact over a single day; over more than one day (a range, a week or "
     "a month) estimated from per-day HyperLogLog sketches (log2m "
-    f"{VISITOR_SKETCH_LOG2M}): relative standard error {VISITOR_SKETCH_ERROR:.2%}, within "
-    f"{3 * VISITOR_SKETCH_ERROR:.1%} of the exact count for 99.7% of ranges (exact for small "
-    "counts, up to a few hundred visitors)."
+    f"{VISITOR_SKETCH_LOG2M}): relative standard error {VISITOR_SKETCH_ERROR:.3%}, within "
+    f"{3 * VISITOR_SKETCH_ERROR:.1%} of the exact count for 99.7% of ranges (exact up to 320 "
+    "visitors, the sketches' explicit form)."
 )
 
 

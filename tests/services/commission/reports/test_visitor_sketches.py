@@ -96,5 +96,5 @@ async def test_multi_day_visitors_are_within_the_stated_bound_and_a_single_day_i
 
 def test_the_api_states_the_error_bound_of_distinct_visitors() -> None:
     described = TrafficTotals.model_json_schema()["properties"]["affiliate_visitors"]
-    assert f"{VISITOR_SKETCH_ERROR:.2%}" in described["description"]
+    assert f"{VISITOR_SKETCH_ERROR:.3%}" in described["description"]
     assert "exact" in described["description"]
