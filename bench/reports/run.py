@@ -250,7 +250,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the seeded database")
     args = parser.parse_args()
-    stack = orchestrate.up(Settings())
+    # its own database, migrated below: the stack's default one is left as it is
+    stack = orchestrate.up(Settings(), migrate=False)
     asyncio.run(main_async(args, stack))
     return 0
 
