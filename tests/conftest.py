@@ -196,6 +196,8 @@ def migrated_db(stack_settings: Settings) -> str:
     template = _ident(TEMPLATE_DATABASE)
     # a stack that outlives the session keeps the template closed: open it to migrate
     asyncio.run(_maintenance(stack_settings, f"ALTER DATABASE {template} ALLOW_CONNECTIONS true"))
+    # a template made before template1 had the superuser's extensions gets them now
+    postgres.ensure_extension(stack.postgres, TEMPLATE_DATABASE)
     upgrade(stack_settings.database_url)  # its engine is disposed when it returns
     asyncio.run(_maintenance(stack_settings, f"ALTER DATABASE {template} ALLOW_CONNECTIONS false"))
     return TEMPLATE_DATABASE

@@ -13,7 +13,10 @@ same random (store, 90-day range) requests:
 - the service: ``GET /v1/stores/{id}/reports/dashboard`` of a real ``alliance commission``
   process, finance key, over HTTP.
 
-The biggest store's dashboard is timed apart. Target (issue 6): p99 < 100 ms.
+The biggest store's dashboard is timed apart. Target (issue 20): its p99 ≤ 50 ms (issue 6's,
+every dashboard's p99 < 100 ms, stands). Distinct visitors over the 90 days come from the
+per-(store, day) sketches (``visitor_sketches``, built here from the visitor-days as the
+migration does); the last lines compare the biggest store's estimate with the exact count.
 
 Run: ``make bench-reports`` (or ``.venv/bin/python -m bench.reports.run``).
 """
@@ -34,12 +37,20 @@ import asyncpg
 from bench.commission.settlement import commission_api, pct, seed
 from deploy.migrations import upgrade
 from deploy.stack import orchestrate, postgres
-from services.commission.core.reports import DayRange
+from services.commission.core.reports import (
+    VISITOR_SKETCH_ERROR,
+    VISITOR_SKETCH_LOG2M,
+    VISITOR_SKETCH_REGWIDTH,
+    DayRange,
+)
 from services.commission.reports.repository import ReportRepository
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 
 YEAR_START, YEAR_END = date(2026, 1, 1), date(2026, 12, 31)
+SKETCH = f"{VISITOR_SKETCH_LOG2M}, {VISITOR_SKETCH_REGWIDTH}"
+#: the biggest store's 90-day dashboard p99 (issue 20)
+TARGET_MS = 50.0
 
 
 async def seed_traffic(dsn: str, clicks: int, stores: int) -> tuple[int, int]:
@@ -97,10 +108,24 @@ async def seed_traffic(dsn: str, clicks: int, stores: int) -> tuple[int, int]:
             "PRIMARY KEY (store_id, day, visitor_id) INCLUDE (clicked)"
         )
         print(f"built the visitor-days key in {time.monotonic() - started:.0f} s")
+        # the sketches the reports consumer keeps per (store, day), as the migration fills them
+        started = time.monotonic()
+        await conn.execute(
+            f"""
+            INSERT INTO commission.visitor_sketches
+            SELECT store_id, day,
+                coalesce(hll_add_agg(hll_hash_text(visitor_id), {SKETCH}) FILTER (WHERE clicked),
+                    hll_empty({SKETCH})),
+                hll_add_agg(hll_hash_text(visitor_id), {SKETCH})
+            FROM commission.visitor_days
+            GROUP BY store_id, day
+            """
+        )
+        print(f"built the visitor sketches in {time.monotonic() - started:.0f} s")
         # the steady state of a live table: vacuumed (visibility map: index-only scans) and
         # analysed, and no autovacuum of the fresh load competing with the measurement
         started = time.monotonic()
-        for table in ("traffic_days", "visitor_days", "orders"):
+        for table in ("traffic_days", "visitor_days", "visitor_sketches", "orders"):
             await conn.execute(f"VACUUM (ANALYZE) commission.{table}")
         print(f"vacuumed in {time.monotonic() - started:.0f} s")
         return total, int(rows)
@@ -115,6 +140,27 @@ def requests(n: int, stores: int) -> list[tuple[str, DayRange]]:
         first = YEAR_START + timedelta(days=rng.randrange(365 - 89))
         out.append((f"s{rng.randrange(stores)}", DayRange(first, first + timedelta(days=89))))
     return out
+
+
+async def sketch_error(dsn: str, r: DayRange) -> tuple[int, int]:
+    """The biggest store's distinct affiliate visitors over ``r``: (sketch, exact)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        exact = await conn.fetchval(
+            "SELECT count(DISTINCT visitor_id) FROM commission.visitor_days "
+            "WHERE store_id = 's0' AND day BETWEEN $1 AND $2 AND clicked",
+            r.first,
+            r.last,
+        )
+        sketch = await conn.fetchval(
+            "SELECT round(hll_cardinality(hll_union_agg(affiliate_visitors))) "
+            "FROM commission.visitor_sketches WHERE store_id = 's0' AND day BETWEEN $1 AND $2",
+            r.first,
+            r.last,
+        )
+        return int(sketch), int(exact)
+    finally:
+        await conn.close()
 
 
 async def measure(
@@ -175,7 +221,19 @@ async def main_async(args: argparse.Namespace, stack: orchestrate.Stack) -> None
             f"mean (ms){'':13}{statistics.mean(sql):>14.1f}{statistics.mean(api):>16.1f}"
             f"{statistics.mean(biggest):>22.1f}"
         )
-        print(f"p99 of the dashboard API: {pct(api, 0.99):.1f} ms (target < 100 ms)")
+        r = requests(1, args.stores)[0][1]
+        sketch, exact = await sketch_error(dsn, r)
+        print(
+            f"biggest store's distinct affiliate visitors {r.first}..{r.last}: sketch {sketch:,}, "
+            f"exact {exact:,} (error {(sketch - exact) / exact:+.2%}; stated standard error "
+            f"{VISITOR_SKETCH_ERROR:.3%})"
+        )
+        p99 = pct(biggest, 0.99)
+        print(
+            f"bench-reports: 90-day dashboard p99 {p99:.1f} ms (target ≤ {TARGET_MS:.0f} ms) "
+            f"for the biggest store, {pct(api, 0.99):.1f} ms for all; "
+            f"{'met' if p99 <= TARGET_MS else 'NOT met'}"
+        )
     finally:
         if args.keep:
             print(f"kept database {database}")
@@ -192,7 +250,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--keep", action="store_true", help="keep the seeded database")
     args = parser.parse_args()
-    stack = orchestrate.up(Settings())
+    # its own database, migrated below: the stack's default one is left as it is
+    stack = orchestrate.up(Settings(), migrate=False)
     asyncio.run(main_async(args, stack))
     return 0
 

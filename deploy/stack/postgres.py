@@ -27,6 +27,10 @@ Contracts:
   still ensured). When it returns, the server accepts password connections on 127.0.0.1.
 * :func:`stop` is idempotent and leaves no server process for ``state_dir`` behind.
 * :func:`create_database` is idempotent.
+* The extensions the schema needs and a non-superuser cannot create (:data:`EXTENSION`,
+  Debian's ``postgresql-<major>-hll``) are installed with the server and created by the
+  superuser in ``template1`` and ``cfg.database`` on every :func:`start`, so every database
+  made afterwards has them.
 * Durability is PostgreSQL's default; ``durable=False`` (explicit, for throw-away test
   clusters only) turns off fsync, synchronous_commit and full_page_writes.
 """
@@ -58,6 +62,9 @@ HOST = "127.0.0.1"
 SUPERUSER = "postgres"
 RUN_AS_WHEN_ROOT = "postgres"
 _REQUIRED_TOOLS = ("initdb", "pg_ctl", "postgres", "psql")
+#: the extension the schema needs (postgresql-hll: the reports' visitor sketches); not a
+#: trusted one, so the superuser creates it (template1, then every database copies it)
+EXTENSION = "hll"
 _INCLUDE_LINE = "include_if_exists = 'alliance.conf'"
 _SOCKET_PATH_MAX = 107  # sizeof(sockaddr_un.sun_path) - 1 on Linux
 _DUPLICATE_DATABASE = "42P04"
@@ -128,6 +135,7 @@ def ensure_installed() -> Path:
     """
     found = _find_bin_dir()
     if found is not None:
+        _ensure_extension_package(found)
         return found
     if os.geteuid() != 0:
         raise PostgresStackError(
@@ -148,7 +156,35 @@ def ensure_installed() -> Path:
     found = _find_bin_dir()
     if found is None:
         raise PostgresStackError("installed postgresql but still cannot find initdb/pg_ctl")
+    _ensure_extension_package(found)
     return found
+
+
+def _extension_dir(bin_dir: Path) -> Path:
+    """Where the server of ``bin_dir`` looks for extensions (``pg_config --sharedir``)."""
+    proc = subprocess.run(
+        [str(bin_dir / "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    major = re.search(r"(\d+)", proc.stdout)
+    return Path(f"/usr/share/postgresql/{major.group(1) if major else ''}/extension")
+
+
+def _ensure_extension_package(bin_dir: Path) -> None:
+    """Install Debian's ``postgresql-<major>-hll`` (the reports' visitor sketches) when the
+    server of ``bin_dir`` lacks the extension: the same way as PostgreSQL itself."""
+    ext_dir = _extension_dir(bin_dir)
+    if (ext_dir / f"{EXTENSION}.control").is_file():
+        return
+    package = f"postgresql-{ext_dir.parent.name}-{EXTENSION}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise PostgresStackError(
+            f"the PostgreSQL extension {EXTENSION!r} is missing: install it, e.g. "
+            f"`sudo apt-get install -y {package}`"
+        )
+    try:
+        apt_install(package, recommends=False)
+    except AptError as exc:
+        raise PostgresStackError(str(exc)) from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,12 +485,22 @@ def _start(cfg: PostgresConfig, timeout_s: float, user: str | None, bin_dir: Pat
                 f"{proc.stdout}{proc.stderr}\n--- {cfg.log_file} ---\n{_tail(cfg.log_file)}"
             )
     _ensure_role_and_database(cfg, user, bin_dir)
+    for database in ("template1", cfg.database):
+        _ensure_extension(cfg, user, bin_dir, database)
     if not _port_open(cfg.port):
         raise PostgresStackError(f"PostgreSQL runs but {HOST}:{cfg.port} does not accept")
 
 
-def _psql(cfg: PostgresConfig, user: str | None, bin_dir: Path, sql: str, **variables: str) -> str:
-    """Run ``sql`` as the superuser over the unix socket; ``:'name'`` interpolates variables.
+def _psql(
+    cfg: PostgresConfig,
+    user: str | None,
+    bin_dir: Path,
+    sql: str,
+    database: str = "postgres",
+    **variables: str,
+) -> str:
+    """Run ``sql`` in ``database`` as the superuser over the unix socket; ``:'name'``
+    interpolates variables.
 
     Variables are set with ``\\set`` in the script on stdin, not on the command line, so a
     password never shows up in ``ps``.
@@ -474,7 +520,7 @@ def _psql(cfg: PostgresConfig, user: str | None, bin_dir: Path, sql: str, **vari
         "-U",
         SUPERUSER,
         "-d",
-        "postgres",
+        database,
     ]
     script = "".join(f"\\set {name} {_psql_quote(value)}\n" for name, value in variables.items())
     return _run(user, [*cmd, "-f", "-"], cwd=cfg.state_dir, stdin=script + sql).stdout
@@ -505,6 +551,16 @@ def _ensure_role_and_database(cfg: PostgresConfig, user: str | None, bin_dir: Pa
         password=cfg.password,
         db=cfg.database,
     )
+
+
+def _ensure_extension(cfg: PostgresConfig, user: str | None, bin_dir: Path, database: str) -> None:
+    _psql(cfg, user, bin_dir, f"CREATE EXTENSION IF NOT EXISTS {EXTENSION}", database)
+
+
+def ensure_extension(cfg: PostgresConfig, database: str) -> None:
+    """Idempotently create :data:`EXTENSION` in ``database`` (running, connectable), as the
+    superuser: for a database made before template1 had it."""
+    _ensure_extension(cfg, _run_as_user(), ensure_installed(), database)
 
 
 def stop(cfg: PostgresConfig, timeout_s: float = 60) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import UserDefinedType
 
 from services.commission.core.applied import SOURCES
 from services.commission.core.reports import AFFILIATE_ORDER_STATUSES
@@ -297,6 +298,16 @@ report_clicks = Table(
 #: cap (``ALLIANCE_CLICK_CAP_PER_DAY``) not stored but still counted in ``traffic_days``.
 click_caps = click_caps_table(metadata)
 
+
+class Hll(UserDefinedType[bytes]):
+    """postgresql-hll's ``hll`` type; read and written in SQL only (hll_* functions)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: object) -> str:
+        return "hll"
+
+
 #: Per store and UTC day: clicks, suspicious clicks, page views, affiliate page views.
 traffic_days = Table(
     "traffic_days",
@@ -319,6 +330,19 @@ visitor_days = Table(
     Column("clicked", Boolean, nullable=False),  # an affiliate click (not suspicious)
     Column("viewed", Boolean, nullable=False),  # a page view
     # the key INCLUDEs clicked (migration): affiliate visitors by an index-only scan
+)
+
+#: Per store and UTC day: HyperLogLog sketches (``hll``, postgresql-hll) of its affiliate
+#: visitors and of its store visitors; distinct visitors over more than one day are the
+#: cardinality of their union (README, "Reports"). One upsert per (store, day) per batch of
+#: the reports consumer.
+visitor_sketches = Table(
+    "visitor_sketches",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("affiliate_visitors", Hll(), nullable=False),
+    Column("store_visitors", Hll(), nullable=False),
 )
 
 #: What each visitor met in the last 90 days, for the alliance camp's personal boost: the last

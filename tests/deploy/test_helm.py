@@ -197,7 +197,12 @@ def test_production_values_three_brokers_three_instances_budgets_and_twelve_part
         assert (topic["spec"]["partitions"], topic["spec"]["replicas"]) == (12, 3)
     (cluster,) = of(docs, "Cluster").values()
     assert cluster["spec"]["instances"] == 3
-    assert cluster["spec"]["bootstrap"]["initdb"] == {"database": "alliance", "owner": "alliance"}
+    assert cluster["spec"]["bootstrap"]["initdb"] == {
+        "database": "alliance",
+        "owner": "alliance",
+        "postInitApplicationSQL": ["CREATE EXTENSION IF NOT EXISTS hll"],
+    }
+    assert cluster["spec"]["imageName"] == "alliance-cnpg-postgres:15"  # with postgresql-hll
     assert cluster["spec"]["minSyncReplicas"] == 1
     pdbs = of(docs, "PodDisruptionBudget")
     assert {p["spec"]["maxUnavailable"] for p in pdbs.values()} == {1}

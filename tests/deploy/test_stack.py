@@ -232,7 +232,12 @@ async def test_postgres_starts_once_answers_and_stops_idempotently(
         password=pg_cfg.password,
         database="alliance_infra_test",  # survived the restart
     )
-    await conn.close()
+    try:
+        # made after start: a copy of template1, which has the superuser's extension
+        extensions = await conn.fetch("SELECT extname FROM pg_extension")
+        assert postgres.EXTENSION in {r["extname"] for r in extensions}
+    finally:
+        await conn.close()
 
 
 async def test_topics_get_their_configuration_created_or_existing_other_settings_kept(

@@ -141,7 +141,9 @@ def _money_totals(o: OrderTotals) -> MoneyTotals:
 @router.get("/dashboard", response_model=Dashboard)
 async def dashboard(scope: InScope, session: Session, reports: Reports) -> Dashboard:
     """Affiliate clicks and visitors, affiliate orders and sales, commission estimated and
-    payable, for orders placed and clicks made in the range."""
+    payable, for orders placed and clicks made in the range. Affiliate visitors are exact
+    over a single day; over more days, estimated from per-day HyperLogLog sketches with a
+    relative standard error of 1.625% (`affiliate_visitors` in the schema states the bound)."""
     t, totals = await reports.dashboard(session, scope.store_id, scope.days)
     return Dashboard(
         **scope.period(),
@@ -188,7 +190,9 @@ async def traffic(
     granularity: Grain = Granularity.DAY,
 ) -> TrafficReport:
     """Affiliate clicks (suspicious apart), page views and affiliate page views, affiliate and
-    store visitors and the affiliate share, per bucket; empty buckets are zeros."""
+    store visitors and the affiliate share, per bucket; empty buckets are zeros. Visitors are
+    exact for a day; for a week, a month or the whole range, estimated from per-day
+    HyperLogLog sketches (relative standard error 1.625%; the schema states the bound)."""
     r = scope.days
     total, series = await reports.traffic(session, scope.store_id, r, granularity)
     return TrafficReport(

@@ -6,9 +6,22 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from services.commission.core.reports import Granularity
+from services.commission.core.reports import (
+    VISITOR_SKETCH_ERROR,
+    VISITOR_SKETCH_LOG2M,
+    Granularity,
+)
+
+#: how exact distinct visitors are: what the API documents on each such field
+VISITORS_BOUND = (
+    "Distinct visitors: exact over a single day; over more than one day (a range, a week or "
+    "a month) estimated from per-day HyperLogLog sketches (log2m "
+    f"{VISITOR_SKETCH_LOG2M}): relative standard error {VISITOR_SKETCH_ERROR:.3%}, within "
+    f"{3 * VISITOR_SKETCH_ERROR:.1%} of the exact count for 99.7% of ranges (exact up to 320 "
+    "visitors, the sketches' explicit form)."
+)
 
 
 class Period(BaseModel):
@@ -20,7 +33,7 @@ class Period(BaseModel):
 class TrafficTotals(BaseModel):
     affiliate_clicks: int
     suspicious_clicks: int
-    affiliate_visitors: int
+    affiliate_visitors: int = Field(description=VISITORS_BOUND)
 
 
 class MoneyTotals(BaseModel):
@@ -43,8 +56,8 @@ class TrafficPoint(BaseModel):
     suspicious_clicks: int
     page_views: int
     affiliate_page_views: int
-    affiliate_visitors: int
-    store_visitors: int
+    affiliate_visitors: int = Field(description=VISITORS_BOUND)
+    store_visitors: int = Field(description=VISITORS_BOUND)
     affiliate_share: Decimal | None  # affiliate visitors / store visitors; None: no visitors
 
 
