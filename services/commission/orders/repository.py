@@ -101,17 +101,24 @@ class OrderRepository:
         """Record (key, topic) pairs; returns the keys seen for the first time."""
         if not events:
             return set()
-        t = m.processed_events
-        stmt = insert(t).values(
-            [
-                {"source": k.source.value, "event_id": k.key, "topic": topic}
-                for k, topic in sorted(dict(events).items())
-            ]
-        )
+        # three array parameters, in key order (two workers never deadlock): one plan
+        # whatever the batch's size, where a multi-row VALUES is compiled anew per batch
+        claimed = sorted(dict(events).items())
         rows = await self.session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(
-                t.c.source, t.c.event_id
-            )
+            text(
+                """
+                INSERT INTO commission.processed_events (source, event_id, topic)
+                SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
+                    CAST(:topics AS text[]))
+                ON CONFLICT (source, event_id) DO NOTHING
+                RETURNING source, event_id
+                """
+            ),
+            {
+                "sources": [k.source.value for k, _ in claimed],
+                "ids": [k.key for k, _ in claimed],
+                "topics": [topic for _, topic in claimed],
+            },
         )
         return {AppliedKey(Source(source), key) for source, key in rows}
 
