@@ -223,26 +223,32 @@ class OrderRepository:
         )
 
     async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
-        """First terminal status of each order wins (rows must exist: see ensure_orders)."""
-        if not rows:
+        """First terminal status of each order wins (rows must exist: see ensure_orders); the
+        first of an order's rows here is its first. One statement joining the orders by their
+        key: a statement per row, planned once as a generic plan, could pick the index on
+        (store, status) and scan every placed order of the store for each row."""
+        first: dict[OrderKey, tuple[OrderStatus, datetime]] = {}
+        for key, status, at in rows:
+            first.setdefault(key, (status, at))
+        if not first:
             return
-        o = m.orders
-        stmt = (
-            update(o)
-            .where(
-                o.c.store_id == bindparam("b_store"),
-                o.c.order_id == bindparam("b_oid"),
-                o.c.status == OrderStatus.PLACED.value,
-            )
-            .values(status=bindparam("b_status"), status_at=bindparam("b_at"))
-        )
         await self.session.execute(
-            stmt,
-            [
-                {"b_store": store, "b_oid": oid, "b_status": st.value, "b_at": at}
-                for (store, oid), st, at in rows
-            ],
-            execution_options={"synchronize_session": False},
+            text(
+                """
+                UPDATE commission.orders o SET status = s.status, status_at = s.status_at
+                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
+                    CAST(:statuses AS text[]), CAST(:ats AS timestamptz[]))
+                    AS s(store, id, status, status_at)
+                WHERE o.store_id = s.store AND o.order_id = s.id AND o.status = :placed
+                """
+            ),
+            {
+                "stores": [k[0] for k in first],
+                "ids": [k[1] for k in first],
+                "statuses": [st.value for st, _ in first.values()],
+                "ats": [at for _, at in first.values()],
+                "placed": OrderStatus.PLACED.value,
+            },
         )
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
