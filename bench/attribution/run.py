@@ -139,15 +139,11 @@ CREATE TABLE bench_floor_offsets (topic text, partition int, next_offset bigint,
 """
 
 
-async def floor_read_and_store(
-    cluster: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
-) -> float:
-    """Seconds for the least any durable attribution worker does: read the topics, decode each
-    event (orjson, no validation), ``COPY`` the click and order rows into indexed tables and
-    store the offsets, one transaction per batch. No decision, no idempotency check, no
-    outbox: an upper bound of what the service can reach on this machine."""
-    conn = await asyncpg.connect(dsn)
-    await conn.execute(FLOOR_TABLES)
+async def floor_consumer(
+    cluster: KafkaConnection, topics: list[str], batch: int
+) -> AIOKafkaConsumer:
+    """A started consumer of a floor: a group of its own from the earliest offset, no
+    auto-commit (the floor stores its offsets with its rows), batches of ``batch``."""
     consumer = AIOKafkaConsumer(
         *topics,
         **cluster.client_options(),
@@ -157,6 +153,19 @@ async def floor_read_and_store(
         max_poll_records=batch,
     )
     await consumer.start()
+    return consumer
+
+
+async def floor_read_and_store(
+    cluster: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
+) -> float:
+    """Seconds for the least any durable attribution worker does: read the topics, decode each
+    event (orjson, no validation), ``COPY`` the click and order rows into indexed tables and
+    store the offsets, one transaction per batch. No decision, no idempotency check, no
+    outbox: an upper bound of what the service can reach on this machine."""
+    conn = await asyncpg.connect(dsn)
+    await conn.execute(FLOOR_TABLES)
+    consumer = await floor_consumer(cluster, topics, batch)
     parse = datetime.fromisoformat
     try:
         seen, start = 0, time.monotonic()

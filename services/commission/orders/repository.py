@@ -108,17 +108,24 @@ class OrderRepository:
         """Record (key, topic) pairs; returns the keys seen for the first time."""
         if not events:
             return set()
-        t = m.processed_events
-        stmt = insert(t).values(
-            [
-                {"source": k.source.value, "event_id": k.key, "topic": topic}
-                for k, topic in sorted(dict(events).items())
-            ]
-        )
+        # three array parameters, in key order (two workers never deadlock): one plan
+        # whatever the batch's size, where a multi-row VALUES is compiled anew per batch
+        claimed = sorted(dict(events).items())
         rows = await self.session.execute(
-            stmt.on_conflict_do_nothing(index_elements=["source", "event_id"]).returning(
-                t.c.source, t.c.event_id
-            )
+            text(
+                """
+                INSERT INTO commission.processed_events (source, event_id, topic)
+                SELECT * FROM unnest(CAST(:sources AS text[]), CAST(:ids AS text[]),
+                    CAST(:topics AS text[]))
+                ON CONFLICT (source, event_id) DO NOTHING
+                RETURNING source, event_id
+                """
+            ),
+            {
+                "sources": [k.source.value for k, _ in claimed],
+                "ids": [k.key for k, _ in claimed],
+                "topics": [topic for _, topic in claimed],
+            },
         )
         return {AppliedKey(Source(source), key) for source, key in rows}
 
@@ -223,8 +230,11 @@ class OrderRepository:
         )
 
     async def set_terminal_many(self, rows: list[tuple[OrderKey, OrderStatus, datetime]]) -> None:
-        """First terminal status of each order wins (rows must exist: see ensure_orders). One
-        statement (the settlement rollup's trigger fires once for the lot)."""
+        """First terminal status of each order wins (rows must exist: see ensure_orders); the
+        first of an order's rows here is its first. One statement joining the orders by their
+        key (the settlement rollup's trigger fires once for the lot): a statement per row,
+        planned once as a generic plan, could pick the index on (store, status) and scan every
+        placed order of the store for each row."""
         first: dict[OrderKey, tuple[OrderStatus, datetime]] = {}
         for key, status, at in rows:
             first.setdefault(key, (status, at))  # the first of the batch, as one by one
