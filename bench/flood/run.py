@@ -238,8 +238,9 @@ async def measure(settings: Settings, stack: orchestrate.Stack, clicks: int) -> 
         f"stored directly in {seeded_in_s:.0f} s"
     )
     print(
-        f"bench-flood: decision {max(flood_s, seeded_s):.2f} s (target {DECISION_TARGET_S:.0f} s), "
-        f"RSS max {peak:.0f} MB (target {RSS_TARGET_MB:.0f} MB)"
+        f"bench-flood: decision {max(flood_s, seeded_s):.2f} s, baseline {base_s:.2f} s "
+        f"(target {DECISION_TARGET_S:.0f} s), RSS max {peak:.0f} MB, baseline {base_rss:.0f} MB "
+        f"(target {RSS_TARGET_MB:.0f} MB)"
         + (
             ""
             if max(flood_s, seeded_s) < DECISION_TARGET_S and peak < RSS_TARGET_MB

@@ -45,6 +45,8 @@ from shared.kafka import consumer_group, end_offsets_of
 from shared.limits import UNREACHED_LIMITS_ENV
 
 PARTITIONS = 12
+#: two workers against one, each consumer (issue #20)
+SCALE_TARGET = 1.3
 
 
 @dataclass
@@ -357,6 +359,21 @@ def main() -> int:
     report(COMMISSION, commission)
     print(f"\nload {os.getloadavg()[0]:.2f} at the end; aiokafka's session timeout (10 s) bounds")
     print("how soon the group notices a killed worker")
+    ratios = {
+        name: runs[1].rate / runs[0].rate
+        for name, runs in ((ATTRIBUTION.name, attribution), (COMMISSION.name, commission))
+    }
+    met = all(r >= SCALE_TARGET for r in ratios.values())
+    print(
+        "bench-scale: "
+        + ", ".join(
+            f"{name} 2 workers {runs[1].rate:,.0f}/s, 1 worker {runs[0].rate:,.0f}/s, "
+            f"ratio {ratios[name]:.2f}"
+            for name, runs in ((ATTRIBUTION.name, attribution), (COMMISSION.name, commission))
+        )
+        + f" (target ≥ {SCALE_TARGET})"
+        + ("" if met else " — MISSED")
+    )
     ok = all(not r.notes for r in attribution + commission)
     return 0 if ok else 1
 
