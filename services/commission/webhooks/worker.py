@@ -199,7 +199,12 @@ class DeliveryWorker:
         for _ in range(rounds):
             n = await self.run_once()
             if n == 0:
-                break
+                if not self._tasks:
+                    break
+                # attempts started elsewhere (a poke of :meth:`run`) hold slots: wait for
+                # them, then claim again, so nothing due is left behind when this returns
+                await asyncio.wait(set(self._tasks))
+                continue
             total += n
         return total
 

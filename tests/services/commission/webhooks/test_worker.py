@@ -357,3 +357,22 @@ async def test_a_dead_workers_leases_expire_and_its_deliveries_are_sent_again(
         assert sorted(hooks.event_ids()) == sorted(r.event_id for r in claimed)
         rows = await w.log(AFFILIATE, mine)
         assert {(r.status, r.lease_until) for r in rows} == {("delivered", None)}
+
+
+async def test_drain_waits_for_attempts_already_in_flight(settings: Settings) -> None:
+    """An attempt started by a poke of the running worker holds its slot: drain waits for
+    it (recorded) instead of returning with it still under way."""
+    async with world(settings, delay_s=0.3) as (w, hooks):
+        mine = await w.register(AFFILIATE, hooks.url("/a"))
+        await w.notify([notice("o-1", 0)])
+        worker = w.worker()
+        try:
+            assert await worker.fill() == 1  # started, not awaited: as a poke does
+            assert worker.in_flight == 1
+            await worker.drain()
+            assert worker.in_flight == 0
+        finally:
+            await worker.close()
+        [row] = await w.log(AFFILIATE, mine)
+        assert row.status == "delivered"
+        assert len(hooks.requests) == 1
