@@ -129,6 +129,34 @@ def _placed(raws: Iterable[bytes]) -> Iterator[OrderPlaced]:
             yield event
 
 
+class Placements:
+    """The orders to decide again and the :func:`winner` of each one's latest published
+    decision, fed one event at a time (all placements first, then the decisions, in their
+    topics' order), so a rebuild holds one reference per order, never the events."""
+
+    def __init__(self) -> None:
+        self.orders: dict[tuple[str, str], OrderRef] = {}
+        self.latest: dict[tuple[str, str], tuple[int, str | None]] = {}
+
+    def placed(self, event: OrderPlaced) -> None:
+        self.orders.setdefault((event.store_id, event.order_id), placement_ref(event))
+
+    def decided(self, decision: Attribution) -> None:
+        key = (decision.store_id, decision.order_id)
+        held = self.latest.get(key)
+        if held is None or decision.revision > held[0]:
+            self.latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
+            self.orders[key] = placement_ref(decision.order)
+
+    def since(
+        self, since: datetime
+    ) -> tuple[dict[tuple[str, str], OrderRef], dict[tuple[str, str], str | None]]:
+        return (
+            {k: o for k, o in self.orders.items() if o.placed_at >= since},
+            {k: v[1] for k, v in self.latest.items()},
+        )
+
+
 def placements(
     placed: Iterable[OrderPlaced], decisions: Iterable[Attribution], since: datetime
 ) -> tuple[dict[tuple[str, str], OrderRef], dict[tuple[str, str], str | None]]:
@@ -137,20 +165,12 @@ def placements(
     placement is the one its latest decision was made from (the ``order`` it carries), as
     commission computes from; an order never decided: its first placement, as attribution
     keeps it. So a second ``order_placed`` that differs is no difference."""
-    orders: dict[tuple[str, str], OrderRef] = {}
+    seen = Placements()
     for event in placed:
-        orders.setdefault((event.store_id, event.order_id), placement_ref(event))
-    latest: dict[tuple[str, str], tuple[int, str | None]] = {}
+        seen.placed(event)
     for decision in decisions:
-        key = (decision.store_id, decision.order_id)
-        held = latest.get(key)
-        if held is None or decision.revision > held[0]:
-            latest[key] = (decision.revision, winner(decision.click_id, decision.coupon_code))
-            orders[key] = placement_ref(decision.order)
-    return (
-        {k: o for k, o in orders.items() if o.placed_at >= since},
-        {k: v[1] for k, v in latest.items()},
-    )
+        seen.decided(decision)
+    return seen.since(since)
 
 
 async def rebuild(
@@ -190,14 +210,14 @@ async def rebuild(
     # the orders and decisions first, then the clicks streamed: of each click only what can
     # still win an order is kept (its best eligible click so far, :func:`candidates`), so a
     # visitor's flood costs time, never memory
-    placed: list[OrderPlaced] = []
+    seen = Placements()  # one reference per order, the events not kept
     async for raw in stream_topic(kafka, f"{prefix}{Topic.ORDERS}"):
-        placed.extend(_placed([raw]))
-    decisions: list[Attribution] = []
+        for event in _placed([raw]):
+            seen.placed(event)
     async for raw in stream_topic(kafka, f"{prefix}{Topic.ATTRIBUTIONS}"):
-        decisions.append(Attribution.model_validate(orjson.loads(raw)))
-    orders, emitted = placements(placed, decisions, since)
-    del placed, decisions
+        seen.decided(Attribution.model_validate(orjson.loads(raw)))
+    orders, emitted = seen.since(since)
+    del seen
     by_pair: dict[tuple[str, str], list[tuple[OrderRef, timedelta]]] = {}
     for o in orders.values():
         in_force = windows.get(o.store_id, Windows(window)).at(o.placed_at)
