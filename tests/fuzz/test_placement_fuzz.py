@@ -11,7 +11,6 @@ import asyncio
 import itertools
 import uuid
 from collections.abc import Coroutine
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -26,52 +25,19 @@ from services.commission.program.service import ProgramService
 from shared.clock import SystemClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.events import Attribution, OrderPlaced, Topic
+from shared.events import Attribution, Topic
 from shared.kafka import Received
 from shared.money import to_minor
 from tests.fuzz.bridge import FUZZ_MARKS
 from tests.fuzz.openapi import fuzz_settings
 from tests.fuzz.storefront import derived_ids
-from tests.integration import harness
+from tests.integration import events, harness
 
 pytestmark = FUZZ_MARKS
 
 T = TypeVar("T")
 
 EXAMPLES = 60
-
-
-def _placement(store: str, order: str, event_id: str, visitor: str, cur: str, price: str) -> Any:
-    return OrderPlaced.model_validate(
-        {
-            "event_id": event_id,
-            "occurred_at": datetime.now(UTC),
-            "store_id": store,
-            "order_id": order,
-            "visitor_id": visitor,
-            "currency": cur,
-            "items": [{"product_id": "p1", "quantity": 1, "unit_price": price}],
-        }
-    )
-
-
-def _decision(placed: OrderPlaced, affiliate: str) -> Attribution:
-    return Attribution(
-        event_id=f"{placed.store_id}:{placed.order_id}:0",
-        occurred_at=datetime.now(UTC),
-        revision=0,
-        order_id=placed.order_id,
-        store_id=placed.store_id,
-        visitor_id=placed.visitor_id,
-        placed_at=placed.occurred_at,
-        rule="last_click",
-        affiliate_id=affiliate,
-        click_id=f"click-{uuid.uuid4().hex}",
-        click_at=placed.occurred_at - timedelta(minutes=5),
-        window_start=placed.occurred_at - timedelta(days=30),
-        window_end=placed.occurred_at,
-        order=placed,
-    )
 
 
 class PlacementFuzz:
@@ -149,12 +115,17 @@ class PlacementFuzz:
                 )
             )
             placed = [
-                _placement(store, order_id, event_id, visitor, cur, price)
+                events.placement(store, order_id, visitor, cur, price, event_id)
                 for event_id, (cur, price, visitor) in zip(ids, facts, strict=True)
             ]
             decided = data.draw(st.sampled_from(placed))
             arrivals: list[Incoming] = data.draw(
-                st.permutations([*placed, _decision(decided, self.affiliate_id)])
+                st.permutations(
+                    [
+                        *placed,
+                        events.decision(decided, self.affiliate_id, f"click-{uuid.uuid4().hex}"),
+                    ]
+                )
             )
             cuts = sorted(
                 data.draw(st.sets(st.integers(1, len(arrivals) - 1), max_size=len(arrivals)))

@@ -4,7 +4,7 @@ attribution decided from."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -17,9 +17,9 @@ from services.commission.program.service import ProgramService
 from shared.clock import SystemClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
-from shared.events import Attribution, OrderPlaced
+from shared.events import Attribution
 from shared.kafka import Received
-from tests.integration import harness
+from tests.integration import events, harness
 from tests.integration.test_pipeline import placed
 
 pytestmark = pytest.mark.integration
@@ -87,39 +87,6 @@ class TestIdempotencyNamespaces:
             )
 
 
-def _placement(store: str, order: str, visitor: str, currency: str, price: str) -> OrderPlaced:
-    return OrderPlaced.model_validate(
-        {
-            "event_id": f"{order}-placed-{visitor}",
-            "occurred_at": datetime.now(UTC),
-            "store_id": store,
-            "order_id": order,
-            "visitor_id": visitor,
-            "currency": currency,
-            "items": [{"product_id": "p1", "quantity": 1, "unit_price": price}],
-        }
-    )
-
-
-def _decision(placement: OrderPlaced, affiliate: str) -> Attribution:
-    return Attribution(
-        event_id=f"{placement.store_id}:{placement.order_id}:0",
-        occurred_at=datetime.now(UTC),
-        revision=0,
-        order_id=placement.order_id,
-        store_id=placement.store_id,
-        visitor_id=placement.visitor_id,
-        placed_at=placement.occurred_at,
-        rule="last_click",
-        affiliate_id=affiliate,
-        click_id=f"click-{placement.order_id}",
-        click_at=placement.occurred_at - timedelta(minutes=5),
-        window_start=placement.occurred_at - timedelta(days=30),
-        window_end=placement.occurred_at,
-        order=placement,
-    )
-
-
 def _received(topic: str, offset: int, value: Any) -> Received[Any]:
     return Received(topic, 0, offset, None, value, 0)
 
@@ -135,9 +102,9 @@ class TestOnePlacement:
             store = await harness.new_store(svc, settings, f"sop-{u}", rate="0.10")
             await harness.new_affiliate(svc, settings, f"affop-{u}")
             order = f"o-{u}"
-            seen_first = _placement(store.store_id, order, f"v-other-{u}", "EUR", "99.00")
-            decided_from = _placement(store.store_id, order, f"v-buyer-{u}", "USD", "10.00")
-            decision = _decision(decided_from, f"affop-{u}")
+            seen_first = events.placement(store.store_id, order, f"v-other-{u}", "EUR", "99.00")
+            decided_from = events.placement(store.store_id, order, f"v-buyer-{u}", "USD", "10.00")
+            decision = events.decision(decided_from, f"affop-{u}")
             orders = OrderService(SystemClock(), programs=ProgramService())
             engine = make_engine(settings.database_url, pool_size=1)
             try:
