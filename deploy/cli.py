@@ -167,15 +167,12 @@ def _expire(settings: Settings) -> int:
     from services.attribution.expiry import ClickExpiry
     from services.attribution.service import AttributionService
     from shared.clock import SystemClock
-    from shared.db import make_engine, make_sessions
+    from shared.db import scratch_sessions
 
     async def run() -> int:
-        engine = make_engine(settings.database_url, pool_size=1)
-        try:
+        async with scratch_sessions(settings.database_url) as sessions:
             service = AttributionService.configured(settings, SystemClock())
-            return await ClickExpiry(make_sessions(engine), service, 0).run_once()
-        finally:
-            await engine.dispose()
+            return await ClickExpiry(sessions, service, 0).run_once()
 
     print(f"expired clicks: {asyncio.run(run())}")
     return 0
@@ -185,15 +182,15 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from services.commission.orders.verify import Verification, verify
-    from shared.db import make_engine, make_sessions
+    from shared.db import scratch_sessions
 
     async def run() -> Verification:
-        engine = make_engine(settings.database_url, pool_size=1)
-        try:
-            async with make_sessions(engine)() as session, session.begin():
-                return await verify(session, settings.exit_policy)
-        finally:
-            await engine.dispose()
+        async with (
+            scratch_sessions(settings.database_url) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            return await verify(session, settings.exit_policy)
 
     if args.action == "summarise":
         return _summarise(settings)
@@ -219,15 +216,15 @@ def _compact(settings: Settings) -> int:
     from datetime import UTC, datetime
 
     from services.commission.orders.verify import compact
-    from shared.db import make_engine, make_sessions
+    from shared.db import scratch_sessions
 
     async def run() -> int:
-        engine = make_engine(settings.database_url, pool_size=1)
-        try:
-            async with make_sessions(engine)() as session, session.begin():
-                return await compact(session, datetime.now(UTC).date())
-        finally:
-            await engine.dispose()
+        async with (
+            scratch_sessions(settings.database_url) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            return await compact(session, datetime.now(UTC).date())
 
     print(f"rollup rows folded away: {asyncio.run(run())}")
     return 0
@@ -238,21 +235,18 @@ def _summarise(settings: Settings) -> int:
 
     from services.commission.orders.service import OrderService
     from shared.clock import SystemClock
-    from shared.db import make_engine, make_sessions
+    from shared.db import scratch_sessions
 
     async def run() -> int:
-        engine = make_engine(settings.database_url, pool_size=1)
         service = OrderService(SystemClock(), settings.exit_policy)
         total = 0
-        try:
+        async with scratch_sessions(settings.database_url) as sessions:
             while True:
-                async with make_sessions(engine)() as session, session.begin():
+                async with sessions() as session, session.begin():
                     n = await service.summarise(session)
                 total += n
                 if n == 0:
                     return total
-        finally:
-            await engine.dispose()
 
     print(f"orders summarised: {asyncio.run(run())}")
     return 0
@@ -341,7 +335,7 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
     from services.commission.admin.schemas import CreateAffiliate, CreateFinanceUser, CreateStore
     from services.commission.admin.service import AdminService
     from shared.clock import SystemClock
-    from shared.db import make_engine, make_sessions
+    from shared.db import scratch_sessions
     from shared.http import AllianceError
 
     kind: PrincipalKind = ADMIN_KINDS[args.action]
@@ -365,20 +359,20 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
     async def run() -> dict[str, str]:
-        engine = make_engine(settings.database_url, pool_size=1)
-        try:
-            async with make_sessions(engine)() as session, session.begin():
-                admin = AdminService(settings.secret_key, settings.topic_prefix)
-                now = SystemClock().now()
-                if body is None:  # a key rotation
-                    return {
-                        "id": args.id,
-                        "api_key": await admin.rotate_key(session, kind, args.id, now),
-                    }
-                keys = await admin.create(session, kind, args.id, name, now, args.landing_url)
-                return {"id": args.id, **keys}
-        finally:
-            await engine.dispose()
+        async with (
+            scratch_sessions(settings.database_url) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            admin = AdminService(settings.secret_key, settings.topic_prefix)
+            now = SystemClock().now()
+            if body is None:  # a key rotation
+                return {
+                    "id": args.id,
+                    "api_key": await admin.rotate_key(session, kind, args.id, now),
+                }
+            keys = await admin.create(session, kind, args.id, name, now, args.landing_url)
+            return {"id": args.id, **keys}
 
     try:
         created = asyncio.run(run())

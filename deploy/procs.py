@@ -12,18 +12,32 @@ import urllib.request
 from pathlib import Path
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_state(pid: int) -> str | None:
+    """The process state letter from /proc (``R``, ``S``, ``Z``, ...), None if no process."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` is a running process: not gone, not a zombie (one that is our child is
+    reaped on the way; until it can be, it still counts). The one liveness check of the
+    launcher, the stack and the services."""
+    state = pid_state(pid)
+    if state is None:
         return False
-    except PermissionError:
-        return True
-    # a zombie child is not alive
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
+    if state in ("Z", "X"):
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return False  # another's zombie: gone for every purpose here
+        # our child: gone once reaped; a leader whose threads are still exiting shows "Z"
+        # with nothing to reap yet, and is still there
+        return done != pid
     return True
 
 
@@ -32,7 +46,7 @@ def read_pid(pid_file: Path) -> int | None:
         pid = int(pid_file.read_text().strip())
     except (FileNotFoundError, ValueError):
         return None
-    return pid if _pid_alive(pid) else None
+    return pid if alive(pid) else None
 
 
 def start(name: str, args: list[str], run_dir: Path, env: dict[str, str] | None = None) -> int:
@@ -66,9 +80,9 @@ def stop(name: str, run_dir: Path, timeout_s: float = 75.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    if _pid_alive(pid):
+    if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
@@ -98,7 +112,7 @@ def wait_ready(
     deadline = time.monotonic() + timeout_s
     last: Exception | None = None
     while time.monotonic() < deadline:
-        if pid is not None and not _pid_alive(pid):
+        if pid is not None and not alive(pid):
             raise ServiceExited(f"exited before it was ready{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -129,6 +130,19 @@ def make_sessions(
         sync_session_class=BoundedSession,
         info={STATEMENT_TIMEOUT_MS: max(1, round(statement_timeout_s * 1000))},
     )
+
+
+@asynccontextmanager
+async def scratch_sessions(
+    url: str, pool_size: int = 1
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions of an engine of its own, disposed on the way out: a command's or a tool's
+    short use of the database (the services keep one engine for their life)."""
+    engine = make_engine(url, pool_size=pool_size)
+    try:
+        yield make_sessions(engine)
+    finally:
+        await engine.dispose()
 
 
 async def ping(engine: AsyncEngine) -> None:

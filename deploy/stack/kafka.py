@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from deploy.procs import alive
 from shared.config import KafkaConnection
 
 #: deploy/kafka/pom.xml
@@ -386,29 +387,6 @@ def _format_storage(cfg: KafkaConfig, libs: Path) -> None:
 # Processes
 
 
-def _pid_state(pid: int) -> str | None:
-    """The process state letter from /proc (``R``, ``S``, ``Z``, ...), None if no process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    except OSError:
-        return "?"
-    return stat.rsplit(")", 1)[-1].split()[0]
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` is a running (not zombie) process."""
-    state = _pid_state(pid)
-    if state is None:
-        return False
-    if state in ("Z", "X"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child
-        return False
-    return True
-
-
 def _cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -420,7 +398,7 @@ def _cmdline(pid: int) -> list[str]:
 def _is_our_broker(cfg: KafkaConfig, pid: int) -> bool:
     """True if ``pid`` is a live ``kafka.Kafka`` JVM started with this ``state_dir``'s config."""
     args = _cmdline(pid)
-    return _alive(pid) and "kafka.Kafka" in args and str(cfg.properties_file) in args
+    return alive(pid) and "kafka.Kafka" in args and str(cfg.properties_file) in args
 
 
 def _broker_pids(cfg: KafkaConfig) -> set[int]:
@@ -598,7 +576,7 @@ def _start(cfg: KafkaConfig, timeout_s: float) -> None:
 def _wait_ready(cfg: KafkaConfig, pid: int, timeout_s: float, *, started_here: bool) -> None:
     deadline = time.monotonic() + timeout_s
     while True:
-        if not _alive(pid):
+        if not alive(pid):
             cfg.pid_file.unlink(missing_ok=True)
             raise KafkaStackError(f"Kafka (pid {pid}) exited during startup\n{_log_tails(cfg)}")
         if _answers(cfg):
@@ -651,11 +629,11 @@ def kill(cfg: KafkaConfig) -> None:
 
 def _wait_gone(pids: set[int], timeout_s: float) -> set[int]:
     deadline = time.monotonic() + timeout_s
-    alive = {p for p in pids if _alive(p)}
-    while alive and time.monotonic() < deadline:
+    living = {p for p in pids if alive(p)}
+    while living and time.monotonic() < deadline:
         time.sleep(0.1)
-        alive = {p for p in alive if _alive(p)}
-    return alive
+        living = {p for p in living if alive(p)}
+    return living
 
 
 async def create_topics(

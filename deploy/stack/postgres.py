@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from deploy.procs import alive
 from deploy.stack.apt import AptError, apt_install
 
 if TYPE_CHECKING:
@@ -374,7 +375,7 @@ def _postmaster(cfg: PostgresConfig) -> tuple[int, int] | None:
         pid, port = int(lines[0]), int(lines[3])
     except (FileNotFoundError, IndexError, ValueError, PermissionError):
         return None
-    if not _alive(pid) or str(cfg.data_dir) not in _cmdline(pid):
+    if not alive(pid) or str(cfg.data_dir) not in _cmdline(pid):
         return None  # not running, or a stale pid file whose pid now belongs to another process
     return pid, port
 
@@ -385,22 +386,6 @@ def _cmdline(pid: int) -> list[str]:
     except OSError:
         return []
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
-
-
-def _alive(pid: int) -> bool:
-    """True if ``pid`` is a running, non-zombie process."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    if state in ("Z", "X"):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        return False
-    return True
 
 
 def _port_open(port: int) -> bool:
@@ -622,7 +607,7 @@ def crash(cfg: PostgresConfig, timeout_s: float = 30) -> None:
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.05)
