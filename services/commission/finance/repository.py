@@ -129,7 +129,7 @@ class FinanceRepository:
                 t.c.kind,
                 t.c.store_id,
                 t.c.order_id,
-                t.c.currency,
+                p.c.currency,  # a posting's own (a payout's conversion legs have two)
                 t.c.occurred_at,
                 p.c.account,
                 p.c.amount_minor,
