@@ -4,8 +4,11 @@ twice, the payment files and the self-billing invoice, the webhook and the earni
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -42,6 +45,8 @@ ORDERS = (
     ("aff-eur", "o5", "EUR", "400.00", "2026-02-05T12:00:00Z"),  # 40.00 EUR, paid by SEPA
     ("aff-usd", "o6", "USD", "50.00", "2026-02-27T12:00:00Z"),  # 5.00 USD, held (holding)
 )
+#: the repository's root: the killed run's process imports the project from there
+ROOT = Path(__file__).resolve().parents[4]
 RUN_AT = ts("2026-03-01T00:00:00Z")
 UP_TO = "2026-03-01T00:00:00Z"
 HOLDING_DAYS = 7
@@ -195,6 +200,34 @@ async def ledger_ok(settings: Settings) -> None:
             assert result.ok, result
     finally:
         await engine.dispose()
+
+
+async def each_paid_once(w: World, body: dict[str, Any]) -> None:
+    """The run is finished, each payee paid once (one payout transaction each) what it was
+    owed, and the ledger verifies."""
+    assert body["finished_at"] is not None
+    assert {p["affiliate_id"]: p["amount"] for p in body["payouts"]} == {
+        w.id("aff-usd"): "20.00",
+        w.id("aff-fx"): "32.53",
+        w.id("aff-eur"): "40.00",
+    }
+    engine = make_engine(w.settings.database_url, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            counts = await conn.execute(
+                text(
+                    "SELECT affiliate_id, count(*) FROM commission.ledger_transactions "
+                    "WHERE kind = 'payout' GROUP BY affiliate_id"
+                )
+            )
+            assert {r[0]: r[1] for r in counts} == {
+                w.id("aff-usd"): 1,
+                w.id("aff-fx"): 1,
+                w.id("aff-eur"): 1,
+            }
+    finally:
+        await engine.dispose()
+    await ledger_ok(w.settings)
 
 
 class TestPayoutSettings:
@@ -437,24 +470,44 @@ class TestPayoutRuns:
                 assert resumed.status_code == 200, resumed.text
                 body = resumed.json()
                 assert body["id"] == run_row.id
-                assert body["finished_at"] is not None
-                assert {p["affiliate_id"]: p["amount"] for p in body["payouts"]} == {
-                    w.id("aff-usd"): "20.00",
-                    w.id("aff-fx"): "32.53",
-                    w.id("aff-eur"): "40.00",
-                }
-                async with engine.connect() as conn:
-                    per_affiliate = await conn.execute(
-                        text(
-                            "SELECT affiliate_id, count(*) FROM commission.ledger_transactions "
-                            "WHERE kind = 'payout' GROUP BY affiliate_id"
-                        )
-                    )
-                    assert {r[0]: r[1] for r in per_affiliate} == {
-                        w.id("aff-usd"): 1,
-                        w.id("aff-fx"): 1,
-                        w.id("aff-eur"): 1,
-                    }
             finally:
                 await engine.dispose()
-            await ledger_ok(w.settings)
+            await each_paid_once(w, body)
+
+    async def test_a_run_killed_mid_step_resumes_by_its_key_paying_everyone_once(
+        self, settings: Settings
+    ) -> None:
+        """The run's process is killed (SIGKILL) inside the second affiliate's step, its
+        payout posted and not committed; the same key posted over HTTP finishes the run."""
+        async with world(settings) as w:
+            await set_up_payees(w)
+            await w.svc.commission.put(
+                "/v1/finance/fx-rates/2026-03-01", json={"EUR/USD": "1.0843"}, headers=w.finance
+            )
+            key = f"run-{uuid.uuid4().hex}"
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.services.commission.finance.kill_mid_run",
+                w.settings.database_url,
+                key,
+                UP_TO.replace("Z", "+00:00"),
+                str(HOLDING_DAYS),
+                RUN_AT.isoformat(),
+                "2",
+                cwd=ROOT,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), 120)
+            assert proc.returncode == -signal.SIGKILL, (out, err)
+            # the first payee's step committed; the second's payout was posted, never committed
+            assert out.decode().splitlines() == [
+                f"step 1: {w.id('aff-eur')}",
+                f"step 2: {w.id('aff-fx')}",
+            ]
+            resumed = await run(w, key)
+            assert resumed.status_code == 200, resumed.text  # the run existed: resumed
+            body = resumed.json()
+            assert body["created_by"] == "finance:kill-test"
+            await each_paid_once(w, body)
