@@ -26,7 +26,7 @@ from services.commission.deps import (
     TimeTo,
     time_range,
 )
-from services.commission.errors import InvalidAmount, NotFound
+from services.commission.errors import Forbidden, InvalidAmount, NotFound
 from services.commission.finance.documents import Payer
 from services.commission.finance.schemas import (
     AffiliateEarnings,
@@ -184,8 +184,10 @@ async def put_payout_settings(
 ) -> PayoutSettingsView:
     """Set the calling affiliate's payout currency, minimum (never below the platform's for
     that currency) and bank details. The IBAN's checksum and the BIC's shape are checked: a
-    refused field is named in the ``422`` (``error.errors[].loc``)."""
-    caller.require("affiliate")
+    refused field is named in the ``422`` (``error.errors[].loc``). Only the affiliate's own
+    key: bank details are never set on an affiliate's behalf."""
+    if caller.kind != "affiliate":
+        raise Forbidden("payout settings are set with the affiliate's own key")
     before = await finance.payout_settings(session, caller.id)
     values = body.model_dump()
     values["minimum_minor"] = to_minor(values.pop("minimum"), body.currency)

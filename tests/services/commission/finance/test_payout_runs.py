@@ -261,6 +261,11 @@ class TestPayoutSettings:
             assert ok.json()["iban"] == "DE89370400440532013000"  # stored compact
             got = await svc.commission.get("/v1/affiliate/payout-settings", headers=key)
             assert got.json() == ok.json()
+            # nobody sets bank details on an affiliate's behalf, not even the admin token
+            proxy = await svc.commission.put(
+                "/v1/affiliate/payout-settings", json=good, headers=admin(settings)
+            )
+            assert proxy.status_code == 403
             # an affiliate's key may not set the platform's minimums
             minimum = await svc.commission.put(
                 "/v1/finance/payout-minimums/EUR", json={"minimum": "25"}, headers=key
