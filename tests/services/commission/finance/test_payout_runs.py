@@ -379,6 +379,23 @@ class TestPayoutRuns:
         await self._payment_files(w, body)
         await self._invoice(w, fx)
 
+        # runs and single payouts share the balance: nothing left to pay by hand
+        single = await svc.commission.post(
+            "/v1/payouts",
+            json={"affiliate_id": w.id("aff-fx"), "up_to": UP_TO},
+            headers={**w.finance, "Idempotency-Key": f"pay-{uuid.uuid4().hex}"},
+        )
+        assert single.status_code == 409
+        assert single.json()["error"]["code"] == "nothing_to_pay"
+        # a run in one currency leaves out the affiliates paid in another (none carried)
+        eur = await run(w, f"run-{uuid.uuid4().hex}", currency="EUR")
+        assert (eur.status_code, eur.json()["payouts"], eur.json()["carried"]) == (201, [], [])
+        empty = await svc.commission.get(
+            f"/v1/finance/payout-runs/{eur.json()['id']}/payment-file", headers=w.finance
+        )
+        assert empty.status_code == 409
+        assert empty.json()["error"]["code"] == "nothing_to_file"
+
     async def _payment_files(self, w: World, body: dict[str, Any]) -> None:
         resp = await w.svc.commission.get(
             f"/v1/finance/payout-runs/{body['id']}/payment-file",
