@@ -17,6 +17,7 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
 from sepaxml import SepaTransfer
+from text_unidecode import unidecode
 
 from shared.csvsafe import csv_text
 from shared.money import to_minor
@@ -109,6 +110,12 @@ def payouts_csv(payouts: Sequence[Any]) -> str:
     return csv_text(CSV_COLUMNS, rows)
 
 
+def printable(text: str) -> str:
+    """``text`` as the PDF's standard fonts can show it: Latin-1 kept, anything else
+    transliterated (``Łukasz`` → ``Lukasz``), never a missing-glyph box."""
+    return "".join(c if ord(c) < 256 else unidecode(c) for c in text)
+
+
 @dataclass(frozen=True, slots=True)
 class StoreLine:
     """An invoice's line: what the affiliate earned with one store in one currency."""
@@ -154,7 +161,7 @@ def invoice_pdf(
         + f"up to {payout.up_to.isoformat()}",
         f"Payout {payout.id} of run {payout.run_id}",
         "",
-        "Orders by store:",
+        "Earnings posted in the period, by store:",
     ]
     if not lines:
         text.append("  (no new earnings in the period: the payout settles an earlier balance)")
@@ -185,7 +192,7 @@ def invoice_pdf(
         y = A4[1] - 20 * mm
         for i, row in enumerate(text[start : start + 60]):
             pdf.setFont("Helvetica-Bold" if start == 0 and i == 0 else "Helvetica", 10)
-            pdf.drawString(20 * mm, y, row)
+            pdf.drawString(20 * mm, y, printable(row))
             y -= 4.4 * mm
         pdf.showPage()
     pdf.save()
