@@ -336,6 +336,21 @@ class Settings(BaseSettings):
     payout_holding_days: int = Field(
         0, description="Commission is payable once its order completed this many days ago"
     )
+    payer_name: str = Field(
+        "Alliance Marketplace Ltd",
+        description="The platform as the debtor of payment files and payer of invoices",
+    )
+    payer_iban: str = Field(
+        "DE89370400440532013000", description="The account payout runs pay from (pain.001)"
+    )
+    payer_bic: str = Field("COBADEFFXXX", description="The BIC of ALLIANCE_PAYER_IBAN's bank")
+    payer_address: str = Field(
+        "1 Example Street, 10115 Berlin, Germany",
+        description="The payer's address on self-billing invoices",
+    )
+    payer_tax_id: str = Field(
+        "DE000000000", description="The payer's tax (VAT) id on self-billing invoices"
+    )
     consumer_batch_size: int = Field(
         4000, description="Max records a consumer handles per batch (one transaction)"
     )

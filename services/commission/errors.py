@@ -70,3 +70,20 @@ class IdempotencyKeyReused(CommissionError):
     status_code = 409
     code = "idempotency_key_reused"
     default_message = "this key was used for another payout"
+
+
+class NothingToFile(CommissionError):
+    status_code = 409
+    code = "nothing_to_file"
+    default_message = "the run has no EUR payout: a pain.001 file would be empty (use csv)"
+
+
+class NotARunPayout(CommissionError):
+    status_code = 409
+    code = "not_a_run_payout"
+    default_message = "invoices are made for the payouts of payout runs"
+
+
+class InvalidAmount(CommissionError):
+    status_code = 422
+    code = "amount_too_precise"

@@ -240,6 +240,80 @@ payouts = Table(
     Column("up_to", DateTime(timezone=True), nullable=False),
     Column("amounts", JSONB, nullable=False),  # currency → decimal string
     Column("created_at", DateTime(timezone=True), nullable=False),
+    #: the payout run that made it (NULL: a single payout); one payout per run and affiliate
+    Column("run_id", BigInteger, ForeignKey("commission.payout_runs.id")),
+    #: a run's payout: currency, amount, source amounts, conversions, rounding, the payee's
+    #: bank details as they were when paid (what the payment file and the invoice show)
+    Column("detail", JSONB),
+    Index(
+        "uq_payouts_run_affiliate",
+        "run_id",
+        "affiliate_id",
+        unique=True,
+        postgresql_where=text("run_id IS NOT NULL"),
+    ),
+)
+
+#: An affiliate's payout currency, minimum and bank details.
+payout_settings = Table(
+    "payout_settings",
+    metadata,
+    Column("affiliate_id", String(128), primary_key=True),
+    Column("currency", String(3), nullable=False),
+    Column("minimum_minor", BigInteger, nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("iban", String(34), nullable=False),
+    Column("bic", String(11), nullable=False),
+    Column("account_holder", String(70), nullable=False),
+    Column("tax_id", String(64)),
+    Column("address", String(280), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Finance's platform minimum payout per currency (the default where none is set).
+payout_minimums = Table(
+    "payout_minimums",
+    metadata,
+    Column("currency", String(3), primary_key=True),
+    Column("minimum_minor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: Exchange rates finance records per UTC day: one ``base`` buys ``rate`` ``quote``.
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("base", String(3), primary_key=True),
+    Column("quote", String(3), primary_key=True),
+    Column("rate", Numeric(24, 10), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("rate > 0", name="positive"),
+)
+
+#: Payout runs, one per Idempotency-Key; ``finished_at`` once every affiliate's step is done.
+payout_runs = Table(
+    "payout_runs",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("up_to", DateTime(timezone=True), nullable=False),
+    Column("currency", String(3)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+#: The affiliates a run did not pay, and why (written in that affiliate's step).
+payout_run_carried = Table(
+    "payout_run_carried",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey(payout_runs.c.id), primary_key=True),
+    Column("affiliate_id", String(128), primary_key=True),
+    Column("why", String(32), nullable=False),
+    Column("currency", String(3)),
+    Column("balance", String(64)),
+    Column("detail", JSONB, nullable=False),
 )
 
 #: Closed monthly statements of stores: the settlement frozen at closing time.

@@ -81,6 +81,17 @@ class NothingToPay(ProgramError):
     default_message = "the affiliate has no positive payable balance"
 
 
+class FxRateMissing(ProgramError):
+    code = "fx_rate_missing"
+    default_message = "no exchange rate is recorded for a conversion the run needs"
+
+
+class InvalidFxRate(ProgramError):
+    status_code = 422
+    code = "invalid_fx_rate"
+    default_message = "a rate is keyed 'AAA/BBB' (two ISO 4217 codes) and is a positive decimal"
+
+
 class InvalidPeriod(ProgramError):
     status_code = 422
     code = "invalid_period"

@@ -40,7 +40,9 @@ def affiliate_account(affiliate_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Posting:
     account: str
-    amount: Decimal  # signed; the postings of one transaction sum to zero
+    amount: Decimal  # signed; the postings of one transaction sum to zero, per currency
+    #: the posting's currency when it is not its transaction's (a payout's conversion legs)
+    currency: str | None = None
 
 
 class TxnKind(StrEnum):
@@ -153,7 +155,8 @@ def balances(txns: Sequence[LedgerTxn]) -> dict[tuple[str, str], Decimal]:
     out: dict[tuple[str, str], Decimal] = {}
     for txn in txns:
         for p in txn.postings:
-            out[(p.account, txn.currency)] = out.get((p.account, txn.currency), ZERO) + p.amount
+            key = (p.account, p.currency or txn.currency)
+            out[key] = out.get(key, ZERO) + p.amount
     return out
 
 

@@ -197,19 +197,28 @@ def payout_notice(
     amounts: Mapping[str, str],
     up_to: datetime,
     at: datetime,
+    *,
+    run_id: int | None = None,
+    detail: Mapping[str, Any] | None = None,
 ) -> Notice:
     """A payout's event, for the payee's endpoints and finance's; ``amounts`` is currency →
-    decimal string. Its id comes from the payout's idempotency key."""
+    decimal string; a run's payout names its run and carries its source amounts, rates and
+    rounding. Its id comes from the payout's idempotency key."""
+    data: dict[str, Any] = {
+        "payout_id": payout_id,
+        "affiliate_id": affiliate_id,
+        "amounts": dict(sorted(amounts.items())),
+        "up_to": up_to.isoformat(),
+    }
+    if run_id is not None:
+        data["run_id"] = run_id
+    if detail is not None:
+        data |= {k: detail[k] for k in ("source_amounts", "fx_rate", "rounding")}
     return Notice(
         event_id(WebhookEvent.PAYOUT_CREATED, f"payout:{payout_key}"),
         WebhookEvent.PAYOUT_CREATED,
         at,
-        {
-            "payout_id": payout_id,
-            "affiliate_id": affiliate_id,
-            "amounts": dict(sorted(amounts.items())),
-            "up_to": up_to.isoformat(),
-        },
+        data,
         affiliate_id,
         None,
         None,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.commission.core.payouts import DEFAULT_MINIMUM
 from services.commission.csv_export import csv_chunks
 from services.commission.deps import (
     MAX_BIGINT,
@@ -24,21 +26,33 @@ from services.commission.deps import (
     TimeTo,
     time_range,
 )
-from services.commission.errors import NotFound
+from services.commission.errors import Forbidden, InvalidAmount, NotFound
+from services.commission.finance.documents import Payer
 from services.commission.finance.schemas import (
+    AffiliateEarnings,
     LedgerLine,
     LedgerPage,
+    MinimumRequest,
+    MinimumsView,
+    NextPayout,
     PayoutRequest,
+    PayoutRunRequest,
+    PayoutRunView,
+    PayoutSettingsRequest,
+    PayoutSettingsView,
     PayoutView,
     ReconciliationDay,
+    RunCarried,
+    RunPayout,
     Settlement,
     SettlementTotals,
     Statement,
     StatementTotals,
 )
 from services.commission.finance.service import FinanceService
+from shared.events import Currency, DecimalStr, IsoDate
 from shared.http import errors
-from shared.money import fmt
+from shared.money import fits_currency, fmt, to_minor
 
 #: every route: a bearer key (401), a NUL or a malformed parameter (422), the database (503)
 #: a statement's month: exactly ``YYYY-MM``, years 2000 to 2100 (the core checks it:
@@ -121,20 +135,325 @@ async def affiliate_settlement(
 
 
 @router.get(
-    "/v1/affiliate/earnings", response_model=Settlement, tags=["affiliate"], responses=errors(403)
+    "/v1/affiliate/earnings",
+    response_model=AffiliateEarnings,
+    tags=["affiliate"],
+    responses=errors(403),
 )
 async def affiliate_earnings(
     caller: Caller,
     session: Session,
     finance: Finance,
+    request: Request,
     start: TimeFrom = None,
     end: TimeTo = None,
-) -> Settlement:
-    """The calling affiliate's earnings per currency (as its settlement)."""
+) -> AffiliateEarnings:
+    """The calling affiliate's earnings per currency (as its settlement), and
+    ``next_payout``: what a payout run made now would pay it, or why it would carry it
+    forward, and what is held back (``held_back``: not yet past the holding period)."""
     caller.require("affiliate")
     lo, hi = time_range(start, end)
     totals = await finance.settlement(session, lo, hi, affiliate_id=caller.id)
-    return _settlement(f"affiliate:{caller.id}", lo, hi, totals)
+    settlement = _settlement(f"affiliate:{caller.id}", lo, hi, totals)
+    nxt = await finance.next_payout(session, caller.id, _holding(request))
+    return AffiliateEarnings(
+        **settlement.model_dump(), next_payout=None if nxt is None else NextPayout(**nxt)
+    )
+
+
+def _holding(request: Request) -> timedelta:
+    return timedelta(days=request.app.state.settings.payout_holding_days)
+
+
+def _payer(request: Request) -> Payer:
+    s = request.app.state.settings
+    return Payer(s.payer_name, s.payer_iban, s.payer_bic, s.payer_address, s.payer_tax_id)
+
+
+# -- payout settings, minimums, rates, runs ------------------------------------------------------
+
+
+@router.put(
+    "/v1/affiliate/payout-settings",
+    response_model=PayoutSettingsView,
+    tags=["affiliate"],
+    responses=errors(403),
+)
+async def put_payout_settings(
+    body: PayoutSettingsRequest, caller: Caller, session: Session, finance: Finance, audit: Audit
+) -> PayoutSettingsView:
+    """Set the calling affiliate's payout currency, minimum (never below the platform's for
+    that currency) and bank details. The IBAN's checksum and the BIC's shape are checked: a
+    refused field is named in the ``422`` (``error.errors[].loc``). Only the affiliate's own
+    key: bank details are never set on an affiliate's behalf."""
+    if caller.kind != "affiliate":
+        raise Forbidden("payout settings are set with the affiliate's own key")
+    before = await finance.payout_settings(session, caller.id)
+    values = body.model_dump()
+    values["minimum_minor"] = to_minor(values.pop("minimum"), body.currency)
+    row = await finance.put_payout_settings(session, caller.id, values)
+    view = PayoutSettingsView.of(row)
+    await audit.record(
+        "payout_settings.put",
+        f"affiliate:{caller.id}/payout-settings",
+        tenant=f"affiliate:{caller.id}",
+        before=None if before is None else PayoutSettingsView.of(before).model_dump(mode="json"),
+        after=view.model_dump(mode="json"),
+    )
+    return view
+
+
+@router.get(
+    "/v1/affiliate/payout-settings",
+    response_model=PayoutSettingsView,
+    tags=["affiliate"],
+    responses=errors(403, (404, "No payout settings yet")),
+)
+async def get_payout_settings(
+    caller: Caller, session: Session, finance: Finance
+) -> PayoutSettingsView:
+    caller.require("affiliate")
+    row = await finance.payout_settings(session, caller.id)
+    if row is None:
+        raise NotFound("payout settings", affiliate_id=caller.id)
+    return PayoutSettingsView.of(row)
+
+
+@router.put(
+    "/v1/finance/payout-minimums/{currency}",
+    response_model=MinimumsView,
+    tags=["finance"],
+    responses=errors(403),
+)
+async def put_payout_minimum(
+    currency: Annotated[Currency, Path(description="ISO 4217 code")],
+    body: MinimumRequest,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    audit: Audit,
+) -> MinimumsView:
+    """Set the platform minimum payout of a currency (finance); an affiliate's own minimum
+    below it is raised to it. Unset currencies have the default, 10.00."""
+    caller.require("finance")
+    if not fits_currency(body.minimum, currency):
+        raise InvalidAmount(f"{body.minimum} has more decimals than {currency} allows")
+    before = await finance.minimums(session)
+    await finance.put_minimum(session, currency, body.minimum)
+    after = await finance.minimums(session)
+    await audit.record(
+        "payout_minimum.put",
+        f"payout-minimum/{currency}",
+        tenant=None,
+        before={c: str(v) for c, v in before.items()},
+        after={c: str(v) for c, v in after.items()},
+    )
+    return MinimumsView(
+        default=str(DEFAULT_MINIMUM), minimums={c: str(v) for c, v in after.items()}
+    )
+
+
+@router.get(
+    "/v1/finance/payout-minimums",
+    response_model=MinimumsView,
+    tags=["finance"],
+    responses=errors(403),
+)
+async def get_payout_minimums(caller: Caller, session: Session, finance: Finance) -> MinimumsView:
+    caller.require("finance")
+    found = await finance.minimums(session)
+    return MinimumsView(
+        default=str(DEFAULT_MINIMUM), minimums={c: str(v) for c, v in found.items()}
+    )
+
+
+DayPath = Annotated[IsoDate, Path(description="the UTC day the rates are for, `YYYY-MM-DD`")]
+
+
+@router.put(
+    "/v1/finance/fx-rates/{day}",
+    response_model=dict[str, str],
+    tags=["finance"],
+    responses=errors(403),
+)
+async def put_fx_rates(
+    day: DayPath,
+    body: Annotated[
+        dict[str, DecimalStr],
+        Body(examples=[{"EUR/USD": "1.0843", "GBP/USD": "1.2710"}], max_length=500),
+    ],
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    audit: Audit,
+) -> dict[str, str]:
+    """Record the day's exchange rates (finance): ``"EUR/USD": "1.0843"`` means one EUR buys
+    1.0843 USD; a payout run up to that day converts an affiliate's EUR balance into USD at
+    it. Pairs not given keep their rate; a bad pair or rate is ``422 invalid_fx_rate``.
+    Returns every rate of the day."""
+    caller.require("finance")
+    before = await finance.rates(session, day)
+    after = await finance.put_rates(session, day, body)
+    await audit.record(
+        "fx_rates.put",
+        f"fx-rates/{day.isoformat()}",
+        tenant=None,
+        before={k: str(v) for k, v in before.items()},
+        after={k: str(v) for k, v in after.items()},
+    )
+    return {k: str(v) for k, v in after.items()}
+
+
+@router.get(
+    "/v1/finance/fx-rates/{day}",
+    response_model=dict[str, str],
+    tags=["finance"],
+    responses=errors(403),
+)
+async def get_fx_rates(
+    day: DayPath, caller: Caller, session: Session, finance: Finance
+) -> dict[str, str]:
+    caller.require("finance")
+    return {k: str(v) for k, v in (await finance.rates(session, day)).items()}
+
+
+async def _run_view(finance: FinanceService, session: AsyncSession, run_id: int) -> PayoutRunView:
+    data = await finance.run_view(session, run_id)
+    if data is None:
+        raise NotFound("payout run", run_id=run_id)
+    r = data.run
+    return PayoutRunView(
+        id=r.id,
+        up_to=r.up_to,
+        currency=r.currency,
+        created_at=r.created_at,
+        created_by=r.created_by,
+        finished_at=r.finished_at,
+        payouts=[RunPayout.of(p) for p in data.payouts],
+        carried=[RunCarried.of(c) for c in data.carried],
+    )
+
+
+@router.post(
+    "/v1/finance/payout-runs",
+    response_model=PayoutRunView,
+    status_code=201,
+    tags=["finance"],
+    responses={
+        200: {"model": PayoutRunView, "description": "Made (or resumed) with this key already"},
+        **errors(
+            403,
+            (
+                409,
+                "A rate the run needs is missing (fx_rate_missing), or the key was used for "
+                "another run",
+            ),
+        ),
+    },
+)
+async def create_payout_run(
+    body: PayoutRunRequest,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    request: Request,
+    audit: Audit,
+    idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
+) -> Response:
+    """Pay every affiliate whose payable balance up to ``up_to`` reaches its minimum, in its
+    payout currency (finance), once per key; carry the others forward with why. Each
+    affiliate's payout (one ledger transaction) commits on its own with the record that its
+    step is done: a run stopped half-way resumes when the same key is posted again, and pays
+    nobody twice. No rate for a conversion: ``409 fx_rate_missing``, nothing paid."""
+    caller.require("finance")
+    run_id, created = await finance.run_payouts(
+        idempotency_key,
+        body.up_to,
+        body.currency,
+        _holding(request),
+        caller.actor,
+        audit=lambda s: replace(audit, session=s),
+    )
+    worker = getattr(request.app.state, "webhook_worker", None)
+    if worker is not None:  # the run's payouts made deliveries due, in transactions of their own
+        worker.poke()
+    view = await _run_view(finance, session, run_id)
+    return JSONResponse(view.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get(
+    "/v1/finance/payout-runs/{run_id}",
+    response_model=PayoutRunView,
+    tags=["finance"],
+    responses=errors(403, (404, "No such run")),
+)
+async def get_payout_run(
+    run_id: RowIdPath, caller: Caller, session: Session, finance: Finance
+) -> PayoutRunView:
+    caller.require("finance")
+    return await _run_view(finance, session, run_id)
+
+
+@router.get(
+    "/v1/finance/payout-runs/{run_id}/payment-file",
+    tags=["finance"],
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/xml": {}, "text/csv": {}},
+            "description": "pain.001.001.03 XML (the run's EUR payouts) or CSV (all payouts)",
+        },
+        **errors(403, (404, "No such run"), (409, "No EUR payout to put in a pain.001 file")),
+    },
+)
+async def payment_file(
+    run_id: RowIdPath,
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    request: Request,
+    format: Annotated[Literal["pain.001", "csv"], Query()] = "pain.001",
+) -> Response:
+    """The run's payment file (finance): ``pain.001`` is an ISO 20022 pain.001.001.03 SEPA
+    credit-transfer file of its EUR payouts, validated against the standard's XSD before it is
+    sent; ``csv`` lists every payout (other rails)."""
+    caller.require("finance")
+    found = await finance.payment_file(session, run_id, format, _payer(request))
+    if found is None:
+        raise NotFound("payout run", run_id=run_id)
+    content, media = found
+    ext = "xml" if format == "pain.001" else "csv"
+    name = f"alliance-payout-run-{run_id}.{ext}"
+    return Response(
+        content, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
+
+
+@router.get(
+    "/v1/payouts/{payout_id}/invoice.pdf",
+    tags=["finance", "affiliate"],
+    response_class=Response,
+    responses={
+        200: {"content": {"application/pdf": {}}, "description": "The self-billing invoice"},
+        **errors((404, "No such payout, or not the caller's"), (409, "Not a run's payout")),
+    },
+)
+async def payout_invoice(
+    payout_id: RowIdPath, caller: Caller, session: Session, finance: Finance, request: Request
+) -> Response:
+    """The self-billing invoice of a run's payout as a PDF (the payee affiliate, finance):
+    payer and payee with their tax ids, the period, the orders summarised by store, the
+    adjustments, and the currency conversion."""
+    row = await finance.payout(session, payout_id)
+    if row is None or not caller.may_see_affiliate(row.affiliate_id):
+        raise NotFound("payout", payout_id=payout_id)
+    pdf = await finance.invoice(session, row, _payer(request))
+    name = f"alliance-self-billing-{payout_id}.pdf"
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 async def _statement(

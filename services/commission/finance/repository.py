@@ -4,9 +4,10 @@ reconciliation's reads and the ledger's pages. Methods flush; the transaction ow
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,8 +20,10 @@ from services.commission.core.ledger import (
     affiliate_account,
     store_account,
 )
+from services.commission.core.payouts import Earning
 from services.commission.core.statements import spans
 from shared.db import lock_keys
+from shared.money import from_minor
 
 #: (status, the time column that puts an order in a range, whether it counts as done) of the
 #: orders a settlement sums
@@ -126,7 +129,7 @@ class FinanceRepository:
                 t.c.kind,
                 t.c.store_id,
                 t.c.order_id,
-                t.c.currency,
+                p.c.currency,  # a posting's own (a payout's conversion legs have two)
                 t.c.occurred_at,
                 p.c.account,
                 p.c.amount_minor,
@@ -142,35 +145,226 @@ class FinanceRepository:
             query = query.where(t.c.occurred_at < end)
         return list(await self.session.execute(query.order_by(p.c.id).limit(limit)))
 
-    async def payable_minor(
-        self, affiliate_id: str, up_to: datetime, completed_before: datetime
-    ) -> dict[str, int]:
-        """Per currency: the affiliate's commission and reversals posted up to ``up_to`` on
-        orders completed before ``completed_before``, less every payout so far (minor units)."""
+    async def earnings(self, affiliate_id: str, up_to: datetime) -> list[Earning]:
+        """Per order and currency: what the affiliate's account was credited (commission less
+        reversals) by transactions posted up to ``up_to``, with the order's completion time
+        (what :func:`~services.commission.core.payouts.held_why` decides by)."""
         t, p, o = m.ledger_transactions, m.ledger_postings, m.orders
-        account = affiliate_account(affiliate_id)
-        earned = await self.session.execute(
-            select(p.c.currency, func.sum(p.c.amount_minor))
+        rows = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor), o.c.status_at)
             .join(t, t.c.id == p.c.txn_id)
             .join(o, (o.c.store_id == t.c.store_id) & (o.c.order_id == t.c.order_id))
             .where(
-                p.c.account == account,
+                p.c.account == affiliate_account(affiliate_id),
                 t.c.kind.in_(EARNING_KINDS),
                 t.c.occurred_at <= up_to,
-                o.c.status_at <= completed_before,
+            )
+            .group_by(t.c.store_id, t.c.order_id, p.c.currency, o.c.status_at)
+        )
+        return [Earning(r[0], from_minor(int(r[1]), r[0]), r[2]) for r in rows]
+
+    async def paid(self, affiliate_id: str) -> dict[str, Decimal]:
+        """Per currency: what every payout so far took from the affiliate's account (negative,
+        as posted)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        rows = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account == affiliate_account(affiliate_id),
+                t.c.kind == TxnKind.PAYOUT.value,
             )
             .group_by(p.c.currency)
         )
-        out = {r[0]: int(r[1]) for r in earned}
-        paid = await self.session.execute(
-            select(p.c.currency, func.sum(p.c.amount_minor))
-            .join(t, t.c.id == p.c.txn_id)
-            .where(p.c.account == account, t.c.kind == TxnKind.PAYOUT.value)
-            .group_by(p.c.currency)
+        return {r[0]: from_minor(int(r[1]), r[0]) for r in rows}
+
+    async def earning_affiliates(self, up_to: datetime) -> list[str]:
+        """Every affiliate credited by a transaction posted up to ``up_to``, in id order."""
+        t = m.ledger_transactions
+        rows = await self.session.execute(
+            select(t.c.affiliate_id)
+            .where(
+                t.c.kind.in_(EARNING_KINDS),
+                t.c.occurred_at <= up_to,
+                t.c.affiliate_id.is_not(None),
+            )
+            .distinct()
+            .order_by(t.c.affiliate_id)
         )
-        for currency, minor in paid:
-            out[currency] = out.get(currency, 0) + int(minor)  # payouts are negative here
-        return out
+        return [r[0] for r in rows]
+
+    async def earnings_by_store(
+        self, affiliate_id: str, after: datetime | None, up_to: datetime
+    ) -> list[Any]:
+        """(store, currency, kind, transactions, sum) of the affiliate's earning transactions
+        posted in (after, up_to]: what an invoice summarises."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        query = (
+            select(
+                t.c.store_id,
+                p.c.currency,
+                t.c.kind,
+                func.count().label("n"),
+                func.sum(p.c.amount_minor).label("minor"),
+            )
+            .join(t, t.c.id == p.c.txn_id)
+            .where(
+                p.c.account == affiliate_account(affiliate_id),
+                t.c.kind.in_(EARNING_KINDS),
+                t.c.occurred_at <= up_to,
+            )
+            .group_by(t.c.store_id, p.c.currency, t.c.kind)
+            .order_by(t.c.store_id, p.c.currency, t.c.kind)
+        )
+        if after is not None:
+            query = query.where(t.c.occurred_at > after)
+        return list(await self.session.execute(query))
+
+    # -- payout settings, minimums, rates ----------------------------------------------------
+
+    async def payout_settings(self, affiliate_ids: list[str]) -> dict[str, Any]:
+        s = m.payout_settings
+        rows = await self.session.execute(select(s).where(s.c.affiliate_id.in_(affiliate_ids)))
+        return {r.affiliate_id: r for r in rows}
+
+    async def put_payout_settings(self, values: dict[str, Any]) -> None:
+        s = m.payout_settings
+        stmt = insert(s).values(**values)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[s.c.affiliate_id],
+                set_={k: stmt.excluded[k] for k in values if k != "affiliate_id"},
+            )
+        )
+
+    async def minimums(self) -> dict[str, int]:
+        """Finance's platform minimums: currency → minor units."""
+        rows = await self.session.execute(
+            select(m.payout_minimums.c.currency, m.payout_minimums.c.minimum_minor)
+        )
+        return {r[0]: int(r[1]) for r in rows}
+
+    async def put_minimum(self, currency: str, minor: int, at: datetime) -> None:
+        t = m.payout_minimums
+        stmt = insert(t).values(currency=currency, minimum_minor=minor, updated_at=at)
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[t.c.currency],
+                set_={"minimum_minor": stmt.excluded.minimum_minor, "updated_at": at},
+            )
+        )
+
+    async def rates(self, day: date) -> dict[tuple[str, str], Decimal]:
+        f = m.fx_rates
+        rows = await self.session.execute(
+            select(f.c.base, f.c.quote, f.c.rate).where(f.c.day == day)
+        )
+        return {(r[0], r[1]): Decimal(r[2]).normalize() for r in rows}
+
+    async def put_rates(
+        self, day: date, rates: dict[tuple[str, str], Decimal], at: datetime
+    ) -> None:
+        """Record (or replace) the day's rate of each pair given; other pairs stay."""
+        if not rates:
+            return
+        f = m.fx_rates
+        stmt = insert(f).values(
+            [
+                {"day": day, "base": b, "quote": q, "rate": r, "recorded_at": at}
+                for (b, q), r in rates.items()
+            ]
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[f.c.day, f.c.base, f.c.quote],
+                set_={"rate": stmt.excluded.rate, "recorded_at": at},
+            )
+        )
+
+    # -- payout runs -----------------------------------------------------------------------
+
+    async def run_by_key(self, key: str) -> Any:
+        r = m.payout_runs
+        return (await self.session.execute(select(r).where(r.c.idempotency_key == key))).first()
+
+    async def run(self, run_id: int) -> Any:
+        r = m.payout_runs
+        return (await self.session.execute(select(r).where(r.c.id == run_id))).first()
+
+    async def add_run(
+        self, key: str, up_to: datetime, currency: str | None, at: datetime, by: str
+    ) -> int | None:
+        """The new run's id; None when the key is taken (a concurrent first request)."""
+        r = m.payout_runs
+        result = await self.session.execute(
+            insert(r)
+            .values(
+                idempotency_key=key, up_to=up_to, currency=currency, created_at=at, created_by=by
+            )
+            .on_conflict_do_nothing(index_elements=[r.c.idempotency_key])
+            .returning(r.c.id)
+        )
+        row = result.first()
+        return None if row is None else int(row[0])
+
+    async def finish_run(self, run_id: int, at: datetime) -> None:
+        r = m.payout_runs
+        await self.session.execute(
+            update(r).where(r.c.id == run_id, r.c.finished_at.is_(None)).values(finished_at=at)
+        )
+
+    async def run_has(self, run_id: int, affiliate_id: str) -> bool:
+        """Whether the run's step of this affiliate is done (paid or carried)."""
+        p, c = m.payouts, m.payout_run_carried
+        paid = select(p.c.id).where(p.c.run_id == run_id, p.c.affiliate_id == affiliate_id)
+        carried = select(c.c.run_id).where(c.c.run_id == run_id, c.c.affiliate_id == affiliate_id)
+        row = (await self.session.execute(select(paid.exists() | carried.exists()))).scalar_one()
+        return bool(row)
+
+    async def add_carried(
+        self,
+        run_id: int,
+        affiliate_id: str,
+        why: str,
+        currency: str | None,
+        balance: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        await self.session.execute(
+            insert(m.payout_run_carried).values(
+                run_id=run_id,
+                affiliate_id=affiliate_id,
+                why=why,
+                currency=currency,
+                balance=balance,
+                detail=detail,
+            )
+        )
+
+    async def run_payouts(self, run_id: int) -> list[Any]:
+        p = m.payouts
+        rows = await self.session.execute(
+            select(p).where(p.c.run_id == run_id).order_by(p.c.affiliate_id)
+        )
+        return list(rows)
+
+    async def run_carried(self, run_id: int) -> list[Any]:
+        c = m.payout_run_carried
+        rows = await self.session.execute(
+            select(c).where(c.c.run_id == run_id).order_by(c.c.affiliate_id)
+        )
+        return list(rows)
+
+    async def previous_payout(self, affiliate_id: str, before_id: int) -> Any:
+        """The affiliate's payout made before payout ``before_id`` (the start of its period)."""
+        p = m.payouts
+        rows = await self.session.execute(
+            select(p)
+            .where(p.c.affiliate_id == affiliate_id, p.c.id < before_id)
+            .order_by(p.c.id.desc())
+            .limit(1)
+        )
+        return rows.first()
 
     async def payout_by_key(self, key: str) -> Any:
         return (
@@ -183,7 +377,15 @@ class FinanceRepository:
         ).first()
 
     async def add_payout(
-        self, key: str, affiliate_id: str, up_to: datetime, amounts: dict[str, str], at: datetime
+        self,
+        key: str,
+        affiliate_id: str,
+        up_to: datetime,
+        amounts: dict[str, str],
+        at: datetime,
+        *,
+        run_id: int | None = None,
+        detail: dict[str, Any] | None = None,
     ) -> int:
         result = await self.session.execute(
             insert(m.payouts)
@@ -193,6 +395,8 @@ class FinanceRepository:
                 up_to=up_to,
                 amounts=amounts,
                 created_at=at,
+                run_id=run_id,
+                detail=detail,
             )
             .returning(m.payouts.c.id)
         )

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+from schwifty import BIC, IBAN
+from schwifty.exceptions import SchwiftyException
 
 from services.commission.core.reconciliation import DayFigures
 from services.commission.core.statements import StoreTotals
-from shared.events import PrincipalId, UtcDatetime
-from shared.money import fmt, from_minor
+from shared.events import Currency, DecimalStr, PrincipalId, Text, UtcDatetime
+from shared.money import fits_currency, fmt, from_minor
 
 
 class SettlementTotals(BaseModel):
@@ -155,3 +158,211 @@ class ReconciliationDay(BaseModel):
             day_orders_open=fmt(f.day_orders_open, currency),
             unexplained=fmt(f.unexplained, currency),
         )
+
+
+# -- payout runs ---------------------------------------------------------------------------------
+
+#: a minimum payout: at most a billion major units
+Minimum = DecimalStr
+
+
+def _minimum(value: Any, currency: str | None) -> Any:
+    if value < 0 or value > 1_000_000_000:
+        raise PydanticCustomError("minimum_out_of_range", "a minimum is from 0 to 1000000000")
+    if currency is not None and not fits_currency(value, currency):
+        raise PydanticCustomError(
+            "amount_too_precise",
+            "{amount} has more decimals than {unit} allows",
+            {"amount": str(value), "unit": currency},
+        )
+    return value
+
+
+class PayoutSettingsRequest(BaseModel):
+    """An affiliate's payout settings: IBAN (checksum) and BIC (shape) checked by schwifty;
+    a refused field is named in the ``422`` (``errors[].loc``)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "currency": "EUR",
+                    "minimum": "50.00",
+                    "method": "bank_transfer",
+                    "iban": "DE89 3704 0044 0532 0130 00",
+                    "bic": "COBADEFFXXX",
+                    "account_holder": "Ada Affiliate",
+                    "tax_id": "DE123456789",
+                    "address": "2 Sample Road, 20095 Hamburg, Germany",
+                }
+            ]
+        },
+    )
+
+    currency: Currency
+    minimum: Minimum
+    method: Literal["bank_transfer"]
+    iban: Text = Field(max_length=64)
+    bic: Text = Field(max_length=16)
+    account_holder: Text = Field(min_length=1, max_length=70)
+    tax_id: Text | None = Field(None, max_length=64)
+    address: Text = Field(min_length=1, max_length=280)
+
+    @field_validator("minimum")
+    @classmethod
+    def _check_minimum(cls, value: Any, info: ValidationInfo) -> Any:
+        return _minimum(value, info.data.get("currency"))
+
+    @field_validator("iban")
+    @classmethod
+    def _check_iban(cls, value: str) -> str:
+        try:
+            return str(IBAN(value).compact)
+        except SchwiftyException as e:
+            why = {"why": str(e)}
+            raise PydanticCustomError("invalid_iban", "not a valid IBAN: {why}", why) from e
+
+    @field_validator("bic")
+    @classmethod
+    def _check_bic(cls, value: str) -> str:
+        try:
+            return str(BIC(value).compact)
+        except SchwiftyException as e:
+            why = {"why": str(e)}
+            raise PydanticCustomError("invalid_bic", "not a valid BIC: {why}", why) from e
+
+
+class PayoutSettingsView(BaseModel):
+    affiliate_id: str
+    currency: str
+    minimum: str
+    method: str
+    iban: str
+    bic: str
+    account_holder: str
+    tax_id: str | None
+    address: str
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, r: Any) -> PayoutSettingsView:
+        return cls(
+            affiliate_id=r.affiliate_id,
+            currency=r.currency,
+            minimum=str(from_minor(r.minimum_minor, r.currency)),
+            method=r.method,
+            iban=r.iban,
+            bic=r.bic,
+            account_holder=r.account_holder,
+            tax_id=r.tax_id,
+            address=r.address,
+            updated_at=r.updated_at,
+        )
+
+
+class MinimumRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"minimum": "25"}]})
+
+    minimum: Minimum
+
+    @field_validator("minimum")
+    @classmethod
+    def _check_minimum(cls, value: Any) -> Any:
+        return _minimum(value, None)
+
+
+class MinimumsView(BaseModel):
+    default: str  # the platform minimum of every currency not listed
+    minimums: dict[str, str]  # currency → platform minimum
+
+
+class PayoutRunRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"up_to": "2026-03-31T23:59:59Z", "currency": "EUR"}]},
+    )
+
+    up_to: UtcDatetime
+    #: only affiliates paid in this currency (default: every affiliate)
+    currency: Currency | None = None
+
+
+class RunPayout(BaseModel):
+    id: int
+    affiliate_id: str
+    currency: str
+    amount: str
+    source_amounts: dict[str, str]  # currency earned → amount taken from the balance
+    fx_rate: dict[str, str] | None  # "EUR/USD" → rate, for each conversion
+    conversions: list[dict[str, str]]  # pair, rate, from, to
+    rounding: str
+
+    @classmethod
+    def of(cls, r: Any) -> RunPayout:
+        d = r.detail
+        return cls(
+            id=r.id,
+            affiliate_id=r.affiliate_id,
+            currency=d["currency"],
+            amount=d["amount"],
+            source_amounts=d["source_amounts"],
+            fx_rate=d["fx_rate"],
+            conversions=d["conversions"],
+            rounding=d["rounding"],
+        )
+
+
+class RunCarried(BaseModel):
+    affiliate_id: str
+    #: no_payout_settings | nothing_payable | below_minimum | fx_rate_missing
+    why: str
+    currency: str | None  # the payout currency, when set
+    balance: str | None  # the payable balance in it (converted), when known
+    minimum: str | None
+    payable: dict[str, str]  # per currency earned
+    held: dict[str, dict[str, str]]  # reason → currency → amount held back
+    missing_rates: list[str]
+
+    @classmethod
+    def of(cls, r: Any) -> RunCarried:
+        d = r.detail
+        return cls(
+            affiliate_id=r.affiliate_id,
+            why=r.why,
+            currency=r.currency,
+            balance=r.balance,
+            minimum=d["minimum"],
+            payable=d["payable"],
+            held=d["held"],
+            missing_rates=d["missing_rates"],
+        )
+
+
+class PayoutRunView(BaseModel):
+    id: int
+    up_to: datetime
+    currency: str | None
+    created_at: datetime
+    created_by: str
+    finished_at: datetime | None  # None: stopped half-way (post the same key again to resume)
+    payouts: list[RunPayout]
+    carried: list[RunCarried]
+
+
+class NextPayout(BaseModel):
+    """What a payout run made now would do for the affiliate."""
+
+    will_pay: bool
+    currency: str | None
+    amount: str | None  # what it would pay (or the balance it carries), in ``currency``
+    #: why it would not pay: no_payout_settings | nothing_payable | below_minimum |
+    #: fx_rate_missing
+    why_not: str | None
+    minimum: str | None
+    payable: dict[str, str]
+    held_back: dict[str, dict[str, str]]  # reason (holding_period) → currency → amount
+
+
+class AffiliateEarnings(Settlement):
+    next_payout: NextPayout | None  # None: nothing earned, nothing held

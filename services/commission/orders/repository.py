@@ -677,8 +677,8 @@ class LedgerRepository:
             {
                 "txn_id": ids[txn.key],
                 "account": p.account,
-                "currency": txn.currency,
-                "amount_minor": to_minor(p.amount, txn.currency),
+                "currency": p.currency or txn.currency,
+                "amount_minor": to_minor(p.amount, p.currency or txn.currency),
             }
             for txn, _, _ in entries
             if txn.key in ids
@@ -700,10 +700,12 @@ class LedgerRepository:
         return {(r[0], r[1]): int(r[2]) for r in rows}
 
     async def unbalanced_transactions(self) -> list[Any]:
+        """(transaction id, currency, sum) of every transaction whose postings in a currency do
+        not sum to zero (a payout's conversion legs balance per currency, not across)."""
         p = m.ledger_postings
         rows = await self.session.execute(
-            select(p.c.txn_id, func.sum(p.c.amount_minor))
-            .group_by(p.c.txn_id)
+            select(p.c.txn_id, p.c.currency, func.sum(p.c.amount_minor))
+            .group_by(p.c.txn_id, p.c.currency)
             .having(func.sum(p.c.amount_minor) != 0)
         )
         return list(rows)

@@ -106,7 +106,8 @@ class WebhookEventBody(BaseModel):
         description="an order's event: order_id, store_id, affiliate_id, click_id, sub_id, "
         "status, commission (decimal string; negative for a reversal), currency, placed_at "
         "(and refund_id for a reversal); a payout's: payout_id, affiliate_id, amounts "
-        "(currency → decimal string), up_to"
+        "(currency → decimal string), up_to, and for a payout run's: run_id, source_amounts, "
+        "fx_rate, rounding"
     )
 
 
