@@ -56,6 +56,9 @@ class Metric(StrEnum):
     WEBHOOK_SECONDS = "alliance_webhook_delivery_duration_seconds"  # one attempt, per outcome
     HTTP_SECONDS = "alliance_http_request_duration_seconds"  # per method, route template, status
     SPOOL_BYTES = "alliance_tracker_spool_bytes"  # clicks waiting in the tracker's spool
+    SPOOL_LIMIT = (
+        "alliance_tracker_spool_limit_bytes"  # the spool's bound (ALLIANCE_SPOOL_MAX_BYTES)
+    )
     TRACKER = "alliance_tracker_total"  # the tracker's counters, per `what`
     LEDGER_POSTINGS = "alliance_ledger_postings_total"  # ledger postings committed
 

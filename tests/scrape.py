@@ -4,6 +4,8 @@ the alert rules and the dashboard, which may only use names found here."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
@@ -57,4 +59,24 @@ async def exported_samples() -> set[str]:
         for name, kind in per_service.items():
             base = name.removesuffix("_total") if kind == "counter" else name
             names.update(base + suffix for suffix in _SAMPLES.get(kind, ("",)))
+    return names
+
+
+#: PromQL words that are not metric names
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan", "group_left", "group_right"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads (strings, label matchers, ranges and the
+    label lists of ``by``/``without``/``on``/``ignoring`` left out; a word followed by ``(``
+    is a function or an aggregation)."""
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\{[^}]*\}", " ", e)
+    e = re.sub(r"\[[^\]]*\]", " ", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
+    names: set[str] = set()
+    for m in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", e):
+        if e[m.end() :].lstrip().startswith("(") or m.group().lower() in _KEYWORDS:
+            continue
+        names.add(m.group())
     return names

@@ -224,11 +224,12 @@ def tracker_families(service: TrackerService | None, tasks: BackgroundTasks) -> 
     """The tracker's metrics: the spool's depth, its counters (clicks, events, what was
     spooled, refused or lost, per ``what``), its tasks' restarts (none before it starts)."""
     spool = GaugeMetricFamily(Metric.SPOOL_BYTES, "Bytes of clicks waiting in the local spool")
+    limit = GaugeMetricFamily(Metric.SPOOL_LIMIT, "Bound of the click spool (full: clicks refused)")
     counters = CounterMetricFamily(Metric.TRACKER, "Counters of the tracker", labels=["what"])
     if service is not None:
         spool.add_metric([], service.spool.depth_bytes)
+        limit.add_metric([], service.spool.max_bytes)
         for what, n in sorted(service.metrics.items()):
             counters.add_metric([what], n)
-    yield spool
-    yield counters
+    yield from (spool, limit, counters)
     yield task_restarts(tasks)

@@ -42,6 +42,7 @@ EXPECTED = {
     },
     "tracker": {
         Metric.SPOOL_BYTES: "gauge",
+        Metric.SPOOL_LIMIT: "gauge",
         Metric.TRACKER: "counter",
         Metric.RESTARTS: "counter",
         Metric.HTTP_SECONDS: "histogram",

@@ -1,0 +1,93 @@
+"""The operator's side of the metrics: the Prometheus alert rules load (``promtool check
+rules``) and fire as their tests say (``promtool test rules``), cover every way the pipeline
+stops, and, like the Grafana dashboard, read only metrics the services export. promtool is
+Debian's (package ``prometheus``): installed when missing on CI, a clear failure elsewhere,
+never a skip."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from deploy.stack.promtool import ensure_promtool
+from tests.scrape import exported_samples, metric_names
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yaml"
+ALERT_TESTS = ROOT / "deploy" / "prometheus" / "alerts_test.yaml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "alliance.json"
+
+#: an alert for each way the pipeline stops or falls behind (issue 24)
+REQUIRED_ALERTS = {
+    "AllianceConsumerLag",
+    "AlliancePartitionStopped",
+    "AlliancePartitionHalted",
+    "AllianceDeadLetters",
+    "AllianceOutboxBacklog",
+    "AllianceWebhookFailureRate",
+    "AllianceTrackerSpooling",
+    "AllianceTrackerSpoolFilling",
+}
+
+
+@pytest.fixture(scope="module")
+def promtool() -> str:
+    return ensure_promtool()  # raises PromtoolError (how to install it) when it cannot
+
+
+def rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(ALERTS.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def run(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, check=False, cwd=ALERTS.parent
+    )
+
+
+class TestAlertRules:
+    def test_promtool_checks_the_rules(self, promtool: str) -> None:
+        proc = run(promtool, "check", "rules", str(ALERTS))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"SUCCESS: {len(rules())} rules found" in proc.stdout
+
+    def test_each_alert_fires_as_its_unit_test_says(self, promtool: str) -> None:
+        proc = run(promtool, "test", "rules", str(ALERT_TESTS))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def test_every_way_the_pipeline_stops_has_an_alert(self) -> None:
+        assert {rule["alert"] for rule in rules()} >= REQUIRED_ALERTS
+
+    def test_every_alert_has_a_severity_a_summary_and_a_description(self) -> None:
+        for rule in rules():
+            assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+            assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
+
+    async def test_alerts_read_only_metrics_the_services_export(self) -> None:
+        exported = await exported_samples()
+        for rule in rules():
+            names = metric_names(rule["expr"])
+            assert names, rule["alert"]
+            assert names <= exported, (rule["alert"], names - exported)
+
+
+class TestMetricNames:
+    @pytest.mark.parametrize(
+        ("expr", "names"),
+        [
+            ('sum by (job, topic) (rate(a_total{x="b_total"}[5m])) > 0.25', {"a_total"}),
+            ("changes(p[15m]) == 0 and min_over_time(lag[15m]) > 0", {"p", "lag"}),
+            ("x / on (instance) group_left y unless z offset 5m", {"x", "y", "z"}),
+            (
+                "histogram_quantile(0.99, sum by (le) (rate(h_bucket[$__rate_interval])))",
+                {"h_bucket"},
+            ),
+        ],
+    )
+    def test_the_names_of_an_expression_are_its_metrics(self, expr: str, names: set[str]) -> None:
+        assert metric_names(expr) == names
