@@ -6,6 +6,7 @@ never a skip."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,57 @@ class TestMetricNames:
     )
     def test_the_names_of_an_expression_are_its_metrics(self, expr: str, names: set[str]) -> None:
         assert metric_names(expr) == names
+
+
+def dashboard() -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return loaded
+
+
+def dashboard_exprs() -> list[tuple[str, str]]:
+    """(panel title, expression) of every query of the dashboard."""
+    return [
+        (panel["title"], target["expr"])
+        for panel in dashboard()["panels"]
+        for target in panel.get("targets", [])
+    ]
+
+
+#: what the dashboard must show (issue 24): a panel reads each of these
+DASHBOARD_METRICS = {
+    "alliance_consumer_records_total",
+    "alliance_consumer_lag",
+    "alliance_consumer_batch_duration_seconds_bucket",
+    "alliance_dead_letters_total",
+    "alliance_consumer_halted_partitions",
+    "alliance_outbox_backlog",
+    "alliance_webhook_deliveries_total",
+    "alliance_webhook_delivery_duration_seconds_bucket",
+    "alliance_http_request_duration_seconds_bucket",
+    "alliance_tracker_spool_bytes",
+    "alliance_ledger_postings_total",
+}
+
+
+class TestDashboard:
+    def test_it_is_a_grafana_dashboard_with_unique_panel_ids(self) -> None:
+        board = dashboard()
+        assert board["uid"]
+        assert board["title"]
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids))
+        datasources = {
+            t["datasource"]["uid"] for p in board["panels"] for t in p.get("targets", [])
+        }
+        assert datasources == {"${datasource}"}  # the variable: any Prometheus, chosen at import
+
+    async def test_every_query_reads_only_metrics_the_services_export(self) -> None:
+        exported = await exported_samples()
+        for title, expr in dashboard_exprs():
+            names = metric_names(expr)
+            assert names, title
+            assert names <= exported, (title, names - exported)
+
+    def test_a_panel_shows_each_metric_an_operator_needs(self) -> None:
+        shown = set().union(*(metric_names(expr) for _, expr in dashboard_exprs()))
+        assert shown >= DASHBOARD_METRICS, DASHBOARD_METRICS - shown
