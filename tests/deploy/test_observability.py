@@ -57,6 +57,13 @@ class TestAlertRules:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"SUCCESS: {len(rules())} rules found" in proc.stdout
 
+    @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus.host.yml"])
+    def test_promtool_checks_the_compose_profiles_prometheus_config(
+        self, promtool: str, config: str
+    ) -> None:
+        proc = run(promtool, "check", "config", str(ALERTS.parent / config))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
     def test_each_alert_fires_as_its_unit_test_says(self, promtool: str) -> None:
         proc = run(promtool, "test", "rules", str(ALERT_TESTS))
         assert proc.returncode == 0, proc.stdout + proc.stderr
