@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.config import KafkaConnection, Settings
 from shared.dlq import MAX_REASON_CHARS, DlqLimit, DlqLimitState, letter_for, send_letter
 from shared.events import Topic
+from shared.metrics import batch_histogram
 from shared.offsets import OffsetRepository
 from shared.periodic import wait_or
 from shared.retry import Backoff, Transient, describe, error_kind, is_transient
@@ -238,6 +240,7 @@ class ConsumerPipeline(Generic[T]):
         self.retries = 0  # batches retried after a transient failure
         #: dead letters written, per kind of failure (metrics)
         self.letters: Counter[str] = Counter()
+        self.batch_seconds = batch_histogram()  # committed batches' transactions (metrics)
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
@@ -320,11 +323,15 @@ class ConsumerPipeline(Generic[T]):
         """For each partition of ``topic`` this consumer holds: (next offset to handle, last
         known end offset), counting the records being handled as handled. The end offset is
         None until a fetch has reported it."""
+        return {p: at for (t, p), at in self.positions().items() if t == topic}
+
+    def positions(self) -> dict[tuple[str, int], tuple[int, int | None]]:
+        """:meth:`progress` of every topic, per (topic, partition) (metrics: lag)."""
         assigned = self.consumer.assignment()
         return {
-            p: (offset, self.consumer.highwater(TopicPartition(t, p)))
+            (t, p): (offset, self.consumer.highwater(TopicPartition(t, p)))
             for (t, p), offset in self._consumed.items()
-            if t == topic and TopicPartition(t, p) in assigned
+            if TopicPartition(t, p) in assigned
         }
 
     def halted(self) -> str | None:
@@ -527,6 +534,7 @@ class ConsumerPipeline(Generic[T]):
         good = [u.received for u in units if u.received is not None]
         before = self._consumed
         self._consumed = {tp: max(offset, next_offsets.get(tp, 0)) for tp, offset in before.items()}
+        started = time.perf_counter()
         try:
             async with self.sessions() as session, session.begin():
                 if good:
@@ -535,6 +543,7 @@ class ConsumerPipeline(Generic[T]):
         except BaseException:
             self._consumed = before  # these records will be handled again
             raise
+        self.batch_seconds.observe(time.perf_counter() - started)
         for tp, offset in next_offsets.items():
             if tp in self._committed:
                 self._committed[tp] = max(self._committed[tp], offset)

@@ -39,6 +39,8 @@ from shared.periodic import Periodic
 from shared.retry import describe
 
 log = logging.getLogger(__name__)
+#: the outbox backlog is counted up to this many rows (a scrape stays a bounded scan)
+BACKLOG_CAP = 1_000_000
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -84,6 +86,11 @@ class OutboxRepository:
         )
         return [OutboxRow(r.id, r.topic, r.key, r.payload) for r in rows]
 
+    async def backlog(self, session: AsyncSession, cap: int) -> int:
+        """Rows not yet published, counted up to ``cap`` (a bounded scan, for metrics)."""
+        first = select(self.table.c.id).limit(cap).subquery()
+        return int(await session.scalar(select(func.count()).select_from(first)) or 0)
+
     async def delete(self, session: AsyncSession, ids: list[int]) -> None:
         if ids:
             await session.execute(delete(self.table).where(self.table.c.id.in_(ids)))
@@ -127,6 +134,13 @@ class OutboxRelay:
         self.dead_lettered = 0
         #: dead letters written, per kind of failure (metrics)
         self.letters: Counter[str] = Counter()
+        #: rows not yet published when last measured (:meth:`measure_backlog`; metrics)
+        self.backlog: int | None = None
+
+    async def measure_backlog(self) -> None:
+        """Count the rows waiting (up to :data:`BACKLOG_CAP`) into :attr:`backlog`."""
+        async with self.sessions() as session:
+            self.backlog = await self.outbox.backlog(session, BACKLOG_CAP)
 
     def poke(self) -> None:
         """A commit wrote rows: publish them now. Never blocks."""

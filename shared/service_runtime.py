@@ -1,6 +1,7 @@
 """Running a service's long-lived work (consumers, relays) inside its lifespan: start, watch,
-restart what dies, stop gracefully; and the counters they expose on ``GET /metrics``, served
-on a port of its own (:class:`MetricsListener`), never on the public one."""
+restart what dies, stop gracefully; and the metrics they expose on ``GET /metrics``
+(``prometheus_client``, :mod:`shared.metrics`), served on a port of its own
+(:class:`MetricsListener`), never on the public one."""
 
 from __future__ import annotations
 
@@ -8,17 +9,26 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Protocol
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.config import Settings
 from shared.http import NotReady
+from shared.metrics import (
+    Metric,
+    RequestDurations,
+    ServiceMetrics,
+    batch_histogram,
+    relabelled,
+)
 from shared.periodic import Periodic, Step, wait_or
 from shared.retry import Backoff
 
@@ -156,18 +166,6 @@ class BackgroundTasks:
             log.error("%s had ended with %r", name, task.exception())
 
 
-class Metric(StrEnum):
-    """Metric names of the consumers' ``GET /metrics`` (Prometheus text format)."""
-
-    RECORDS = "alliance_consumer_records_total"  # records applied, per consumer
-    BATCHES = "alliance_consumer_batches_total"  # transactions committed, per consumer
-    RETRIES = "alliance_consumer_retries_total"  # batches retried after a transient failure
-    DEAD_LETTERS = "alliance_dead_letters_total"  # letters written, per consumer and error
-    HALTED = "alliance_consumer_halted_partitions"  # partitions stopped by the DLQ limit
-    PUBLISHED = "alliance_outbox_published_total"  # outbox rows published, per relay
-    RESTARTS = "alliance_task_restarts_total"  # background tasks started again after dying
-
-
 class Counted(Protocol):
     """What a relay counts (:class:`shared.outbox.OutboxRelay`), and a consumer too."""
 
@@ -181,6 +179,11 @@ class Counted(Protocol):
 class RelayStats(Counted, Protocol):
     @property
     def published(self) -> int: ...
+
+    @property
+    def backlog(self) -> int | None: ...  # rows not yet published, when last measured
+
+    async def measure_backlog(self) -> None: ...
 
 
 class ConsumerStats(Counted, Protocol):
@@ -198,66 +201,106 @@ class ConsumerStats(Counted, Protocol):
     @property
     def halted_partitions(self) -> int: ...
 
+    @property
+    def batch_seconds(self) -> Histogram: ...
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    def positions(self) -> dict[tuple[str, int], tuple[int, int | None]]: ...
 
 
-def metrics_text(
+def runtime_families(
     consumers: Iterable[ConsumerStats], relays: Iterable[RelayStats], tasks: BackgroundTasks
-) -> str:
-    """The counters in Prometheus text format."""
-    helps = {
-        Metric.RECORDS: ("counter", "Records a consumer applied"),
-        Metric.BATCHES: ("counter", "Transactions a consumer committed"),
-        Metric.RETRIES: ("counter", "Batches retried after a transient failure"),
-        Metric.DEAD_LETTERS: ("counter", "Dead letters written, per consumer and error"),
-        Metric.HALTED: ("gauge", "Partitions stopped by the dead-letter limit"),
-        Metric.PUBLISHED: ("counter", "Outbox rows published"),
-        Metric.RESTARTS: ("counter", "Background tasks started again after they died"),
-    }
-    samples: dict[Metric, list[str]] = {m: [] for m in Metric}
+) -> Iterator[Family]:
+    """The consumers', relays' and tasks' metrics (names: :class:`~shared.metrics.Metric`)."""
+    records = CounterMetricFamily(Metric.RECORDS, "Records a consumer applied", labels=["consumer"])
+    batches = CounterMetricFamily(
+        Metric.BATCHES, "Transactions a consumer committed", labels=["consumer"]
+    )
+    retries = CounterMetricFamily(
+        Metric.RETRIES, "Batches retried after a transient failure", labels=["consumer"]
+    )
+    halted = GaugeMetricFamily(
+        Metric.HALTED, "Partitions stopped by the dead-letter limit", labels=["consumer"]
+    )
+    where = ["consumer", "topic", "partition"]
+    lag = GaugeMetricFamily(
+        Metric.LAG, "Records between a partition's position and its last known end", labels=where
+    )
+    position = GaugeMetricFamily(Metric.POSITION, "Next offset to handle", labels=where)
+    letters = CounterMetricFamily(
+        Metric.DEAD_LETTERS,
+        "Dead letters written, per consumer and error",
+        labels=["consumer", "error"],
+    )
+    published = CounterMetricFamily(Metric.PUBLISHED, "Outbox rows published", labels=["consumer"])
+    backlog = GaugeMetricFamily(
+        Metric.OUTBOX_BACKLOG, "Outbox rows not yet published", labels=["consumer"]
+    )
+    histograms: list[Family] = []
     for c in consumers:
-        who = f'consumer="{_label(c.name)}"'
-        samples[Metric.RECORDS].append(f"{Metric.RECORDS}{{{who}}} {c.processed}")
-        samples[Metric.BATCHES].append(f"{Metric.BATCHES}{{{who}}} {c.batches}")
-        samples[Metric.RETRIES].append(f"{Metric.RETRIES}{{{who}}} {c.retries}")
-        samples[Metric.HALTED].append(f"{Metric.HALTED}{{{who}}} {c.halted_partitions}")
+        records.add_metric([c.name], c.processed)
+        batches.add_metric([c.name], c.batches)
+        retries.add_metric([c.name], c.retries)
+        halted.add_metric([c.name], c.halted_partitions)
+        for (topic, partition), (offset, end) in sorted(c.positions().items()):
+            position.add_metric([c.name, topic, str(partition)], offset)
+            if end is not None:
+                lag.add_metric([c.name, topic, str(partition)], max(end - offset, 0))
         for error, n in sorted(c.letters.items()):
-            samples[Metric.DEAD_LETTERS].append(
-                f'{Metric.DEAD_LETTERS}{{{who},error="{_label(error)}"}} {n}'
-            )
+            letters.add_metric([c.name, error], n)
+        histograms += relabelled(c.batch_seconds, {"consumer": c.name})
     for r in relays:
-        who = f'consumer="{_label(r.name)}"'
-        samples[Metric.PUBLISHED].append(f"{Metric.PUBLISHED}{{{who}}} {r.published}")
+        published.add_metric([r.name], r.published)
+        if r.backlog is not None:
+            backlog.add_metric([r.name], r.backlog)
         for error, n in sorted(r.letters.items()):
-            samples[Metric.DEAD_LETTERS].append(
-                f'{Metric.DEAD_LETTERS}{{{who},error="{_label(error)}"}} {n}'
-            )
+            letters.add_metric([r.name, error], n)
+    yield from (records, batches, retries, halted, lag, position, letters, published, backlog)
+    yield task_restarts(tasks)
+    # declared even before a consumer exists: the name is in every scrape of the service
+    yield from histograms or batch_histogram().collect()
+
+
+def task_restarts(tasks: BackgroundTasks) -> Family:
+    """How often each background task was started again after it died."""
+    restarts = CounterMetricFamily(
+        Metric.RESTARTS, "Background tasks started again after they died", labels=["task"]
+    )
     for name in tasks.tasks:
-        samples[Metric.RESTARTS].append(
-            f'{Metric.RESTARTS}{{task="{_label(name)}"}} {tasks.restarts(name)}'
-        )
-    lines: list[str] = []
-    for metric, (kind, text) in helps.items():
-        lines += [f"# HELP {metric} {text}", f"# TYPE {metric} {kind}", *samples[metric]]
-    return "\n".join(lines) + "\n"
+        restarts.add_metric([name], tasks.restarts(name))
+    return restarts
 
 
 def metrics_router(
     consumers: Callable[[], Iterable[ConsumerStats]],
     relays: Callable[[], Iterable[RelayStats]],
     tasks: BackgroundTasks,
+    metrics: ServiceMetrics | None = None,
 ) -> APIRouter:
-    """``GET /metrics``: the service's consumers, relays and tasks (the callables give what
-    runs now: they are created in the lifespan)."""
+    """``GET /metrics``: ``metrics`` (the app's registry, :func:`install_private_metrics`)
+    with the service's consumers, relays and tasks added (the callables give what runs now:
+    they are created in the lifespan). A scrape measures the relays' backlogs first."""
+    metrics = metrics or ServiceMetrics()
+    metrics.add(lambda: runtime_families(consumers(), relays(), tasks))
+
+    async def measure() -> None:
+        for relay in relays():
+            await relay.measure_backlog()
+
+    metrics.before_scrape(measure)
+    return scrape_router(metrics)
+
+
+def scrape_router(metrics: ServiceMetrics) -> APIRouter:
+    """``GET /metrics``: the Prometheus text of ``metrics``."""
     router = APIRouter(tags=["health"])
 
-    @router.get("/metrics", response_class=PlainTextResponse, summary="Counters (Prometheus)")
-    async def metrics() -> str:
-        """Records applied, batches, retries, dead letters per consumer and error, partitions
-        stopped by the dead-letter limit, outbox rows published, task restarts."""
-        return metrics_text(consumers(), relays(), tasks)
+    @router.get("/metrics", response_class=PlainTextResponse, summary="Metrics (Prometheus)")
+    async def scrape() -> Response:
+        """Consumers (records, batches and their durations, retries, lag and position per
+        partition, dead letters, stopped partitions), outbox relays (published, backlog),
+        task restarts, HTTP request durations; and what the service adds (README
+        "Observability")."""
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router
 
@@ -332,9 +375,15 @@ class MetricsListener:
 
 
 def install_private_metrics(app: FastAPI, settings: Settings) -> MetricsListener:
-    """Keep the app's ``/metrics`` off the public port (:class:`PrivateMetrics`) and return
-    the app of the metrics port (:class:`MetricsListener`), kept as ``app.state.metrics``."""
+    """Give the app its registry (:class:`~shared.metrics.ServiceMetrics`, kept as
+    ``app.state.prometheus``) with every request's duration in it
+    (:class:`~shared.metrics.RequestDurations`); keep the app's ``/metrics`` off the public
+    port (:class:`PrivateMetrics`) and return the app of the metrics port
+    (:class:`MetricsListener`), kept as ``app.state.metrics``."""
     token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+    prometheus = ServiceMetrics()
+    app.state.prometheus = prometheus
+    app.add_middleware(RequestDurations, histogram=prometheus.http_seconds)
     app.add_middleware(PrivateMetrics, separate=settings.metrics_port is not None, token=token)
     listener = MetricsListener(app, token)
     app.state.metrics = listener

@@ -3,10 +3,12 @@
 #   alliance:<version>        the services, the migrations and the command line
 #   alliance-kafka:<kafka>    Kafka (KRaft) from its Maven Central jars
 #   alliance-postgres:15      PostgreSQL from Debian's package
+#   alliance-prometheus:2     Prometheus from Debian's package (compose profile `monitoring`;
+#                             only when asked: deploy/docker/build.sh prometheus)
 # each also tagged :latest. Everything downloaded comes through the build host (wheels from
 # PyPI at constraints.txt's versions, Kafka's jars through Maven; Debian's packages through
 # apt in the build, on the host network), so the images build where no registry is reachable.
-#   deploy/docker/build.sh [alliance|kafka|postgres …]   (default: all three)
+#   deploy/docker/build.sh [alliance|kafka|postgres|prometheus …]   (default: the first three)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT="$PWD"
@@ -52,11 +54,18 @@ postgres() {
   build postgres "alliance-postgres:15" "$ctx"
 }
 
+prometheus() {
+  local ctx="$CTX/prometheus"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp deploy/docker/prometheus.Dockerfile "$ctx/Dockerfile"
+  build prometheus "alliance-prometheus:2" "$ctx"
+}
+
 for image in "${@:-alliance kafka postgres}"; do
   for one in $image; do
     case "$one" in
-      alliance|kafka|postgres) "$one" ;;
-      *) echo "build.sh: unknown image $one (alliance, kafka or postgres)" >&2; exit 2 ;;
+      alliance|kafka|postgres|prometheus) "$one" ;;
+      *) echo "build.sh: unknown image $one (alliance, kafka, postgres or prometheus)" >&2; exit 2 ;;
     esac
   done
 done

@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             lambda: [app.state.pipeline] if hasattr(app.state, "pipeline") else [],
             lambda: [app.state.relay] if hasattr(app.state, "relay") else [],
             tasks,
+            app.state.prometheus,
         )
     )
     return app

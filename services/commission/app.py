@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric as Family
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.admin.endpoints import router as admin_router
@@ -46,6 +48,7 @@ from shared.docs import service_app
 from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
+from shared.metrics import COMMITTED, LEDGER_POSTINGS, Metric, ServiceMetrics
 from shared.outbox import service_relay
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
@@ -185,6 +188,16 @@ async def start_consumers(
     return stop
 
 
+def commission_families(worker: DeliveryWorker) -> Iterator[Family]:
+    """The commission's own metrics: webhook attempts per outcome and their durations, the
+    ledger postings this process committed."""
+    yield from worker.outcomes.collect()
+    yield from worker.attempt_seconds.collect()
+    postings = CounterMetricFamily(Metric.LEDGER_POSTINGS, "Ledger postings committed")
+    postings.add_metric([], COMMITTED[LEDGER_POSTINGS])
+    yield postings
+
+
 def mount_dashboard(app: FastAPI) -> None:
     """The seller dashboard: a static page over the report APIs (sign in with the key)."""
 
@@ -264,6 +277,8 @@ def create_app(
     install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
+    prometheus: ServiceMetrics = app.state.prometheus
+    prometheus.add(lambda: commission_families(modules.webhook_worker))
     app.include_router(
         metrics_router(
             lambda: [
@@ -273,6 +288,7 @@ def create_app(
             ],
             lambda: [app.state.relay] if hasattr(app.state, "relay") else [],
             tasks,
+            prometheus,
         )
     )
     for module in (

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric as Family
 
 from services.tracker.directory import RETRY_S, Directory, DirectoryFeed, EventIds
 from services.tracker.endpoints import SIGNED_PATHS, router
@@ -33,9 +35,15 @@ from shared.docs import install_docs
 from shared.http import Check, error_body, health_router, install_error_handlers
 from shared.kafka import make_producer
 from shared.limits import install_limits
+from shared.metrics import Metric, ServiceMetrics
 from shared.periodic import Periodic, wait_or
 from shared.retry import Backoff
-from shared.service_runtime import BackgroundTasks, install_private_metrics
+from shared.service_runtime import (
+    BackgroundTasks,
+    install_private_metrics,
+    scrape_router,
+    task_restarts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +207,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    prometheus: ServiceMetrics = app.state.prometheus
+    prometheus.add(lambda: tracker_families(getattr(app.state, "tracker", None), tasks))
     # outermost; the click redirect's fast path charges the same limiter (redirect quota)
     install_limits(app, settings, store_paths=SIGNED_PATHS, redirect_prefix="/r/")
 
@@ -206,4 +216,20 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     # the directory's state is the process's own: checked on every call, like the workers
     app.include_router(health_router(readiness_checks(app, tasks), live=("directory", "workers")))
     app.include_router(router)
+    app.include_router(scrape_router(prometheus))
     return app
+
+
+def tracker_families(service: TrackerService | None, tasks: BackgroundTasks) -> Iterator[Family]:
+    """The tracker's metrics: the spool's depth, its counters (clicks, events, what was
+    spooled, refused or lost, per ``what``), its tasks' restarts (none before it starts)."""
+    spool = GaugeMetricFamily(Metric.SPOOL_BYTES, "Bytes of clicks waiting in the local spool")
+    limit = GaugeMetricFamily(Metric.SPOOL_LIMIT, "Bound of the click spool (full: clicks refused)")
+    counters = CounterMetricFamily(Metric.TRACKER, "Counters of the tracker", labels=["what"])
+    if service is not None:
+        spool.add_metric([], service.spool.depth_bytes)
+        limit.add_metric([], service.spool.max_bytes)
+        for what, n in sorted(service.metrics.items()):
+            counters.add_metric([what], n)
+    yield from (spool, limit, counters)
+    yield task_restarts(tasks)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from services.tracker.errors import (
@@ -282,19 +282,3 @@ async def post_events(request: Request, service: Service) -> Response:
             status_code=422,
         )
     return JSONResponse(payload.model_dump(), status_code=202)
-
-
-@router.get("/metrics", response_class=PlainTextResponse, tags=["health"])
-async def metrics(service: Service) -> str:
-    """Prometheus text format: click and event counters, the spool's depth."""
-    lines = [
-        "# HELP alliance_tracker_spool_bytes Bytes of clicks waiting in the local spool",
-        "# TYPE alliance_tracker_spool_bytes gauge",
-        f"alliance_tracker_spool_bytes {service.spool.depth_bytes}",
-        "# HELP alliance_tracker_total Counters of the tracker",
-        "# TYPE alliance_tracker_total counter",
-    ]
-    lines += [
-        f'alliance_tracker_total{{what="{k}"}} {v}' for k, v in sorted(service.metrics.items())
-    ]
-    return "\n".join(lines) + "\n"

@@ -26,6 +26,8 @@ from shared.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICES = ("tracker", "attribution", "commission")
+#: the `monitoring` profile's containers: no Kafka, no database, no Alliance settings
+MONITORING = ("prometheus",)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -94,6 +96,11 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
         elif name == "postgres":
             assert service["command"] == ["postgres", "-c", "listen_addresses=127.0.0.1"]
             ports += re.findall(r":-(\d+)\}", env["PGPORT"])
+        elif name == "prometheus":
+            listen = "--web.listen-address=127.0.0.1:${PROMETHEUS_PORT:-19090}"
+            assert listen in service["command"]
+            assert env["PROMETHEUS_PORT"] == "${PROMETHEUS_PORT:-19090}"
+            ports += re.findall(r":-(\d+)\}", env["PROMETHEUS_PORT"])
         else:
             assert env["ALLIANCE_HOST"] == "127.0.0.1", name
             assert "127.0.0.1:" in env["ALLIANCE_KAFKA_BOOTSTRAP"]
@@ -102,7 +109,7 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
             if kind in SERVICES:  # a worker: it listens on its service's port
                 ports.append(env[f"ALLIANCE_{kind.upper()}_PORT"])
                 assert env["ALLIANCE_HEALTH_PORT"] == ports[-1]
-    assert len(ports) == 3 * 2 + 1 + 3 * 3  # workers, PostgreSQL, brokers' three listeners
+    assert len(ports) == 3 * 2 + 1 + 3 * 3 + 1  # workers, PostgreSQL, brokers, Prometheus
     assert len(ports) == len(set(ports)), sorted(ports)
 
 
@@ -159,7 +166,7 @@ def test_a_managed_kafkas_security_settings_pass_through_to_every_alliance_conta
         if name == "migrate":  # no Kafka client: SASL without a user would stop it at start
             assert not security & set(service["environment"])
             continue
-        if name.startswith(("kafka-", "postgres")):
+        if name.startswith(("kafka-", "postgres")) or name in MONITORING:
             continue
         env = service["environment"]
         assert security <= set(env), name
@@ -185,7 +192,7 @@ def test_kafka_sasl_ssl_scram_every_client_its_own_user_and_no_plaintext_listene
             assert any(
                 v.endswith(f"{name}.pem:/etc/kafka/tls/broker.pem:ro") for v in service["volumes"]
             )
-        elif name not in ("postgres", "migrate"):
+        elif name not in ("postgres", "migrate", *MONITORING):
             kind = name.rsplit("-", 1)[0]
             user = ADMIN_USER if kind == "topics" else f"alliance-{kind}"
             assert env["ALLIANCE_KAFKA_SASL_USERNAME"] == user, name
@@ -263,3 +270,47 @@ def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     assert set(written) == required_variables() | {"COMPOSE_PROFILES"}
     assert render(written) == first
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+class TestMonitoringProfile:
+    def test_prometheus_runs_only_in_the_monitoring_profile_on_loopback(self) -> None:
+        services = load("compose.yaml")["services"]
+        assert {n for n, s in services.items() if "monitoring" in s.get("profiles", [])} == {
+            "prometheus"
+        }
+        prometheus = services["prometheus"]
+        assert prometheus["ports"] == ["127.0.0.1:9090:9090"]
+        assert "./prometheus:/etc/alliance/prometheus:ro" in prometheus["volumes"]
+        assert "--config.file=/etc/alliance/prometheus/prometheus.yml" in prometheus["command"]
+        host = load("compose.host.yaml")["services"]["prometheus"]
+        assert "--config.file=/etc/alliance/prometheus/prometheus.host.yml" in host["command"]
+
+    @pytest.mark.parametrize(
+        ("config", "host"),
+        [("prometheus.yml", None), ("prometheus.host.yml", "127.0.0.1")],
+    )
+    def test_prometheus_scrapes_every_workers_metrics_port_with_the_alert_rules(
+        self, config: str, host: str | None
+    ) -> None:
+        scraped = yaml.safe_load((DEPLOY / "prometheus" / config).read_text())
+        assert scraped["rule_files"] == ["alerts.yaml"]  # beside it, in the mounted folder
+        targets = {
+            job["job_name"]: sorted(t for c in job["static_configs"] for t in c["targets"])
+            for job in scraped["scrape_configs"]
+        }
+        base = load("compose.yaml")["services"]
+        for service in SERVICES:
+            workers = [n for n in base if n.rsplit("-", 1)[0] == service]
+            wanted = sorted(
+                f"{host or name}:{base[name]['environment']['ALLIANCE_METRICS_PORT']}"
+                for name in workers
+            )
+            assert targets[service] == wanted, (config, service)
+
+    def test_its_image_is_debians_prometheus_on_the_projects_base(self) -> None:
+        dockerfile = (DEPLOY / "docker" / "prometheus.Dockerfile").read_text()
+        assert "ARG BASE=debian:bookworm-slim" in dockerfile
+        assert "FROM ${BASE}" in dockerfile
+        assert "apt-get install -y --no-install-recommends prometheus" in dockerfile
+        assert "USER prometheus" in dockerfile
+        assert "prometheus)" in (DEPLOY / "docker" / "build.sh").read_text()

@@ -5,6 +5,7 @@ objects read back and checked."""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -536,3 +537,23 @@ def test_network_policies_only_the_services_reach_kafka_and_postgresql(helm: Pat
     for name in SERVICES:
         labels = of(docs, "Deployment")[f"rel-alliance-{name}"]["spec"]["template"]["metadata"]
         assert "cnpg.io/cluster" not in labels["labels"]
+
+
+def test_alert_rules_and_dashboard_are_off_by_default_and_rendered_from_the_same_files(
+    helm: Path,
+) -> None:
+    default = render(helm)
+    assert not of(default, "PrometheusRule")
+    assert "rel-alliance-dashboard" not in of(default, "ConfigMap")
+    docs = render(
+        helm,
+        sets=("monitoring.prometheusRule.enabled=true", "monitoring.dashboard.enabled=true"),
+    )
+    (rule,) = of(docs, "PrometheusRule").values()
+    deploy = CHART.parents[1]
+    alerts = yaml.safe_load((deploy / "prometheus" / "alerts.yaml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]  # the file promtool checks
+    dashboard = of(docs, "ConfigMap")["rel-alliance-dashboard"]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    board = json.loads((deploy / "grafana" / "alliance.json").read_text())
+    assert json.loads(dashboard["data"]["alliance.json"]) == board

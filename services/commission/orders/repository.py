@@ -26,6 +26,7 @@ from services.commission.core.commission import (
 )
 from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
 from shared.db import pairs_in
+from shared.metrics import LEDGER_POSTINGS, count_on_commit
 from shared.money import from_minor, to_minor
 
 
@@ -687,6 +688,7 @@ class LedgerRepository:
         if postings:
             stmt = insert(m.ledger_postings).returning(m.ledger_postings.c.id)  # MANY_VALUES
             await self.session.execute(stmt, postings)
+            count_on_commit(self.session, LEDGER_POSTINGS, len(postings))
         return set(ids)
 
     async def account_balances(self) -> dict[tuple[str, str], int]:

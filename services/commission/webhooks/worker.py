@@ -61,6 +61,7 @@ from services.commission.core.webhooks import (
 )
 from services.commission.webhooks.service import Outcome, WebhookService, owner_key
 from shared.clock import Clock, SystemClock
+from shared.metrics import webhook_metrics
 from shared.periodic import Periodic
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,22 @@ USER_AGENT = "Alliance-Webhooks/1"
 
 class Refused(Exception):
     """The target may not be connected to (a private address while those are refused)."""
+
+
+def outcome_of(outcome: Outcome) -> str:
+    """An attempt's outcome as a metric label (a few values, never an address): ``delivered``
+    (2xx), ``rejected`` (answered otherwise), ``timeout``, ``refused`` (the address or the
+    URL is not allowed) or ``failed`` (no answer: connection, TLS, …)."""
+    if outcome.ok:
+        return "delivered"
+    if outcome.status_code is not None:
+        return "rejected"
+    error = outcome.error or ""
+    if error.startswith("timeout"):
+        return "timeout"
+    if error.startswith(("refused", "invalid")):
+        return "refused"
+    return "failed"
 
 
 class DeliveryWorker:
@@ -103,6 +120,8 @@ class DeliveryWorker:
         )
         self.sent = 0  # attempts made
         self.delivered = 0  # attempts answered 2xx
+        #: attempts per outcome and their durations (metrics: :func:`outcome_of`)
+        self.outcomes, self.attempt_seconds = webhook_metrics()
         self._client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[Outcome]] = set()
         self._owners: Counter[str] = Counter()  # attempts in flight per owner
@@ -185,6 +204,9 @@ class DeliveryWorker:
         outcome = await self._attempt(row)
         self.sent += 1
         self.delivered += int(outcome.ok)
+        kind = outcome_of(outcome)
+        self.outcomes.labels(kind).inc()
+        self.attempt_seconds.labels(kind).observe(outcome.latency_ms / 1000)
         try:
             async with self.sessions() as session, session.begin():
                 await self.webhooks.record(session, outcome)
