@@ -489,32 +489,36 @@ class ReportRepository:
         last: dict[int, datetime | None] = {int(r.n): r.last_click for r in rows}
         return [last.get(n) for n in range(1, len(views) + 1)]
 
-    async def add_counts(self, counts: Counter[tuple[str, date, str]]) -> None:
-        per_day: dict[tuple[str, date], dict[str, int]] = {}
-        for (store, day, kind), n in counts.items():
-            per_day.setdefault((store, day), {})[kind] = n
+    async def add_counts(self, counts: Counter[tuple[str, date, int, str]]) -> None:
+        """Add (store, day, shard, kind) counts to their rows, in key order (a row is one
+        partition's: see ``traffic_days``)."""
+        per_day: dict[tuple[str, date, int], dict[str, int]] = {}
+        for (store, day, shard, kind), n in counts.items():
+            per_day.setdefault((store, day, shard), {})[kind] = n
         if not per_day:
             return
         names = ("clicks", "suspicious_clicks", "page_views", "affiliate_page_views")
         t = m.traffic_days
         stmt = insert(t).values(
             [
-                {"store_id": s, "day": d, **{k: kinds.get(k, 0) for k in names}}
-                for (s, d), kinds in sorted(per_day.items())
+                {"store_id": s, "day": d, "shard": h, **{k: kinds.get(k, 0) for k in names}}
+                for (s, d, h), kinds in sorted(per_day.items())
             ]
         )
         await self.session.execute(
             stmt.on_conflict_do_update(
-                index_elements=["store_id", "day"],
+                index_elements=["store_id", "day", "shard"],
                 set_={k: t.c[k] + stmt.excluded[k] for k in names},
             )
         )
 
-    async def add_visitors(self, visitors: dict[tuple[str, date, str], tuple[bool, bool]]) -> None:
+    async def add_visitors(
+        self, visitors: dict[tuple[str, date, str], tuple[bool, bool]], shards: dict[str, int]
+    ) -> None:
         """The batch's visitor-days (a flag only ever turns on), and one sketch upsert per
-        (store, day) of the batch: the union of the stored sketch and the batch's (adding a
-        visitor twice changes nothing, so a replay is harmless). Rows in key order: two
-        workers' batches lock them in the same order."""
+        (store, day, shard) of the batch, ``shards`` giving each visitor's: the union of the
+        stored sketch and the batch's (adding a visitor twice changes nothing, so a replay is
+        harmless). Rows in key order: two workers' batches lock them in the same order."""
         if not visitors:
             return
         t = m.visitor_days
@@ -538,17 +542,19 @@ class ReportRepository:
         await self.session.execute(
             text(
                 f"""
-                INSERT INTO commission.visitor_sketches AS k
-                SELECT store_id, day,
+                INSERT INTO commission.visitor_sketches AS k (store_id, day, shard,
+                    affiliate_visitors, store_visitors)
+                SELECT store_id, day, shard,
                     coalesce(hll_add_agg(hll_hash_text(visitor_id), {_SKETCH})
                         FILTER (WHERE clicked), hll_empty({_SKETCH})),
                     hll_add_agg(hll_hash_text(visitor_id), {_SKETCH})
                 FROM unnest(CAST(:stores AS text[]), CAST(:days AS date[]),
-                    CAST(:visitors AS text[]), CAST(:clicked AS boolean[]))
-                    AS u(store_id, day, visitor_id, clicked)
-                GROUP BY store_id, day
-                ORDER BY store_id, day
-                ON CONFLICT (store_id, day) DO UPDATE SET
+                    CAST(:shards AS smallint[]), CAST(:visitors AS text[]),
+                    CAST(:clicked AS boolean[]))
+                    AS u(store_id, day, shard, visitor_id, clicked)
+                GROUP BY store_id, day, shard
+                ORDER BY store_id, day, shard
+                ON CONFLICT (store_id, day, shard) DO UPDATE SET
                     affiliate_visitors = hll_union(k.affiliate_visitors,
                         excluded.affiliate_visitors),
                     store_visitors = hll_union(k.store_visitors, excluded.store_visitors)
@@ -557,6 +563,7 @@ class ReportRepository:
             {
                 "stores": [s for (s, _, _), _ in ordered],
                 "days": [d for (_, d, _), _ in ordered],
+                "shards": [shards.get(v, 0) for (_, _, v), _ in ordered],
                 "visitors": [v for (_, _, v), _ in ordered],
                 "clicked": [c for _, (c, _) in ordered],
             },
