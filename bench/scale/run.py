@@ -11,8 +11,8 @@ the runs are comparable, in the same run (issue 20, item 3):
 The events are keyed as the services key them (attributions and order events by
 ``store:order``, clicks and page views by visitor). For each: one worker drains the preloaded
 backlog; then two workers (one consumer group, separate processes) drain the same backlog;
-events/s of each and the speed-up. For attribution and commission-1000-stores (``--kill``) two
-workers also drain a bigger backlog, one gets SIGKILL at a quarter of it: the time until every
+events/s of each and the speed-up. For attribution and commission-1000-stores, with ``--kill``,
+two workers also drain a bigger backlog, one gets SIGKILL at a quarter of it: the time until every
 partition it held advances again (the group noticed and the survivor took them over: the
 rebalance), the time until the backlog is drained, and the stored rows counted exactly against
 the one-worker run (nothing lost, nothing doubled).
@@ -91,6 +91,7 @@ class Run:
     recovered_s: float | None = None  # kill → backlog drained
     notes_moving: float | None = None  # kill → every partition behind at the kill moved
     waits: dict[str, int] = field(default_factory=dict)  # sampled wait events of the run's db
+    samples: int = 0  # polls during the drain (waits: active sessions seen over these)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -259,6 +260,7 @@ async def timed(
             if first is None and done:
                 first = now
             if first is not None:
+                result.samples += 1
                 for w in waits:
                     result.waits[w] = result.waits.get(w, 0) + 1
             for n in names:
@@ -515,10 +517,12 @@ async def scale(
 
 
 def waits_line(r: Run) -> str:
-    """The run's sampled wait events, most frequent first (share of the samples)."""
+    """The workers' database sessions during the drain: how many were active on average, and
+    what they waited for (share of the active ones seen; "cpu": running, no wait event)."""
     total = sum(r.waits.values()) or 1
     top = sorted(r.waits.items(), key=lambda kv: -kv[1])[:5]
-    return ", ".join(f"{w} {n / total:.0%}" for w, n in top) or "none sampled"
+    shares = ", ".join(f"{w} {n / total:.0%}" for w, n in top) or "none sampled"
+    return f"{sum(r.waits.values()) / max(1, r.samples):.2f} active on average: {shares}"
 
 
 def report(service: Service, runs: list[Run]) -> None:
@@ -583,10 +587,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="one and two workers per consumer, and a kill")
     parser.add_argument("--events", type=int, default=400_000, help="attribution backlog")
     parser.add_argument("--orders", type=int, default=20_000, help="commission backlogs (orders)")
-    parser.add_argument("--traffic", type=int, default=200_000, help="reports backlog (events)")
+    parser.add_argument("--traffic", type=int, default=60_000, help="reports backlog (events)")
     parser.add_argument("--kill-factor", type=float, default=2.0, help="backlog × for the kill")
     parser.add_argument(
-        "--no-kill", action="store_true", help="no kill runs (attribution, commission-stores)"
+        "--kill", action="store_true", help="kill runs too (attribution, commission-stores)"
     )
     parser.add_argument(
         "--only", nargs="*", default=None, help="backlogs to run (labels), all by default"
@@ -606,7 +610,7 @@ def main() -> int:
     async def all_runs() -> list[tuple[Service, list[Run]]]:
         out = []
         for service, size, kill in plan:
-            kill_size = int(size * args.kill_factor) if kill and not args.no_kill else None
+            kill_size = int(size * args.kill_factor) if kill and args.kill else None
             out.append((service, await scale(service, stack, settings, size, kill_size)))
         return out
 
