@@ -527,7 +527,10 @@ def waits_line(r: Run) -> str:
 
 def report(service: Service, runs: list[Run]) -> None:
     one, two = runs[:2]
-    print(f"\n{service.label} — topics of {PARTITIONS} partitions, one consumer group")
+    print(
+        f"\n{service.label} — topics of {PARTITIONS} partitions, one consumer group; "
+        f"load {os.getloadavg()[0]:.2f} (1 min) when done"
+    )
     print(f"{'':44}{'events':>10}{'seconds':>9}{'events/s':>10}{'peak MB':>9}")
     labelled = [("1 worker", one), ("2 workers", two)]
     if len(runs) == 4:
@@ -611,12 +614,12 @@ def main() -> int:
         out = []
         for service, size, kill in plan:
             kill_size = int(size * args.kill_factor) if kill and args.kill else None
-            out.append((service, await scale(service, stack, settings, size, kill_size)))
+            runs = await scale(service, stack, settings, size, kill_size)
+            report(service, runs)  # as each backlog is done
+            out.append((service, runs))
         return out
 
     results = asyncio.run(all_runs())
-    for service, runs in results:
-        report(service, runs)
     print(f"\nload {os.getloadavg()[0]:.2f} at the end; aiokafka's session timeout (10 s) bounds")
     print("how soon the group notices a killed worker")
     ratios = {service.label: runs[1].rate / runs[0].rate for service, runs in results}
