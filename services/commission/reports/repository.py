@@ -144,6 +144,40 @@ def _transaction_filters(
     return lines_where, refunds_where
 
 
+#: a closed day's shards of ``traffic_days`` into its shard 0 (:meth:`ReportRepository.fold_shards`)
+_FOLD_TRAFFIC = """
+WITH gone AS (
+    DELETE FROM commission.traffic_days WHERE day < :before AND shard <> 0 RETURNING *
+), folded AS (
+    INSERT INTO commission.traffic_days AS t (store_id, day, shard, clicks, suspicious_clicks,
+        page_views, affiliate_page_views)
+    SELECT store_id, day, 0, sum(clicks), sum(suspicious_clicks), sum(page_views),
+        sum(affiliate_page_views)
+    FROM gone GROUP BY store_id, day ORDER BY store_id, day
+    ON CONFLICT (store_id, day, shard) DO UPDATE SET clicks = t.clicks + excluded.clicks,
+        suspicious_clicks = t.suspicious_clicks + excluded.suspicious_clicks,
+        page_views = t.page_views + excluded.page_views,
+        affiliate_page_views = t.affiliate_page_views + excluded.affiliate_page_views
+)
+SELECT count(*) FROM gone
+"""
+#: the same for ``visitor_sketches`` (a day's sketch: the union of its shards')
+_FOLD_SKETCHES = """
+WITH gone AS (
+    DELETE FROM commission.visitor_sketches WHERE day < :before AND shard <> 0 RETURNING *
+), folded AS (
+    INSERT INTO commission.visitor_sketches AS k (store_id, day, shard, affiliate_visitors,
+        store_visitors)
+    SELECT store_id, day, 0, hll_union_agg(affiliate_visitors), hll_union_agg(store_visitors)
+    FROM gone GROUP BY store_id, day ORDER BY store_id, day
+    ON CONFLICT (store_id, day, shard) DO UPDATE SET
+        affiliate_visitors = hll_union(k.affiliate_visitors, excluded.affiliate_visitors),
+        store_visitors = hll_union(k.store_visitors, excluded.store_visitors)
+)
+SELECT count(*) FROM gone
+"""
+
+
 class ReportRepository:
     """All SQL of the reports. Read only."""
 
@@ -607,6 +641,17 @@ class ReportRepository:
                 where=t.c.last_at < stmt.excluded.last_at,
             )
         )
+
+    async def fold_shards(self, before: date) -> int:
+        """Fold the shards of each (store, day) before ``before`` into its shard 0 (closed
+        days: what a dashboard reads is then one row a day again); returns the rows removed.
+        Sums and unions are the same in every snapshot, and a late event's row written
+        meanwhile is folded by the next run."""
+        removed = 0
+        for sql in (_FOLD_TRAFFIC, _FOLD_SKETCHES):
+            result = await self.session.execute(text(sql), {"before": before})
+            removed += int(result.scalar_one())
+        return removed
 
     async def forget_click_caps(self, before: date, batch: int) -> int:
         """Delete at most ``batch`` click-cap counts of days before ``before``; how many."""

@@ -318,6 +318,13 @@ class TrafficService:
             if n < batch:
                 return total
 
+    async def fold_shards(self, sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        """Fold the traffic rows and sketches of the days before ``now``'s UTC day into one
+        row per (store, day) (hourly: the partitions' rows of a day only matter while it is
+        written); returns the rows removed."""
+        async with sessions() as session, session.begin():
+            return await ReportRepository(session).fold_shards(now.astimezone(UTC).date())
+
     async def _count_clicks(
         self,
         repo: ReportRepository,

@@ -70,3 +70,41 @@ async def test_two_workers_batches_of_one_store_and_day_never_wait_on_each_other
     assert (one_day.affiliate_visitors, one_day.store_visitors) == (2, 2)
     assert (seven_days.clicks, seven_days.page_views) == (2, 2)
     assert (seven_days.affiliate_visitors, seven_days.store_visitors) == (2, 2)  # sketches
+
+
+async def test_a_closed_days_shards_fold_into_one_row_and_its_figures_stay(
+    settings: Settings,
+) -> None:
+    u = uuid.uuid4().hex[:8]
+    today = NOW.replace(hour=12)
+    yesterday = today - timedelta(days=1)
+    store = f"s-{u}"
+    service = TrafficService(settings.attribution_window_days)
+
+    async def rows(session: Any, table: Any, day: Any) -> int:
+        where = (table.c.store_id == store) & (table.c.day == day)
+        return int(await session.scalar(select(func.count()).where(where)))
+
+    async with db(settings) as sessions:
+        for partition, at in ((0, yesterday), (1, yesterday), (2, yesterday), (3, today)):
+            visitor = f"v{partition}-{u}"
+            batch = on_partition(partition, [click(u, visitor, at, affiliate=visitor)])
+            async with sessions() as session, session.begin():
+                await service.handle_batch(session, cast(Any, batch))
+        both = DayRange(yesterday.date(), today.date())
+        async with sessions() as session:
+            before = await ReportRepository(session).traffic_total(store, both)
+        removed = await service.fold_shards(sessions, today)
+        async with sessions() as session:
+            after = await ReportRepository(session).traffic_total(store, both)
+            folded = [
+                await rows(session, t, yesterday.date()) for t in (traffic_days, visitor_sketches)
+            ]
+            open_day = [
+                await rows(session, t, today.date()) for t in (traffic_days, visitor_sketches)
+            ]
+    assert removed >= 4  # this store's two extra rows of each table (other tests' too)
+    assert folded == [1, 1]
+    assert open_day == [1, 1]  # today is still written: left as it is
+    assert after == before
+    assert (after.clicks, after.affiliate_visitors) == (4, 4)
