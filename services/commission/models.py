@@ -322,6 +322,8 @@ traffic_days = Table(
     Column("suspicious_clicks", BigInteger, nullable=False, server_default="0"),
     Column("page_views", BigInteger, nullable=False, server_default="0"),
     Column("affiliate_page_views", BigInteger, nullable=False, server_default="0"),
+    # the rows the hourly fold looks for (ReportRepository.fold_shards)
+    Index("ix_traffic_days_unfolded", "day", postgresql_where=text("shard <> 0")),
 )
 
 #: Who visited a store on a UTC day, and how: distinct visitors over any range of days.
@@ -349,6 +351,7 @@ visitor_sketches = Table(
     Column("shard", SmallInteger, primary_key=True, server_default="0"),
     Column("affiliate_visitors", Hll(), nullable=False),
     Column("store_visitors", Hll(), nullable=False),
+    Index("ix_visitor_sketches_unfolded", "day", postgresql_where=text("shard <> 0")),
 )
 
 #: What each visitor met in the last 90 days, for the alliance camp's personal boost: the last
