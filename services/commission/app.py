@@ -178,8 +178,11 @@ async def start_consumers(
         lambda: traffic.forget_interests(sessions, clock.now()),
         interval_s=3600,
     )
+    # the closed days' traffic rows and sketches, one per partition, folded into one (hourly)
+    tasks.every("traffic-fold", lambda: traffic.fold_shards(sessions, clock.now()), interval_s=3600)
 
     async def stop() -> None:
+        await tasks.stop("traffic-fold")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

@@ -382,16 +382,22 @@ class Hll(UserDefinedType[bytes]):
         return "hll"
 
 
-#: Per store and UTC day: clicks, suspicious clicks, page views, affiliate page views.
+#: Per store, UTC day and shard: clicks, suspicious clicks, page views, affiliate page views.
+#: A row's ``shard`` is the Kafka partition of the events it counts: a partition is read by
+#: one worker at a time, so no row is updated by two workers' batches (migration 7c4d2e9b1f36);
+#: a day's figures are the sum of its rows.
 traffic_days = Table(
     "traffic_days",
     metadata,
     Column("store_id", String(128), primary_key=True),
     Column("day", Date, primary_key=True),
+    Column("shard", SmallInteger, primary_key=True, server_default="0"),
     Column("clicks", BigInteger, nullable=False, server_default="0"),
     Column("suspicious_clicks", BigInteger, nullable=False, server_default="0"),
     Column("page_views", BigInteger, nullable=False, server_default="0"),
     Column("affiliate_page_views", BigInteger, nullable=False, server_default="0"),
+    # the rows the hourly fold looks for (ReportRepository.fold_shards)
+    Index("ix_traffic_days_unfolded", "day", postgresql_where=text("shard <> 0")),
 )
 
 #: Who visited a store on a UTC day, and how: distinct visitors over any range of days.
@@ -408,15 +414,18 @@ visitor_days = Table(
 
 #: Per store and UTC day: HyperLogLog sketches (``hll``, postgresql-hll) of its affiliate
 #: visitors and of its store visitors; distinct visitors over more than one day are the
-#: cardinality of their union (README, "Reports"). One upsert per (store, day) per batch of
-#: the reports consumer.
+#: cardinality of their union (README, "Reports"). One upsert per (store, day, shard) per batch
+#: of the reports consumer; ``shard`` as in ``traffic_days`` (a day's sketch is the union of
+#: its rows').
 visitor_sketches = Table(
     "visitor_sketches",
     metadata,
     Column("store_id", String(128), primary_key=True),
     Column("day", Date, primary_key=True),
+    Column("shard", SmallInteger, primary_key=True, server_default="0"),
     Column("affiliate_visitors", Hll(), nullable=False),
     Column("store_visitors", Hll(), nullable=False),
+    Index("ix_visitor_sketches_unfolded", "day", postgresql_where=text("shard <> 0")),
 )
 
 #: What each visitor met in the last 90 days, for the alliance camp's personal boost: the last

@@ -144,6 +144,40 @@ def _transaction_filters(
     return lines_where, refunds_where
 
 
+#: a closed day's shards of ``traffic_days`` into its shard 0 (:meth:`ReportRepository.fold_shards`)
+_FOLD_TRAFFIC = """
+WITH gone AS (
+    DELETE FROM commission.traffic_days WHERE day < :before AND shard <> 0 RETURNING *
+), folded AS (
+    INSERT INTO commission.traffic_days AS t (store_id, day, shard, clicks, suspicious_clicks,
+        page_views, affiliate_page_views)
+    SELECT store_id, day, 0, sum(clicks), sum(suspicious_clicks), sum(page_views),
+        sum(affiliate_page_views)
+    FROM gone GROUP BY store_id, day ORDER BY store_id, day
+    ON CONFLICT (store_id, day, shard) DO UPDATE SET clicks = t.clicks + excluded.clicks,
+        suspicious_clicks = t.suspicious_clicks + excluded.suspicious_clicks,
+        page_views = t.page_views + excluded.page_views,
+        affiliate_page_views = t.affiliate_page_views + excluded.affiliate_page_views
+)
+SELECT count(*) FROM gone
+"""
+#: the same for ``visitor_sketches`` (a day's sketch: the union of its shards')
+_FOLD_SKETCHES = """
+WITH gone AS (
+    DELETE FROM commission.visitor_sketches WHERE day < :before AND shard <> 0 RETURNING *
+), folded AS (
+    INSERT INTO commission.visitor_sketches AS k (store_id, day, shard, affiliate_visitors,
+        store_visitors)
+    SELECT store_id, day, 0, hll_union_agg(affiliate_visitors), hll_union_agg(store_visitors)
+    FROM gone GROUP BY store_id, day ORDER BY store_id, day
+    ON CONFLICT (store_id, day, shard) DO UPDATE SET
+        affiliate_visitors = hll_union(k.affiliate_visitors, excluded.affiliate_visitors),
+        store_visitors = hll_union(k.store_visitors, excluded.store_visitors)
+)
+SELECT count(*) FROM gone
+"""
+
+
 class ReportRepository:
     """All SQL of the reports. Read only."""
 
@@ -489,32 +523,36 @@ class ReportRepository:
         last: dict[int, datetime | None] = {int(r.n): r.last_click for r in rows}
         return [last.get(n) for n in range(1, len(views) + 1)]
 
-    async def add_counts(self, counts: Counter[tuple[str, date, str]]) -> None:
-        per_day: dict[tuple[str, date], dict[str, int]] = {}
-        for (store, day, kind), n in counts.items():
-            per_day.setdefault((store, day), {})[kind] = n
+    async def add_counts(self, counts: Counter[tuple[str, date, int, str]]) -> None:
+        """Add (store, day, shard, kind) counts to their rows, in key order (a row is one
+        partition's: see ``traffic_days``)."""
+        per_day: dict[tuple[str, date, int], dict[str, int]] = {}
+        for (store, day, shard, kind), n in counts.items():
+            per_day.setdefault((store, day, shard), {})[kind] = n
         if not per_day:
             return
         names = ("clicks", "suspicious_clicks", "page_views", "affiliate_page_views")
         t = m.traffic_days
         stmt = insert(t).values(
             [
-                {"store_id": s, "day": d, **{k: kinds.get(k, 0) for k in names}}
-                for (s, d), kinds in sorted(per_day.items())
+                {"store_id": s, "day": d, "shard": h, **{k: kinds.get(k, 0) for k in names}}
+                for (s, d, h), kinds in sorted(per_day.items())
             ]
         )
         await self.session.execute(
             stmt.on_conflict_do_update(
-                index_elements=["store_id", "day"],
+                index_elements=["store_id", "day", "shard"],
                 set_={k: t.c[k] + stmt.excluded[k] for k in names},
             )
         )
 
-    async def add_visitors(self, visitors: dict[tuple[str, date, str], tuple[bool, bool]]) -> None:
+    async def add_visitors(
+        self, visitors: dict[tuple[str, date, str], tuple[bool, bool]], shards: dict[str, int]
+    ) -> None:
         """The batch's visitor-days (a flag only ever turns on), and one sketch upsert per
-        (store, day) of the batch: the union of the stored sketch and the batch's (adding a
-        visitor twice changes nothing, so a replay is harmless). Rows in key order: two
-        workers' batches lock them in the same order."""
+        (store, day, shard) of the batch, ``shards`` giving each visitor's: the union of the
+        stored sketch and the batch's (adding a visitor twice changes nothing, so a replay is
+        harmless). Rows in key order: two workers' batches lock them in the same order."""
         if not visitors:
             return
         t = m.visitor_days
@@ -538,17 +576,19 @@ class ReportRepository:
         await self.session.execute(
             text(
                 f"""
-                INSERT INTO commission.visitor_sketches AS k
-                SELECT store_id, day,
+                INSERT INTO commission.visitor_sketches AS k (store_id, day, shard,
+                    affiliate_visitors, store_visitors)
+                SELECT store_id, day, shard,
                     coalesce(hll_add_agg(hll_hash_text(visitor_id), {_SKETCH})
                         FILTER (WHERE clicked), hll_empty({_SKETCH})),
                     hll_add_agg(hll_hash_text(visitor_id), {_SKETCH})
                 FROM unnest(CAST(:stores AS text[]), CAST(:days AS date[]),
-                    CAST(:visitors AS text[]), CAST(:clicked AS boolean[]))
-                    AS u(store_id, day, visitor_id, clicked)
-                GROUP BY store_id, day
-                ORDER BY store_id, day
-                ON CONFLICT (store_id, day) DO UPDATE SET
+                    CAST(:shards AS smallint[]), CAST(:visitors AS text[]),
+                    CAST(:clicked AS boolean[]))
+                    AS u(store_id, day, shard, visitor_id, clicked)
+                GROUP BY store_id, day, shard
+                ORDER BY store_id, day, shard
+                ON CONFLICT (store_id, day, shard) DO UPDATE SET
                     affiliate_visitors = hll_union(k.affiliate_visitors,
                         excluded.affiliate_visitors),
                     store_visitors = hll_union(k.store_visitors, excluded.store_visitors)
@@ -557,6 +597,7 @@ class ReportRepository:
             {
                 "stores": [s for (s, _, _), _ in ordered],
                 "days": [d for (_, d, _), _ in ordered],
+                "shards": [shards.get(v, 0) for (_, _, v), _ in ordered],
                 "visitors": [v for (_, _, v), _ in ordered],
                 "clicked": [c for _, (c, _) in ordered],
             },
@@ -600,6 +641,17 @@ class ReportRepository:
                 where=t.c.last_at < stmt.excluded.last_at,
             )
         )
+
+    async def fold_shards(self, before: date) -> int:
+        """Fold the shards of each (store, day) before ``before`` into its shard 0 (closed
+        days: what a dashboard reads is then one row a day again); returns the rows removed.
+        Sums and unions are the same in every snapshot, and a late event's row written
+        meanwhile is folded by the next run."""
+        removed = 0
+        for sql in (_FOLD_TRAFFIC, _FOLD_SKETCHES):
+            result = await self.session.execute(text(sql), {"before": before})
+            removed += int(result.scalar_one())
+        return removed
 
     async def forget_click_caps(self, before: date, batch: int) -> int:
         """Delete at most ``batch`` click-cap counts of days before ``before``; how many."""

@@ -43,6 +43,11 @@ Incoming = Click | PageView | ProductUpserted | OrderPlaced | None
 Interests = dict[tuple[str, str, str, str], datetime]
 #: (store, UTC day, visitor) → (an affiliate click, a page view)
 Visitors = dict[tuple[str, date, str], tuple[bool, bool]]
+#: visitor → the Kafka partition of its clicks and page views in the batch (both topics are
+#: keyed by visitor): the ``shard`` of the traffic rows and sketches that count them
+Shards = dict[str, int]
+#: (store, UTC day, shard, kind) → events counted
+Counts = Counter[tuple[str, date, int, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,16 +255,21 @@ class TrafficService:
     async def handle_batch(self, session: AsyncSession, batch: list[Received[Incoming]]) -> None:
         repo = ReportRepository(session)
         events = [r.value for r in batch if r.value is not None]
-        counts: Counter[tuple[str, date, str]] = Counter()
+        # a partition is read by one worker at a time: rows keyed by it are never updated by
+        # two workers' batches, where one row per (store, day) was (a hot row, README)
+        shards: Shards = {
+            r.value.visitor_id: r.partition for r in batch if isinstance(r.value, Click | PageView)
+        }
+        counts: Counts = Counter()
         visitors: Visitors = {}
         # clicks first: a page view in the same batch as its click counts as an affiliate view
         await self._count_clicks(
-            repo, [e for e in events if isinstance(e, Click)], counts, visitors
+            repo, [e for e in events if isinstance(e, Click)], counts, visitors, shards
         )
         views = [e for e in events if isinstance(e, PageView)]
-        await self._count_views(session, repo, views, counts, visitors)
+        await self._count_views(session, repo, views, counts, visitors, shards)
         await repo.add_counts(counts)
-        await repo.add_visitors(visitors)
+        await repo.add_visitors(visitors, shards)
         products = [e for e in events if isinstance(e, ProductUpserted)]
         await repo.upsert_products(await self._catalog_rows(session, products))
         # after the catalog: a view of a product upserted in the same batch knows its category
@@ -308,16 +318,24 @@ class TrafficService:
             if n < batch:
                 return total
 
+    async def fold_shards(self, sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:
+        """Fold the traffic rows and sketches of the days before ``now``'s UTC day into one
+        row per (store, day) (hourly: the partitions' rows of a day only matter while it is
+        written); returns the rows removed."""
+        async with sessions() as session, session.begin():
+            return await ReportRepository(session).fold_shards(now.astimezone(UTC).date())
+
     async def _count_clicks(
         self,
         repo: ReportRepository,
         clicks: list[Click],
-        counts: Counter[tuple[str, date, str]],
+        counts: Counts,
         visitors: Visitors,
+        shards: Shards,
     ) -> None:
         for c in await repo.fresh_clicks(clicks, self.click_cap):
-            day = c.occurred_at.date()
-            counts[(c.store_id, day, "suspicious_clicks" if c.suspicious else "clicks")] += 1
+            day, shard = c.occurred_at.date(), shards.get(c.visitor_id, 0)
+            counts[(c.store_id, day, shard, "suspicious_clicks" if c.suspicious else "clicks")] += 1
             if not c.suspicious:
                 _saw(visitors, c.store_id, day, c.visitor_id, clicked=True)
 
@@ -326,8 +344,9 @@ class TrafficService:
         session: AsyncSession,
         repo: ReportRepository,
         views: list[PageView],
-        counts: Counter[tuple[str, date, str]],
+        counts: Counts,
         visitors: Visitors,
+        shards: Shards,
     ) -> None:
         fresh = await repo.fresh_views(views)
         if not fresh:
@@ -335,12 +354,12 @@ class TrafficService:
         last_clicks = await repo.last_clicks(fresh)
         programs = await self.programs.histories(session, {v.store_id for v in fresh})
         for v, click in zip(fresh, last_clicks, strict=True):
-            day = v.occurred_at.date()
-            counts[(v.store_id, day, "page_views")] += 1
+            day, shard = v.occurred_at.date(), shards.get(v.visitor_id, 0)
+            counts[(v.store_id, day, shard, "page_views")] += 1
             days = programs[v.store_id].state_at(v.occurred_at).window_days
             window = timedelta(days=days or self.default_window_days)
             if is_affiliate_view(click, v.occurred_at, window):
-                counts[(v.store_id, day, "affiliate_page_views")] += 1
+                counts[(v.store_id, day, shard, "affiliate_page_views")] += 1
             _saw(visitors, v.store_id, day, v.visitor_id, viewed=True)
 
     async def _catalog_rows(

@@ -46,6 +46,10 @@ def visitor_days(store: str) -> VisitorDays:
     return out
 
 
+#: each visitor's partition: a day's sketch is the union of its shards' rows
+SHARDS = {f"v{v}": v % 12 for v in range(15_000)}
+
+
 def exact(rows: VisitorDays, first: date, last: date) -> tuple[int, int]:
     """Distinct (affiliate, store) visitors over ``first`` .. ``last``, counted here."""
     inside = [(v, c) for (_, d, v), (c, _) in rows.items() if first <= d <= last]
@@ -67,7 +71,7 @@ async def test_multi_day_visitors_are_within_the_stated_bound_and_a_single_day_i
     async with db(settings) as sessions:
         for batch in [*batches, batches[0]]:  # the last one replayed: changes nothing
             async with sessions() as session, session.begin():
-                await ReportRepository(session).add_visitors(batch)
+                await ReportRepository(session).add_visitors(batch, SHARDS)
         async with sessions() as session:
             repo = ReportRepository(session)
             last = FIRST + timedelta(days=DAYS - 1)
