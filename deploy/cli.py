@@ -216,20 +216,22 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 
 def _compact(settings: Settings) -> int:
     import asyncio
-    from datetime import UTC, datetime
 
-    from services.commission.orders.verify import compact
+    from services.commission.orders.compaction import RollupCompactor
     from shared.db import make_engine, make_sessions
 
-    async def run() -> int:
+    async def run() -> int | None:
         engine = make_engine(settings.database_url, pool_size=1)
         try:
-            async with make_sessions(engine)() as session, session.begin():
-                return await compact(session, datetime.now(UTC).date())
+            return await RollupCompactor(make_sessions(engine)).run_once()
         finally:
             await engine.dispose()
 
-    print(f"rollup rows folded away: {asyncio.run(run())}")
+    removed = asyncio.run(run())
+    if removed is None:
+        print("another process is compacting the rollups now (its lock is held): nothing done")
+        return 1
+    print(f"rollup rows folded away: {removed}")
     return 0
 
 

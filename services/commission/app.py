@@ -28,6 +28,7 @@ from services.commission.core.errors import ProgramError
 from services.commission.core.webhooks import Limits
 from services.commission.finance.endpoints import router as finance_router
 from services.commission.finance.service import FinanceService
+from services.commission.orders.compaction import RollupCompactor
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
@@ -47,6 +48,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
+from shared.periodic import Periodic
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -176,7 +178,21 @@ async def start_consumers(
         interval_s=3600,
     )
 
+    # the rollups' rows appended since the last round folded: what keeps settlements and
+    # statements reading a row per key (one replica at a time; safe beside the consumers)
+    compaction: Periodic | None = None
+    if settings.rollup_compact_interval_s > 0:
+        compactor = RollupCompactor(sessions)
+        compaction = Periodic(
+            "rollup-compaction",
+            lambda: compactor.run_once(lambda: compaction is not None and compaction.stopping),
+            interval_s=settings.rollup_compact_interval_s,
+        )
+        tasks.start_periodic(compaction)
+
     async def stop() -> None:
+        if compaction is not None:
+            await tasks.stop("rollup-compaction")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)
