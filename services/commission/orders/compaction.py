@@ -5,7 +5,8 @@ Their triggers append a row per key and writing statement (no row is updated by 
 of a store: issue 20), so a key's rows grow with the batches that touched it until they are
 folded. The commission service folds them every ``ALLIANCE_ROLLUP_COMPACT_INTERVAL_S``: the
 rows of the keys that have a fresh (not yet folded) row, found through a partial index of the
-fresh rows, in batches of a transaction each. Contract:
+fresh rows, in batches of a transaction each, in key order (a batch seeks past the keys the
+run folded, never re-reading their dead index entries). Contract:
 
 - sums unchanged in every snapshot, beside any number of writers (see
   :meth:`~services.commission.orders.repository.LedgerRepository.fold_rollup`);
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 #: the advisory lock every replica's compaction takes (namespace, key)
 LOCK = ("rollup-compaction", "all")
 #: keys folded per transaction
-BATCH = 2000
+BATCH = 5000
 
 
 def _never() -> bool:
@@ -52,12 +53,13 @@ class RollupCompactor:
         holds the compaction's lock (it folds them)."""
         began, removed = time.monotonic(), 0
         for rollup in ROLLUPS:
-            keys = self.batch
+            keys, last = self.batch, None
             while keys == self.batch and not stopping():
                 async with self.sessions() as session, session.begin():
                     if not await try_lock_key(session, *LOCK):
                         return None
-                    keys, n = await LedgerRepository(session).fold_rollup(rollup, self.batch)
+                    repo = LedgerRepository(session)
+                    keys, n, last = await repo.fold_rollup(rollup, self.batch, last)
                 removed += n
         if removed:
             log.info(

@@ -606,20 +606,34 @@ class Rollup:
     rest: tuple[str, ...]
     sums: tuple[str, ...]
 
-    def fold_sql(self) -> str:
-        """One batch: up to ``:batch`` keys that have a fresh row; every row of those keys
-        deleted (those in this statement's snapshot only) and their sums inserted as one
-        folded row per group (none for a group summing to nothing). Returns (keys, rows
-        deleted, rows inserted)."""
+    def fold_sql(self, after: bool) -> str:
+        """One batch: up to ``:batch`` keys that have a fresh row (after the key ``:k0``,
+        ``:k1``… when ``after``: a run goes through the keys in order, never re-reading the
+        ones it folded); every row of those keys deleted (those in this statement's snapshot
+        only) and their sums inserted as one folded row per group (none for a group summing
+        to nothing). Returns (keys, rows deleted, rows inserted, the last key's columns)."""
         key, group = ", ".join(self.key), ", ".join((*self.key, *self.rest))
         join = " AND ".join(f"r.{c} = k.{c}" for c in self.key)
         nonzero = " OR ".join(f"sum({c}) <> 0" for c in self.sums)
+        since = ""
+        if after:
+            since = f"AND ({key}) > ({', '.join(f':k{n}' for n in range(len(self.key)))})"
+        last = ", ".join(f"{c} DESC" for c in self.key)
         return f"""
 WITH keys AS MATERIALIZED (
-    SELECT DISTINCT {key} FROM commission.{self.table} WHERE NOT folded
+    SELECT DISTINCT {key} FROM commission.{self.table} WHERE NOT folded {since}
     ORDER BY {key} LIMIT :batch
 ), gone AS (
-    DELETE FROM commission.{self.table} AS r USING keys AS k WHERE {join} RETURNING r.*
+    -- by row address, each key's rows found through the key's index (a join of the keys
+    -- with the table was planned as a scan of the whole table per batch; OFFSET 0 keeps
+    -- the lateral subquery a per-key index scan)
+    DELETE FROM commission.{self.table} AS r WHERE r.ctid = ANY(ARRAY(
+        SELECT x.ctid FROM keys AS k
+        CROSS JOIN LATERAL (
+            SELECT r.ctid FROM commission.{self.table} AS r WHERE {join} OFFSET 0
+        ) AS x
+    ))
+    RETURNING r.*
 ), folded AS (
     INSERT INTO commission.{self.table} ({group}, {", ".join(self.sums)}, folded)
     SELECT {group}, {", ".join(f"sum({c})" for c in self.sums)}, true
@@ -628,7 +642,10 @@ WITH keys AS MATERIALIZED (
     HAVING {nonzero}
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM gone), (SELECT count(*) FROM folded),
+    last.*
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT {key} FROM keys ORDER BY {last} LIMIT 1) AS last ON true
 """
 
 
@@ -771,16 +788,20 @@ class LedgerRepository:
         ]
         return out
 
-    async def fold_rollup(self, rollup: Rollup, batch: int) -> tuple[int, int]:
-        """Fold the rows of up to ``batch`` keys of ``rollup`` that have a fresh row into one
-        folded row per group; returns (keys folded, rows removed). Safe beside writers and
-        beside another fold: only rows in this statement's snapshot are deleted (a row a
-        concurrent fold deleted first is skipped), and their sums are inserted in the same
-        statement, so every snapshot sums to the same. Idempotent: a key with no fresh row is
-        never read."""
-        result = await self.session.execute(text(rollup.fold_sql()), {"batch": batch})
-        keys, deleted, inserted = result.one()
-        return int(keys), int(deleted) - int(inserted)
+    async def fold_rollup(
+        self, rollup: Rollup, batch: int, after: tuple[Any, ...] | None = None
+    ) -> tuple[int, int, tuple[Any, ...] | None]:
+        """Fold the rows of up to ``batch`` keys of ``rollup`` that have a fresh row (those
+        after the key ``after``, in key order) into one folded row per group; returns (keys
+        folded, rows removed, the last key folded). Safe beside writers and beside another
+        fold: only rows in this statement's snapshot are deleted (a row a concurrent fold
+        deleted first is skipped), and their sums are inserted in the same statement, so
+        every snapshot sums to the same. Idempotent: a key with no fresh row is never read."""
+        params: dict[str, Any] = {"batch": batch}
+        params |= {f"k{n}": v for n, v in enumerate(after or ())}
+        result = await self.session.execute(text(rollup.fold_sql(after is not None)), params)
+        keys, deleted, inserted, *last = result.one()
+        return int(keys), int(deleted) - int(inserted), tuple(last) if keys else None
 
     async def fresh_rollup_rows(self) -> int:
         """How many rollup rows no compaction has folded yet (the partial indexes' rows)."""
