@@ -34,7 +34,7 @@ down: install
 	-$(BIN)/alliance services stop
 	$(BIN)/alliance stack down
 
-## images: the three images (alliance, alliance-kafka, alliance-postgres) on debian:bookworm-slim
+## images: alliance, alliance-kafka, alliance-postgres on debian:bookworm-slim (PostgreSQL 15 and postgresql-15-hll from Debian), and the Helm chart's alliance-cnpg-postgres (CloudNativePG's image with postgresql-15-hll) when its base is present or pullable
 images: install
 	deploy/docker/ensure-docker.sh
 	deploy/docker/build.sh
