@@ -132,6 +132,28 @@ class Modules:
         )
 
 
+#: the background task of the rollups' compaction
+COMPACTION = "rollup-compaction"
+
+
+def schedule_compaction(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tasks: BackgroundTasks
+) -> Periodic | None:
+    """Fold the settlement and statement rollups' fresh rows every
+    ``ALLIANCE_ROLLUP_COMPACT_INTERVAL_S`` as task :data:`COMPACTION` (none when 0): what keeps
+    settlements and statements reading about a row per key without an operator. One replica
+    at a time, safe beside the consumers (``orders/compaction.py``)."""
+    if settings.rollup_compact_interval_s <= 0:
+        return None
+    compactor = RollupCompactor(sessions)
+    compaction = Periodic(
+        COMPACTION,
+        lambda: compactor.run_once(lambda: compaction.stopping),
+        interval_s=settings.rollup_compact_interval_s,
+    )
+    return tasks.start_periodic(compaction)
+
+
 async def start_consumers(
     app: FastAPI,
     settings: Settings,
@@ -178,21 +200,10 @@ async def start_consumers(
         interval_s=3600,
     )
 
-    # the rollups' rows appended since the last round folded: what keeps settlements and
-    # statements reading a row per key (one replica at a time; safe beside the consumers)
-    compaction: Periodic | None = None
-    if settings.rollup_compact_interval_s > 0:
-        compactor = RollupCompactor(sessions)
-        compaction = Periodic(
-            "rollup-compaction",
-            lambda: compactor.run_once(lambda: compaction is not None and compaction.stopping),
-            interval_s=settings.rollup_compact_interval_s,
-        )
-        tasks.start_periodic(compaction)
+    schedule_compaction(settings, sessions, tasks)
 
     async def stop() -> None:
-        if compaction is not None:
-            await tasks.stop("rollup-compaction")
+        await tasks.stop(COMPACTION)
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

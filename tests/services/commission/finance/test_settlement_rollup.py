@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.migrations import upgrade
 from deploy.stack import orchestrate, postgres
+from services.commission.app import COMPACTION, schedule_compaction
 from services.commission.core.commission import OrderStatus, Placement
 from services.commission.core.ledger import (
     LedgerTxn,
@@ -38,6 +39,7 @@ from services.commission.orders.repository import ROLLUPS, LedgerRepository, Ord
 from services.commission.orders.verify import verify
 from shared.config import Settings
 from shared.db import make_engine, make_sessions, try_lock_key
+from shared.service_runtime import BackgroundTasks
 
 #: the settlement as it was computed before the rollup: a scan of the range's orders (the
 #: reference the rollup must equal)
@@ -383,6 +385,40 @@ class TestCompaction:
                 assert (await verify(session)).rollups_stale == []
                 assert await _settlements_agree(session, random.Random(10), ns) > 0
                 await _statements_agree(session, ns)
+
+    async def test_the_service_schedules_the_compaction_and_it_folds_without_an_operator(
+        self, database_url: str
+    ) -> None:
+        rng, ns = random.Random(12), f"r{uuid.uuid4().hex[:6]}"
+        settings = Settings(database_url=database_url, rollup_compact_interval_s=0.2)
+        assert (
+            schedule_compaction(
+                settings.model_copy(update={"rollup_compact_interval_s": 0}),
+                async_sessionmaker(),
+                BackgroundTasks(),
+            )
+            is None
+        )  # off
+        tasks = BackgroundTasks()
+        async with _sessions(database_url) as sessions:
+            assert schedule_compaction(settings, sessions, tasks) is not None
+            try:
+                for _ in range(2):  # written while it runs, as by the consumer
+                    async with sessions() as session, session.begin():
+                        await _history(session, rng, ns)
+                        await _postings(session, rng, ns)
+                for _ in range(300):
+                    async with sessions() as session:
+                        state = await _rollup_state(session, ns)
+                    if all(fresh == 0 for _, fresh, *_ in state.values()):
+                        break
+                    await asyncio.sleep(0.1)
+                assert all(fresh == 0 for _, fresh, *_ in state.values()), state
+            finally:
+                await tasks.stop(COMPACTION)
+            async with sessions() as session, session.begin():
+                assert (await verify(session)).rollups_stale == []
+                assert await _settlements_agree(session, random.Random(13), ns) > 0
 
     async def test_a_replica_finding_the_lock_held_leaves_the_round_to_its_holder(
         self, database_url: str
