@@ -87,7 +87,7 @@ bench-attribution: install
 bench-commission: install
 	$(BIN)/python -m bench.commission.run
 
-## bench-settlement: settlement latency over a seeded ledger of 10M postings, and settlement and statement latency of one store with 1,000,000 orders in a month
+## bench-settlement: settlement latency over a seeded ledger of 10M postings, and settlement (whole days, partial days) and statement latency of one store with 1,000,000 orders in a month, in the state the commission service's scheduled compaction leaves
 bench-settlement: install
 	$(BIN)/python -m bench.commission.settlement
 
