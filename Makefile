@@ -34,7 +34,7 @@ down: install
 	-$(BIN)/alliance services stop
 	$(BIN)/alliance stack down
 
-## images: the three images (alliance, alliance-kafka, alliance-postgres) on debian:bookworm-slim
+## images: alliance, alliance-kafka, alliance-postgres on debian:bookworm-slim (PostgreSQL 15 and postgresql-15-hll from Debian), and the Helm chart's alliance-cnpg-postgres (CloudNativePG's image with postgresql-15-hll) when its base is present or pullable
 images: install
 	deploy/docker/ensure-docker.sh
 	deploy/docker/build.sh
@@ -87,7 +87,7 @@ bench-attribution: install
 bench-commission: install
 	$(BIN)/python -m bench.commission.run
 
-## bench-settlement: settlement latency over a seeded ledger of 10M postings, and settlement and statement latency of one store with 1,000,000 orders in a month
+## bench-settlement: settlement latency over a seeded ledger of 10M postings, and settlement (whole days, partial days) and statement latency of one store with 1,000,000 orders in a month, in the state the commission service's scheduled compaction leaves
 bench-settlement: install
 	$(BIN)/python -m bench.commission.settlement
 

@@ -213,20 +213,19 @@ def _ledger(args: argparse.Namespace, settings: Settings) -> int:
 
 def _compact(settings: Settings) -> int:
     import asyncio
-    from datetime import UTC, datetime
 
-    from services.commission.orders.verify import compact
+    from services.commission.orders.compaction import RollupCompactor
     from shared.db import scratch_sessions
 
-    async def run() -> int:
-        async with (
-            scratch_sessions(settings.database_url) as sessions,
-            sessions() as session,
-            session.begin(),
-        ):
-            return await compact(session, datetime.now(UTC).date())
+    async def run() -> int | None:
+        async with scratch_sessions(settings.database_url) as sessions:
+            return await RollupCompactor(sessions).run_once()
 
-    print(f"rollup rows folded away: {asyncio.run(run())}")
+    removed = asyncio.run(run())
+    if removed is None:
+        print("another process is compacting the rollups now (its lock is held): nothing done")
+        return 1
+    print(f"rollup rows folded away: {removed}")
     return 0
 
 

@@ -270,6 +270,13 @@ class Settings(BaseSettings):
         description="How often the commission service re-ranks the affiliate product channel "
         "(hot products, 90-day affiliate orders); program changes re-rank their store at once",
     )
+    rollup_compact_interval_s: float = Field(
+        60,
+        ge=0,
+        description="How often the commission service folds the settlement and statement "
+        "rollups' fresh rows (one replica at a time; 0: never, leave it to "
+        "`alliance ledger compact`)",
+    )
     attribution_grace_s: int = Field(
         600,
         description="How long (wall time) after its first decision an order's attribution "

@@ -176,6 +176,16 @@ async def lock_keys(
         )
 
 
+async def try_lock_key(session: AsyncSession, namespace: str, key: str) -> bool:
+    """Take the transaction-scoped advisory lock of (namespace, key) if no one holds it;
+    returns whether it is now held (until commit or rollback). Never waits: what one holder
+    at a time should do (e.g. one replica's periodic maintenance) is skipped by the others."""
+    result = await session.execute(
+        text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": lock_key(namespace, key)}
+    )
+    return bool(result.scalar_one())
+
+
 def like_pattern(text: str) -> str:
     """A case-insensitive ``LIKE`` pattern finding ``text`` anywhere (compare it with
     ``lower(column)``); the wildcards ``%`` and ``_`` in ``text`` match only themselves."""

@@ -30,6 +30,7 @@ from services.commission.core.errors import ProgramError
 from services.commission.core.webhooks import Limits
 from services.commission.finance.endpoints import router as finance_router
 from services.commission.finance.service import FinanceService
+from services.commission.orders.compaction import RollupCompactor
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
@@ -50,6 +51,7 @@ from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.metrics import COMMITTED, LEDGER_POSTINGS, Metric, ServiceMetrics
 from shared.outbox import service_relay
+from shared.periodic import Periodic
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -133,6 +135,28 @@ class Modules:
         )
 
 
+#: the background task of the rollups' compaction
+COMPACTION = "rollup-compaction"
+
+
+def schedule_compaction(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], tasks: BackgroundTasks
+) -> Periodic | None:
+    """Fold the settlement and statement rollups' fresh rows every
+    ``ALLIANCE_ROLLUP_COMPACT_INTERVAL_S`` as task :data:`COMPACTION` (none when 0): what keeps
+    settlements and statements reading about a row per key without an operator. One replica
+    at a time, safe beside the consumers (``orders/compaction.py``)."""
+    if settings.rollup_compact_interval_s <= 0:
+        return None
+    compactor = RollupCompactor(sessions)
+    compaction = Periodic(
+        COMPACTION,
+        lambda: compactor.run_once(lambda: compaction.stopping),
+        interval_s=settings.rollup_compact_interval_s,
+    )
+    return tasks.start_periodic(compaction)
+
+
 async def start_consumers(
     app: FastAPI,
     settings: Settings,
@@ -181,8 +205,11 @@ async def start_consumers(
     # the closed days' traffic rows and sketches, one per partition, folded into one (hourly)
     tasks.every("traffic-fold", lambda: traffic.fold_shards(sessions, clock.now()), interval_s=3600)
 
+    schedule_compaction(settings, sessions, tasks)
+
     async def stop() -> None:
         await tasks.stop("traffic-fold")
+        await tasks.stop(COMPACTION)
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

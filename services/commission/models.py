@@ -161,7 +161,11 @@ ledger_postings = Table(
 #: statement on ``orders`` (a trigger writes them in that statement: migration a20d1c5e7f31).
 #: ``done``: chargeable orders completed that day (``status_at``); else chargeable orders placed
 #: that day (``placed_at``) and still open. A key's value is the sum of its rows
-#: (``alliance ledger compact`` folds them into one).
+#: (the commission service's scheduled compaction, or ``alliance ledger compact``, folds them
+#: into one: ``folded``; a trigger's rows are fresh until then).
+#: the rollup rows a compaction has not folded yet (a partial index of each rollup)
+_FRESH = text("NOT folded")
+
 settlement_days = Table(
     "settlement_days",
     metadata,
@@ -174,12 +178,48 @@ settlement_days = Table(
     Column("sales_minor", MinorSum, nullable=False),
     Column("commission_minor", MinorSum, nullable=False),
     Column("reversed_minor", MinorSum, nullable=False),
+    Column("folded", Boolean, nullable=False, server_default=text("false")),
     CheckConstraint("subject IN ('store', 'affiliate')", name="subject"),
+    Index("ix_settlement_days_fresh", "subject", "subject_id", "day", postgresql_where=_FRESH),
     Index(
         "ix_settlement_days_subject_day",
         "subject",
         "subject_id",
         "day",
+        postgresql_include=[
+            "currency",
+            "done",
+            "orders",
+            "sales_minor",
+            "commission_minor",
+            "reversed_minor",
+        ],
+    ),
+)
+
+#: The same deltas as ``settlement_days`` per UTC hour (``hour``: its first instant): what a
+#: settlement reads for the whole hours of a partial day at its range's edges (migration
+#: e3b8c6d1f047; the same trigger statement writes both).
+settlement_hours = Table(
+    "settlement_hours",
+    metadata,
+    Column("subject", String(16), nullable=False),  # store | affiliate
+    Column("subject_id", String(128), nullable=False),
+    Column("currency", String(3)),
+    Column("hour", DateTime(timezone=True), nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("orders", BigInteger, nullable=False),
+    Column("sales_minor", MinorSum, nullable=False),
+    Column("commission_minor", MinorSum, nullable=False),
+    Column("reversed_minor", MinorSum, nullable=False),
+    Column("folded", Boolean, nullable=False, server_default=text("false")),
+    CheckConstraint("subject IN ('store', 'affiliate')", name="subject"),
+    Index("ix_settlement_hours_fresh", "subject", "subject_id", "hour", postgresql_where=_FRESH),
+    Index(
+        "ix_settlement_hours_subject_hour",
+        "subject",
+        "subject_id",
+        "hour",
         postgresql_include=[
             "currency",
             "done",
@@ -203,6 +243,8 @@ statement_days = Table(
     Column("day", Date, nullable=False),
     Column("postings", BigInteger, nullable=False),
     Column("amount_minor", MinorSum, nullable=False),
+    Column("folded", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_statement_days_fresh", "account", "day", postgresql_where=_FRESH),
     Index(
         "ix_statement_days_account_day",
         "account",

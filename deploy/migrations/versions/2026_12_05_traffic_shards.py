@@ -13,7 +13,7 @@ the sketches of a range's rows; the rows held so far become shard 0. A closed da
 folded into its shard 0 hourly by the commission service (a partial index finds the unfolded).
 
 Revision ID: 7c4d2e9b1f36
-Revises: b5e9d3f71c28
+Revises: e4a7c2b9d61f
 Create Date: 2026-12-05 12:30:00
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "7c4d2e9b1f36"
-down_revision: str | None = "b5e9d3f71c28"
+down_revision: str | None = "e4a7c2b9d61f"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

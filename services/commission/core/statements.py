@@ -46,46 +46,79 @@ def whole_days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return (lo, hi) if lo < hi else (end, end)
 
 
-#: a partial day longer than this is read as its whole day less the rest of it
-HALF_DAY = timedelta(hours=12)
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+#: a piece of an hour longer than this is read as its whole hour less the rest of it
+HALF_HOUR = timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True)
 class Spans:
-    """How a per-day rollup answers ``[start, end)``: the sum of its days ``[first, last)``
-    plus, for each ``(a, b, sign)`` of ``scans``, ``sign`` times what the rows themselves sum
-    over ``[a, b)``. No scan is longer than half a day, so none reads more than half a day's
-    rows, however many the range holds."""
+    """How the per-day and per-hour rollups answer ``[start, end)``: the sum of the day
+    rollup's days ``[first, last)``, plus the hour rollup's hours in each ``[a, b)`` of
+    ``hours``, plus, for each ``(a, b, sign)`` of ``scans``, ``sign`` times what the rows
+    themselves sum over ``[a, b)``. No scan is longer than half an hour and there are at most
+    four, so a range reads at most two hours of rows (at its two edges), whatever the
+    subject's order count; the rollups' rows read are at most days × keys plus 48 hours ×
+    keys."""
 
     first: date
     last: date
+    hours: tuple[tuple[datetime, datetime], ...]
     scans: tuple[tuple[datetime, datetime, int], ...]
+
+
+def _floor(t: datetime, unit: timedelta) -> datetime:
+    if unit == DAY:
+        return datetime.combine(t.date(), time(), UTC)
+    return t.replace(minute=0, second=0, microsecond=0)
+
+
+def _cover(
+    a: datetime, b: datetime, unit: timedelta
+) -> tuple[tuple[datetime, datetime] | None, list[tuple[datetime, datetime]]]:
+    """The whole units inside ``[a, b)`` (None when there is none) and the rest of it, each
+    piece of the rest inside one unit."""
+    lo = _floor(a, unit)
+    lo = lo if lo == a else lo + unit
+    hi = _floor(b, unit)
+    if lo < hi:
+        return (lo, hi), [(x, y) for x, y in ((a, lo), (hi, b)) if x < y]
+    mid = _floor(b, unit)
+    return None, [(x, y) for x, y in ((a, mid), (mid, b)) if x < y] if a < mid else [(a, b)]
+
+
+def _merged(ranges: list[tuple[datetime, datetime]]) -> tuple[tuple[datetime, datetime], ...]:
+    out: list[tuple[datetime, datetime]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return tuple(out)
 
 
 def spans(start: datetime, end: datetime) -> Spans:
     """The :class:`Spans` of ``[start, end)`` (``start < end``): its whole UTC days from the
-    rollup; a partial day of at most half a day read as it is, a longer one as its whole day
-    from the rollup less the rest of it read from the rows."""
-    lo, hi = whole_days(start, end)
+    day rollup; the whole hours of the partial days at its edges from the hour rollup; a
+    piece of an hour of at most half an hour read from the rows as it is, a longer one as its
+    whole hour from the hour rollup less the rest of it read from the rows."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    if lo == hi:  # no whole day: the range's part in each day it touches
-        midnight = datetime.combine(end.date(), time(), UTC)
-        pieces = [(start, midnight), (midnight, end)] if start < midnight else [(start, end)]
-        lo = hi = midnight
-    else:
-        pieces = [(start, lo), (hi, end)]
-    first, last = lo.date(), hi.date()
+    days, pieces = _cover(start, end, DAY)
+    first, last = (days[0].date(), days[1].date()) if days else (end.date(), end.date())
+    hours: list[tuple[datetime, datetime]] = []
     scans: list[tuple[datetime, datetime, int]] = []
     for a, b in pieces:
-        if a >= b:
-            continue
-        if b - a <= HALF_DAY:
-            scans.append((a, b, 1))
-            continue
-        day = datetime.combine(a.date(), time(), UTC)
-        first, last = min(first, day.date()), max(last, day.date() + timedelta(days=1))
-        scans += [(x, y, -1) for x, y in ((day, a), (b, day + timedelta(days=1))) if x < y]
-    return Spans(first, last, tuple(scans))
+        whole, rest = _cover(a, b, HOUR)
+        if whole:
+            hours.append(whole)
+        for x, y in rest:
+            if y - x <= HALF_HOUR:
+                scans.append((x, y, 1))
+                continue
+            hour = _floor(x, HOUR)
+            hours.append((hour, hour + HOUR))
+            scans += [(p, q, -1) for p, q in ((hour, x), (y, hour + HOUR)) if p < q]
+    return Spans(first, last, _merged(hours), tuple(scans))
 
 
 @dataclass(frozen=True, slots=True)

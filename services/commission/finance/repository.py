@@ -51,10 +51,13 @@ class FinanceRepository:
     ) -> list[Any]:
         """Per currency: the chargeable orders completed in [start, end) (sales, count,
         commission, reversed) and those placed in it and still open (count, estimated). The
-        whole UTC days of the range from the per-day rollup (``settlement_days``: days ×
-        currencies rows, whatever the order count), the partial days at its edges from the
-        orders, each at most half a day (a longer one is its whole day from the rollup less
-        the rest of the day from the orders: ``core.statements.spans``)."""
+        whole UTC days of the range from the per-day rollup (``settlement_days``), the whole
+        hours of the partial days at its edges from the per-hour rollup
+        (``settlement_hours``), and only what is left of an hour from the orders, each piece
+        at most half an hour (a longer one is its whole hour less the rest of the hour read
+        from the orders: ``core.statements.spans``). Rows read: days and hours × currencies
+        of the rollups, at most two hours of the subject's orders, whatever its order
+        count."""
         subject = "store" if store_id is not None else "affiliate"
         value = store_id if store_id is not None else affiliate_id
         who = f"{subject}_id"
@@ -74,6 +77,16 @@ class FinanceRepository:
               AND day >= :first AND day < :last
             """
         ]
+        for n, (a, b) in enumerate(plan.hours):
+            params[f"ha{n}"], params[f"hb{n}"] = a, b
+            parts.append(
+                f"""
+                SELECT currency, done, orders, sales_minor, commission_minor, reversed_minor
+                FROM commission.settlement_hours
+                WHERE subject = :subject AND subject_id = :who
+                  AND hour >= :ha{n} AND hour < :hb{n}
+                """
+            )
         for n, (a, b, sign) in enumerate(plan.scans):
             params[f"a{n}"], params[f"b{n}"] = a, b
             for status, at, done in _SETTLING:

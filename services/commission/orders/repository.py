@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -530,13 +531,16 @@ class OrderRepository:
         return [(r[0], r[1]) for r in rows]
 
 
-#: what each order contributes to a settlement (``settlement_days``): chargeable orders,
-#: completed (on the day of ``status_at``) or still placed (on the day of ``placed_at``), to
-#: their store's and their affiliate's keys. The migration's trigger writes the same.
+#: what each order contributes to a settlement (``settlement_days``, ``settlement_hours``):
+#: chargeable orders, completed (on the day and hour of ``status_at``) or still placed (of
+#: ``placed_at``), to their store's and their affiliate's keys. The migrations' trigger writes
+#: the same.
 _SETTLEMENT_CONTRIBUTIONS = """
     SELECT s.subject, s.subject_id, o.currency, o.status = 'completed' AS done,
         (CASE WHEN o.status = 'completed' THEN o.status_at ELSE o.placed_at END
             AT TIME ZONE 'UTC')::date AS day,
+        date_trunc('hour', CASE WHEN o.status = 'completed' THEN o.status_at ELSE o.placed_at END,
+            'UTC') AS hour,
         1 AS orders, coalesce(o.sales_minor, 0) AS sales,
         coalesce(o.commission_minor, 0) AS commission,
         coalesce(o.reversed_minor, 0) AS reversed
@@ -577,35 +581,91 @@ GROUP BY account, currency, kind, day
 HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
 ORDER BY account, currency, kind, day
 """
-_COMPACT_SETTLEMENT_DAYS = """
-WITH gone AS (
-    DELETE FROM commission.settlement_days WHERE day < :before RETURNING *
+_STALE_SETTLEMENT_HOURS = f"""
+SELECT subject, subject_id, currency, hour, done
+FROM (
+    SELECT subject, subject_id, currency, done, hour, orders, sales, commission, reversed
+    FROM ({_SETTLEMENT_CONTRIBUTIONS}) AS want
+    UNION ALL
+    SELECT subject, subject_id, currency, done, hour, -orders, -sales_minor, -commission_minor,
+        -reversed_minor
+    FROM commission.settlement_hours
+) AS diff
+GROUP BY subject, subject_id, currency, hour, done
+HAVING sum(orders) <> 0 OR sum(sales) <> 0 OR sum(commission) <> 0 OR sum(reversed) <> 0
+ORDER BY subject, subject_id, currency, hour, done
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A rollup table as the compaction sees it: the columns a fold groups by (its ``key``,
+    which the fresh rows' partial index holds, then the rest) and the columns it sums."""
+
+    table: str
+    key: tuple[str, ...]
+    rest: tuple[str, ...]
+    sums: tuple[str, ...]
+
+    def fold_sql(self, after: bool) -> str:
+        """One batch: up to ``:batch`` keys that have a fresh row (after the key ``:k0``,
+        ``:k1``… when ``after``: a run goes through the keys in order, never re-reading the
+        ones it folded); every row of those keys deleted (those in this statement's snapshot
+        only) and their sums inserted as one folded row per group (none for a group summing
+        to nothing). Returns (keys, rows deleted, rows inserted, the last key's columns)."""
+        key, group = ", ".join(self.key), ", ".join((*self.key, *self.rest))
+        join = " AND ".join(f"r.{c} = k.{c}" for c in self.key)
+        nonzero = " OR ".join(f"sum({c}) <> 0" for c in self.sums)
+        since = ""
+        if after:
+            since = f"AND ({key}) > ({', '.join(f':k{n}' for n in range(len(self.key)))})"
+        last = ", ".join(f"{c} DESC" for c in self.key)
+        return f"""
+WITH keys AS MATERIALIZED (
+    SELECT DISTINCT {key} FROM commission.{self.table} WHERE NOT folded {since}
+    ORDER BY {key} LIMIT :batch
+), gone AS (
+    -- by row address, each key's rows found through the key's index (a join of the keys
+    -- with the table was planned as a scan of the whole table per batch; OFFSET 0 keeps
+    -- the lateral subquery a per-key index scan)
+    DELETE FROM commission.{self.table} AS r WHERE r.ctid = ANY(ARRAY(
+        SELECT x.ctid FROM keys AS k
+        CROSS JOIN LATERAL (
+            SELECT r.ctid FROM commission.{self.table} AS r WHERE {join} OFFSET 0
+        ) AS x
+    ))
+    RETURNING r.*
 ), folded AS (
-    INSERT INTO commission.settlement_days (subject, subject_id, currency, day, done, orders,
-        sales_minor, commission_minor, reversed_minor)
-    SELECT subject, subject_id, currency, day, done, sum(orders), sum(sales_minor),
-        sum(commission_minor), sum(reversed_minor)
+    INSERT INTO commission.{self.table} ({group}, {", ".join(self.sums)}, folded)
+    SELECT {group}, {", ".join(f"sum({c})" for c in self.sums)}, true
     FROM gone
-    GROUP BY subject, subject_id, currency, day, done
-    HAVING sum(orders) <> 0 OR sum(sales_minor) <> 0 OR sum(commission_minor) <> 0
-        OR sum(reversed_minor) <> 0
+    GROUP BY {group}
+    HAVING {nonzero}
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
+SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM gone), (SELECT count(*) FROM folded),
+    last.*
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (SELECT {key} FROM keys ORDER BY {last} LIMIT 1) AS last ON true
 """
-_COMPACT_STATEMENT_DAYS = """
-WITH gone AS (
-    DELETE FROM commission.statement_days WHERE day < :before RETURNING *
-), folded AS (
-    INSERT INTO commission.statement_days (account, currency, kind, day, postings, amount_minor)
-    SELECT account, currency, kind, day, sum(postings), sum(amount_minor)
-    FROM gone
-    GROUP BY account, currency, kind, day
-    HAVING sum(postings) <> 0 OR sum(amount_minor) <> 0
-    RETURNING 1
+
+
+_SETTLEMENT_SUMS = ("orders", "sales_minor", "commission_minor", "reversed_minor")
+#: the rollups a compaction folds
+ROLLUPS = (
+    Rollup(
+        "settlement_days", ("subject", "subject_id", "day"), ("currency", "done"), _SETTLEMENT_SUMS
+    ),
+    Rollup(
+        "settlement_hours",
+        ("subject", "subject_id", "hour"),
+        ("currency", "done"),
+        _SETTLEMENT_SUMS,
+    ),
+    Rollup(
+        "statement_days", ("account", "day"), ("currency", "kind"), ("postings", "amount_minor")
+    ),
 )
-SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM folded)
-"""
 
 
 class LedgerRepository:
@@ -713,7 +773,8 @@ class LedgerRepository:
         return list(rows)
 
     async def stale_rollups(self) -> list[str]:
-        """The keys of the per-day rollups (``settlement_days``, ``statement_days``) whose sum
+        """The keys of the rollups (``settlement_days``, ``settlement_hours``,
+        ``statement_days``) whose sum
         is not what the orders and the postings sum to now (full scans: the ledger's check)."""
         rows = await self.session.execute(text(_STALE_SETTLEMENT_DAYS))
         out = [
@@ -723,15 +784,32 @@ class LedgerRepository:
         ]
         rows = await self.session.execute(text(_STALE_STATEMENT_DAYS))
         out += [f"statement_days {r.account} {r.currency} {r.kind} {r.day}" for r in rows]
+        rows = await self.session.execute(text(_STALE_SETTLEMENT_HOURS))
+        out += [
+            f"settlement_hours {r.subject}:{r.subject_id} {r.currency} {r.hour.isoformat()} "
+            f"{'done' if r.done else 'open'}"
+            for r in rows
+        ]
         return out
 
-    async def compact_rollups(self, before: date) -> int:
-        """Fold each key's rows of the days before ``before`` into one (a key that sums to
-        nothing into none); returns the rows removed. Safe beside writers: rows inserted
-        meanwhile are not among those deleted, and the sums are unchanged in every snapshot."""
-        removed = 0
-        for sql in (_COMPACT_SETTLEMENT_DAYS, _COMPACT_STATEMENT_DAYS):
-            result = await self.session.execute(text(sql), {"before": before})
-            deleted, inserted = result.one()
-            removed += int(deleted) - int(inserted)
-        return removed
+    async def fold_rollup(
+        self, rollup: Rollup, batch: int, after: tuple[Any, ...] | None = None
+    ) -> tuple[int, int, tuple[Any, ...] | None]:
+        """Fold the rows of up to ``batch`` keys of ``rollup`` that have a fresh row (those
+        after the key ``after``, in key order) into one folded row per group; returns (keys
+        folded, rows removed, the last key folded). Safe beside writers and beside another
+        fold: only rows in this statement's snapshot are deleted (a row a concurrent fold
+        deleted first is skipped), and their sums are inserted in the same statement, so
+        every snapshot sums to the same. Idempotent: a key with no fresh row is never read."""
+        params: dict[str, Any] = {"batch": batch}
+        params |= {f"k{n}": v for n, v in enumerate(after or ())}
+        result = await self.session.execute(text(rollup.fold_sql(after is not None)), params)
+        keys, deleted, inserted, *last = result.one()
+        return int(keys), int(deleted) - int(inserted), tuple(last) if keys else None
+
+    async def fresh_rollup_rows(self) -> int:
+        """How many rollup rows no compaction has folded yet (the partial indexes' rows)."""
+        counts = " + ".join(
+            f"(SELECT count(*) FROM commission.{r.table} WHERE NOT folded)" for r in ROLLUPS
+        )
+        return int((await self.session.execute(text(f"SELECT {counts}"))).scalar_one())

@@ -1,5 +1,4 @@
-"""`alliance ledger verify`: the ledger's invariants, checked against the database (and
-`alliance ledger compact`, which folds the per-day rollups' rows).
+"""`alliance ledger verify`: the ledger's invariants, checked against the database.
 
 1. every transaction's postings sum to zero;
 2. each account's balance equals the sum of its postings, and the ledger as a whole sums to
@@ -8,14 +7,13 @@
    to post, so a replay of any topic from any offset cannot add a posting;
 4. every order's stored summary (what settlements sum) is what the pure core computes from
    its facts;
-5. the per-day rollups (``settlement_days``, ``statement_days``) sum, key by key, to what the
-   orders and the store accounts' postings sum to.
+5. the rollups (``settlement_days``, ``settlement_hours``, ``statement_days``) sum, key by
+   key, to what the orders and the store accounts' postings sum to, folded or not.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,9 +77,3 @@ async def verify(
             if stored.get(key) != summary(f, compute_order(f, programs[f.store_id], policy)):
                 out.summaries_stale.append(key)
     return out
-
-
-async def compact(session: AsyncSession, before: date) -> int:
-    """Fold each per-day rollup key's rows of the days before ``before`` into one; returns the
-    rows removed (sums unchanged, safe beside writers)."""
-    return await LedgerRepository(session).compact_rollups(before)

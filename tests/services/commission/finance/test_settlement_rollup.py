@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from deploy.migrations import upgrade
 from deploy.stack import orchestrate, postgres
+from services.commission.app import COMPACTION, schedule_compaction
 from services.commission.core.commission import OrderStatus, Placement
 from services.commission.core.ledger import (
     LedgerTxn,
@@ -31,12 +32,14 @@ from services.commission.core.ledger import (
     affiliate_account,
     store_account,
 )
-from services.commission.core.statements import HALF_DAY, spans, whole_days
+from services.commission.core.statements import HALF_HOUR, HOUR, spans, whole_days
 from services.commission.finance.repository import FinanceRepository
-from services.commission.orders.repository import LedgerRepository, OrderRepository
-from services.commission.orders.verify import compact, verify
+from services.commission.orders.compaction import LOCK, RollupCompactor
+from services.commission.orders.repository import ROLLUPS, LedgerRepository, OrderRepository
+from services.commission.orders.verify import verify
 from shared.config import Settings
-from shared.db import make_engine, make_sessions
+from shared.db import make_engine, make_sessions, try_lock_key
+from shared.service_runtime import BackgroundTasks
 
 #: the settlement as it was computed before the rollup: a scan of the range's orders (the
 #: reference the rollup must equal)
@@ -199,12 +202,17 @@ def _ranges(rng: random.Random) -> list[tuple[datetime, datetime]]:
         a, b = sorted([_at(rng), _at(rng)])
         if a < b:
             out.append((a, b))
-    day, h = DAY0 + timedelta(days=2), timedelta(hours=1)
+    day, h, m = DAY0 + timedelta(days=2), timedelta(hours=1), timedelta(minutes=1)
     out += [
         (day + 3 * h, day + 20 * h),  # in one day, more than half of it
         (day + 3 * h, day + 9 * h),  # in one day, less than half
         (day + 5 * h, day + 44 * h),  # two partial days, no whole one
         (day - 22 * h, day + 47 * h),  # long partial days around a whole one
+        (day + 3 * h + 10 * m, day + 9 * h + 50 * m),  # long pieces of hours at both edges
+        (day + 3 * h + 40 * m, day + 9 * h + 20 * m),  # short pieces of hours at both edges
+        (day + 3 * h + 10 * m, day + 3 * h + 50 * m),  # inside one hour, most of it
+        (day + 3 * h + 10 * m, day + 3 * h + 20 * m),  # inside one hour, a little of it
+        (day - 10 * m, day + 50 * m),  # across midnight, inside two hours
     ]
     return out
 
@@ -287,28 +295,143 @@ class TestRollupEqualsTheScan:
                 assert (await verify(session)).rollups_stale == []
 
 
+#: per rollup: its rows and its sums over the keys of a namespace
+SUMS = {
+    "settlement_days": "sum(orders), sum(sales_minor), sum(commission_minor), "
+    "sum(reversed_minor) FROM commission.settlement_days WHERE subject_id LIKE :ns",
+    "settlement_hours": "sum(orders), sum(sales_minor), sum(commission_minor), "
+    "sum(reversed_minor) FROM commission.settlement_hours WHERE subject_id LIKE :ns",
+    "statement_days": "sum(postings), sum(amount_minor) FROM commission.statement_days "
+    "WHERE account LIKE 'store:' || :ns",
+}
+
+
+async def _rollup_state(session: AsyncSession, ns: str) -> dict[str, tuple[Any, ...]]:
+    """Per rollup: (rows, fresh rows, its sums) of the namespace's keys."""
+    out = {}
+    for table, sums in SUMS.items():
+        row = await session.execute(
+            text(f"SELECT count(*), count(*) FILTER (WHERE NOT folded), {sums}"),
+            {"ns": f"{ns}%"},
+        )
+        out[table] = tuple(row.one())
+    return out
+
+
 @pytest.mark.integration
 class TestCompaction:
     async def test_compacting_folds_rows_and_changes_no_settlement_or_statement(
         self, database_url: str
     ) -> None:
         rng, ns = random.Random(7), f"r{uuid.uuid4().hex[:6]}"
-        count = "SELECT (SELECT count(*) FROM commission.settlement_days) + "
-        count += "(SELECT count(*) FROM commission.statement_days)"
         async with _sessions(database_url) as sessions:
-            async with sessions() as session, session.begin():
-                await _history(session, rng, ns)
-                await _postings(session, rng, ns)
-            async with sessions() as session, session.begin():
-                rows = (await session.execute(text(count))).scalar_one()
-                removed = await compact(session, (DAY0 + timedelta(days=DAYS + 1)).date())
-                assert removed > 0
-                assert (await session.execute(text(count))).scalar_one() == rows - removed
+            for _ in range(3):  # three transactions: keys with several rows each
+                async with sessions() as session, session.begin():
+                    await _history(session, rng, ns)
+                    await _postings(session, rng, ns)
+            async with sessions() as session:
+                before = await _rollup_state(session, ns)
+            assert all(state[1] > 0 for state in before.values())  # fresh rows to fold
+            removed = await RollupCompactor(sessions, batch=7).run_once()
+            assert removed is not None
+            assert removed > 0
+            async with sessions() as session:
+                after = await _rollup_state(session, ns)
+                fresh = await LedgerRepository(session).fresh_rollup_rows()
+            assert fresh == 0
+            for table in SUMS:
+                assert after[table][2:] == before[table][2:], table  # sums unchanged
+                assert after[table][0] < before[table][0], table  # fewer rows
             async with sessions() as session, session.begin():
                 assert await _settlements_agree(session, random.Random(8), ns) > 0
                 await _statements_agree(session, ns)
                 assert (await verify(session)).rollups_stale == []
-                assert await compact(session, (DAY0 + timedelta(days=DAYS + 1)).date()) == 0
+            assert await RollupCompactor(sessions).run_once() == 0  # idempotent
+
+    async def test_compaction_beside_writers_and_another_fold_changes_no_sum(
+        self, database_url: str
+    ) -> None:
+        """Writers append while two replicas' compactors run, and two folds run at once
+        without the lock (what the lock only saves work on): every key still sums to what
+        the orders and postings sum to."""
+        rng, ns = random.Random(9), f"r{uuid.uuid4().hex[:6]}"
+        async with _sessions(database_url) as sessions:
+            writing = True
+
+            async def write() -> None:
+                nonlocal writing
+                try:
+                    for _ in range(6):
+                        async with sessions() as session, session.begin():
+                            await _history(session, rng, ns)
+                            await _postings(session, rng, ns)
+                finally:
+                    writing = False
+
+            async def compact() -> None:
+                compactor = RollupCompactor(sessions, batch=5)
+                while writing:
+                    await compactor.run_once()
+                    await asyncio.sleep(0)
+
+            async def fold_unlocked() -> None:
+                while writing:
+                    for rollup in ROLLUPS:
+                        async with sessions() as session, session.begin():
+                            await LedgerRepository(session).fold_rollup(rollup, 3)
+
+            await asyncio.gather(write(), compact(), compact(), fold_unlocked(), fold_unlocked())
+            async with sessions() as session, session.begin():
+                assert (await verify(session)).rollups_stale == []
+                assert await _settlements_agree(session, random.Random(10), ns) > 0
+                await _statements_agree(session, ns)
+
+    async def test_the_service_schedules_the_compaction_and_it_folds_without_an_operator(
+        self, database_url: str
+    ) -> None:
+        rng, ns = random.Random(12), f"r{uuid.uuid4().hex[:6]}"
+        settings = Settings(database_url=database_url, rollup_compact_interval_s=0.2)
+        assert (
+            schedule_compaction(
+                settings.model_copy(update={"rollup_compact_interval_s": 0}),
+                async_sessionmaker(),
+                BackgroundTasks(),
+            )
+            is None
+        )  # off
+        tasks = BackgroundTasks()
+        async with _sessions(database_url) as sessions:
+            assert schedule_compaction(settings, sessions, tasks) is not None
+            try:
+                for _ in range(2):  # written while it runs, as by the consumer
+                    async with sessions() as session, session.begin():
+                        await _history(session, rng, ns)
+                        await _postings(session, rng, ns)
+                for _ in range(300):
+                    async with sessions() as session:
+                        state = await _rollup_state(session, ns)
+                    if all(fresh == 0 for _, fresh, *_ in state.values()):
+                        break
+                    await asyncio.sleep(0.1)
+                assert all(fresh == 0 for _, fresh, *_ in state.values()), state
+            finally:
+                await tasks.stop(COMPACTION)
+            async with sessions() as session, session.begin():
+                assert (await verify(session)).rollups_stale == []
+                assert await _settlements_agree(session, random.Random(13), ns) > 0
+
+    async def test_a_replica_finding_the_lock_held_leaves_the_round_to_its_holder(
+        self, database_url: str
+    ) -> None:
+        rng, ns = random.Random(11), f"r{uuid.uuid4().hex[:6]}"
+        async with _sessions(database_url) as sessions:
+            async with sessions() as session, session.begin():
+                await _history(session, rng, ns)
+            async with sessions() as holder, holder.begin():
+                assert await try_lock_key(holder, *LOCK)
+                assert await RollupCompactor(sessions).run_once() is None
+                async with sessions() as session:
+                    assert (await _rollup_state(session, ns))["settlement_days"][1] > 0
 
 
 @pytest.mark.integration
@@ -371,18 +494,24 @@ class TestDaysOfARange:
         st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(days=5)),
         st.lists(st.integers(min_value=-86_400, max_value=6 * 86_400), max_size=40),
     )
-    def test_spans_count_every_instant_of_the_range_once_and_scan_at_most_half_a_day(
+    def test_spans_count_every_instant_of_the_range_once_and_scan_at_most_two_hours(
         self, start: datetime, length: timedelta, probes: list[int]
     ) -> None:
         end = start + length
         plan = spans(start, end)
-        assert all(b - a <= HALF_DAY and a < b for a, b, _ in plan.scans)
+        assert all(b - a <= HALF_HOUR and a < b for a, b, _ in plan.scans)
+        assert len(plan.scans) <= 4  # at most two hours of rows, whatever the range
+        assert all(a < b and a.minute == a.second == a.microsecond == 0 for a, b in plan.hours)
+        assert all(b.minute == b.second == b.microsecond == 0 for _, b in plan.hours)
+        assert sum(((b - a) for a, b in plan.hours), timedelta()) <= 48 * HOUR
         assert plan.first <= plan.last
         edges = [start, end, *(t for a, b, _ in plan.scans for t in (a, b))]
+        edges += [t for a, b in plan.hours for t in (a, b)]
         instants = [start + timedelta(seconds=p) for p in probes] + edges
         instants += [t - timedelta(microseconds=1) for t in edges]
         for t in instants:
             counted = int(plan.first <= t.date() < plan.last)
+            counted += sum(1 for a, b in plan.hours if a <= t < b)
             counted += sum(sign for a, b, sign in plan.scans if a <= t < b)
             assert counted == int(start <= t < end), t
 
