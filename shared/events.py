@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.coupons import COUPON_CODE_MAX, COUPON_CODE_PATTERN, CouponPolicy
 from shared.money import MAX_MINOR_DIGITS, fits_currency, is_currency
+from shared.privacy import Consent
 
 SCHEMA_VERSION: Final = 1
 
@@ -415,6 +416,8 @@ class StoreEntry(DirectoryEntryBase):
     attribution_window_days: int | None = None
     #: the program's coupon policy from ``updated_at`` on
     coupon_policy: CouponPolicy = CouponPolicy.OFF
+    #: whether the tracker's visitor cookie needs the buyer's consent (:mod:`shared.privacy`)
+    consent: Consent = Consent.NOT_REQUIRED
 
 
 class CouponEntry(DirectoryEntryBase):
