@@ -8,6 +8,7 @@ attribution pseudonymise and erase with the same keys (derived from the deployme
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -59,6 +60,7 @@ def may_set_cookie(consent: Consent, *, gpc: bool, declared_consent: bool | None
     return True
 
 
+@functools.lru_cache(maxsize=16)  # one derivation per key, not per click screened
 def _key(secret_key: str, label: bytes) -> bytes:
     return hmac.digest(secret_key.encode(), label, "sha256")
 

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
+from services.attribution.privacy import Erasures
 from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     tasks = BackgroundTasks()
     service = AttributionService.configured(settings, clock or SystemClock())
 
+    erasures = Erasures(settings.secret_key, service.clock)
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
 
     @asynccontextmanager
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings,
             CONSUMER,
             sessions=sessions,
-            handle=service.handle_batch,
+            # erasures applied and erased visitors' events screened first (README, Privacy)
+            handle=erasures.before(service.handle_batch),
             producer=producer,
             after_commit=relay.poke,  # publish the decisions as soon as they are committed
         )

@@ -31,6 +31,8 @@ from services.commission.finance.service import FinanceService
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
+from services.commission.privacy.endpoints import router as privacy_router
+from services.commission.privacy.service import PrivacyService
 from services.commission.program.endpoints import router as program_router
 from services.commission.program.service import ProgramService
 from services.commission.reports.consumer import CONSUMER as REPORTS_CONSUMER
@@ -71,6 +73,7 @@ class Modules:
     webhook_worker: DeliveryWorker
     camp: CampService
     audit: AuditService
+    privacy: PrivacyService
 
     @classmethod
     def wire(
@@ -127,6 +130,7 @@ class Modules:
                 Sealer(settings.secret_key, CAMP_CURSORS),
             ),
             audit=AuditService(clock, sessions),
+            privacy=PrivacyService(settings.secret_key, settings.topic_prefix, clock),
         )
 
 
@@ -144,7 +148,8 @@ async def start_consumers(
         settings,
         LEDGER_CONSUMER,
         sessions=sessions,
-        handle=modules.orders.handle_batch,
+        # an erased visitor's later decisions and placements: pseudonymised (README, Privacy)
+        handle=modules.privacy.erased_visitors.before(modules.orders.handle_batch),
         producer=producer,
     )
     await pipeline.start()
@@ -157,7 +162,8 @@ async def start_consumers(
         settings,
         REPORTS_CONSUMER,
         sessions=sessions,
-        handle=traffic.handle_batch,
+        # an erased visitor's later clicks and page views: dropped (README, Privacy)
+        handle=modules.privacy.erased_visitors.before(traffic.handle_batch),
         producer=producer,
     )
     await reports.start()
@@ -257,6 +263,7 @@ def create_app(
         "webhooks",
         "camp",
         "audit",
+        "privacy",
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
@@ -285,6 +292,7 @@ def create_app(
         webhooks_router,
         camp_router,
         audit_router,
+        privacy_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

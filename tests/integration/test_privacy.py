@@ -3,13 +3,16 @@ visitor's erasure and export, the truncation of addresses at rest."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from shared.config import Settings
+from shared.db import make_engine
 from tests.integration.harness import (
     Services,
     admin,
@@ -20,6 +23,7 @@ from tests.integration.harness import (
     uid,
 )
 from tests.integration.test_pipeline import placed
+from tests.integration.test_public_limits import caught_up
 from tests.services.tracker.test_endpoints import ready_link
 
 pytestmark = pytest.mark.integration
@@ -27,6 +31,10 @@ pytestmark = pytest.mark.integration
 
 def landing_visitor(resp: httpx.Response) -> str:
     return parse_qs(urlsplit(resp.headers["location"]).query)["alliance_vid"][0]
+
+
+def landing_click(resp: httpx.Response) -> str:
+    return parse_qs(urlsplit(resp.headers["location"]).query)["alliance_click"][0]
 
 
 async def follow(
@@ -124,3 +132,138 @@ class TestConsent:
             assert "set-cookie" in yes_cookie.headers
             refused = await follow(svc, code, params={"consent": "true"}, headers={"Sec-GPC": "1"})
             assert "set-cookie" not in refused.headers
+
+
+async def tables_naming(settings: Settings, needle: str) -> dict[str, int]:
+    """Every column of every table of both schemas (information_schema) that holds ``needle``
+    anywhere in its text (bytes as text, JSON as text): ``{"schema.table.column": rows}``."""
+    engine = make_engine(settings.database_url)
+    found: dict[str, int] = {}
+    try:
+        async with engine.connect() as conn:
+            columns = await conn.execute(
+                text(
+                    "SELECT table_schema, table_name, column_name, data_type "
+                    "FROM information_schema.columns "
+                    "WHERE table_schema IN ('attribution', 'commission') "
+                    "AND table_name IN (SELECT table_name FROM information_schema.tables t "
+                    "  WHERE t.table_schema = columns.table_schema "
+                    "  AND t.table_type = 'BASE TABLE')"
+                )
+            )
+            for schema, table, column, kind in list(columns):
+                value = (
+                    f"encode(\"{column}\", 'escape')" if kind == "bytea" else f'"{column}"::text'
+                )
+                n = await conn.scalar(
+                    text(
+                        f'SELECT count(*) FROM "{schema}"."{table}" '
+                        f"WHERE strpos({value}, :needle) > 0"
+                    ),
+                    {"needle": needle},
+                )
+                if n:
+                    found[f"{schema}.{table}.{column}"] = int(n)
+    finally:
+        await engine.dispose()
+    return found
+
+
+def page_view(store_id: str, visitor: str, event_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "type": "page_view",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "visitor_id": visitor,
+        "product_id": "p1",
+    }
+
+
+class TestErasure:
+    async def test_after_an_erasure_no_column_of_any_table_holds_the_visitor_and_money_stays(
+        self, settings: Settings
+    ) -> None:
+        u = uid()
+        async with running(settings) as svc:
+            store, link = await ready_link(svc, settings, u)
+            svc.tracker.cookies.clear()
+            first = await svc.tracker.get(f"/r/{link['code']}")  # the cookie stays in the jar
+            visitor = landing_visitor(first)
+            order = f"o-{u}"
+            events = [page_view(store.store_id, visitor, f"pv-{u}"), placed(order, visitor)]
+            sent = await signed_post(svc.tracker, "/v1/events", store, {"events": events})
+            assert sent.status_code == 202, sent.text
+            before = await eventually(
+                lambda: order_view(svc, settings, (store.store_id, order), affiliate_id=f"aff-{u}")
+            )
+            await eventually(lambda: caught_up(settings, svc))
+
+            held = await svc.commission.get(
+                f"/v1/admin/visitors/{visitor}", headers=admin(settings)
+            )
+            assert held.status_code == 200, held.text
+            export = held.json()
+            assert export["erased"] is False
+            assert [c["click_id"] for c in export["clicks"]] == [landing_click(first)]
+            assert [o["order_id"] for o in export["orders"]] == [order]
+            assert export["interests"]
+            assert export["visits"]
+            assert (
+                await svc.commission.get(f"/v1/admin/visitors/{visitor}", headers=store.auth)
+            ).status_code == 403
+            assert await tables_naming(settings, visitor)  # it was everywhere
+
+            erased = await svc.commission.delete(
+                f"/v1/admin/visitors/{visitor}", headers=admin(settings)
+            )
+            assert erased.status_code == 200, erased.text
+            body = erased.json()
+            assert body["already_erased"] is False
+            assert body["erased"]["report_clicks"] == 1
+            assert body["erased"]["orders"] == 1
+            alias = body["visitor_pseudonym"]
+
+            # events still on their way: a click (the buyer's cookie), a view, an order
+            late = await svc.tracker.get(f"/r/{link['code']}")
+            assert landing_visitor(late) == visitor
+            late_order = f"o2-{u}"
+            late_events = [
+                page_view(store.store_id, visitor, f"pv2-{u}"),
+                placed(late_order, visitor),
+            ]
+            sent = await signed_post(svc.tracker, "/v1/events", store, {"events": late_events})
+            assert sent.status_code == 202, sent.text
+            await eventually(
+                lambda: order_view(svc, settings, (store.store_id, late_order), status="placed")
+            )
+            await eventually(lambda: caught_up(settings, svc))
+
+            async def nothing_left() -> bool | None:
+                return True if not await tables_naming(settings, visitor) else None
+
+            await eventually(nothing_left)
+            after = await order_view(svc, settings, (store.store_id, order))
+            assert after is not None
+            money = ("affiliate_id", "estimated", "commission", "net", "status", "items")
+            assert {k: after.get(k) for k in money} == {k: before.get(k) for k in money}
+            assert await tables_naming(settings, alias), "orders keep the pseudonym"
+
+            again = await svc.commission.delete(
+                f"/v1/admin/visitors/{visitor}", headers=admin(settings)
+            )
+            assert again.status_code == 200
+            assert again.json()["already_erased"] is True
+            assert again.json()["visitor_pseudonym"] == alias
+            exported = (
+                await svc.commission.get(f"/v1/admin/visitors/{visitor}", headers=admin(settings))
+            ).json()
+            assert exported["erased"] is True
+            assert not any(exported[k] for k in ("clicks", "visits", "interests", "orders"))
+            audit = (
+                await svc.commission.get(
+                    "/v1/audit", params={"kind": "visitor.erase"}, headers=admin(settings)
+                )
+            ).json()["items"]
+            assert [e["subject"] for e in audit if e["kind"] == "visitor.erase"] == [
+                f"visitor:{alias}"
+            ] * 2
