@@ -12,6 +12,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -122,3 +123,10 @@ def truncate_address(address: str) -> str:
         ip = ip.ipv4_mapped
     prefix = IPV4_PREFIX if ip.version == 4 else IPV6_PREFIX
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+def full_addresses_from(now: datetime, keep: timedelta) -> date:
+    """The first UTC day whose click-cap rows still keep full addresses at ``now``: a day's
+    rows are cut once the day is over by ``keep`` (the cap counts within its day; the
+    self-referral and flood memories are shorter than ``keep``'s default)."""
+    return (now - keep).date()

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared.clickcap_store import ClickCapStore
+from shared.clock import Clock
 from shared.events import Attribution, Click, OrderPlaced, PageView
 from shared.kafka import Received
-from shared.privacy import pseudonym, visitor_hash
+from shared.periodic import Periodic
+from shared.privacy import full_addresses_from, pseudonym, visitor_hash
 
 T = TypeVar("T")
 Handle = Callable[[AsyncSession, list[Received[T]]], Awaitable[None]]
@@ -108,3 +111,38 @@ class ErasedVisitors:
             await handle(session, await self.screen(session, batch))
 
         return screened_handle
+
+
+class AddressMinimisation:
+    """Cuts clients' addresses at rest once click quality no longer needs them (README,
+    "Privacy"): the click cap's rows of days over by ``keep``, in chunks (one short
+    transaction each), every ``interval_s`` (:attr:`periodic`). A failed pass is tried again
+    next time; a pass under way ends after its chunk when stopped."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        schema: str,
+        clock: Clock,
+        keep: timedelta,
+        interval_s: float,
+        chunk: int = 10_000,
+    ) -> None:
+        self.sessions = sessions
+        self.caps = ClickCapStore(schema)
+        self.clock = clock
+        self.keep = keep
+        self.chunk = chunk
+        self.periodic = Periodic("address-minimisation", self.run_once, interval_s=interval_s)
+
+    async def run_once(self) -> int:
+        """One full pass; returns how many rows were cut."""
+        before = full_addresses_from(self.clock.now(), self.keep)
+        total = 0
+        while not self.periodic.stopping:
+            async with self.sessions() as session, session.begin():
+                n = await self.caps.truncate_addresses(session, before, self.chunk)
+            total += n
+            if n < self.chunk:
+                break
+        return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
@@ -20,6 +21,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
+from shared.privacy_store import AddressMinimisation
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
@@ -33,6 +35,14 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     erasures = Erasures(settings.secret_key, service.clock)
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
+    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    minimise = AddressMinimisation(
+        sessions,
+        "attribution",
+        service.clock,
+        timedelta(hours=settings.privacy_full_address_hours),
+        settings.privacy_minimise_interval_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +67,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         tasks.start("outbox-relay", relay.run, stop=relay.stop)
         if settings.click_expiry_interval_s > 0:
             tasks.start_periodic(expiry.periodic)
+        if settings.privacy_minimise_interval_s > 0:
+            tasks.start_periodic(minimise.periodic)
         try:
             yield
         finally:
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("consumer", pipeline.stop)
             await tasks.stop("outbox-relay")
             await tasks.stop("click-expiry")
+            await tasks.stop("address-minimisation")
             await producer.stop()
             await engine.dispose()
 

@@ -49,6 +49,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
+from shared.privacy_store import AddressMinimisation
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -182,7 +183,20 @@ async def start_consumers(
         interval_s=3600,
     )
 
+    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    if settings.privacy_minimise_interval_s > 0:
+        tasks.start_periodic(
+            AddressMinimisation(
+                sessions,
+                "commission",
+                clock,
+                timedelta(hours=settings.privacy_full_address_hours),
+                settings.privacy_minimise_interval_s,
+            ).periodic
+        )
+
     async def stop() -> None:
+        await tasks.stop("address-minimisation")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

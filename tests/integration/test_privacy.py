@@ -267,3 +267,59 @@ class TestErasure:
             assert [e["subject"] for e in audit if e["kind"] == "visitor.erase"] == [
                 f"visitor:{alias}"
             ] * 2
+
+
+class TestAddressMinimisation:
+    @pytest.mark.parametrize("schema", ["attribution", "commission"])
+    async def test_addresses_of_days_over_by_the_setting_are_cut_to_their_network(
+        self, settings: Settings, schema: str
+    ) -> None:
+        from datetime import date, timedelta
+
+        from shared.clock import FixedClock
+        from shared.db import make_sessions
+        from shared.privacy_store import AddressMinimisation
+
+        old, recent = date(2026, 12, 1), date(2026, 12, 5)
+        rows = [
+            (old, "L", "address:203.0.113.7", 2, 1),
+            (old, "L", "address:203.0.113.99", 3, 0),  # the same /24: one row, counts summed
+            (old, "L", "address:2001:db8:abcd:12::1", 1, 0),
+            (old, "L", "visitor:v1", 4, 0),  # not an address
+            (recent, "L", "address:198.51.100.1", 1, 0),  # its day is not over by a day yet
+        ]
+        engine = make_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        f"INSERT INTO {schema}.click_caps "
+                        "(day, link_code, subject, stored, overflow) "
+                        "VALUES (:day, :link, :subject, :stored, :overflow)"
+                    ),
+                    [
+                        {"day": d, "link": k, "subject": s, "stored": n, "overflow": o}
+                        for d, k, s, n, o in rows
+                    ],
+                )
+            now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+            job = AddressMinimisation(
+                make_sessions(engine), schema, FixedClock(now), timedelta(hours=24), 3600, 2
+            )
+            assert await job.run_once() == 3  # in chunks of 2
+            assert await job.run_once() == 0  # idempotent
+            async with engine.connect() as conn:
+                got = {
+                    (r.day, r.subject): (r.stored, r.overflow)
+                    for r in await conn.execute(
+                        text(f"SELECT day, subject, stored, overflow FROM {schema}.click_caps")
+                    )
+                }
+        finally:
+            await engine.dispose()
+        assert got == {
+            (old, "address:203.0.113.0/24"): (5, 1),
+            (old, "address:2001:db8:abcd::/48"): (1, 0),
+            (old, "visitor:v1"): (4, 0),
+            (recent, "address:198.51.100.1"): (1, 0),
+        }
