@@ -93,3 +93,40 @@ class TestTruncation:
     )
     def test_addresses_keep_their_network_only(self, address: str, want: str) -> None:
         assert truncate_address(address) == want
+
+
+class TestScreen:
+    def test_an_erased_visitors_clicks_and_views_are_dropped_and_orders_pseudonymised(
+        self,
+    ) -> None:
+        from datetime import UTC, datetime
+        from decimal import Decimal
+
+        from shared.events import Click, OrderItem, OrderPlaced, PageView
+        from shared.privacy_store import screened
+
+        at = datetime(2026, 12, 5, tzinfo=UTC)
+        click = Click(
+            event_id="c1",
+            occurred_at=at,
+            received_at=at,
+            affiliate_id="a",
+            store_id="s",
+            link_code="L",
+            visitor_id="v1",
+        )
+        view = PageView(event_id="e1", occurred_at=at, store_id="s", visitor_id="v1")
+        order = OrderPlaced(
+            event_id="e2",
+            occurred_at=at,
+            store_id="s",
+            order_id="o1",
+            visitor_id="v1",
+            currency="USD",
+            items=[OrderItem(product_id="p", quantity=1, unit_price=Decimal("9.99"))],
+        )
+        assert screened(click, "k") is None
+        assert screened(view, "k") is None
+        kept = screened(order, "k")
+        assert kept.visitor_id == pseudonym("k", "v1")
+        assert kept.items == order.items  # the money is the order's
