@@ -323,3 +323,51 @@ class TestAddressMinimisation:
             (old, "visitor:v1"): (4, 0),
             (recent, "address:198.51.100.1"): (1, 0),
         }
+
+
+class TestCommandLine:
+    async def test_alliance_privacy_erase_is_idempotent_audited_and_checks_the_id(
+        self, settings: Settings, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        import argparse
+        import asyncio
+        import json
+
+        from deploy.cli import _privacy
+
+        def run(action: str, visitor: str) -> Any:
+            return asyncio.to_thread(
+                _privacy, argparse.Namespace(action=action, visitor=visitor), settings
+            )
+
+        assert await run("erase", "not an id") == 2
+        capsys.readouterr()
+        assert await run("erase", "v-cli-1") == 0
+        first = json.loads(capsys.readouterr().out)
+        assert first["already_erased"] is False
+        assert await run("erase", "v-cli-1") == 0
+        second = json.loads(capsys.readouterr().out)
+        assert second["already_erased"] is True
+        assert second["visitor_pseudonym"] == first["visitor_pseudonym"]
+        assert await run("export", "v-cli-1") == 0
+        assert json.loads(capsys.readouterr().out)["erased"] is True
+        engine = make_engine(settings.database_url)
+        try:
+            async with engine.connect() as conn:
+                subjects = list(
+                    await conn.scalars(
+                        text(
+                            "SELECT subject FROM commission.audit_log "
+                            "WHERE kind = 'visitor.erase' ORDER BY id"
+                        )
+                    )
+                )
+                on_outbox = await conn.scalar(
+                    text("SELECT count(*) FROM commission.outbox WHERE topic = :t"),
+                    {"t": settings.topic("privacy")},
+                )
+        finally:
+            await engine.dispose()
+        assert subjects == [f"visitor:{first['visitor_pseudonym']}"] * 2
+        assert on_outbox == 2  # for attribution, once a relay runs
+        assert "v-cli-1" not in json.dumps(subjects)
