@@ -58,6 +58,18 @@ class ErasedVisitors:
     schema: str
     secret_key: str
 
+    async def exclude_screens(self, session: AsyncSession) -> None:
+        """Wait for every batch that screened against the list and is still applying to
+        commit, and hold new screens until this transaction (an erasure) commits: a screen's
+        read holds the table's ACCESS SHARE lock to its commit, which this ACCESS EXCLUSIVE
+        lock waits for; a screen that waited then reads the list with the erasure in it.
+        Without it a click screened just before the erasure commits could be stored after the
+        erasure deleted the visitor's clicks. First in the erasure's transaction (it holds
+        nothing else yet, so no deadlock)."""
+        await session.execute(
+            text(f"LOCK TABLE {self.schema}.erased_visitors IN ACCESS EXCLUSIVE MODE")
+        )
+
     async def record(self, session: AsyncSession, hashes: Iterable[str], at: datetime) -> None:
         """Add visitors to the list (idempotent); flushed, the caller commits."""
         values = sorted(set(hashes))

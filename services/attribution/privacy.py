@@ -43,6 +43,7 @@ class Erasures:
         erasures skipped, erased visitors' events screened."""
         erasures = [r.value for r in batch if isinstance(r.value, Erasure)]
         if erasures:
+            await self.erased_visitors.exclude_screens(session)
             seal, repo = ErasureSeal(self.secret_key), PrivacyRepository(session)
             for e in erasures:
                 visitor = seal.open(e.sealed_visitor)

@@ -371,3 +371,73 @@ class TestCommandLine:
         assert subjects == [f"visitor:{first['visitor_pseudonym']}"] * 2
         assert on_outbox == 2  # for attribution, once a relay runs
         assert "v-cli-1" not in json.dumps(subjects)
+
+
+class TestErasureRace:
+    async def test_an_erasure_waits_for_a_batch_screened_before_it_and_deletes_its_click(
+        self, settings: Settings
+    ) -> None:
+        import asyncio
+
+        from services.attribution.privacy import Erasures
+        from shared.clock import FixedClock
+        from shared.db import make_sessions
+        from shared.events import Click, Erasure
+        from shared.kafka import Received
+        from shared.privacy import ErasureSeal, visitor_hash
+
+        secret, visitor = settings.secret_key, f"v-race-{uid()}"
+        now = datetime(2026, 12, 5, 12, tzinfo=UTC)
+        erasures = Erasures(secret, FixedClock(now))
+        click = Click(
+            event_id=f"c-{visitor}",
+            occurred_at=now,
+            received_at=now,
+            affiliate_id="a",
+            store_id="s",
+            link_code="L",
+            visitor_id=visitor,
+        )
+        erasure = Erasure(
+            event_id=f"erasure:{visitor}",
+            occurred_at=now,
+            visitor_hash=visitor_hash(secret, visitor),
+            sealed_visitor=ErasureSeal(secret).seal(visitor),
+        )
+
+        def record(value: Any) -> Received[Any]:
+            return Received("t", 0, 0, None, value, 0)
+
+        engine = make_engine(settings.database_url)
+        sessions = make_sessions(engine)
+
+        async def erase() -> None:
+            async with sessions() as session, session.begin():
+                await erasures.apply(session, [record(erasure)])
+
+        try:
+            async with sessions() as batch, batch.begin():
+                kept = await erasures.apply(batch, [record(click)])
+                assert kept[0].value is click  # not erased yet
+                erasing = asyncio.create_task(erase())
+                await asyncio.sleep(1.0)
+                assert not erasing.done(), "the erasure waits for the batch in flight"
+                await batch.execute(  # the batch stores its click, then commits
+                    text(
+                        "INSERT INTO attribution.clicks (click_id, store_id, visitor_id, "
+                        "affiliate_id, occurred_at, received_at, suspicious, link_code) "
+                        "VALUES (:id, 's', :v, 'a', :at, :at, false, 'L')"
+                    ),
+                    {"id": click.event_id, "v": visitor, "at": now},
+                )
+            await asyncio.wait_for(erasing, 30)
+            async with sessions() as session, session.begin():
+                left = await session.scalar(
+                    text("SELECT count(*) FROM attribution.clicks WHERE visitor_id = :v"),
+                    {"v": visitor},
+                )
+                later = await erasures.apply(session, [record(click)])
+            assert left == 0
+            assert later[0].value is None  # a batch after it: the click is dropped
+        finally:
+            await engine.dispose()

@@ -37,6 +37,7 @@ class PrivacyService:
         """Erase the visitor: ``(pseudonym, erased before, rows changed per table)``.
         Idempotent: a second erasure finds nothing more (unless events arrived in between)
         and publishes the erasure again (attribution's erasure is idempotent too)."""
+        await self.erased_visitors.exclude_screens(session)  # no click slips past it
         now = self.clock.now()
         digest = visitor_hash(self.secret_key, visitor_id)
         already = bool(await self.erased_visitors.erased(session, [digest]))
