@@ -386,6 +386,47 @@ def _admin(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace, settings: Settings) -> int:
+    """``alliance privacy erase|export VISITOR``: the admin API's erasure and export, from the
+    command line (the erasure in the audit record, as the command line's admin)."""
+    import asyncio
+    import json
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from services.commission.audit.service import AuditService
+    from services.commission.core.audit import Actor, Origin, Role
+    from services.commission.privacy.service import PrivacyService
+    from shared.clock import SystemClock
+    from shared.db import scratch_sessions
+    from shared.events import Ident
+
+    try:  # the same check as the admin API's path
+        visitor = TypeAdapter(Ident).validate_python(args.visitor)
+    except ValidationError:
+        print("error: a visitor id is 1 to 64 of [A-Za-z0-9._:@-] (invalid_request)")
+        return 2
+
+    async def run() -> dict[str, object]:
+        async with (
+            scratch_sessions(settings.database_url) as sessions,
+            sessions() as session,
+            session.begin(),
+        ):
+            clock = SystemClock()
+            privacy = PrivacyService(settings.secret_key, settings.topic_prefix, clock)
+            if args.action == "export":
+                return await privacy.export(session, visitor)
+            trail = AuditService(clock, sessions).trail(
+                session, Actor(Role.ADMIN, "admin"), Origin(None, "alliance-cli", None)
+            )
+            alias, already, counts = await privacy.erase(session, visitor, trail)
+            return {"visitor_pseudonym": alias, "already_erased": already, "erased": counts}
+
+    print(json.dumps(asyncio.run(run()), indent=2, default=str))
+    return 0
+
+
 #: ``alliance admin <action>``: the kind of principal each action is about
 ADMIN_KINDS: dict[str, PrincipalKind] = {
     "create-store": "store",
@@ -528,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("id", help="the store, affiliate or user id")
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
+    privacy = sub.add_parser(
+        "privacy", help="erase a visitor's data, or export it (README, Privacy)"
+    )
+    privacy.add_argument("action", choices=["erase", "export"])
+    privacy.add_argument("visitor", help="the visitor id (alliance_vid)")
     dlq = sub.add_parser(
         "dlq", help="list dead letters, or replay a consumer's to their source topics"
     )
@@ -554,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         "admin": _admin,
         "ledger": _ledger,
         "dlq": _dlq,
+        "privacy": _privacy,
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)

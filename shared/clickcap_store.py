@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.clickcap import Admission, CapKey, admit, cap_keys
 from shared.events import Click
+from shared.privacy import truncate_address
 
 
 def click_caps_table(metadata: MetaData) -> Table:
@@ -95,6 +96,65 @@ class ClickCapStore:
             {"before": before, "n": limit},
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    async def truncate_addresses(self, session: AsyncSession, before: date, limit: int) -> int:
+        """Cut the addresses of up to ``limit`` rows of days before ``before`` to their network
+        (:func:`shared.privacy.truncate_address`), the counts of rows that become one summed;
+        returns how many rows were cut. Rows a click batch holds are skipped (next pass)."""
+        rows = list(
+            await session.execute(
+                text(
+                    f"""
+                    SELECT day, link_code, subject, stored, overflow
+                    FROM {self.schema}.click_caps
+                    WHERE day < :before AND subject LIKE 'address:%'
+                      AND strpos(subject, '/') = 0 AND subject <> 'address:unknown'
+                    LIMIT :n FOR UPDATE SKIP LOCKED
+                    """
+                ),
+                {"before": before, "n": limit},
+            )
+        )
+        if not rows:
+            return 0
+        merged: dict[CapKey, list[int]] = {}
+        for r in rows:
+            cut = f"address:{truncate_address(r.subject.removeprefix('address:'))}"
+            counts = merged.setdefault(CapKey(r.day, r.link_code, cut), [0, 0])
+            counts[0] += int(r.stored)
+            counts[1] += int(r.overflow)
+        old = [CapKey(r.day, r.link_code, r.subject) for r in rows]
+        await session.execute(
+            text(
+                f"""
+                DELETE FROM {self.schema}.click_caps t
+                USING unnest(CAST(:days AS date[]), CAST(:links AS text[]),
+                    CAST(:subjects AS text[])) AS d(day, link_code, subject)
+                WHERE t.day = d.day AND t.link_code = d.link_code AND t.subject = d.subject
+                """
+            ),
+            _arrays(old),
+        )
+        keys = sorted(merged)
+        await session.execute(
+            text(
+                f"""
+                INSERT INTO {self.schema}.click_caps AS t
+                    (day, link_code, subject, stored, overflow)
+                SELECT * FROM unnest(CAST(:days AS date[]), CAST(:links AS text[]),
+                    CAST(:subjects AS text[]), CAST(:stored AS bigint[]),
+                    CAST(:overflow AS bigint[]))
+                ON CONFLICT (day, link_code, subject) DO UPDATE
+                SET stored = t.stored + excluded.stored, overflow = t.overflow + excluded.overflow
+                """
+            ),
+            {
+                **_arrays(keys),
+                "stored": [merged[k][0] for k in keys],
+                "overflow": [merged[k][1] for k in keys],
+            },
+        )
+        return len(rows)
 
 
 def _arrays(keys: list[CapKey]) -> dict[str, list[object]]:

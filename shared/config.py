@@ -265,6 +265,18 @@ class Settings(BaseSettings):
     click_expiry_interval_s: float = Field(
         3600, description="How often attribution deletes clicks no order can use (0: never)"
     )
+    privacy_full_address_hours: int = Field(
+        24,
+        ge=1,
+        description="Clients' addresses are kept in full at rest (the click cap's counts) only "
+        "until their UTC day is over by this long, then cut to their network (IPv4 /24, "
+        "IPv6 /48); default: the self-referral memory (a day; the flood window is a minute)",
+    )
+    privacy_minimise_interval_s: float = Field(
+        3600,
+        description="How often attribution and the reports cut addresses past "
+        "ALLIANCE_PRIVACY_FULL_ADDRESS_HOURS (0: never)",
+    )
     product_refresh_interval_s: float = Field(
         300,
         description="How often the commission service re-ranks the affiliate product channel "

@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.coupons import COUPON_CODE_MAX, COUPON_CODE_PATTERN, CouponPolicy
 from shared.money import MAX_MINOR_DIGITS, fits_currency, is_currency
+from shared.privacy import Consent
 
 SCHEMA_VERSION: Final = 1
 
@@ -45,6 +46,7 @@ class Topic(StrEnum):
     CATALOG = "catalog"  # tracker → tracker, commission: product upserts, keyed store/product
     DIRECTORY = "directory"  # commission → tracker: stores and affiliates (compacted, by id)
     DEAD_LETTERS = "dead-letters"  # any consumer: messages that can never be processed
+    PRIVACY = "privacy"  # commission → attribution: visitors erased, keyed by the visitor's hash
 
 
 #: Topic configuration beyond partitions and replication (the topics job and the Helm chart's
@@ -415,6 +417,8 @@ class StoreEntry(DirectoryEntryBase):
     attribution_window_days: int | None = None
     #: the program's coupon policy from ``updated_at`` on
     coupon_policy: CouponPolicy = CouponPolicy.OFF
+    #: whether the tracker's visitor cookie needs the buyer's consent (:mod:`shared.privacy`)
+    consent: Consent = Consent.NOT_REQUIRED
 
 
 class CouponEntry(DirectoryEntryBase):
@@ -524,6 +528,23 @@ class DeadLetter(BaseModel):
     truncated: bool = False
     #: the size of the original value in bytes
     value_bytes: int | None = None
+
+
+class Erasure(BaseModel):
+    """A visitor erased (README, "Privacy"): every consumer erases what it holds of the visitor
+    and drops (or pseudonymises, where money needs the row) the visitor's later events.
+    ``visitor_hash`` is the keyed hash a consumer keeps in its list of erased visitors
+    (:func:`shared.privacy.visitor_hash`); ``sealed_visitor`` is the id sealed for the consumers
+    (:class:`shared.privacy.ErasureSeal`), which leaves the topic with its retention."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: Literal[1] = 1
+    type: Literal["erasure"] = "erasure"
+    event_id: Key
+    occurred_at: UtcDatetime
+    visitor_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sealed_visitor: str = Field(min_length=1, max_length=400)
 
 
 order_event_adapter: TypeAdapter[OrderEvent] = TypeAdapter(OrderEvent)

@@ -39,6 +39,7 @@ COMMISSION_MODULES = (
     "finance",
     "orders",
     "program",
+    "privacy",
     "reports",
     "webhooks",
 )

@@ -55,12 +55,12 @@ ACL_TABLE: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         "attribution",
         writes=frozenset({Topic.ATTRIBUTIONS, Topic.DEAD_LETTERS}),
-        reads=frozenset({Topic.CLICKS, Topic.ORDERS, Topic.DIRECTORY}),
+        reads=frozenset({Topic.CLICKS, Topic.ORDERS, Topic.DIRECTORY, Topic.PRIVACY}),
         groups=frozenset({"attribution"}),
     ),
     ServiceAccess(
         "commission",
-        writes=frozenset({Topic.DIRECTORY, Topic.DEAD_LETTERS}),
+        writes=frozenset({Topic.DIRECTORY, Topic.DEAD_LETTERS, Topic.PRIVACY}),
         reads=frozenset(
             {Topic.ATTRIBUTIONS, Topic.ORDERS, Topic.CLICKS, Topic.PAGE_VIEWS, Topic.CATALOG}
         ),

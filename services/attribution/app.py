@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
+from services.attribution.privacy import Erasures
 from services.attribution.service import OUTBOX, AttributionService
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
@@ -19,6 +21,7 @@ from shared.http import health_router, install_error_handlers, standard_checks
 from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
+from shared.privacy_store import AddressMinimisation
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
@@ -30,7 +33,16 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     tasks = BackgroundTasks()
     service = AttributionService.configured(settings, clock or SystemClock())
 
+    erasures = Erasures(settings.secret_key, service.clock)
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
+    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    minimise = AddressMinimisation(
+        sessions,
+        "attribution",
+        service.clock,
+        timedelta(hours=settings.privacy_full_address_hours),
+        settings.privacy_minimise_interval_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +53,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings,
             CONSUMER,
             sessions=sessions,
-            handle=service.handle_batch,
+            # erasures applied and erased visitors' events screened first (README, Privacy)
+            handle=erasures.before(service.handle_batch),
             producer=producer,
             after_commit=relay.poke,  # publish the decisions as soon as they are committed
         )
@@ -54,6 +67,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         tasks.start("outbox-relay", relay.run, stop=relay.stop)
         if settings.click_expiry_interval_s > 0:
             tasks.start_periodic(expiry.periodic)
+        if settings.privacy_minimise_interval_s > 0:
+            tasks.start_periodic(minimise.periodic)
         try:
             yield
         finally:
@@ -61,6 +76,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("consumer", pipeline.stop)
             await tasks.stop("outbox-relay")
             await tasks.stop("click-expiry")
+            await tasks.stop("address-minimisation")
             await producer.stop()
             await engine.dispose()
 

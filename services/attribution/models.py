@@ -21,6 +21,7 @@ from shared.db import make_metadata
 from shared.directory_store import directory_versions_table
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
+from shared.privacy_store import erased_visitors_table
 
 metadata = make_metadata("attribution")
 
@@ -141,5 +142,8 @@ click_caps = click_caps_table(metadata)
 
 #: Transactional outbox: decisions to publish, written with the state that produced them.
 outbox = outbox_table(metadata)
+
+#: Visitors erased (README, "Privacy"), as keyed hashes: their later clicks are dropped.
+erased_visitors = erased_visitors_table(metadata)
 
 consumer_offsets = offsets_table(metadata)

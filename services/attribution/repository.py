@@ -532,3 +532,45 @@ class AttributionRepository:
             r.affiliate_id,
             r.coupon_code,
         )
+
+
+class PrivacyRepository:
+    """All SQL of a visitor's erasure in attribution's tables (README, "Privacy")."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def erase_visitor(self, visitor_id: str, pseudonym: str) -> dict[str, int]:
+        """Delete the visitor's clicks and click-cap counts; put ``pseudonym`` for the id in
+        its orders (their decisions, affiliates and amounts untouched) and in the decisions
+        still in the outbox. Rows changed per table; flushed, never committed."""
+        counts: dict[str, int] = {}
+        statements = {
+            "clicks": (
+                "DELETE FROM attribution.clicks WHERE visitor_id = :visitor",
+                {},
+            ),
+            "click_caps": (
+                "DELETE FROM attribution.click_caps WHERE subject = :subject",
+                {"subject": f"visitor:{visitor_id}"},
+            ),
+            "orders": (
+                "UPDATE attribution.orders SET visitor_id = CAST(:alias AS text), "
+                "order_event = jsonb_set(order_event, '{visitor_id}', "
+                "to_jsonb(CAST(:alias AS text))) "
+                "WHERE visitor_id = :visitor",
+                {"alias": pseudonym},
+            ),
+            # an id is an identifier (no quote, no backslash): its JSON string is exactly
+            # '"<id>"' in the payload's UTF-8, replaced whole
+            "outbox": (
+                "UPDATE attribution.outbox SET payload = convert_to(replace("
+                "convert_from(payload, 'UTF8'), :old, :new), 'UTF8') "
+                "WHERE position(convert_to(:old, 'UTF8') IN payload) > 0",
+                {"old": f'"{visitor_id}"', "new": f'"{pseudonym}"'},
+            ),
+        }
+        for name, (sql, params) in statements.items():
+            result = await self.session.execute(text(sql), {"visitor": visitor_id, **params})
+            counts[name] = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return counts

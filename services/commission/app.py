@@ -34,6 +34,8 @@ from services.commission.orders.compaction import RollupCompactor
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
+from services.commission.privacy.endpoints import router as privacy_router
+from services.commission.privacy.service import PrivacyService
 from services.commission.program.endpoints import router as program_router
 from services.commission.program.service import ProgramService
 from services.commission.reports.consumer import CONSUMER as REPORTS_CONSUMER
@@ -52,6 +54,7 @@ from shared.limits import install_limits
 from shared.metrics import COMMITTED, LEDGER_POSTINGS, Metric, ServiceMetrics
 from shared.outbox import service_relay
 from shared.periodic import Periodic
+from shared.privacy_store import AddressMinimisation
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -76,6 +79,7 @@ class Modules:
     webhook_worker: DeliveryWorker
     camp: CampService
     audit: AuditService
+    privacy: PrivacyService
 
     @classmethod
     def wire(
@@ -132,6 +136,7 @@ class Modules:
                 Sealer(settings.secret_key, CAMP_CURSORS),
             ),
             audit=AuditService(clock, sessions),
+            privacy=PrivacyService(settings.secret_key, settings.topic_prefix, clock),
         )
 
 
@@ -171,7 +176,8 @@ async def start_consumers(
         settings,
         LEDGER_CONSUMER,
         sessions=sessions,
-        handle=modules.orders.handle_batch,
+        # an erased visitor's later decisions and placements: pseudonymised (README, Privacy)
+        handle=modules.privacy.erased_visitors.before(modules.orders.handle_batch),
         producer=producer,
     )
     await pipeline.start()
@@ -184,7 +190,8 @@ async def start_consumers(
         settings,
         REPORTS_CONSUMER,
         sessions=sessions,
-        handle=traffic.handle_batch,
+        # an erased visitor's later clicks and page views: dropped (README, Privacy)
+        handle=modules.privacy.erased_visitors.before(traffic.handle_batch),
         producer=producer,
     )
     await reports.start()
@@ -207,9 +214,22 @@ async def start_consumers(
 
     schedule_compaction(settings, sessions, tasks)
 
+    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    if settings.privacy_minimise_interval_s > 0:
+        tasks.start_periodic(
+            AddressMinimisation(
+                sessions,
+                "commission",
+                clock,
+                timedelta(hours=settings.privacy_full_address_hours),
+                settings.privacy_minimise_interval_s,
+            ).periodic
+        )
+
     async def stop() -> None:
         await tasks.stop("traffic-fold")
         await tasks.stop(COMPACTION)
+        await tasks.stop("address-minimisation")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)
@@ -300,6 +320,7 @@ def create_app(
         "webhooks",
         "camp",
         "audit",
+        "privacy",
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
@@ -331,6 +352,7 @@ def create_app(
         webhooks_router,
         camp_router,
         audit_router,
+        privacy_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

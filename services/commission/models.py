@@ -31,6 +31,7 @@ from shared.db import MinorSum, make_metadata
 from shared.directory_store import directory_versions_table
 from shared.offsets import offsets_table
 from shared.outbox import outbox_table
+from shared.privacy_store import erased_visitors_table
 
 metadata = make_metadata("commission")
 
@@ -686,3 +687,7 @@ audit_log = Table(
 
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)
+
+#: Visitors erased (README, "Privacy"), as keyed hashes: their later events are dropped, or
+#: pseudonymised where money needs them.
+erased_visitors = erased_visitors_table(metadata)

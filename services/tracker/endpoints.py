@@ -28,6 +28,7 @@ from services.tracker.schemas import (
 )
 from services.tracker.service import TrackerService
 from shared.http import Bearer, NotFound, bearer_token, error_body, errors
+from shared.privacy import CONSENT_COOKIE, CONSENT_PARAM, declared
 from shared.visitors import VISITOR_COOKIE
 
 ONE_YEAR = 365 * 24 * 3600
@@ -96,7 +97,10 @@ async def create_link(
                     "schema": {"type": "string"},
                 },
                 "Set-Cookie": {
-                    "description": f"`{VISITOR_COOKIE}`: the visitor, sealed",
+                    "description": f"`{VISITOR_COOKIE}`: the visitor, sealed; absent without "
+                    "consent (`Sec-GPC: 1`, `?consent=false` or the `alliance_consent=false` "
+                    "cookie, or a program requiring consent without `consent=true`), or "
+                    "expired when the buyer still had one (README, Privacy)",
                     "schema": {"type": "string"},
                 },
             },
@@ -116,16 +120,39 @@ async def follow_link(code: str, request: Request, service: Service) -> Response
             record=request.method == "GET" and not is_prefetch(request.headers),
             ip=_client_ip(request),
             user_agent=request.headers.get("user-agent"),
+            gpc=request.headers.get("sec-gpc", "").strip() == "1",
+            declared_consent=declared_consent(
+                request.query_params.get(CONSENT_PARAM), request.cookies.get(CONSENT_COOKIE)
+            ),
         )
     except InvalidCode:
         raise NotFound("link") from None
     secure = request.scope.get("scheme") == "https" or (
         request.headers.get("x-forwarded-proto", "").lower() == "https"
     )
-    return Response(
-        status_code=302,
-        headers={"location": location, "set-cookie": visitor_cookie(cookie, secure)},
-    )
+    headers = {"location": location}
+    set_cookie = redirect_cookie(cookie, VISITOR_COOKIE in request.cookies, secure)
+    if set_cookie is not None:
+        headers["set-cookie"] = set_cookie
+    return Response(status_code=302, headers=headers)
+
+
+def declared_consent(param: str | None, cookie: str | None) -> bool | None:
+    """The storefront's declaration: the redirect's ``consent=`` parameter, else the
+    ``alliance_consent`` cookie (:func:`shared.privacy.declared`)."""
+    from_param = declared(param)
+    return from_param if from_param is not None else declared(cookie)
+
+
+def redirect_cookie(value: str | None, had_cookie: bool, secure: bool) -> str | None:
+    """The redirect's ``Set-Cookie``: the visitor cookie; without consent (``value`` None) none,
+    or an expired one when the buyer still had a cookie (consent withdrawn: it is removed)."""
+    if value is not None:
+        return visitor_cookie(value, secure)
+    if had_cookie:
+        flags = "; Secure" if secure else ""
+        return f"{VISITOR_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax{flags}"
+    return None
 
 
 def visitor_cookie(value: str, secure: bool) -> str:

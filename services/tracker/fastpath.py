@@ -12,18 +12,20 @@ never sees this path.
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import FastAPI
 from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope, Send
 
-from services.tracker.endpoints import VISITOR_COOKIE, visitor_cookie
+from services.tracker.endpoints import VISITOR_COOKIE, declared_consent, redirect_cookie
 from services.tracker.links import InvalidCode
 from services.tracker.quality import PREFETCH_HEADERS
 from services.tracker.service import TrackerService
 from shared.http import NUL_ERROR, has_nul, request_id_for
 from shared.limits import Caller, Limiter, answer_refusal, client_address
+from shared.privacy import CONSENT_COOKIE, CONSENT_PARAM
 
 log = logging.getLogger(__name__)
 _PREFIX = "/r/"
@@ -38,6 +40,14 @@ _NOSNIFF = (b"x-content-type-options", b"nosniff")
 def _cookie(raw: bytes, name: str) -> str | None:
     """The cookie as the documented route reads it (Starlette's parser: the last one wins)."""
     return cookie_parser(raw.decode("latin-1")).get(name) if raw else None
+
+
+def _query(raw: bytes, name: str) -> str | None:
+    """A query parameter as the documented route reads it (the first one)."""
+    if not raw:
+        return None
+    values = parse_qs(raw.decode("latin-1")).get(name)
+    return values[0] if values else None
 
 
 class TrackerApp(FastAPI):
@@ -83,6 +93,11 @@ class TrackerApp(FastAPI):
                 record=scope["method"] == "GET" and not prefetch,
                 ip=client[0] if client else None,
                 user_agent=agent.decode("latin-1") if agent is not None else None,
+                gpc=headers.get(b"sec-gpc", b"").strip() == b"1",
+                declared_consent=declared_consent(
+                    _query(scope.get("query_string", b""), CONSENT_PARAM),
+                    _cookie(headers.get(b"cookie", b""), CONSENT_COOKIE),
+                ),
             )
         except InvalidCode:
             await _answer(send, 404, [*edge, *_JSON], _NOT_FOUND)
@@ -95,16 +110,12 @@ class TrackerApp(FastAPI):
             scope.get("scheme") == "https"
             or headers.get(b"x-forwarded-proto", b"").lower() == b"https"
         )
-        await _answer(
-            send,
-            302,
-            [
-                (b"location", location.encode("latin-1")),
-                (b"set-cookie", visitor_cookie(cookie, secure).encode("latin-1")),
-                *edge,
-            ],
-            b"",
-        )
+        answer = [(b"location", location.encode("latin-1"))]
+        had = _cookie(headers.get(b"cookie", b""), VISITOR_COOKIE) is not None
+        set_cookie = redirect_cookie(cookie, had, secure)
+        if set_cookie is not None:
+            answer.append((b"set-cookie", set_cookie.encode("latin-1")))
+        await _answer(send, 302, [*answer, *edge], b"")
 
 
 async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:

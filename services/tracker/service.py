@@ -44,6 +44,7 @@ from shared.events import (
     storefront_event_adapter,
 )
 from shared.ids import new_id
+from shared.privacy import Consent, may_set_cookie
 from shared.retry import Transient
 from shared.secrets import (
     hash_key,
@@ -219,12 +220,25 @@ class TrackerService:
         record: bool,
         ip: str | None,
         user_agent: str | None,
-    ) -> tuple[str, str]:
+        gpc: bool = False,
+        declared_consent: bool | None = None,
+    ) -> tuple[str, str | None]:
         """The redirect of ``GET /r/{code}``: ``(landing URL, visitor cookie value)``, the click
         written durably first when ``record`` (not for HEAD or a prefetch). The visitor is the
         one the cookie carries if its tag verifies, else a new one (a new cookie); the landing
-        URL carries the plain id. :class:`InvalidCode` for a code we did not sign."""
+        URL carries the plain id. :class:`InvalidCode` for a code we did not sign.
+
+        Consent (:func:`shared.privacy.may_set_cookie`, the store's program setting, ``gpc``:
+        ``Sec-GPC: 1``, ``declared_consent``: the storefront's ``consent=``): without it the
+        cookie is neither read nor written (the cookie value is None) and the visitor id rides
+        on the landing URL only."""
         link = self.signer.verify(code)
+        store = self.directory.stores.get(link.store_id)
+        consent = store.consent if store is not None else Consent.NOT_REQUIRED
+        allowed = may_set_cookie(consent, gpc=gpc, declared_consent=declared_consent)
+        if not allowed:
+            visitor_cookie = None
+            self.metrics["redirects_without_cookie"] += 1
         known = self.visitors.open(visitor_cookie)
         visitor_id = known or new_id()
         params = {"alliance_vid": visitor_id}
@@ -239,7 +253,8 @@ class TrackerService:
                 raise InvalidCode("the link's identifiers are out of bounds") from None
             await self.record_click(click)
             params["alliance_click"] = click.click_id
-        return append_query(self.landing_url(link), params), self.visitors.seal(visitor_id)
+        cookie = self.visitors.seal(visitor_id) if allowed else None
+        return append_query(self.landing_url(link), params), cookie
 
     def make_click(
         self,

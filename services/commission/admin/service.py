@@ -84,6 +84,7 @@ class AdminService:
             event_id=(
                 f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
                 f":{program.window_days or ''}:{program.coupon_policy.value}"
+                f":{program.consent.value}"
             ),
             store_id=row.principal_id,
             name=row.name,
@@ -95,6 +96,7 @@ class AdminService:
             updated_at=now,
             attribution_window_days=program.window_days,
             coupon_policy=program.coupon_policy,
+            consent=program.consent,
         )
 
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:

@@ -25,6 +25,7 @@ from services.commission.core.errors import (
     TooManyMainProducts,
 )
 from shared.coupons import CouponPolicy, coupon_key, is_coupon_code
+from shared.privacy import Consent
 
 DEFAULT_RATE: Final = Decimal("0.06")
 MIN_RATE: Final = Decimal("0")
@@ -54,6 +55,7 @@ class OpKind(StrEnum):
     COUPON_POLICY = "coupon_policy"  # policy: off | coupon_wins | click_wins
     COUPON = "coupon"  # a code registered (or its validity changed): key, affiliate, validity
     DELETE_COUPON = "coupon_deleted"  # key: the code
+    CONSENT = "consent"  # consent: not_required | required (the visitor cookie, README Privacy)
 
 
 #: operations on single codes: recorded, but no part of the program's state (a store's codes
@@ -104,6 +106,7 @@ class ProgramOp:
     days: int | None = None  # attribution window
     policy: CouponPolicy | None = None  # coupon policy
     coupon: Coupon | None = None  # a code registered (COUPON)
+    consent: Consent | None = None  # whether the visitor cookie needs consent (CONSENT)
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class ProgramState:
     main_products: Mapping[str, Decimal | None] = field(default_factory=dict)
     window_days: int | None = None  # None: the deployment's default window
     coupon_policy: CouponPolicy = CouponPolicy.OFF
+    consent: Consent = Consent.NOT_REQUIRED
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -203,6 +207,9 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
         return replace(state, coupon_policy=op.policy)
     if op.kind is OpKind.COUPON:
         return state
+    if op.kind is OpKind.CONSENT:
+        assert op.consent is not None
+        return replace(state, consent=op.consent)
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
@@ -251,6 +258,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         },
         "window_days": state.window_days,
         "coupon_policy": state.coupon_policy.value,
+        "consent": state.consent.value,
     }
 
 

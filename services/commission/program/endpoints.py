@@ -22,6 +22,7 @@ from services.commission.deps import (
     TimeTo,
 )
 from services.commission.program.schemas import (
+    ConsentRequest,
     CouponPolicyRequest,
     CouponRequest,
     CouponView,
@@ -101,6 +102,16 @@ CHANGES = (
     ),
     Change(
         "PUT",
+        f"{STORE}/consent",
+        "set_consent",
+        OpKind.CONSENT,
+        "Whether the tracker's visitor cookie needs the buyer's consent, for clicks from now "
+        "on: not_required (the default: a cookie unless the buyer objects) or required "
+        "(a cookie only with a declared consent=true) (README, Privacy).",
+        ConsentRequest,
+    ),
+    Change(
+        "PUT",
         f"{STORE}/rates/categories/{{category_id}}",
         "set_category_rate",
         OpKind.CATEGORY_RATE,
@@ -156,6 +167,7 @@ def _endpoint(change: Change) -> Any:
             days=getattr(body, "days", None),
             policy=getattr(body, "policy", None),
             audit=kw["audit"],
+            consent=getattr(body, "consent", None),
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)
 

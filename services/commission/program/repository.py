@@ -14,6 +14,7 @@ from services.commission import models as m
 from services.commission.core.program import COUPON_OPS, Coupon, OpKind, ProgramHistory, ProgramOp
 from shared.coupons import CouponPolicy
 from shared.db import lock_keys
+from shared.privacy import Consent
 
 #: the advisory-lock namespace of program changes (and of payouts, keyed apart)
 LOCKS = "program"
@@ -41,8 +42,13 @@ class ProgramRepository:
         ops: dict[str, list[ProgramOp]] = {s: [] for s in ids}
         for r in rows:
             rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
-            policy = CouponPolicy(r.policy) if r.policy is not None else None
-            ops[r.store_id].append(ProgramOp(OpKind(r.kind), r.at, r.key, rate, r.days, policy))
+            kind = OpKind(r.kind)
+            # one text column holds the op's setting: the coupon policy, or the consent
+            consent = Consent(r.policy) if kind is OpKind.CONSENT else None
+            policy = CouponPolicy(r.policy) if r.policy is not None and not consent else None
+            ops[r.store_id].append(
+                ProgramOp(kind, r.at, r.key, rate, r.days, policy, consent=consent)
+            )
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
 
     async def add_program_op(
@@ -62,7 +68,7 @@ class ProgramRepository:
                 key=op.key,
                 rate=op.rate,
                 days=op.days,
-                policy=op.policy.value if op.policy is not None else None,
+                policy=_setting(op),
                 affiliate_id=op.coupon.affiliate_id if op.coupon else None,
                 valid_from=op.coupon.valid_from if op.coupon else None,
                 valid_to=op.coupon.valid_to if op.coupon else None,
@@ -122,3 +128,10 @@ class ProgramRepository:
 
 def _coupon(r: Any) -> Coupon:
     return Coupon(r.code, r.affiliate_id, r.valid_from, r.valid_to)
+
+
+def _setting(op: ProgramOp) -> str | None:
+    """The op's setting as the ``policy`` column keeps it (coupon policy or consent)."""
+    if op.consent is not None:
+        return op.consent.value
+    return op.policy.value if op.policy is not None else None

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.commission.core.program import Coupon, ProgramState
 from shared.coupons import CouponPolicy
 from shared.events import DecimalStr, PrincipalId, UtcDatetime
+from shared.privacy import Consent
 
 
 class JoinRequest(BaseModel):
@@ -41,6 +42,19 @@ class CouponPolicyRequest(BaseModel):
         description="off: clicks only (the default); coupon_wins: a valid code attributes the "
         "order to its owner whatever the clicks; click_wins: a valid code counts only when no "
         "click is eligible. The policy in force when an order is placed decides it."
+    )
+
+
+class ConsentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"consent": "required"}]}
+    )
+
+    consent: Consent = Field(
+        description="not_required: the visitor cookie is set unless the buyer objects "
+        "(Sec-GPC: 1, or the storefront declares consent=false); required: only when the "
+        "storefront declares consent=true. Without the cookie the visitor id rides on the "
+        "landing URL only (README, Privacy)."
     )
 
 
@@ -115,6 +129,9 @@ class ProgramResponse(BaseModel):
     )
     attribution_window_is_default: bool
     coupon_policy: CouponPolicy = Field(description="the coupon policy in force")
+    consent: Consent = Field(
+        Consent.NOT_REQUIRED, description="whether the visitor cookie needs consent"
+    )
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -133,6 +150,7 @@ class ProgramResponse(BaseModel):
             attribution_window_days=s.window_days or default_window,
             attribution_window_is_default=s.window_days is None,
             coupon_policy=s.coupon_policy,
+            consent=s.consent,
         )
 
 

@@ -26,11 +26,12 @@ from services.commission.errors import NotFound
 from services.commission.program.repository import ProgramRepository
 from shared.clock import Clock, SystemClock
 from shared.coupons import CouponPolicy, coupon_key
+from shared.privacy import Consent
 
 #: the changes the tracker and attribution must learn of (a store's directory entry holds
-#: membership, window and coupon policy)
+#: membership, window, coupon policy and consent)
 DIRECTORY_CHANGES: Final = frozenset(
-    {OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW, OpKind.COUPON_POLICY}
+    {OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW, OpKind.COUPON_POLICY, OpKind.CONSENT}
 )
 
 
@@ -87,13 +88,14 @@ class ProgramService:
         policy: CouponPolicy | None = None,
         at: datetime | None = None,
         audit: Recorder | None = None,
+        consent: Consent | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock, or ``at``) and record it; the
         product channel is re-ranked in the same transaction. Raises the core's refusals."""
         repo = ProgramRepository(session)
         await repo.lock([store_id])
         history = (await repo.programs([store_id]))[store_id]
-        op = ProgramOp(kind, at or self.clock.now(), key, rate, days, policy)
+        op = ProgramOp(kind, at or self.clock.now(), key, rate, days, policy, consent=consent)
         before = history.current()
         after = history.append(op).current()  # raises ProgramError when the rules refuse
         await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
@@ -120,6 +122,7 @@ class ProgramService:
         days: int | None = None,
         policy: CouponPolicy | None = None,
         audit: Recorder | None = None,
+        consent: Consent | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
         directory when the tracker or attribution must know (effective from the operation's
@@ -127,7 +130,7 @@ class ProgramService:
         await self._known_store(session, store_id)
         now = self.clock.now()
         await self.change_program(
-            session, store_id, kind, actor, key, rate, days, policy, now, audit=audit
+            session, store_id, kind, actor, key, rate, days, policy, now, audit, consent
         )
         if self.directory is not None and kind in DIRECTORY_CHANGES:
             await self.directory.publish_store(session, store_id, now)

@@ -54,6 +54,7 @@ pageviews: {}
 catalog: {cleanup.policy: compact}
 directory: {cleanup.policy: compact, min.compaction.lag.ms: "7776000000"}
 dead-letters: {}
+privacy: {}
 {{- end -}}
 
 {{/* The peers trusted to set X-Forwarded-For (trustedProxies, or config's
@@ -85,10 +86,10 @@ tracker:
   groups: []
 attribution:
   writes: [attributions, dead-letters]
-  reads: [clicks, directory, orders]
+  reads: [clicks, directory, orders, privacy]
   groups: [attribution]
 commission:
-  writes: [dead-letters, directory]
+  writes: [dead-letters, directory, privacy]
   reads: [attributions, catalog, clicks, orders, pageviews]
   groups: [commission, reports]
 {{- end -}}

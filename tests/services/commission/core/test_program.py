@@ -80,7 +80,27 @@ class TestRecord:
             "main_products": {"p": None},
             "window_days": None,
             "coupon_policy": "off",
+            "consent": "not_required",
         }
+
+    def test_consent_is_a_setting_of_the_program_in_force_from_its_time(self) -> None:
+        from datetime import timedelta
+
+        from services.commission.core.errors import NotJoined
+        from shared.privacy import Consent
+
+        with pytest.raises(NotJoined):
+            ProgramHistory().append(ProgramOp(OpKind.CONSENT, T0, consent=Consent.REQUIRED))
+        later = T0 + timedelta(hours=1)
+        history = ProgramHistory(
+            (
+                ProgramOp(OpKind.JOIN, T0),
+                ProgramOp(OpKind.CONSENT, later, consent=Consent.REQUIRED),
+            )
+        )
+        assert history.state_at(T0).consent is Consent.NOT_REQUIRED
+        assert history.state_at(later).consent is Consent.REQUIRED
+        assert state_json(history.current())["consent"] == "required"
 
 
 class TestRouteTable:
