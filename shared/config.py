@@ -336,6 +336,11 @@ class Settings(BaseSettings):
     payout_holding_days: int = Field(
         0, description="Commission is payable once its order completed this many days ago"
     )
+    payout_requires_lock: bool = Field(
+        False,
+        description="A payout pays only commission whose order's locking date has passed "
+        "(README, Program controls); false: the holding period alone decides",
+    )
     consumer_batch_size: int = Field(
         4000, description="Max records a consumer handles per batch (one transaction)"
     )

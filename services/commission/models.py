@@ -88,7 +88,28 @@ refunds = Table(
     Column("refund_id", String(128), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("items", JSONB, nullable=False),
+    #: when it was reported (the later of event time and arrival; NULL: its event time): a
+    #: refund reported at or after the order's locking date reverses nothing
+    Column("reported_at", DateTime(timezone=True)),
     Index("ix_refunds_occurred", "occurred_at"),
+)
+
+#: Reason-coded adjustments of orders' commission (README, Program controls), numbered per
+#: order from 1, each accepted once per (store, Idempotency-Key); append-only.
+adjustments = Table(
+    "adjustments",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("seq", SmallInteger, primary_key=True),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(16), nullable=False),  # amend | decline | reset
+    Column("reason", String(32), nullable=False),
+    Column("note", String(1000)),
+    Column("lines", JSONB, nullable=False),  # [{product_id, amount}]
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("store_id", "idempotency_key"),
 )
 
 #: The operation record of every store's program: append-only, in time order.
@@ -140,6 +161,7 @@ ledger_transactions = Table(
     Column("currency", String(3), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", String(32)),  # an adjustment's reason code
     Index("ix_ledger_transactions_order", "store_id", "order_id"),
 )
 

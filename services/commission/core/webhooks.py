@@ -37,6 +37,8 @@ class WebhookEvent(StrEnum):
     COMMISSION_PAYABLE = "commission.payable"
     #: a refund reversed (part of) a posted commission: a claw-back
     COMMISSION_REVERSED = "commission.reversed"
+    #: a reason-coded adjustment changed a posted commission (README, Program controls)
+    COMMISSION_ADJUSTED = "commission.adjusted"
     #: finance paid an affiliate's balance
     PAYOUT_CREATED = "payout.created"
 
@@ -136,6 +138,7 @@ def order_notice(
     *,
     sub_id: str | None,
     refund_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Notice:
     """An order's event: ``amount`` is the commission it is about (the estimate of an
     attribution, the posting of a payable commission, the negative amount of a reversal),
@@ -153,6 +156,7 @@ def order_notice(
     }
     if refund_id is not None:
         data["refund_id"] = refund_id
+    data.update(extra or {})
     return Notice(
         event_id(kind, source_key),
         kind,
@@ -186,6 +190,21 @@ def ledger_notice(txn: LedgerTxn, facts: OrderFacts, at: datetime, sub_id: str |
             at,
             sub_id=sub_id,
             refund_id=txn.key.rpartition("/")[2],
+        )
+    if txn.kind is TxnKind.ADJUSTMENT:
+        seq = int(txn.key.rpartition("/")[2])
+        adj = next((a for a in facts.adjustments if a.seq == seq), None)
+        extra: dict[str, Any] = {"adjustment_id": seq, "reason": txn.reason}
+        if adj is not None:
+            extra |= {"action": adj.action.value, "reason": adj.reason.value, "note": adj.note}
+        return order_notice(
+            WebhookEvent.COMMISSION_ADJUSTED,
+            txn.key,
+            facts,
+            txn.amount,
+            at,
+            sub_id=sub_id,
+            extra=extra,
         )
     raise ValueError(f"no order event for a {txn.kind} transaction")
 

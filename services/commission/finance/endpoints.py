@@ -242,12 +242,19 @@ async def create_payout(
     idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
 ) -> Response:
     """Pay an affiliate's net payable balance up to a time (finance), once per key. Only
-    commission whose order completed more than the holding period ago is payable; a claw-back
+    commission whose order completed more than the holding period ago is payable (with
+    ``ALLIANCE_PAYOUT_REQUIRES_LOCK``, only that of orders past their locking date); a claw-back
     larger than the balance is not paid and carries forward."""
     caller.require("finance")
-    holding = timedelta(days=request.app.state.settings.payout_holding_days)
+    settings = request.app.state.settings
+    holding = timedelta(days=settings.payout_holding_days)
     row, created = await finance.pay(
-        session, idempotency_key, body.affiliate_id, body.up_to, holding
+        session,
+        idempotency_key,
+        body.affiliate_id,
+        body.up_to,
+        holding,
+        requires_lock=settings.payout_requires_lock,
     )
     view = PayoutView.of(row).model_dump(mode="json")
     if created:  # a replay with the same key changes nothing: no second entry

@@ -172,6 +172,44 @@ class FinanceRepository:
             out[currency] = out.get(currency, 0) + int(minor)  # payouts are negative here
         return out
 
+    async def earned_by_order(
+        self, affiliate_id: str, up_to: datetime, completed_before: datetime
+    ) -> list[Any]:
+        """Per order and currency (store_id, order_id, placed_at, status_at, currency, minor):
+        what :meth:`payable_minor` sums before payouts, order by order (for the lock's rule)."""
+        t, p, o = m.ledger_transactions, m.ledger_postings, m.orders
+        rows = await self.session.execute(
+            select(
+                o.c.store_id,
+                o.c.order_id,
+                o.c.placed_at,
+                o.c.status_at,
+                p.c.currency,
+                func.sum(p.c.amount_minor).label("minor"),
+            )
+            .join(t, t.c.id == p.c.txn_id)
+            .join(o, (o.c.store_id == t.c.store_id) & (o.c.order_id == t.c.order_id))
+            .where(
+                p.c.account == affiliate_account(affiliate_id),
+                t.c.kind.in_(EARNING_KINDS),
+                t.c.occurred_at <= up_to,
+                o.c.status_at <= completed_before,
+            )
+            .group_by(o.c.store_id, o.c.order_id, o.c.placed_at, o.c.status_at, p.c.currency)
+        )
+        return list(rows)
+
+    async def paid_minor(self, affiliate_id: str) -> dict[str, int]:
+        """Per currency: every payout to the affiliate so far (negative, minor units)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        paid = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(p.c.account == affiliate_account(affiliate_id), t.c.kind == TxnKind.PAYOUT.value)
+            .group_by(p.c.currency)
+        )
+        return {r[0]: int(r[1]) for r in paid}
+
     async def payout_by_key(self, key: str) -> Any:
         return (
             await self.session.execute(select(m.payouts).where(m.payouts.c.idempotency_key == key))

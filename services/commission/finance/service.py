@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.commission.core.commission import lock_of
 from services.commission.core.ledger import payout_txns
 from services.commission.core.reconciliation import DayFigures, Reconciliation
 from services.commission.core.statements import StoreTotals, period_range, statement_totals
@@ -124,10 +125,12 @@ class FinanceService:
         affiliate_id: str,
         up_to: datetime,
         holding: timedelta,
+        requires_lock: bool = False,
     ) -> tuple[Any, bool]:
         """Pay the affiliate's net payable balance up to ``up_to`` (commission whose order
-        completed at least ``holding`` ago), once per idempotency ``key``. Returns the payout
-        row and whether it was created now."""
+        completed at least ``holding`` ago; with ``requires_lock``, only that of orders whose
+        locking date has passed), once per idempotency ``key``. Returns the payout row and
+        whether it was created now."""
         repo = FinanceRepository(session)
         await repo.lock_payouts(affiliate_id)  # one payout at a time per affiliate
         existing = await repo.payout_by_key(key)
@@ -136,7 +139,10 @@ class FinanceService:
                 raise IdempotencyKeyReused()
             return existing, False
         now = self.clock.now()
-        minor = await repo.payable_minor(affiliate_id, up_to, now - holding)
+        if requires_lock:
+            minor = await self._locked_minor(session, affiliate_id, up_to, now - holding, now)
+        else:
+            minor = await repo.payable_minor(affiliate_id, up_to, now - holding)
         balances = {c: from_minor(v, c) for c, v in minor.items()}
         txns = payout_txns(f"payout:{key}", affiliate_id, balances)  # raises when nothing to pay
         await self.orders.post(session, txns, store_id=None, affiliate_id=affiliate_id, at=now)
@@ -146,6 +152,27 @@ class FinanceService:
             notice = payout_notice(key, payout_id, affiliate_id, amounts, up_to, now)
             await self.webhooks.notify(session, [notice])
         return await repo.payout(payout_id), True
+
+    async def _locked_minor(
+        self,
+        session: AsyncSession,
+        affiliate_id: str,
+        up_to: datetime,
+        completed_before: datetime,
+        now: datetime,
+    ) -> dict[str, int]:
+        """As :meth:`FinanceRepository.payable_minor`, of the orders locked at ``now`` only (the
+        lock period in force at each order's placement, :func:`lock_of`)."""
+        repo = FinanceRepository(session)
+        rows = await repo.earned_by_order(affiliate_id, up_to, completed_before)
+        programs = await self.orders.programs.histories(session, {r.store_id for r in rows})
+        out: dict[str, int] = {}
+        for r in rows:
+            if lock_of(r.placed_at, r.status_at, programs[r.store_id]) <= now:
+                out[r.currency] = out.get(r.currency, 0) + int(r.minor)
+        for currency, minor in (await repo.paid_minor(affiliate_id)).items():
+            out[currency] = out.get(currency, 0) + minor  # payouts are negative here
+        return out
 
     async def payout(self, session: AsyncSession, payout_id: int) -> Any:
         return await FinanceRepository(session).payout(payout_id)

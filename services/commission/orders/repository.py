@@ -15,6 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission import models as m
 from services.commission.core.applied import AppliedKey, Source
 from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentLine,
+    AdjustmentReason,
     HeldPlacement,
     LineItem,
     OrderFacts,
@@ -67,15 +71,36 @@ def _of_orders(t: Table, keys: Iterable[OrderKey]) -> ColumnElement[bool]:
     return pairs_in(t.c.store_id, t.c.order_id, keys)
 
 
-def _refund(refund_id: str, occurred_at: datetime, items: list[dict[str, Any]]) -> Refund:
+def _refund(
+    refund_id: str,
+    occurred_at: datetime,
+    items: list[dict[str, Any]],
+    reported_at: datetime | None = None,
+) -> Refund:
     return Refund(
         refund_id,
         occurred_at,
         tuple(RefundItem(i["product_id"], Decimal(i["amount"])) for i in items),
+        reported_at,
     )
 
 
-def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
+def adjustment_of(r: Any) -> Adjustment:
+    """An ``adjustments`` row (or its JSON) as the core's adjustment."""
+    row: dict[str, Any] = r if isinstance(r, dict) else dict(r._mapping)
+    get = row.__getitem__
+    at = get("at")
+    return Adjustment(
+        int(get("seq")),
+        datetime.fromisoformat(at) if isinstance(at, str) else at,
+        AdjustmentAction(get("action")),
+        AdjustmentReason(get("reason")),
+        tuple(AdjustmentLine(i["product_id"], Decimal(i["amount"])) for i in get("lines")),
+        get("note"),
+    )
+
+
+def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] = ()) -> OrderFacts:
     """The facts of an order row whose placement is known."""
     return OrderFacts(
         order_id=o.order_id,
@@ -89,6 +114,7 @@ def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
         click_id=o.click_id,
         click_at=o.click_at,
         refunds=tuple(refunds),
+        adjustments=tuple(sorted(adjustments, key=lambda a: a.seq)),
     )
 
 
@@ -340,15 +366,75 @@ class OrderRepository:
         refunds: dict[OrderKey, list[Refund]] = {}
         for r in await self.session.execute(select(m.refunds).where(_of_orders(m.refunds, keys))):
             refunds.setdefault((r.store_id, r.order_id), []).append(
-                _refund(r.refund_id, r.occurred_at, r.items)
+                _refund(r.refund_id, r.occurred_at, r.items, r.reported_at)
             )
+        adjustments = await self.adjustments(keys)
         out: dict[OrderKey, OrderFacts] = {}
         rows = await self.session.execute(
             select(m.orders).where(_of_orders(m.orders, keys), m.orders.c.placed_at.is_not(None))
         )
         for o in rows:
-            out[(o.store_id, o.order_id)] = _facts(o, refunds.get((o.store_id, o.order_id), ()))
+            key = (o.store_id, o.order_id)
+            out[key] = _facts(o, refunds.get(key, ()), adjustments.get(key, ()))
         return out
+
+    async def adjustments(self, keys: Iterable[OrderKey]) -> dict[OrderKey, list[Adjustment]]:
+        """The orders' adjustments, by order, in the order accepted."""
+        rows = await self.adjustment_rows(keys)
+        return {k: [adjustment_of(r) for r in v] for k, v in rows.items()}
+
+    async def adjustment_rows(self, keys: Iterable[OrderKey]) -> dict[OrderKey, list[Any]]:
+        """The orders' adjustment rows (with their notes and actors), in the order accepted."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        a = m.adjustments
+        out: dict[OrderKey, list[Any]] = {}
+        rows = await self.session.execute(
+            select(a).where(_of_orders(a, keys)).order_by(a.c.store_id, a.c.order_id, a.c.seq)
+        )
+        for r in rows:
+            out.setdefault((r.store_id, r.order_id), []).append(r)
+        return out
+
+    async def adjustment_by_key(self, store_id: str, idempotency_key: str) -> Any:
+        """The store's adjustment accepted with this Idempotency-Key, if any."""
+        a = m.adjustments
+        return (
+            await self.session.execute(
+                select(a).where(a.c.store_id == store_id, a.c.idempotency_key == idempotency_key)
+            )
+        ).first()
+
+    async def add_adjustment(
+        self,
+        store_id: str,
+        order_id: str,
+        adjustment: Adjustment,
+        idempotency_key: str,
+        actor: str,
+    ) -> Any:
+        """Append an accepted adjustment (the order's row must be locked: see lock_orders)."""
+        a = m.adjustments
+        row = await self.session.execute(
+            insert(a)
+            .values(
+                store_id=store_id,
+                order_id=order_id,
+                seq=adjustment.seq,
+                idempotency_key=idempotency_key,
+                at=adjustment.at,
+                action=adjustment.action.value,
+                reason=adjustment.reason.value,
+                note=adjustment.note,
+                lines=[
+                    {"product_id": x.product_id, "amount": str(x.amount)} for x in adjustment.lines
+                ],
+                actor=actor,
+            )
+            .returning(a)
+        )
+        return row.one()
 
     async def set_summaries(self, rows: list[Summary]) -> None:
         """Store orders' computed commission: ((store, order), chargeable, sales, commission,
@@ -452,7 +538,7 @@ class OrderRepository:
         """The order's row and its facts (None until its placement is known), read by one
         statement: one snapshot, so that a consumer's commit cannot fall between the two
         (a view never shows, say, no affiliate beside a payable commission). None: no row."""
-        o, r = m.orders, m.refunds
+        o, r, a = m.orders, m.refunds, m.adjustments
         mine = (r.c.store_id == o.c.store_id) & (r.c.order_id == o.c.order_id)
 
         def refunds_of(column: Any, *, jsonb: bool = False) -> Any:
@@ -468,6 +554,16 @@ class OrderRepository:
                     refunds_of(r.c.refund_id).label("refund_ids"),
                     refunds_of(r.c.occurred_at).label("refund_ats"),
                     refunds_of(r.c["items"], jsonb=True).label("refund_items"),
+                    refunds_of(r.c.reported_at).label("refund_reported"),
+                    select(
+                        func.jsonb_agg(
+                            aggregate_order_by(func.to_jsonb(a.table_valued()), a.c.seq),
+                            type_=JSONB,
+                        )
+                    )
+                    .where(a.c.store_id == o.c.store_id, a.c.order_id == o.c.order_id)
+                    .scalar_subquery()
+                    .label("adjustments"),
                 ).where(o.c.store_id == store_id, o.c.order_id == order_id)
             )
         ).first()
@@ -476,12 +572,16 @@ class OrderRepository:
         if row.placed_at is None:
             return row, None
         refunds = [
-            _refund(i, at, items)
-            for i, at, items in zip(
-                row.refund_ids or [], row.refund_ats or [], row.refund_items or [], strict=True
+            _refund(i, at, items, reported)
+            for i, at, items, reported in zip(
+                row.refund_ids or [],
+                row.refund_ats or [],
+                row.refund_items or [],
+                row.refund_reported or [],
+                strict=True,
             )
         ]
-        return row, _facts(row, refunds)
+        return row, _facts(row, refunds, [adjustment_of(x) for x in row.adjustments or []])
 
     async def order_ids(
         self,
@@ -668,6 +768,7 @@ class LedgerRepository:
                     "affiliate_id": affiliate_id,
                     "currency": txn.currency,
                     "occurred_at": at,
+                    "reason": txn.reason,
                 }
                 for txn, store_id, affiliate_id in entries
             ],

@@ -14,15 +14,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core.applied import AppliedKey, decision_key, storefront_key
 from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentLine,
+    AdjustmentReason,
     LineItem,
     OrderCommission,
     OrderFacts,
     OrderKey,
     OrderStatus,
     Placement,
+    check_adjustment,
     compute_order,
     placement_to_apply,
 )
+from services.commission.core.errors import ProgramError
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
 from services.commission.core.reports import refund_reversals
@@ -33,11 +39,12 @@ from services.commission.core.webhooks import (
     ledger_notice,
     order_notice,
 )
-from services.commission.errors import NotFound
+from services.commission.errors import IdempotencyKeyReused, NotFound
 from services.commission.orders.repository import (
     LedgerRepository,
     OrderRepository,
     Summary,
+    adjustment_of,
     items_json,
 )
 from services.commission.program.service import ProgramService
@@ -164,7 +171,45 @@ def _refund(e: OrderRefunded) -> dict[str, Any]:
         "refund_id": e.refund_id,
         "occurred_at": e.occurred_at,
         "items": [{"product_id": i.product_id, "amount": str(i.amount)} for i in e.items],
+        # the later of its time and its arrival: a backdated refund cannot beat the lock
+        "reported_at": e.occurred_at
+        if e.received_at is None
+        else max(e.occurred_at, e.received_at),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentAsk:
+    """An adjustment as asked for (HTTP): what an Idempotency-Key stands for."""
+
+    order_id: str
+    action: AdjustmentAction
+    reason: AdjustmentReason
+    lines: tuple[AdjustmentLine, ...] = ()
+    note: str | None = None
+
+    def same_as(self, row: Any) -> bool:
+        """Whether a stored adjustment is this one (a replay of its key)."""
+        stored = adjustment_of(row)
+        return (
+            row.order_id == self.order_id
+            and (stored.action, stored.reason, stored.note) == (self.action, self.reason, self.note)
+            and [(x.product_id, x.amount) for x in stored.lines]
+            == [(x.product_id, x.amount) for x in self.lines]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """One item of a batch of adjustments: the adjustment row (accepted now or before, by its
+    key), or the refusal's status and code."""
+
+    index: int
+    order_id: str
+    status: int
+    row: Any = None
+    code: str | None = None
+    message: str | None = None
 
 
 @dataclass
@@ -386,17 +431,17 @@ class OrderService:
 
     async def order_commission(
         self, session: AsyncSession, store_id: str, order_id: str
-    ) -> tuple[Any, OrderCommission | None]:
-        """The order's row and its commission (None until its placement is known), from one
+    ) -> tuple[Any, OrderFacts | None, OrderCommission | None]:
+        """The order's row, facts and commission (None until its placement is known), from one
         snapshot of the row and the facts; :class:`NotFound` when there is no such order."""
         found = await OrderRepository(session).order_with_facts(store_id, order_id)
         if found is None:
             raise NotFound("order", store_id=store_id, order_id=order_id)
         row, facts = found
         if facts is None:
-            return row, None
+            return row, None, None
         program = await self.programs.history(session, store_id)
-        return row, compute_order(facts, program, self.policy)
+        return row, facts, compute_order(facts, program, self.policy)
 
     async def order_row(self, session: AsyncSession, store_id: str, order_id: str) -> Any:
         return await OrderRepository(session).order_row(store_id, order_id)
@@ -432,6 +477,73 @@ class OrderService:
             for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids])
             for (refund_id, n), amount in refund_reversals(f, p, self.policy).items()
         }
+
+    # -- adjustments --------------------------------------------------------------------------
+
+    async def adjust(
+        self, session: AsyncSession, store_id: str, ask: AdjustmentAsk, key: str, actor: str
+    ) -> tuple[Any, bool]:
+        """Accept a reason-coded adjustment of the store's order once per (store, ``key``):
+        checked by the core's rules (:func:`check_adjustment`: 409 ``locked``, 422 amounts and
+        products), appended, and the order reconciled in the same transaction (its
+        adjustment transaction posted if the order completed, else its estimate changed).
+        Returns the adjustment's row and whether it was accepted now; a replay of the key
+        returns the first answer, another request with it is 409 ``idempotency_key_reused``.
+        404 when the store has no such order (another store's order is no order of this)."""
+        repo = OrderRepository(session)
+        okey = (store_id, ask.order_id)
+        await repo.lock_orders([okey])  # as the consumer does: one writer of an order at a time
+        existing = await repo.adjustment_by_key(store_id, key)
+        if existing is not None:
+            if not ask.same_as(existing):
+                raise IdempotencyKeyReused("this key was used for another adjustment")
+            return existing, False
+        facts = (await repo.order_facts([okey])).get(okey)
+        if facts is None:
+            raise NotFound("order", store_id=store_id, order_id=ask.order_id)
+        program = await self.programs.history(session, store_id)
+        now = self.clock.now()
+        if facts.adjustments:  # times never go back within an order (a clock's skew)
+            now = max(now, facts.adjustments[-1].at)
+        seq = max((a.seq for a in facts.adjustments), default=0) + 1
+        adjustment = check_adjustment(
+            facts,
+            program,
+            Adjustment(seq, now, ask.action, ask.reason, ask.lines, ask.note),
+        )
+        row = await repo.add_adjustment(store_id, ask.order_id, adjustment, key, actor)
+        await self.reconcile(session, {okey})
+        return row, True
+
+    async def adjust_batch(
+        self,
+        session: AsyncSession,
+        store_id: str,
+        asks: list[AdjustmentAsk],
+        key: str,
+        actor: str,
+    ) -> list[ItemOutcome]:
+        """Each item as :meth:`adjust`, keyed ``<key>/<index>``, in a savepoint of its own: a
+        refused item changes nothing and the others stand. Replaying the batch's key replays
+        every item (the accepted ones answer as before)."""
+        out: list[ItemOutcome] = []
+        for n, ask in enumerate(asks):
+            try:
+                async with session.begin_nested():
+                    row, created = await self.adjust(session, store_id, ask, f"{key}/{n}", actor)
+                out.append(ItemOutcome(n, ask.order_id, 201 if created else 200, row))
+            except (ProgramError, NotFound, IdempotencyKeyReused) as err:
+                status = err.status_code
+                code = err.code
+                message = getattr(err, "message", None) or str(err)
+                out.append(ItemOutcome(n, ask.order_id, status, None, code, message))
+        return out
+
+    async def adjustment_rows(
+        self, session: AsyncSession, keys: Iterable[OrderKey]
+    ) -> dict[OrderKey, list[Any]]:
+        """The orders' adjustments as stored (reason, note, actor), in the order accepted."""
+        return await OrderRepository(session).adjustment_rows(keys)
 
     # -- the ledger -------------------------------------------------------------------------
 

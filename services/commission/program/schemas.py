@@ -32,6 +32,15 @@ class WindowRequest(BaseModel):
     days: int = Field(description="the attribution window in days, 1 to 30")
 
 
+class LockPeriodRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 60}]})
+
+    days: int = Field(
+        description="days after an order completes when its commission locks, 0 to 365 "
+        "(the setting in force when the order was placed decides)"
+    )
+
+
 class CouponPolicyRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"policy": "coupon_wins"}]}
@@ -115,6 +124,10 @@ class ProgramResponse(BaseModel):
     )
     attribution_window_is_default: bool
     coupon_policy: CouponPolicy = Field(description="the coupon policy in force")
+    lock_days: int = Field(
+        description="the lock period in force: orders placed now lock this many days after "
+        "they complete"
+    )
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -133,6 +146,7 @@ class ProgramResponse(BaseModel):
             attribution_window_days=s.window_days or default_window,
             attribution_window_is_default=s.window_days is None,
             coupon_policy=s.coupon_policy,
+            lock_days=s.lock_days,
         )
 
 

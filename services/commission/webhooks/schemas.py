@@ -68,6 +68,26 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "refund_id": "r-1",
         },
     },
+    WebhookEvent.COMMISSION_ADJUSTED: {
+        "id": "evt_2c26b46b68ffc68ff99b453c1d304134",
+        "type": "commission.adjusted",
+        "created_at": "2026-12-06T10:00:00+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "-1.10",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+            "adjustment_id": 1,
+            "action": "amend",
+            "reason": "item_returned",
+            "note": "one of two returned",
+        },
+    },
     WebhookEvent.PAYOUT_CREATED: {
         "id": "evt_a665a45920422f9d417e4867efdc4fb8",
         "type": "payout.created",
@@ -87,6 +107,8 @@ EVENT_MEANINGS: dict[WebhookEvent, str] = {
     WebhookEvent.COMMISSION_PAYABLE: "the order completed and its commission was posted",
     WebhookEvent.COMMISSION_REVERSED: "a refund reversed commission already posted "
     "(commission is negative)",
+    WebhookEvent.COMMISSION_ADJUSTED: "a reason-coded adjustment changed posted commission "
+    "(commission is the change, signed; reason and note as the store gave them)",
     WebhookEvent.PAYOUT_CREATED: "finance paid the affiliate's balance",
 }
 

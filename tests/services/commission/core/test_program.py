@@ -80,6 +80,7 @@ class TestRecord:
             "main_products": {"p": None},
             "window_days": None,
             "coupon_policy": "off",
+            "lock_days": 60,
         }
 
 
