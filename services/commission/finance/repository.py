@@ -128,6 +128,7 @@ class FinanceRepository:
                 t.c.order_id,
                 t.c.currency,
                 t.c.occurred_at,
+                t.c.reason,
                 p.c.account,
                 p.c.amount_minor,
             )

@@ -42,6 +42,7 @@ class LedgerLine(BaseModel):
     currency: str
     amount: str
     occurred_at: datetime
+    reason: str | None = None  # an adjustment's reason code (README, Program controls)
 
     @classmethod
     def of(cls, r: Any) -> LedgerLine:
@@ -57,6 +58,7 @@ class LedgerLine(BaseModel):
             currency=r.currency,
             amount=str(from_minor(r.amount_minor, r.currency)),
             occurred_at=r.occurred_at,
+            reason=r.reason,
         )
 
 
