@@ -138,10 +138,12 @@ class ReconciliationDay(BaseModel):
     became_payable: str  # commission posted that day (orders completed)
     cancelled: str  # gross commission of orders cancelled that day
     reversed: str  # reversals posted that day (refunds, claw-backs)
+    adjusted: str  # adjustment transactions posted that day (signed, as credited)
     day_orders_payable: str  # of that day's estimate: orders completed since
     day_orders_cancelled: str  # … cancelled since
     day_orders_open: str  # … still placed
-    unexplained: str  # estimate − the three above: zero when the books agree
+    day_orders_adjusted: str  # … taken off by reason-coded adjustments
+    unexplained: str  # estimate − the four above: zero when the books agree
 
     @classmethod
     def of(cls, day: str, currency: str, f: DayFigures) -> ReconciliationDay:
@@ -152,8 +154,10 @@ class ReconciliationDay(BaseModel):
             became_payable=fmt(f.became_payable, currency),
             cancelled=fmt(f.cancelled, currency),
             reversed=fmt(f.reversed, currency),
+            adjusted=fmt(f.adjusted, currency),
             day_orders_payable=fmt(f.day_orders_payable, currency),
             day_orders_cancelled=fmt(f.day_orders_cancelled, currency),
             day_orders_open=fmt(f.day_orders_open, currency),
+            day_orders_adjusted=fmt(f.day_orders_adjusted, currency),
             unexplained=fmt(f.unexplained, currency),
         )

@@ -472,11 +472,21 @@ class OrderService:
     ) -> dict[tuple[str, str, int], Decimal]:
         """(order, refund, item position) → commission reversed, for the given orders of the
         store."""
-        return {
-            (f.order_id, refund_id, n): amount
-            for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids])
-            for (refund_id, n), amount in refund_reversals(f, p, self.policy).items()
-        }
+        return (await self.refund_outcomes(session, store_id, order_ids))[0]
+
+    async def refund_outcomes(
+        self, session: AsyncSession, store_id: str, order_ids: set[str]
+    ) -> tuple[dict[tuple[str, str, int], Decimal], set[tuple[str, str]]]:
+        """:meth:`refund_reversals`, and the (order, refund) pairs whose reversal the lock
+        skipped (reported at or after the order's locking date: they reverse nothing)."""
+        amounts: dict[tuple[str, str, int], Decimal] = {}
+        skipped: set[tuple[str, str]] = set()
+        for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids]):
+            for (refund_id, n), amount in refund_reversals(f, p, self.policy).items():
+                amounts[(f.order_id, refund_id, n)] = amount
+            locked = compute_order(f, p, self.policy).refunds_skipped
+            skipped |= {(f.order_id, r) for r in locked}
+        return amounts, skipped
 
     # -- adjustments --------------------------------------------------------------------------
 

@@ -271,6 +271,7 @@ def _transaction_view(t: Transaction) -> TransactionView:
         status=t.status,
         affiliate_id=t.affiliate_id,
         rule=t.rule,
+        reversal_skipped=t.reversal_skipped,
     )
 
 

@@ -110,6 +110,8 @@ class TransactionView(BaseModel):
     status: str  # the order's status
     affiliate_id: str | None
     rule: str | None = None  # how the order was attributed: last_click | coupon
+    #: a refund reported at or after the order's locking date: ``locked`` (reverses nothing)
+    reversal_skipped: str | None = None
 
 
 class TransactionsPage(Period):

@@ -71,6 +71,8 @@ class Transaction:
     affiliate_id: str | None
     #: how the order was attributed: last_click or coupon (README, Coupon codes)
     rule: str | None = None
+    #: a refund reported at or after the order's locking date: ``locked`` (it reverses nothing)
+    reversal_skipped: str | None = None
 
 
 #: a position in the transactions' order: (at, type, order id, seq)
@@ -159,10 +161,12 @@ class ReportService:
         commission (a refund's: minus what it reverses, by the core)."""
         rows = await ReportRepository(session).transactions(store_id, r, f, after, limit)
         refunded = {row.order_id for row in rows if row.type == "refund"}
-        reversed_by = (
-            await self.orders.refund_reversals(session, store_id, refunded) if refunded else {}
+        reversed_by, skipped = (
+            await self.orders.refund_outcomes(session, store_id, refunded)
+            if refunded
+            else ({}, set())
         )
-        return [_transaction(store_id, row, reversed_by) for row in rows]
+        return [_transaction(store_id, row, reversed_by, skipped) for row in rows]
 
     async def transaction_pages(
         self, store_id: str, r: DayRange, f: TransactionFilter, after: After | None
@@ -204,7 +208,10 @@ class ReportService:
 
 
 def _transaction(
-    store_id: str, row: Any, reversed_by: dict[tuple[str, str, int], Decimal]
+    store_id: str,
+    row: Any,
+    reversed_by: dict[tuple[str, str, int], Decimal],
+    skipped: set[tuple[str, str]],
 ) -> Transaction:
     if row.type == "order":
         amount = from_minor(int(row.amount_minor), row.currency)
@@ -232,6 +239,7 @@ def _transaction(
         row.status,
         row.affiliate_id,
         row.rule,
+        "locked" if row.type == "refund" and (row.order_id, row.refund_id) in skipped else None,
     )
 
 

@@ -192,6 +192,18 @@ async def _story(svc: Any, replay: Replay, settings: Settings, clock: FixedClock
     )
     locked = await view(o1, {"reversal_skipped": {"r-late": "locked"}})
     assert (locked["locked"], locked["payable"], locked["reversed"]) == (True, "7.00", "0.00")
+    report = await c.get(
+        f"{base}/reports/transactions",
+        params={"from": "2026-03-01", "to": "2026-03-31"},
+        headers=store.auth,
+    )
+    assert report.status_code == 200, report.text
+    (late,) = [t for t in report.json()["items"] if t["type"] == "refund"]
+    assert (late["refund_id"], late["commission"], late["reversal_skipped"]) == (
+        "r-late",
+        "0.00",
+        "locked",
+    )
     refused = await c.post(
         f"{o1}/adjustments",
         json={"reason": "fraud", "action": "decline"},
