@@ -5,6 +5,7 @@ does to them and to refunds."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -253,3 +254,65 @@ async def _affiliate_key(svc: Any, settings: Settings, affiliate_id: str) -> dic
         )
     assert resp.status_code in (200, 201), resp.text
     return {"Authorization": f"Bearer {resp.json()['api_key']}"}
+
+
+async def test_with_payout_requires_lock_only_locked_commission_is_paid(
+    settings: Settings,
+) -> None:
+    settings = settings.model_copy(update={"payout_requires_lock": True})
+    clock = FixedClock(ts("2025-12-31T12:00:00Z"))
+    async with running(settings, clock) as svc:
+        replay = Replay(svc, settings, clock)
+        try:
+            c = svc.commission
+            await replay.apply(
+                {
+                    "kind": "program.join",
+                    "store_id": "s1",
+                    "at": "2025-12-31T12:00:00Z",
+                    "rate": "0.1",
+                }
+            )
+            store = await replay.store("s1")
+            resp = await c.put(
+                f"/v1/stores/{store.store_id}/lock-period", json={"days": 3}, headers=store.auth
+            )
+            assert resp.status_code == 200, resp.text
+            for event in (
+                {
+                    "kind": "click",
+                    "click_id": "c1",
+                    "affiliate_id": "aff-a",
+                    "store_id": "s1",
+                    "visitor_id": "v1",
+                    "at": "2026-02-27T12:00:00Z",
+                },
+                {
+                    "kind": "order_placed",
+                    "order_id": "o1",
+                    "store_id": "s1",
+                    "visitor_id": "v1",
+                    "at": "2026-03-01T12:00:00Z",
+                    "currency": "USD",
+                    "items": ITEMS,
+                },
+                {"kind": "order_completed", "order_id": "o1", "at": "2026-03-02T12:00:00Z"},
+            ):
+                await replay.apply(event)
+
+            async def payable() -> bool | None:
+                view = (await c.get(replay.order_path("o1"), headers=store.auth)).json()
+                return True if view.get("payable") == "12.00" else None
+
+            await eventually(payable)
+            body = {"affiliate_id": replay.id("aff-a"), "up_to": "2026-04-01T00:00:00Z"}
+            # completed, past the holding period (0 days), not yet locked: nothing to pay
+            clock.set(ts("2026-03-05T12:00:00Z") - timedelta(seconds=1))
+            early = await c.post("/v1/payouts", json=body, headers={**admin(settings), **key()})
+            assert (early.status_code, early.json()["error"]["code"]) == (409, "nothing_to_pay")
+            clock.set(ts("2026-03-05T12:00:00Z"))  # completed_at + 3 days: locked
+            paid = await c.post("/v1/payouts", json=body, headers={**admin(settings), **key()})
+            assert paid.status_code == 201, paid.text
+            assert paid.json()["amounts"] == {"USD": "12.00"}
+        finally:
+            await replay.engine.dispose()
