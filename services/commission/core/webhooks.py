@@ -174,12 +174,26 @@ def attribution_key(store_id: str, order_id: str, revision: int) -> str:
     return f"attribution:{store_id}:{order_id}:{revision}"
 
 
-def ledger_notice(txn: LedgerTxn, facts: OrderFacts, at: datetime, sub_id: str | None) -> Notice:
-    """The event of a commission or reversal posting of the order ``facts``: its id comes from
-    the transaction's idempotency key (posted once, so notified once)."""
+def ledger_notice(
+    txn: LedgerTxn,
+    facts: OrderFacts,
+    at: datetime,
+    sub_id: str | None,
+    locks_at: datetime | None = None,
+) -> Notice:
+    """The event of a commission, reversal or adjustment posting of the order ``facts``: its
+    id comes from the transaction's idempotency key (posted once, so notified once).
+    ``locks_at``: the order's locking date, shown as ``locks_at`` (README, Program controls)."""
+    extra: dict[str, Any] = {"locks_at": locks_at.isoformat() if locks_at else None}
     if txn.kind is TxnKind.COMMISSION:
         return order_notice(
-            WebhookEvent.COMMISSION_PAYABLE, txn.key, facts, txn.amount, at, sub_id=sub_id
+            WebhookEvent.COMMISSION_PAYABLE,
+            txn.key,
+            facts,
+            txn.amount,
+            at,
+            sub_id=sub_id,
+            extra=extra,
         )
     if txn.kind is TxnKind.REVERSAL:
         return order_notice(
@@ -190,11 +204,12 @@ def ledger_notice(txn: LedgerTxn, facts: OrderFacts, at: datetime, sub_id: str |
             at,
             sub_id=sub_id,
             refund_id=txn.key.rpartition("/")[2],
+            extra=extra,
         )
     if txn.kind is TxnKind.ADJUSTMENT:
         seq = int(txn.key.rpartition("/")[2])
         adj = next((a for a in facts.adjustments if a.seq == seq), None)
-        extra: dict[str, Any] = {"adjustment_id": seq, "reason": txn.reason}
+        extra |= {"adjustment_id": seq, "reason": txn.reason}
         if adj is not None:
             extra |= {"action": adj.action.value, "reason": adj.reason.value, "note": adj.note}
         return order_notice(

@@ -401,7 +401,10 @@ class OrderService:
                         sub_id=sub_ids.get(key),
                     )
                 )
-            notices += [ledger_notice(txn, f, now, sub_ids.get(key)) for txn in posted.get(key, [])]
+            notices += [
+                ledger_notice(txn, f, now, sub_ids.get(key), results[key].locks_at)
+                for txn in posted.get(key, [])
+            ]
         await self.webhooks.notify(session, notices, endpoints)
 
     async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:

@@ -49,6 +49,7 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "commission": "2.19",
             "currency": "USD",
             "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
         },
     },
     WebhookEvent.COMMISSION_REVERSED: {
@@ -66,6 +67,7 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "currency": "USD",
             "placed_at": "2026-11-28T10:14:58+00:00",
             "refund_id": "r-1",
+            "locks_at": "2027-02-01T08:00:11+00:00",
         },
     },
     WebhookEvent.COMMISSION_ADJUSTED: {
@@ -82,6 +84,7 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "commission": "-1.10",
             "currency": "USD",
             "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
             "adjustment_id": 1,
             "action": "amend",
             "reason": "item_returned",

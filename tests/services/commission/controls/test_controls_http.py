@@ -9,6 +9,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from services.commission.orders.verify import verify
@@ -16,6 +17,7 @@ from shared.clock import FixedClock
 from shared.config import Settings
 from shared.db import make_engine, make_sessions
 from tests.integration.harness import admin, eventually, running
+from tests.integration.receiver import Receiver, receiver
 from tests.integration.test_scenarios_services import Replay
 from tests.scenarios import ts
 
@@ -33,12 +35,13 @@ def key() -> dict[str, str]:
 
 async def test_lock_period_and_adjustments_end_to_end(settings: Settings) -> None:
     clock = FixedClock(ts("2025-12-31T12:00:00Z"))
-    async with running(settings, clock) as svc:
-        replay = Replay(svc, settings, clock)
-        try:
-            await _story(svc, replay, settings, clock)
-        finally:
-            await replay.engine.dispose()
+    with receiver() as hooks:
+        async with running(settings, clock) as svc:
+            replay = Replay(svc, settings, clock)
+            try:
+                await _story(svc, replay, settings, clock, hooks)
+            finally:
+                await replay.engine.dispose()
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         async with make_sessions(engine)() as session, session.begin():
@@ -47,8 +50,21 @@ async def test_lock_period_and_adjustments_end_to_end(settings: Settings) -> Non
         await engine.dispose()
 
 
-async def _story(svc: Any, replay: Replay, settings: Settings, clock: FixedClock) -> None:
+async def _story(
+    svc: Any, replay: Replay, settings: Settings, clock: FixedClock, hooks: Receiver
+) -> None:
     c = svc.commission
+    aff_key = await _affiliate_key(svc, settings, replay.id("aff-a"))
+    hook = await c.post(
+        "/v1/affiliate/endpoints",
+        json={
+            "url": hooks.url("/aff"),
+            "method": "POST",
+            "events": ["commission.payable", "commission.adjusted"],
+        },
+        headers=aff_key,
+    )
+    assert hook.status_code == 201, hook.text
     await replay.apply(
         {"kind": "program.join", "store_id": "s1", "at": "2025-12-31T12:00:00Z", "rate": "0.1"}
     )
@@ -170,8 +186,24 @@ async def _story(svc: Any, replay: Replay, settings: Settings, clock: FixedClock
     )
     assert earned == Decimal("7.00")
 
+    # the affiliate hears of it: commission.adjusted with the reason, the note and the lock
+    async def adjusted_event() -> dict[str, Any] | None:
+        for r in hooks.delivered("/aff"):
+            body: dict[str, Any] = orjson.loads(r.body)
+            if body["type"] == "commission.adjusted":
+                return body
+        return None
+
+    event = (await eventually(adjusted_event))["data"]
+    assert (event["commission"], event["reason"], event["note"], event["action"]) == (
+        "-5.00",
+        "item_returned",
+        "one of two returned",
+        "amend",
+    )
+    assert event["locks_at"] == "2026-03-16T12:00:00+00:00"
+
     # the affiliate sees the reason, the note and the lock on its order list
-    aff_key = await _affiliate_key(svc, settings, replay.id("aff-a"))
     page = (await c.get("/v1/affiliate/orders", headers=aff_key)).json()["items"]
     seen = {o["order_id"]: o for o in page}
     mine_o1 = seen[replay.id("o1")]
