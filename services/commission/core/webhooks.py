@@ -185,43 +185,23 @@ def ledger_notice(
     id comes from the transaction's idempotency key (posted once, so notified once).
     ``locks_at``: the order's locking date, shown as ``locks_at`` (README, Program controls)."""
     extra: dict[str, Any] = {"locks_at": locks_at.isoformat() if locks_at else None}
+    refund_id = None
     if txn.kind is TxnKind.COMMISSION:
-        return order_notice(
-            WebhookEvent.COMMISSION_PAYABLE,
-            txn.key,
-            facts,
-            txn.amount,
-            at,
-            sub_id=sub_id,
-            extra=extra,
-        )
-    if txn.kind is TxnKind.REVERSAL:
-        return order_notice(
-            WebhookEvent.COMMISSION_REVERSED,
-            txn.key,
-            facts,
-            txn.amount,
-            at,
-            sub_id=sub_id,
-            refund_id=txn.key.rpartition("/")[2],
-            extra=extra,
-        )
-    if txn.kind is TxnKind.ADJUSTMENT:
+        kind = WebhookEvent.COMMISSION_PAYABLE
+    elif txn.kind is TxnKind.REVERSAL:
+        kind, refund_id = WebhookEvent.COMMISSION_REVERSED, txn.key.rpartition("/")[2]
+    elif txn.kind is TxnKind.ADJUSTMENT:
+        kind = WebhookEvent.COMMISSION_ADJUSTED
         seq = int(txn.key.rpartition("/")[2])
         adj = next((a for a in facts.adjustments if a.seq == seq), None)
         extra |= {"adjustment_id": seq, "reason": txn.reason}
         if adj is not None:
             extra |= {"action": adj.action.value, "reason": adj.reason.value, "note": adj.note}
-        return order_notice(
-            WebhookEvent.COMMISSION_ADJUSTED,
-            txn.key,
-            facts,
-            txn.amount,
-            at,
-            sub_id=sub_id,
-            extra=extra,
-        )
-    raise ValueError(f"no order event for a {txn.kind} transaction")
+    else:
+        raise ValueError(f"no order event for a {txn.kind} transaction")
+    return order_notice(
+        kind, txn.key, facts, txn.amount, at, sub_id=sub_id, refund_id=refund_id, extra=extra
+    )
 
 
 def payout_notice(
