@@ -336,6 +336,12 @@ class Settings(BaseSettings):
     payout_holding_days: int = Field(
         0, description="Commission is payable once its order completed this many days ago"
     )
+    lock_sweep_interval_s: float = Field(
+        60,
+        gt=0,
+        description="How often the commission service writes commission.locked events for "
+        "orders whose locking date has passed",
+    )
     payout_requires_lock: bool = Field(
         False,
         description="A payout pays only commission whose order's locking date has passed "

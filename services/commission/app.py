@@ -54,6 +54,8 @@ from shared.visitors import VisitorCookies
 STATIC = Path(__file__).parent / "static"
 #: the dashboard page's Content-Security-Policy: only this origin's files, never framed
 DASHBOARD_CSP = "default-src 'self'; frame-ancestors 'none'"
+#: orders announced per transaction by the lock announcer (commission.locked)
+LOCK_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,19 @@ async def start_consumers(
     tasks.every(
         "product-refresh", refresher.run_once, interval_s=refresher.interval_s, at_start=False
     )
+    # orders past their locking date: a commission.locked event each, once
+    orders = modules.orders
+
+    async def announce_locks() -> int:
+        total = 0
+        while True:
+            async with sessions() as session, session.begin():
+                n = await orders.announce_locks(session, LOCK_BATCH)
+            total += n
+            if n < LOCK_BATCH:
+                return total
+
+    tasks.every("commission-locks", announce_locks, interval_s=settings.lock_sweep_interval_s)
     # the camp's visitor interests past its 90 days of history: forgotten hourly (bounded)
     clock = modules.camp.clock
     tasks.every(
@@ -177,6 +192,7 @@ async def start_consumers(
     )
 
     async def stop() -> None:
+        await tasks.stop("commission-locks")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

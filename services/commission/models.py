@@ -112,6 +112,17 @@ adjustments = Table(
     UniqueConstraint("store_id", "idempotency_key"),
 )
 
+#: The orders whose ``commission.locked`` event was written (by the periodic lock announcer,
+#: in the transaction that wrote the event): each order's lock is announced once.
+lock_notices = Table(
+    "lock_notices",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("locks_at", DateTime(timezone=True), nullable=False),
+    Column("announced_at", DateTime(timezone=True), nullable=False),
+)
+
 #: The operation record of every store's program: append-only, in time order.
 program_ops = Table(
     "program_ops",

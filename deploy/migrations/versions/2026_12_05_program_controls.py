@@ -4,8 +4,9 @@
 and its arrival at the tracker; NULL for refunds stored before: their event time), which the
 locking date is compared with. ``commission.ledger_transactions.reason``: an adjustment's
 reason code. ``commission.adjustments``: every accepted adjustment of an order, numbered per
-order, once per (store, Idempotency-Key). The lock period itself is a program operation
-(``program_ops`` kind ``lock_period``, ``days``): no schema change.
+order, once per (store, Idempotency-Key). ``commission.lock_notices``: the orders whose
+``commission.locked`` event was written (the periodic announcer's marks). The lock period
+itself is a program operation (``program_ops`` kind ``lock_period``, ``days``).
 
 Revision ID: dc51ab691c54
 Revises: b5e9d3f71c28
@@ -43,9 +44,21 @@ def upgrade() -> None:
         )
         """
     )
+    op.execute(
+        """
+        CREATE TABLE commission.lock_notices (
+            store_id varchar(128) NOT NULL,
+            order_id varchar(128) NOT NULL,
+            locks_at timestamptz NOT NULL,
+            announced_at timestamptz NOT NULL,
+            CONSTRAINT pk_lock_notices PRIMARY KEY (store_id, order_id)
+        )
+        """
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP TABLE commission.lock_notices")
     op.execute("DROP TABLE commission.adjustments")
     op.execute("ALTER TABLE commission.ledger_transactions DROP COLUMN reason")
     op.execute("ALTER TABLE commission.refunds DROP COLUMN reported_at")

@@ -39,6 +39,8 @@ class WebhookEvent(StrEnum):
     COMMISSION_REVERSED = "commission.reversed"
     #: a reason-coded adjustment changed a posted commission (README, Program controls)
     COMMISSION_ADJUSTED = "commission.adjusted"
+    #: an order's commission reached its locking date: nothing changes it any more
+    COMMISSION_LOCKED = "commission.locked"
     #: finance paid an affiliate's balance
     PAYOUT_CREATED = "payout.created"
 
@@ -201,6 +203,26 @@ def ledger_notice(
         raise ValueError(f"no order event for a {txn.kind} transaction")
     return order_notice(
         kind, txn.key, facts, txn.amount, at, sub_id=sub_id, refund_id=refund_id, extra=extra
+    )
+
+
+def lock_key(store_id: str, order_id: str) -> str:
+    """The cause of a ``commission.locked``: the order's lock (announced once)."""
+    return f"locked:{store_id}:{order_id}"
+
+
+def lock_notice(
+    facts: OrderFacts, net: Decimal, locks_at: datetime, at: datetime, sub_id: str | None
+) -> Notice:
+    """An order's ``commission.locked``: ``commission`` is its net commission, final now."""
+    return order_notice(
+        WebhookEvent.COMMISSION_LOCKED,
+        lock_key(facts.store_id, facts.order_id),
+        facts,
+        net,
+        at,
+        sub_id=sub_id,
+        extra={"locks_at": locks_at.isoformat(), "locked": True},
     )
 
 

@@ -29,6 +29,7 @@ from services.commission.core.commission import (
     RefundItem,
 )
 from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
+from services.commission.core.program import DEFAULT_LOCK_DAYS, OpKind
 from shared.db import pairs_in
 from shared.money import from_minor, to_minor
 
@@ -396,6 +397,52 @@ class OrderRepository:
         for r in rows:
             out.setdefault((r.store_id, r.order_id), []).append(r)
         return out
+
+    async def unannounced_locks(self, now: datetime, limit: int) -> list[OrderKey]:
+        """Up to ``limit`` completed, attributed, chargeable orders locked at ``now`` (the lock
+        period in force at placement: the last ``lock_period`` operation of the store at or
+        before it, else the default) whose lock was not announced yet, oldest completion
+        first. The core confirms each (``locks_at``) before it is announced."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT o.store_id, o.order_id
+                FROM commission.orders AS o
+                CROSS JOIN LATERAL (
+                    SELECT coalesce((
+                        SELECT p.days FROM commission.program_ops AS p
+                        WHERE p.store_id = o.store_id AND p.kind = :kind
+                          AND p.at <= o.placed_at
+                        ORDER BY p.at DESC, p.id DESC LIMIT 1), :default_days) AS days
+                ) AS lp
+                WHERE o.status = 'completed' AND o.affiliate_id IS NOT NULL AND o.chargeable
+                  AND o.status_at + make_interval(days => lp.days) <= :now
+                  AND NOT EXISTS (
+                      SELECT 1 FROM commission.lock_notices AS n
+                      WHERE n.store_id = o.store_id AND n.order_id = o.order_id)
+                ORDER BY o.status_at, o.store_id, o.order_id
+                LIMIT :limit
+                """
+            ),
+            {
+                "kind": OpKind.LOCK_PERIOD.value,
+                "default_days": DEFAULT_LOCK_DAYS,
+                "now": now,
+                "limit": limit,
+            },
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def mark_announced(self, rows: list[tuple[OrderKey, datetime]], at: datetime) -> None:
+        """Record that these orders' locks (key, locks_at) were announced."""
+        if rows:
+            await self.session.execute(
+                insert(m.lock_notices).on_conflict_do_nothing(),
+                [
+                    {"store_id": s, "order_id": o, "locks_at": lock, "announced_at": at}
+                    for (s, o), lock in rows
+                ],
+            )
 
     async def adjustment_by_key(self, store_id: str, idempotency_key: str) -> Any:
         """The store's adjustment accepted with this Idempotency-Key, if any."""

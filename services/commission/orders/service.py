@@ -37,6 +37,7 @@ from services.commission.core.webhooks import (
     WebhookEvent,
     attribution_key,
     ledger_notice,
+    lock_notice,
     order_notice,
 )
 from services.commission.errors import IdempotencyKeyReused, NotFound
@@ -490,6 +491,33 @@ class OrderService:
             locked = compute_order(f, p, self.policy).refunds_skipped
             skipped |= {(f.order_id, r) for r in locked}
         return amounts, skipped
+
+    # -- the locking date ---------------------------------------------------------------------
+
+    async def announce_locks(self, session: AsyncSession, limit: int = 1000) -> int:
+        """Write a ``commission.locked`` event for up to ``limit`` orders locked now (the
+        service's clock) and not announced yet, and mark them, in the caller's transaction:
+        each order's lock is announced once (its event id comes from the order). Returns how
+        many were announced; run until it returns less than ``limit``."""
+        now = self.clock.now()
+        repo = OrderRepository(session)
+        keys = await repo.unannounced_locks(now, limit)
+        if not keys:
+            return 0
+        announced: list[tuple[OrderKey, datetime]] = []
+        notices: list[Notice] = []
+        held = await repo.decisions(keys)
+        for facts, program in await self.with_programs(session, keys):
+            result = compute_order(facts, program, self.policy)
+            if result.locks_at is None or not result.locked(now):
+                continue  # the core decides: the query only narrows
+            announced.append((facts.key, result.locks_at))
+            sub_id = held.get(facts.key, (0, None))[1]
+            notices.append(lock_notice(facts, result.net, result.locks_at, now, sub_id))
+        if self.webhooks is not None and notices:
+            await self.webhooks.notify(session, notices)
+        await repo.mark_announced(announced, now)
+        return len(announced)
 
     # -- adjustments --------------------------------------------------------------------------
 

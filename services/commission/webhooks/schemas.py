@@ -91,6 +91,24 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "note": "one of two returned",
         },
     },
+    WebhookEvent.COMMISSION_LOCKED: {
+        "id": "evt_e3b0c44298fc1c149afbf4c8996fb924",
+        "type": "commission.locked",
+        "created_at": "2027-02-01T08:01:00+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "1.09",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
+            "locked": True,
+        },
+    },
     WebhookEvent.PAYOUT_CREATED: {
         "id": "evt_a665a45920422f9d417e4867efdc4fb8",
         "type": "payout.created",
@@ -112,6 +130,8 @@ EVENT_MEANINGS: dict[WebhookEvent, str] = {
     "(commission is negative)",
     WebhookEvent.COMMISSION_ADJUSTED: "a reason-coded adjustment changed posted commission "
     "(commission is the change, signed; reason and note as the store gave them)",
+    WebhookEvent.COMMISSION_LOCKED: "the order's commission reached its locking date "
+    "(commission is its final net: nothing changes it any more)",
     WebhookEvent.PAYOUT_CREATED: "finance paid the affiliate's balance",
 }
 

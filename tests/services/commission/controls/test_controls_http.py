@@ -4,6 +4,7 @@ does to them and to refunds."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -34,6 +35,7 @@ def key() -> dict[str, str]:
 
 
 async def test_lock_period_and_adjustments_end_to_end(settings: Settings) -> None:
+    settings = settings.model_copy(update={"lock_sweep_interval_s": 0.2})
     clock = FixedClock(ts("2025-12-31T12:00:00Z"))
     with receiver() as hooks:
         async with running(settings, clock) as svc:
@@ -60,7 +62,7 @@ async def _story(
         json={
             "url": hooks.url("/aff"),
             "method": "POST",
-            "events": ["commission.payable", "commission.adjusted"],
+            "events": ["commission.payable", "commission.adjusted", "commission.locked"],
         },
         headers=aff_key,
     )
@@ -224,6 +226,23 @@ async def _story(
         }
     )
     locked = await view(o1, {"reversal_skipped": {"r-late": "locked"}})
+
+    # the announcer: one commission.locked for o1 (its final net), none for the open o2
+    def locked_events() -> list[dict[str, Any]]:
+        bodies = [orjson.loads(r.body) for r in hooks.delivered("/aff")]
+        return [b["data"] for b in bodies if b["type"] == "commission.locked"]
+
+    async def announced() -> list[dict[str, Any]] | None:
+        return locked_events() or None
+
+    (announcement,) = await eventually(announced)
+    assert announcement["order_id"] == replay.id("o1")
+    assert (announcement["commission"], announcement["locks_at"]) == (
+        "7.00",
+        "2026-03-16T12:00:00+00:00",
+    )
+    await asyncio.sleep(1.0)  # several sweeps later: still announced once
+    assert len(locked_events()) == 1
     assert (locked["locked"], locked["payable"], locked["reversed"]) == (True, "7.00", "0.00")
     report = await c.get(
         f"{base}/reports/transactions",
