@@ -73,6 +73,7 @@ class Transaction:
     rule: str | None = None
     #: a refund reported at or after the order's locking date: ``locked`` (it reverses nothing)
     reversal_skipped: str | None = None
+    reason: str | None = None  # an adjustment's reason
 
 
 #: a position in the transactions' order: (at, type, order id, seq)
@@ -220,6 +221,9 @@ def _transaction(
             if row.status != "cancelled"
             else ZERO
         )
+    elif row.type == "adjustment":
+        amount = Decimal(row.refund_amount)
+        commission = from_minor(int(row.commission_minor), row.currency)
     else:
         amount = Decimal(row.refund_amount)
         commission = -reversed_by.get((row.order_id, row.refund_id, row.item_no), ZERO)
@@ -240,6 +244,7 @@ def _transaction(
         row.affiliate_id,
         row.rule,
         "locked" if row.type == "refund" and (row.order_id, row.refund_id) in skipped else None,
+        row.reason,
     )
 
 

@@ -205,6 +205,35 @@ async def _story(
     )
     assert event["locks_at"] == "2026-03-16T12:00:00+00:00"
 
+    # reports: the transactions filtered by reason (JSON and CSV)
+    by_reason = await c.get(
+        f"{base}/reports/transactions",
+        params={"from": "2026-03-01", "to": "2026-03-31", "reason": "item_returned"},
+        headers=store.auth,
+    )
+    assert by_reason.status_code == 200, by_reason.text
+    (row,) = by_reason.json()["items"]
+    assert (row["type"], row["reason"], row["amount"], row["commission"]) == (
+        "adjustment",
+        "item_returned",
+        "50.00",
+        "-5.00",
+    )
+    none = await c.get(
+        f"{base}/reports/transactions",
+        params={"from": "2026-03-01", "to": "2026-03-31", "reason": "fraud"},
+        headers=store.auth,
+    )
+    assert none.json()["items"] == []
+    csv = await c.get(
+        f"{base}/reports/transactions",
+        params={"from": "2026-03-01", "to": "2026-03-31", "reason": "item_returned"},
+        headers={**store.auth, "Accept": "text/csv"},
+    )
+    lines = csv.text.strip().splitlines()
+    assert len(lines) == 2
+    assert "item_returned" in lines[1]
+
     # the affiliate sees the reason, the note and the lock on its order list
     page = (await c.get("/v1/affiliate/orders", headers=aff_key)).json()["items"]
     seen = {o["order_id"]: o for o in page}
@@ -251,6 +280,9 @@ async def _story(
     )
     assert report.status_code == 200, report.text
     (late,) = [t for t in report.json()["items"] if t["type"] == "refund"]
+    assert [t["reason"] for t in report.json()["items"] if t["type"] == "adjustment"] == [
+        "item_returned"
+    ]
     assert (late["refund_id"], late["commission"], late["reversal_skipped"]) == (
         "r-late",
         "0.00",
