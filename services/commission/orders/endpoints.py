@@ -233,6 +233,8 @@ async def affiliate_orders(
 
 #: an Idempotency-Key header (8 to 200 characters), as payouts take it
 IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)]
+#: a batch's: its items are keyed ``<key>/<index>`` (at most 200 characters stored)
+BatchKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=190)]
 
 
 def _ask(order_id: str, body: AdjustmentRequest) -> AdjustmentAsk:
@@ -323,7 +325,7 @@ async def adjust_batch(
     session: Session,
     orders: Orders,
     audit: Audit,
-    idempotency_key: IdempotencyKey,
+    idempotency_key: BatchKey,
 ) -> BatchAdjustmentResponse:
     """Up to 10,000 adjustments of the store's orders in one request (finance teams' files),
     each processed as the single form with the key ``<Idempotency-Key>/<index>`` and its own

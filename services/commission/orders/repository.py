@@ -30,7 +30,7 @@ from services.commission.core.commission import (
 )
 from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
 from services.commission.core.program import DEFAULT_LOCK_DAYS, OpKind
-from shared.db import pairs_in
+from shared.db import lock_keys, pairs_in
 from shared.money import from_minor, to_minor
 
 
@@ -443,6 +443,11 @@ class OrderRepository:
                     for (s, o), lock in rows
                 ],
             )
+
+    async def lock_adjustments(self, store_id: str) -> None:
+        """Serialise the store's adjustments until commit (their Idempotency-Keys are the
+        store's: two requests with one key never both insert)."""
+        await lock_keys(self.session, "adjustment", [store_id])
 
     async def adjustment_by_key(self, store_id: str, idempotency_key: str) -> Any:
         """The store's adjustment accepted with this Idempotency-Key, if any."""

@@ -533,7 +533,10 @@ class OrderService:
         404 when the store has no such order (another store's order is no order of this)."""
         repo = OrderRepository(session)
         okey = (store_id, ask.order_id)
-        await repo.lock_orders([okey])  # as the consumer does: one writer of an order at a time
+        # the store's keys are checked one request at a time (one coarse lock per store: a
+        # key names one adjustment whatever the order), then the order as the consumer locks it
+        await repo.lock_adjustments(store_id)
+        await repo.lock_orders([okey])
         existing = await repo.adjustment_by_key(store_id, key)
         if existing is not None:
             if not ask.same_as(existing):
@@ -567,6 +570,11 @@ class OrderService:
         """Each item as :meth:`adjust`, keyed ``<key>/<index>``, in a savepoint of its own: a
         refused item changes nothing and the others stand. Replaying the batch's key replays
         every item (the accepted ones answer as before)."""
+        # every order of the batch locked at once, in key order as the consumer locks them (a
+        # batch locking them in its items' order could deadlock with a consumer's batch)
+        repo = OrderRepository(session)
+        await repo.lock_adjustments(store_id)
+        await repo.lock_orders((store_id, ask.order_id) for ask in asks)
         out: list[ItemOutcome] = []
         for n, ask in enumerate(asks):
             try:
