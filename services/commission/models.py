@@ -112,6 +112,24 @@ adjustments = Table(
     UniqueConstraint("store_id", "idempotency_key"),
 )
 
+#: Affiliates held by finance while fraud is reviewed (README, Program controls): their
+#: commissions on ``store_id`` (NULL: every store) are posted but not payable while ``active``.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("store_id", String(128)),
+    Column("reason", String(32), nullable=False),
+    Column("note", String(1000)),
+    Column("status", String(16), nullable=False),  # active | released | voided
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_by", String(200)),
+    Index("ix_holds_affiliate", "affiliate_id", "status"),
+)
+
 #: The orders whose ``commission.locked`` event was written (by the periodic lock announcer,
 #: in the transaction that wrote the event): each order's lock is announced once.
 lock_notices = Table(

@@ -5,7 +5,9 @@ and its arrival at the tracker; NULL for refunds stored before: their event time
 locking date is compared with. ``commission.ledger_transactions.reason``: an adjustment's
 reason code. ``commission.adjustments``: every accepted adjustment of an order, numbered per
 order, once per (store, Idempotency-Key). ``commission.lock_notices``: the orders whose
-``commission.locked`` event was written (the periodic announcer's marks). The lock period
+``commission.locked`` event was written (the periodic announcer's marks).
+``commission.holds``: affiliates held by finance (a store or every store) while fraud is
+reviewed. The lock period
 itself is a program operation (``program_ops`` kind ``lock_period``, ``days``).
 
 Revision ID: dc51ab691c54
@@ -56,8 +58,28 @@ def upgrade() -> None:
         """
     )
 
+    op.execute(
+        """
+        CREATE TABLE commission.holds (
+            id bigserial NOT NULL,
+            affiliate_id varchar(128) NOT NULL,
+            store_id varchar(128),
+            reason varchar(32) NOT NULL,
+            note varchar(1000),
+            status varchar(16) NOT NULL,
+            created_at timestamptz NOT NULL,
+            created_by varchar(200) NOT NULL,
+            ended_at timestamptz,
+            ended_by varchar(200),
+            CONSTRAINT pk_holds PRIMARY KEY (id)
+        )
+        """
+    )
+    op.execute("CREATE INDEX ix_holds_affiliate ON commission.holds (affiliate_id, status)")
+
 
 def downgrade() -> None:
+    op.execute("DROP TABLE commission.holds")
     op.execute("DROP TABLE commission.lock_notices")
     op.execute("DROP TABLE commission.adjustments")
     op.execute("ALTER TABLE commission.ledger_transactions DROP COLUMN reason")

@@ -41,6 +41,10 @@ class WebhookEvent(StrEnum):
     COMMISSION_ADJUSTED = "commission.adjusted"
     #: an order's commission reached its locking date: nothing changes it any more
     COMMISSION_LOCKED = "commission.locked"
+    #: finance placed the affiliate on hold (its commissions on the scope are not payable)
+    COMMISSION_HELD = "commission.held"
+    #: finance released (or voided) the hold
+    COMMISSION_RELEASED = "commission.released"
     #: finance paid an affiliate's balance
     PAYOUT_CREATED = "payout.created"
 
@@ -223,6 +227,36 @@ def lock_notice(
         at,
         sub_id=sub_id,
         extra={"locks_at": locks_at.isoformat(), "locked": True},
+    )
+
+
+def hold_notice(
+    kind: WebhookEvent,
+    hold_id: int,
+    affiliate_id: str,
+    store_id: str | None,
+    reason: str,
+    note: str | None,
+    status: str,
+    at: datetime,
+) -> Notice:
+    """A hold's event (placed, released or voided), for the affiliate's endpoints, the
+    store's when the hold names one, and finance's; its id from the hold and its status."""
+    return Notice(
+        event_id(kind, f"hold:{hold_id}:{status}"),
+        kind,
+        at,
+        {
+            "hold_id": hold_id,
+            "affiliate_id": affiliate_id,
+            "store_id": store_id,
+            "reason": reason,
+            "note": note,
+            "status": status,
+        },
+        affiliate_id,
+        store_id,
+        None,
     )
 
 

@@ -211,6 +211,68 @@ class FinanceRepository:
         )
         return {r[0]: int(r[1]) for r in paid}
 
+    async def add_hold(
+        self,
+        affiliate_id: str,
+        store_id: str | None,
+        reason: str,
+        note: str | None,
+        at: datetime,
+        actor: str,
+    ) -> Any:
+        h = m.holds
+        result = await self.session.execute(
+            insert(h)
+            .values(
+                affiliate_id=affiliate_id,
+                store_id=store_id,
+                reason=reason,
+                note=note,
+                status="active",
+                created_at=at,
+                created_by=actor,
+            )
+            .returning(h)
+        )
+        return result.one()
+
+    async def hold(self, hold_id: int, *, for_update: bool = False) -> Any:
+        h = m.holds
+        query = select(h).where(h.c.id == hold_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def end_hold(self, hold_id: int, status: str, at: datetime, actor: str) -> Any:
+        h = m.holds
+        result = await self.session.execute(
+            h.update()
+            .where(h.c.id == hold_id)
+            .values(status=status, ended_at=at, ended_by=actor)
+            .returning(h)
+        )
+        return result.one()
+
+    async def list_holds(self, affiliate_id: str | None, status: str | None) -> list[Any]:
+        h = m.holds
+        query = select(h)
+        if affiliate_id is not None:
+            query = query.where(h.c.affiliate_id == affiliate_id)
+        if status is not None:
+            query = query.where(h.c.status == status)
+        return list(await self.session.execute(query.order_by(h.c.id.desc()).limit(1000)))
+
+    async def held_orders(self, affiliate_id: str, store_id: str | None) -> list[OrderKey]:
+        """The affiliate's orders on the store (None: every store), placed or completed."""
+        o = m.orders
+        query = select(o.c.store_id, o.c.order_id).where(
+            o.c.affiliate_id == affiliate_id, o.c.status.in_(["placed", "completed"])
+        )
+        if store_id is not None:
+            query = query.where(o.c.store_id == store_id)
+        rows = await self.session.execute(query.order_by(o.c.store_id, o.c.order_id))
+        return [(r[0], r[1]) for r in rows]
+
     async def payout_by_key(self, key: str) -> Any:
         return (
             await self.session.execute(select(m.payouts).where(m.payouts.c.idempotency_key == key))

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from services.commission.core.commission import AdjustmentReason
 from services.commission.core.reconciliation import DayFigures
 from services.commission.core.statements import StoreTotals
-from shared.events import PrincipalId, UtcDatetime
+from shared.events import PrincipalId, Text, UtcDatetime
 from shared.money import fmt, from_minor
 
 
@@ -160,4 +161,56 @@ class ReconciliationDay(BaseModel):
             day_orders_open=fmt(f.day_orders_open, currency),
             day_orders_adjusted=fmt(f.day_orders_adjusted, currency),
             unexplained=fmt(f.unexplained, currency),
+        )
+
+
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "affiliate_id": "aff-7",
+                    "store_id": "acme",
+                    "reason": "fraud",
+                    "note": "self-referrals under review",
+                }
+            ]
+        },
+    )
+
+    affiliate_id: PrincipalId
+    store_id: PrincipalId | None = Field(None, description="none: every store")
+    reason: AdjustmentReason
+    note: Text | None = Field(None, max_length=1000)
+
+
+class HoldView(BaseModel):
+    hold_id: int
+    affiliate_id: str
+    store_id: str | None
+    reason: str
+    note: str | None
+    status: str  # active | released | voided
+    created_at: datetime
+    created_by: str
+    ended_at: datetime | None
+    ended_by: str | None
+    #: of a void: the orders reversed (declined, reason fraud) and those locked (unchanged)
+    reversed_orders: list[str] = Field(default_factory=list)
+    locked_orders: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, r: Any) -> HoldView:
+        return cls(
+            hold_id=r.id,
+            affiliate_id=r.affiliate_id,
+            store_id=r.store_id,
+            reason=r.reason,
+            note=r.note,
+            status=r.status,
+            created_at=r.created_at,
+            created_by=r.created_by,
+            ended_at=r.ended_at,
+            ended_by=r.ended_by,
         )

@@ -9,15 +9,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.commission.core.commission import lock_of
+from services.commission.core.commission import (
+    AdjustmentAction,
+    AdjustmentReason,
+    OrderKey,
+    lock_of,
+)
+from services.commission.core.errors import Locked
+from services.commission.core.holds import Earned, Hold, HoldStatus, end, payable_split
 from services.commission.core.ledger import payout_txns
 from services.commission.core.reconciliation import DayFigures, Reconciliation
 from services.commission.core.statements import StoreTotals, period_range, statement_totals
-from services.commission.core.webhooks import payout_notice
+from services.commission.core.webhooks import WebhookEvent, hold_notice, payout_notice
 from services.commission.csv_export import snapshot
-from services.commission.errors import IdempotencyKeyReused, PeriodNotOver
+from services.commission.errors import IdempotencyKeyReused, NotFound, PeriodNotOver
 from services.commission.finance.repository import FinanceRepository
-from services.commission.orders.service import OrderService
+from services.commission.orders.service import AdjustmentAsk, OrderService
 from services.commission.webhooks.service import WebhookService
 from shared.clock import Clock, SystemClock
 from shared.money import from_minor
@@ -139,8 +146,11 @@ class FinanceService:
                 raise IdempotencyKeyReused()
             return existing, False
         now = self.clock.now()
-        if requires_lock:
-            minor = await self._locked_minor(session, affiliate_id, up_to, now - holding, now)
+        holds = await self.orders.holds(session, [affiliate_id])
+        if requires_lock or holds:
+            minor = await self._per_order_minor(
+                session, affiliate_id, up_to, now - holding, now, requires_lock, holds
+            )
         else:
             minor = await repo.payable_minor(affiliate_id, up_to, now - holding)
         balances = {c: from_minor(v, c) for c, v in minor.items()}
@@ -153,26 +163,110 @@ class FinanceService:
             await self.webhooks.notify(session, [notice])
         return await repo.payout(payout_id), True
 
-    async def _locked_minor(
+    async def _per_order_minor(
         self,
         session: AsyncSession,
         affiliate_id: str,
         up_to: datetime,
         completed_before: datetime,
         now: datetime,
+        requires_lock: bool,
+        holds: list[Hold],
     ) -> dict[str, int]:
-        """As :meth:`FinanceRepository.payable_minor`, of the orders locked at ``now`` only (the
-        lock period in force at each order's placement, :func:`lock_of`)."""
+        """As :meth:`FinanceRepository.payable_minor`, order by order: without the orders an
+        active hold holds, and with ``requires_lock`` of the orders locked at ``now`` only
+        (the lock period in force at each order's placement, :func:`lock_of`)."""
         repo = FinanceRepository(session)
         rows = await repo.earned_by_order(affiliate_id, up_to, completed_before)
         programs = await self.orders.programs.histories(session, {r.store_id for r in rows})
-        out: dict[str, int] = {}
-        for r in rows:
-            if lock_of(r.placed_at, r.status_at, programs[r.store_id]) <= now:
-                out[r.currency] = out.get(r.currency, 0) + int(r.minor)
+        earned = [
+            Earned(
+                r.store_id,
+                r.currency,
+                int(r.minor),
+                lock_of(r.placed_at, r.status_at, programs[r.store_id]),
+            )
+            for r in rows
+        ]
+        out, _ = payable_split(earned, holds, affiliate_id, now, requires_lock=requires_lock)
         for currency, minor in (await repo.paid_minor(affiliate_id)).items():
             out[currency] = out.get(currency, 0) + minor  # payouts are negative here
         return out
+
+    # -- holds ------------------------------------------------------------------------------
+
+    async def place_hold(
+        self,
+        session: AsyncSession,
+        affiliate_id: str,
+        store_id: str | None,
+        reason: str,
+        note: str | None,
+        actor: str,
+    ) -> Any:
+        """Hold the affiliate's commissions on the store (None: every store) from now on:
+        posted but not payable until released; ``commission.held`` in the same transaction."""
+        row = await FinanceRepository(session).add_hold(
+            affiliate_id, store_id, reason, note, self.clock.now(), actor
+        )
+        await self._hold_event(session, WebhookEvent.COMMISSION_HELD, row)
+        return row
+
+    async def end_hold(
+        self, session: AsyncSession, hold_id: int, status: HoldStatus, actor: str
+    ) -> tuple[Any, list[OrderKey], list[OrderKey]]:
+        """Release (payable again, nothing lost) or void the hold (each held order not locked
+        yet declined with reason ``fraud``, an adjustment of its own; the locked ones are
+        listed and unchanged). Returns the hold, the orders reversed and the orders locked.
+        404 no such hold, 409 ``hold_not_active`` when it ended already."""
+        repo = FinanceRepository(session)
+        row = await repo.hold(hold_id, for_update=True)
+        if row is None:
+            raise NotFound("hold", hold_id=str(hold_id))
+        current = Hold(
+            row.id, row.affiliate_id, row.store_id, HoldStatus(row.status), row.created_at
+        )
+        end(current, status)  # raises HoldNotActive
+        reversed_: list[OrderKey] = []
+        locked: list[OrderKey] = []
+        if status is HoldStatus.VOIDED:
+            for store, order in await repo.held_orders(row.affiliate_id, row.store_id):
+                ask = AdjustmentAsk(
+                    order,
+                    AdjustmentAction.DECLINE,
+                    AdjustmentReason.FRAUD,
+                    note=f"hold {hold_id} voided",
+                )
+                try:
+                    async with session.begin_nested():
+                        await self.orders.adjust(
+                            session, store, ask, f"hold-{hold_id}-void-{order}", actor
+                        )
+                    reversed_.append((store, order))
+                except Locked:
+                    locked.append((store, order))
+        ended = await repo.end_hold(hold_id, status.value, self.clock.now(), actor)
+        await self._hold_event(session, WebhookEvent.COMMISSION_RELEASED, ended)
+        return ended, reversed_, locked
+
+    async def _hold_event(self, session: AsyncSession, kind: WebhookEvent, row: Any) -> None:
+        if self.webhooks is not None:
+            notice = hold_notice(
+                kind,
+                row.id,
+                row.affiliate_id,
+                row.store_id,
+                row.reason,
+                row.note,
+                row.status,
+                self.clock.now(),
+            )
+            await self.webhooks.notify(session, [notice])
+
+    async def list_holds(
+        self, session: AsyncSession, affiliate_id: str | None, status: str | None
+    ) -> list[Any]:
+        return await FinanceRepository(session).list_holds(affiliate_id, status)
 
     async def payout(self, session: AsyncSession, payout_id: int) -> Any:
         return await FinanceRepository(session).payout(payout_id)

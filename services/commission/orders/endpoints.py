@@ -15,6 +15,7 @@ from services.commission.core.commission import (
     OrderFacts,
     visible_clicks,
 )
+from services.commission.core.holds import holding
 from services.commission.deps import (
     Audit,
     Caller,
@@ -84,6 +85,11 @@ async def get_order(
     if not caller.may_see_store(store_id) and caller.kind != "affiliate":
         raise NotFound("order", store_id=store_id, order_id=order_id)
     row, facts, result = await orders.order_commission(session, store_id, order_id)
+    hold = holding(
+        await orders.holds(session, [row.affiliate_id] if row.affiliate_id else []),
+        row.store_id,
+        row.affiliate_id,
+    )
     if not (caller.may_see_store(row.store_id) or caller.may_see_affiliate(row.affiliate_id)):
         raise NotFound("order", store_id=store_id, order_id=order_id)
     currency = row.currency or "USD"
@@ -105,7 +111,9 @@ async def get_order(
         attributed=row.affiliate_id is not None,
         chargeable=bool(result and result.chargeable),
         estimated=total("estimated"),
-        payable=total("payable"),
+        payable=fmt(ZERO, currency) if hold is not None else total("payable"),
+        held=hold is not None,
+        hold_id=hold.hold_id if hold is not None else None,
         commission=total("commission"),
         reversed=total("reversed"),
         net=total("net"),

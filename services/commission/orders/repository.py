@@ -28,6 +28,7 @@ from services.commission.core.commission import (
     Refund,
     RefundItem,
 )
+from services.commission.core.holds import Hold, HoldStatus
 from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
 from services.commission.core.program import DEFAULT_LOCK_DAYS, OpKind
 from shared.db import lock_keys, pairs_in
@@ -99,6 +100,11 @@ def adjustment_of(r: Any) -> Adjustment:
         tuple(AdjustmentLine(i["product_id"], Decimal(i["amount"])) for i in get("lines")),
         get("note"),
     )
+
+
+def hold_of(r: Any) -> Hold:
+    """A ``holds`` row as the core's hold."""
+    return Hold(r.id, r.affiliate_id, r.store_id, HoldStatus(r.status), r.created_at)
 
 
 def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] = ()) -> OrderFacts:
@@ -443,6 +449,17 @@ class OrderRepository:
                     for (s, o), lock in rows
                 ],
             )
+
+    async def holds(self, affiliate_ids: Iterable[str], *, active: bool = True) -> list[Hold]:
+        """The affiliates' holds (only the active ones unless ``active`` is False)."""
+        ids = sorted(set(affiliate_ids))
+        if not ids:
+            return []
+        h = m.holds
+        query = select(h).where(h.c.affiliate_id.in_(ids))
+        if active:
+            query = query.where(h.c.status == HoldStatus.ACTIVE.value)
+        return [hold_of(r) for r in await self.session.execute(query.order_by(h.c.id))]
 
     async def lock_adjustments(self, store_id: str) -> None:
         """Serialise the store's adjustments until commit (their Idempotency-Keys are the

@@ -157,6 +157,9 @@ class OrderView(BaseModel):
     #: nothing to lock (open, cancelled or organic)
     locks_at: datetime | None = None
     locked: bool = False
+    #: an active hold holds the commission: posted, not payable (``payable`` 0.00)
+    held: bool = False
+    hold_id: int | None = None
     declined: bool = False  # an adjustment declined it (and no reset since)
     #: refunds reported at or after the lock: recorded, reversing nothing
     reversal_skipped: dict[str, str] = Field(default_factory=dict)

@@ -29,6 +29,7 @@ from services.commission.core.commission import (
     placement_to_apply,
 )
 from services.commission.core.errors import ProgramError
+from services.commission.core.holds import Hold
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
 from services.commission.core.reports import refund_reversals
@@ -587,6 +588,10 @@ class OrderService:
                 message = getattr(err, "message", None) or str(err)
                 out.append(ItemOutcome(n, ask.order_id, status, None, code, message))
         return out
+
+    async def holds(self, session: AsyncSession, affiliate_ids: Iterable[str]) -> list[Hold]:
+        """The affiliates' active holds."""
+        return await OrderRepository(session).holds(affiliate_ids)
 
     async def adjustment_rows(
         self, session: AsyncSession, keys: Iterable[OrderKey]

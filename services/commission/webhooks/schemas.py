@@ -109,6 +109,32 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "locked": True,
         },
     },
+    WebhookEvent.COMMISSION_HELD: {
+        "id": "evt_4e07408562bedb8b60ce05c1decfe3ad",
+        "type": "commission.held",
+        "created_at": "2026-12-06T09:00:00+00:00",
+        "data": {
+            "hold_id": 3,
+            "affiliate_id": "aff-7",
+            "store_id": "acme",
+            "reason": "fraud",
+            "note": "self-referrals under review",
+            "status": "active",
+        },
+    },
+    WebhookEvent.COMMISSION_RELEASED: {
+        "id": "evt_4b227777d4dd1fc61c6f884f48641d02",
+        "type": "commission.released",
+        "created_at": "2026-12-08T09:00:00+00:00",
+        "data": {
+            "hold_id": 3,
+            "affiliate_id": "aff-7",
+            "store_id": "acme",
+            "reason": "fraud",
+            "note": "self-referrals under review",
+            "status": "released",
+        },
+    },
     WebhookEvent.PAYOUT_CREATED: {
         "id": "evt_a665a45920422f9d417e4867efdc4fb8",
         "type": "payout.created",
@@ -132,6 +158,10 @@ EVENT_MEANINGS: dict[WebhookEvent, str] = {
     "(commission is the change, signed; reason and note as the store gave them)",
     WebhookEvent.COMMISSION_LOCKED: "the order's commission reached its locking date "
     "(commission is its final net: nothing changes it any more)",
+    WebhookEvent.COMMISSION_HELD: "finance placed the affiliate on hold: its commissions on "
+    "the store (or every store) are posted but not payable",
+    WebhookEvent.COMMISSION_RELEASED: "the hold ended: released (payable again, nothing lost) "
+    "or voided (status voided: reversed with reason fraud before their lock)",
     WebhookEvent.PAYOUT_CREATED: "finance paid the affiliate's balance",
 }
 

@@ -339,6 +339,19 @@ async def _affiliate_key(svc: Any, settings: Settings, affiliate_id: str) -> dic
     return {"Authorization": f"Bearer {resp.json()['api_key']}"}
 
 
+async def _joined_with_lock(replay: Replay, *, days: int) -> Any:
+    """The store s1 joined at 10% on 2025-12-31 with a lock period of ``days``."""
+    await replay.apply(
+        {"kind": "program.join", "store_id": "s1", "at": "2025-12-31T12:00:00Z", "rate": "0.1"}
+    )
+    store = await replay.store("s1")
+    resp = await replay.svc.commission.put(
+        f"/v1/stores/{store.store_id}/lock-period", json={"days": days}, headers=store.auth
+    )
+    assert resp.status_code == 200, resp.text
+    return store
+
+
 async def test_with_payout_requires_lock_only_locked_commission_is_paid(
     settings: Settings,
 ) -> None:
@@ -348,19 +361,7 @@ async def test_with_payout_requires_lock_only_locked_commission_is_paid(
         replay = Replay(svc, settings, clock)
         try:
             c = svc.commission
-            await replay.apply(
-                {
-                    "kind": "program.join",
-                    "store_id": "s1",
-                    "at": "2025-12-31T12:00:00Z",
-                    "rate": "0.1",
-                }
-            )
-            store = await replay.store("s1")
-            resp = await c.put(
-                f"/v1/stores/{store.store_id}/lock-period", json={"days": 3}, headers=store.auth
-            )
-            assert resp.status_code == 200, resp.text
+            store = await _joined_with_lock(replay, days=3)
             for event in (
                 {
                     "kind": "click",
@@ -399,3 +400,104 @@ async def test_with_payout_requires_lock_only_locked_commission_is_paid(
             assert paid.json()["amounts"] == {"USD": "12.00"}
         finally:
             await replay.engine.dispose()
+
+
+async def test_a_hold_keeps_commission_from_payouts_until_released_and_a_void_reverses(
+    settings: Settings,
+) -> None:
+    clock = FixedClock(ts("2025-12-31T12:00:00Z"))
+    async with running(settings, clock) as svc:
+        replay = Replay(svc, settings, clock)
+        try:
+            c = svc.commission
+            store = await _joined_with_lock(replay, days=3)
+            for n, done in ((1, "2026-03-02T12:00:00Z"), (2, "2026-03-06T12:00:00Z")):
+                for event in (
+                    {
+                        "kind": "click",
+                        "click_id": f"c{n}",
+                        "affiliate_id": "aff-a",
+                        "store_id": "s1",
+                        "visitor_id": f"v{n}",
+                        "at": "2026-02-27T12:00:00Z",
+                    },
+                    {
+                        "kind": "order_placed",
+                        "order_id": f"o{n}",
+                        "store_id": "s1",
+                        "visitor_id": f"v{n}",
+                        "at": "2026-03-01T12:00:00Z",
+                        "currency": "USD",
+                        "items": ITEMS,
+                    },
+                    {"kind": "order_completed", "order_id": f"o{n}", "at": done},
+                ):
+                    await replay.apply(event)
+            o1, o2 = replay.order_path("o1"), replay.order_path("o2")
+
+            async def payable(path: str, amount: str) -> dict[str, Any]:
+                async def probe() -> dict[str, Any] | None:
+                    view: dict[str, Any] = (await c.get(path, headers=store.auth)).json()
+                    return view if view.get("payable") == amount else None
+
+                return await eventually(probe)
+
+            await payable(o1, "12.00")
+            await payable(o2, "12.00")
+            affiliate = replay.id("aff-a")
+            fin = admin(settings)
+            held = await c.post(
+                "/v1/finance/holds",
+                json={
+                    "affiliate_id": affiliate,
+                    "store_id": store.store_id,
+                    "reason": "fraud",
+                    "note": "self-referrals under review",
+                },
+                headers=fin,
+            )
+            assert held.status_code == 201, held.text
+            hold_id = held.json()["hold_id"]
+            view = await payable(o1, "0.00")
+            assert (view["held"], view["hold_id"], view["net"]) == (True, hold_id, "12.00")
+            # held: posted, not payable
+            body = {"affiliate_id": affiliate, "up_to": "2026-04-01T00:00:00Z"}
+            none = await c.post("/v1/payouts", json=body, headers={**fin, **key()})
+            assert (none.status_code, none.json()["error"]["code"]) == (409, "nothing_to_pay")
+            listed = await c.get(
+                "/v1/finance/holds", params={"affiliate_id": affiliate}, headers=fin
+            )
+            assert [h["status"] for h in listed.json()] == ["active"]
+            # release: payable again, nothing lost
+            released = await c.post(f"/v1/finance/holds/{hold_id}/release", headers=fin)
+            assert released.json()["status"] == "released"
+            again = await c.post(f"/v1/finance/holds/{hold_id}/release", headers=fin)
+            assert (again.status_code, again.json()["error"]["code"]) == (409, "hold_not_active")
+            await payable(o1, "12.00")
+            paid = await c.post("/v1/payouts", json=body, headers={**fin, **key()})
+            assert paid.status_code == 201, paid.text
+            assert paid.json()["amounts"] == {"USD": "24.00"}
+
+            # a platform-wide hold voided after o1's lock: o2 reversed (fraud), o1 unchanged
+            clock.set(ts("2026-03-06T13:00:00Z"))
+            second = await c.post(
+                "/v1/finance/holds",
+                json={"affiliate_id": affiliate, "reason": "fraud"},
+                headers=fin,
+            )
+            voided = await c.post(f"/v1/finance/holds/{second.json()['hold_id']}/void", headers=fin)
+            assert voided.status_code == 200, voided.text
+            assert voided.json()["reversed_orders"] == [f"{store.store_id}/{replay.id('o2')}"]
+            assert voided.json()["locked_orders"] == [f"{store.store_id}/{replay.id('o1')}"]
+            declined = await payable(o2, "0.00")
+            assert declined["declined"] is True
+            assert [a["reason"] for a in declined["adjustments"]] == ["fraud"]
+            assert (await payable(o1, "12.00"))["held"] is False
+        finally:
+            await replay.engine.dispose()
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            assert (await verify(session)).ok
+    finally:
+        await engine.dispose()
