@@ -213,6 +213,7 @@ async def affiliate_orders(
         limit=limit,
     )
     now = orders.clock.now()
+    holds = await orders.holds(session, [caller.id])
     items = [
         AffiliateOrder(
             order_id=f.order_id,
@@ -227,6 +228,7 @@ async def affiliate_orders(
             reversed=fmt(r.reversed, f.currency),
             locks_at=r.locks_at,
             locked=r.locked(now),
+            held=holding(holds, f.store_id, caller.id) is not None,
             adjustments=[AdjustmentView.of_core(f.store_id, f.order_id, a) for a in f.adjustments],
         )
         for f, r in found

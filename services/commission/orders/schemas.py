@@ -213,6 +213,7 @@ class AffiliateOrder(BaseModel):
     reversed: str
     locks_at: datetime | None = None
     locked: bool = False
+    held: bool = False  # an active hold holds it: settled, not payable while held
     #: each adjustment's action, reason and note, in the order made
     adjustments: list[AdjustmentView] = Field(default_factory=list)
 

@@ -460,6 +460,12 @@ async def test_a_hold_keeps_commission_from_payouts_until_released_and_a_void_re
             hold_id = held.json()["hold_id"]
             view = await payable(o1, "0.00")
             assert (view["held"], view["hold_id"], view["net"]) == (True, hold_id, "12.00")
+            aff_key = await _affiliate_key(svc, settings, affiliate)
+            page = (await c.get("/v1/affiliate/orders", headers=aff_key)).json()["items"]
+            assert {o["order_id"]: o["held"] for o in page} == {
+                replay.id("o1"): True,
+                replay.id("o2"): True,
+            }
             # held: posted, not payable
             body = {"affiliate_id": affiliate, "up_to": "2026-04-01T00:00:00Z"}
             none = await c.post("/v1/payouts", json=body, headers={**fin, **key()})
