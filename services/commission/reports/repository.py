@@ -137,7 +137,9 @@ def _adjustment_filters(
         where.append("a.reason = :reason")
     if f.product_id:
         params["product"] = f.product_id
-        where.append("a.lines @> jsonb_build_array(jsonb_build_object('product_id', :product))")
+        where.append(
+            "a.lines @> jsonb_build_array(jsonb_build_object('product_id', CAST(:product AS text)))"
+        )
     if f.order_id:
         params["order"] = f.order_id
         where.append("a.order_id = :order")

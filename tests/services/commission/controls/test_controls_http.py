@@ -225,6 +225,21 @@ async def _story(
         headers=store.auth,
     )
     assert none.json()["items"] == []
+    # every filter beside a reason (a product as a typed parameter: a fuzzer's 500 once)
+    for extra in ({"product_id": "p1"}, {"product_id": "p2"}, {"keyword": "x"}):
+        filtered = await c.get(
+            f"{base}/reports/transactions",
+            params={
+                "from": "2026-03-01",
+                "to": "2026-03-31",
+                "type": "adjustment",
+                "reason": "item_returned",
+                **extra,
+            },
+            headers=store.auth,
+        )
+        assert filtered.status_code == 200, filtered.text
+        assert len(filtered.json()["items"]) == (1 if extra == {"product_id": "p1"} else 0)
     csv = await c.get(
         f"{base}/reports/transactions",
         params={"from": "2026-03-01", "to": "2026-03-31", "reason": "item_returned"},
