@@ -370,6 +370,17 @@ class Settings(BaseSettings):
     payer_tax_id: str = Field(
         "DE000000000", description="The payer's tax (VAT) id on self-billing invoices"
     )
+    lock_sweep_interval_s: float = Field(
+        60,
+        gt=0,
+        description="How often the commission service writes commission.locked events for "
+        "orders whose locking date has passed",
+    )
+    payout_requires_lock: bool = Field(
+        False,
+        description="A payout pays only commission whose order's locking date has passed "
+        "(README, Program controls); false: the holding period alone decides",
+    )
     consumer_batch_size: int = Field(
         4000, description="Max records a consumer handles per batch (one transaction)"
     )

@@ -62,6 +62,8 @@ from shared.visitors import VisitorCookies
 STATIC = Path(__file__).parent / "static"
 #: the dashboard page's Content-Security-Policy: only this origin's files, never framed
 DASHBOARD_CSP = "default-src 'self'; frame-ancestors 'none'"
+#: orders announced per transaction by the lock announcer (commission.locked)
+LOCK_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,13 @@ class Modules:
             programs=programs,
             admin=admin,
             orders=orders,
-            finance=FinanceService(clock, orders, api, webhooks=webhooks),
+            finance=FinanceService(
+                clock,
+                orders,
+                api,
+                webhooks=webhooks,
+                requires_lock=settings.payout_requires_lock,
+            ),
             reports=ReportService(clock, orders, programs, api),
             channel=channel,
             refresher=ProductRefresher(
@@ -202,6 +210,19 @@ async def start_consumers(
     tasks.every(
         "product-refresh", refresher.run_once, interval_s=refresher.interval_s, at_start=False
     )
+    # orders past their locking date: a commission.locked event each, once
+    orders = modules.orders
+
+    async def announce_locks() -> int:
+        total = 0
+        while True:
+            async with sessions() as session, session.begin():
+                n = await orders.announce_locks(session, LOCK_BATCH)
+            total += n
+            if n < LOCK_BATCH:
+                return total
+
+    tasks.every("commission-locks", announce_locks, interval_s=settings.lock_sweep_interval_s)
     # the camp's visitor interests past its 90 days of history: forgotten hourly (bounded)
     clock = modules.camp.clock
     tasks.every(
@@ -230,6 +251,7 @@ async def start_consumers(
         await tasks.stop("traffic-fold")
         await tasks.stop(COMPACTION)
         await tasks.stop("address-minimisation")
+        await tasks.stop("commission-locks")
         await tasks.stop("camp-interests-forget")
         await tasks.stop("product-refresh")
         await tasks.stop("reports-consumer", reports.stop)

@@ -89,7 +89,57 @@ refunds = Table(
     Column("refund_id", String(128), primary_key=True),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("items", JSONB, nullable=False),
+    #: when it was reported (the later of event time and arrival; NULL: its event time): a
+    #: refund reported at or after the order's locking date reverses nothing
+    Column("reported_at", DateTime(timezone=True)),
     Index("ix_refunds_occurred", "occurred_at"),
+)
+
+#: Reason-coded adjustments of orders' commission (README, Program controls), numbered per
+#: order from 1, each accepted once per (store, Idempotency-Key); append-only.
+adjustments = Table(
+    "adjustments",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("seq", SmallInteger, primary_key=True),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("action", String(16), nullable=False),  # amend | decline | reset
+    Column("reason", String(32), nullable=False),
+    Column("note", String(1000)),
+    Column("lines", JSONB, nullable=False),  # [{product_id, amount}]
+    Column("actor", String(200), nullable=False),
+    UniqueConstraint("store_id", "idempotency_key"),
+)
+
+#: Affiliates held by finance while fraud is reviewed (README, Program controls): their
+#: commissions on ``store_id`` (NULL: every store) are posted but not payable while ``active``.
+holds = Table(
+    "holds",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("store_id", String(128)),
+    Column("reason", String(32), nullable=False),
+    Column("note", String(1000)),
+    Column("status", String(16), nullable=False),  # active | released | voided
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("ended_at", DateTime(timezone=True)),
+    Column("ended_by", String(200)),
+    Index("ix_holds_affiliate", "affiliate_id", "status"),
+)
+
+#: The orders whose ``commission.locked`` event was written (by the periodic lock announcer,
+#: in the transaction that wrote the event): each order's lock is announced once.
+lock_notices = Table(
+    "lock_notices",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("order_id", String(128), primary_key=True),
+    Column("locks_at", DateTime(timezone=True), nullable=False),
+    Column("announced_at", DateTime(timezone=True), nullable=False),
 )
 
 #: The operation record of every store's program: append-only, in time order.
@@ -141,6 +191,7 @@ ledger_transactions = Table(
     Column("currency", String(3), nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("reason", String(32)),  # an adjustment's reason code
     Index("ix_ledger_transactions_order", "store_id", "order_id"),
 )
 

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from services.commission.core.webhooks import SIGNATURE_HEADER, verify
+from services.commission.core.webhooks import SIGNATURE_HEADER, WebhookEvent, verify
 from shared.config import Settings
 from tests.integration.harness import (
     Services,
@@ -513,7 +513,9 @@ async def test_an_owner_sees_and_changes_only_its_own_endpoints(settings: Settin
         templates = await svc.commission.get(f"{AFF}/templates", headers=bearer(key))
         assert templates.status_code == 200
         assert {m["name"] for m in templates.json()["macros"]} >= {"{order_id}", "{sub_id}"}
-        assert {e["type"] for e in templates.json()["events"]} == set(ALL)
+        # every event type (program controls' too: README, Program controls)
+        assert {e["type"] for e in templates.json()["events"]} == {e.value for e in WebhookEvent}
+        assert set(ALL) < {e.value for e in WebhookEvent}
 
         # the secret is shown once: the list does not carry it
         listed = await svc.commission.get(AFF, headers=bearer(key))

@@ -1,5 +1,6 @@
 """Commission rules, pure: an order's facts and its commission (chargeable, rates in force at
-placement, refunds' reversals), and who sees what of an attribution's explanation.
+placement, refunds' reversals, the locking date, reason-coded adjustments), and who sees what
+of an attribution's explanation.
 
 No I/O, no clock reads (every time is a parameter), no framework imports.
 """
@@ -8,13 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
+from services.commission.core.errors import (
+    AmountAboveBase,
+    AmountTooPrecise,
+    LinesRequired,
+    Locked,
+    TooManyAdjustments,
+    UnknownProduct,
+)
 from services.commission.core.program import ProgramHistory
-from shared.money import ZERO, round_money
+from shared.money import ZERO, fits_currency, round_money
 from shared.policy import ExitPolicy
 
 
@@ -50,6 +59,52 @@ class Refund:
     refund_id: str
     occurred_at: datetime
     items: tuple[RefundItem, ...]
+    #: when it was reported: the later of its event time and its arrival at the tracker (None:
+    #: its event time), so that a backdated refund cannot slip in before the locking date
+    reported_at: datetime | None = None
+
+    @property
+    def reported(self) -> datetime:
+        return self.reported_at or self.occurred_at
+
+
+class AdjustmentAction(StrEnum):
+    AMEND = "amend"  # lowers the commission base of the named lines
+    DECLINE = "decline"  # the order's commission becomes zero
+    RESET = "reset"  # undoes every adjustment before it
+
+
+class AdjustmentReason(StrEnum):
+    ITEM_RETURNED = "item_returned"
+    ORDER_CHANGED = "order_changed"
+    FRAUD = "fraud"
+    NOT_COMPLIANT = "not_compliant"
+    TEST_ORDER = "test_order"
+    DUPLICATE = "duplicate"
+    OTHER = "other"
+
+
+#: at most this many adjustments per order
+MAX_ADJUSTMENTS: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentLine:
+    product_id: str
+    amount: Decimal  # what the product's commission base is lowered by (amend)
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    """A reason-coded correction of an order's commission, made at ``at``; ``seq`` numbers
+    an order's adjustments from 1 in the order they were accepted."""
+
+    seq: int
+    at: datetime
+    action: AdjustmentAction
+    reason: AdjustmentReason
+    lines: tuple[AdjustmentLine, ...] = ()
+    note: str | None = None
 
 
 #: An order is named by its store and its number: two stores may use the same order number.
@@ -101,6 +156,7 @@ class OrderFacts:
     click_id: str | None = None
     click_at: datetime | None = None
     refunds: tuple[Refund, ...] = ()
+    adjustments: tuple[Adjustment, ...] = ()
 
     @property
     def key(self) -> OrderKey:
@@ -114,6 +170,7 @@ class ItemCommission:
     rate: Decimal
     commission: Decimal
     reversed: Decimal
+    amended: Decimal = ZERO  # what adjustments lowered the commission base by
 
     @property
     def net(self) -> Decimal:
@@ -128,6 +185,15 @@ class OrderCommission:
     affiliate_id: str | None
     chargeable: bool
     items: tuple[ItemCommission, ...]
+    #: when the commission locks (None: nothing to lock, or not completed yet)
+    locks_at: datetime | None = None
+    declined: bool = False  # an adjustment declined the order (and no reset since)
+    #: refunds reported at or after the lock: recorded, reversing nothing
+    refunds_skipped: tuple[str, ...] = ()
+
+    def locked(self, now: datetime) -> bool:
+        """Whether nothing can change the commission any more at ``now``."""
+        return self.locks_at is not None and now >= self.locks_at
 
     @property
     def commission(self) -> Decimal:
@@ -194,31 +260,146 @@ def _refund_amounts(facts: OrderFacts, refunds: Iterable[Refund]) -> list[list[D
     return per_line
 
 
+def locks_at(facts: OrderFacts, program: ProgramHistory) -> datetime | None:
+    """When the order's commission locks: ``completed_at + lock_days``, the lock period in
+    force when the order was placed. None for an order not completed (a cancelled one never
+    has anything to lock) or organic (no affiliate)."""
+    if (
+        facts.status is not OrderStatus.COMPLETED
+        or facts.status_at is None
+        or facts.affiliate_id is None
+    ):
+        return None
+    return lock_of(facts.placed_at, facts.status_at, program)
+
+
+def lock_of(placed_at: datetime, completed_at: datetime, program: ProgramHistory) -> datetime:
+    """``completed_at + lock_days``, the lock period in force at ``placed_at``."""
+    return completed_at + timedelta(days=program.state_at(placed_at).lock_days)
+
+
+def before_lock(adjustments: Iterable[Adjustment], lock: datetime | None) -> list[Adjustment]:
+    """The adjustments that count, in the order accepted: those made before the lock (one
+    made at or after it changes nothing; the API refuses it with ``409 locked``)."""
+    return sorted(
+        (a for a in adjustments if lock is None or a.at < lock), key=lambda a: (a.at, a.seq)
+    )
+
+
+def fold_adjustments(
+    items: Sequence[LineItem], adjustments: Iterable[Adjustment]
+) -> tuple[list[Decimal], bool]:
+    """What the adjustments (in order) lower each line's commission base by, and whether the
+    order stands declined. ``amend`` lowers the lines of each named product (several lines of
+    one product in line order, each down to zero at most: a base is never raised nor below
+    zero); ``decline`` zeroes the order's commission; ``reset`` undoes everything before it."""
+    amended = [ZERO for _ in items]
+    declined = False
+    for adj in adjustments:
+        if adj.action is AdjustmentAction.RESET:
+            amended = [ZERO for _ in items]
+            declined = False
+        elif adj.action is AdjustmentAction.DECLINE:
+            declined = True
+        else:
+            for aline in adj.lines:
+                left = aline.amount
+                for i, li in enumerate(items):
+                    if li.product_id != aline.product_id or left <= ZERO:
+                        continue
+                    take = min(left, li.base - amended[i])
+                    amended[i] += take
+                    left -= take
+    return amended, declined
+
+
+def check_adjustment(
+    facts: OrderFacts, program: ProgramHistory, adjustment: Adjustment
+) -> Adjustment:
+    """``adjustment`` if the rules accept it on the order as it stands, else the refusal: the
+    commission is locked at ``adjustment.at`` (:class:`Locked`), the order holds
+    :data:`MAX_ADJUSTMENTS` already (:class:`TooManyAdjustments`), an ``amend`` names no line
+    (:class:`LinesRequired`), a product the order does not hold (:class:`UnknownProduct`), an
+    amount finer than the currency's minor unit (:class:`AmountTooPrecise`) or above what is
+    left of the product's commission base (:class:`AmountAboveBase`: an amend never raises a
+    base nor takes it below zero)."""
+    lock = locks_at(facts, program)
+    if lock is not None and adjustment.at >= lock:
+        raise Locked(locks_at=lock.isoformat())
+    if len(facts.adjustments) >= MAX_ADJUSTMENTS:
+        raise TooManyAdjustments(limit=str(MAX_ADJUSTMENTS))
+    if adjustment.action is not AdjustmentAction.AMEND:
+        return adjustment
+    if not adjustment.lines:
+        raise LinesRequired()
+    amended, _ = fold_adjustments(facts.items, before_lock(facts.adjustments, lock))
+    asked: dict[str, Decimal] = {}
+    for aline in adjustment.lines:
+        if not any(li.product_id == aline.product_id for li in facts.items):
+            raise UnknownProduct(product_id=aline.product_id)
+        if not fits_currency(aline.amount, facts.currency):
+            raise AmountTooPrecise(amount=str(aline.amount), currency=facts.currency)
+        asked[aline.product_id] = asked.get(aline.product_id, ZERO) + aline.amount
+    for product, amount in asked.items():
+        left = sum(
+            (
+                li.base - a
+                for li, a in zip(facts.items, amended, strict=True)
+                if li.product_id == product
+            ),
+            ZERO,
+        )
+        if amount > left:
+            raise AmountAboveBase(product_id=product, amount=str(amount), base=str(left))
+    return adjustment
+
+
 def compute_order(
     facts: OrderFacts,
     program: ProgramHistory,
     policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM,
     refunds: Iterable[Refund] | None = None,
+    adjustments: Iterable[Adjustment] | None = None,
 ) -> OrderCommission:
-    """The commission of an order: per line, ``base × rate`` (rate in force at placement)
-    rounded half-up; the refunds of a line reverse ``(their total amount) × rate`` rounded
-    half-up once, on the line's refunded total (never per refund item: 100 items of 0.50 at 1%
-    reverse 0.50, not 100 × 0.01), capped at the line's commission. Zero when not chargeable
-    or cancelled."""
+    """The commission of an order: per line, ``(base − amended) × rate`` (rate in force at
+    placement, the adjustments' lowering of the base) rounded half-up, zero while declined;
+    the refunds of a line reverse ``(their total amount) × rate`` rounded half-up once, on the
+    line's refunded total (never per refund item: 100 items of 0.50 at 1% reverse 0.50, not
+    100 × 0.01), capped at the line's commission. Zero when not chargeable or cancelled.
+
+    The locking date (:func:`locks_at`): a refund reported at or after it reverses nothing
+    (``refunds_skipped``), an adjustment made at or after it changes nothing.
+    ``refunds``/``adjustments``: a subset of the facts' own to compute with (the ledger's
+    steps), before the lock's filter."""
     state = program.state_at(facts.placed_at)
     chargeable = is_chargeable(facts, program, policy)
-    pays = chargeable and facts.status is not OrderStatus.CANCELLED
-    amounts = _refund_amounts(facts, facts.refunds if refunds is None else refunds)
+    lock = locks_at(facts, program)
+    adjusted = before_lock(facts.adjustments if adjustments is None else adjustments, lock)
+    amended, declined = fold_adjustments(facts.items, adjusted)
+    pays = chargeable and facts.status is not OrderStatus.CANCELLED and not declined
+    given = list(facts.refunds if refunds is None else refunds)
+    counted = [r for r in given if lock is None or r.reported < lock]
+    amounts = _refund_amounts(facts, counted)
     items: list[ItemCommission] = []
-    for line, refunded in zip(facts.items, amounts, strict=True):
+    for line, refunded, less in zip(facts.items, amounts, amended, strict=True):
         rate = state.rate_for(line.product_id, line.category_id)
-        commission = commission_on(line.base, rate, facts.currency) if pays else ZERO
+        commission = commission_on(line.base - less, rate, facts.currency) if pays else ZERO
         reversal = commission_on(sum(refunded, ZERO), rate, facts.currency)
         items.append(
-            ItemCommission(line.product_id, line.base, rate, commission, min(commission, reversal))
+            ItemCommission(
+                line.product_id, line.base, rate, commission, min(commission, reversal), less
+            )
         )
     return OrderCommission(
-        facts.order_id, facts.currency, facts.status, facts.affiliate_id, chargeable, tuple(items)
+        facts.order_id,
+        facts.currency,
+        facts.status,
+        facts.affiliate_id,
+        chargeable,
+        tuple(items),
+        lock,
+        declined,
+        tuple(sorted(r.refund_id for r in given if lock is not None and r.reported >= lock)),
     )
 
 

@@ -30,6 +30,11 @@ class InvalidWindow(ProgramError):
     code = "invalid_window"
 
 
+class InvalidLockPeriod(ProgramError):
+    status_code = 422
+    code = "invalid_lock_period"
+
+
 class InvalidCouponCode(ProgramError):
     status_code = 422
     code = "invalid_coupon_code"
@@ -122,3 +127,37 @@ class QueryTooShort(ProgramError):
     status_code = 422
     code = "query_too_short"
     default_message = "q must hold at least 3 letters or digits in a row"
+
+
+class Locked(ProgramError):
+    code = "locked"
+    default_message = "the order's commission is locked: nothing changes it any more"
+
+
+class TooManyAdjustments(ProgramError):
+    code = "too_many_adjustments"
+    default_message = "an order takes at most 100 adjustments"
+
+
+class LinesRequired(ProgramError):
+    status_code = 422
+    code = "lines_required"
+    default_message = "an amend names the lines it lowers"
+
+
+class UnknownProduct(ProgramError):
+    status_code = 422
+    code = "unknown_product"
+    default_message = "the order holds no line of this product"
+
+
+class AmountAboveBase(ProgramError):
+    status_code = 422
+    code = "amount_above_base"
+    default_message = "an amend may not lower a line's commission base below zero"
+
+
+class AmountTooPrecise(ProgramError):
+    status_code = 422
+    code = "amount_too_precise"
+    default_message = "the amount has more decimals than its currency allows"

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
 from services.commission.core.commission import (
+    Adjustment,
     OrderFacts,
     OrderStatus,
     Refund,
+    before_lock,
     compute_order,
+    locks_at,
 )
 from services.commission.core.errors import NothingToPay
 from services.commission.core.program import ProgramHistory
@@ -48,11 +52,16 @@ class Posting:
 class TxnKind(StrEnum):
     COMMISSION = "commission"
     REVERSAL = "reversal"
+    ADJUSTMENT = "adjustment"  # a reason-coded adjustment of a completed order's commission
     PAYOUT = "payout"
 
 
-#: the kinds of transaction an affiliate earns by (commission and its reversals)
-EARNING_KINDS: Final = (TxnKind.COMMISSION.value, TxnKind.REVERSAL.value)
+#: the kinds of transaction an affiliate earns by (commission, its reversals, adjustments)
+EARNING_KINDS: Final = (
+    TxnKind.COMMISSION.value,
+    TxnKind.REVERSAL.value,
+    TxnKind.ADJUSTMENT.value,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +73,7 @@ class LedgerTxn:
     order_id: str | None
     currency: str
     postings: tuple[Posting, ...]
+    reason: str | None = None  # an adjustment's reason code
 
     @property
     def amount(self) -> Decimal:
@@ -88,8 +98,22 @@ def reversal_key(store_id: str, order_id: str, refund_id: str) -> str:
     return f"{reversal_prefix(store_id, order_id)}{refund_id}"
 
 
+def adjustment_prefix(store_id: str, order_id: str) -> str:
+    """What the keys of an order's adjustments start with (as :func:`reversal_prefix`)."""
+    return f"adjustment:{store_id}:{order_id}/"
+
+
+def adjustment_key(store_id: str, order_id: str, seq: int) -> str:
+    return f"{adjustment_prefix(store_id, order_id)}{seq}"
+
+
 def _transfer(
-    key: str, kind: TxnKind, facts: OrderFacts, affiliate: str, amount: Decimal
+    key: str,
+    kind: TxnKind,
+    facts: OrderFacts,
+    affiliate: str,
+    amount: Decimal,
+    reason: str | None = None,
 ) -> LedgerTxn:
     return LedgerTxn(
         key,
@@ -100,6 +124,7 @@ def _transfer(
             Posting(store_account(facts.store_id), -amount),
             Posting(affiliate_account(affiliate), amount),
         ),
+        reason,
     )
 
 
@@ -110,43 +135,65 @@ def ledger_delta(
     policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM,
 ) -> list[LedgerTxn]:
     """The transactions still to post for an order, given what is ``posted`` (key → affiliate
-    amount). Commission is posted only once the order completes; each refund is then posted
-    as a reversal of its own. Posting the result and calling again returns ``[]``; the sum of
-    everything posted equals :func:`compute_order`'s net whatever order the facts came in."""
+    amount). Commission is posted only once the order completes, gross (before that, refunds
+    and adjustments change the estimate only); then each refund reported before the lock is a
+    reversal of its own and each adjustment made before the lock an adjustment transaction of
+    its own with its reason, in time order, each posting what the order's net grows or shrinks
+    by when it is added (a step that changes nothing posts nothing). The order the facts
+    arrive in changes nothing. Posting the result and calling again returns ``[]``;
+    the sum of everything posted equals :func:`compute_order`'s net whatever order the facts
+    came in."""
     if facts.status is not OrderStatus.COMPLETED or facts.affiliate_id is None:
         return []
-    result = compute_order(facts, program, policy, refunds=())
-    if not result.chargeable or result.commission == ZERO:
+    affiliate = facts.affiliate_id
+    gross = compute_order(facts, program, policy, refunds=(), adjustments=())
+    if not gross.chargeable or gross.commission == ZERO:
         return []
+    lock = locks_at(facts, program)
+    adjustments = before_lock(facts.adjustments, lock)
+    refunds = [r for r in facts.refunds if lock is None or r.reported < lock]
+    store, order = facts.store_id, facts.order_id
+
+    def rkey(r: Refund) -> str:
+        return reversal_key(store, order, r.refund_id)
+
+    def akey(a: Adjustment) -> str:
+        return adjustment_key(store, order, a.seq)
+
     txns: list[LedgerTxn] = []
-    key = commission_key(facts.store_id, facts.order_id)
+    key = commission_key(store, order)
+    prefixes = (reversal_prefix(store, order), adjustment_prefix(store, order))
+    # what is posted for this order (by its own keys: never another order's)
+    running = sum((v for k, v in posted.items() if k == key or k.startswith(prefixes)), ZERO)
     if key not in posted:
-        txns.append(
-            _transfer(key, TxnKind.COMMISSION, facts, facts.affiliate_id, result.commission)
-        )
-    reversed_so_far = -sum(
-        (
-            amt
-            for k, amt in posted.items()
-            if k.startswith(reversal_prefix(facts.store_id, facts.order_id))
-        ),
-        ZERO,
-    )
-    known: list[Refund] = [
-        r
-        for r in facts.refunds
-        if reversal_key(facts.store_id, facts.order_id, r.refund_id) in posted
+        txns.append(_transfer(key, TxnKind.COMMISSION, facts, affiliate, gross.commission))
+        running += gross.commission
+    known_refunds = [r for r in refunds if rkey(r) in posted]
+    known_adjustments = [a for a in adjustments if akey(a) in posted]
+    steps: list[tuple[datetime, int, str, Refund | Adjustment]] = [
+        (r.reported, 0, r.refund_id, r) for r in refunds if rkey(r) not in posted
     ]
-    for refund in sorted(facts.refunds, key=lambda r: (r.occurred_at, r.refund_id)):
-        rkey = reversal_key(facts.store_id, facts.order_id, refund.refund_id)
-        if rkey in posted:
-            continue
-        known.append(refund)
-        target = compute_order(facts, program, policy, refunds=known).reversed
-        amount = target - reversed_so_far
-        if amount > ZERO:
-            txns.append(_transfer(rkey, TxnKind.REVERSAL, facts, facts.affiliate_id, -amount))
-            reversed_so_far = target
+    steps += [(a.at, 1, f"{a.seq:09d}", a) for a in adjustments if akey(a) not in posted]
+    for _, _, _, step in sorted(steps, key=lambda s: s[:3]):
+        if isinstance(step, Refund):
+            known_refunds.append(step)
+        else:
+            known_adjustments.append(step)
+        target = compute_order(
+            facts, program, policy, refunds=known_refunds, adjustments=known_adjustments
+        ).net
+        amount = target - running
+        if isinstance(step, Refund):
+            if amount < ZERO:  # a refund only ever takes back
+                txns.append(_transfer(rkey(step), TxnKind.REVERSAL, facts, affiliate, amount))
+                running = target
+        elif amount != ZERO:
+            txns.append(
+                _transfer(
+                    akey(step), TxnKind.ADJUSTMENT, facts, affiliate, amount, step.reason.value
+                )
+            )
+            running = target
     return txns
 
 

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Final
 
 from services.commission.core.errors import InvalidFxRate
+from services.commission.core.holds import Hold, holding
 from services.commission.core.ledger import (
     LedgerTxn,
     Posting,
@@ -78,6 +79,12 @@ class Earning:
     amount: Decimal
     #: when the order completed (its commission is posted then)
     completed_at: datetime | None
+    #: the order's store and placement (a hold covers a store; the lock period in force at
+    #: the placement decides the locking date)
+    store_id: str = ""
+    placed_at: datetime | None = None
+    #: the order's locking date, when the rule needs it (``PayableRule.requires_lock``)
+    locks_at: datetime | None = None
 
 
 class HeldWhy(StrEnum):
@@ -85,19 +92,32 @@ class HeldWhy(StrEnum):
 
     #: the order completed less than the holding period ago
     HOLDING_PERIOD = "holding_period"
+    #: an active hold covers the order's store (README, Program controls)
+    HELD = "held"
+    #: payouts need the lock (``ALLIANCE_PAYOUT_REQUIRES_LOCK``) and the order is not locked
+    NOT_LOCKED = "not_locked"
 
 
 @dataclass(frozen=True, slots=True)
 class PayableRule:
-    """What decides when an earning may be paid (the holding period; a lock or hold rule
-    joins it here)."""
+    """What decides when an earning may be paid: the holding period, the affiliate's active
+    holds, and whether payouts need the order's locking date to have passed."""
 
     holding: timedelta
+    requires_lock: bool = False
+    #: the affiliate's holds (only an active one covering the order's store holds it)
+    holds: tuple[Hold, ...] = ()
+    affiliate_id: str | None = None
 
 
 def held_why(earning: Earning, now: datetime, rule: PayableRule) -> HeldWhy | None:
     """Why the earning is held back at ``now``, or None when it is payable. The one payable
-    decision of Alliance."""
+    decision of Alliance: a hold first (finance's word), then the lock when payouts need it,
+    then the holding period."""
+    if holding(rule.holds, earning.store_id, rule.affiliate_id) is not None:
+        return HeldWhy.HELD
+    if rule.requires_lock and (earning.locks_at is None or earning.locks_at > now):
+        return HeldWhy.NOT_LOCKED
     if earning.completed_at is None or earning.completed_at > now - rule.holding:
         return HeldWhy.HOLDING_PERIOD
     return None

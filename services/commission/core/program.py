@@ -16,6 +16,7 @@ from services.commission.core.errors import (
     CouponTaken,
     ExitTooEarly,
     InvalidCouponCode,
+    InvalidLockPeriod,
     InvalidRate,
     InvalidValidity,
     InvalidWindow,
@@ -35,6 +36,9 @@ EXIT_LOCK: Final = timedelta(days=15)  # a store may exit no earlier than this a
 REJOIN_LOCK: Final = timedelta(days=15)  # ...and may not rejoin for this long after exiting
 MIN_WINDOW_DAYS: Final = 1  # a store's own attribution window, when it sets one
 MAX_WINDOW_DAYS: Final = 30
+DEFAULT_LOCK_DAYS: Final = 60  # a completed order's commission locks this long after completion
+MIN_LOCK_DAYS: Final = 0
+MAX_LOCK_DAYS: Final = 365
 
 
 def check_rate(rate: Decimal) -> Decimal:
@@ -56,6 +60,7 @@ class OpKind(StrEnum):
     COUPON = "coupon"  # a code registered (or its validity changed): key, affiliate, validity
     DELETE_COUPON = "coupon_deleted"  # key: the code
     CONSENT = "consent"  # consent: not_required | required (the visitor cookie, README Privacy)
+    LOCK_PERIOD = "lock_period"  # days: the locking date's delay after completion (0 to 365)
 
 
 #: operations on single codes: recorded, but no part of the program's state (a store's codes
@@ -122,6 +127,8 @@ class ProgramState:
     window_days: int | None = None  # None: the deployment's default window
     coupon_policy: CouponPolicy = CouponPolicy.OFF
     consent: Consent = Consent.NOT_REQUIRED
+    #: an order placed under this state locks this many days after it completed
+    lock_days: int = DEFAULT_LOCK_DAYS
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -147,12 +154,18 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     Rules: join only when out of the program and at least 15 days after the last exit; exit
     only when in and at least 15 days after joining; rate, main-product, window, coupon-policy
     and code registrations only while in the program (a code may be deleted at any time); rates
-    in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30 days. Codes leave the state
-    unchanged (:class:`Coupon`, :func:`check_coupon`).
+    in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30 days; a lock period of 0 to
+    365 days (set only while in the program, like a rate). Codes leave the state unchanged
+    (:class:`Coupon`, :func:`check_coupon`).
     """
     if op.rate is not None:
         check_rate(op.rate)
-    if op.days is not None and not (MIN_WINDOW_DAYS <= op.days <= MAX_WINDOW_DAYS):
+    if op.kind is OpKind.LOCK_PERIOD:
+        if op.days is None or not (MIN_LOCK_DAYS <= op.days <= MAX_LOCK_DAYS):
+            raise InvalidLockPeriod(
+                f"a lock period is {MIN_LOCK_DAYS} to {MAX_LOCK_DAYS} days", days=str(op.days)
+            )
+    elif op.days is not None and not (MIN_WINDOW_DAYS <= op.days <= MAX_WINDOW_DAYS):
         raise InvalidWindow(
             f"an attribution window is {MIN_WINDOW_DAYS} to {MAX_WINDOW_DAYS} days",
             days=str(op.days),
@@ -210,6 +223,9 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     if op.kind is OpKind.CONSENT:
         assert op.consent is not None
         return replace(state, consent=op.consent)
+    if op.kind is OpKind.LOCK_PERIOD:
+        assert op.days is not None
+        return replace(state, lock_days=op.days)
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
@@ -259,6 +275,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         "window_days": state.window_days,
         "coupon_policy": state.coupon_policy.value,
         "consent": state.consent.value,
+        "lock_days": state.lock_days,
     }
 
 

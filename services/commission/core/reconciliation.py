@@ -1,7 +1,8 @@
 """Reconciliation rules, pure: per UTC day and currency, what was estimated at placement and
 what became of it. For a day's placements, ``estimated_at_placement = day_orders_payable +
-day_orders_cancelled + day_orders_open``; :attr:`DayFigures.unexplained` is what is not, and
-is zero when the books agree."""
+day_orders_cancelled + day_orders_open + day_orders_adjusted`` (what reason-coded adjustments
+took off the estimate, or gave back); :attr:`DayFigures.unexplained` is what is not, and is
+zero when the books agree."""
 
 from __future__ import annotations
 
@@ -9,7 +10,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from services.commission.core.commission import OrderFacts, OrderStatus, compute_order
+from services.commission.core.commission import (
+    OrderFacts,
+    OrderStatus,
+    before_lock,
+    compute_order,
+    locks_at,
+)
 from services.commission.core.ledger import TxnKind
 from services.commission.core.program import ProgramHistory
 from shared.money import ZERO
@@ -22,15 +29,20 @@ class DayFigures:
     became_payable: Decimal = ZERO  # commission posted that day (orders completed)
     cancelled: Decimal = ZERO  # gross commission of orders cancelled that day
     reversed: Decimal = ZERO  # reversals posted that day (positive)
+    adjusted: Decimal = ZERO  # adjustment transactions posted that day (signed, as credited)
     day_orders_payable: Decimal = ZERO  # of the day's estimate: orders completed since
     day_orders_cancelled: Decimal = ZERO  # … cancelled since
     day_orders_open: Decimal = ZERO  # … still placed
+    day_orders_adjusted: Decimal = ZERO  # … taken off by adjustments (positive: lowered)
 
     @property
     def unexplained(self) -> Decimal:
         """The day's estimate less what became of its orders: zero when the books agree."""
         return self.estimated_at_placement - (
-            self.day_orders_payable + self.day_orders_cancelled + self.day_orders_open
+            self.day_orders_payable
+            + self.day_orders_cancelled
+            + self.day_orders_open
+            + self.day_orders_adjusted
         )
 
 
@@ -52,22 +64,32 @@ class Reconciliation:
 
     def add_order(self, facts: OrderFacts, program: ProgramHistory) -> None:
         """An order placed, completed or cancelled in the range: its gross commission (as if
-        still placed, no refunds) counts on its placement day, split by what became of it,
-        and on its cancellation day if it was cancelled in the range."""
-        gross = compute_order(
-            replace(facts, status=OrderStatus.PLACED, refunds=()), program, self.policy
-        )
+        still placed, no refunds, no adjustments) counts on its placement day, split by what
+        became of it (of a completed or open order: its commission after its adjustments,
+        and apart what the adjustments took off), and on its cancellation day if it was
+        cancelled in the range."""
+        as_placed = replace(facts, status=OrderStatus.PLACED, refunds=())
+        gross = compute_order(as_placed, program, self.policy, adjustments=())
         if not gross.chargeable:
             return
         if self.start <= facts.placed_at < self.end:
             d = self._day(utc_day(facts.placed_at), facts.currency)
             d.estimated_at_placement += gross.commission
-            if facts.status is OrderStatus.COMPLETED:
-                d.day_orders_payable += gross.commission
-            elif facts.status is OrderStatus.CANCELLED:
+            if facts.status is OrderStatus.CANCELLED:
                 d.day_orders_cancelled += gross.commission
             else:
-                d.day_orders_open += gross.commission
+                # the adjustments that count: those before the order's lock
+                kept = compute_order(
+                    as_placed,
+                    program,
+                    self.policy,
+                    adjustments=before_lock(facts.adjustments, locks_at(facts, program)),
+                ).commission
+                d.day_orders_adjusted += gross.commission - kept
+                if facts.status is OrderStatus.COMPLETED:
+                    d.day_orders_payable += kept
+                else:
+                    d.day_orders_open += kept
         done = facts.status_at
         if facts.status is OrderStatus.CANCELLED and done and self.start <= done < self.end:
             self._day(utc_day(done), facts.currency).cancelled += gross.commission
@@ -77,6 +99,8 @@ class Reconciliation:
         d = self._day(day, currency)
         if kind == TxnKind.COMMISSION:
             d.became_payable += amount
+        elif kind == TxnKind.ADJUSTMENT:
+            d.adjusted += amount
         else:
             d.reversed -= amount  # a reversal credits the affiliate a negative amount
 

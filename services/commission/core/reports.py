@@ -158,7 +158,9 @@ class TransactionFilter:
     product_id: str | None = None
     keyword: str | None = None
     order_id: str | None = None
-    type: str | None = None  # order | refund | None: both
+    type: str | None = None  # order | refund | adjustment | None: all
+    #: an adjustment reason (README, Program controls): only adjustments with it
+    reason: str | None = None
 
 
 def share(part: int, whole: int) -> Decimal | None:

@@ -37,6 +37,14 @@ class WebhookEvent(StrEnum):
     COMMISSION_PAYABLE = "commission.payable"
     #: a refund reversed (part of) a posted commission: a claw-back
     COMMISSION_REVERSED = "commission.reversed"
+    #: a reason-coded adjustment changed a posted commission (README, Program controls)
+    COMMISSION_ADJUSTED = "commission.adjusted"
+    #: an order's commission reached its locking date: nothing changes it any more
+    COMMISSION_LOCKED = "commission.locked"
+    #: finance placed the affiliate on hold (its commissions on the scope are not payable)
+    COMMISSION_HELD = "commission.held"
+    #: finance released (or voided) the hold
+    COMMISSION_RELEASED = "commission.released"
     #: finance paid an affiliate's balance
     PAYOUT_CREATED = "payout.created"
 
@@ -136,6 +144,7 @@ def order_notice(
     *,
     sub_id: str | None,
     refund_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Notice:
     """An order's event: ``amount`` is the commission it is about (the estimate of an
     attribution, the posting of a payable commission, the negative amount of a reversal),
@@ -153,6 +162,7 @@ def order_notice(
     }
     if refund_id is not None:
         data["refund_id"] = refund_id
+    data.update(extra or {})
     return Notice(
         event_id(kind, source_key),
         kind,
@@ -170,24 +180,84 @@ def attribution_key(store_id: str, order_id: str, revision: int) -> str:
     return f"attribution:{store_id}:{order_id}:{revision}"
 
 
-def ledger_notice(txn: LedgerTxn, facts: OrderFacts, at: datetime, sub_id: str | None) -> Notice:
-    """The event of a commission or reversal posting of the order ``facts``: its id comes from
-    the transaction's idempotency key (posted once, so notified once)."""
+def ledger_notice(
+    txn: LedgerTxn,
+    facts: OrderFacts,
+    at: datetime,
+    sub_id: str | None,
+    locks_at: datetime | None = None,
+) -> Notice:
+    """The event of a commission, reversal or adjustment posting of the order ``facts``: its
+    id comes from the transaction's idempotency key (posted once, so notified once).
+    ``locks_at``: the order's locking date, shown as ``locks_at`` (README, Program controls)."""
+    extra: dict[str, Any] = {"locks_at": locks_at.isoformat() if locks_at else None}
+    refund_id = None
     if txn.kind is TxnKind.COMMISSION:
-        return order_notice(
-            WebhookEvent.COMMISSION_PAYABLE, txn.key, facts, txn.amount, at, sub_id=sub_id
-        )
-    if txn.kind is TxnKind.REVERSAL:
-        return order_notice(
-            WebhookEvent.COMMISSION_REVERSED,
-            txn.key,
-            facts,
-            txn.amount,
-            at,
-            sub_id=sub_id,
-            refund_id=txn.key.rpartition("/")[2],
-        )
-    raise ValueError(f"no order event for a {txn.kind} transaction")
+        kind = WebhookEvent.COMMISSION_PAYABLE
+    elif txn.kind is TxnKind.REVERSAL:
+        kind, refund_id = WebhookEvent.COMMISSION_REVERSED, txn.key.rpartition("/")[2]
+    elif txn.kind is TxnKind.ADJUSTMENT:
+        kind = WebhookEvent.COMMISSION_ADJUSTED
+        seq = int(txn.key.rpartition("/")[2])
+        adj = next((a for a in facts.adjustments if a.seq == seq), None)
+        extra |= {"adjustment_id": seq, "reason": txn.reason}
+        if adj is not None:
+            extra |= {"action": adj.action.value, "reason": adj.reason.value, "note": adj.note}
+    else:
+        raise ValueError(f"no order event for a {txn.kind} transaction")
+    return order_notice(
+        kind, txn.key, facts, txn.amount, at, sub_id=sub_id, refund_id=refund_id, extra=extra
+    )
+
+
+def lock_key(store_id: str, order_id: str) -> str:
+    """The cause of a ``commission.locked``: the order's lock (announced once)."""
+    return f"locked:{store_id}:{order_id}"
+
+
+def lock_notice(
+    facts: OrderFacts, net: Decimal, locks_at: datetime, at: datetime, sub_id: str | None
+) -> Notice:
+    """An order's ``commission.locked``: ``commission`` is its net commission, final now."""
+    return order_notice(
+        WebhookEvent.COMMISSION_LOCKED,
+        lock_key(facts.store_id, facts.order_id),
+        facts,
+        net,
+        at,
+        sub_id=sub_id,
+        extra={"locks_at": locks_at.isoformat(), "locked": True},
+    )
+
+
+def hold_notice(
+    kind: WebhookEvent,
+    hold_id: int,
+    affiliate_id: str,
+    store_id: str | None,
+    reason: str,
+    note: str | None,
+    status: str,
+    at: datetime,
+) -> Notice:
+    """A hold's event (placed, released or voided), for the affiliate's endpoints, the
+    store's when the hold names one, and finance's; its id from the hold and its status."""
+    return Notice(
+        event_id(kind, f"hold:{hold_id}:{status}"),
+        kind,
+        at,
+        {
+            "hold_id": hold_id,
+            "affiliate_id": affiliate_id,
+            "store_id": store_id,
+            "reason": reason,
+            "note": note,
+            "status": status,
+        },
+        affiliate_id,
+        store_id,
+        None,
+    )
 
 
 def payout_notice(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.commission.core.holds import HoldStatus
 from services.commission.core.payouts import DEFAULT_MINIMUM
 from services.commission.csv_export import csv_chunks
 from services.commission.deps import (
@@ -30,6 +31,8 @@ from services.commission.errors import Forbidden, InvalidAmount, NotFound
 from services.commission.finance.documents import Payer
 from services.commission.finance.schemas import (
     AffiliateEarnings,
+    HoldRequest,
+    HoldView,
     LedgerLine,
     LedgerPage,
     MinimumRequest,
@@ -561,12 +564,19 @@ async def create_payout(
     idempotency_key: Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)],
 ) -> Response:
     """Pay an affiliate's net payable balance up to a time (finance), once per key. Only
-    commission whose order completed more than the holding period ago is payable; a claw-back
+    commission whose order completed more than the holding period ago is payable (with
+    ``ALLIANCE_PAYOUT_REQUIRES_LOCK``, only that of orders past their locking date); a claw-back
     larger than the balance is not paid and carries forward."""
     caller.require("finance")
-    holding = timedelta(days=request.app.state.settings.payout_holding_days)
+    settings = request.app.state.settings
+    holding = timedelta(days=settings.payout_holding_days)
     row, created = await finance.pay(
-        session, idempotency_key, body.affiliate_id, body.up_to, holding
+        session,
+        idempotency_key,
+        body.affiliate_id,
+        body.up_to,
+        holding,
+        requires_lock=settings.payout_requires_lock,
     )
     view = PayoutView.of(row).model_dump(mode="json")
     if created:  # a replay with the same key changes nothing: no second entry
@@ -646,3 +656,93 @@ async def get_ledger(
         items=items, next_cursor=items[-1].posting_id if len(items) == limit else None
     )
     return JSONResponse(page.model_dump(mode="json"))
+
+
+@router.post(
+    "/v1/finance/holds",
+    response_model=HoldView,
+    status_code=201,
+    tags=["finance"],
+    responses=errors(403),
+)
+async def place_hold(
+    body: HoldRequest, caller: Caller, session: Session, finance: Finance, audit: Audit
+) -> HoldView:
+    """Hold an affiliate's commissions on a store (or every store) while fraud is reviewed
+    (finance or the admin): posted but not payable (order views show ``held`` with the hold's
+    id and ``payable`` 0.00; payouts leave them out) until released or voided;
+    ``commission.held``."""
+    caller.require("finance")
+    row = await finance.place_hold(
+        session, body.affiliate_id, body.store_id, body.reason.value, body.note, caller.actor
+    )
+    view = HoldView.of(row)
+    await audit.record(
+        "hold.place",
+        f"hold:{row.id}",
+        tenant=f"affiliate:{body.affiliate_id}",
+        before=None,
+        after=view.model_dump(mode="json"),
+    )
+    return view
+
+
+@router.get(
+    "/v1/finance/holds", response_model=list[HoldView], tags=["finance"], responses=errors(403)
+)
+async def list_holds(
+    caller: Caller,
+    session: Session,
+    finance: Finance,
+    affiliate_id: str | None = None,
+    status: Annotated[str | None, Query(pattern="^(active|released|voided)$")] = None,
+) -> list[HoldView]:
+    """Holds, newest first (at most 1,000), optionally of one affiliate or status."""
+    caller.require("finance")
+    return [HoldView.of(r) for r in await finance.list_holds(session, affiliate_id, status)]
+
+
+async def _end_hold(
+    hold_id: int, status: HoldStatus, caller: Any, session: Any, finance: Any, audit: Any
+) -> HoldView:
+    caller.require("finance")
+    row, reversed_, locked = await finance.end_hold(session, hold_id, status, caller.actor)
+    view = HoldView.of(row)
+    view.reversed_orders = [f"{s}/{o}" for s, o in reversed_]
+    view.locked_orders = [f"{s}/{o}" for s, o in locked]
+    await audit.record(
+        f"hold.{'release' if status is HoldStatus.RELEASED else 'void'}",
+        f"hold:{hold_id}",
+        tenant=f"affiliate:{row.affiliate_id}",
+        before={"status": "active"},
+        after=view.model_dump(mode="json"),
+    )
+    return view
+
+
+@router.post(
+    "/v1/finance/holds/{hold_id}/release",
+    response_model=HoldView,
+    tags=["finance"],
+    responses=errors(403, (404, "No such hold"), (409, "hold_not_active")),
+)
+async def release_hold(
+    hold_id: RowIdPath, caller: Caller, session: Session, finance: Finance, audit: Audit
+) -> HoldView:
+    """End the hold: its commissions are payable again, nothing lost (``commission.released``)."""
+    return await _end_hold(hold_id, HoldStatus.RELEASED, caller, session, finance, audit)
+
+
+@router.post(
+    "/v1/finance/holds/{hold_id}/void",
+    response_model=HoldView,
+    tags=["finance"],
+    responses=errors(403, (404, "No such hold"), (409, "hold_not_active")),
+)
+async def void_hold(
+    hold_id: RowIdPath, caller: Caller, session: Session, finance: Finance, audit: Audit
+) -> HoldView:
+    """End the hold reversing its commissions: each held order before its lock is declined
+    with reason ``fraud`` (an adjustment of its own); the locked ones are listed in
+    ``locked_orders`` and nothing changes them."""
+    return await _end_hold(hold_id, HoldStatus.VOIDED, caller, session, finance, audit)

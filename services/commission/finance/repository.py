@@ -144,6 +144,7 @@ class FinanceRepository:
                 t.c.order_id,
                 p.c.currency,  # a posting's own (a payout's conversion legs have two)
                 t.c.occurred_at,
+                t.c.reason,
                 p.c.account,
                 p.c.amount_minor,
             )
@@ -164,7 +165,9 @@ class FinanceRepository:
         (what :func:`~services.commission.core.payouts.held_why` decides by)."""
         t, p, o = m.ledger_transactions, m.ledger_postings, m.orders
         rows = await self.session.execute(
-            select(p.c.currency, func.sum(p.c.amount_minor), o.c.status_at)
+            select(
+                p.c.currency, func.sum(p.c.amount_minor), o.c.status_at, o.c.store_id, o.c.placed_at
+            )
             .join(t, t.c.id == p.c.txn_id)
             .join(o, (o.c.store_id == t.c.store_id) & (o.c.order_id == t.c.order_id))
             .where(
@@ -172,9 +175,9 @@ class FinanceRepository:
                 t.c.kind.in_(EARNING_KINDS),
                 t.c.occurred_at <= up_to,
             )
-            .group_by(t.c.store_id, t.c.order_id, p.c.currency, o.c.status_at)
+            .group_by(o.c.store_id, t.c.order_id, p.c.currency, o.c.status_at, o.c.placed_at)
         )
-        return [Earning(r[0], from_minor(int(r[1]), r[0]), r[2]) for r in rows]
+        return [Earning(r[0], from_minor(int(r[1]), r[0]), r[2], r[3], r[4]) for r in rows]
 
     async def paid(self, affiliate_id: str) -> dict[str, Decimal]:
         """Per currency: what every payout so far took from the affiliate's account (negative,
@@ -378,6 +381,79 @@ class FinanceRepository:
             .limit(1)
         )
         return rows.first()
+
+    async def paid_minor(self, affiliate_id: str) -> dict[str, int]:
+        """Per currency: every payout to the affiliate so far (negative, minor units)."""
+        t, p = m.ledger_transactions, m.ledger_postings
+        paid = await self.session.execute(
+            select(p.c.currency, func.sum(p.c.amount_minor))
+            .join(t, t.c.id == p.c.txn_id)
+            .where(p.c.account == affiliate_account(affiliate_id), t.c.kind == TxnKind.PAYOUT.value)
+            .group_by(p.c.currency)
+        )
+        return {r[0]: int(r[1]) for r in paid}
+
+    async def add_hold(
+        self,
+        affiliate_id: str,
+        store_id: str | None,
+        reason: str,
+        note: str | None,
+        at: datetime,
+        actor: str,
+    ) -> Any:
+        h = m.holds
+        result = await self.session.execute(
+            insert(h)
+            .values(
+                affiliate_id=affiliate_id,
+                store_id=store_id,
+                reason=reason,
+                note=note,
+                status="active",
+                created_at=at,
+                created_by=actor,
+            )
+            .returning(h)
+        )
+        return result.one()
+
+    async def hold(self, hold_id: int, *, for_update: bool = False) -> Any:
+        h = m.holds
+        query = select(h).where(h.c.id == hold_id)
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).first()
+
+    async def end_hold(self, hold_id: int, status: str, at: datetime, actor: str) -> Any:
+        h = m.holds
+        result = await self.session.execute(
+            h.update()
+            .where(h.c.id == hold_id)
+            .values(status=status, ended_at=at, ended_by=actor)
+            .returning(h)
+        )
+        return result.one()
+
+    async def list_holds(self, affiliate_id: str | None, status: str | None) -> list[Any]:
+        h = m.holds
+        query = select(h)
+        if affiliate_id is not None:
+            query = query.where(h.c.affiliate_id == affiliate_id)
+        if status is not None:
+            query = query.where(h.c.status == status)
+        return list(await self.session.execute(query.order_by(h.c.id.desc()).limit(1000)))
+
+    async def held_orders(self, affiliate_id: str, store_id: str | None) -> list[OrderKey]:
+        """The affiliate's orders on the store (None: every store), placed or completed."""
+        o = m.orders
+        query = select(o.c.store_id, o.c.order_id).where(
+            o.c.affiliate_id == affiliate_id, o.c.status.in_(["placed", "completed"])
+        )
+        if store_id is not None:
+            query = query.where(o.c.store_id == store_id)
+        rows = await self.session.execute(query.order_by(o.c.store_id, o.c.order_id))
+        return [(r[0], r[1]) for r in rows]
 
     async def payout_by_key(self, key: str) -> Any:
         return (

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 from schwifty import BIC, IBAN
 from schwifty.exceptions import SchwiftyException
 
+from services.commission.core.commission import AdjustmentReason
 from services.commission.core.reconciliation import DayFigures
 from services.commission.core.statements import StoreTotals
 from shared.events import Currency, DecimalStr, PrincipalId, Text, UtcDatetime
@@ -45,6 +46,7 @@ class LedgerLine(BaseModel):
     currency: str
     amount: str
     occurred_at: datetime
+    reason: str | None = None  # an adjustment's reason code (README, Program controls)
 
     @classmethod
     def of(cls, r: Any) -> LedgerLine:
@@ -60,6 +62,7 @@ class LedgerLine(BaseModel):
             currency=r.currency,
             amount=str(from_minor(r.amount_minor, r.currency)),
             occurred_at=r.occurred_at,
+            reason=r.reason,
         )
 
 
@@ -139,10 +142,12 @@ class ReconciliationDay(BaseModel):
     became_payable: str  # commission posted that day (orders completed)
     cancelled: str  # gross commission of orders cancelled that day
     reversed: str  # reversals posted that day (refunds, claw-backs)
+    adjusted: str  # adjustment transactions posted that day (signed, as credited)
     day_orders_payable: str  # of that day's estimate: orders completed since
     day_orders_cancelled: str  # … cancelled since
     day_orders_open: str  # … still placed
-    unexplained: str  # estimate − the three above: zero when the books agree
+    day_orders_adjusted: str  # … taken off by reason-coded adjustments
+    unexplained: str  # estimate − the four above: zero when the books agree
 
     @classmethod
     def of(cls, day: str, currency: str, f: DayFigures) -> ReconciliationDay:
@@ -153,9 +158,11 @@ class ReconciliationDay(BaseModel):
             became_payable=fmt(f.became_payable, currency),
             cancelled=fmt(f.cancelled, currency),
             reversed=fmt(f.reversed, currency),
+            adjusted=fmt(f.adjusted, currency),
             day_orders_payable=fmt(f.day_orders_payable, currency),
             day_orders_cancelled=fmt(f.day_orders_cancelled, currency),
             day_orders_open=fmt(f.day_orders_open, currency),
+            day_orders_adjusted=fmt(f.day_orders_adjusted, currency),
             unexplained=fmt(f.unexplained, currency),
         )
 
@@ -366,3 +373,55 @@ class NextPayout(BaseModel):
 
 class AffiliateEarnings(Settlement):
     next_payout: NextPayout | None  # None: nothing earned, nothing held
+
+
+class HoldRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "affiliate_id": "aff-7",
+                    "store_id": "acme",
+                    "reason": "fraud",
+                    "note": "self-referrals under review",
+                }
+            ]
+        },
+    )
+
+    affiliate_id: PrincipalId
+    store_id: PrincipalId | None = Field(None, description="none: every store")
+    reason: AdjustmentReason
+    note: Text | None = Field(None, max_length=1000)
+
+
+class HoldView(BaseModel):
+    hold_id: int
+    affiliate_id: str
+    store_id: str | None
+    reason: str
+    note: str | None
+    status: str  # active | released | voided
+    created_at: datetime
+    created_by: str
+    ended_at: datetime | None
+    ended_by: str | None
+    #: of a void: the orders reversed (declined, reason fraud) and those locked (unchanged)
+    reversed_orders: list[str] = Field(default_factory=list)
+    locked_orders: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, r: Any) -> HoldView:
+        return cls(
+            hold_id=r.id,
+            affiliate_id=r.affiliate_id,
+            store_id=r.store_id,
+            reason=r.reason,
+            note=r.note,
+            status=r.status,
+            created_at=r.created_at,
+            created_by=r.created_by,
+            ended_at=r.ended_at,
+            ended_by=r.ended_by,
+        )

@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.commission.audit.service import AuditTrail
-from services.commission.core.errors import FxRateMissing
+from services.commission.core.commission import (
+    AdjustmentAction,
+    AdjustmentReason,
+    OrderKey,
+    lock_of,
+)
+from services.commission.core.errors import FxRateMissing, Locked
+from services.commission.core.holds import Hold, HoldStatus, end
 from services.commission.core.ledger import TxnKind, payout_txns
 from services.commission.core.payouts import (
     DEFAULT_MINIMUM,
@@ -30,11 +37,12 @@ from services.commission.core.payouts import (
 )
 from services.commission.core.reconciliation import DayFigures, Reconciliation
 from services.commission.core.statements import StoreTotals, period_range, statement_totals
-from services.commission.core.webhooks import payout_notice
+from services.commission.core.webhooks import WebhookEvent, hold_notice, payout_notice
 from services.commission.csv_export import snapshot
 from services.commission.errors import (
     IdempotencyKeyReused,
     NotARunPayout,
+    NotFound,
     NothingToFile,
     PeriodNotOver,
 )
@@ -46,7 +54,7 @@ from services.commission.finance.documents import (
     payouts_csv,
 )
 from services.commission.finance.repository import FinanceRepository
-from services.commission.orders.service import OrderService
+from services.commission.orders.service import AdjustmentAsk, OrderService
 from services.commission.webhooks.service import WebhookService
 from shared.clock import Clock, SystemClock
 from shared.money import ZERO, from_minor, to_minor
@@ -150,6 +158,9 @@ class FinanceService:
     #: called at the end of each affiliate's step of a payout run, before its commit (tests
     #: inject a failure there to prove that a run resumes without paying anyone twice)
     step_hook: Callable[[str], Awaitable[None]] | None = None
+    #: payouts pay only commission whose order's locking date has passed
+    #: (``ALLIANCE_PAYOUT_REQUIRES_LOCK``; README, Program controls)
+    requires_lock: bool = False
 
     async def settlement(
         self,
@@ -227,10 +238,12 @@ class FinanceService:
         affiliate_id: str,
         up_to: datetime,
         holding: timedelta,
+        requires_lock: bool = False,
     ) -> tuple[Any, bool]:
         """Pay the affiliate's net payable balance up to ``up_to`` (commission whose order
-        completed at least ``holding`` ago), once per idempotency ``key``. Returns the payout
-        row and whether it was created now."""
+        completed at least ``holding`` ago; with ``requires_lock``, only that of orders whose
+        locking date has passed), once per idempotency ``key``. Returns the payout row and
+        whether it was created now."""
         repo = FinanceRepository(session)
         await repo.lock_payouts(affiliate_id)  # one payout at a time per affiliate
         existing = await repo.payout_by_key(key)
@@ -239,7 +252,8 @@ class FinanceService:
                 raise IdempotencyKeyReused()
             return existing, False
         now = self.clock.now()
-        bal = await self._balance(repo, affiliate_id, up_to, now, PayableRule(holding))
+        rule = PayableRule(holding, requires_lock=requires_lock or self.requires_lock)
+        bal = await self._balance(repo, affiliate_id, up_to, now, rule)
         # raises when nothing is positive
         txns = payout_txns(f"payout:{key}", affiliate_id, bal.payable)
         await self.orders.post(session, txns, store_id=None, affiliate_id=affiliate_id, at=now)
@@ -250,20 +264,109 @@ class FinanceService:
             await self.webhooks.notify(session, [notice])
         return await repo.payout(payout_id), True
 
+    # -- holds ------------------------------------------------------------------------------
+
+    async def place_hold(
+        self,
+        session: AsyncSession,
+        affiliate_id: str,
+        store_id: str | None,
+        reason: str,
+        note: str | None,
+        actor: str,
+    ) -> Any:
+        """Hold the affiliate's commissions on the store (None: every store) from now on:
+        posted but not payable until released; ``commission.held`` in the same transaction."""
+        row = await FinanceRepository(session).add_hold(
+            affiliate_id, store_id, reason, note, self.clock.now(), actor
+        )
+        await self._hold_event(session, WebhookEvent.COMMISSION_HELD, row)
+        return row
+
+    async def end_hold(
+        self, session: AsyncSession, hold_id: int, status: HoldStatus, actor: str
+    ) -> tuple[Any, list[OrderKey], list[OrderKey]]:
+        """Release (payable again, nothing lost) or void the hold (each held order not locked
+        yet declined with reason ``fraud``, an adjustment of its own; the locked ones are
+        listed and unchanged). Returns the hold, the orders reversed and the orders locked.
+        404 no such hold, 409 ``hold_not_active`` when it ended already."""
+        repo = FinanceRepository(session)
+        row = await repo.hold(hold_id, for_update=True)
+        if row is None:
+            raise NotFound("hold", hold_id=str(hold_id))
+        current = Hold(
+            row.id, row.affiliate_id, row.store_id, HoldStatus(row.status), row.created_at
+        )
+        end(current, status)  # raises HoldNotActive
+        reversed_: list[OrderKey] = []
+        locked: list[OrderKey] = []
+        if status is HoldStatus.VOIDED:
+            for store, order in await repo.held_orders(row.affiliate_id, row.store_id):
+                ask = AdjustmentAsk(
+                    order,
+                    AdjustmentAction.DECLINE,
+                    AdjustmentReason.FRAUD,
+                    note=f"hold {hold_id} voided",
+                )
+                try:
+                    async with session.begin_nested():
+                        await self.orders.adjust(
+                            session, store, ask, f"hold-{hold_id}-void-{order}", actor
+                        )
+                    reversed_.append((store, order))
+                except Locked:
+                    locked.append((store, order))
+        ended = await repo.end_hold(hold_id, status.value, self.clock.now(), actor)
+        await self._hold_event(session, WebhookEvent.COMMISSION_RELEASED, ended)
+        return ended, reversed_, locked
+
+    async def _hold_event(self, session: AsyncSession, kind: WebhookEvent, row: Any) -> None:
+        if self.webhooks is not None:
+            notice = hold_notice(
+                kind,
+                row.id,
+                row.affiliate_id,
+                row.store_id,
+                row.reason,
+                row.note,
+                row.status,
+                self.clock.now(),
+            )
+            await self.webhooks.notify(session, [notice])
+
+    async def list_holds(
+        self, session: AsyncSession, affiliate_id: str | None, status: str | None
+    ) -> list[Any]:
+        return await FinanceRepository(session).list_holds(affiliate_id, status)
+
     async def payout(self, session: AsyncSession, payout_id: int) -> Any:
         return await FinanceRepository(session).payout(payout_id)
 
     # -- payout runs ---------------------------------------------------------------------------
 
-    @staticmethod
     async def _balance(
+        self,
         repo: FinanceRepository,
         affiliate_id: str,
         up_to: datetime,
         now: datetime,
         rule: PayableRule,
     ) -> Balance:
+        """The affiliate's balance by :func:`~services.commission.core.payouts.held_why`: its
+        active holds and, with ``rule.requires_lock``, each order's locking date (the lock
+        period in force at the order's placement) join the rule."""
         earnings = await repo.earnings(affiliate_id, up_to)
+        holds = tuple(await self.orders.holds(repo.session, [affiliate_id]))
+        if rule.requires_lock:
+            stores = {e.store_id for e in earnings}
+            programs = await self.orders.programs.histories(repo.session, stores)
+            earnings = [
+                e
+                if e.completed_at is None or e.placed_at is None
+                else replace(e, locks_at=lock_of(e.placed_at, e.completed_at, programs[e.store_id]))
+                for e in earnings
+            ]
+        rule = replace(rule, holds=holds, affiliate_id=affiliate_id)
         return balance(earnings, await repo.paid(affiliate_id), now, rule)
 
     async def put_payout_settings(
@@ -345,7 +448,7 @@ class FinanceService:
         whose payouts need a rate nobody recorded is refused whole (``fx_rate_missing``).
         Returns the run's id and whether it was created now."""
         assert self.sessions is not None, "a payout run needs the app's sessions"
-        rule = PayableRule(holding)
+        rule = PayableRule(holding, requires_lock=self.requires_lock)
         async with self.sessions() as session, session.begin():
             repo = FinanceRepository(session)
             row = await repo.run_by_key(key)
@@ -497,7 +600,12 @@ class FinanceService:
         now = self.clock.now()
         repo = FinanceRepository(session)
         bal, decided, _ = await self._decision(
-            repo, affiliate_id, now, now, PayableRule(holding), None
+            repo,
+            affiliate_id,
+            now,
+            now,
+            PayableRule(holding, requires_lock=self.requires_lock),
+            None,
         )
         return next_payout_view(bal, decided)
 

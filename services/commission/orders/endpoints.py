@@ -3,12 +3,21 @@ orders."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import JSONResponse, Response
 
-from services.commission.core.commission import OrderCommission, visible_clicks
+from services.commission.core.commission import (
+    AdjustmentLine,
+    OrderCommission,
+    OrderFacts,
+    visible_clicks,
+)
+from services.commission.core.holds import holding
 from services.commission.deps import (
+    Audit,
     Caller,
     OrderIdPath,
     Orders,
@@ -20,12 +29,18 @@ from services.commission.deps import (
 )
 from services.commission.errors import BadCursor, NotFound
 from services.commission.orders.schemas import (
+    AdjustmentRequest,
+    AdjustmentView,
     AffiliateOrder,
     AffiliateOrdersPage,
     AttributionExplanation,
+    BatchAdjustmentRequest,
+    BatchAdjustmentResponse,
+    BatchItemResult,
     ItemView,
     OrderView,
 )
+from services.commission.orders.service import AdjustmentAsk
 from shared.db import decode_cursor, encode_cursor
 from shared.http import errors
 from shared.money import ZERO, fmt
@@ -49,6 +64,7 @@ def _items(
             commission=fmt(item.commission, currency),
             reversed=fmt(item.reversed, currency),
             net=fmt(item.net, currency),
+            amended=fmt(item.amended, currency),
         )
         for line, item in zip(row_items, result.items, strict=True)
     ]
@@ -68,7 +84,12 @@ async def get_order(
     affiliate, finance or admin; anyone else gets 404, as for an order that does not exist."""
     if not caller.may_see_store(store_id) and caller.kind != "affiliate":
         raise NotFound("order", store_id=store_id, order_id=order_id)
-    row, result = await orders.order_commission(session, store_id, order_id)
+    row, facts, result = await orders.order_commission(session, store_id, order_id)
+    hold = holding(
+        await orders.holds(session, [row.affiliate_id] if row.affiliate_id else []),
+        row.store_id,
+        row.affiliate_id,
+    )
     if not (caller.may_see_store(row.store_id) or caller.may_see_affiliate(row.affiliate_id)):
         raise NotFound("order", store_id=store_id, order_id=order_id)
     currency = row.currency or "USD"
@@ -90,12 +111,33 @@ async def get_order(
         attributed=row.affiliate_id is not None,
         chargeable=bool(result and result.chargeable),
         estimated=total("estimated"),
-        payable=total("payable"),
+        payable=fmt(ZERO, currency) if hold is not None else total("payable"),
+        held=hold is not None,
+        hold_id=hold.hold_id if hold is not None else None,
         commission=total("commission"),
         reversed=total("reversed"),
         net=total("net"),
         items=_items(row.items, result, currency) if result is not None else [],
+        **_controls(facts, result, orders.clock.now()),
     )
+
+
+def _controls(
+    facts: OrderFacts | None, result: OrderCommission | None, now: datetime
+) -> dict[str, Any]:
+    """What an order view shows of the program controls: the lock, the adjustments, the
+    refunds whose reversal the lock skipped."""
+    if facts is None or result is None:
+        return {}
+    return {
+        "locks_at": result.locks_at,
+        "locked": result.locked(now),
+        "declined": result.declined,
+        "reversal_skipped": {r: "locked" for r in result.refunds_skipped},
+        "adjustments": [
+            AdjustmentView.of_core(facts.store_id, facts.order_id, a) for a in facts.adjustments
+        ],
+    }
 
 
 @router.get(
@@ -170,6 +212,8 @@ async def affiliate_orders(
         after=(after[0], after[1]) if after else None,
         limit=limit,
     )
+    now = orders.clock.now()
+    holds = await orders.holds(session, [caller.id])
     items = [
         AffiliateOrder(
             order_id=f.order_id,
@@ -182,6 +226,10 @@ async def affiliate_orders(
             estimated=fmt(r.estimated, f.currency),
             settled=fmt(r.payable, f.currency),
             reversed=fmt(r.reversed, f.currency),
+            locks_at=r.locks_at,
+            locked=r.locked(now),
+            held=holding(holds, f.store_id, caller.id) is not None,
+            adjustments=[AdjustmentView.of_core(f.store_id, f.order_id, a) for a in f.adjustments],
         )
         for f, r in found
     ]
@@ -190,4 +238,139 @@ async def affiliate_orders(
         next_cursor=encode_cursor([found[-1][0].store_id, found[-1][0].order_id])
         if len(found) == limit
         else None,
+    )
+
+
+#: an Idempotency-Key header (8 to 200 characters), as payouts take it
+IdempotencyKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=200)]
+#: a batch's: its items are keyed ``<key>/<index>`` (at most 200 characters stored)
+BatchKey = Annotated[str, Header(alias="Idempotency-Key", min_length=8, max_length=190)]
+
+
+def _ask(order_id: str, body: AdjustmentRequest) -> AdjustmentAsk:
+    return AdjustmentAsk(
+        order_id,
+        body.action,
+        body.reason,
+        tuple(AdjustmentLine(x.product_id, x.amount) for x in body.lines),
+        body.note,
+    )
+
+
+@router.post(
+    "/v1/stores/{store_id}/orders/{order_id}/adjustments",
+    response_model=AdjustmentView,
+    status_code=201,
+    tags=["orders"],
+    responses={
+        200: {"model": AdjustmentView, "description": "Already made with this Idempotency-Key"},
+        **errors(
+            403,
+            (404, "No such order of this store"),
+            (409, "locked, too_many_adjustments, or the key was used for another adjustment"),
+        ),
+    },
+)
+async def adjust_order(
+    store_id: StoreIdPath,
+    order_id: OrderIdPath,
+    body: AdjustmentRequest,
+    caller: Caller,
+    session: Session,
+    orders: Orders,
+    audit: Audit,
+    idempotency_key: IdempotencyKey,
+) -> Response:
+    """A reason-coded adjustment of the order's commission (the store's own key or the admin),
+    once per Idempotency-Key: ``amend`` lowers the named lines' commission base by ``amount``
+    (never raises it; 422 ``amount_above_base`` or ``unknown_product``), ``decline`` zeroes the
+    order's commission, ``reset`` undoes the adjustments before it. A ledger transaction of its
+    own with the reason once the order completed, a change of the estimate before; refused
+    after the locking date (409 ``locked``); at most 100 per order. The affiliate sees the
+    reason and note (its order list, the ``commission.adjusted`` webhook)."""
+    caller.require_store_owner(store_id)
+    row, created = await orders.adjust(
+        session, store_id, _ask(order_id, body), idempotency_key, caller.actor
+    )
+    view = AdjustmentView.of(row)
+    if created:
+        await audit.record(
+            "order.adjust",
+            f"store:{store_id}/order/{order_id}/adjustment/{row.seq}",
+            tenant=f"store:{store_id}",
+            before=None,
+            after={**view.model_dump(mode="json"), "idempotency_key": idempotency_key},
+        )
+    return JSONResponse(view.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@router.get(
+    "/v1/stores/{store_id}/orders/{order_id}/adjustments",
+    response_model=list[AdjustmentView],
+    tags=["orders"],
+    responses=errors(403, (404, "No such order of this store")),
+)
+async def order_adjustments(
+    store_id: StoreIdPath, order_id: OrderIdPath, caller: Caller, session: Session, orders: Orders
+) -> list[AdjustmentView]:
+    """The order's adjustments in the order made, with who made them (the store, finance or
+    the admin)."""
+    caller.require_store(store_id)
+    if await orders.order_row(session, store_id, order_id) is None:
+        raise NotFound("order", store_id=store_id, order_id=order_id)
+    rows = await orders.adjustment_rows(session, [(store_id, order_id)])
+    return [AdjustmentView.of(r) for r in rows.get((store_id, order_id), [])]
+
+
+@router.post(
+    "/v1/stores/{store_id}/adjustments:batch",
+    response_model=BatchAdjustmentResponse,
+    tags=["orders"],
+    responses=errors(403),
+)
+async def adjust_batch(
+    store_id: StoreIdPath,
+    body: BatchAdjustmentRequest,
+    caller: Caller,
+    session: Session,
+    orders: Orders,
+    audit: Audit,
+    idempotency_key: BatchKey,
+) -> BatchAdjustmentResponse:
+    """Up to 10,000 adjustments of the store's orders in one request (finance teams' files),
+    each processed as the single form with the key ``<Idempotency-Key>/<index>`` and its own
+    result (201 accepted, 200 accepted before, else the refusal's status and code); a refused
+    item changes nothing and the others stand. Replaying the request changes nothing."""
+    caller.require_store_owner(store_id)
+    outcomes = await orders.adjust_batch(
+        session,
+        store_id,
+        [_ask(item.order_id, item) for item in body.items],
+        idempotency_key,
+        caller.actor,
+    )
+    items = [
+        BatchItemResult(
+            index=o.index,
+            order_id=o.order_id,
+            status=o.status,
+            code=o.code,
+            message=o.message,
+            adjustment=AdjustmentView.of(o.row) if o.row is not None else None,
+        )
+        for o in outcomes
+    ]
+    accepted = sum(1 for o in outcomes if o.status == 201)
+    if accepted:
+        await audit.record(
+            "order.adjust_batch",
+            f"store:{store_id}/adjustments",
+            tenant=f"store:{store_id}",
+            before=None,
+            after={"idempotency_key": idempotency_key, "accepted": accepted},
+        )
+    return BatchAdjustmentResponse(
+        accepted=accepted,
+        refused=sum(1 for o in outcomes if o.status >= 400),
+        items=items,
     )

@@ -16,6 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.commission import models as m
 from services.commission.core.applied import AppliedKey, Source
 from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentLine,
+    AdjustmentReason,
     HeldPlacement,
     LineItem,
     OrderFacts,
@@ -25,8 +29,10 @@ from services.commission.core.commission import (
     Refund,
     RefundItem,
 )
+from services.commission.core.holds import Hold, HoldStatus
 from services.commission.core.ledger import AFFILIATE_ACCOUNTS, LedgerTxn
-from shared.db import pairs_in
+from services.commission.core.program import DEFAULT_LOCK_DAYS, OpKind
+from shared.db import lock_keys, pairs_in
 from shared.metrics import LEDGER_POSTINGS, count_on_commit
 from shared.money import from_minor, to_minor
 
@@ -69,15 +75,41 @@ def _of_orders(t: Table, keys: Iterable[OrderKey]) -> ColumnElement[bool]:
     return pairs_in(t.c.store_id, t.c.order_id, keys)
 
 
-def _refund(refund_id: str, occurred_at: datetime, items: list[dict[str, Any]]) -> Refund:
+def _refund(
+    refund_id: str,
+    occurred_at: datetime,
+    items: list[dict[str, Any]],
+    reported_at: datetime | None = None,
+) -> Refund:
     return Refund(
         refund_id,
         occurred_at,
         tuple(RefundItem(i["product_id"], Decimal(i["amount"])) for i in items),
+        reported_at,
     )
 
 
-def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
+def adjustment_of(r: Any) -> Adjustment:
+    """An ``adjustments`` row (or its JSON) as the core's adjustment."""
+    row: dict[str, Any] = r if isinstance(r, dict) else dict(r._mapping)
+    get = row.__getitem__
+    at = get("at")
+    return Adjustment(
+        int(get("seq")),
+        datetime.fromisoformat(at) if isinstance(at, str) else at,
+        AdjustmentAction(get("action")),
+        AdjustmentReason(get("reason")),
+        tuple(AdjustmentLine(i["product_id"], Decimal(i["amount"])) for i in get("lines")),
+        get("note"),
+    )
+
+
+def hold_of(r: Any) -> Hold:
+    """A ``holds`` row as the core's hold."""
+    return Hold(r.id, r.affiliate_id, r.store_id, HoldStatus(r.status), r.created_at)
+
+
+def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] = ()) -> OrderFacts:
     """The facts of an order row whose placement is known."""
     return OrderFacts(
         order_id=o.order_id,
@@ -91,6 +123,7 @@ def _facts(o: Any, refunds: Iterable[Refund]) -> OrderFacts:
         click_id=o.click_id,
         click_at=o.click_at,
         refunds=tuple(refunds),
+        adjustments=tuple(sorted(adjustments, key=lambda a: a.seq)),
     )
 
 
@@ -342,15 +375,137 @@ class OrderRepository:
         refunds: dict[OrderKey, list[Refund]] = {}
         for r in await self.session.execute(select(m.refunds).where(_of_orders(m.refunds, keys))):
             refunds.setdefault((r.store_id, r.order_id), []).append(
-                _refund(r.refund_id, r.occurred_at, r.items)
+                _refund(r.refund_id, r.occurred_at, r.items, r.reported_at)
             )
+        adjustments = await self.adjustments(keys)
         out: dict[OrderKey, OrderFacts] = {}
         rows = await self.session.execute(
             select(m.orders).where(_of_orders(m.orders, keys), m.orders.c.placed_at.is_not(None))
         )
         for o in rows:
-            out[(o.store_id, o.order_id)] = _facts(o, refunds.get((o.store_id, o.order_id), ()))
+            key = (o.store_id, o.order_id)
+            out[key] = _facts(o, refunds.get(key, ()), adjustments.get(key, ()))
         return out
+
+    async def adjustments(self, keys: Iterable[OrderKey]) -> dict[OrderKey, list[Adjustment]]:
+        """The orders' adjustments, by order, in the order accepted."""
+        rows = await self.adjustment_rows(keys)
+        return {k: [adjustment_of(r) for r in v] for k, v in rows.items()}
+
+    async def adjustment_rows(self, keys: Iterable[OrderKey]) -> dict[OrderKey, list[Any]]:
+        """The orders' adjustment rows (with their notes and actors), in the order accepted."""
+        keys = set(keys)
+        if not keys:
+            return {}
+        a = m.adjustments
+        out: dict[OrderKey, list[Any]] = {}
+        rows = await self.session.execute(
+            select(a).where(_of_orders(a, keys)).order_by(a.c.store_id, a.c.order_id, a.c.seq)
+        )
+        for r in rows:
+            out.setdefault((r.store_id, r.order_id), []).append(r)
+        return out
+
+    async def unannounced_locks(self, now: datetime, limit: int) -> list[OrderKey]:
+        """Up to ``limit`` completed, attributed, chargeable orders locked at ``now`` (the lock
+        period in force at placement: the last ``lock_period`` operation of the store at or
+        before it, else the default) whose lock was not announced yet, oldest completion
+        first. The core confirms each (``locks_at``) before it is announced."""
+        rows = await self.session.execute(
+            text(
+                """
+                SELECT o.store_id, o.order_id
+                FROM commission.orders AS o
+                CROSS JOIN LATERAL (
+                    SELECT coalesce((
+                        SELECT p.days FROM commission.program_ops AS p
+                        WHERE p.store_id = o.store_id AND p.kind = :kind
+                          AND p.at <= o.placed_at
+                        ORDER BY p.at DESC, p.id DESC LIMIT 1), :default_days) AS days
+                ) AS lp
+                WHERE o.status = 'completed' AND o.affiliate_id IS NOT NULL AND o.chargeable
+                  AND o.status_at + make_interval(days => lp.days) <= :now
+                  AND NOT EXISTS (
+                      SELECT 1 FROM commission.lock_notices AS n
+                      WHERE n.store_id = o.store_id AND n.order_id = o.order_id)
+                ORDER BY o.status_at, o.store_id, o.order_id
+                LIMIT :limit
+                """
+            ),
+            {
+                "kind": OpKind.LOCK_PERIOD.value,
+                "default_days": DEFAULT_LOCK_DAYS,
+                "now": now,
+                "limit": limit,
+            },
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def mark_announced(self, rows: list[tuple[OrderKey, datetime]], at: datetime) -> None:
+        """Record that these orders' locks (key, locks_at) were announced."""
+        if rows:
+            await self.session.execute(
+                insert(m.lock_notices).on_conflict_do_nothing(),
+                [
+                    {"store_id": s, "order_id": o, "locks_at": lock, "announced_at": at}
+                    for (s, o), lock in rows
+                ],
+            )
+
+    async def holds(self, affiliate_ids: Iterable[str], *, active: bool = True) -> list[Hold]:
+        """The affiliates' holds (only the active ones unless ``active`` is False)."""
+        ids = sorted(set(affiliate_ids))
+        if not ids:
+            return []
+        h = m.holds
+        query = select(h).where(h.c.affiliate_id.in_(ids))
+        if active:
+            query = query.where(h.c.status == HoldStatus.ACTIVE.value)
+        return [hold_of(r) for r in await self.session.execute(query.order_by(h.c.id))]
+
+    async def lock_adjustments(self, store_id: str) -> None:
+        """Serialise the store's adjustments until commit (their Idempotency-Keys are the
+        store's: two requests with one key never both insert)."""
+        await lock_keys(self.session, "adjustment", [store_id])
+
+    async def adjustment_by_key(self, store_id: str, idempotency_key: str) -> Any:
+        """The store's adjustment accepted with this Idempotency-Key, if any."""
+        a = m.adjustments
+        return (
+            await self.session.execute(
+                select(a).where(a.c.store_id == store_id, a.c.idempotency_key == idempotency_key)
+            )
+        ).first()
+
+    async def add_adjustment(
+        self,
+        store_id: str,
+        order_id: str,
+        adjustment: Adjustment,
+        idempotency_key: str,
+        actor: str,
+    ) -> Any:
+        """Append an accepted adjustment (the order's row must be locked: see lock_orders)."""
+        a = m.adjustments
+        row = await self.session.execute(
+            insert(a)
+            .values(
+                store_id=store_id,
+                order_id=order_id,
+                seq=adjustment.seq,
+                idempotency_key=idempotency_key,
+                at=adjustment.at,
+                action=adjustment.action.value,
+                reason=adjustment.reason.value,
+                note=adjustment.note,
+                lines=[
+                    {"product_id": x.product_id, "amount": str(x.amount)} for x in adjustment.lines
+                ],
+                actor=actor,
+            )
+            .returning(a)
+        )
+        return row.one()
 
     async def set_summaries(self, rows: list[Summary]) -> None:
         """Store orders' computed commission: ((store, order), chargeable, sales, commission,
@@ -454,7 +609,7 @@ class OrderRepository:
         """The order's row and its facts (None until its placement is known), read by one
         statement: one snapshot, so that a consumer's commit cannot fall between the two
         (a view never shows, say, no affiliate beside a payable commission). None: no row."""
-        o, r = m.orders, m.refunds
+        o, r, a = m.orders, m.refunds, m.adjustments
         mine = (r.c.store_id == o.c.store_id) & (r.c.order_id == o.c.order_id)
 
         def refunds_of(column: Any, *, jsonb: bool = False) -> Any:
@@ -470,6 +625,16 @@ class OrderRepository:
                     refunds_of(r.c.refund_id).label("refund_ids"),
                     refunds_of(r.c.occurred_at).label("refund_ats"),
                     refunds_of(r.c["items"], jsonb=True).label("refund_items"),
+                    refunds_of(r.c.reported_at).label("refund_reported"),
+                    select(
+                        func.jsonb_agg(
+                            aggregate_order_by(func.to_jsonb(a.table_valued()), a.c.seq),
+                            type_=JSONB,
+                        )
+                    )
+                    .where(a.c.store_id == o.c.store_id, a.c.order_id == o.c.order_id)
+                    .scalar_subquery()
+                    .label("adjustments"),
                 ).where(o.c.store_id == store_id, o.c.order_id == order_id)
             )
         ).first()
@@ -478,12 +643,16 @@ class OrderRepository:
         if row.placed_at is None:
             return row, None
         refunds = [
-            _refund(i, at, items)
-            for i, at, items in zip(
-                row.refund_ids or [], row.refund_ats or [], row.refund_items or [], strict=True
+            _refund(i, at, items, reported)
+            for i, at, items, reported in zip(
+                row.refund_ids or [],
+                row.refund_ats or [],
+                row.refund_items or [],
+                row.refund_reported or [],
+                strict=True,
             )
         ]
-        return row, _facts(row, refunds)
+        return row, _facts(row, refunds, [adjustment_of(x) for x in row.adjustments or []])
 
     async def order_ids(
         self,
@@ -729,6 +898,7 @@ class LedgerRepository:
                     "affiliate_id": affiliate_id,
                     "currency": txn.currency,
                     "occurred_at": at,
+                    "reason": txn.reason,
                 }
                 for txn, store_id, affiliate_id in entries
             ],

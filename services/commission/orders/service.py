@@ -14,15 +14,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core.applied import AppliedKey, decision_key, storefront_key
 from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentLine,
+    AdjustmentReason,
     LineItem,
     OrderCommission,
     OrderFacts,
     OrderKey,
     OrderStatus,
     Placement,
+    check_adjustment,
     compute_order,
     placement_to_apply,
 )
+from services.commission.core.errors import ProgramError
+from services.commission.core.holds import Hold
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
 from services.commission.core.reports import refund_reversals
@@ -31,13 +38,15 @@ from services.commission.core.webhooks import (
     WebhookEvent,
     attribution_key,
     ledger_notice,
+    lock_notice,
     order_notice,
 )
-from services.commission.errors import NotFound
+from services.commission.errors import IdempotencyKeyReused, NotFound
 from services.commission.orders.repository import (
     LedgerRepository,
     OrderRepository,
     Summary,
+    adjustment_of,
     items_json,
 )
 from services.commission.program.service import ProgramService
@@ -164,7 +173,45 @@ def _refund(e: OrderRefunded) -> dict[str, Any]:
         "refund_id": e.refund_id,
         "occurred_at": e.occurred_at,
         "items": [{"product_id": i.product_id, "amount": str(i.amount)} for i in e.items],
+        # the later of its time and its arrival: a backdated refund cannot beat the lock
+        "reported_at": e.occurred_at
+        if e.received_at is None
+        else max(e.occurred_at, e.received_at),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class AdjustmentAsk:
+    """An adjustment as asked for (HTTP): what an Idempotency-Key stands for."""
+
+    order_id: str
+    action: AdjustmentAction
+    reason: AdjustmentReason
+    lines: tuple[AdjustmentLine, ...] = ()
+    note: str | None = None
+
+    def same_as(self, row: Any) -> bool:
+        """Whether a stored adjustment is this one (a replay of its key)."""
+        stored = adjustment_of(row)
+        return (
+            row.order_id == self.order_id
+            and (stored.action, stored.reason, stored.note) == (self.action, self.reason, self.note)
+            and [(x.product_id, x.amount) for x in stored.lines]
+            == [(x.product_id, x.amount) for x in self.lines]
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    """One item of a batch of adjustments: the adjustment row (accepted now or before, by its
+    key), or the refusal's status and code."""
+
+    index: int
+    order_id: str
+    status: int
+    row: Any = None
+    code: str | None = None
+    message: str | None = None
 
 
 @dataclass
@@ -356,7 +403,10 @@ class OrderService:
                         sub_id=sub_ids.get(key),
                     )
                 )
-            notices += [ledger_notice(txn, f, now, sub_ids.get(key)) for txn in posted.get(key, [])]
+            notices += [
+                ledger_notice(txn, f, now, sub_ids.get(key), results[key].locks_at)
+                for txn in posted.get(key, [])
+            ]
         await self.webhooks.notify(session, notices, endpoints)
 
     async def summarise(self, session: AsyncSession, limit: int = 1000) -> int:
@@ -386,17 +436,17 @@ class OrderService:
 
     async def order_commission(
         self, session: AsyncSession, store_id: str, order_id: str
-    ) -> tuple[Any, OrderCommission | None]:
-        """The order's row and its commission (None until its placement is known), from one
+    ) -> tuple[Any, OrderFacts | None, OrderCommission | None]:
+        """The order's row, facts and commission (None until its placement is known), from one
         snapshot of the row and the facts; :class:`NotFound` when there is no such order."""
         found = await OrderRepository(session).order_with_facts(store_id, order_id)
         if found is None:
             raise NotFound("order", store_id=store_id, order_id=order_id)
         row, facts = found
         if facts is None:
-            return row, None
+            return row, None, None
         program = await self.programs.history(session, store_id)
-        return row, compute_order(facts, program, self.policy)
+        return row, facts, compute_order(facts, program, self.policy)
 
     async def order_row(self, session: AsyncSession, store_id: str, order_id: str) -> Any:
         return await OrderRepository(session).order_row(store_id, order_id)
@@ -427,11 +477,127 @@ class OrderService:
     ) -> dict[tuple[str, str, int], Decimal]:
         """(order, refund, item position) → commission reversed, for the given orders of the
         store."""
-        return {
-            (f.order_id, refund_id, n): amount
-            for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids])
-            for (refund_id, n), amount in refund_reversals(f, p, self.policy).items()
-        }
+        return (await self.refund_outcomes(session, store_id, order_ids))[0]
+
+    async def refund_outcomes(
+        self, session: AsyncSession, store_id: str, order_ids: set[str]
+    ) -> tuple[dict[tuple[str, str, int], Decimal], set[tuple[str, str]]]:
+        """:meth:`refund_reversals`, and the (order, refund) pairs whose reversal the lock
+        skipped (reported at or after the order's locking date: they reverse nothing)."""
+        amounts: dict[tuple[str, str, int], Decimal] = {}
+        skipped: set[tuple[str, str]] = set()
+        for f, p in await self.with_programs(session, [(store_id, o) for o in order_ids]):
+            for (refund_id, n), amount in refund_reversals(f, p, self.policy).items():
+                amounts[(f.order_id, refund_id, n)] = amount
+            locked = compute_order(f, p, self.policy).refunds_skipped
+            skipped |= {(f.order_id, r) for r in locked}
+        return amounts, skipped
+
+    # -- the locking date ---------------------------------------------------------------------
+
+    async def announce_locks(self, session: AsyncSession, limit: int = 1000) -> int:
+        """Write a ``commission.locked`` event for up to ``limit`` orders locked now (the
+        service's clock) and not announced yet, and mark them, in the caller's transaction:
+        each order's lock is announced once (its event id comes from the order). Returns how
+        many were announced; run until it returns less than ``limit``."""
+        now = self.clock.now()
+        repo = OrderRepository(session)
+        keys = await repo.unannounced_locks(now, limit)
+        if not keys:
+            return 0
+        announced: list[tuple[OrderKey, datetime]] = []
+        notices: list[Notice] = []
+        held = await repo.decisions(keys)
+        for facts, program in await self.with_programs(session, keys):
+            result = compute_order(facts, program, self.policy)
+            if result.locks_at is None or not result.locked(now):
+                continue  # the core decides: the query only narrows
+            announced.append((facts.key, result.locks_at))
+            sub_id = held.get(facts.key, (0, None))[1]
+            notices.append(lock_notice(facts, result.net, result.locks_at, now, sub_id))
+        if self.webhooks is not None and notices:
+            await self.webhooks.notify(session, notices)
+        await repo.mark_announced(announced, now)
+        return len(announced)
+
+    # -- adjustments --------------------------------------------------------------------------
+
+    async def adjust(
+        self, session: AsyncSession, store_id: str, ask: AdjustmentAsk, key: str, actor: str
+    ) -> tuple[Any, bool]:
+        """Accept a reason-coded adjustment of the store's order once per (store, ``key``):
+        checked by the core's rules (:func:`check_adjustment`: 409 ``locked``, 422 amounts and
+        products), appended, and the order reconciled in the same transaction (its
+        adjustment transaction posted if the order completed, else its estimate changed).
+        Returns the adjustment's row and whether it was accepted now; a replay of the key
+        returns the first answer, another request with it is 409 ``idempotency_key_reused``.
+        404 when the store has no such order (another store's order is no order of this)."""
+        repo = OrderRepository(session)
+        okey = (store_id, ask.order_id)
+        # the store's keys are checked one request at a time (one coarse lock per store: a
+        # key names one adjustment whatever the order), then the order as the consumer locks it
+        await repo.lock_adjustments(store_id)
+        await repo.lock_orders([okey])
+        existing = await repo.adjustment_by_key(store_id, key)
+        if existing is not None:
+            if not ask.same_as(existing):
+                raise IdempotencyKeyReused("this key was used for another adjustment")
+            return existing, False
+        facts = (await repo.order_facts([okey])).get(okey)
+        if facts is None:
+            raise NotFound("order", store_id=store_id, order_id=ask.order_id)
+        program = await self.programs.history(session, store_id)
+        now = self.clock.now()
+        if facts.adjustments:  # times never go back within an order (a clock's skew)
+            now = max(now, facts.adjustments[-1].at)
+        seq = max((a.seq for a in facts.adjustments), default=0) + 1
+        adjustment = check_adjustment(
+            facts,
+            program,
+            Adjustment(seq, now, ask.action, ask.reason, ask.lines, ask.note),
+        )
+        row = await repo.add_adjustment(store_id, ask.order_id, adjustment, key, actor)
+        await self.reconcile(session, {okey})
+        return row, True
+
+    async def adjust_batch(
+        self,
+        session: AsyncSession,
+        store_id: str,
+        asks: list[AdjustmentAsk],
+        key: str,
+        actor: str,
+    ) -> list[ItemOutcome]:
+        """Each item as :meth:`adjust`, keyed ``<key>/<index>``, in a savepoint of its own: a
+        refused item changes nothing and the others stand. Replaying the batch's key replays
+        every item (the accepted ones answer as before)."""
+        # every order of the batch locked at once, in key order as the consumer locks them (a
+        # batch locking them in its items' order could deadlock with a consumer's batch)
+        repo = OrderRepository(session)
+        await repo.lock_adjustments(store_id)
+        await repo.lock_orders((store_id, ask.order_id) for ask in asks)
+        out: list[ItemOutcome] = []
+        for n, ask in enumerate(asks):
+            try:
+                async with session.begin_nested():
+                    row, created = await self.adjust(session, store_id, ask, f"{key}/{n}", actor)
+                out.append(ItemOutcome(n, ask.order_id, 201 if created else 200, row))
+            except (ProgramError, NotFound, IdempotencyKeyReused) as err:
+                status = err.status_code
+                code = err.code
+                message = getattr(err, "message", None) or str(err)
+                out.append(ItemOutcome(n, ask.order_id, status, None, code, message))
+        return out
+
+    async def holds(self, session: AsyncSession, affiliate_ids: Iterable[str]) -> list[Hold]:
+        """The affiliates' active holds."""
+        return await OrderRepository(session).holds(affiliate_ids)
+
+    async def adjustment_rows(
+        self, session: AsyncSession, keys: Iterable[OrderKey]
+    ) -> dict[OrderKey, list[Any]]:
+        """The orders' adjustments as stored (reason, note, actor), in the order accepted."""
+        return await OrderRepository(session).adjustment_rows(keys)
 
     # -- the ledger -------------------------------------------------------------------------
 

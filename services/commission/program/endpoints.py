@@ -27,6 +27,7 @@ from services.commission.program.schemas import (
     CouponRequest,
     CouponView,
     JoinRequest,
+    LockPeriodRequest,
     MainProductRequest,
     MainProductView,
     OperationView,
@@ -90,6 +91,16 @@ CHANGES = (
         "delete_attribution_window",
         OpKind.ATTRIBUTION_WINDOW,
         "Back to the deployment's default window, for orders placed from now on.",
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/lock-period",
+        "set_lock_period",
+        OpKind.LOCK_PERIOD,
+        "The locking date's delay (0 to 365 days after an order completes), for orders placed "
+        "from now on: after it nothing changes the order's commission (README, Program "
+        "controls).",
+        LockPeriodRequest,
     ),
     Change(
         "PUT",

@@ -33,6 +33,15 @@ class WindowRequest(BaseModel):
     days: int = Field(description="the attribution window in days, 1 to 30")
 
 
+class LockPeriodRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"days": 60}]})
+
+    days: int = Field(
+        description="days after an order completes when its commission locks, 0 to 365 "
+        "(the setting in force when the order was placed decides)"
+    )
+
+
 class CouponPolicyRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"policy": "coupon_wins"}]}
@@ -132,6 +141,10 @@ class ProgramResponse(BaseModel):
     consent: Consent = Field(
         Consent.NOT_REQUIRED, description="whether the visitor cookie needs consent"
     )
+    lock_days: int = Field(
+        description="the lock period in force: orders placed now lock this many days after "
+        "they complete"
+    )
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -151,6 +164,7 @@ class ProgramResponse(BaseModel):
             attribution_window_is_default=s.window_days is None,
             coupon_policy=s.coupon_policy,
             consent=s.consent,
+            lock_days=s.lock_days,
         )
 
 

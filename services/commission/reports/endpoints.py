@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from services.commission.core.commission import AdjustmentReason
 from services.commission.core.reports import (
     DEFAULT_DAYS,
     MAX_DAYS,
@@ -257,7 +258,7 @@ async def refunds_report(
 
 def _transaction_view(t: Transaction) -> TransactionView:
     return TransactionView(
-        type="order" if t.type == "order" else "refund",
+        type="order" if t.type == "order" else "adjustment" if t.type == "adjustment" else "refund",
         at=t.at,
         store_id=t.store_id,
         order_id=t.order_id,
@@ -271,6 +272,8 @@ def _transaction_view(t: Transaction) -> TransactionView:
         status=t.status,
         affiliate_id=t.affiliate_id,
         rule=t.rule,
+        reversal_skipped=t.reversal_skipped,
+        reason=t.reason,
     )
 
 
@@ -294,7 +297,11 @@ async def transactions_report(
     product_id: str | None = None,
     keyword: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     order_id: str | None = None,
-    type: Annotated[Literal["order", "refund"] | None, Query()] = None,
+    type: Annotated[Literal["order", "refund", "adjustment"] | None, Query()] = None,
+    reason: Annotated[
+        AdjustmentReason | None,
+        Query(description="only adjustments with this reason (README, Program controls)"),
+    ] = None,
     cursor: Annotated[
         str | None,
         Query(
@@ -308,7 +315,9 @@ async def transactions_report(
     (in the product title, case-insensitive), order and type. Keyset pagination (stable when
     rows are added meanwhile). ``Accept: text/csv`` streams every matching row as CSV."""
     store_id, r = scope.store_id, scope.days
-    f = TransactionFilter(product_id, keyword, order_id, type)
+    f = TransactionFilter(
+        product_id, keyword, order_id, type, reason.value if reason is not None else None
+    )
     try:
         after = transaction_after(cursor) if cursor else None
     except (ValueError, OverflowError):  # naive or out of range: not ours

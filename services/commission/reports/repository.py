@@ -73,7 +73,8 @@ _ORDER_LINES = """
         l.commission_minor, NULL AS refund_amount, NULL::bigint AS item_no, l.status,
         l.affiliate_id,
         (SELECT o.attribution->>'rule' FROM commission.orders o
-         WHERE o.store_id = l.store_id AND o.order_id = l.order_id) AS rule
+         WHERE o.store_id = l.store_id AND o.order_id = l.order_id) AS rule,
+        NULL AS reason
     FROM commission.order_lines l
     WHERE {where}
     ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
@@ -87,7 +88,7 @@ _REFUND_LINES = """
         NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
         NULL::bigint AS commission_minor, e.item->>'amount' AS refund_amount,
         e.idx - 1 AS item_no,
-        o.status, o.affiliate_id, o.attribution->>'rule' AS rule
+        o.status, o.affiliate_id, o.attribution->>'rule' AS rule, NULL AS reason
     FROM commission.refunds r
     JOIN commission.orders o USING (store_id, order_id)
     CROSS JOIN LATERAL jsonb_array_elements(r.items) WITH ORDINALITY AS e(item, idx)
@@ -100,6 +101,56 @@ _REFUND_LINES = """
     WHERE {where}
     ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
 """
+
+
+#: the adjustments of a transactions page, one per adjustment: ``refund_amount`` holds what an
+#: amend lowered the base by, ``commission_minor`` what its ledger transaction credited the
+#: affiliate (0 before the order completed: it changed the estimate only)
+_ADJUSTMENTS = """
+    (SELECT 'adjustment' AS type, a.at, a.order_id, lpad(a.seq::text, 5, '0') AS seq,
+        NULL AS refund_id, coalesce(a.lines->0->>'product_id', '') AS product_id, '' AS title,
+        NULL::integer AS quantity, o.currency, NULL::bigint AS amount_minor,
+        coalesce((
+            SELECT sum(p.amount_minor) FROM commission.ledger_transactions t
+            JOIN commission.ledger_postings p ON p.txn_id = t.id
+            WHERE t.key = 'adjustment:' || a.store_id || ':' || a.order_id || '/' || a.seq
+              AND p.account LIKE 'affiliate:%'), 0)::bigint AS commission_minor,
+        (SELECT coalesce(sum((x->>'amount')::numeric), 0)
+         FROM jsonb_array_elements(a.lines) AS x)::text AS refund_amount,
+        NULL::bigint AS item_no, o.status, o.affiliate_id, o.attribution->>'rule' AS rule,
+        a.reason
+    FROM commission.adjustments a
+    JOIN commission.orders o USING (store_id, order_id)
+    WHERE {where}
+    ORDER BY 2 DESC, 3 DESC, 4 DESC LIMIT :limit)
+"""
+
+
+def _adjustment_filters(
+    f: TransactionFilter, after: tuple[datetime, str, str, str] | None, params: dict[str, Any]
+) -> list[str]:
+    """The conditions on adjustments of a transactions page (as :func:`_transaction_filters`:
+    the range on the adjustment's time; a reason)."""
+    where = ["a.store_id = :store", "o.chargeable", "a.at >= :start", "a.at < :end"]
+    if f.reason:
+        params["reason"] = f.reason
+        where.append("a.reason = :reason")
+    if f.product_id:
+        params["product"] = f.product_id
+        where.append(
+            "a.lines @> jsonb_build_array(jsonb_build_object('product_id', CAST(:product AS text)))"
+        )
+    if f.order_id:
+        params["order"] = f.order_id
+        where.append("a.order_id = :order")
+    if f.keyword:
+        where.append("false")  # adjustments have no title
+    if after is not None:
+        where.append(
+            "(a.at, 'adjustment', a.order_id, lpad(a.seq::text, 5, '0'))"
+            " < (:a_at, :a_type, :a_order, :a_seq)"
+        )
+    return where
 
 
 def _transaction_filters(
@@ -391,15 +442,18 @@ class ReportRepository:
         after: tuple[datetime, str, str, str] | None,
         limit: int,
     ) -> list[Any]:
-        """Order lines and refund lines, newest first (keyset: a page never shifts when rows
-        are added)."""
+        """Order lines, refund lines and adjustments, newest first (keyset: a page never shifts
+        when rows are added); with a reason, only the adjustments with it."""
         params: dict[str, Any] = {"store": store_id, "start": r.start, "end": r.end, "limit": limit}
         lines_where, refunds_where = _transaction_filters(f, after, params)
+        adjustments_where = _adjustment_filters(f, after, params)
         parts = []
-        if f.type in (None, "order"):
+        if f.type in (None, "order") and f.reason is None:
             parts.append(_ORDER_LINES.format(where=" AND ".join(lines_where)))
-        if f.type in (None, "refund"):
+        if f.type in (None, "refund") and f.reason is None:
             parts.append(_REFUND_LINES.format(where=" AND ".join(refunds_where)))
+        if f.type in (None, "adjustment"):
+            parts.append(_ADJUSTMENTS.format(where=" AND ".join(adjustments_where)))
         sql = (
             "SELECT * FROM (" + " UNION ALL ".join(parts) + ") AS u"
             " ORDER BY at DESC, type DESC, order_id DESC, seq DESC LIMIT :limit"

@@ -96,7 +96,7 @@ class RefundsReport(Period):
 
 
 class TransactionView(BaseModel):
-    type: Literal["order", "refund"]
+    type: Literal["order", "refund", "adjustment"]
     at: datetime
     store_id: str
     order_id: str
@@ -110,6 +110,11 @@ class TransactionView(BaseModel):
     status: str  # the order's status
     affiliate_id: str | None
     rule: str | None = None  # how the order was attributed: last_click | coupon
+    #: a refund reported at or after the order's locking date: ``locked`` (reverses nothing)
+    reversal_skipped: str | None = None
+    #: an adjustment's reason (``amount``: what an amend lowered the base by; ``commission``:
+    #: what its ledger transaction credited, 0 before the order completed)
+    reason: str | None = None
 
 
 class TransactionsPage(Period):

@@ -76,6 +76,9 @@ class Transaction:
     affiliate_id: str | None
     #: how the order was attributed: last_click or coupon (README, Coupon codes)
     rule: str | None = None
+    #: a refund reported at or after the order's locking date: ``locked`` (it reverses nothing)
+    reversal_skipped: str | None = None
+    reason: str | None = None  # an adjustment's reason
 
 
 #: a position in the transactions' order: (at, type, order id, seq)
@@ -164,10 +167,12 @@ class ReportService:
         commission (a refund's: minus what it reverses, by the core)."""
         rows = await ReportRepository(session).transactions(store_id, r, f, after, limit)
         refunded = {row.order_id for row in rows if row.type == "refund"}
-        reversed_by = (
-            await self.orders.refund_reversals(session, store_id, refunded) if refunded else {}
+        reversed_by, skipped = (
+            await self.orders.refund_outcomes(session, store_id, refunded)
+            if refunded
+            else ({}, set())
         )
-        return [_transaction(store_id, row, reversed_by) for row in rows]
+        return [_transaction(store_id, row, reversed_by, skipped) for row in rows]
 
     async def transaction_pages(
         self, store_id: str, r: DayRange, f: TransactionFilter, after: After | None
@@ -209,7 +214,10 @@ class ReportService:
 
 
 def _transaction(
-    store_id: str, row: Any, reversed_by: dict[tuple[str, str, int], Decimal]
+    store_id: str,
+    row: Any,
+    reversed_by: dict[tuple[str, str, int], Decimal],
+    skipped: set[tuple[str, str]],
 ) -> Transaction:
     if row.type == "order":
         amount = from_minor(int(row.amount_minor), row.currency)
@@ -218,6 +226,9 @@ def _transaction(
             if row.status != "cancelled"
             else ZERO
         )
+    elif row.type == "adjustment":
+        amount = Decimal(row.refund_amount)
+        commission = from_minor(int(row.commission_minor), row.currency)
     else:
         amount = Decimal(row.refund_amount)
         commission = -reversed_by.get((row.order_id, row.refund_id, row.item_no), ZERO)
@@ -237,6 +248,8 @@ def _transaction(
         row.status,
         row.affiliate_id,
         row.rule,
+        "locked" if row.type == "refund" and (row.order_id, row.refund_id) in skipped else None,
+        row.reason,
     )
 
 

@@ -49,6 +49,7 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "commission": "2.19",
             "currency": "USD",
             "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
         },
     },
     WebhookEvent.COMMISSION_REVERSED: {
@@ -66,6 +67,72 @@ EVENT_EXAMPLES: dict[WebhookEvent, dict[str, Any]] = {
             "currency": "USD",
             "placed_at": "2026-11-28T10:14:58+00:00",
             "refund_id": "r-1",
+            "locks_at": "2027-02-01T08:00:11+00:00",
+        },
+    },
+    WebhookEvent.COMMISSION_ADJUSTED: {
+        "id": "evt_2c26b46b68ffc68ff99b453c1d304134",
+        "type": "commission.adjusted",
+        "created_at": "2026-12-06T10:00:00+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "-1.10",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
+            "adjustment_id": 1,
+            "action": "amend",
+            "reason": "item_returned",
+            "note": "one of two returned",
+        },
+    },
+    WebhookEvent.COMMISSION_LOCKED: {
+        "id": "evt_e3b0c44298fc1c149afbf4c8996fb924",
+        "type": "commission.locked",
+        "created_at": "2027-02-01T08:01:00+00:00",
+        "data": {
+            "order_id": "o-1001",
+            "store_id": "acme",
+            "affiliate_id": "aff-7",
+            "click_id": "0190d7c3a1b2c3d4e5f6a7b8c9d0e1f2",
+            "sub_id": "spring-video",
+            "status": "completed",
+            "commission": "1.09",
+            "currency": "USD",
+            "placed_at": "2026-11-28T10:14:58+00:00",
+            "locks_at": "2027-02-01T08:00:11+00:00",
+            "locked": True,
+        },
+    },
+    WebhookEvent.COMMISSION_HELD: {
+        "id": "evt_4e07408562bedb8b60ce05c1decfe3ad",
+        "type": "commission.held",
+        "created_at": "2026-12-06T09:00:00+00:00",
+        "data": {
+            "hold_id": 3,
+            "affiliate_id": "aff-7",
+            "store_id": "acme",
+            "reason": "fraud",
+            "note": "self-referrals under review",
+            "status": "active",
+        },
+    },
+    WebhookEvent.COMMISSION_RELEASED: {
+        "id": "evt_4b227777d4dd1fc61c6f884f48641d02",
+        "type": "commission.released",
+        "created_at": "2026-12-08T09:00:00+00:00",
+        "data": {
+            "hold_id": 3,
+            "affiliate_id": "aff-7",
+            "store_id": "acme",
+            "reason": "fraud",
+            "note": "self-referrals under review",
+            "status": "released",
         },
     },
     WebhookEvent.PAYOUT_CREATED: {
@@ -87,6 +154,14 @@ EVENT_MEANINGS: dict[WebhookEvent, str] = {
     WebhookEvent.COMMISSION_PAYABLE: "the order completed and its commission was posted",
     WebhookEvent.COMMISSION_REVERSED: "a refund reversed commission already posted "
     "(commission is negative)",
+    WebhookEvent.COMMISSION_ADJUSTED: "a reason-coded adjustment changed posted commission "
+    "(commission is the change, signed; reason and note as the store gave them)",
+    WebhookEvent.COMMISSION_LOCKED: "the order's commission reached its locking date "
+    "(commission is its final net: nothing changes it any more)",
+    WebhookEvent.COMMISSION_HELD: "finance placed the affiliate on hold: its commissions on "
+    "the store (or every store) are posted but not payable",
+    WebhookEvent.COMMISSION_RELEASED: "the hold ended: released (payable again, nothing lost) "
+    "or voided (status voided: reversed with reason fraud before their lock)",
     WebhookEvent.PAYOUT_CREATED: "finance paid the affiliate's balance",
 }
 

@@ -38,8 +38,12 @@ class TestAccounts:
         assert not like(AFFILIATE_ACCOUNTS, store_account(who))
         assert not like(AFFILIATE_ACCOUNTS, payout_account())
 
-    def test_an_affiliate_earns_by_commission_and_reversal(self) -> None:
-        assert set(EARNING_KINDS) == {TxnKind.COMMISSION.value, TxnKind.REVERSAL.value}
+    def test_an_affiliate_earns_by_commission_reversal_and_adjustment(self) -> None:
+        assert set(EARNING_KINDS) == {
+            TxnKind.COMMISSION.value,
+            TxnKind.REVERSAL.value,
+            TxnKind.ADJUSTMENT.value,
+        }
 
 
 class TestPayout:

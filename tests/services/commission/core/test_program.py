@@ -81,6 +81,7 @@ class TestRecord:
             "window_days": None,
             "coupon_policy": "off",
             "consent": "not_required",
+            "lock_days": 60,
         }
 
     def test_consent_is_a_setting_of_the_program_in_force_from_its_time(self) -> None:

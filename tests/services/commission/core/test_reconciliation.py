@@ -11,7 +11,16 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.commission.core.commission import LineItem, OrderFacts, OrderStatus, compute_order
+from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentLine,
+    AdjustmentReason,
+    LineItem,
+    OrderFacts,
+    OrderStatus,
+    compute_order,
+)
 from services.commission.core.ledger import TxnKind
 from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 from services.commission.core.reconciliation import DayFigures, Reconciliation
@@ -112,3 +121,41 @@ class TestDays:
         (row,) = books.rows()
         assert row[:2] == ("2026-03-02", "USD")
         assert (row[2].became_payable, row[2].reversed) == (D("5.00"), D("1.25"))
+
+
+class TestAdjustments:
+    @given(orders, st.lists(st.sampled_from(list(AdjustmentAction)), max_size=4))
+    def test_the_estimate_is_explained_including_adjustments(
+        self, raw: list[tuple[timedelta, OrderStatus, timedelta]], actions: list[AdjustmentAction]
+    ) -> None:
+        books = Reconciliation(START, END)
+        adjusted = ZERO
+        for n, (placed, status, later) in enumerate(raw):
+            f = order(n, placed, status, None if status is OrderStatus.PLACED else placed + later)
+            adjustments = tuple(
+                Adjustment(
+                    k,
+                    f.placed_at + timedelta(hours=k),
+                    a,
+                    AdjustmentReason.OTHER,
+                    (AdjustmentLine("p", D("5.00")),) if a is AdjustmentAction.AMEND else (),
+                )
+                for k, a in enumerate(actions, 1)
+            )
+            f = replace(f, adjustments=adjustments)
+            books.add_order(f, PROGRAM)
+            if START <= f.placed_at < END and status is not OrderStatus.CANCELLED:
+                as_placed = replace(f, status=OrderStatus.PLACED)
+                adjusted += (
+                    compute_order(as_placed, PROGRAM, adjustments=()).commission
+                    - compute_order(as_placed, PROGRAM).commission
+                )
+        assert all(figures.unexplained == ZERO for _, _, figures in books.rows())
+        assert sum((fig.day_orders_adjusted for *_, fig in books.rows()), ZERO) == adjusted
+
+    def test_adjustment_postings_are_apart_with_their_sign(self) -> None:
+        books = Reconciliation(START, END)
+        books.add_postings("2026-03-02", "USD", TxnKind.ADJUSTMENT.value, D("-2.00"))
+        books.add_postings("2026-03-02", "USD", TxnKind.ADJUSTMENT.value, D("0.50"))
+        (row,) = books.rows()
+        assert (row[2].adjusted, row[2].reversed) == (D("-1.50"), ZERO)

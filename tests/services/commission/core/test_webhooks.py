@@ -4,6 +4,7 @@ signatures, the retry schedule and the disable rule."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
@@ -12,7 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.commission.core.commission import LineItem, OrderFacts, OrderStatus
+from services.commission.core.commission import (
+    Adjustment,
+    AdjustmentAction,
+    AdjustmentReason,
+    LineItem,
+    OrderFacts,
+    OrderStatus,
+)
 from services.commission.core.ledger import LedgerTxn, Posting, TxnKind
 from services.commission.core.webhooks import (
     DISABLE_AFTER_FAILURES,
@@ -107,6 +115,35 @@ class TestEventIds:
         assert notice.data["refund_id"] == "r-1"
         assert notice.data["sub_id"] == "spring"
         assert notice.order == ("s-1", "o-1")
+
+    def test_an_adjustment_event_carries_its_reason_note_and_the_lock(self) -> None:
+        adjustment = Adjustment(
+            2, T0, AdjustmentAction.DECLINE, AdjustmentReason.FRAUD, (), "bot traffic"
+        )
+        txn = LedgerTxn(
+            "adjustment:s-1:o-1/2",
+            TxnKind.ADJUSTMENT,
+            "o-1",
+            "USD",
+            (
+                Posting("store:s-1:commission", Decimal("2.00")),
+                Posting("affiliate:aff-1:earned", Decimal("-2.00")),
+            ),
+            "fraud",
+        )
+        lock = T0 + timedelta(days=60)
+        notice = ledger_notice(
+            txn, replace(facts(), adjustments=(adjustment,)), T0, None, locks_at=lock
+        )
+        assert notice.type is WebhookEvent.COMMISSION_ADJUSTED
+        assert notice.id == event_id(WebhookEvent.COMMISSION_ADJUSTED, txn.key)
+        assert {k: notice.data[k] for k in ("commission", "adjustment_id", "action")} == {
+            "commission": "-2.00",
+            "adjustment_id": 2,
+            "action": "decline",
+        }
+        assert (notice.data["reason"], notice.data["note"]) == ("fraud", "bot traffic")
+        assert notice.data["locks_at"] == lock.isoformat()
 
     def test_a_payout_has_no_order_and_goes_to_its_payee(self) -> None:
         notice = payout_notice("k-1", 7, "aff-1", {"USD": "2.19"}, T0, T0)
