@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.commission.core.errors import InvalidFxRate
+from services.commission.core.holds import Hold, HoldStatus
 from services.commission.core.ledger import affiliate_account, balances, payout_account
 from services.commission.core.payouts import (
     Balance,
@@ -74,6 +75,29 @@ class TestPayableDecision:
         assert held_why(e, NOW, rule) is None
         later = Earning("USD", Decimal("1.00"), NOW - timedelta(days=14) + timedelta(seconds=1))
         assert held_why(later, NOW, rule) is HeldWhy.HOLDING_PERIOD
+
+    def test_a_hold_then_the_lock_then_the_holding_period_decide(self) -> None:
+        """One rule for every payout: an active hold on the order's store (or every store)
+        holds it; with payouts needing the lock, an order not yet locked waits (its locking
+        date counts as locked); else the holding period."""
+        done = NOW - timedelta(days=30)
+        hold = Hold(1, "aff-1", "s-1", HoldStatus.ACTIVE, NOW - timedelta(days=1))
+        everywhere = Hold(2, "aff-1", None, HoldStatus.ACTIVE, NOW)
+        released = Hold(3, "aff-1", None, HoldStatus.RELEASED, NOW)
+        rule = PayableRule(timedelta(days=14), holds=(hold,), affiliate_id="aff-1")
+        e = Earning("USD", Decimal("1.00"), done, "s-1", done, locks_at=NOW)
+        other = Earning("USD", Decimal("1.00"), done, "s-2", done, locks_at=NOW)
+        assert held_why(e, NOW, rule) is HeldWhy.HELD
+        assert held_why(other, NOW, rule) is None
+        rule_all = PayableRule(timedelta(days=14), holds=(everywhere,), affiliate_id="aff-1")
+        assert held_why(other, NOW, rule_all) is HeldWhy.HELD
+        rule_released = PayableRule(timedelta(days=14), holds=(released,), affiliate_id="aff-1")
+        assert held_why(other, NOW, rule_released) is None
+        locked = PayableRule(timedelta(days=14), requires_lock=True)
+        assert held_why(other, NOW, locked) is None  # locks at NOW: locked
+        later = Earning("USD", Decimal("1.00"), done, "s-2", done, NOW + timedelta(seconds=1))
+        assert held_why(later, NOW, locked) is HeldWhy.NOT_LOCKED
+        assert held_why(later, NOW, PayableRule(timedelta(days=14))) is None
 
     @given(earnings, st.dictionaries(st.sampled_from(CURRENCIES), money("JPY", -9000, 0)))
     def test_the_balance_is_the_payable_earnings_less_what_was_paid(
