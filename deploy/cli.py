@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.config import InsecureSettings, Settings, get_settings
@@ -471,7 +472,8 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from deploy.demo.live import run_demo
     from deploy.demo.quarter import run_quarter
 
-    code = asyncio.run(run_demo(settings, orders=args.orders))
+    out = Path(args.out) if args.out else None
+    code = asyncio.run(run_demo(settings, orders=args.orders, out_dir=out))
     if code == 0 and not args.no_quarter:
         print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
         code = asyncio.run(run_quarter(settings))
@@ -542,6 +544,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--orders", type=int, default=12)
     demo.add_argument(
         "--no-quarter", action="store_true", help="only the live run, not the quarter's replay"
+    )
+    demo.add_argument(
+        "--out",
+        help="where the live run's payout files go (default: the state folder's demo/)",
     )
     args = parser.parse_args(argv)
     settings = get_settings()
