@@ -396,5 +396,6 @@ async def run_demo(
             live.run,
             live.affiliate_keys,
             out_dir or settings.state_dir / "demo",
+            settings.payout_holding_days,
         )
     return 0

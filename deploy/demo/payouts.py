@@ -78,6 +78,7 @@ async def payout_run(
     run: str,
     affiliate_keys: dict[str, str],
     out_dir: Path,
+    holding_days: int = 0,
     up_to: datetime | None = None,
 ) -> DemoPayouts:
     """Bank details, the day's rate, a run up to now (``up_to``), its pain.001 file and the
@@ -98,7 +99,7 @@ async def payout_run(
     )
     made.raise_for_status()
     result = DemoPayouts(made.json(), {f"{name}-{run}" for name in affiliate_keys})
-    print_run(result)
+    print_run(result, holding_days)
     await write_files(commission, finance, result, out_dir / run)
     return result
 
@@ -118,9 +119,12 @@ def _why(c: dict[str, Any]) -> str:
     return f"{why}: {', '.join(payable + held) or 'nothing earned'}"
 
 
-def print_run(result: DemoPayouts) -> None:
+def print_run(result: DemoPayouts, holding_days: int = 0) -> None:
     run = result.run
-    print(f"\nPayout run {run['id']} up to {run['up_to']}:")
+    print(
+        f"\nPayout run {run['id']} up to {run['up_to']} (payable: orders completed at least "
+        f"{holding_days} days before, ALLIANCE_PAYOUT_HOLDING_DAYS):"
+    )
     others = {"paid": 0, "carried": 0}
     for p in run["payouts"]:
         if p["affiliate_id"] not in result.ours:
