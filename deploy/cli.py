@@ -468,16 +468,14 @@ def _parse_time(text: str) -> datetime | None:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
+    from functools import partial
 
     from deploy.demo.live import run_demo
     from deploy.demo.quarter import run_quarter
 
     out = Path(args.out) if args.out else None
-    code = asyncio.run(run_demo(settings, orders=args.orders, out_dir=out))
-    if code == 0 and not args.no_quarter:
-        print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
-        code = asyncio.run(run_quarter(settings))
-    return code
+    quarter = None if args.no_quarter else partial(run_quarter, settings)
+    return asyncio.run(run_demo(settings, orders=args.orders, out_dir=out, quarter=quarter))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -362,10 +362,15 @@ def print_total(views: list[dict[str, Any]]) -> None:
 
 
 async def run_demo(
-    settings: Settings, orders: int = 12, seed: int = 7, out_dir: Path | None = None
+    settings: Settings,
+    orders: int = 12,
+    seed: int = 7,
+    out_dir: Path | None = None,
+    quarter: Callable[[], Awaitable[int]] | None = None,
 ) -> int:
-    """The live run; it ends with a payout run whose pain.001 file and one invoice are
-    written under ``out_dir`` (default: the state folder's ``demo/``), in a folder per run."""
+    """The live run, then ``quarter`` (the quarter's replay) when given; it ends with a payout
+    run whose pain.001 file and one invoice are written under ``out_dir`` (default: the state
+    folder's ``demo/``), in a folder per run."""
     tracker = httpx.AsyncClient(
         base_url=f"http://{settings.host}:{settings.tracker_port}", timeout=30
     )
@@ -390,6 +395,10 @@ async def run_demo(
         print_ledger(await live.ledger(), live.run)
         print_total(views)
         await live.camp()
+        if quarter is not None:
+            print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
+            if failed := await quarter():
+                return failed
         await payout_run(
             commission,
             live.admin,

@@ -10,6 +10,7 @@ the demo prints why.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,7 @@ async def payout_run(
 ) -> DemoPayouts:
     """Bank details, the day's rate, a run up to now (``up_to``), its pain.001 file and the
     invoice of one of this demo's payouts written into ``out_dir``; printed as it goes."""
-    print()
+    print("\nLast, finance pays out; first the live run's affiliates give their bank details:")
     await set_payout_settings(commission, run, affiliate_keys)
     at = up_to or datetime.now(UTC)
     day = at.date().isoformat()
@@ -125,7 +126,7 @@ def print_run(result: DemoPayouts, holding_days: int = 0) -> None:
         f"\nPayout run {run['id']} up to {run['up_to']} (payable: orders completed at least "
         f"{holding_days} days before, ALLIANCE_PAYOUT_HOLDING_DAYS):"
     )
-    others = {"paid": 0, "carried": 0}
+    others: Counter[str] = Counter()
     for p in run["payouts"]:
         if p["affiliate_id"] not in result.ours:
             others["paid"] += 1
@@ -138,14 +139,12 @@ def print_run(result: DemoPayouts, holding_days: int = 0) -> None:
         )
     for c in run["carried"]:
         if c["affiliate_id"] not in result.ours:
-            others["carried"] += 1
+            others[f"carried {c['why']}"] += 1
             continue
         print(f"  carried  {c['affiliate_id']:22} {_why(c)}")
-    if any(others.values()):
-        print(
-            f"  (and affiliates of earlier runs or the quarter: {others['paid']} paid, "
-            f"{others['carried']} carried)"
-        )
+    if others:
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(others.items()))
+        print(f"  and the affiliates of the quarter and of earlier runs: {counts}")
 
 
 def _save(folder: Path, name: str, content: bytes) -> Path:

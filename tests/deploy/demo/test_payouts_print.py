@@ -54,5 +54,6 @@ def test_affiliates_inside_the_holding_period_are_printed_carried_with_why(
         "  carried  blog-x                 nothing_payable: 3.40 USD held (holding_period)",
         "  carried  low-x                  below_minimum: 3.14 EUR payable, minimum 10.00",
         "  carried  hub-x                  no_payout_settings: 4.79 USD payable",
-        "  (and affiliates of earlier runs or the quarter: 1 paid, 1 carried)",
+        "  and the affiliates of the quarter and of earlier runs: 1 carried no_payout_settings, "
+        "1 paid",
     ]
