@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from shared.config import InsecureSettings, Settings, get_settings
@@ -507,15 +508,14 @@ def _parse_time(text: str) -> datetime | None:
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
+    from functools import partial
 
     from deploy.demo.live import run_demo
     from deploy.demo.quarter import run_quarter
 
-    code = asyncio.run(run_demo(settings, orders=args.orders))
-    if code == 0 and not args.no_quarter:
-        print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
-        code = asyncio.run(run_quarter(settings))
-    return code
+    out = Path(args.out) if args.out else None
+    quarter = None if args.no_quarter else partial(run_quarter, settings)
+    return asyncio.run(run_demo(settings, orders=args.orders, out_dir=out, quarter=quarter))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -587,6 +587,10 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--orders", type=int, default=12)
     demo.add_argument(
         "--no-quarter", action="store_true", help="only the live run, not the quarter's replay"
+    )
+    demo.add_argument(
+        "--out",
+        help="where the live run's payout files go (default: the state folder's demo/)",
     )
     args = parser.parse_args(argv)
     settings = get_settings()

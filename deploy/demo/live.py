@@ -9,12 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
 
+from deploy.demo.payouts import payout_run
 from shared.config import Settings
 from shared.ids import new_id
 from shared.secrets import signature_header
@@ -359,7 +361,16 @@ def print_total(views: list[dict[str, Any]]) -> None:
     print(f"\ncommission payable this run: {total} USD on {paid} of {len(views)} orders")
 
 
-async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
+async def run_demo(
+    settings: Settings,
+    orders: int = 12,
+    seed: int = 7,
+    out_dir: Path | None = None,
+    quarter: Callable[[], Awaitable[int]] | None = None,
+) -> int:
+    """The live run, then ``quarter`` (the quarter's replay) when given; it ends with a payout
+    run whose pain.001 file and one invoice are written under ``out_dir`` (default: the state
+    folder's ``demo/``), in a folder per run."""
     tracker = httpx.AsyncClient(
         base_url=f"http://{settings.host}:{settings.tracker_port}", timeout=30
     )
@@ -384,4 +395,16 @@ async def run_demo(settings: Settings, orders: int = 12, seed: int = 7) -> int:
         print_ledger(await live.ledger(), live.run)
         print_total(views)
         await live.camp()
+        if quarter is not None:
+            print("\nNow a realistic quarter for three stores (the seed store's size), replayed:")
+            if failed := await quarter():
+                return failed
+        await payout_run(
+            commission,
+            live.admin,
+            live.run,
+            live.affiliate_keys,
+            out_dir or settings.state_dir / "demo",
+            settings.payout_holding_days,
+        )
     return 0

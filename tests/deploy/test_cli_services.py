@@ -42,11 +42,10 @@ def service_env(settings: Settings) -> dict[str, str]:
     }
 
 
-async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
-    settings: Settings, tmp_path: Path
-) -> None:
+def on_free_ports(settings: Settings, tmp_path: Path) -> Settings:
+    """``settings`` with the three services on free ports and a spool under ``tmp_path``."""
     tracker_port, attribution_port, commission_port = free_ports(3)
-    s = settings.model_copy(
+    return settings.model_copy(
         update={
             "tracker_port": tracker_port,
             "attribution_port": attribution_port,
@@ -54,6 +53,12 @@ async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
             "spool_dir": tmp_path / "spool",
         }
     )
+
+
+async def test_processes_serve_the_pipeline_and_stop_cleanly_on_sigterm(
+    settings: Settings, tmp_path: Path
+) -> None:
+    s = on_free_ports(settings, tmp_path)
     run_dir = tmp_path / "run"
     pids = {name: procs.start(name, [name], run_dir, service_env(s)) for name in SERVICES}
     try:
