@@ -187,7 +187,7 @@ class TestServicePipeline:
             producer=NOTHING,
         )
         assert pipeline.topics == [
-            f"{PREFIX}{t}" for t in (Topic.CLICKS, Topic.ORDERS, Topic.DIRECTORY)
+            f"{PREFIX}{t}" for t in (Topic.CLICKS, Topic.ORDERS, Topic.DIRECTORY, Topic.PRIVACY)
         ]
         assert pipeline.group_id == f"{PREFIX}alliance-attribution"
         assert pipeline.decode(f"{PREFIX}{Topic.CLICKS}", encode(CLICK)) == CLICK
