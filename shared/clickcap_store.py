@@ -9,6 +9,7 @@ the caller's transaction commits the counts with the clicks.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 
@@ -41,10 +42,53 @@ class ClickCapStore:
 
     async def admit(self, session: AsyncSession, clicks: list[Click], cap: int) -> Admission:
         """Of ``clicks`` (not stored before), those to store under ``cap``; the counts of
-        stored and refused clicks are recorded (flushed, the caller commits)."""
-        keys = sorted({k for c in clicks for k in cap_keys(c)})
-        if not keys:
+        stored and refused clicks are recorded (flushed, the caller commits).
+
+        One statement when no key reaches the cap (the usual case): each key's count is
+        added where that keeps it within the cap, every key's row locked in key order. When
+        a key would pass the cap, its row is left as it was (locked), and the batch is
+        admitted click by click (:func:`~shared.clickcap.admit`) from the counts as they
+        were, what the first statement added being taken back: the same result either way."""
+        keyed = [(c, cap_keys(c)) for c in clicks]
+        added = Counter(k for _, keys in keyed for k in keys)
+        if not added:
             return Admission()
+        keys = sorted(added, key=_order)
+        if max(added.values()) <= cap:
+            within = await session.execute(
+                text(
+                    f"""
+                    INSERT INTO {self.schema}.click_caps AS t (day, link_code, subject, stored)
+                    SELECT * FROM unnest(CAST(:days AS date[]), CAST(:links AS text[]),
+                        CAST(:subjects AS text[]), CAST(:stored AS bigint[]))
+                    ON CONFLICT (day, link_code, subject) DO UPDATE
+                        SET stored = t.stored + excluded.stored
+                        WHERE t.stored + excluded.stored <= :cap
+                    RETURNING t.day, t.link_code, t.subject
+                    """
+                ),
+                {**_arrays(keys), "stored": [added[k] for k in keys], "cap": cap},
+            )
+            done = {CapKey(r.day, r.link_code, r.subject) for r in within}
+            if len(done) == len(keys):
+                ordered = sorted(keyed, key=lambda ck: (ck[0].occurred_at, ck[0].click_id))
+                return Admission([c for c, _ in ordered], added, Counter())
+            added = Counter({k: n for k, n in added.items() if k in done})
+        else:
+            added = Counter()  # nothing added yet: lock the rows as they are
+        return await self._admit_one_by_one(session, clicks, keys, added, cap)
+
+    async def _admit_one_by_one(
+        self,
+        session: AsyncSession,
+        clicks: list[Click],
+        keys: list[CapKey],
+        added: Counter[CapKey],
+        cap: int,
+    ) -> Admission:
+        """:func:`~shared.clickcap.admit` over the rows' counts, each row locked (in key
+        order), less ``added`` (what this transaction added to it already); the counts are
+        then set to what it decided."""
         locked = await session.execute(
             text(
                 f"""
@@ -58,8 +102,16 @@ class ClickCapStore:
             _arrays(keys),
         )
         stored = {CapKey(r.day, r.link_code, r.subject): int(r.stored) for r in locked}
-        admission = admit(clicks, stored, cap)
-        changed = sorted(set(admission.stored) | set(admission.overflow))
+        before = {k: n - added[k] for k, n in stored.items()}
+        admission = admit(clicks, before, cap)
+        changed = sorted(
+            {
+                k
+                for k in (*admission.stored, *admission.overflow, *added)
+                if admission.stored[k] != added[k] or admission.overflow[k]
+            },
+            key=_order,
+        )
         if changed:
             await session.execute(
                 text(
@@ -76,7 +128,7 @@ class ClickCapStore:
                 ),
                 {
                     **_arrays(changed),
-                    "stored": [admission.stored[k] for k in changed],
+                    "stored": [admission.stored[k] - added[k] for k in changed],
                     "overflow": [admission.overflow[k] for k in changed],
                 },
             )
@@ -95,6 +147,11 @@ class ClickCapStore:
             {"before": before, "n": limit},
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _order(key: CapKey) -> tuple[date, str, str]:
+    """The order rows are locked in (every worker the same: no deadlock)."""
+    return (key.day, key.link_code, key.subject)
 
 
 def _arrays(keys: list[CapKey]) -> dict[str, list[object]]:

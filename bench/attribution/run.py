@@ -398,9 +398,7 @@ def main() -> int:
     settings = Settings()
     stack = running_stack(settings)
     asyncio.run(
-        main_async(
-            settings, stack, args.events, args.visitors, args.batch, args.tag, args.profile
-        )
+        main_async(settings, stack, args.events, args.visitors, args.batch, args.tag, args.profile)
     )
     return 0
 
