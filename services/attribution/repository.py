@@ -99,11 +99,9 @@ class AttributionRepository:
         new ones fall in the window of: same store and visitor, placed within ``reach`` after
         the click.
 
-        One statement for the clicks: the batch travels as one JSON array of the clicks as
-        read (``raw``, validated by :class:`~shared.events.Click`, whose times and flags are
-        strict so that PostgreSQL reads them the same) and PostgreSQL unpacks it
-        (``json_to_recordset``): no per-field work in the service."""
-        unique = {c.click_id: (c, raw) for c, raw in clicks}
+        One statement for the cap and one for the clicks, each over the batch's columns as
+        arrays (``unnest``): PostgreSQL reads them in binary, no text to parse."""
+        unique = {c.click_id: c for c, _ in clicks}
         if not unique:
             return []
         known = set(
@@ -114,11 +112,10 @@ class AttributionRepository:
                 )
             ).scalars()
         )
-        new = [c for i, (c, _) in unique.items() if i not in known]
-        admitted = (await CAPS.admit(self.session, new, cap)).admitted
+        new = [c for i, c in unique.items() if i not in known]
+        admitted = await CAPS.admit_all(self.session, new, cap)
         if not admitted:
             return []
-        payload = b"[" + b",".join(unique[c.click_id][1] for c in admitted) + b"]"
         rows = await self.session.execute(
             text(
                 """
@@ -126,13 +123,11 @@ class AttributionRepository:
                     INSERT INTO attribution.clicks (click_id, store_id, visitor_id,
                         affiliate_id, occurred_at, received_at, suspicious, link_code,
                         product_id, sub_id)
-                    SELECT r.event_id, r.store_id, r.visitor_id, r.affiliate_id, r.occurred_at,
-                        r.received_at, coalesce(r.suspicious, false), r.link_code, r.product_id,
-                        r.sub_id
-                    FROM json_to_recordset(CAST(:clicks AS json)) AS r(
-                        event_id text, store_id text, visitor_id text, affiliate_id text,
-                        occurred_at timestamptz, received_at timestamptz, suspicious boolean,
-                        link_code text, product_id text, sub_id text)
+                    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:stores AS text[]),
+                        CAST(:visitors AS text[]), CAST(:affiliates AS text[]),
+                        CAST(:ats AS timestamptz[]), CAST(:received AS timestamptz[]),
+                        CAST(:suspicious AS boolean[]), CAST(:links AS text[]),
+                        CAST(:products AS text[]), CAST(:subs AS text[]))
                     ON CONFLICT (click_id) DO NOTHING
                     RETURNING store_id, visitor_id, occurred_at
                 )
@@ -145,7 +140,19 @@ class AttributionRepository:
                 WHERE o.revision >= 0  -- decided (a held order is decided when it is released)
                 """
             ),
-            {"clicks": payload.decode(), "reach": reach},
+            {
+                "ids": [c.event_id for c in admitted],
+                "stores": [c.store_id for c in admitted],
+                "visitors": [c.visitor_id for c in admitted],
+                "affiliates": [c.affiliate_id for c in admitted],
+                "ats": [c.occurred_at for c in admitted],
+                "received": [c.received_at for c in admitted],
+                "suspicious": [c.suspicious for c in admitted],
+                "links": [c.link_code for c in admitted],
+                "products": [c.product_id for c in admitted],
+                "subs": [c.sub_id for c in admitted],
+                "reach": reach,
+            },
         )
         return [self._order(r) for r in rows]
 
