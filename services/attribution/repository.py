@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -72,6 +72,12 @@ class ClickQuery:
 DecisionRow = tuple[OrderKey, int, str | None, str | None, str | None]
 
 
+def _columns(items: Sequence[object], attributes: str) -> dict[str, list[Any]]:
+    """``items`` as arrays (for ``unnest``), one per attribute named (space-separated), each
+    the parameter of its name."""
+    return {a: [getattr(i, a) for i in items] for a in attributes.split()}
+
+
 def _core_click(row: Any) -> CoreClick:
     return CoreClick(
         click_id=row.click_id,
@@ -123,11 +129,11 @@ class AttributionRepository:
                     INSERT INTO attribution.clicks (click_id, store_id, visitor_id,
                         affiliate_id, occurred_at, received_at, suspicious, link_code,
                         product_id, sub_id)
-                    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:stores AS text[]),
-                        CAST(:visitors AS text[]), CAST(:affiliates AS text[]),
-                        CAST(:ats AS timestamptz[]), CAST(:received AS timestamptz[]),
-                        CAST(:suspicious AS boolean[]), CAST(:links AS text[]),
-                        CAST(:products AS text[]), CAST(:subs AS text[]))
+                    SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:store_id AS text[]),
+                        CAST(:visitor_id AS text[]), CAST(:affiliate_id AS text[]),
+                        CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
+                        CAST(:suspicious AS boolean[]), CAST(:link_code AS text[]),
+                        CAST(:product_id AS text[]), CAST(:sub_id AS text[]))
                     ON CONFLICT (click_id) DO NOTHING
                     RETURNING store_id, visitor_id, occurred_at
                 )
@@ -141,16 +147,11 @@ class AttributionRepository:
                 """
             ),
             {
-                "ids": [c.event_id for c in admitted],
-                "stores": [c.store_id for c in admitted],
-                "visitors": [c.visitor_id for c in admitted],
-                "affiliates": [c.affiliate_id for c in admitted],
-                "ats": [c.occurred_at for c in admitted],
-                "received": [c.received_at for c in admitted],
-                "suspicious": [c.suspicious for c in admitted],
-                "links": [c.link_code for c in admitted],
-                "products": [c.product_id for c in admitted],
-                "subs": [c.sub_id for c in admitted],
+                **_columns(
+                    admitted,
+                    "event_id store_id visitor_id affiliate_id occurred_at received_at "
+                    "suspicious link_code product_id sub_id",
+                ),
                 "reach": reach,
             },
         )
@@ -304,9 +305,9 @@ class AttributionRepository:
             text(
                 """
                 SELECT w.n, c.*
-                FROM unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
-                    CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
-                    CAST(:sinces AS timestamptz[]), CAST(:untils AS timestamptz[]))
+                FROM unnest(CAST(:store_id AS text[]), CAST(:visitor_id AS text[]),
+                    CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]),
+                    CAST(:since AS timestamptz[]), CAST(:until AS timestamptz[]))
                     WITH ORDINALITY AS w(store_id, visitor_id, start_at, end_at, since, until, n)
                 CROSS JOIN LATERAL (
                     (SELECT * FROM attribution.clicks e
@@ -326,12 +327,7 @@ class AttributionRepository:
                 """
             ),
             {
-                "stores": [q.store_id for q in wanted],
-                "visitors": [q.visitor_id for q in wanted],
-                "starts": [q.start for q in wanted],
-                "ends": [q.end for q in wanted],
-                "sinces": [q.since for q in wanted],
-                "untils": [q.until for q in wanted],
+                **_columns(wanted, "store_id visitor_id start end since until"),
                 "sample": sample,
             },
         )
