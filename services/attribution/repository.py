@@ -78,20 +78,6 @@ def _columns(items: Sequence[object], attributes: str) -> dict[str, list[Any]]:
     return {a: [getattr(i, a) for i in items] for a in attributes.split()}
 
 
-def _core_click(row: Any) -> CoreClick:
-    return CoreClick(
-        click_id=row.click_id,
-        store_id=row.store_id,
-        visitor_id=row.visitor_id,
-        affiliate_id=row.affiliate_id,
-        occurred_at=row.occurred_at,
-        suspicious=row.suspicious,
-        link_code=row.link_code,
-        product_id=row.product_id,
-        sub_id=row.sub_id,
-    )
-
-
 class AttributionRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -304,20 +290,24 @@ class AttributionRepository:
         rows = await self.session.execute(
             text(
                 """
-                SELECT w.n, c.*
+                SELECT w.n, c.*  -- the columns of a core click, in its order
                 FROM unnest(CAST(:store_id AS text[]), CAST(:visitor_id AS text[]),
                     CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]),
                     CAST(:since AS timestamptz[]), CAST(:until AS timestamptz[]))
                     WITH ORDINALITY AS w(store_id, visitor_id, start_at, end_at, since, until, n)
                 CROSS JOIN LATERAL (
-                    (SELECT * FROM attribution.clicks e
+                    (SELECT e.click_id, e.store_id, e.visitor_id, e.affiliate_id, e.occurred_at,
+                        e.suspicious, e.link_code, e.product_id, e.sub_id
+                     FROM attribution.clicks e
                      WHERE e.visitor_id = w.visitor_id AND e.store_id = w.store_id
                        AND NOT e.suspicious
                        AND e.occurred_at >= w.start_at AND e.occurred_at <= w.end_at
                      ORDER BY e.occurred_at DESC, e.click_id DESC
                      LIMIT 1)
                     UNION
-                    (SELECT * FROM attribution.clicks s
+                    (SELECT s.click_id, s.store_id, s.visitor_id, s.affiliate_id, s.occurred_at,
+                        s.suspicious, s.link_code, s.product_id, s.sub_id
+                     FROM attribution.clicks s
                      WHERE s.visitor_id = w.visitor_id
                        AND s.occurred_at >= w.since AND s.occurred_at <= w.until
                      ORDER BY s.occurred_at DESC, s.click_id DESC
@@ -332,8 +322,9 @@ class AttributionRepository:
             },
         )
         out: dict[OrderKey, list[CoreClick]] = {q.key: [] for q in wanted}
-        for r in rows:
-            out[wanted[r.n - 1].key].append(_core_click(r))
+        lists = [out[q.key] for q in wanted]
+        for n, *fields in rows:  # positional: a row's attributes by name cost more
+            lists[n - 1].append(CoreClick(*fields))
         return out
 
     async def set_decisions(
