@@ -6,7 +6,15 @@ fresh topics on the real broker, then measures in the same run:
 - baseline: one aiokafka consumer reading both topics to the end (no decoding, no work);
 - the attribution service (one worker, a subprocess of `alliance attribution`) from start
   until its stored offsets reach the end, and its memory peak (VmHWM).
-Target: ≥ 20,000 events/s and ratio ≥ 0.3.
+- the floor: one aiokafka consumer that reads, decodes (orjson) and ``COPY``s the click and
+  order rows with its offsets, one transaction per batch (no decision, no idempotency, no
+  outbox).
+Target (issue 20): the service ≥ 0.5 of the floor; the last line is the verdict.
+
+The bench works in a database and on topics of its own (``bench_attribution_<tag><run>``,
+``bench-<tag><run>-…``), dropped at the end; the stack's default database is neither migrated
+nor written. ``--profile FILE`` samples the service with py-spy (raw, collapsed stacks) while
+it drains.
 
 Run: ``make bench-attribution`` (or ``.venv/bin/python -m bench.attribution.run --events 1000000``).
 """
@@ -16,6 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -240,12 +251,38 @@ async def fresh_database(stack: orchestrate.Stack, database: str) -> AsyncIterat
 
 
 async def main_async(
-    settings: Settings, stack: orchestrate.Stack, events: int, visitors: int, batch: int
+    settings: Settings,
+    stack: orchestrate.Stack,
+    events: int,
+    visitors: int,
+    batch: int,
+    tag: str = "",
+    profile: Path | None = None,
 ) -> None:
-    run = uuid.uuid4().hex[:6]
+    run = f"{tag}{uuid.uuid4().hex[:6]}"
     prefix = f"bench-{run}-"
     async with fresh_database(stack, f"bench_attribution_{run}") as database_url:
-        await measure(settings, stack, events, visitors, batch, prefix, database_url)
+        await measure(settings, stack, events, visitors, batch, prefix, database_url, profile)
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling ``pid`` into ``out`` (raw collapsed stacks) until stopped; None when
+    py-spy is not installed (``.venv/bin/pip install py-spy``)."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy not found: no profile")
+        return None
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "-o", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stop_profiler(spy: subprocess.Popen[bytes] | None) -> None:
+    if spy is not None:
+        spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        spy.wait(timeout=30)
 
 
 async def measure(
@@ -256,6 +293,7 @@ async def measure(
     batch: int,
     prefix: str,
     database_url: str,
+    profile: Path | None = None,
 ) -> None:
     bench = settings.model_copy(update={"topic_prefix": prefix, "kafka_bootstrap": stack.bootstrap})
     await kafka.create_topics(stack.kafka.connection, orchestrate.topic_names(bench), 1)
@@ -286,6 +324,7 @@ async def measure(
     }
     start = time.monotonic()
     pid = procs.start("attribution", ["attribution"], run_dir, env)
+    spy = start_profiler(pid, profile) if profile is not None else None
     peak = 0.0
     try:
         while (done := await stored_progress(database_url, prefix)) < total:
@@ -294,6 +333,7 @@ async def measure(
         service_s = time.monotonic() - start
         peak = max(peak, vm_hwm_mb(pid))
     finally:
+        stop_profiler(spy)
         procs.stop("attribution", run_dir)
     raw_rate, floor_rate, service_rate = total / raw_s, total / floor_s, total / service_s
     print(f"bench/attribution — one worker (batches of {batch}), real broker and PostgreSQL")
@@ -312,6 +352,33 @@ async def measure(
         "event durably reaches here (no decision, no idempotency, no outbox)"
     )
     print(f"(service time includes its start-up; processed {done:,} of {total:,})")
+    print(
+        f"bench-attribution: service {service_rate:,.0f}/s, floor {floor_rate:,.0f}/s, "
+        f"ratio {service_rate / floor_rate:.2f} (target >= 0.5)"
+    )
+
+
+def running_stack(settings: Settings) -> orchestrate.Stack:
+    """The stack the settings name: used as it is when both its ports answer (perhaps a
+    stack shared with others: never restarted here), brought up when neither does (a fresh
+    clone); half of one running is an error to look at, not to restart. Either way the
+    stack's default database is not migrated: the run migrates a database of its own."""
+    stack = orchestrate.Stack.from_settings(settings)
+    ports = {"kafka": stack.kafka.port, "postgres": stack.postgres.port}
+    down = [f"{name} ({port})" for name, port in ports.items() if not _answers(port)]
+    if not down:
+        return stack
+    if len(down) < len(ports):
+        raise SystemExit(f"bench-attribution: {', '.join(down)} not answering; stack left as is")
+    return orchestrate.up(settings, migrate=False)  # synchronous: runs its own event loops
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def main() -> int:
@@ -321,10 +388,18 @@ def main() -> int:
     parser.add_argument(
         "--batch", type=int, default=Settings().consumer_batch_size, help="consumer batch size"
     )
+    parser.add_argument(
+        "--tag", default="", help="put in the run's database and topic names (e.g. a worktree's)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="sample the service with py-spy into this file (raw)"
+    )
     args = parser.parse_args()
     settings = Settings()
-    stack = orchestrate.up(settings)  # synchronous: runs its own event loops
-    asyncio.run(main_async(settings, stack, args.events, args.visitors, args.batch))
+    stack = running_stack(settings)
+    asyncio.run(
+        main_async(settings, stack, args.events, args.visitors, args.batch, args.tag, args.profile)
+    )
     return 0
 
 

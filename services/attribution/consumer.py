@@ -13,9 +13,20 @@ from shared.events import (
     directory_adapter,
     order_event_adapter,
 )
-from shared.kafka import Consumes
+from shared.kafka import Consumes, PoisonMessage
 
 CONSUMER_NAME = "attribution"
+
+
+def decode_click(raw: bytes) -> WithErasures:
+    """A click; one with a NUL in any of its texts is poison: PostgreSQL's text cannot hold
+    it (JSON escapes a NUL as ``\\u0000``, so only such messages are looked into)."""
+    click = Click.model_validate_json(raw)
+    if b"\\u0000" in raw and any(
+        isinstance(v, str) and "\x00" in v for v in click.__dict__.values()
+    ):
+        raise PoisonMessage("a NUL character in the click's text (nul_character)")
+    return click
 
 
 def decode_order(raw: bytes) -> WithErasures:
@@ -36,7 +47,7 @@ def decode_window(raw: bytes) -> WithErasures:
 CONSUMER: Consumes[WithErasures] = Consumes(
     name=CONSUMER_NAME,
     routes={
-        Topic.CLICKS: Click.model_validate_json,
+        Topic.CLICKS: decode_click,
         Topic.ORDERS: decode_order,
         Topic.DIRECTORY: decode_window,
         Topic.PRIVACY: Erasure.model_validate_json,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -72,18 +72,10 @@ class ClickQuery:
 DecisionRow = tuple[OrderKey, int, str | None, str | None, str | None]
 
 
-def _core_click(row: Any) -> CoreClick:
-    return CoreClick(
-        click_id=row.click_id,
-        store_id=row.store_id,
-        visitor_id=row.visitor_id,
-        affiliate_id=row.affiliate_id,
-        occurred_at=row.occurred_at,
-        suspicious=row.suspicious,
-        link_code=row.link_code,
-        product_id=row.product_id,
-        sub_id=row.sub_id,
-    )
+def _columns(items: Sequence[object], attributes: str) -> dict[str, list[Any]]:
+    """``items`` as arrays (for ``unnest``), one per attribute named (space-separated), each
+    the parameter of its name."""
+    return {a: [getattr(i, a) for i in items] for a in attributes.split()}
 
 
 class AttributionRepository:
@@ -99,11 +91,9 @@ class AttributionRepository:
         new ones fall in the window of: same store and visitor, placed within ``reach`` after
         the click.
 
-        One statement for the clicks: the batch travels as one JSON array of the clicks as
-        read (``raw``, validated by :class:`~shared.events.Click`, whose times and flags are
-        strict so that PostgreSQL reads them the same) and PostgreSQL unpacks it
-        (``json_to_recordset``): no per-field work in the service."""
-        unique = {c.click_id: (c, raw) for c, raw in clicks}
+        One statement for the cap and one for the clicks, each over the batch's columns as
+        arrays (``unnest``): PostgreSQL reads them in binary, no text to parse."""
+        unique = {c.click_id: c for c, _ in clicks}
         if not unique:
             return []
         known = set(
@@ -114,11 +104,10 @@ class AttributionRepository:
                 )
             ).scalars()
         )
-        new = [c for i, (c, _) in unique.items() if i not in known]
-        admitted = (await CAPS.admit(self.session, new, cap)).admitted
+        new = [c for i, c in unique.items() if i not in known]
+        admitted = await CAPS.admit_all(self.session, new, cap)
         if not admitted:
             return []
-        payload = b"[" + b",".join(unique[c.click_id][1] for c in admitted) + b"]"
         rows = await self.session.execute(
             text(
                 """
@@ -126,13 +115,11 @@ class AttributionRepository:
                     INSERT INTO attribution.clicks (click_id, store_id, visitor_id,
                         affiliate_id, occurred_at, received_at, suspicious, link_code,
                         product_id, sub_id)
-                    SELECT r.event_id, r.store_id, r.visitor_id, r.affiliate_id, r.occurred_at,
-                        r.received_at, coalesce(r.suspicious, false), r.link_code, r.product_id,
-                        r.sub_id
-                    FROM json_to_recordset(CAST(:clicks AS json)) AS r(
-                        event_id text, store_id text, visitor_id text, affiliate_id text,
-                        occurred_at timestamptz, received_at timestamptz, suspicious boolean,
-                        link_code text, product_id text, sub_id text)
+                    SELECT * FROM unnest(CAST(:event_id AS text[]), CAST(:store_id AS text[]),
+                        CAST(:visitor_id AS text[]), CAST(:affiliate_id AS text[]),
+                        CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
+                        CAST(:suspicious AS boolean[]), CAST(:link_code AS text[]),
+                        CAST(:product_id AS text[]), CAST(:sub_id AS text[]))
                     ON CONFLICT (click_id) DO NOTHING
                     RETURNING store_id, visitor_id, occurred_at
                 )
@@ -145,7 +132,14 @@ class AttributionRepository:
                 WHERE o.revision >= 0  -- decided (a held order is decided when it is released)
                 """
             ),
-            {"clicks": payload.decode(), "reach": reach},
+            {
+                **_columns(
+                    admitted,
+                    "event_id store_id visitor_id affiliate_id occurred_at received_at "
+                    "suspicious link_code product_id sub_id",
+                ),
+                "reach": reach,
+            },
         )
         return [self._order(r) for r in rows]
 
@@ -296,20 +290,24 @@ class AttributionRepository:
         rows = await self.session.execute(
             text(
                 """
-                SELECT w.n, c.*
-                FROM unnest(CAST(:stores AS text[]), CAST(:visitors AS text[]),
-                    CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
-                    CAST(:sinces AS timestamptz[]), CAST(:untils AS timestamptz[]))
+                SELECT w.n, c.*  -- the columns of a core click, in its order
+                FROM unnest(CAST(:store_id AS text[]), CAST(:visitor_id AS text[]),
+                    CAST(:start AS timestamptz[]), CAST(:end AS timestamptz[]),
+                    CAST(:since AS timestamptz[]), CAST(:until AS timestamptz[]))
                     WITH ORDINALITY AS w(store_id, visitor_id, start_at, end_at, since, until, n)
                 CROSS JOIN LATERAL (
-                    (SELECT * FROM attribution.clicks e
+                    (SELECT e.click_id, e.store_id, e.visitor_id, e.affiliate_id, e.occurred_at,
+                        e.suspicious, e.link_code, e.product_id, e.sub_id
+                     FROM attribution.clicks e
                      WHERE e.visitor_id = w.visitor_id AND e.store_id = w.store_id
                        AND NOT e.suspicious
                        AND e.occurred_at >= w.start_at AND e.occurred_at <= w.end_at
                      ORDER BY e.occurred_at DESC, e.click_id DESC
                      LIMIT 1)
                     UNION
-                    (SELECT * FROM attribution.clicks s
+                    (SELECT s.click_id, s.store_id, s.visitor_id, s.affiliate_id, s.occurred_at,
+                        s.suspicious, s.link_code, s.product_id, s.sub_id
+                     FROM attribution.clicks s
                      WHERE s.visitor_id = w.visitor_id
                        AND s.occurred_at >= w.since AND s.occurred_at <= w.until
                      ORDER BY s.occurred_at DESC, s.click_id DESC
@@ -319,18 +317,14 @@ class AttributionRepository:
                 """
             ),
             {
-                "stores": [q.store_id for q in wanted],
-                "visitors": [q.visitor_id for q in wanted],
-                "starts": [q.start for q in wanted],
-                "ends": [q.end for q in wanted],
-                "sinces": [q.since for q in wanted],
-                "untils": [q.until for q in wanted],
+                **_columns(wanted, "store_id visitor_id start end since until"),
                 "sample": sample,
             },
         )
         out: dict[OrderKey, list[CoreClick]] = {q.key: [] for q in wanted}
-        for r in rows:
-            out[wanted[r.n - 1].key].append(_core_click(r))
+        lists = [out[q.key] for q in wanted]
+        for n, *fields in rows:  # positional: a row's attributes by name cost more
+            lists[n - 1].append(CoreClick(*fields))
         return out
 
     async def set_decisions(

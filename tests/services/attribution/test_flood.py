@@ -150,3 +150,49 @@ async def test_a_visitor_stores_at_most_the_cap_per_link_per_day_and_the_rest_is
     assert kept == {f"c-{u}-{n}" for n in range(5)}
     assert caps == {f"visitor:v-{u}": (5, 7), f"visitor:w-{u}": (0, 0)}
     assert address == [(5, 1)]  # the refusal is charged to the key that refused it
+
+
+async def test_a_batch_that_passes_the_cap_on_one_key_only_is_admitted_click_by_click(
+    settings: Settings,
+) -> None:
+    """The cap's one-statement path adds each key's count where it stays within the cap; a
+    key past it sends the batch through the click-by-click rule, what was added taken back:
+    the counts and the clicks stored are those of one click at a time."""
+    u = uuid.uuid4().hex[:8]
+    ip = f"198.51.100.{int(u[:2], 16)}-{u}"
+    service = AttributionService(FixedClock(NOW), 15 * D, settings.topic_prefix, click_cap=5)
+    base = click(u, f"v-{u}", NOW - D).model_copy(update={"ip": ip})
+
+    def at(visitor: str, n: int) -> Any:
+        return base.model_copy(
+            update={
+                "event_id": f"c-{u}-{visitor}{n}",
+                "visitor_id": f"{visitor}-{u}",
+                "occurred_at": base.occurred_at + timedelta(seconds=n),
+            }
+        )
+
+    async with db(settings) as sessions:
+        async with sessions() as session, session.begin():  # within the cap: one statement
+            await service.handle_batch(session, received([at("a", n) for n in range(3)]))
+        async with sessions() as session, session.begin():
+            # visitor a stays within (3 + 2), b too (0 + 1); the address would pass (3 + 3)
+            await service.handle_batch(session, received([at("a", 3), at("a", 4), at("b", 5)]))
+        async with sessions() as session:
+            kept = set(
+                (
+                    await session.execute(
+                        select(clicks_table.c.click_id).where(
+                            clicks_table.c.click_id.like(f"c-{u}-%")
+                        )
+                    )
+                ).scalars()
+            )
+            caps = {
+                r.subject: (r.stored, r.overflow)
+                for r in await session.execute(
+                    select(click_caps).where(click_caps.c.subject.like("%" + u + "%"))
+                )
+            }
+    assert kept == {f"c-{u}-a{n}" for n in range(5)}
+    assert caps == {f"visitor:a-{u}": (5, 0), f"visitor:b-{u}": (0, 0), f"address:{ip}": (5, 1)}
