@@ -437,7 +437,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18503, help="the service's HTTP port")
     args = parser.parse_args()
     settings = Settings()
-    stack = orchestrate.up(settings)
+    # the run migrates and fills a database of its own: the default one is left as it is
+    stack = orchestrate.up(settings, migrate=False)
     asyncio.run(main_async(settings, stack, args.orders, args.batch, args.port))
     return 0
 

@@ -190,9 +190,17 @@ class OrderService:
         # An order's attribution (keyed by order) and its storefront events (keyed by visitor)
         # may be in two workers' batches at once: lock the orders' rows (sorted, so two batches
         # never deadlock) before reading or writing any of their facts.
-        await repo.ensure_orders(order_key(e) for e in events)
-        await repo.lock_orders(order_key(e) for e in events)
-        await self._apply_facts(repo, events)
+        # The placements (an attribution carries its order's) are stored with the rows:
+        # the rows written are locked already, the others are locked next.
+        keys = {order_key(e) for e in events}
+        placing = [e for e in events if isinstance(e, Attribution | OrderPlaced)]
+        written = await repo.ensure_orders(
+            keys, [_placement(e.order if isinstance(e, Attribution) else e) for e in placing]
+        )
+        await repo.lock_orders(keys - written)
+        # the event whose placement each written row now holds (of several, the last)
+        stored = {order_key(e): e for e in placing if order_key(e) in written}
+        await self._apply_facts(repo, events, stored)
         # decisions naming an affiliate: an ``order.attributed`` each, if it was applied
         decided = {
             order_key(e): e.revision
@@ -215,18 +223,14 @@ class OrderService:
                 events.append(rec.value)
         return events
 
-    async def _apply_facts(self, repo: OrderRepository, events: list[Incoming]) -> None:
-        """One statement per kind of fact: placements (an attribution carries its order's),
-        decisions, terminal statuses, refunds."""
-        await repo.upsert_placed_many(
-            [
-                _placement(e.order if isinstance(e, Attribution) else e)
-                for e in events
-                if isinstance(e, Attribution | OrderPlaced)
-            ]
-        )
+    async def _apply_facts(
+        self, repo: OrderRepository, events: list[Incoming], stored: Mapping[OrderKey, Incoming]
+    ) -> None:
+        """One statement per kind of fact: decisions (each order's placement the one its
+        decision was made from), terminal statuses, refunds; the placements are stored with
+        the orders' rows (:meth:`OrderRepository.ensure_orders`)."""
         decisions = [e for e in events if isinstance(e, Attribution)]
-        await self._take_decided_placements(repo, decisions)
+        await self._take_decided_placements(repo, decisions, stored)
         await repo.set_attribution_many([_decision(e) for e in decisions])
         corrections = [e for e in decisions if e.revision > 0]
         if corrections:
@@ -250,14 +254,18 @@ class OrderService:
         await repo.add_refunds_many([_refund(e) for e in events if isinstance(e, OrderRefunded)])
 
     @staticmethod
-    async def _take_decided_placements(repo: OrderRepository, decisions: list[Attribution]) -> None:
+    async def _take_decided_placements(
+        repo: OrderRepository, decisions: list[Attribution], stored: Mapping[OrderKey, Incoming]
+    ) -> None:
         """Before the decisions are applied: each order's placement becomes the one its
-        newest decision was made from (:func:`placement_to_apply`)."""
+        newest decision was made from (:func:`placement_to_apply`). An order whose row this
+        batch just wrote with that very decision's placement (``stored``: key → the event
+        whose placement it holds) holds it already: nothing to read or rewrite."""
         newest: dict[OrderKey, Attribution] = {}
         for e in decisions:
             if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
                 newest[order_key(e)] = e
-        held = await repo.held_placements(newest)
+        held = await repo.held_placements(k for k, e in newest.items() if stored.get(k) is not e)
         await repo.replace_placements(
             [
                 (key, p)
