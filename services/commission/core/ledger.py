@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Final
 
 from services.commission.core.commission import (
+    OrderCommission,
     OrderFacts,
     OrderStatus,
     Refund,
@@ -106,14 +107,17 @@ def ledger_delta(
     program: ProgramHistory,
     posted: Mapping[str, Decimal],
     policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM,
+    unrefunded: OrderCommission | None = None,
 ) -> list[LedgerTxn]:
     """The transactions still to post for an order, given what is ``posted`` (key → affiliate
     amount). Commission is posted only once the order completes; each refund is then posted
     as a reversal of its own. Posting the result and calling again returns ``[]``; the sum of
-    everything posted equals :func:`compute_order`'s net whatever order the facts came in."""
+    everything posted equals :func:`compute_order`'s net whatever order the facts came in.
+    ``unrefunded``: the order's commission with no refund, when the caller has it (of an
+    order without refunds, :func:`compute_order`'s result)."""
     if facts.status is not OrderStatus.COMPLETED or facts.affiliate_id is None:
         return []
-    result = compute_order(facts, program, policy, refunds=())
+    result = compute_order(facts, program, policy, refunds=()) if unrefunded is None else unrefunded
     if not result.chargeable or result.commission == ZERO:
         return []
     txns: list[LedgerTxn] = []

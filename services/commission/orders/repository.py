@@ -340,7 +340,8 @@ class OrderRepository:
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
         """Apply decisions newer than the one held, while nothing is posted for the order.
-        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl. One statement
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl (the explanation,
+        as JSON text or as what encodes to it). One statement
         (the settlement rollup's trigger fires once for the lot); of one order's rows the
         first of the highest revision applies, as they would one by one."""
         newest: dict[OrderKey, dict[str, Any]] = {}
@@ -378,7 +379,9 @@ class OrderRepository:
                 "click_ats": [r["b_click_at"] for r in chosen],
                 "subs": [r["b_sub"] for r in chosen],
                 "expls": [
-                    None if r["b_expl"] is None else orjson.dumps(r["b_expl"]).decode()
+                    r["b_expl"]
+                    if r["b_expl"] is None or isinstance(r["b_expl"], str)
+                    else orjson.dumps(r["b_expl"]).decode()
                     for r in chosen
                 ],
             },

@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core.applied import AppliedKey, decision_key, storefront_key
@@ -153,7 +152,7 @@ def _decision(e: Attribution) -> dict[str, Any]:
         "b_click": e.click_id,
         "b_click_at": e.click_at,
         "b_sub": e.sub_id,
-        "b_expl": orjson.loads(encode_explanation(e)),
+        "b_expl": encode_explanation(e).decode(),  # JSON text: stored as it is
     }
 
 
@@ -214,10 +213,10 @@ class OrderService:
     ) -> list[Incoming]:
         """The batch's events not applied before, each once (a duplicate inside the batch
         too)."""
-        fresh = await repo.claim_events([(idempotency_key(r.value), r.topic) for r in batch])
+        keys = [idempotency_key(r.value) for r in batch]
+        fresh = await repo.claim_events([(k, r.topic) for k, r in zip(keys, batch, strict=True)])
         events: list[Incoming] = []
-        for rec in batch:
-            key = idempotency_key(rec.value)
+        for key, rec in zip(keys, batch, strict=True):
             if key in fresh:
                 fresh.discard(key)
                 events.append(rec.value)
@@ -291,16 +290,21 @@ class OrderService:
             return 0
         programs = await self.programs.histories(session, {f.store_id for f in facts.values()})
         ledger = LedgerRepository(session)
-        posted = await ledger.posted(facts)
+        # only an order that completed with an affiliate may owe a posting (ledger_delta)
+        posted = await ledger.posted(
+            k for k, f in facts.items() if f.status is OrderStatus.COMPLETED and f.affiliate_id
+        )
         entries = []
         summaries = []
         lines: list[dict[str, Any]] = []
         results: dict[OrderKey, OrderCommission] = {}
         for key in sorted(facts):
             f = facts[key]
-            for txn in ledger_delta(f, programs[f.store_id], posted[key], self.policy):
+            program = programs[f.store_id]
+            result = compute_order(f, program, self.policy)
+            unrefunded = None if f.refunds else result
+            for txn in ledger_delta(f, program, posted.get(key, {}), self.policy, unrefunded):
                 entries.append((txn, f.store_id, f.affiliate_id))
-            result = compute_order(f, programs[f.store_id], self.policy)
             results[key] = result
             summaries.append(summary(f, result))
             lines += order_lines(f, result)
