@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -146,6 +146,30 @@ WHERE o.placed_at IS NOT NULL
 """
 
 
+def _explanation(expl: Any) -> str | None:
+    """A decision's explanation as JSON text (given as such, or as what encodes to it)."""
+    return expl if expl is None or isinstance(expl, str) else orjson.dumps(expl).decode()
+
+
+#: the orders' rows (:meth:`OrderRepository.ensure_orders`): a new row with its placement and
+#: decision, a held row without placement given its placement; ``xmax = 0``: inserted now
+_ENSURE_ORDERS = """
+INSERT INTO commission.orders (store_id, order_id, currency, placed_at, items,
+    attribution_revision, affiliate_id, click_id, click_at, sub_id, attribution)
+SELECT store_id, order_id, currency, placed_at, CAST(items AS jsonb), coalesce(rev, -1), aff,
+    click, click_at, sub, CAST(expl AS jsonb)
+FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]), CAST(:currencies AS text[]),
+    CAST(:placed AS timestamptz[]), CAST(:items AS text[]), CAST(:revs AS integer[]),
+    CAST(:affs AS text[]), CAST(:clicks AS text[]), CAST(:click_ats AS timestamptz[]),
+    CAST(:subs AS text[]), CAST(:expls AS text[]))
+    AS p(store_id, order_id, currency, placed_at, items, rev, aff, click, click_at, sub, expl)
+ON CONFLICT (store_id, order_id) DO UPDATE SET
+    currency = excluded.currency, placed_at = excluded.placed_at, items = excluded.items
+WHERE orders.placed_at IS NULL AND excluded.placed_at IS NOT NULL
+RETURNING store_id, order_id, xmax = 0 AS inserted
+"""
+
+
 class OrderRepository:
     """Orders' facts, their computed rollups and the events applied."""
 
@@ -178,43 +202,44 @@ class OrderRepository:
         return {AppliedKey(Source(source), key) for source, key in rows}
 
     async def ensure_orders(
-        self, keys: Iterable[OrderKey], placed: list[dict[str, Any]] | None = None
-    ) -> set[OrderKey]:
+        self,
+        keys: Iterable[OrderKey],
+        placed: list[dict[str, Any]] | None = None,
+        decided: Mapping[OrderKey, dict[str, Any]] | None = None,
+    ) -> dict[OrderKey, bool]:
         """A row for every (store, order), so that facts arriving before placement have one;
         with the placement facts ``placed`` (order_id, store_id, currency, placed_at, items)
         stored as :meth:`upsert_placed_many` does (the first stored wins; of several in
-        ``placed``, the last). One statement, in key order (two workers never deadlock).
-        Returns the orders whose row this wrote (inserted, or its placement stored now):
-        this transaction holds their lock already (see :meth:`lock_orders`)."""
+        ``placed``, the last). A row inserted now also takes its order's decision from
+        ``decided`` (rows as :meth:`set_attribution_many` takes them): on a new row, with no
+        decision held and nothing posted, that method would apply it. One statement, in key
+        order (two workers never deadlock). Returns the orders whose row this wrote, each
+        with whether it inserted it: this transaction holds their lock already (see
+        :meth:`lock_orders`)."""
         placements = {(r["store_id"], r["order_id"]): r for r in placed or []}
+        decisions = decided or {}
         ordered = sorted(set(keys) | set(placements))
         if not ordered:
-            return set()
+            return {}
         rows = [placements.get(k) for k in ordered]
+        chosen = [decisions.get(k) for k in ordered]
         written = await self.session.execute(
-            text(
-                """
-                INSERT INTO commission.orders (store_id, order_id, currency, placed_at, items)
-                SELECT store_id, order_id, currency, placed_at, CAST(items AS jsonb)
-                FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]),
-                    CAST(:currencies AS text[]), CAST(:placed AS timestamptz[]),
-                    CAST(:items AS text[])) AS p(store_id, order_id, currency, placed_at, items)
-                ON CONFLICT (store_id, order_id) DO UPDATE SET
-                    currency = excluded.currency, placed_at = excluded.placed_at,
-                    items = excluded.items
-                WHERE orders.placed_at IS NULL AND excluded.placed_at IS NOT NULL
-                RETURNING store_id, order_id
-                """
-            ),
+            text(_ENSURE_ORDERS),
             {
                 "stores": [k[0] for k in ordered],
                 "ids": [k[1] for k in ordered],
                 "currencies": [None if r is None else r["currency"] for r in rows],
                 "placed": [None if r is None else r["placed_at"] for r in rows],
                 "items": [None if r is None else orjson.dumps(r["items"]).decode() for r in rows],
+                "revs": [None if d is None else d["b_rev"] for d in chosen],
+                "affs": [None if d is None else d["b_aff"] for d in chosen],
+                "clicks": [None if d is None else d["b_click"] for d in chosen],
+                "click_ats": [None if d is None else d["b_click_at"] for d in chosen],
+                "subs": [None if d is None else d["b_sub"] for d in chosen],
+                "expls": [None if d is None else _explanation(d["b_expl"]) for d in chosen],
             },
         )
-        return {(store, oid) for store, oid in written}
+        return {(store, oid): bool(inserted) for store, oid, inserted in written}
 
     async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
         """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
@@ -378,12 +403,7 @@ class OrderRepository:
                 "clicks": [r["b_click"] for r in chosen],
                 "click_ats": [r["b_click_at"] for r in chosen],
                 "subs": [r["b_sub"] for r in chosen],
-                "expls": [
-                    r["b_expl"]
-                    if r["b_expl"] is None or isinstance(r["b_expl"], str)
-                    else orjson.dumps(r["b_expl"]).decode()
-                    for r in chosen
-                ],
+                "expls": [_explanation(r["b_expl"]) for r in chosen],
             },
         )
 

@@ -156,6 +156,15 @@ def _decision(e: Attribution) -> dict[str, Any]:
     }
 
 
+def _newest(decisions: Iterable[Attribution]) -> dict[OrderKey, Attribution]:
+    """Each order's decision of the highest revision (of equals, the first)."""
+    newest: dict[OrderKey, Attribution] = {}
+    for e in decisions:
+        if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
+            newest[order_key(e)] = e
+    return newest
+
+
 def _refund(e: OrderRefunded) -> dict[str, Any]:
     return {
         "store_id": e.store_id,
@@ -193,13 +202,20 @@ class OrderService:
         # the rows written are locked already, the others are locked next.
         keys = {order_key(e) for e in events}
         placing = [e for e in events if isinstance(e, Attribution | OrderPlaced)]
+        last = {order_key(e): e for e in placing}  # the placement stored of several: the last
+        # a new row takes its newest decision at once when it takes that decision's placement
+        newest = _newest([e for e in events if isinstance(e, Attribution)])
+        with_decision = {k: _decision(e) for k, e in newest.items() if last.get(k) is e}
         written = await repo.ensure_orders(
-            keys, [_placement(e.order if isinstance(e, Attribution) else e) for e in placing]
+            keys,
+            [_placement(e.order if isinstance(e, Attribution) else e) for e in placing],
+            with_decision,
         )
-        await repo.lock_orders(keys - written)
-        # the event whose placement each written row now holds (of several, the last)
-        stored = {order_key(e): e for e in placing if order_key(e) in written}
-        await self._apply_facts(repo, events, stored)
+        await repo.lock_orders(keys - written.keys())
+        # the event whose placement each written row now holds
+        stored = {k: e for k, e in last.items() if k in written}
+        applied = {k for k, inserted in written.items() if inserted and k in with_decision}
+        await self._apply_facts(repo, events, stored, applied)
         # decisions naming an affiliate: an ``order.attributed`` each, if it was applied
         decided = {
             order_key(e): e.revision
@@ -223,14 +239,21 @@ class OrderService:
         return events
 
     async def _apply_facts(
-        self, repo: OrderRepository, events: list[Incoming], stored: Mapping[OrderKey, Incoming]
+        self,
+        repo: OrderRepository,
+        events: list[Incoming],
+        stored: Mapping[OrderKey, Incoming],
+        applied: set[OrderKey],
     ) -> None:
         """One statement per kind of fact: decisions (each order's placement the one its
         decision was made from), terminal statuses, refunds; the placements are stored with
-        the orders' rows (:meth:`OrderRepository.ensure_orders`)."""
+        the orders' rows, and so are the decisions of ``applied``, the rows inserted now
+        (:meth:`OrderRepository.ensure_orders`)."""
         decisions = [e for e in events if isinstance(e, Attribution)]
         await self._take_decided_placements(repo, decisions, stored)
-        await repo.set_attribution_many([_decision(e) for e in decisions])
+        await repo.set_attribution_many(
+            [_decision(e) for e in decisions if order_key(e) not in applied]
+        )
         corrections = [e for e in decisions if e.revision > 0]
         if corrections:
             held = await repo.revisions(order_key(e) for e in corrections)
@@ -260,10 +283,7 @@ class OrderService:
         newest decision was made from (:func:`placement_to_apply`). An order whose row this
         batch just wrote with that very decision's placement (``stored``: key → the event
         whose placement it holds) holds it already: nothing to read or rewrite."""
-        newest: dict[OrderKey, Attribution] = {}
-        for e in decisions:
-            if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
-                newest[order_key(e)] = e
+        newest = _newest(decisions)
         held = await repo.held_placements(k for k, e in newest.items() if stored.get(k) is not e)
         await repo.replace_placements(
             [
