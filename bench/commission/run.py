@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -166,6 +168,31 @@ async def progress(database_url: str, prefix: str) -> int:
     return await stored_progress(database_url, prefix, "commission", m.consumer_offsets)
 
 
+def cpu_s(pid: int) -> float:
+    """The process's CPU seconds so far (user + system, /proc): unlike wall time, hardly
+    moved by other work on the machine's cores."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backends_cpu_s(dsn: str, database: str) -> float:
+    """CPU seconds of the PostgreSQL backends now connected to ``database`` (this read's
+    own excluded): the database work of the process that holds them (same machine)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        pids = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await conn.close()
+    total = 0.0
+    for (pid,) in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_s(pid)
+    return total
+
+
 async def copy_baseline(dsn: str, rows: int) -> float:
     conn = await asyncpg.connect(dsn)
     try:
@@ -218,8 +245,8 @@ FLOOR_COMMISSION_MINOR, FLOOR_REVERSAL_MINOR = 400, 100
 
 async def commission_floor(
     cluster: KafkaConnection, topics: list[str], total: int, dsn: str, batch: int
-) -> float:
-    """Seconds for the least any durable commission worker does (issue 20): read the
+) -> tuple[float, float, float]:
+    """Seconds (wall, this process's CPU, its PostgreSQL backend's CPU) for the least any durable commission worker does (issue 20): read the
     attributions and the order events, decode each (orjson, no validation) and, per batch in
     one transaction, ``COPY`` what the ledger must hold: each attribution's order facts row;
     per completion (a payable order) and per refund (a reversal) a ledger transaction and its
@@ -233,7 +260,7 @@ async def commission_floor(
     affiliates: dict[tuple[str, str], str] = {}  # the decision's affiliate, for the postings
     next_id = 1
     try:
-        seen, start = 0, time.monotonic()
+        seen, start, cpu = 0, time.monotonic(), time.process_time()
         while seen < total:
             fetched = await consumer.getmany(timeout_ms=500, max_records=batch)
             facts, txns, postings, offsets = [], [], [], []
@@ -301,7 +328,8 @@ async def commission_floor(
                         *([v[n] for v in sums.values()] for n in range(3)),
                     )
                 await conn.execute(FLOOR_OFFSETS, *map(list, zip(*offsets, strict=True)))
-        return time.monotonic() - start
+        server = cpu_s(conn.get_server_pid())
+        return time.monotonic() - start, time.process_time() - cpu, server
     finally:
         await consumer.stop()
         await conn.close()
@@ -352,7 +380,9 @@ async def measure(
     # no consumer turns events into postings faster than a bare consumer reads the events
     raw_s = await raw_read(stack.kafka.connection, topics, total)
     dsn = database_url.replace("postgresql+asyncpg://", "postgresql://")
-    floor_s = await commission_floor(stack.kafka.connection, topics, total, dsn, batch)
+    floor_s, floor_cpu, floor_db = await commission_floor(
+        stack.kafka.connection, topics, total, dsn, batch
+    )
     run_dir = Path(tempfile.mkdtemp(prefix="bench-commission-"))
     env = {
         "ALLIANCE_ENV": "dev",  # the bench runs on the development secrets
@@ -372,6 +402,8 @@ async def measure(
             peak = max(peak, vm_hwm_mb(pid))
             await asyncio.sleep(0.5)
         consumer_s = time.monotonic() - start
+        consumer_cpu = cpu_s(pid)
+        consumer_db = await backends_cpu_s(dsn, dsn.rsplit("/", 1)[1].split("?")[0])
         postings = await postings_of(database_url, prefix)
         latencies = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -407,6 +439,12 @@ async def measure(
     )
     print("(service time includes its start-up)")
     print(
+        f"CPU seconds, Python process / its PostgreSQL backends: floor {floor_cpu:.1f} / "
+        f"{floor_db:.1f} of {floor_s:.1f} s wall; commission service {consumer_cpu:.1f} / "
+        f"{consumer_db:.1f} of {consumer_s:.1f} s wall (its start-up, HTTP and other tasks "
+        "included)"
+    )
+    print(
         f"settlement query over {orders:,} orders: p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms (target ≤ 100 ms over 10M postings)"
     )
     print(f"alliance ledger verify: {'ledger OK' if verified else 'ledger NOT OK'}")
@@ -437,7 +475,8 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=18503, help="the service's HTTP port")
     args = parser.parse_args()
     settings = Settings()
-    stack = orchestrate.up(settings)
+    # the run migrates and fills a database of its own: the default one is left as it is
+    stack = orchestrate.up(settings, migrate=False)
     asyncio.run(main_async(settings, stack, args.orders, args.batch, args.port))
     return 0
 

@@ -12,6 +12,7 @@ from typing import Final
 
 from services.commission.core.commission import (
     Adjustment,
+    OrderCommission,
     OrderFacts,
     OrderStatus,
     Refund,
@@ -133,6 +134,7 @@ def ledger_delta(
     program: ProgramHistory,
     posted: Mapping[str, Decimal],
     policy: ExitPolicy = ExitPolicy.PLACED_IN_PROGRAM,
+    unrefunded: OrderCommission | None = None,
 ) -> list[LedgerTxn]:
     """The transactions still to post for an order, given what is ``posted`` (key → affiliate
     amount). Commission is posted only once the order completes, gross (before that, refunds
@@ -142,11 +144,16 @@ def ledger_delta(
     by when it is added (a step that changes nothing posts nothing). The order the facts
     arrive in changes nothing. Posting the result and calling again returns ``[]``;
     the sum of everything posted equals :func:`compute_order`'s net whatever order the facts
-    came in."""
+    came in. ``unrefunded``: the order's commission with no refund and no adjustment, when
+    the caller has it (:func:`compute_order`'s result of such an order)."""
     if facts.status is not OrderStatus.COMPLETED or facts.affiliate_id is None:
         return []
     affiliate = facts.affiliate_id
-    gross = compute_order(facts, program, policy, refunds=(), adjustments=())
+    gross = (
+        compute_order(facts, program, policy, refunds=(), adjustments=())
+        if unrefunded is None or facts.refunds or facts.adjustments
+        else unrefunded
+    )
     if not gross.chargeable or gross.commission == ZERO:
         return []
     lock = locks_at(facts, program)

@@ -4,11 +4,14 @@ policy); coupon codes and their rules."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import cached_property
+from itertools import pairwise
 from typing import Any, Final
 
 from services.commission.core.errors import (
@@ -229,6 +232,22 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
+class _PrefixStates:
+    """The states of a history's prefixes (``n`` ops applied), folded once each, as far as
+    asked: an op that cannot apply raises where the fold reaches it, as a fold from scratch
+    would."""
+
+    def __init__(self, ops: tuple[ProgramOp, ...]) -> None:
+        self.ops = ops
+        self.states = [ProgramState()]
+
+    def state(self, n: int) -> ProgramState:
+        states = self.states
+        while len(states) <= n:
+            states.append(apply_op(states[-1], self.ops[len(states) - 1]))
+        return states[n]
+
+
 @dataclass(frozen=True)
 class ProgramHistory:
     """A store's accepted operations in time order, queried at any instant."""
@@ -236,13 +255,29 @@ class ProgramHistory:
     ops: tuple[ProgramOp, ...] = ()
 
     def state_at(self, at: datetime) -> ProgramState:
-        """The program in force at ``at``: every op with ``op.at <= at`` applied."""
-        state = ProgramState()
-        for op in self.ops:
-            if op.at > at:
-                break
-            state = apply_op(state, op)
-        return state
+        """The program in force at ``at``: every op with ``op.at <= at`` applied (those before
+        the first later one). Each prefix's state is folded once per history: a batch asks
+        this of every order."""
+        return self._prefixes.state(self._applied_at(at))
+
+    def _applied_at(self, at: datetime) -> int:
+        """How many ops are in force at ``at``: those before the first op later than it."""
+        if self._in_time_order:
+            return bisect_right(self._times, at)
+        return next((n for n, op in enumerate(self.ops) if op.at > at), len(self.ops))
+
+    @cached_property
+    def _times(self) -> list[datetime]:
+        return [op.at for op in self.ops]
+
+    @cached_property
+    def _in_time_order(self) -> bool:
+        times = self._times
+        return all(a <= b for a, b in pairwise(times))
+
+    @cached_property
+    def _prefixes(self) -> _PrefixStates:
+        return _PrefixStates(self.ops)
 
     def current(self) -> ProgramState:
         state = ProgramState()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -133,6 +133,80 @@ def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] 
 #: a20d1c5e7f31) would fire once per row instead of once per page.
 
 
+#: an order line's columns, each sent as one array (the parameter of the same name)
+_LINE_COLUMNS: dict[str, str] = {
+    "store_id": "text",
+    "order_id": "text",
+    "line_no": "smallint",
+    "product_id": "text",
+    "category_id": "text",
+    "title": "text",
+    "quantity": "integer",
+    "currency": "text",
+    "placed_at": "timestamptz",
+    "affiliate_id": "text",
+    "chargeable": "boolean",
+    "status": "text",
+    "sales_minor": "bigint",
+    "commission_minor": "bigint",
+    "reversed_minor": "bigint",
+}
+#: what a stored line may change (the rest is fixed by its order's placement)
+_LINE_CHANGING = ("affiliate_id", "chargeable", "status", "commission_minor", "reversed_minor")
+_UPSERT_LINES = f"""
+INSERT INTO commission.order_lines ({", ".join(_LINE_COLUMNS)})
+SELECT * FROM unnest({", ".join(f"CAST(:{c} AS {t}[])" for c, t in _LINE_COLUMNS.items())})
+ON CONFLICT (store_id, order_id, line_no) DO UPDATE SET
+    {", ".join(f"{c} = excluded.{c}" for c in _LINE_CHANGING)}
+WHERE ({", ".join(f"order_lines.{c}" for c in _LINE_CHANGING)})
+    IS DISTINCT FROM ({", ".join(f"excluded.{c}" for c in _LINE_CHANGING)})
+"""
+
+
+#: the facts of the orders (``:stores``, ``:ids``) whose placement is known, each with its
+#: refunds as three arrays in refund id order (their items as JSON text)
+_ORDER_FACTS = """
+SELECT o.store_id, o.order_id, o.currency, o.placed_at, o.items, o.status, o.status_at,
+    o.affiliate_id, o.click_id, o.click_at, r.refund_ids, r.refund_ats, r.refund_items,
+    r.refund_reported
+FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[])) AS k(store_id, order_id)
+JOIN commission.orders o ON o.store_id = k.store_id AND o.order_id = k.order_id
+LEFT JOIN LATERAL (
+    SELECT array_agg(f.refund_id ORDER BY f.refund_id) AS refund_ids,
+        array_agg(f.occurred_at ORDER BY f.refund_id) AS refund_ats,
+        array_agg(CAST(f.items AS text) ORDER BY f.refund_id) AS refund_items,
+        array_agg(f.reported_at ORDER BY f.refund_id) AS refund_reported
+    FROM commission.refunds f
+    WHERE f.store_id = o.store_id AND f.order_id = o.order_id
+) AS r ON true
+WHERE o.placed_at IS NOT NULL
+"""
+
+
+def _explanation(expl: Any) -> str | None:
+    """A decision's explanation as JSON text (given as such, or as what encodes to it)."""
+    return expl if expl is None or isinstance(expl, str) else orjson.dumps(expl).decode()
+
+
+#: the orders' rows (:meth:`OrderRepository.ensure_orders`): a new row with its placement and
+#: decision, a held row without placement given its placement; ``xmax = 0``: inserted now
+_ENSURE_ORDERS = """
+INSERT INTO commission.orders (store_id, order_id, currency, placed_at, items,
+    attribution_revision, affiliate_id, click_id, click_at, sub_id, attribution)
+SELECT store_id, order_id, currency, placed_at, CAST(items AS jsonb), coalesce(rev, -1), aff,
+    click, click_at, sub, CAST(expl AS jsonb)
+FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]), CAST(:currencies AS text[]),
+    CAST(:placed AS timestamptz[]), CAST(:items AS text[]), CAST(:revs AS integer[]),
+    CAST(:affs AS text[]), CAST(:clicks AS text[]), CAST(:click_ats AS timestamptz[]),
+    CAST(:subs AS text[]), CAST(:expls AS text[]))
+    AS p(store_id, order_id, currency, placed_at, items, rev, aff, click, click_at, sub, expl)
+ON CONFLICT (store_id, order_id) DO UPDATE SET
+    currency = excluded.currency, placed_at = excluded.placed_at, items = excluded.items
+WHERE orders.placed_at IS NULL AND excluded.placed_at IS NOT NULL
+RETURNING store_id, order_id, xmax = 0 AS inserted
+"""
+
+
 class OrderRepository:
     """Orders' facts, their computed rollups and the events applied."""
 
@@ -164,12 +238,45 @@ class OrderRepository:
         )
         return {AppliedKey(Source(source), key) for source, key in rows}
 
-    async def ensure_orders(self, keys: Iterable[OrderKey]) -> None:
-        """A row for every (store, order), so that facts arriving before placement have one."""
-        rows = [{"store_id": s, "order_id": o} for s, o in sorted(set(keys))]
-        if rows:
-            stmt = insert(m.orders).on_conflict_do_nothing(index_elements=["store_id", "order_id"])
-            await self.session.execute(stmt.returning(m.orders.c.order_id), rows)  # MANY_VALUES
+    async def ensure_orders(
+        self,
+        keys: Iterable[OrderKey],
+        placed: list[dict[str, Any]] | None = None,
+        decided: Mapping[OrderKey, dict[str, Any]] | None = None,
+    ) -> dict[OrderKey, bool]:
+        """A row for every (store, order), so that facts arriving before placement have one;
+        with the placement facts ``placed`` (order_id, store_id, currency, placed_at, items)
+        stored as :meth:`upsert_placed_many` does (the first stored wins; of several in
+        ``placed``, the last). A row inserted now also takes its order's decision from
+        ``decided`` (rows as :meth:`set_attribution_many` takes them): on a new row, with no
+        decision held and nothing posted, that method would apply it. One statement, in key
+        order (two workers never deadlock). Returns the orders whose row this wrote, each
+        with whether it inserted it: this transaction holds their lock already (see
+        :meth:`lock_orders`)."""
+        placements = {(r["store_id"], r["order_id"]): r for r in placed or []}
+        decisions = decided or {}
+        ordered = sorted(set(keys) | set(placements))
+        if not ordered:
+            return {}
+        rows = [placements.get(k) for k in ordered]
+        chosen = [decisions.get(k) for k in ordered]
+        written = await self.session.execute(
+            text(_ENSURE_ORDERS),
+            {
+                "stores": [k[0] for k in ordered],
+                "ids": [k[1] for k in ordered],
+                "currencies": [None if r is None else r["currency"] for r in rows],
+                "placed": [None if r is None else r["placed_at"] for r in rows],
+                "items": [None if r is None else orjson.dumps(r["items"]).decode() for r in rows],
+                "revs": [None if d is None else d["b_rev"] for d in chosen],
+                "affs": [None if d is None else d["b_aff"] for d in chosen],
+                "clicks": [None if d is None else d["b_click"] for d in chosen],
+                "click_ats": [None if d is None else d["b_click_at"] for d in chosen],
+                "subs": [None if d is None else d["b_sub"] for d in chosen],
+                "expls": [None if d is None else _explanation(d["b_expl"]) for d in chosen],
+            },
+        )
+        return {(store, oid): bool(inserted) for store, oid, inserted in written}
 
     async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
         """Row locks on the orders (rows must exist: see ensure_orders), in key order."""
@@ -295,7 +402,8 @@ class OrderRepository:
 
     async def set_attribution_many(self, rows: list[dict[str, Any]]) -> None:
         """Apply decisions newer than the one held, while nothing is posted for the order.
-        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl. One statement
+        Rows: b_store, b_oid, b_rev, b_aff, b_click, b_click_at, b_sub, b_expl (the explanation,
+        as JSON text or as what encodes to it). One statement
         (the settlement rollup's trigger fires once for the lot); of one order's rows the
         first of the highest revision applies, as they would one by one."""
         newest: dict[OrderKey, dict[str, Any]] = {}
@@ -332,10 +440,7 @@ class OrderRepository:
                 "clicks": [r["b_click"] for r in chosen],
                 "click_ats": [r["b_click_at"] for r in chosen],
                 "subs": [r["b_sub"] for r in chosen],
-                "expls": [
-                    None if r["b_expl"] is None else orjson.dumps(r["b_expl"]).decode()
-                    for r in chosen
-                ],
+                "expls": [_explanation(r["b_expl"]) for r in chosen],
             },
         )
 
@@ -368,24 +473,33 @@ class OrderRepository:
             await self.session.execute(stmt, rows)
 
     async def order_facts(self, keys: Iterable[OrderKey]) -> dict[OrderKey, OrderFacts]:
-        """Facts of the orders whose placement is known (others cannot be computed yet)."""
-        keys = set(keys)
-        if not keys:
+        """Facts of the orders whose placement is known (others cannot be computed yet). One
+        statement (each order's refunds as arrays), only the columns the facts hold."""
+        ordered = sorted(set(keys))
+        if not ordered:
             return {}
-        refunds: dict[OrderKey, list[Refund]] = {}
-        for r in await self.session.execute(select(m.refunds).where(_of_orders(m.refunds, keys))):
-            refunds.setdefault((r.store_id, r.order_id), []).append(
-                _refund(r.refund_id, r.occurred_at, r.items, r.reported_at)
-            )
-        adjustments = await self.adjustments(keys)
-        out: dict[OrderKey, OrderFacts] = {}
         rows = await self.session.execute(
-            select(m.orders).where(_of_orders(m.orders, keys), m.orders.c.placed_at.is_not(None))
+            text(_ORDER_FACTS),
+            {"stores": [k[0] for k in ordered], "ids": [k[1] for k in ordered]},
         )
-        for o in rows:
-            key = (o.store_id, o.order_id)
-            out[key] = _facts(o, refunds.get(key, ()), adjustments.get(key, ()))
-        return out
+        adjustments = await self.adjustments(ordered)
+        return {
+            (o.store_id, o.order_id): _facts(
+                o,
+                [
+                    _refund(i, at, orjson.loads(items), reported)
+                    for i, at, items, reported in zip(
+                        o.refund_ids or (),
+                        o.refund_ats or (),
+                        o.refund_items or (),
+                        o.refund_reported or (),
+                        strict=True,
+                    )
+                ],
+                adjustments.get((o.store_id, o.order_id), ()),
+            )
+            for o in rows
+        }
 
     async def adjustments(self, keys: Iterable[OrderKey]) -> dict[OrderKey, list[Adjustment]]:
         """The orders' adjustments, by order, in the order accepted."""
@@ -509,7 +623,8 @@ class OrderRepository:
 
     async def set_summaries(self, rows: list[Summary]) -> None:
         """Store orders' computed commission: ((store, order), chargeable, sales, commission,
-        reversed), amounts in minor units. One statement."""
+        reversed), amounts in minor units. One statement; a summary that did not change is not
+        rewritten (a completion changes none: no new row version, no rollup work)."""
         if not rows:
             return
         await self.session.execute(
@@ -523,6 +638,8 @@ class OrderRepository:
                     CAST(:commission AS bigint[]), CAST(:reversed AS bigint[]))
                     AS s(store, id, chargeable, sales, commission, reversed)
                 WHERE o.store_id = s.store AND o.order_id = s.id
+                  AND (o.chargeable, o.sales_minor, o.commission_minor, o.reversed_minor)
+                      IS DISTINCT FROM (s.chargeable, s.sales, s.commission, s.reversed)
                 """
             ),
             {
@@ -537,22 +654,12 @@ class OrderRepository:
 
     async def set_lines(self, rows: list[dict[str, Any]]) -> None:
         """Upsert order lines (in key order: two workers never deadlock); a line that did not
-        change is not rewritten."""
+        change is not rewritten. One statement over array parameters (``unnest``)."""
         if not rows:
             return
         rows = sorted(rows, key=lambda r: (r["store_id"], r["order_id"], r["line_no"]))
-        t = m.order_lines
-        stmt = insert(t)
-        changing = ("affiliate_id", "chargeable", "status", "commission_minor", "reversed_minor")
         await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["store_id", "order_id", "line_no"],
-                set_={c: stmt.excluded[c] for c in changing},
-                where=func.row(*(t.c[c] for c in changing)).is_distinct_from(
-                    func.row(*(stmt.excluded[c] for c in changing))
-                ),
-            ),
-            rows,
+            text(_UPSERT_LINES), {c: [r[c] for r in rows] for c in _LINE_COLUMNS}
         )
 
     async def summaries(self, keys: Iterable[OrderKey]) -> dict[OrderKey, Summary]:
@@ -837,6 +944,39 @@ ROLLUPS = (
 )
 
 
+#: new transactions (a key already posted: none, and no postings), then their postings; ids
+#: follow the entries' order. ``DISTINCT ON``: a key twice in one call is posted once, as its
+#: first entry, as one insert after another would.
+_POST_NEW = """
+WITH entries AS (
+    SELECT DISTINCT ON (e.key) e.*
+    FROM unnest(CAST(:keys AS text[]), CAST(:kinds AS text[]), CAST(:orders AS text[]),
+        CAST(:stores AS text[]), CAST(:affiliates AS text[]), CAST(:currencies AS text[]),
+        CAST(:reasons AS text[]))
+        WITH ORDINALITY AS e(key, kind, order_id, store_id, affiliate_id, currency, reason, n)
+    ORDER BY e.key, e.n
+), txns AS (
+    INSERT INTO commission.ledger_transactions
+        (key, kind, order_id, store_id, affiliate_id, currency, occurred_at, reason)
+    SELECT key, kind, order_id, store_id, affiliate_id, currency, CAST(:at AS timestamptz),
+        reason
+    FROM entries ORDER BY n
+    ON CONFLICT (key) DO NOTHING
+    RETURNING id, key, currency
+), postings AS (
+    INSERT INTO commission.ledger_postings (txn_id, account, currency, amount_minor)
+    SELECT t.id, p.account, coalesce(p.currency, t.currency), p.amount
+    FROM unnest(CAST(:p_entries AS bigint[]), CAST(:p_accounts AS text[]),
+        CAST(:p_currencies AS text[]), CAST(:p_amounts AS numeric[]))
+        WITH ORDINALITY AS p(entry, account, currency, amount, n)
+    JOIN entries e ON e.n = p.entry
+    JOIN txns t ON t.key = e.key
+    ORDER BY p.n
+)
+SELECT key FROM txns
+"""
+
+
 class LedgerRepository:
     """The ledger's postings: written once per idempotency key, never updated."""
 
@@ -882,44 +1022,38 @@ class LedgerRepository:
     async def post_new(
         self, entries: Sequence[tuple[LedgerTxn, str | None, str | None]], at: datetime
     ) -> set[str]:
-        """:meth:`post_many`, returning the keys posted now (those new)."""
+        """:meth:`post_many`, returning the keys posted now (those new). One statement over
+        array parameters: the transactions whose key is new, in the entries' order, and their
+        postings, in the same order (the statement rollup's trigger fires once)."""
         if not entries:
             return set()
-        t = m.ledger_transactions
-        stmt = insert(t).on_conflict_do_nothing(index_elements=["key"]).returning(t.c.key, t.c.id)
+        postings = [(n, txn, p) for n, (txn, _, _) in enumerate(entries, 1) for p in txn.postings]
         rows = await self.session.execute(
-            stmt,
-            [
-                {
-                    "key": txn.key,
-                    "kind": txn.kind.value,
-                    "order_id": txn.order_id,
-                    "store_id": store_id,
-                    "affiliate_id": affiliate_id,
-                    "currency": txn.currency,
-                    "occurred_at": at,
-                    "reason": txn.reason,
-                }
-                for txn, store_id, affiliate_id in entries
-            ],
-        )
-        ids = {r.key: r.id for r in rows}
-        postings = [
+            text(_POST_NEW),
             {
-                "txn_id": ids[txn.key],
-                "account": p.account,
-                "currency": p.currency or txn.currency,
-                "amount_minor": to_minor(p.amount, p.currency or txn.currency),
-            }
-            for txn, _, _ in entries
-            if txn.key in ids
-            for p in txn.postings
-        ]
-        if postings:
-            stmt = insert(m.ledger_postings).returning(m.ledger_postings.c.id)  # MANY_VALUES
-            await self.session.execute(stmt, postings)
-            count_on_commit(self.session, LEDGER_POSTINGS, len(postings))
-        return set(ids)
+                "keys": [txn.key for txn, _, _ in entries],
+                "kinds": [txn.kind.value for txn, _, _ in entries],
+                "orders": [txn.order_id for txn, _, _ in entries],
+                "stores": [store_id for _, store_id, _ in entries],
+                "affiliates": [affiliate_id for _, _, affiliate_id in entries],
+                "currencies": [txn.currency for txn, _, _ in entries],
+                "reasons": [txn.reason for txn, _, _ in entries],
+                "at": at,
+                "p_entries": [n for n, _, _ in postings],
+                "p_accounts": [p.account for _, _, p in postings],
+                "p_currencies": [p.currency for _, _, p in postings],
+                "p_amounts": [
+                    Decimal(to_minor(p.amount, p.currency or txn.currency))
+                    for _, txn, p in postings
+                ],
+            },
+        )
+        posted = {key for (key,) in rows}
+        first: dict[str, LedgerTxn] = {}
+        for txn, _, _ in entries:
+            first.setdefault(txn.key, txn)
+        count_on_commit(self.session, LEDGER_POSTINGS, sum(len(first[k].postings) for k in posted))
+        return posted
 
     async def account_balances(self) -> dict[tuple[str, str], int]:
         """Per (account, currency): the sum of its postings, in minor units."""

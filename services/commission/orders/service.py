@@ -9,7 +9,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.core.applied import AppliedKey, decision_key, storefront_key
@@ -162,8 +161,17 @@ def _decision(e: Attribution) -> dict[str, Any]:
         "b_click": e.click_id,
         "b_click_at": e.click_at,
         "b_sub": e.sub_id,
-        "b_expl": orjson.loads(encode_explanation(e)),
+        "b_expl": encode_explanation(e).decode(),  # JSON text: stored as it is
     }
+
+
+def _newest(decisions: Iterable[Attribution]) -> dict[OrderKey, Attribution]:
+    """Each order's decision of the highest revision (of equals, the first)."""
+    newest: dict[OrderKey, Attribution] = {}
+    for e in decisions:
+        if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
+            newest[order_key(e)] = e
+    return newest
 
 
 def _refund(e: OrderRefunded) -> dict[str, Any]:
@@ -237,9 +245,24 @@ class OrderService:
         # An order's attribution (keyed by order) and its storefront events (keyed by visitor)
         # may be in two workers' batches at once: lock the orders' rows (sorted, so two batches
         # never deadlock) before reading or writing any of their facts.
-        await repo.ensure_orders(order_key(e) for e in events)
-        await repo.lock_orders(order_key(e) for e in events)
-        await self._apply_facts(repo, events)
+        # The placements (an attribution carries its order's) are stored with the rows:
+        # the rows written are locked already, the others are locked next.
+        keys = {order_key(e) for e in events}
+        placing = [e for e in events if isinstance(e, Attribution | OrderPlaced)]
+        last = {order_key(e): e for e in placing}  # the placement stored of several: the last
+        # a new row takes its newest decision at once when it takes that decision's placement
+        newest = _newest([e for e in events if isinstance(e, Attribution)])
+        with_decision = {k: _decision(e) for k, e in newest.items() if last.get(k) is e}
+        written = await repo.ensure_orders(
+            keys,
+            [_placement(e.order if isinstance(e, Attribution) else e) for e in placing],
+            with_decision,
+        )
+        await repo.lock_orders(keys - written.keys())
+        # the event whose placement each written row now holds
+        stored = {k: e for k, e in last.items() if k in written}
+        applied = {k for k, inserted in written.items() if inserted and k in with_decision}
+        await self._apply_facts(repo, events, stored, applied)
         # decisions naming an affiliate: an ``order.attributed`` each, if it was applied
         decided = {
             order_key(e): e.revision
@@ -253,28 +276,31 @@ class OrderService:
     ) -> list[Incoming]:
         """The batch's events not applied before, each once (a duplicate inside the batch
         too)."""
-        fresh = await repo.claim_events([(idempotency_key(r.value), r.topic) for r in batch])
+        keys = [idempotency_key(r.value) for r in batch]
+        fresh = await repo.claim_events([(k, r.topic) for k, r in zip(keys, batch, strict=True)])
         events: list[Incoming] = []
-        for rec in batch:
-            key = idempotency_key(rec.value)
+        for key, rec in zip(keys, batch, strict=True):
             if key in fresh:
                 fresh.discard(key)
                 events.append(rec.value)
         return events
 
-    async def _apply_facts(self, repo: OrderRepository, events: list[Incoming]) -> None:
-        """One statement per kind of fact: placements (an attribution carries its order's),
-        decisions, terminal statuses, refunds."""
-        await repo.upsert_placed_many(
-            [
-                _placement(e.order if isinstance(e, Attribution) else e)
-                for e in events
-                if isinstance(e, Attribution | OrderPlaced)
-            ]
-        )
+    async def _apply_facts(
+        self,
+        repo: OrderRepository,
+        events: list[Incoming],
+        stored: Mapping[OrderKey, Incoming],
+        applied: set[OrderKey],
+    ) -> None:
+        """One statement per kind of fact: decisions (each order's placement the one its
+        decision was made from), terminal statuses, refunds; the placements are stored with
+        the orders' rows, and so are the decisions of ``applied``, the rows inserted now
+        (:meth:`OrderRepository.ensure_orders`)."""
         decisions = [e for e in events if isinstance(e, Attribution)]
-        await self._take_decided_placements(repo, decisions)
-        await repo.set_attribution_many([_decision(e) for e in decisions])
+        await self._take_decided_placements(repo, decisions, stored)
+        await repo.set_attribution_many(
+            [_decision(e) for e in decisions if order_key(e) not in applied]
+        )
         corrections = [e for e in decisions if e.revision > 0]
         if corrections:
             held = await repo.revisions(order_key(e) for e in corrections)
@@ -297,14 +323,15 @@ class OrderService:
         await repo.add_refunds_many([_refund(e) for e in events if isinstance(e, OrderRefunded)])
 
     @staticmethod
-    async def _take_decided_placements(repo: OrderRepository, decisions: list[Attribution]) -> None:
+    async def _take_decided_placements(
+        repo: OrderRepository, decisions: list[Attribution], stored: Mapping[OrderKey, Incoming]
+    ) -> None:
         """Before the decisions are applied: each order's placement becomes the one its
-        newest decision was made from (:func:`placement_to_apply`)."""
-        newest: dict[OrderKey, Attribution] = {}
-        for e in decisions:
-            if order_key(e) not in newest or e.revision > newest[order_key(e)].revision:
-                newest[order_key(e)] = e
-        held = await repo.held_placements(newest)
+        newest decision was made from (:func:`placement_to_apply`). An order whose row this
+        batch just wrote with that very decision's placement (``stored``: key → the event
+        whose placement it holds) holds it already: nothing to read or rewrite."""
+        newest = _newest(decisions)
+        held = await repo.held_placements(k for k, e in newest.items() if stored.get(k) is not e)
         await repo.replace_placements(
             [
                 (key, p)
@@ -330,16 +357,21 @@ class OrderService:
             return 0
         programs = await self.programs.histories(session, {f.store_id for f in facts.values()})
         ledger = LedgerRepository(session)
-        posted = await ledger.posted(facts)
+        # only an order that completed with an affiliate may owe a posting (ledger_delta)
+        posted = await ledger.posted(
+            k for k, f in facts.items() if f.status is OrderStatus.COMPLETED and f.affiliate_id
+        )
         entries = []
         summaries = []
         lines: list[dict[str, Any]] = []
         results: dict[OrderKey, OrderCommission] = {}
         for key in sorted(facts):
             f = facts[key]
-            for txn in ledger_delta(f, programs[f.store_id], posted[key], self.policy):
+            program = programs[f.store_id]
+            result = compute_order(f, program, self.policy)
+            unrefunded = None if f.refunds else result
+            for txn in ledger_delta(f, program, posted.get(key, {}), self.policy, unrefunded):
                 entries.append((txn, f.store_id, f.affiliate_id))
-            result = compute_order(f, programs[f.store_id], self.policy)
             results[key] = result
             summaries.append(summary(f, result))
             lines += order_lines(f, result)

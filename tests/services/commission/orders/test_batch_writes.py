@@ -101,3 +101,55 @@ class TestOneStatementPerKindOfFact:
             ("o2", 0, "a-zero", "c-a-zero", {"winner": "a-zero"}),
             ("o3", -1, None, None, None),
         ]
+
+
+class TestOneWriteOfANewOrder:
+    async def test_a_new_row_takes_placement_and_decision_a_held_row_only_a_missing_placement(
+        self, session: AsyncSession
+    ) -> None:
+        """The rows' one statement (issue 20, item 1): a new order's row is inserted with its
+        placement and decision; a held row gets a placement only if it has none, never a
+        decision (that one goes through set_attribution_many's rules)."""
+        repo = OrderRepository(session)
+        await repo.ensure_orders([("s1", "held"), ("s1", "placed")])
+        await repo.upsert_placed_many([_placed("placed", "EUR")])
+        written = await repo.ensure_orders(
+            [("s1", "new"), ("s1", "held"), ("s1", "placed"), ("s1", "bare")],
+            [_placed("new", "USD"), _placed("held", "USD"), _placed("placed", "USD")],
+            {
+                ("s1", "new"): _decision("new", 0, "a-new"),
+                ("s1", "held"): _decision("held", 0, "a-held"),
+            },
+        )
+        assert written == {("s1", "new"): True, ("s1", "held"): False, ("s1", "bare"): True}
+        rows = await session.execute(
+            text(
+                "SELECT order_id, currency, attribution_revision, affiliate_id, attribution"
+                " FROM commission.orders ORDER BY order_id"
+            )
+        )
+        assert [tuple(r) for r in rows] == [
+            ("bare", None, -1, None, None),
+            ("held", "USD", -1, None, None),
+            ("new", "USD", 0, "a-new", {"winner": "a-new"}),
+            ("placed", "EUR", -1, None, None),
+        ]
+
+
+def _placed(order: str, currency: str) -> dict[str, Any]:
+    return {
+        "store_id": "s1",
+        "order_id": order,
+        "currency": currency,
+        "placed_at": T0,
+        "items": [
+            {
+                "product_id": "p",
+                "category_id": None,
+                "title": "",
+                "quantity": 1,
+                "unit_price": "1.00",
+                "shipping_fee": "0",
+            }
+        ],
+    }
