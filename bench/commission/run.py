@@ -288,8 +288,9 @@ async def commission_floor(
                 await conn.copy_records_to_table(
                     "bench_floor_orders", records=facts, columns=FLOOR_ORDER_COLUMNS
                 )
-                # the transactions' rows hold every column, in the table's order
-                await conn.copy_records_to_table("bench_floor_transactions", records=txns)
+                await conn.copy_records_to_table(
+                    "bench_floor_transactions", records=txns, columns=FLOOR_TXN_COLUMNS
+                )
                 await conn.copy_records_to_table(
                     "bench_floor_postings", records=postings, columns=FLOOR_POSTING_COLUMNS
                 )
@@ -322,6 +323,18 @@ FLOOR_ORDER_COLUMNS = (
     "items",
 )
 FLOOR_POSTING_COLUMNS = ("txn_id", "account", "currency", "amount_minor")
+#: a ledger transaction's columns the floor writes (an adjustment's reason stays empty)
+FLOOR_TXN_COLUMNS = (
+    "id",
+    "key",
+    "kind",
+    "order_id",
+    "store_id",
+    "affiliate_id",
+    "currency",
+    "occurred_at",
+    "posted_at",
+)
 
 
 async def main_async(
