@@ -12,10 +12,10 @@ FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in ra
 # unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
 demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood: export ALLIANCE_ENV = dev
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
