@@ -28,6 +28,11 @@ def _when(value: When) -> str | None:
     return value.isoformat() if isinstance(value, date | datetime) else value
 
 
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields the caller gave (None: not given, the server's default applies)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
@@ -155,7 +160,9 @@ class AffiliateClient(_Client):
         self, store_id: str, product_id: str | None = None, *, sub_id: str | None = None
     ) -> tm.LinkResponse:
         """``POST /v1/links``: a tracking link to a store (or one of its products)."""
-        request = tm.LinkRequest(store_id=store_id, product_id=product_id, sub_id=sub_id)
+        request = tm.LinkRequest.model_validate(
+            _given(store_id=store_id, product_id=product_id, sub_id=sub_id)
+        )
         response = await self.tracker.send("POST", "/v1/links", json=body_of(request))
         return parse(tm.LinkResponse, response)
 
@@ -319,8 +326,9 @@ class StoreClient(_Client):
         self, code: str, affiliate_id: str, *, valid_from: When = None, valid_to: When = None
     ) -> cm.CouponView:
         """``PUT /v1/stores/{store_id}/coupons/{code}``: the code credits ``affiliate_id``."""
-        body: dict[str, Any] = {"affiliate_id": affiliate_id}
-        body |= {k: _when(v) for k, v in (("valid_from", valid_from), ("valid_to", valid_to)) if v}
+        body = _given(
+            affiliate_id=affiliate_id, valid_from=_when(valid_from), valid_to=_when(valid_to)
+        )
         response = await self.commission.send(
             "PUT",
             "/v1/stores/{store_id}/coupons/{code}",
@@ -462,7 +470,7 @@ class FinanceClient(_Client):
         self, up_to: datetime, currency: str | None = None
     ) -> cm.PayoutRunView:
         """``POST /v1/finance/payout-runs``: pay every affiliate over its minimum."""
-        request = cm.PayoutRunRequest(up_to=up_to, currency=currency)
+        request = cm.PayoutRunRequest.model_validate(_given(up_to=up_to, currency=currency))
         response = await self.commission.send(
             "POST", "/v1/finance/payout-runs", json=body_of(request)
         )
