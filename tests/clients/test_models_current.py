@@ -53,6 +53,9 @@ def test_every_route_the_clients_call_exists() -> None:
     assert len(calls) > 30
     missing = sorted({c for c in calls if c not in OPERATIONS})
     assert not missing, missing
+    paths = {path for _, path in OPERATIONS}
+    templates = set(re.findall(r'"(/v1/[^"]*)"', CLIENTS.read_text()))
+    assert not templates - paths, sorted(templates - paths)
 
 
 class TestTheModelsReadTheApi:

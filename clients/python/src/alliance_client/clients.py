@@ -37,6 +37,18 @@ def _bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
+async def _settlement(
+    door: Door, of: Literal["stores", "affiliates"], who: str, start: When, end: When
+) -> cm.Settlement:
+    """``GET /v1/settlements/stores/{store_id}`` or ``…/affiliates/{affiliate_id}``."""
+    template, key = {
+        "stores": ("/v1/settlements/stores/{store_id}", "store_id"),
+        "affiliates": ("/v1/settlements/affiliates/{affiliate_id}", "affiliate_id"),
+    }[of]
+    params = {"from": _when(start), "to": _when(end)}
+    return parse(cm.Settlement, await door.send("GET", template, {key: who}, params=params))
+
+
 class _Client:
     """Owns the doors it opened; ``async with`` closes them."""
 
@@ -204,13 +216,7 @@ class AffiliateClient(_Client):
         self, affiliate_id: str, *, start: When = None, end: When = None
     ) -> cm.Settlement:
         """``GET /v1/settlements/affiliates/{affiliate_id}`` (the caller's own id)."""
-        response = await self.commission.send(
-            "GET",
-            "/v1/settlements/affiliates/{affiliate_id}",
-            {"affiliate_id": affiliate_id},
-            params={"from": _when(start), "to": _when(end)},
-        )
-        return parse(cm.Settlement, response)
+        return await _settlement(self.commission, "affiliates", affiliate_id, start, end)
 
     async def products(
         self,
@@ -375,13 +381,7 @@ class StoreClient(_Client):
 
     async def settlement(self, *, start: When = None, end: When = None) -> cm.Settlement:
         """``GET /v1/settlements/stores/{store_id}``: what the store owes, per currency."""
-        response = await self.commission.send(
-            "GET",
-            "/v1/settlements/stores/{store_id}",
-            {"store_id": self.store_id},
-            params={"from": _when(start), "to": _when(end)},
-        )
-        return parse(cm.Settlement, response)
+        return await _settlement(self.commission, "stores", self.store_id, start, end)
 
     async def statement(self, period: str) -> cm.Statement:
         """``GET /v1/statements/{store_id}/{period}`` (``period``: ``2026-03``)."""
@@ -433,25 +433,13 @@ class FinanceClient(_Client):
         self, store_id: str, *, start: When = None, end: When = None
     ) -> cm.Settlement:
         """``GET /v1/settlements/stores/{store_id}``."""
-        response = await self.commission.send(
-            "GET",
-            "/v1/settlements/stores/{store_id}",
-            {"store_id": store_id},
-            params={"from": _when(start), "to": _when(end)},
-        )
-        return parse(cm.Settlement, response)
+        return await _settlement(self.commission, "stores", store_id, start, end)
 
     async def affiliate_settlement(
         self, affiliate_id: str, *, start: When = None, end: When = None
     ) -> cm.Settlement:
         """``GET /v1/settlements/affiliates/{affiliate_id}``."""
-        response = await self.commission.send(
-            "GET",
-            "/v1/settlements/affiliates/{affiliate_id}",
-            {"affiliate_id": affiliate_id},
-            params={"from": _when(start), "to": _when(end)},
-        )
-        return parse(cm.Settlement, response)
+        return await _settlement(self.commission, "affiliates", affiliate_id, start, end)
 
     async def create_payout(self, affiliate_id: str, up_to: datetime) -> cm.PayoutView:
         """``POST /v1/payouts``: pay the affiliate's payable balance up to ``up_to``."""
