@@ -4,8 +4,11 @@ changed without ``python -m deploy.clientgen`` fails here."""
 from __future__ import annotations
 
 import copy
+import importlib
 import re
+import sys
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
@@ -78,3 +81,62 @@ class TestTheModelsReadTheApi:
 
         with pytest.raises(ValidationError):
             tracker.LinkResponse.model_validate({"code": "x"})
+
+
+class TestTheGenerator:
+    """Each JSON Schema shape the documents use becomes the Python type it means."""
+
+    DOC: ClassVar[dict[str, Any]] = {
+        "info": {"version": "1"},
+        "paths": {"/v1/things/{id}": {"get": {"operationId": "get_thing"}}},
+        "components": {
+            "schemas": {
+                "Colour": {"type": "string", "enum": ["red", "green"]},
+                "Thing": {
+                    "type": "object",
+                    "description": 'A thing with """quotes""" and a \\ backslash.',
+                    "required": ["id", "from", "rate", "at", "colour", "tags", "parts"],
+                    "properties": {
+                        "id": {"type": "integer"},
+                        "from": {"type": "string", "format": "date"},
+                        "rate": {"anyOf": [{"type": "number"}, {"type": "string"}]},
+                        "at": {"type": "string", "format": "date-time"},
+                        "colour": {"$ref": "#/components/schemas/Colour"},
+                        "tags": {"type": "object", "additionalProperties": {"type": "string"}},
+                        "parts": {"type": "array", "items": {"$ref": "#/components/schemas/Part"}},
+                        "note": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+                        "size": {"type": "integer", "default": 3},
+                        "json": {"type": "boolean"},
+                    },
+                },
+                "Part": {"type": "object", "properties": {"n": {"type": "integer"}}},
+            }
+        },
+    }
+
+    def test_shapes_become_types_and_the_module_reads_json(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        source = clientgen.render("things", self.DOC)
+        assert "Colour: TypeAlias = Literal['red', 'green']" in source.replace('"', "'")
+        assert "rate: Decimal" in source
+        assert "from_: date = Field(alias='from')" in source.replace('"', "'")
+        assert "note: str | None = None" in source
+        assert "size: int = 3" in source
+        assert "json_: bool | None = Field(default=None, alias='json')" in source.replace('"', "'")
+        assert source.index("class Part(") < source.index("class Thing(")  # used after defined
+        (tmp_path / "things_models.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        things = importlib.import_module("things_models")
+        thing = things.Thing.model_validate_json(
+            '{"id": 1, "from": "2026-03-01", "rate": "0.06", "at": "2026-03-01T12:00:00Z",'
+            ' "colour": "red", "tags": {"a": "b"}, "parts": [{"n": 2}], "json": true}'
+        )
+        assert str(thing.rate) == "0.06"
+        assert thing.from_.isoformat() == "2026-03-01"
+        assert thing.at.utcoffset() is not None
+        assert thing.parts[0].n == 2
+        assert thing.json_ is True
+        assert thing.model_dump(mode="json", by_alias=True)["from"] == "2026-03-01"
+        assert things.OPERATIONS == {("GET", "/v1/things/{id}"): "get_thing"}
+        monkeypatch.delitem(sys.modules, "things_models")
