@@ -9,7 +9,7 @@ FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in ra
 .PHONY: install demo down test docs test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood clean
 
 # The demo, the tests and the benches run on the development secrets; a service refuses them
-# unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
+# unless ALLIANCE_ENV=dev (production is the default: docs/security.md).
 demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood: export ALLIANCE_ENV = dev
 
 $(STAMP): pyproject.toml constraints.txt
