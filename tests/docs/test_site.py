@@ -63,12 +63,17 @@ def nav() -> list[str]:
     return list(nav_pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"]))
 
 
+def rules() -> dict[str, dict[str, Any]]:
+    """Every alert rule of deploy/prometheus, by name."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in PROMETHEUS.glob("*.yaml"):
+        for group in (yaml.safe_load(path.read_text()) or {}).get("groups", []):
+            found |= {rule["alert"]: rule for rule in group["rules"] if "alert" in rule}
+    return found
+
+
 def alert_names() -> set[str]:
-    names = set()
-    for rules in PROMETHEUS.glob("*.yaml"):
-        for group in (yaml.safe_load(rules.read_text()) or {}).get("groups", []):
-            names |= {rule["alert"] for rule in group["rules"] if "alert" in rule}
-    return names
+    return set(rules())
 
 
 def anchors(page: Path) -> set[str]:
@@ -116,6 +121,8 @@ def test_every_alert_rule_has_a_runbook_in_the_nav() -> None:
     for alert in sorted(alerts):
         pages = [page for page, title in runbooks.items() if f"`{alert}`" in title]
         assert len(pages) == 1, f"{alert}: no runbook (docs/runbooks/, in mkdocs.yml's nav)"
+        expression = " ".join(str(rules()[alert]["expr"]).split())
+        assert f"`{expression}`" in (DOCS / pages[0]).read_text(), f"{alert}: expression changed"
 
 
 def test_every_setting_is_named_on_some_page() -> None:
