@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
 
@@ -593,7 +595,16 @@ def main(argv: list[str] | None = None) -> int:
         help="where the live run's payout files go (default: the state folder's demo/)",
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a retention shorter than its rule: said, no traceback
+        for error in exc.errors():
+            where = "ALLIANCE_" + "_".join(map(str, error["loc"])).upper()
+            print(
+                f"error: settings: {error['msg']}" + (f" ({where})" if error["loc"] else ""),
+                file=sys.stderr,
+            )
+        return 2
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "stack": _stack,
         "services": _services,
