@@ -181,6 +181,27 @@ def _expire(settings: Settings) -> int:
     return 0
 
 
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    """One pass of the retention job over both services' schemas (docs/retention.md): what
+    the services do every ALLIANCE_RETENTION_INTERVAL_S; skipped where a replica holds it."""
+    import asyncio
+
+    from shared.clock import SystemClock
+    from shared.db import scratch_sessions
+    from shared.retention_store import Report, RetentionJob
+
+    async def run() -> Report:
+        async with scratch_sessions(settings.database_url) as sessions:
+            job = RetentionJob(sessions, ("attribution", "commission"), settings, SystemClock(), 0)
+            return await job.run_once()
+
+    report = asyncio.run(run())
+    print(f"retention: {report.line()}")
+    for name in report.dropped:
+        print(f"  dropped {name}")
+    return 0
+
+
 def _ledger(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
@@ -576,6 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     privacy.add_argument("action", choices=["erase", "export"])
     privacy.add_argument("visitor", help="the visitor id (alliance_vid)")
+    retention = sub.add_parser(
+        "retention",
+        help="create day partitions ahead, drop those past their retention, expire old "
+        "idempotency records and webhook deliveries (docs/retention.md)",
+    )
+    retention.add_argument("action", choices=["run"])
     dlq = sub.add_parser(
         "dlq", help="list dead letters, or replay a consumer's to their source topics"
     )
@@ -616,6 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         "ledger": _ledger,
         "dlq": _dlq,
         "privacy": _privacy,
+        "retention": _retention,
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)

@@ -168,3 +168,31 @@ def tables_of(schemas: Iterable[str]) -> tuple[PartitionedTable, ...]:
     """The partitioned tables of ``schemas``, in :data:`PARTITIONED`'s order."""
     wanted = set(schemas)
     return tuple(t for t in PARTITIONED if t.schema in wanted)
+
+
+#: Plain tables whose old rows the job deletes in chunks: (schema, table, time column); kept
+#: ALLIANCE_RETENTION_IDEMPOTENCY_DAYS. Their key is an event id alone (a day partition's key
+#: would have to hold the day, and a replay on another day would be applied again).
+IDEMPOTENCY: Final = (
+    ("commission", "processed_events", "processed_at"),
+    ("commission", "seen_page_views", "seen_at"),
+)
+
+
+def parse_bound(expression: str) -> tuple[date | None, date | None, bool]:
+    """A partition's bounds from ``pg_get_expr(relpartbound, oid)`` read with the session's
+    time zone UTC: ``FOR VALUES FROM ('2026-12-06 00:00:00+00') TO (...)``, ``MINVALUE`` /
+    ``MAXVALUE`` for open ends, or ``DEFAULT``. Returns (lower, upper, default)."""
+    if expression.strip() == "DEFAULT":
+        return None, None, True
+    head, sep, tail = expression.partition(" TO ")
+    if not sep or "FROM (" not in head:
+        raise ValueError(f"not a range partition's bound: {expression!r}")
+
+    def value(text: str) -> date | None:
+        inner = text.strip().removeprefix("(").removesuffix(")").strip()
+        if inner in ("MINVALUE", "MAXVALUE"):
+            return None
+        return date.fromisoformat(inner.strip("'")[:10])
+
+    return value(head.split("FROM", 1)[1]), value(tail), False

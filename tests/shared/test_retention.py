@@ -16,6 +16,7 @@ from shared.retention import (
     WIDEST_WINDOW_DAYS,
     Partition,
     clicks_minimum_days,
+    parse_bound,
     plan,
     retention_problems,
 )
@@ -131,3 +132,26 @@ class TestRules:
         with pytest.raises(ValidationError, match="ALLIANCE_RETENTION_IDEMPOTENCY_DAYS=14"):
             Settings(retention_topic_hours=24 * 14)
         assert retention_problems(Settings(retention_idempotency_days=8)) == []
+
+
+class TestBounds:
+    @pytest.mark.parametrize(
+        ("expression", "expected"),
+        [
+            (
+                "FOR VALUES FROM ('2026-12-06 00:00:00+00') TO ('2026-12-07 00:00:00+00')",
+                (date(2026, 12, 6), date(2026, 12, 7), False),
+            ),
+            ("FOR VALUES FROM ('2026-12-06') TO ('2026-12-07')", (TODAY, TODAY + DAY, False)),
+            ("FOR VALUES FROM (MINVALUE) TO ('2026-12-07')", (None, TODAY + DAY, False)),
+            ("DEFAULT", (None, None, True)),
+        ],
+    )
+    def test_reads_the_catalogs_bounds(
+        self, expression: str, expected: tuple[date | None, date | None, bool]
+    ) -> None:
+        assert parse_bound(expression) == expected
+
+    def test_refuses_a_list_partition(self) -> None:
+        with pytest.raises(ValueError, match="not a range"):
+            parse_bound("FOR VALUES IN ('a')")
