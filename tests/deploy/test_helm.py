@@ -167,9 +167,7 @@ def test_kafka_topics_are_the_codes_topics_with_their_configuration(helm: Path) 
         spec = topics[f"prod.{topic}"]["spec"]
         assert spec["partitions"] == 6
         assert spec["replicas"] == 1
-        assert {k: str(v) for k, v in spec.get("config", {}).items()} == topic_config(
-            topic, 168
-        )
+        assert {k: str(v) for k, v in spec.get("config", {}).items()} == topic_config(topic, 168)
     names = [t["metadata"]["name"] for t in of(docs, "KafkaTopic").values()]
     assert "prod-dead-letters" in names  # a Kubernetes name: no dots
     assert all(
