@@ -122,12 +122,23 @@ def plan(partitions: Sequence[Partition], today: date, keep_days: int, ahead_day
 class RetentionSettings(Protocol):
     """The settings the rules read (shared.config.Settings has them)."""
 
-    retention_clicks_days: int
-    retention_topic_hours: int
-    retention_idempotency_days: int
-    retention_reports_days: int
-    attribution_window_days: int
-    attribution_grace_s: int
+    @property
+    def retention_clicks_days(self) -> int: ...
+
+    @property
+    def retention_topic_hours(self) -> int: ...
+
+    @property
+    def retention_idempotency_days(self) -> int: ...
+
+    @property
+    def retention_reports_days(self) -> int: ...
+
+    @property
+    def attribution_window_days(self) -> int: ...
+
+    @property
+    def attribution_grace_s(self) -> int: ...
 
 
 def clicks_minimum_days(widest_window_days: int, grace_s: int) -> int:

@@ -40,8 +40,11 @@ LOCK_TIMEOUT = "5s"
 class JobSettings(RetentionSettings, Protocol):
     """The settings the job reads beyond the rules' (shared.config.Settings has them)."""
 
-    retention_webhooks_days: int
-    retention_partitions_ahead_days: int
+    @property
+    def retention_webhooks_days(self) -> int: ...
+
+    @property
+    def retention_partitions_ahead_days(self) -> int: ...
 
 
 @dataclass
