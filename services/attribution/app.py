@@ -45,9 +45,10 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         settings.privacy_minimise_interval_s,
     )
 
-    # the clicks' day partitions: created ahead, dropped whole past ALLIANCE_RETENTION_CLICKS_DAYS
+    # the clicks' day partitions: created ahead, dropped whole past ALLIANCE_RETENTION_CLICKS_DAYS;
+    # by the wall clock: it keeps the disk, whatever time a replay's clock says it is
     retention = RetentionJob(
-        sessions, ("attribution",), settings, service.clock, settings.retention_interval_s
+        sessions, ("attribution",), settings, SystemClock(), settings.retention_interval_s
     )
 
     @asynccontextmanager

@@ -249,11 +249,12 @@ async def start_consumers(
         )
 
     # day partitions created ahead and dropped past their retention, idempotency records and
-    # finished webhook deliveries expired (docs/retention.md); one replica at a time
+    # finished webhook deliveries expired (docs/retention.md); one replica at a time; by the
+    # wall clock: it keeps the disk, whatever time a replay's clock says it is
     if settings.retention_interval_s > 0:
         tasks.start_periodic(
             RetentionJob(
-                sessions, ("commission",), settings, clock, settings.retention_interval_s
+                sessions, ("commission",), settings, SystemClock(), settings.retention_interval_s
             ).periodic
         )
 
