@@ -176,8 +176,10 @@ class RetentionJob:
                 await session.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
                 result = await session.execute(
                     text(
-                        f"DELETE FROM {schema}.{name} WHERE ctid IN ("
-                        f"SELECT ctid FROM {schema}.{name} WHERE {where} LIMIT :n)"
+                        # ctid = ANY(ARRAY(...)): a TID scan of the chunk, not a join that
+                        # reads the whole table for each chunk
+                        f"DELETE FROM {schema}.{name} WHERE ctid = ANY(ARRAY("
+                        f"SELECT ctid FROM {schema}.{name} WHERE {where} LIMIT :n))"
                     ),
                     {**params, "n": self.chunk},
                 )
