@@ -97,11 +97,28 @@ async def test_the_tables_are_partitioned_in_place_and_the_code_still_finds_and_
     try:
         await asyncio.to_thread(upgrade, database, BEFORE)
         await _fill(engine)
+        # the operator's key built beforehand (CONCURRENTLY) for one table: adopted, not rebuilt
+        async with engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(
+                text(
+                    "CREATE UNIQUE INDEX CONCURRENTLY report_clicks_pk_ready "
+                    "ON commission.report_clicks (click_id, occurred_at)"
+                )
+            )
+            ready = await conn.scalar(
+                text("SELECT relfilenode FROM pg_class WHERE relname = 'report_clicks_pk_ready'")
+            )
         files = await _files(engine, "")
         await asyncio.to_thread(upgrade, database, REVISION)
 
         # the same files, renamed and attached: no row copied, no index rebuilt
         assert await _files(engine, "_legacy") == files
+        async with engine.connect() as conn:
+            adopted = await conn.scalar(
+                text("SELECT relfilenode FROM pg_class WHERE relname = 'report_clicks_legacy_pkey'")
+            )
+        assert adopted == ready
         assert await _counts(engine) == [2, 2, 2]
         async with engine.begin() as conn:
             kinds: dict[str, str] = dict(

@@ -8,7 +8,9 @@ On a live database, without copying a row: each table is renamed ``<name>_legacy
 attached whole as the partition of everything before tomorrow (its last day, if later);
 its indexes become the partitioned indexes' (matched by definition, not rebuilt). The one
 index that is built is the clicks tables' new primary key, ``(click_id, occurred_at)``: a
-partitioned table's unique keys must hold its partition key. Then come a default partition
+partitioned table's unique keys must hold its partition key. Built beforehand without a lock
+(``CREATE UNIQUE INDEX CONCURRENTLY <table>_pk_ready ON <schema>.<table> (click_id,
+occurred_at)``), it is adopted instead. Then come a default partition
 (the rows of days without a partition: an old backdated click once its days were dropped)
 and a partition per day up to a week ahead; the retention job keeps creating them. The
 legacy partition goes whole when its last day is past the retention.
@@ -121,8 +123,15 @@ def _partition(t: Table) -> None:
     lq = f"{t.schema}.{legacy}"
     for name, _ in t.indexes:  # their names go to the partitioned table's indexes
         op.execute(f"ALTER INDEX {t.schema}.{name} RENAME TO {name}_legacy")
+    ready = f"{t.name}_pk_ready"
     if t.old_key == t.new_key:
         op.execute(f"ALTER TABLE {lq} RENAME CONSTRAINT pk_{t.name} TO {legacy}_pkey")
+    elif bind.execute(text(f"SELECT to_regclass('{t.schema}.{ready}')")).scalar() is not None:
+        # built beforehand, CONCURRENTLY, by the operator (docs/retention.md): adopted as is
+        op.execute(
+            f"ALTER TABLE {lq} DROP CONSTRAINT pk_{t.name}, "
+            f"ADD CONSTRAINT {legacy}_pkey PRIMARY KEY USING INDEX {ready}"
+        )
     else:
         op.execute(
             f"ALTER TABLE {lq} DROP CONSTRAINT pk_{t.name}, "
