@@ -63,6 +63,16 @@ TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
 }
 
 
+def topic_config(topic: Topic, retention_hours: int) -> dict[str, str]:
+    """The configuration of ``topic``: :data:`TOPIC_CONFIGS`'s, and for the topics that
+    expire (all but the compacted ones) ``retention.ms`` from ALLIANCE_RETENTION_TOPIC_HOURS,
+    which the idempotency records' retention must exceed (docs/retention.md)."""
+    config = dict(TOPIC_CONFIGS.get(topic, {}))
+    if config.get("cleanup.policy") != "compact":
+        config["retention.ms"] = str(retention_hours * 3600 * 1000)
+    return config
+
+
 #: Event times the services can compute with: windows, holds, grace periods and report ranges
 #: around them (days to a few years) stay inside what ``datetime`` represents. An order dated
 #: 9999-12-31 that reached a consumer used to fail later, in arithmetic on a batch it was no

@@ -22,6 +22,7 @@ from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.privacy_store import AddressMinimisation
+from shared.retention_store import RetentionJob
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
@@ -42,6 +43,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
         service.clock,
         timedelta(hours=settings.privacy_full_address_hours),
         settings.privacy_minimise_interval_s,
+    )
+
+    # the clicks' day partitions: created ahead, dropped whole past ALLIANCE_RETENTION_CLICKS_DAYS;
+    # by the wall clock: it keeps the disk, whatever time a replay's clock says it is
+    retention = RetentionJob(
+        sessions, ("attribution",), settings, SystemClock(), settings.retention_interval_s
     )
 
     @asynccontextmanager
@@ -69,6 +76,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             tasks.start_periodic(expiry.periodic)
         if settings.privacy_minimise_interval_s > 0:
             tasks.start_periodic(minimise.periodic)
+        if settings.retention_interval_s > 0:
+            tasks.start_periodic(retention.periodic)
         try:
             yield
         finally:
@@ -77,6 +86,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("outbox-relay")
             await tasks.stop("click-expiry")
             await tasks.stop("address-minimisation")
+            await tasks.stop("retention")
             await producer.stop()
             await engine.dispose()
 

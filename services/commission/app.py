@@ -55,6 +55,7 @@ from shared.metrics import COMMITTED, LEDGER_POSTINGS, Metric, ServiceMetrics
 from shared.outbox import service_relay
 from shared.periodic import Periodic
 from shared.privacy_store import AddressMinimisation
+from shared.retention_store import RetentionJob
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -247,7 +248,18 @@ async def start_consumers(
             ).periodic
         )
 
+    # day partitions created ahead and dropped past their retention, idempotency records and
+    # finished webhook deliveries expired (docs/retention.md); one replica at a time; by the
+    # wall clock: it keeps the disk, whatever time a replay's clock says it is
+    if settings.retention_interval_s > 0:
+        tasks.start_periodic(
+            RetentionJob(
+                sessions, ("commission",), settings, SystemClock(), settings.retention_interval_s
+            ).periodic
+        )
+
     async def stop() -> None:
+        await tasks.stop("retention")
         await tasks.stop("traffic-fold")
         await tasks.stop(COMPACTION)
         await tasks.stop("address-minimisation")

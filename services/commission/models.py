@@ -449,7 +449,8 @@ order_lines = Table(
 )
 
 #: Affiliate clicks as the reports consumer stored them (deduplicated by click id): what
-#: decides whether a page view came from an affiliate visitor.
+#: decides whether a page view came from an affiliate visitor. Range-partitioned by day of
+#: ``occurred_at`` (migration 7a1e5c3d9b20), which the key therefore holds.
 report_clicks = Table(
     "report_clicks",
     metadata,
@@ -457,7 +458,7 @@ report_clicks = Table(
     Column("store_id", String(128), nullable=False),
     Column("visitor_id", String(128), nullable=False),
     Column("affiliate_id", String(128), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), primary_key=True),
     Column("suspicious", Boolean, nullable=False),
     Index("ix_report_clicks_visitor", "store_id", "visitor_id", "occurred_at"),
 )
@@ -495,6 +496,7 @@ traffic_days = Table(
 )
 
 #: Who visited a store on a UTC day, and how: distinct visitors over any range of days.
+#: Range-partitioned by ``day`` (migration 7a1e5c3d9b20), kept ALLIANCE_RETENTION_REPORTS_DAYS.
 visitor_days = Table(
     "visitor_days",
     metadata,

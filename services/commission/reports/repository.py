@@ -534,7 +534,7 @@ class ReportRepository:
                         for c in sorted(admitted, key=lambda c: c.click_id)
                     ]
                 )
-                .on_conflict_do_nothing(index_elements=["click_id"])
+                .on_conflict_do_nothing(index_elements=["click_id", "occurred_at"])
             )
         return new
 
