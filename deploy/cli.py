@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from shared import logs, tracing
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
 
@@ -61,11 +61,12 @@ def _serve(name: str, settings: Settings) -> int:
     # The consumers allocate many short-lived objects per batch and keep few: collect less
     # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
     gc.set_threshold(50_000, 20, 20)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tracing.configure(name)  # off unless the OTEL_* variables turn it on
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",
         "access_log": False,
+        "log_config": None,  # shared.logs configured the root logger; uvicorn's propagate to it
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "timeout_graceful_shutdown": 30,
@@ -594,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     settings = get_settings()
+    # one JSON (production) or text (dev) line per record, redacted, for every command
+    logs.configure_from(settings, args.command if args.command in SERVICES else "cli")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "stack": _stack,
         "services": _services,

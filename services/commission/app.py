@@ -57,6 +57,7 @@ from shared.periodic import Periodic
 from shared.privacy_store import AddressMinimisation
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
+from shared.tracing import TracedRequests
 from shared.visitors import VisitorCookies
 
 STATIC = Path(__file__).parent / "static"
@@ -347,6 +348,7 @@ def create_app(
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    app.add_middleware(TracedRequests, service="commission")  # a span per request, when on
     install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))

@@ -44,6 +44,7 @@ from shared.service_runtime import (
     scrape_router,
     task_restarts,
 )
+from shared.tracing import TracedRequests
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    app.add_middleware(TracedRequests, service="tracker")  # a span per request, when on
     prometheus: ServiceMetrics = app.state.prometheus
     prometheus.add(lambda: tracker_families(getattr(app.state, "tracker", None), tasks))
     # outermost; the click redirect's fast path charges the same limiter (redirect quota)
