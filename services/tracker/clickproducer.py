@@ -26,10 +26,11 @@ from typing import Any, Final, Protocol
 
 from shared import tracing
 
-#: a record's Kafka headers
-Headers = Sequence[tuple[str, bytes]]
-#: the headers of a click while traces are off (one shared tuple: nothing allocated per click)
-NO_HEADERS: Final[Headers] = ()
+#: a record's Kafka headers (a list: aiokafka's record builder takes nothing else)
+Headers = list[tuple[str, bytes]]
+#: the headers of a click while traces are off: one shared list, never changed (the builder
+#: only reads it), so nothing is allocated per click
+NO_HEADERS: Final[Headers] = []
 
 _M: Final = 0x5BD1E995
 _MASK: Final = 0xFFFFFFFF
