@@ -240,6 +240,14 @@ def redirect_span(service: str, scope: Scope) -> contextlib.AbstractContextManag
     return _server_span(service, scope, f"{scope['method']} /r/{{code}}")
 
 
+def instrument(app: Any, service: str) -> None:
+    """Give ``app`` (a FastAPI app) :class:`TracedRequests` when traces are on; off, it gets
+    nothing at all (not even a pass-through layer). Call it after :func:`configure`, which
+    ``alliance <service>`` runs before building its app."""
+    if ENABLED:
+        app.add_middleware(TracedRequests, service=service)
+
+
 class TracedRequests:
     """ASGI middleware: each HTTP request a ``SERVER`` span named by its method and route
     template (``POST /v1/events``; never the raw path, which may hold ids), with its status.

@@ -12,6 +12,7 @@ from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
 from services.attribution.privacy import Erasures
 from services.attribution.service import OUTBOX, AttributionService
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -23,7 +24,6 @@ from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.privacy_store import AddressMinimisation
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
-from shared.tracing import TracedRequests
 
 
 def create_app(settings: Settings | None = None, clock: Clock | None = None) -> FastAPI:
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.service = service
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
-    app.add_middleware(TracedRequests, service="attribution")  # a span per request, when on
+    tracing.instrument(app, "attribution")  # a span per request when traces are on
     install_limits(app, settings)  # only health here: the public quota
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(

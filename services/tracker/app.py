@@ -29,6 +29,7 @@ from services.tracker.links import LinkSigner
 from services.tracker.service import TrackerService
 from services.tracker.snapshot import Snapshot, snapshot_writer
 from services.tracker.spool import ClickSpool, spool_drainer
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.docs import install_docs
@@ -44,7 +45,6 @@ from shared.service_runtime import (
     scrape_router,
     task_restarts,
 )
-from shared.tracing import TracedRequests
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
-    app.add_middleware(TracedRequests, service="tracker")  # a span per request, when on
+    tracing.instrument(app, "tracker")  # a span per request when traces are on
     prometheus: ServiceMetrics = app.state.prometheus
     prometheus.add(lambda: tracker_families(getattr(app.state, "tracker", None), tasks))
     # outermost; the click redirect's fast path charges the same limiter (redirect quota)
