@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Final, Literal
+from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 import orjson
 
@@ -237,6 +237,18 @@ class TextFormatter(JsonFormatter):
         return "\n".join(part for part in (head + tail, exc, stack) if part)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record (a test runner swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
 def default_format(env: str) -> LogFormat:
     """JSON in production (a log collector reads it), text in development (a person does)."""
     return "json" if env == "production" else "text"
@@ -248,14 +260,16 @@ def configure(
     fmt: LogFormat,
     level: str = "INFO",
     redactor: Redactor | None = None,
-    stream: object = None,
+    stream: IO[str] | None = None,
 ) -> logging.Handler:
     """Make the root logger write ``fmt`` lines of ``level`` and above to ``stream``
     (standard error by default), replacing the stream handler it had (another call's, or
     :func:`logging.basicConfig`'s); returns the handler.
     Uvicorn's loggers propagate to it (their own handlers are removed)."""
     formatter_type = JsonFormatter if fmt == "json" else TextFormatter
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler: logging.StreamHandler[Any] = (
+        logging.StreamHandler(stream) if stream is not None else _Stderr()
+    )
     handler.setFormatter(formatter_type(service, redactor or Redactor()))
     setattr(handler, _OURS, True)
     root = logging.getLogger()
@@ -287,7 +301,9 @@ def settings_secrets(settings: Settings) -> tuple[str, ...]:
     return tuple(k for k in known if k)
 
 
-def configure_from(settings: Settings, service: str, stream: object = None) -> logging.Handler:
+def configure_from(
+    settings: Settings, service: str, stream: IO[str] | None = None
+) -> logging.Handler:
     """:func:`configure` as the settings say (``ALLIANCE_LOG_FORMAT``,
     ``ALLIANCE_LOG_LEVEL``), redacting the deployment's own secrets too."""
     return configure(

@@ -202,3 +202,18 @@ class TestNoSecretEverWritten:
         token = secrets.token_hex(16)
         redact = Redactor(KEY, (token,))
         assert token not in redact(f"x{token}y")
+
+
+class TestStandardError:
+    def test_lines_go_to_the_standard_error_of_the_moment(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
+        try:
+            logs.configure("cli", fmt="json", level="INFO")
+            logging.getLogger("deploy.x").info("migrated")
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
+        assert orjson.loads(capsys.readouterr().err.splitlines()[-1])["message"] == "migrated"
