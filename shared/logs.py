@@ -115,16 +115,35 @@ _IPV4: Final = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
 _IPV6: Final = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 
 
+#: the networks of infrastructure (the brokers', the database's, the pods'), kept readable:
+#: loopback, RFC 1918, link-local, unspecified, IPv6 unique-local
+_INFRASTRUCTURE: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "169.254.0.0/16",
+        "0.0.0.0/32",
+        "::1/128",
+        "::/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+
+
 def _public_address(text: str) -> bool:
-    """An address that may be a client's: not loopback, private, link-local or unspecified
-    (the brokers' and the database's addresses stay readable in the logs)."""
+    """An address that may be a client's: any outside :data:`_INFRASTRUCTURE` (documentation
+    and carrier-grade NAT ranges included)."""
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return not (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified)
+    return not any(ip.version == n.version and ip in n for n in _INFRASTRUCTURE)
 
 
 class Redactor:

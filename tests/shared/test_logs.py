@@ -164,7 +164,8 @@ def secret_in_text(draw: st.DrawFn) -> tuple[str, str]:
         secret, shown = rand, f"{name}={rand}"
     elif kind == "ip":
         octets = draw(st.tuples(*[st.integers(0, 255)] * 3))
-        secret = f"{draw(st.sampled_from([8, 31, 52, 81, 185, 203]))}.{'.'.join(map(str, octets))}"
+        first = draw(st.sampled_from([8, 31, 52, 81, 100, 185, 198, 203]))  # CGNAT, TEST-NETs
+        secret = f"{first}.{'.'.join(map(str, octets))}"
         shown = f"client {secret}"
     else:
         visitor = draw(_IDS)
