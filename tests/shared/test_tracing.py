@@ -194,3 +194,39 @@ class TestRequestSpans:
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert (await client.get("/v1/things/x")).status_code == 200
         assert not tracing.ENABLED
+
+
+class TestTracedProducer:
+    """:class:`shared.kafka.TracedProducer` adds the context to a send without headers, keeps
+    a caller's own headers, and adds nothing when off."""
+
+    @pytest.fixture
+    def sent(self, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+        from aiokafka import AIOKafkaProducer
+
+        calls: list[object] = []
+
+        async def send(self: object, *args: object) -> None:
+            calls.append(args[-1])  # the headers
+
+        monkeypatch.setattr(AIOKafkaProducer, "send", send)
+        return calls
+
+    async def test_headers_on_and_off(
+        self, sent: list[object], spans: InMemorySpanExporter
+    ) -> None:
+        from shared.config import Settings
+        from shared.kafka import make_producer
+
+        producer = make_producer(Settings().kafka)
+        with tracing.tracer("tracker").start_as_current_span("request") as request:
+            await producer.send("t", b"v")
+            await producer.send("t", b"v", headers=[("mine", b"1")])
+        tracing.uninstall()
+        with tracing.tracer("tracker").start_as_current_span("off"):
+            await producer.send("t", b"v")
+        traced, own, off = sent
+        assert isinstance(traced, list)
+        assert dict(traced)["traceparent"].decode().split("-")[1] == hex_trace(request)
+        assert own == [("mine", b"1")]
+        assert off is None
