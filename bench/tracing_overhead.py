@@ -4,8 +4,8 @@ An event's trip through the project's tracing hooks, in-process, no I/O: the sto
 request through the ASGI middleware (:class:`shared.tracing.TracedRequests`, around an app
 that does nothing; off, :func:`shared.tracing.instrument` adds no middleware at all), the record's headers at the producer (:func:`shared.tracing.kafka_headers`,
 what :class:`shared.kafka.TracedProducer` and the click batcher call), and its share of a
-consumer batch's span (:func:`shared.tracing.batch_span` over ``BATCH`` records, with the
-log fields bound as the pipeline binds them). Each is timed three ways: without the hook
+consumer batch's span (:func:`shared.tracing.batch_span` over ``BATCH`` records, each with a
+context of its own, with the log fields bound as the pipeline binds them). Each is timed three ways: without the hook
 (the floor), with traces off, and with traces on into the SDK's in-memory exporter (every
 span kept: the worst case of sampling). The off cost is what every deployment pays.
 
@@ -96,12 +96,14 @@ def measure(n: int) -> dict[str, float]:
     """Seconds for ``n`` events, per stage: the floor, then hooked (as configured now)."""
     # as tracing.instrument builds an app: the middleware only when traces are on
     traced = tracing.TracedRequests(_nothing, service="bench") if tracing.ENABLED else _nothing
-    with (
-        tracing.tracer("bench").start_as_current_span("producer")
-        if tracing.ENABLED
-        else (contextlib.nullcontext())
-    ):
-        headers = [tracing.kafka_headers()] * BATCH
+    headers = []  # each record from a request of its own (a click each): a context each
+    for _ in range(BATCH):
+        with (
+            tracing.tracer("bench").start_as_current_span("producer")
+            if tracing.ENABLED
+            else contextlib.nullcontext()
+        ):
+            headers.append(tracing.kafka_headers())
     return {
         "request floor": asyncio.run(requests(n, _nothing)),
         "request": asyncio.run(requests(n, traced)),
