@@ -49,19 +49,26 @@ def _refused(settings: Settings) -> bool:
 
 
 def _serve(name: str, settings: Settings) -> int:
-    import uvicorn
-    import uvloop
-    from uvicorn.importer import import_from_string
-
     if _refused(settings):  # the app factory refuses too; this says it without a traceback
         return 2
-    target, port_attr = SERVICES[name]
     import gc
 
     # The consumers allocate many short-lived objects per batch and keep few: collect less
     # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
     gc.set_threshold(50_000, 20, 20)
     tracing.configure(name)  # off unless the OTEL_* variables turn it on
+    try:
+        return _run_server(name, settings)
+    finally:
+        tracing.shutdown()  # the spans still buffered
+
+
+def _run_server(name: str, settings: Settings) -> int:
+    import uvicorn
+    import uvloop
+    from uvicorn.importer import import_from_string
+
+    target, port_attr = SERVICES[name]
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from opentelemetry import propagate, trace
@@ -120,6 +120,19 @@ def uninstall() -> None:
     _provider = None
     _tracers.clear()
     logs.trace_ids = None
+
+
+def flush() -> None:
+    """Export the spans still buffered, waiting at most 5 s (no-op when off)."""
+    if _provider is not None and hasattr(_provider, "force_flush"):
+        _provider.force_flush(5_000)
+
+
+def shutdown() -> None:
+    """Export the spans still buffered and stop the exporter (a service that stops): no-op
+    when off."""
+    if _provider is not None and hasattr(_provider, "shutdown"):
+        _provider.shutdown()
 
 
 def tracer(service: str) -> Tracer:
@@ -250,11 +263,25 @@ def redirect_span(service: str, scope: Scope) -> contextlib.AbstractContextManag
 
 
 def instrument(app: Any, service: str) -> None:
-    """Give ``app`` (a FastAPI app) :class:`TracedRequests` when traces are on; off, it gets
-    nothing at all (not even a pass-through layer). Call it after :func:`configure`, which
+    """Give ``app`` (a FastAPI app) :class:`TracedRequests` when traces are on, and a
+    lifespan that exports the buffered spans when it shuts down; off, it gets nothing at all
+    (not even a pass-through layer). Call it after :func:`configure`, which
     ``alliance <service>`` runs before building its app."""
     if ENABLED:
         app.add_middleware(TracedRequests, service=service)
+        inner = app.router.lifespan_context
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app_: Any) -> AsyncIterator[Any]:
+            try:
+                async with inner(app_) as state:
+                    yield state
+            finally:
+                # uvicorn ends the process by the signal that stopped it, past any atexit:
+                # export what is buffered while the app shuts down
+                flush()
+
+        app.router.lifespan_context = lifespan
 
 
 class TracedRequests:
