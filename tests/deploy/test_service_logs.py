@@ -4,17 +4,15 @@ its request spans continue the caller's trace. Nothing leaves loopback."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
-from deploy import procs
 from shared.config import Settings
 from tests.conftest import free_ports
-from tests.deploy.test_cli_services import service_env
+from tests.deploy.test_cli_services import one_tracker, service_env
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +30,13 @@ async def test_json_lines_and_console_spans_of_a_real_process(
         "OTEL_TRACES_SAMPLER": "always_on",
     }
     run_dir = tmp_path / "run"
-    pid = procs.start("tracker", ["tracker"], run_dir, env)
-    try:
-        procs.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+    with one_tracker(run_dir, env, port):
         async with httpx.AsyncClient() as client:
             answer = await client.get(
                 f"http://127.0.0.1:{port}/healthz",
                 headers={"traceparent": f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"},
             )
             assert answer.status_code == 200
-    finally:
-        assert procs.stop("tracker", run_dir)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
     text = (run_dir / "tracker.log").read_text()
     records = [orjson.loads(line) for line in text.splitlines() if line.startswith('{"time"')]
     messages = {r["message"] for r in records}
