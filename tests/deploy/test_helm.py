@@ -16,7 +16,7 @@ import yaml
 from deploy.stack.acls import ACL_TABLE, bindings
 from deploy.stack.helm import HelmError, ensure_helm, helm_path
 from shared.config import Settings
-from shared.events import TOPIC_CONFIGS, Topic
+from shared.events import Topic, topic_config
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "alliance"
 PRODUCTION = str(CHART / "values-production.yaml")
@@ -167,9 +167,7 @@ def test_kafka_topics_are_the_codes_topics_with_their_configuration(helm: Path) 
         spec = topics[f"prod.{topic}"]["spec"]
         assert spec["partitions"] == 6
         assert spec["replicas"] == 1
-        assert {k: str(v) for k, v in spec.get("config", {}).items()} == TOPIC_CONFIGS.get(
-            topic, {}
-        )
+        assert {k: str(v) for k, v in spec.get("config", {}).items()} == topic_config(topic, 168)
     names = [t["metadata"]["name"] for t in of(docs, "KafkaTopic").values()]
     assert "prod-dead-letters" in names  # a Kubernetes name: no dots
     assert all(

@@ -6,7 +6,7 @@ sends on in the record's headers, so that one order's trace goes on across the o
 (shared/tracing.py).
 
 Revision ID: 7f3a9c2e41d0
-Revises: dc51ab691c54
+Revises: 7a1e5c3d9b20
 Create Date: 2026-12-06 02:10:00
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "7f3a9c2e41d0"
-down_revision: str | None = "dc51ab691c54"
+down_revision: str | None = "7a1e5c3d9b20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
