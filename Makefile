@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # three distinct free loopback ports, all held open while choosing
 FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
-.PHONY: install demo down test docs test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood bench-retention clean
+.PHONY: install demo down test docs test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood bench-retention bench-tracing clean
 
 # The demo, the tests and the benches run on the development secrets; a service refuses them
 # unless ALLIANCE_ENV=dev (production is the default: docs/security.md).
@@ -78,6 +78,10 @@ test: install
 	trap '$(BIN)/alliance stack down >/dev/null; rm -rf "$$ALLIANCE_STATE_DIR"' EXIT; \
 	$(BIN)/alliance stack up; \
 	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/containers $(PYTEST_ARGS)
+
+## bench-tracing: what traces cost per event, off and on (docs/logs-and-traces.md)
+bench-tracing: install
+	$(BIN)/python -m bench.tracing_overhead
 
 ## bench-tracker: the click redirect under load next to a bare FastAPI endpoint
 bench-tracker: install

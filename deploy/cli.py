@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared import logs, tracing
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
 
@@ -51,23 +51,31 @@ def _refused(settings: Settings) -> bool:
 
 
 def _serve(name: str, settings: Settings) -> int:
-    import uvicorn
-    import uvloop
-    from uvicorn.importer import import_from_string
-
     if _refused(settings):  # the app factory refuses too; this says it without a traceback
         return 2
-    target, port_attr = SERVICES[name]
     import gc
 
     # The consumers allocate many short-lived objects per batch and keep few: collect less
     # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
     gc.set_threshold(50_000, 20, 20)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tracing.configure(name)  # off unless the OTEL_* variables turn it on
+    try:
+        return _run_server(name, settings)
+    finally:
+        tracing.shutdown()  # the spans still buffered
+
+
+def _run_server(name: str, settings: Settings) -> int:
+    import uvicorn
+    import uvloop
+    from uvicorn.importer import import_from_string
+
+    target, port_attr = SERVICES[name]
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",
         "access_log": False,
+        "log_config": None,  # shared.logs configured the root logger; uvicorn's propagate to it
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "timeout_graceful_shutdown": 30,
@@ -632,6 +640,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         return 2
+    # one JSON (production) or text (dev) line per record, redacted, for every command
+    logs.configure_from(settings, args.command if args.command in SERVICES else "cli")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "stack": _stack,
         "services": _services,

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
         description="dev (make demo, the tests, the benches) or production, which refuses to "
         "start with a development, missing or short secret",
     )
+    log_format: Literal["json", "text"] | None = Field(
+        None,
+        description="json (one JSON object per line, for a log collector) or text (for a "
+        "terminal); unset: json with ALLIANCE_ENV=production, text with dev",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log records written: DEBUG, INFO, WARNING or ERROR"
+    )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_security_protocol: KafkaSecurityProtocol = Field(
         "PLAINTEXT",

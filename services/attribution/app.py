@@ -12,6 +12,7 @@ from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
 from services.attribution.privacy import Erasures
 from services.attribution.service import OUTBOX, AttributionService
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -94,6 +95,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.service = service
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    tracing.instrument(app, "attribution")  # a span per request when traces are on
     install_limits(app, settings)  # only health here: the public quota
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(

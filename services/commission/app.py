@@ -44,6 +44,7 @@ from services.commission.reports.service import ReportService, TrafficService
 from services.commission.webhooks.endpoints import router as webhooks_router
 from services.commission.webhooks.service import WebhookService
 from services.commission.webhooks.worker import DeliveryWorker
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -359,6 +360,7 @@ def create_app(
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    tracing.instrument(app, "commission")  # a span per request when traces are on
     install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))

@@ -555,3 +555,28 @@ def test_alert_rules_and_dashboard_are_off_by_default_and_rendered_from_the_same
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     board = json.loads((deploy / "grafana" / "alliance.json").read_text())
     assert json.loads(dashboard["data"]["alliance.json"]) == board
+
+
+def test_logs_json_by_default_and_traces_only_with_an_endpoint(helm: Path) -> None:
+    for deployment in of(render(helm), "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert (env["ALLIANCE_LOG_FORMAT"], env["ALLIANCE_LOG_LEVEL"]) == ("json", "INFO")
+        assert not {name for name in env if name.startswith("OTEL_")}  # traces off
+    on = render(
+        helm,
+        sets=(
+            "tracing.enabled=true",
+            "tracing.endpoint=http://collector:4318",
+            "tracing.resourceAttributes=deployment.environment=test",
+        ),
+    )
+    for name, deployment in of(on, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+        assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+        assert env["OTEL_SERVICE_NAME"] == f"alliance-{container['name']}", name
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=test"
+    assert "tracing.endpoint" in refusal(helm, sets=("tracing.enabled=true",))
