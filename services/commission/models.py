@@ -158,6 +158,8 @@ program_ops = Table(
     Column("affiliate_id", String(128)),
     Column("valid_from", DateTime(timezone=True)),
     Column("valid_to", DateTime(timezone=True)),
+    #: an incentive's new setting (kinds ``new_buyer``, ``tiers``, ``caps``; issue 23)
+    Column("incentive", JSONB),
     Column("actor", String(200), nullable=False),
     Column("before", JSONB, nullable=False),
     Column("after", JSONB, nullable=False),
