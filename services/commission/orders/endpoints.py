@@ -61,6 +61,7 @@ def _items(
             shipping_fee=line["shipping_fee"],
             base=fmt(item.base, currency),
             rate=str(item.rate),
+            bonus_rate=str(item.bonus_rate),
             commission=fmt(item.commission, currency),
             reversed=fmt(item.reversed, currency),
             net=fmt(item.net, currency),

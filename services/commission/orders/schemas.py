@@ -131,6 +131,8 @@ class ItemView(BaseModel):
     reversed: str
     net: str
     amended: str = "0"  # what adjustments lowered the base by
+    #: the new-buyer bonus's extra rate, paid on top of ``rate`` (docs/incentives.md)
+    bonus_rate: str = "0"
 
 
 class OrderView(BaseModel):

@@ -97,7 +97,9 @@ def placement_of(event: OrderPlaced | Attribution) -> Placement:
     """The placement an order event states; of a decision, the placement attribution decided
     from (the ``order`` it carries): the one placement commission computes from."""
     placed = event.order if isinstance(event, Attribution) else event
-    return Placement(placed.currency, placed.occurred_at, tuple(line_items(placed)))
+    return Placement(
+        placed.currency, placed.occurred_at, tuple(line_items(placed)), placed.new_buyer
+    )
 
 
 def line_items(event: OrderPlaced) -> list[LineItem]:
@@ -149,6 +151,7 @@ def _placement(p: OrderPlaced) -> dict[str, Any]:
         "currency": p.currency,
         "placed_at": p.occurred_at,
         "items": items_json(line_items(p)),
+        "new_buyer": p.new_buyer,
     }
 
 

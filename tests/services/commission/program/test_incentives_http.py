@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from services.commission.orders.verify import verify
 from shared.clock import FixedClock
 from shared.config import Settings
-from tests.integration.harness import admin, register_store, running
+from shared.db import make_engine, make_sessions
+from tests.integration.harness import admin, eventually, register_store, running
+from tests.integration.test_scenarios_services import Replay
+from tests.scenarios import ts
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-TIERS = {
+TIERS: dict[str, Any] = {
     "currency": "USD",
     "tiers": [
         {"from": "1000.00", "extra_rate": "0.02"},
@@ -48,8 +53,13 @@ async def test_incentives_are_program_settings_versioned_recorded_and_audited(
         clock.advance(timedelta(hours=1))
 
         # the store's own key or the admin; another store may not
-        for path, body in (("new-buyer", {"extra_rate": "0.02"}), ("tiers", TIERS), ("caps", CAPS)):
-            refused = await c.put(f"{inc}/{path}", json=body, headers=other.auth)
+        changes: list[tuple[str, dict[str, Any]]] = [
+            ("new-buyer", {"extra_rate": "0.02"}),
+            ("tiers", TIERS),
+            ("caps", CAPS),
+        ]
+        for path, change in changes:
+            refused = await c.put(f"{inc}/{path}", json=change, headers=other.auth)
             assert refused.status_code == 403, refused.text
 
         # the rules' refusals, each with its code
@@ -122,3 +132,105 @@ async def test_incentives_are_program_settings_versioned_recorded_and_audited(
         changed = [e for e in mine if "incentives" in (e["after"] or {})]
         assert len(changed) >= 4
         assert changed[-1]["after"]["incentives"]["tiers"] == {}
+
+
+ITEMS = [
+    {"product_id": "p1", "category_id": "cat1", "quantity": 2, "unit_price": "50.00"},
+    {"product_id": "p2", "category_id": "cat1", "quantity": 1, "unit_price": "20.00"},
+]
+
+
+async def test_a_new_buyers_order_earns_the_bonus_in_force_when_it_was_placed(
+    settings: Settings,
+) -> None:
+    """order_placed.new_buyer through the tracker, attribution and commission: the line's
+    rate plus the bonus rate in force at placement (a later change does not count), its
+    refunds reversed at the same rate, the ledger verified."""
+    clock = FixedClock(ts("2026-02-27T00:00:00Z"))
+    async with running(settings, clock) as svc:
+        replay = Replay(svc, settings, clock)
+        try:
+            c = svc.commission
+            await replay.apply(
+                {
+                    "kind": "program.join",
+                    "store_id": "s1",
+                    "at": "2026-02-27T00:00:00Z",
+                    "rate": "0.1",
+                }
+            )
+            store = await replay.store("s1")
+            put = await c.put(
+                f"/v1/stores/{store.store_id}/incentives/new-buyer",
+                json={"extra_rate": "0.02"},
+                headers=store.auth,
+            )
+            assert put.status_code == 200, put.text
+            for n, first in ((1, True), (2, None), (3, False)):
+                await replay.apply(
+                    {
+                        "kind": "click",
+                        "click_id": f"c{n}",
+                        "affiliate_id": "aff-a",
+                        "store_id": "s1",
+                        "visitor_id": f"v{n}",
+                        "at": "2026-02-27T12:00:00Z",
+                    }
+                )
+                placed: dict[str, Any] = {
+                    "kind": "order_placed",
+                    "order_id": f"o{n}",
+                    "store_id": "s1",
+                    "visitor_id": f"v{n}",
+                    "at": "2026-03-01T12:00:00Z",
+                    "currency": "USD",
+                    "items": ITEMS,
+                }
+                if first is not None:
+                    placed["new_buyer"] = first
+                await replay.apply(placed)
+            # a higher bonus set after placement does not count for these orders
+            clock.set(ts("2026-03-02T00:00:00Z"))
+            later = await c.put(
+                f"/v1/stores/{store.store_id}/incentives/new-buyer",
+                json={"extra_rate": "0.05"},
+                headers=store.auth,
+            )
+            assert later.status_code == 200, later.text
+            await replay.apply(
+                {"kind": "order_completed", "order_id": "o1", "at": "2026-03-03T12:00:00Z"}
+            )
+            await replay.apply(
+                {
+                    "kind": "order_refunded",
+                    "order_id": "o1",
+                    "refund_id": "r1",
+                    "at": "2026-03-04T12:00:00Z",
+                    "items": [{"product_id": "p2", "amount": "20.00"}],
+                }
+            )
+
+            async def view(order: str, want: dict[str, Any]) -> dict[str, Any]:
+                async def probe() -> dict[str, Any] | None:
+                    got: dict[str, Any] = (
+                        await c.get(replay.order_path(order), headers=store.auth)
+                    ).json()
+                    return got if all(got.get(k) == v for k, v in want.items()) else None
+
+                return await eventually(probe)
+
+            # 120.00 of sales at 10% + 2 points: 14.40; the refund of p2 (20.00) reverses 2.40
+            o1 = await view("o1", {"status": "completed", "payable": "12.00"})
+            assert (o1["commission"], o1["reversed"]) == ("14.40", "2.40")
+            assert [(i["rate"], i["bonus_rate"]) for i in o1["items"]] == [("0.1", "0.02")] * 2
+            for order in ("o2", "o3"):  # not marked, or marked false: no bonus
+                plain = await view(order, {"attributed": True, "estimated": "12.00"})
+                assert {i["bonus_rate"] for i in plain["items"]} == {"0"}
+        finally:
+            await replay.engine.dispose()
+    engine = make_engine(settings.database_url, pool_size=1)
+    try:
+        async with make_sessions(engine)() as session, session.begin():
+            assert (await verify(session)).ok
+    finally:
+        await engine.dispose()
