@@ -4,6 +4,7 @@ references in exact fractions, and as settings of a store's versioned program.""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -12,6 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.commission.core.commission import (
+    LineItem,
+    OrderFacts,
+    OrderStatus,
+    Refund,
+    RefundItem,
+    compute_order,
+)
 from services.commission.core.errors import InvalidCaps, InvalidRate, InvalidTiers, NotJoined
 from services.commission.core.incentives import (
     MAX_TIERS,
@@ -304,3 +313,68 @@ class TestSettings:
         assert now.new_buyer_rate == Decimal("0.02")
         assert now.tiers == {"USD": tiers}
         assert now.caps == Caps({"USD": Decimal("5.00")})
+
+
+line_st = st.builds(
+    lambda price, qty, ship, product: LineItem(product, None, qty, price, ship),
+    st.integers(0, 100_000).map(lambda n: Decimal(n) * C),
+    st.integers(1, 5),
+    st.integers(0, 2_000).map(lambda n: Decimal(n) * C),
+    st.sampled_from(["p1", "p2", "p3"]),
+)
+
+
+class TestNewBuyerInTheCommission:
+    @given(
+        st.lists(line_st, min_size=1, max_size=4),
+        rates,
+        rates,
+        st.booleans(),
+        st.lists(st.tuples(st.sampled_from(["p1", "p2", "p3"]), cents), max_size=3),
+    )
+    @settings(max_examples=300)
+    def test_each_line_pays_its_rate_plus_the_bonus_in_force_at_placement(
+        self,
+        items: list[LineItem],
+        rate: Decimal,
+        extra: Decimal,
+        new_buyer: bool,
+        refund_specs: list[tuple[str, Decimal]],
+    ) -> None:
+        placed = T0 + timedelta(days=1)
+        history = ProgramHistory(
+            (
+                ProgramOp(OpKind.JOIN, T0, rate=rate),
+                ProgramOp(OpKind.NEW_BUYER, T0, incentive=NewBuyerSetting(extra)),
+                # raised after placement: does not count for the order
+                ProgramOp(OpKind.NEW_BUYER, placed, incentive=NewBuyerSetting(Decimal("0.9"))),
+            )
+        )
+        refunds = tuple(
+            Refund(f"r{n}", placed, (RefundItem(p, amount),))
+            for n, (p, amount) in enumerate(refund_specs)
+        )
+        facts = OrderFacts(
+            "o1",
+            "s1",
+            "USD",
+            placed - timedelta(seconds=1),
+            tuple(items),
+            OrderStatus.COMPLETED,
+            placed,
+            affiliate_id="a1",
+            refunds=refunds,
+            new_buyer=new_buyer,
+        )
+        got = compute_order(facts, history)
+        paid_rate = min(Fraction(1), Fraction(rate) + (Fraction(extra) if new_buyer else 0))
+        for item, li in zip(got.items, items, strict=True):
+            assert item.rate == rate
+            assert item.bonus_rate == (min(Decimal(1), rate + extra) - rate if new_buyer else 0)
+            assert item.commission == half_up(Fraction(li.base) * paid_rate)
+        # refunds of a product reverse at the same combined rate, capped at the commission
+        without = compute_order(replace(facts, new_buyer=False), history)
+        assert without.items == tuple(replace(i, bonus_rate=Decimal(0)) for i in without.items)
+        if not new_buyer:
+            assert got == without
+        assert got.net >= without.net
