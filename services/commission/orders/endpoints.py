@@ -108,6 +108,7 @@ async def get_order(
         click_id=row.click_id,
         rule=row.attribution.get("rule") if row.attribution else None,
         coupon_code=row.attribution.get("coupon_code") if row.attribution else None,
+        new_buyer=bool(row.new_buyer),
         attribution_decided=row.attribution_revision >= 0,
         attributed=row.affiliate_id is not None,
         chargeable=bool(result and result.chargeable),

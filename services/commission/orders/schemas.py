@@ -146,6 +146,8 @@ class OrderView(BaseModel):
     #: last_click | organic | coupon (None until the decision arrives)
     rule: str | None = None
     coupon_code: str | None = None  # the code that attributed the order (rule coupon)
+    #: the storefront marked the buyer's first order (the new-buyer bonus, docs/incentives.md)
+    new_buyer: bool = False
     attribution_decided: bool  # the attribution service's decision has arrived
     attributed: bool
     chargeable: bool

@@ -221,11 +221,12 @@ async def test_a_new_buyers_order_earns_the_bonus_in_force_when_it_was_placed(
 
             # 120.00 of sales at 10% + 2 points: 14.40; the refund of p2 (20.00) reverses 2.40
             o1 = await view("o1", {"status": "completed", "payable": "12.00"})
-            assert (o1["commission"], o1["reversed"]) == ("14.40", "2.40")
+            assert (o1["commission"], o1["reversed"], o1["new_buyer"]) == ("14.40", "2.40", True)
             assert [(i["rate"], i["bonus_rate"]) for i in o1["items"]] == [("0.1", "0.02")] * 2
             for order in ("o2", "o3"):  # not marked, or marked false: no bonus
                 plain = await view(order, {"attributed": True, "estimated": "12.00"})
                 assert {i["bonus_rate"] for i in plain["items"]} == {"0"}
+                assert plain["new_buyer"] is False
         finally:
             await replay.engine.dispose()
     engine = make_engine(settings.database_url, pool_size=1)
