@@ -165,6 +165,12 @@ def month_of(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m")
 
 
+def month_start(month: str) -> datetime:
+    """The first instant of the month ``YYYY-MM`` (UTC)."""
+    year, mon = (int(p) for p in month.split("-"))
+    return datetime(year, mon, 1, tzinfo=UTC)
+
+
 def month_end(month: str) -> datetime:
     """The first instant after the month ``YYYY-MM`` (UTC)."""
     year, mon = (int(p) for p in month.split("-"))
@@ -218,6 +224,47 @@ def month_settled(month: str, sales: Iterable[MonthSale], now: datetime) -> bool
         s.locks_at is not None and now >= s.locks_at
         for s in sales
         if month_of(s.completed_at) == month
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TierProgress:
+    """Where an affiliate stands in one currency's tiers for a month."""
+
+    currency: str
+    orders: int  # orders completed in the month (counted for information only)
+    sales: Decimal  # qualifying sales
+    tier: Tier | None  # the highest reached
+    next_tier: Tier | None  # the next one, if any
+    bonus: Decimal  # before caps
+    capped_bonus: Decimal  # under the month's cap, after the month's orders
+    settled: bool  # the month is over and all its orders locked: the bonus is final
+
+
+def tier_progress(
+    currency: str,
+    tiers: Sequence[Tier],
+    sales: Sequence[MonthSale],
+    month: str,
+    now: datetime,
+    paid_in_month: Decimal = ZERO,
+    per_month: Decimal | None = None,
+) -> TierProgress:
+    """The month's tier standing of one affiliate with one store in ``currency``: the
+    qualifying sales of ``sales`` (its orders of that currency), the tier reached and the one
+    after, the bonus before and after the month's cap, and whether it is final."""
+    total = qualifying_sales(sales, month)
+    reached = tier_reached(tiers, total)
+    bonus = tier_bonus(tiers, total, currency)
+    return TierProgress(
+        currency,
+        sum(1 for s in sales if month_of(s.completed_at) == month),
+        total,
+        reached,
+        next((t for t in tiers if t.start > total), None),
+        bonus,
+        capped_tier_bonus(bonus, paid_in_month, per_month),
+        month_settled(month, sales, now),
     )
 
 

@@ -480,6 +480,26 @@ class OrderRepository:
             stmt = insert(m.refunds).on_conflict_do_nothing()
             await self.session.execute(stmt, rows)
 
+    async def completed_between(
+        self, store_id: str, affiliate_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[OrderKey]:
+        """The store's orders attributed to the affiliate and completed in [start, end) (at
+        most ``limit``, by completion): a month's tier standing."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id)
+            .where(
+                o.c.store_id == store_id,
+                o.c.affiliate_id == affiliate_id,
+                o.c.status == "completed",
+                o.c.status_at >= start,
+                o.c.status_at < end,
+            )
+            .order_by(o.c.status_at, o.c.order_id)
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
+
     async def order_facts(self, keys: Iterable[OrderKey]) -> dict[OrderKey, OrderFacts]:
         """Facts of the orders whose placement is known (others cannot be computed yet). One
         statement (each order's refunds as arrays), only the columns the facts hold."""

@@ -225,3 +225,31 @@ class AffiliateOrder(BaseModel):
 class AffiliateOrdersPage(BaseModel):
     items: list[AffiliateOrder]
     next_cursor: str | None
+
+
+class TierStanding(BaseModel):
+    """An affiliate's standing in one currency's performance tiers for a month
+    (docs/incentives.md)."""
+
+    currency: str
+    orders: int = Field(description="chargeable orders completed in the month")
+    qualifying_sales: str = Field(
+        description="sales amounts (price × quantity − shipping) of those orders, less what "
+        "was refunded: what the thresholds count (never items or orders)"
+    )
+    tier: dict[str, str] | None = Field(description='the highest reached: {"from", "extra_rate"}')
+    next_tier: dict[str, str] | None = Field(description="the next threshold, if any")
+    bonus: str = Field(description="the reached tier's extra rate × the qualifying sales")
+    capped_bonus: str = Field(
+        description="the bonus under the month's cap, after the month's orders' commission"
+    )
+    settled: bool = Field(
+        description="the month is over and all its orders have locked: the figures are final"
+    )
+
+
+class TierProgressView(BaseModel):
+    store_id: str
+    affiliate_id: str
+    month: str
+    currencies: list[TierStanding]

@@ -227,6 +227,46 @@ async def test_a_new_buyers_order_earns_the_bonus_in_force_when_it_was_placed(
                 plain = await view(order, {"attributed": True, "estimated": "12.00"})
                 assert {i["bonus_rate"] for i in plain["items"]} == {"0"}
                 assert plain["new_buyer"] is False
+
+            # the month's tier standing: o1's 120.00 less 20.00 refunded qualifies (o2, o3 are
+            # not completed); tier 1 (100.00) reached: 2.00, cut to 0.60 by the 15.00 cap
+            # after o1's 14.40; not final before o1 locks (60 days after completion)
+            tiers = {
+                "currency": "USD",
+                "tiers": [
+                    {"from": "100.00", "extra_rate": "0.02"},
+                    {"from": "1000.00", "extra_rate": "0.04"},
+                ],
+            }
+            inc = f"/v1/stores/{store.store_id}/incentives"
+            for path, body in (
+                ("tiers", tiers),
+                ("caps", {"per_affiliate_month": {"USD": "15.00"}}),
+            ):
+                resp = await c.put(f"{inc}/{path}", json=body, headers=store.auth)
+                assert resp.status_code == 200, resp.text
+            query = {"affiliate_id": replay.id("aff-a"), "month": "2026-03"}
+            progress = await c.get(f"{inc}/tier-progress", params=query, headers=store.auth)
+            assert progress.status_code == 200, progress.text
+            assert progress.json()["currencies"] == [
+                {
+                    "currency": "USD",
+                    "orders": 1,
+                    "qualifying_sales": "100.00",
+                    "tier": {"from": "100.00", "extra_rate": "0.02"},
+                    "next_tier": {"from": "1000.00", "extra_rate": "0.04"},
+                    "bonus": "2.00",
+                    "capped_bonus": "0.60",
+                    "settled": False,
+                }
+            ]
+            clock.set(ts("2026-05-02T12:00:00Z"))  # o1 locks at completion + 60 days
+            final = await c.get(f"{inc}/tier-progress", params=query, headers=admin(settings))
+            assert final.json()["currencies"][0]["settled"] is True
+            bad = await c.get(
+                f"{inc}/tier-progress", params={**query, "month": "2026-13"}, headers=store.auth
+            )
+            assert bad.status_code == 422
         finally:
             await replay.engine.dispose()
     engine = make_engine(settings.database_url, pool_size=1)
