@@ -38,12 +38,14 @@ from services.commission.core.incentives import (
     month_end,
     month_of,
     month_settled,
+    month_start,
     qualifying_sales,
     setting_json,
     setting_of,
     share_caps,
     tier_bonus,
     tier_bonus_key,
+    tier_progress,
     tier_reached,
 )
 from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
@@ -238,11 +240,23 @@ class TestTiers:
         assert month_settled("2026-03", month, locks)
         assert not month_settled("2026-03", [MonthSale("o1", T0, Decimal(1))], locks)
 
+    def test_the_standing_names_the_tier_reached_the_next_and_the_capped_bonus(self) -> None:
+        tiers = (Tier(Decimal("100.00"), Decimal("0.02")), Tier(Decimal("1000.00"), C * 4))
+        locks = month_end("2026-03") + timedelta(days=1)
+        month = [MonthSale("o1", T0, Decimal("1200.00"), Decimal("150.00"), locks)]
+        p = tier_progress("USD", tiers, month, "2026-03", locks, Decimal("30.00"), Decimal(50))
+        assert (p.orders, p.sales, p.tier, p.next_tier) == (1, Decimal("1050.00"), tiers[1], None)
+        assert (p.bonus, p.capped_bonus, p.settled) == (Decimal("42.00"), Decimal(20), True)
+        none = tier_progress("USD", tiers, [], "2026-03", T0)
+        assert (none.tier, none.next_tier, none.settled) == (None, tiers[0], False)
+        assert none.bonus == none.capped_bonus == 0
+
     def test_month_and_key_are_utc_calendar_months(self) -> None:
         from datetime import timezone
 
         assert month_of(datetime(2026, 4, 1, 1, tzinfo=timezone(timedelta(hours=2)))) == "2026-03"
         assert tier_bonus_key("s", "a", "2026-03", "USD") == "tier_bonus:s:a:2026-03:USD"
+        assert month_start("2026-03") == T0
 
 
 class TestNewBuyer:
