@@ -68,7 +68,10 @@ async def tier_progress(
     affiliate_id: Annotated[Ident, Query(description="the affiliate")],
     month: Annotated[
         str,
-        Query(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="a calendar month (UTC), YYYY-MM"),
+        Query(
+            pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$",
+            description="a calendar month (UTC), YYYY-MM, from 1970-01 to 2999-12",
+        ),
     ],
     caller: Caller,
     session: Session,

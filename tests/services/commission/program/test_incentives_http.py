@@ -263,10 +263,11 @@ async def test_a_new_buyers_order_earns_the_bonus_in_force_when_it_was_placed(
             clock.set(ts("2026-05-02T12:00:00Z"))  # o1 locks at completion + 60 days
             final = await c.get(f"{inc}/tier-progress", params=query, headers=admin(settings))
             assert final.json()["currencies"][0]["settled"] is True
-            bad = await c.get(
-                f"{inc}/tier-progress", params={**query, "month": "2026-13"}, headers=store.auth
-            )
-            assert bad.status_code == 422
+            for month in ("2026-13", "0000-01", "9999-12", "2026-3"):
+                bad = await c.get(
+                    f"{inc}/tier-progress", params={**query, "month": month}, headers=store.auth
+                )
+                assert bad.status_code == 422, month
         finally:
             await replay.engine.dispose()
     engine = make_engine(settings.database_url, pool_size=1)
