@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed-stamp
 # three distinct free loopback ports, all held open while choosing
 FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
-.PHONY: install demo down test test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood clean
+.PHONY: install demo down test docs test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood clean
 
 # The demo, the tests and the benches run on the development secrets; a service refuses them
-# unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
+# unless ALLIANCE_ENV=dev (production is the default: docs/security.md).
 demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood: export ALLIANCE_ENV = dev
 
 $(STAMP): pyproject.toml constraints.txt
@@ -58,6 +58,10 @@ test-containers: install
 	deploy/docker/ensure-docker.sh
 	BASE_IMAGE_PULL=0 deploy/docker/build.sh
 	$(BIN)/pytest -q -p no:cacheprovider tests/containers $(PYTEST_ARGS)
+
+## docs: build the documentation site (docs/, mkdocs.yml) into site/, strictly: a broken link or a page left out of the nav fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 lint: install
 	$(BIN)/ruff check .

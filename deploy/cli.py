@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
     privacy = sub.add_parser(
-        "privacy", help="erase a visitor's data, or export it (README, Privacy)"
+        "privacy", help="erase a visitor's data, or export it (docs/privacy.md)"
     )
     privacy.add_argument("action", choices=["erase", "export"])
     privacy.add_argument("visitor", help="the visitor id (alliance_vid)")

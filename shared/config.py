@@ -1,4 +1,5 @@
-"""Configuration: environment variables with the ``ALLIANCE_`` prefix (see README's table)."""
+"""Configuration: environment variables with the ``ALLIANCE_`` prefix
+(docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -379,7 +380,7 @@ class Settings(BaseSettings):
     payout_requires_lock: bool = Field(
         False,
         description="A payout pays only commission whose order's locking date has passed "
-        "(README, Program controls); false: the holding period alone decides",
+        "(docs/program-controls.md); false: the holding period alone decides",
     )
     consumer_batch_size: int = Field(
         4000, description="Max records a consumer handles per batch (one transaction)"

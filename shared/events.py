@@ -170,7 +170,7 @@ DecimalStr = Annotated[
 #: an amount per item or refund line: at most a billion (the ledger keeps integer minor units,
 #: and quantity × price must fit them)
 NonNegativeMoney = Annotated[DecimalStr, Field(ge=0, le=1_000_000_000)]
-#: Bounds of money (README, "Security model"). A unit price, shipping fee, product price or
+#: Bounds of money (docs/security.md). A unit price, shipping fee, product price or
 #: refund line is at most MAX_AMOUNT major units, a quantity at most MAX_QUANTITY, an order at
 #: most MAX_ITEMS lines (a refund too), and an order's total (every line's unit price ×
 #: quantity + shipping, so every line total too) at most MAX_ORDER_TOTAL: in the currencies
@@ -180,14 +180,14 @@ MAX_AMOUNT: Final = 1_000_000_000
 MAX_QUANTITY: Final = 1_000_000
 MAX_ORDER_TOTAL: Final = 10**12
 MAX_ITEMS: Final = 500
-#: The identifier budget (README, "Security model"): every identifier a storefront, affiliate
+#: The identifier budget (docs/security.md): every identifier a storefront, affiliate
 #: or admin chooses (store, affiliate, order, event, refund, product, category, visitor ids) is
 #: at most IDENT_MAX characters, so that every key derived from two or three of them fits its
 #: column and its event schema: ``<store>/<event>`` (processed events, 300),
 #: ``<store>:<order>:<revision>`` (attribution event ids, a :data:`Key`), ``s2s:<store>:<event>``
 #: (server clicks' ids, a :data:`Key`), ``reversal:<store>:<order>/<refund>`` (ledger, 300).
 IDENT_MAX: Final = 64
-#: Deduplication keys of different sources never share a namespace (README, "Security model":
+#: Deduplication keys of different sources never share a namespace (docs/security.md:
 #: idempotency namespaces): a client's ids may take the shape of any derived key.
 #: the longest derived identifier (click ids, attribution event ids)
 KEY_MAX: Final = 200
@@ -309,7 +309,7 @@ class OrderPlaced(Event):
         if total > MAX_ORDER_TOTAL:
             raise PydanticCustomError(
                 "order_total_out_of_range",
-                "the order's total is over {limit} (README, Security model)",
+                "the order's total is over {limit} (docs/security.md)",
                 {"limit": MAX_ORDER_TOTAL},
             )
         return self
@@ -534,7 +534,7 @@ class DeadLetter(BaseModel):
 
 
 class Erasure(BaseModel):
-    """A visitor erased (README, "Privacy"): every consumer erases what it holds of the visitor
+    """A visitor erased (docs/privacy.md): every consumer erases what it holds of the visitor
     and drops (or pseudonymises, where money needs the row) the visitor's later events.
     ``visitor_hash`` is the keyed hash a consumer keeps in its list of erased visitors
     (:func:`shared.privacy.visitor_hash`); ``sealed_visitor`` is the id sealed for the consumers

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     erasures = Erasures(settings.secret_key, service.clock)
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
-    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    # clients' addresses at rest cut once click quality no longer needs them (docs/privacy.md)
     minimise = AddressMinimisation(
         sessions,
         "attribution",
@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings,
             CONSUMER,
             sessions=sessions,
-            # erasures applied and erased visitors' events screened first (README, Privacy)
+            # erasures applied and erased visitors' events screened first (docs/privacy.md)
             handle=erasures.before(service.handle_batch),
             producer=producer,
             after_commit=relay.poke,  # publish the decisions as soon as they are committed

@@ -143,7 +143,7 @@ click_caps = click_caps_table(metadata)
 #: Transactional outbox: decisions to publish, written with the state that produced them.
 outbox = outbox_table(metadata)
 
-#: Visitors erased (README, "Privacy"), as keyed hashes: their later clicks are dropped.
+#: Visitors erased (docs/privacy.md), as keyed hashes: their later clicks are dropped.
 erased_visitors = erased_visitors_table(metadata)
 
 consumer_offsets = offsets_table(metadata)

@@ -529,7 +529,7 @@ class AttributionRepository:
 
 
 class PrivacyRepository:
-    """All SQL of a visitor's erasure in attribution's tables (README, "Privacy")."""
+    """All SQL of a visitor's erasure in attribution's tables (docs/privacy.md)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

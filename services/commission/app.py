@@ -184,7 +184,7 @@ async def start_consumers(
         settings,
         LEDGER_CONSUMER,
         sessions=sessions,
-        # an erased visitor's later decisions and placements: pseudonymised (README, Privacy)
+        # an erased visitor's later decisions and placements: pseudonymised (docs/privacy.md)
         handle=modules.privacy.erased_visitors.before(modules.orders.handle_batch),
         producer=producer,
     )
@@ -198,7 +198,7 @@ async def start_consumers(
         settings,
         REPORTS_CONSUMER,
         sessions=sessions,
-        # an erased visitor's later clicks and page views: dropped (README, Privacy)
+        # an erased visitor's later clicks and page views: dropped (docs/privacy.md)
         handle=modules.privacy.erased_visitors.before(traffic.handle_batch),
         producer=producer,
     )
@@ -235,7 +235,7 @@ async def start_consumers(
 
     schedule_compaction(settings, sessions, tasks)
 
-    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    # clients' addresses at rest cut once click quality no longer needs them (docs/privacy.md)
     if settings.privacy_minimise_interval_s > 0:
         tasks.start_periodic(
             AddressMinimisation(

@@ -97,7 +97,7 @@ refunds = Table(
     Index("ix_refunds_occurred", "occurred_at"),
 )
 
-#: Reason-coded adjustments of orders' commission (README, Program controls), numbered per
+#: Reason-coded adjustments of orders' commission (docs/program-controls.md), numbered per
 #: order from 1, each accepted once per (store, Idempotency-Key); append-only.
 adjustments = Table(
     "adjustments",
@@ -115,7 +115,7 @@ adjustments = Table(
     UniqueConstraint("store_id", "idempotency_key"),
 )
 
-#: Affiliates held by finance while fraud is reviewed (README, Program controls): their
+#: Affiliates held by finance while fraud is reviewed (docs/program-controls.md): their
 #: commissions on ``store_id`` (NULL: every store) are posted but not payable while ``active``.
 holds = Table(
     "holds",
@@ -512,7 +512,7 @@ visitor_days = Table(
 
 #: Per store and UTC day: HyperLogLog sketches (``hll``, postgresql-hll) of its affiliate
 #: visitors and of its store visitors; distinct visitors over more than one day are the
-#: cardinality of their union (README, "Reports"). One upsert per (store, day, shard) per batch
+#: cardinality of their union (docs/reports.md). One upsert per (store, day, shard) per batch
 #: of the reports consumer; ``shard`` as in ``traffic_days`` (a day's sketch is the union of
 #: its rows').
 visitor_sketches = Table(
@@ -743,6 +743,6 @@ audit_log = Table(
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)
 
-#: Visitors erased (README, "Privacy"), as keyed hashes: their later events are dropped, or
+#: Visitors erased (docs/privacy.md), as keyed hashes: their later events are dropped, or
 #: pseudonymised where money needs them.
 erased_visitors = erased_visitors_table(metadata)

@@ -1,6 +1,6 @@
 """The redirect's clicks to Kafka, a batch per turn of the event loop.
 
-A redirect must not answer before its click is durable (README, "The redirect"). Sending each
+A redirect must not answer before its click is durable (docs/principals.md). Sending each
 click on its own (``send_and_wait`` under a timeout of its own) cost a redirect more than its
 HTTP did: per click a metadata wait, a pure-Python murmur2, an accumulator append, a future, a
 timer. :class:`ClickBatcher` takes the clicks that arrive in one turn of the loop, and all

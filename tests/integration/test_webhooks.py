@@ -513,7 +513,7 @@ async def test_an_owner_sees_and_changes_only_its_own_endpoints(settings: Settin
         templates = await svc.commission.get(f"{AFF}/templates", headers=bearer(key))
         assert templates.status_code == 200
         assert {m["name"] for m in templates.json()["macros"]} >= {"{order_id}", "{sub_id}"}
-        # every event type (program controls' too: README, Program controls)
+        # every event type (program controls' too: docs/program-controls.md)
         assert {e["type"] for e in templates.json()["events"]} == {e.value for e in WebhookEvent}
         assert set(ALL) < {e.value for e in WebhookEvent}
 

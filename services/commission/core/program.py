@@ -71,7 +71,7 @@ class OpKind(StrEnum):
     COUPON_POLICY = "coupon_policy"  # policy: off | coupon_wins | click_wins
     COUPON = "coupon"  # a code registered (or its validity changed): key, affiliate, validity
     DELETE_COUPON = "coupon_deleted"  # key: the code
-    CONSENT = "consent"  # consent: not_required | required (the visitor cookie, README Privacy)
+    CONSENT = "consent"  # consent: not_required | required (the visitor cookie, docs/privacy.md)
     LOCK_PERIOD = "lock_period"  # days: the locking date's delay after completion (0 to 365)
     NEW_BUYER = "new_buyer"  # incentive: the new-buyer bonus's extra rate (issue 23)
     TIERS = "tiers"  # incentive: one currency's performance tiers

@@ -103,8 +103,7 @@ CHANGES = (
         "set_lock_period",
         OpKind.LOCK_PERIOD,
         "The locking date's delay (0 to 365 days after an order completes), for orders placed "
-        "from now on: after it nothing changes the order's commission (README, Program "
-        "controls).",
+        "from now on: after it nothing changes the order's commission (docs/program-controls.md).",
         LockPeriodRequest,
     ),
     Change(
@@ -141,7 +140,7 @@ CHANGES = (
         "set_coupon_policy",
         OpKind.COUPON_POLICY,
         "How coupon codes attribute orders placed from now on: off (clicks only, the default), "
-        "coupon_wins or click_wins (README, Coupon codes).",
+        "coupon_wins or click_wins (docs/coupons.md).",
         CouponPolicyRequest,
     ),
     Change(
@@ -151,7 +150,7 @@ CHANGES = (
         OpKind.CONSENT,
         "Whether the tracker's visitor cookie needs the buyer's consent, for clicks from now "
         "on: not_required (the default: a cookie unless the buyer objects) or required "
-        "(a cookie only with a declared consent=true) (README, Privacy).",
+        "(a cookie only with a declared consent=true) (docs/privacy.md).",
         ConsentRequest,
     ),
     Change(

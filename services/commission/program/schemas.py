@@ -71,7 +71,7 @@ class ConsentRequest(BaseModel):
         description="not_required: the visitor cookie is set unless the buyer objects "
         "(Sec-GPC: 1, or the storefront declares consent=false); required: only when the "
         "storefront declares consent=true. Without the cookie the visitor id rides on the "
-        "landing URL only (README, Privacy)."
+        "landing URL only (docs/privacy.md)."
     )
 
 
