@@ -305,6 +305,9 @@ class OrderPlaced(Event):
     #: the coupon code the buyer entered, if any (attributes the order under the program's
     #: coupon policy; matched case-insensitively)
     coupon_code: CouponCode | None = None
+    #: the storefront marks the buyer's first order on the marketplace (the program's
+    #: new-buyer bonus, docs/incentives.md); absent: false
+    new_buyer: bool = Field(False, strict=True)
 
     @model_validator(mode="after")
     def _amounts_fit(self) -> OrderPlaced:

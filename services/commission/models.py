@@ -59,6 +59,8 @@ orders = Table(
     Column("currency", String(3)),
     Column("placed_at", DateTime(timezone=True)),
     Column("items", JSONB),
+    #: the storefront marked the buyer's first order (the new-buyer bonus, issue 23)
+    Column("new_buyer", Boolean, nullable=False, server_default=text("false")),
     Column("status", String(16), nullable=False, server_default="placed"),
     Column("status_at", DateTime(timezone=True)),
     Column("attribution_revision", Integer, nullable=False, server_default="-1"),
@@ -158,6 +160,8 @@ program_ops = Table(
     Column("affiliate_id", String(128)),
     Column("valid_from", DateTime(timezone=True)),
     Column("valid_to", DateTime(timezone=True)),
+    #: an incentive's new setting (kinds ``new_buyer``, ``tiers``, ``caps``; issue 23)
+    Column("incentive", JSONB),
     Column("actor", String(200), nullable=False),
     Column("before", JSONB, nullable=False),
     Column("after", JSONB, nullable=False),

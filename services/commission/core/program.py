@@ -28,6 +28,15 @@ from services.commission.core.errors import (
     RejoinTooEarly,
     TooManyMainProducts,
 )
+from services.commission.core.incentives import (
+    Caps,
+    Incentives,
+    IncentiveSetting,
+    NewBuyerSetting,
+    TierSetting,
+    apply_setting,
+    incentives_json,
+)
 from shared.coupons import CouponPolicy, coupon_key, is_coupon_code
 from shared.privacy import Consent
 
@@ -64,6 +73,17 @@ class OpKind(StrEnum):
     DELETE_COUPON = "coupon_deleted"  # key: the code
     CONSENT = "consent"  # consent: not_required | required (the visitor cookie, docs/privacy.md)
     LOCK_PERIOD = "lock_period"  # days: the locking date's delay after completion (0 to 365)
+    NEW_BUYER = "new_buyer"  # incentive: the new-buyer bonus's extra rate (issue 23)
+    TIERS = "tiers"  # incentive: one currency's performance tiers
+    CAPS = "caps"  # incentive: the caps per order and per affiliate-month
+
+
+#: the incentive operations and the setting each carries
+INCENTIVE_OPS: Final[Mapping[OpKind, type[IncentiveSetting]]] = {
+    OpKind.NEW_BUYER: NewBuyerSetting,
+    OpKind.TIERS: TierSetting,
+    OpKind.CAPS: Caps,
+}
 
 
 #: operations on single codes: recorded, but no part of the program's state (a store's codes
@@ -115,6 +135,7 @@ class ProgramOp:
     policy: CouponPolicy | None = None  # coupon policy
     coupon: Coupon | None = None  # a code registered (COUPON)
     consent: Consent | None = None  # whether the visitor cookie needs consent (CONSENT)
+    incentive: IncentiveSetting | None = None  # an incentive's new setting (INCENTIVE_OPS)
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,8 @@ class ProgramState:
     consent: Consent = Consent.NOT_REQUIRED
     #: an order placed under this state locks this many days after it completed
     lock_days: int = DEFAULT_LOCK_DAYS
+    #: the new-buyer bonus, tiers and caps in force (issue 23)
+    incentives: Incentives = field(default_factory=Incentives)
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -229,6 +252,10 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     if op.kind is OpKind.LOCK_PERIOD:
         assert op.days is not None
         return replace(state, lock_days=op.days)
+    if op.kind in INCENTIVE_OPS:
+        if not isinstance(op.incentive, INCENTIVE_OPS[op.kind]):
+            raise AssertionError(op.kind)
+        return replace(state, incentives=apply_setting(state.incentives, op.incentive))
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
@@ -311,6 +338,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         "coupon_policy": state.coupon_policy.value,
         "consent": state.consent.value,
         "lock_days": state.lock_days,
+        "incentives": incentives_json(state.incentives),
     }
 
 

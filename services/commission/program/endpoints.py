@@ -22,6 +22,7 @@ from services.commission.deps import (
     TimeTo,
 )
 from services.commission.program.schemas import (
+    CapsRequest,
     ConsentRequest,
     CouponPolicyRequest,
     CouponRequest,
@@ -30,9 +31,11 @@ from services.commission.program.schemas import (
     LockPeriodRequest,
     MainProductRequest,
     MainProductView,
+    NewBuyerRequest,
     OperationView,
     ProgramResponse,
     RateRequest,
+    TiersRequest,
     WindowRequest,
 )
 from shared.http import errors
@@ -58,6 +61,8 @@ class Change:
 
 
 STORE = "/v1/stores/{store_id}"
+#: bodies that carry an incentive's setting
+INCENTIVE_BODIES = (NewBuyerRequest, TiersRequest, CapsRequest)
 CHANGES = (
     Change(
         "POST",
@@ -100,6 +105,34 @@ CHANGES = (
         "The locking date's delay (0 to 365 days after an order completes), for orders placed "
         "from now on: after it nothing changes the order's commission (docs/program-controls.md).",
         LockPeriodRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/new-buyer",
+        "set_new_buyer_bonus",
+        OpKind.NEW_BUYER,
+        "The new-buyer bonus: an extra rate on each line of an order the storefront marks as "
+        "the buyer's first, for orders placed from now on (docs/incentives.md).",
+        NewBuyerRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/tiers",
+        "set_tiers",
+        OpKind.TIERS,
+        "One currency's performance tiers, for months from now on: thresholds on an "
+        "affiliate's monthly sales amounts (not items or orders), each with an extra rate "
+        "(docs/incentives.md).",
+        TiersRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/caps",
+        "set_caps",
+        OpKind.CAPS,
+        "The caps per order and per affiliate-month, per currency, for orders placed from now "
+        "on (docs/incentives.md).",
+        CapsRequest,
     ),
     Change(
         "PUT",
@@ -178,6 +211,7 @@ def _endpoint(change: Change) -> Any:
             policy=getattr(body, "policy", None),
             audit=kw["audit"],
             consent=getattr(body, "consent", None),
+            incentive=body.setting() if isinstance(body, INCENTIVE_BODIES) else None,
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)
 
