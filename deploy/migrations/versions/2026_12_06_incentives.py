@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "5e1c7a9b3d20"
-down_revision: str | None = "dc51ab691c54"
+down_revision: str | None = "7f3a9c2e41d0"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
