@@ -6,7 +6,7 @@ kind of operation. ``commission.orders.new_buyer``: the storefront marked the or
 buyer's first on the marketplace (``order_placed.new_buyer``; false for orders stored before).
 
 Revision ID: 5e1c7a9b3d20
-Revises: dc51ab691c54
+Revises: 7f3a9c2e41d0
 Create Date: 2026-12-06 01:50:00
 """
 
