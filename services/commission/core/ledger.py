@@ -175,6 +175,15 @@ def ledger_delta(
     if key not in posted:
         txns.append(_transfer(key, TxnKind.COMMISSION, facts, affiliate, gross.commission))
         running += gross.commission
+    elif (
+        running
+        == compute_order(facts, program, policy, refunds=refunds, adjustments=adjustments).net
+    ):
+        # what is posted is the order's net already: a step left unposted changed nothing when
+        # it came (its effect, none, is in what the later steps posted). Judged again now, in
+        # a context without the other steps that changed nothing, it could seem to change
+        # something, and the ledger would move twice for one fact.
+        return txns
     known_refunds = [r for r in refunds if rkey(r) in posted]
     known_adjustments = [a for a in adjustments if akey(a) in posted]
     steps: list[tuple[datetime, int, str, Refund | Adjustment]] = [

@@ -384,6 +384,31 @@ class TestAdjustments:
                 assert t.reason == REASON.value
                 assert t.amount != 0
 
+    def test_a_step_that_changed_nothing_is_not_judged_again_in_another_context(self) -> None:
+        # found by hypothesis: 2 x 0.01 at 90 %, amend 0.00, amend 0.02, a refund of 0.01, reset,
+        # all before the completion. At completion the amend of 0.00 and the refund change
+        # nothing and post nothing; judged again on the next call without the refund, the
+        # amend of 0.00 seemed to pay 0.01 more.
+        h = program("0.9", lock_days=1)
+        adjustments = (
+            adj(1, DONE + timedelta(seconds=1), AdjustmentAction.AMEND, ("p1", "0.00")),
+            adj(2, DONE + timedelta(seconds=2), AdjustmentAction.AMEND, ("p1", "0.02")),
+            adj(3, DONE + timedelta(hours=1, seconds=3), AdjustmentAction.RESET),
+        )
+        refund = Refund("r0", DONE + timedelta(hours=1), (RefundItem("p1", Decimal("0.01")),))
+        facts = done(replace(order(line("0.01", 2)), adjustments=adjustments, refunds=(refund,)))
+        posted: dict[str, Decimal] = {}
+        journal = post_all(facts, h, posted)
+        assert [(t.kind, t.amount) for t in journal] == [
+            (TxnKind.COMMISSION, Decimal("0.02")),
+            (TxnKind.ADJUSTMENT, Decimal("-0.02")),
+            (TxnKind.ADJUSTMENT, Decimal("0.01")),
+        ]
+        assert ledger_delta(facts, h, posted) == []
+        assert (
+            sum(posted.values(), Decimal(0)) == compute_order(facts, h).payable == Decimal("0.01")
+        )
+
     def test_before_completion_an_adjustment_changes_the_estimate_then_posts_its_own(self) -> None:
         h = program("0.1")
         facts = replace(
