@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.commission.core.program import Coupon, ProgramState
 from shared.coupons import CouponPolicy
 from shared.events import DecimalStr, PrincipalId, UtcDatetime
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 
@@ -51,6 +52,17 @@ class CouponPolicyRequest(BaseModel):
         description="off: clicks only (the default); coupon_wins: a valid code attributes the "
         "order to its owner whatever the clicks; click_wins: a valid code counts only when no "
         "click is eligible. The policy in force when an order is placed decides it."
+    )
+
+
+class EnrollmentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mode": "approval"}]}
+    )
+
+    mode: Enrollment = Field(
+        description="open (the default): every affiliate may promote the store but those it "
+        "banned; approval: only the affiliates it approved (docs/partners.md)"
     )
 
 
@@ -145,6 +157,9 @@ class ProgramResponse(BaseModel):
         description="the lock period in force: orders placed now lock this many days after "
         "they complete"
     )
+    enrollment: Enrollment = Field(
+        Enrollment.OPEN, description="who may promote the store: open or approval"
+    )
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -165,6 +180,7 @@ class ProgramResponse(BaseModel):
             coupon_policy=s.coupon_policy,
             consent=s.consent,
             lock_days=s.lock_days,
+            enrollment=s.enrollment,
         )
 
 

@@ -26,12 +26,20 @@ from services.commission.errors import NotFound
 from services.commission.program.repository import ProgramRepository
 from shared.clock import Clock, SystemClock
 from shared.coupons import CouponPolicy, coupon_key
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 #: the changes the tracker and attribution must learn of (a store's directory entry holds
 #: membership, window, coupon policy and consent)
 DIRECTORY_CHANGES: Final = frozenset(
-    {OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW, OpKind.COUPON_POLICY, OpKind.CONSENT}
+    {
+        OpKind.JOIN,
+        OpKind.EXIT,
+        OpKind.ATTRIBUTION_WINDOW,
+        OpKind.COUPON_POLICY,
+        OpKind.CONSENT,
+        OpKind.ENROLLMENT,
+    }
 )
 
 
@@ -89,13 +97,23 @@ class ProgramService:
         at: datetime | None = None,
         audit: Recorder | None = None,
         consent: Consent | None = None,
+        enrollment: Enrollment | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock, or ``at``) and record it; the
         product channel is re-ranked in the same transaction. Raises the core's refusals."""
         repo = ProgramRepository(session)
         await repo.lock([store_id])
         history = (await repo.programs([store_id]))[store_id]
-        op = ProgramOp(kind, at or self.clock.now(), key, rate, days, policy, consent=consent)
+        op = ProgramOp(
+            kind,
+            at or self.clock.now(),
+            key,
+            rate,
+            days,
+            policy,
+            consent=consent,
+            enrollment=enrollment,
+        )
         before = history.current()
         after = history.append(op).current()  # raises ProgramError when the rules refuse
         await repo.add_program_op(store_id, op, actor, state_json(before), state_json(after))
@@ -123,6 +141,7 @@ class ProgramService:
         policy: CouponPolicy | None = None,
         audit: Recorder | None = None,
         consent: Consent | None = None,
+        enrollment: Enrollment | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
         directory when the tracker or attribution must know (effective from the operation's
@@ -130,7 +149,7 @@ class ProgramService:
         await self._known_store(session, store_id)
         now = self.clock.now()
         await self.change_program(
-            session, store_id, kind, actor, key, rate, days, policy, now, audit, consent
+            session, store_id, kind, actor, key, rate, days, policy, now, audit, consent, enrollment
         )
         if self.directory is not None and kind in DIRECTORY_CHANGES:
             await self.directory.publish_store(session, store_id, now)
