@@ -34,13 +34,16 @@ class PartnerRepository:
         note: str | None = None,
         applied: bool = False,
     ) -> Any:
-        """Write the partner's new status (an application also its message and time; a
-        decision its reason and note); returns the row as written."""
-        values: dict[str, Any] = {"status": status.value, "updated_at": at}
+        """Write the partner's new status with the reason and note of the change (an
+        application also its message and time); returns the row as written."""
+        values: dict[str, Any] = {
+            "status": status.value,
+            "updated_at": at,
+            "reason": reason,
+            "note": note,
+        }
         if applied:
             values |= {"message": message, "applied_at": at}
-        else:
-            values |= {"reason": reason, "note": note}
         stmt = (
             insert(m.partners)
             .values(store_id=store_id, affiliate_id=affiliate_id, created_at=at, **values)
