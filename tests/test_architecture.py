@@ -38,6 +38,7 @@ COMMISSION_MODULES = (
     "channel",
     "finance",
     "orders",
+    "partners",
     "program",
     "privacy",
     "reports",
