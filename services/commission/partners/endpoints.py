@@ -38,20 +38,28 @@ CursorQuery = Annotated[
     Query(max_length=128, description="the previous page's `next_cursor`, unchanged"),
 ]
 LimitQuery = Annotated[int, Query(ge=1, le=1000)]
+APPLY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": PartnerView, "description": "Applied already: nothing changed"},
+    **errors(
+        (403, "Not an affiliate key"),
+        (404, "No such store"),
+        (409, "`partner_banned`: the store banned the affiliate"),
+    ),
+}
 
 
 @router.post(
     f"{STORE}/applications",
     response_model=PartnerView,
     status_code=201,
-    responses={
-        200: {"model": PartnerView, "description": "Applied already: nothing changed"},
-        **errors(
-            (403, "Not an affiliate key"),
-            (404, "No such store"),
-            (409, "`partner_banned`: the store banned the affiliate"),
-        ),
-    },
+    responses=APPLY_RESPONSES,
+)
+@router.post(
+    "/v1/affiliate/programs/{store_id}/applications",
+    operation_id="apply_to_program",
+    response_model=PartnerView,
+    status_code=201,
+    responses=APPLY_RESPONSES,
 )
 async def apply(
     store_id: StoreIdPath,
@@ -62,7 +70,8 @@ async def apply(
     response: Response,
     audit: Audit,
 ) -> PartnerView:
-    """The calling affiliate applies to the store's program: ``pending`` until the store
+    """The calling affiliate applies to the store's program (either path; the second is
+    issue 22's spelling): ``pending`` until the store
     decides when it requires approval, ``approved`` at once when its enrollment is open.
     Idempotent: applying again while pending or approved changes nothing (``200``)."""
     if caller.kind != "affiliate":

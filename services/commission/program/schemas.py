@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from services.commission.core.program import Coupon, ProgramState
 from shared.coupons import CouponPolicy
@@ -61,8 +61,10 @@ class EnrollmentRequest(BaseModel):
     )
 
     mode: Enrollment = Field(
+        validation_alias=AliasChoices("mode", "enrollment"),
         description="open (the default): every affiliate may promote the store but those it "
-        "banned; approval: only the affiliates it approved (docs/partners.md)"
+        "banned; approval: only the affiliates it approved (docs/partners.md). Also read as "
+        "`enrollment` (issue 22's spelling).",
     )
 
 

@@ -232,8 +232,10 @@ async def test_a_ban_refuses_links_even_in_an_open_program_and_approval_reinstat
         a = f"qa-{u}"
         key_a = await harness.new_affiliate(svc, settings, a)
         s = f"/v1/stores/{store.store_id}"
-        # applying under open enrollment: approved at once
-        applied = await c.post(f"{s}/applications", json={}, headers=bearer(key_a))
+        # applying under open enrollment (the path): approved at once
+        applied = await c.post(
+            f"/v1/affiliate/programs/{store.store_id}/applications", json={}, headers=bearer(key_a)
+        )
         assert (applied.status_code, applied.json()["status"]) == (201, "approved")
         assert applied.json()["reason"] == "open_enrollment"
         ban = await c.post(f"{s}/partners/{a}/ban", json={"reason": "fraud"}, headers=store.auth)
@@ -260,6 +262,16 @@ async def test_a_ban_refuses_links_even_in_an_open_program_and_approval_reinstat
             "partner_ban",
             "partner_unban",
         ]
+        # the spelling of the setting; the approved affiliate keeps its links
+        approval = await c.put(
+            f"{s}/enrollment", json={"enrollment": "approval"}, headers=store.auth
+        )
+        assert (approval.status_code, approval.json()["enrollment"]) == (200, "approval")
+        both = await c.put(
+            f"{s}/enrollment", json={"enrollment": "open", "mode": "open"}, headers=store.auth
+        )
+        assert both.status_code == 422
+        await link_answer(svc, key_a, store.store_id, 201)
 
 
 def _now() -> str:
