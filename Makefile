@@ -6,16 +6,16 @@ STAMP := $(VENV)/.installed-stamp
 # three distinct free loopback ports, all held open while choosing
 FREE_PORTS = $$($(BIN)/python -c 'import socket; ss=[socket.socket() for _ in range(3)]; [s.bind(("127.0.0.1", 0)) for s in ss]; print(*[s.getsockname()[1] for s in ss])')
 
-.PHONY: install demo down test test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood clean
+.PHONY: install demo down test docs test-containers images compose-env compose-up compose-down lint bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood bench-retention bench-tracing clean
 
 # The demo, the tests and the benches run on the development secrets; a service refuses them
-# unless ALLIANCE_ENV=dev (production is the default: README, "Security model").
-demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood: export ALLIANCE_ENV = dev
+# unless ALLIANCE_ENV=dev (production is the default: docs/security.md).
+demo test test-containers bench-tracker bench-attribution bench-commission bench-settlement bench-reports bench-camp bench-scale bench-flood bench-retention: export ALLIANCE_ENV = dev
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]' -e ./clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -59,6 +59,10 @@ test-containers: install
 	BASE_IMAGE_PULL=0 deploy/docker/build.sh
 	$(BIN)/pytest -q -p no:cacheprovider tests/containers $(PYTEST_ARGS)
 
+## docs: build the documentation site (docs/, mkdocs.yml) into site/, strictly: a broken link or a page left out of the nav fails
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -74,6 +78,10 @@ test: install
 	trap '$(BIN)/alliance stack down >/dev/null; rm -rf "$$ALLIANCE_STATE_DIR"' EXIT; \
 	$(BIN)/alliance stack up; \
 	$(BIN)/pytest -q -p no:cacheprovider --ignore=tests/containers $(PYTEST_ARGS)
+
+## bench-tracing: what traces cost per event, off and on (docs/logs-and-traces.md)
+bench-tracing: install
+	$(BIN)/python -m bench.tracing_overhead
 
 ## bench-tracker: the click redirect under load next to a bare FastAPI endpoint
 bench-tracker: install
@@ -106,6 +114,10 @@ bench-scale: install
 ## bench-flood: one visitor's 2,000,000 clicks then its order: decision latency, attribution RSS
 bench-flood: install
 	$(BIN)/python -m bench.flood.run
+
+## bench-retention: 60 days of clicks (days compressed): the size levels off; a day expired by dropping its partition beside DELETE + VACUUM
+bench-retention: install
+	$(BIN)/python -m bench.retention.run
 
 clean: down
 	rm -rf .stack

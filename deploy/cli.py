@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from shared import logs, tracing
 from shared.config import InsecureSettings, Settings, get_settings
 from shared.secrets import PrincipalKind
 
@@ -49,23 +51,31 @@ def _refused(settings: Settings) -> bool:
 
 
 def _serve(name: str, settings: Settings) -> int:
-    import uvicorn
-    import uvloop
-    from uvicorn.importer import import_from_string
-
     if _refused(settings):  # the app factory refuses too; this says it without a traceback
         return 2
-    target, port_attr = SERVICES[name]
     import gc
 
     # The consumers allocate many short-lived objects per batch and keep few: collect less
     # often than CPython's default (700, 10, 10). bench/attribution: about +15% events/s.
     gc.set_threshold(50_000, 20, 20)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tracing.configure(name)  # off unless the OTEL_* variables turn it on
+    try:
+        return _run_server(name, settings)
+    finally:
+        tracing.shutdown()  # the spans still buffered
+
+
+def _run_server(name: str, settings: Settings) -> int:
+    import uvicorn
+    import uvloop
+    from uvicorn.importer import import_from_string
+
+    target, port_attr = SERVICES[name]
     options: dict[str, Any] = {
         "loop": "uvloop",
         "http": "httptools",
         "access_log": False,
+        "log_config": None,  # shared.logs configured the root logger; uvicorn's propagate to it
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
         "timeout_graceful_shutdown": 30,
@@ -176,6 +186,27 @@ def _expire(settings: Settings) -> int:
             return await ClickExpiry(sessions, service, 0).run_once()
 
     print(f"expired clicks: {asyncio.run(run())}")
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    """One pass of the retention job over both services' schemas (docs/retention.md): what
+    the services do every ALLIANCE_RETENTION_INTERVAL_S; skipped where a replica holds it."""
+    import asyncio
+
+    from shared.clock import SystemClock
+    from shared.db import scratch_sessions
+    from shared.retention_store import Report, RetentionJob
+
+    async def run() -> Report:
+        async with scratch_sessions(settings.database_url) as sessions:
+            job = RetentionJob(sessions, ("attribution", "commission"), settings, SystemClock(), 0)
+            return await job.run_once()
+
+    report = asyncio.run(run())
+    print(f"retention: {report.line()}")
+    for name in report.dropped:
+        print(f"  dropped {name}")
     return 0
 
 
@@ -570,10 +601,16 @@ def main(argv: list[str] | None = None) -> int:
     admin.add_argument("--name", help="display name (default: the id)")
     admin.add_argument("--landing-url", help="a store's landing URL template with {product_id}")
     privacy = sub.add_parser(
-        "privacy", help="erase a visitor's data, or export it (README, Privacy)"
+        "privacy", help="erase a visitor's data, or export it (docs/privacy.md)"
     )
     privacy.add_argument("action", choices=["erase", "export"])
     privacy.add_argument("visitor", help="the visitor id (alliance_vid)")
+    retention = sub.add_parser(
+        "retention",
+        help="create day partitions ahead, drop those past their retention, expire old "
+        "idempotency records and webhook deliveries (docs/retention.md)",
+    )
+    retention.add_argument("action", choices=["run"])
     dlq = sub.add_parser(
         "dlq", help="list dead letters, or replay a consumer's to their source topics"
     )
@@ -593,7 +630,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where the live run's payout files go (default: the state folder's demo/)",
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a retention shorter than its rule: said, no traceback
+        for error in exc.errors():
+            where = "ALLIANCE_" + "_".join(map(str, error["loc"])).upper()
+            print(
+                f"error: settings: {error['msg']}" + (f" ({where})" if error["loc"] else ""),
+                file=sys.stderr,
+            )
+        return 2
+    # one JSON (production) or text (dev) line per record, redacted, for every command
+    logs.configure_from(settings, args.command if args.command in SERVICES else "cli")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "stack": _stack,
         "services": _services,
@@ -605,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         "ledger": _ledger,
         "dlq": _dlq,
         "privacy": _privacy,
+        "retention": _retention,
     }
     if args.command == "attribution" and args.action == "rebuild":
         return _rebuild(args, settings)

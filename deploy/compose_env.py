@@ -2,7 +2,7 @@
 
 ``make compose-env`` (``alliance compose-env``) writes the file when it is missing and never
 overwrites it: the secrets sign links and webhooks already handed out and guard the
-database's data, so changing them is a rotation, done on purpose (README, "Security model").
+database's data, so changing them is a rotation, done on purpose (docs/security.md).
 It holds each service's Kafka SCRAM-SHA-512 password (deploy/stack/acls.py names the users).
 
 :func:`write_tls` makes the brokers' TLS material in ``deploy/tls/`` (gitignored), once: a CA
@@ -45,7 +45,7 @@ def compose_env() -> dict[str, str]:
     profiles to run."""
     return {
         # the bundled Kafka and PostgreSQL; a managed one: drop it here and set
-        # ALLIANCE_KAFKA_BOOTSTRAP or ALLIANCE_DATABASE_URL (README, "Deploy")
+        # ALLIANCE_KAFKA_BOOTSTRAP or ALLIANCE_DATABASE_URL (docs/deploy.md)
         "COMPOSE_PROFILES": "kafka,postgres",
         "KAFKA_CLUSTER_ID": new_cluster_id(),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),

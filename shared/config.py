@@ -1,4 +1,5 @@
-"""Configuration: environment variables with the ``ALLIANCE_`` prefix (see README's table)."""
+"""Configuration: environment variables with the ``ALLIANCE_`` prefix
+(docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -74,6 +75,14 @@ class Settings(BaseSettings):
         "production",
         description="dev (make demo, the tests, the benches) or production, which refuses to "
         "start with a development, missing or short secret",
+    )
+    log_format: Literal["json", "text"] | None = Field(
+        None,
+        description="json (one JSON object per line, for a log collector) or text (for a "
+        "terminal); unset: json with ALLIANCE_ENV=production, text with dev",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="The least severe log records written: DEBUG, INFO, WARNING or ERROR"
     )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
     kafka_security_protocol: KafkaSecurityProtocol = Field(
@@ -379,7 +388,7 @@ class Settings(BaseSettings):
     payout_requires_lock: bool = Field(
         False,
         description="A payout pays only commission whose order's locking date has passed "
-        "(README, Program controls); false: the holding period alone decides",
+        "(docs/program-controls.md); false: the holding period alone decides",
     )
     consumer_batch_size: int = Field(
         4000, description="Max records a consumer handles per batch (one transaction)"
@@ -405,6 +414,59 @@ class Settings(BaseSettings):
         description="Longest pause between two tries of a batch that failed for a transient "
         "reason (database or broker away); the pauses double from 0.1 s up to it",
     )
+
+    # Data lifecycle (docs/retention.md): how long each growing table and the topics keep data
+    retention_clicks_days: int = Field(
+        61,
+        ge=1,
+        description="Days of clicks kept (attribution's and the reports'): whole day partitions "
+        "are dropped past it; at least twice the widest attribution window plus the grace",
+    )
+    retention_topic_hours: int = Field(
+        168,
+        ge=1,
+        description="Kafka retention (retention.ms) of the event topics, set by `alliance stack "
+        "up`, the compose topics job and the Helm chart (the compacted ones keep their keys)",
+    )
+    retention_idempotency_days: int = Field(
+        14,
+        ge=1,
+        description="Days of idempotency records (applied events, seen page views) kept: at "
+        "least ALLIANCE_RETENTION_TOPIC_HOURS plus a day, so no replayable event is applied twice",
+    )
+    retention_reports_days: int = Field(
+        775,
+        ge=1,
+        description="Days of the reports' visitor-days kept (about 25 months)",
+    )
+    retention_webhooks_days: int = Field(
+        30,
+        ge=1,
+        description="Days finished webhook deliveries (delivered or given up) are kept",
+    )
+    retention_partitions_ahead_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Day partitions created ahead of today (the job must run at least once in "
+        "this many days, or writes for later days land in the default partition)",
+    )
+    retention_interval_s: float = Field(
+        3600,
+        ge=0,
+        description="How often the commission and attribution services run the retention job "
+        "(create partitions ahead, drop expired ones; one replica at a time; 0: never, leave it "
+        "to `alliance retention run`)",
+    )
+
+    @model_validator(mode="after")
+    def _retention_is_safe(self) -> Settings:
+        """Retention shorter than what the rules need is refused at start (docs/retention.md)."""
+        from shared.retention import retention_problems
+
+        if problems := retention_problems(self):
+            raise ValueError("; ".join(problems))
+        return self
 
     state_dir: Path = Field(REPO_ROOT / ".stack", description="Where `stack up` keeps data/logs")
     kafka_port: int = 9092

@@ -1,5 +1,5 @@
 """Coupon codes, pure: their shape, the one form they are matched in, and the programs'
-coupon policies (README, "Coupon codes"). Shared by the events, the attribution core and the
+coupon policies (docs/coupons.md). Shared by the events, the attribution core and the
 commission core, so that the three agree on what a code is."""
 
 from __future__ import annotations

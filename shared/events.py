@@ -64,6 +64,16 @@ TOPIC_CONFIGS: dict[Topic, dict[str, str]] = {
 }
 
 
+def topic_config(topic: Topic, retention_hours: int) -> dict[str, str]:
+    """The configuration of ``topic``: :data:`TOPIC_CONFIGS`'s, and for the topics that
+    expire (all but the compacted ones) ``retention.ms`` from ALLIANCE_RETENTION_TOPIC_HOURS,
+    which the idempotency records' retention must exceed (docs/retention.md)."""
+    config = dict(TOPIC_CONFIGS.get(topic, {}))
+    if config.get("cleanup.policy") != "compact":
+        config["retention.ms"] = str(retention_hours * 3600 * 1000)
+    return config
+
+
 #: Event times the services can compute with: windows, holds, grace periods and report ranges
 #: around them (days to a few years) stay inside what ``datetime`` represents. An order dated
 #: 9999-12-31 that reached a consumer used to fail later, in arithmetic on a batch it was no
@@ -171,7 +181,7 @@ DecimalStr = Annotated[
 #: an amount per item or refund line: at most a billion (the ledger keeps integer minor units,
 #: and quantity × price must fit them)
 NonNegativeMoney = Annotated[DecimalStr, Field(ge=0, le=1_000_000_000)]
-#: Bounds of money (README, "Security model"). A unit price, shipping fee, product price or
+#: Bounds of money (docs/security.md). A unit price, shipping fee, product price or
 #: refund line is at most MAX_AMOUNT major units, a quantity at most MAX_QUANTITY, an order at
 #: most MAX_ITEMS lines (a refund too), and an order's total (every line's unit price ×
 #: quantity + shipping, so every line total too) at most MAX_ORDER_TOTAL: in the currencies
@@ -181,14 +191,14 @@ MAX_AMOUNT: Final = 1_000_000_000
 MAX_QUANTITY: Final = 1_000_000
 MAX_ORDER_TOTAL: Final = 10**12
 MAX_ITEMS: Final = 500
-#: The identifier budget (README, "Security model"): every identifier a storefront, affiliate
+#: The identifier budget (docs/security.md): every identifier a storefront, affiliate
 #: or admin chooses (store, affiliate, order, event, refund, product, category, visitor ids) is
 #: at most IDENT_MAX characters, so that every key derived from two or three of them fits its
 #: column and its event schema: ``<store>/<event>`` (processed events, 300),
 #: ``<store>:<order>:<revision>`` (attribution event ids, a :data:`Key`), ``s2s:<store>:<event>``
 #: (server clicks' ids, a :data:`Key`), ``reversal:<store>:<order>/<refund>`` (ledger, 300).
 IDENT_MAX: Final = 64
-#: Deduplication keys of different sources never share a namespace (README, "Security model":
+#: Deduplication keys of different sources never share a namespace (docs/security.md:
 #: idempotency namespaces): a client's ids may take the shape of any derived key.
 #: the longest derived identifier (click ids, attribution event ids)
 KEY_MAX: Final = 200
@@ -296,6 +306,9 @@ class OrderPlaced(Event):
     #: the coupon code the buyer entered, if any (attributes the order under the program's
     #: coupon policy; matched case-insensitively)
     coupon_code: CouponCode | None = None
+    #: the storefront marks the buyer's first order on the marketplace (the program's
+    #: new-buyer bonus, docs/incentives.md); absent: false
+    new_buyer: bool = Field(False, strict=True)
 
     @model_validator(mode="after")
     def _amounts_fit(self) -> OrderPlaced:
@@ -307,7 +320,7 @@ class OrderPlaced(Event):
         if total > MAX_ORDER_TOTAL:
             raise PydanticCustomError(
                 "order_total_out_of_range",
-                "the order's total is over {limit} (README, Security model)",
+                "the order's total is over {limit} (docs/security.md)",
                 {"limit": MAX_ORDER_TOTAL},
             )
         return self
@@ -551,7 +564,7 @@ class DeadLetter(BaseModel):
 
 
 class Erasure(BaseModel):
-    """A visitor erased (README, "Privacy"): every consumer erases what it holds of the visitor
+    """A visitor erased (docs/privacy.md): every consumer erases what it holds of the visitor
     and drops (or pseudonymises, where money needs the row) the visitor's later events.
     ``visitor_hash`` is the keyed hash a consumer keeps in its list of erased visitors
     (:func:`shared.privacy.visitor_hash`); ``sealed_visitor`` is the id sealed for the consumers

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared import logs
 from shared.db import ping
 from shared.retry import QUERY_CANCELED, is_transient, sqlstate_in
 
@@ -172,7 +173,8 @@ class RequestIds:
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = rid
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        with logs.bound(request_id=rid):  # every log line of the request names it
+            await self.app(scope, receive, send_with_id)
 
 
 #: the policy of every HTML page (Swagger UI, the dashboard, the camp): scripts, styles,

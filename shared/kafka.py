@@ -25,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import logs, tracing
 from shared.config import KafkaConnection, Settings
 from shared.dlq import MAX_REASON_CHARS, DlqLimit, DlqLimitState, letter_for, send_letter
 from shared.events import Topic
@@ -38,11 +39,31 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class TracedProducer(AIOKafkaProducer):
+    """A producer whose records carry the sender's trace context in their headers
+    (``traceparent``: :func:`shared.tracing.kafka_headers`) when traces are on and the
+    caller gave no headers of its own. Off, a send costs one flag check more."""
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> asyncio.Future[Any]:
+        if headers is None and tracing.ENABLED:
+            headers = tracing.kafka_headers()
+        return await super().send(topic, value, key, partition, timestamp_ms, headers)
+
+
 def make_producer(
     kafka: KafkaConnection, *, linger_ms: int = 5, client_id: str = "alliance"
 ) -> AIOKafkaProducer:
-    """A producer whose acknowledged sends are durable: ``acks=all`` and idempotent."""
-    return AIOKafkaProducer(
+    """A producer whose acknowledged sends are durable: ``acks=all`` and idempotent, and
+    whose records carry the trace context (:class:`TracedProducer`)."""
+    return TracedProducer(
         **kafka.client_options(),
         acks="all",
         enable_idempotence=True,
@@ -536,10 +557,16 @@ class ConsumerPipeline(Generic[T]):
         self._consumed = {tp: max(offset, next_offsets.get(tp, 0)) for tp, offset in before.items()}
         started = time.perf_counter()
         try:
-            async with self.sessions() as session, session.begin():
-                if good:
-                    await self.handle(session, good)
-                await self.offsets.save(session, self.name, next_offsets)
+            span = (  # off: not even the list of headers
+                tracing.batch_span(self.name, self.name, [u.record.headers for u in units])
+                if tracing.ENABLED
+                else tracing.NO_SPAN
+            )
+            with span, logs.bound(consumer=self.name):
+                async with self.sessions() as session, session.begin():
+                    if good:
+                        await self.handle(session, good)
+                    await self.offsets.save(session, self.name, next_offsets)
         except BaseException:
             self._consumed = before  # these records will be handled again
             raise

@@ -6,7 +6,7 @@ no series of one app shows up in another's ``/metrics``. Most values are read at
 from the objects that already count them (consumer pipelines, relays, the webhook worker, the
 tracker); what must be observed as it happens (durations) is a histogram held by the object
 that times it, not registered anywhere, and folded into the app's registry with its labels
-(:func:`relabelled`). The metric names are :class:`Metric`; README "Observability" lists them.
+(:func:`relabelled`). The metric names are :class:`Metric`; docs/observability.md lists them.
 """
 
 from __future__ import annotations

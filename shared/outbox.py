@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import tracing
 from shared.config import Settings
 from shared.dlq import letter_for, send_letter, unpublishable
 from shared.events import Topic
@@ -52,6 +53,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("key", String(250), nullable=False),
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        # the W3C traceparent of the span that wrote the row (NULL while traces are off)
+        Column("traceparent", String(64), nullable=True),
     )
 
 
@@ -61,6 +64,7 @@ class OutboxRow:
     topic: str
     key: str
     payload: bytes
+    traceparent: str | None = None
 
 
 class OutboxRepository:
@@ -71,20 +75,23 @@ class OutboxRepository:
 
     async def add(self, session: AsyncSession, rows: list[tuple[str, str, bytes]]) -> None:
         if rows:
+            # the context of the transaction deciding them: the relay sends it on
+            tp = tracing.current_traceparent()
             await session.execute(
-                insert(self.table), [{"topic": t, "key": k, "payload": p} for t, k, p in rows]
+                insert(self.table),
+                [{"topic": t, "key": k, "payload": p, "traceparent": tp} for t, k, p in rows],
             )
 
     async def claim(self, session: AsyncSession, limit: int) -> list[OutboxRow]:
         """Lock the oldest unpublished rows (other relays skip them)."""
         t = self.table
         rows = await session.execute(
-            select(t.c.id, t.c.topic, t.c.key, t.c.payload)
+            select(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.traceparent)
             .order_by(t.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        return [OutboxRow(r.id, r.topic, r.key, r.payload) for r in rows]
+        return [OutboxRow(r.id, r.topic, r.key, r.payload, r.traceparent) for r in rows]
 
     async def backlog(self, session: AsyncSession, cap: int) -> int:
         """Rows not yet published, counted up to ``cap`` (a bounded scan, for metrics)."""
@@ -183,7 +190,11 @@ class OutboxRelay:
         failure: BaseException | None = None
         for r in rows:
             try:
-                sent.append((r, await self.producer.send(r.topic, r.payload, key=r.key.encode())))
+                headers = tracing.kafka_headers(r.traceparent) if r.traceparent else None
+                ack = await self.producer.send(
+                    r.topic, r.payload, key=r.key.encode(), headers=headers
+                )
+                sent.append((r, ack))
             except Exception as exc:  # the producer refuses a record too large at once
                 if not unpublishable(exc):
                     failure = exc

@@ -1,5 +1,5 @@
 """Privacy rules, pure: consent on the redirect, a visitor's keyed pseudonym, the erasure's
-sealed id, and the truncation of client addresses at rest (README, "Privacy").
+sealed id, and the truncation of client addresses at rest (docs/privacy.md).
 
 Shared: the tracker applies the consent rule on the redirect; the commission service and
 attribution pseudonymise and erase with the same keys (derived from the deployment's

@@ -1,7 +1,7 @@
 """The list of erased visitors (``erased_visitors`` in a service's schema, keyed hashes only)
 and the screen every consumer of visitors' events puts before its batch handler: events of an
 erased visitor that arrive later (still on the topics, or replayed) are dropped, or
-pseudonymised where money needs them (README, "Privacy").
+pseudonymised where money needs them (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ class ErasedVisitors:
 
 
 class AddressMinimisation:
-    """Cuts clients' addresses at rest once click quality no longer needs them (README,
-    "Privacy"): the click cap's rows of days over by ``keep``, in chunks (one short
+    """Cuts clients' addresses at rest once click quality no longer needs them
+    (docs/privacy.md): the click cap's rows of days over by ``keep``, in chunks (one short
     transaction each), every ``interval_s`` (:attr:`periodic`). A failed pass is tried again
     next time; a pass under way ends after its chunk when stopped."""
 

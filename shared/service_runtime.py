@@ -298,8 +298,8 @@ def scrape_router(metrics: ServiceMetrics) -> APIRouter:
     async def scrape() -> Response:
         """Consumers (records, batches and their durations, retries, lag and position per
         partition, dead letters, stopped partitions), outbox relays (published, backlog),
-        task restarts, HTTP request durations; and what the service adds (README
-        "Observability")."""
+        task restarts, HTTP request durations; and what the service adds
+        (docs/observability.md)."""
         return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return router

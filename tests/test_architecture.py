@@ -21,6 +21,13 @@ SHARED = "shared imports no service and no deploy module"
 SERVICES = "no service imports deploy"
 ORDERS_DOOR = "Commission: only orders/ imports orders/repository.py (others use orders/service.py)"
 ROUTES = "Commission: routes and consumers never import a repository (they call a service)"
+CLIENT_ALONE = (
+    "the Python client imports no service, no shared module and no deploy module (it installs "
+    "apart)"
+)
+NO_CLIENT = (
+    "no service and no shared module imports the Python client (only deploy and the tests use it)"
+)
 COMMISSION_LAYERS = (
     "Commission: in each module, endpoints and consumers call the service, the service the "
     "repository"
@@ -78,6 +85,7 @@ class TestTheContractCatchesViolations:
             "services.attribution",
             "services.commission",
             "deploy",
+            "alliance_client",
         ):
             folder = root.joinpath(*package.split("."))
             folder.mkdir(parents=True, exist_ok=True)
@@ -92,6 +100,7 @@ class TestTheContractCatchesViolations:
         (root / "shared" / "money.py").write_text("ZERO = 0\n")
         (root / "services" / "commission" / "ledger.py").write_text("LEDGER = 1\n")
         (root / "deploy" / "cli.py").write_text("import services.commission.ledger\n")
+        (root / "alliance_client" / "signing.py").write_text("SIGN = 1\n")
         root.joinpath(*module.split(".")).with_suffix(".py").write_text(source)
 
     @pytest.mark.parametrize(
@@ -139,6 +148,18 @@ class TestTheContractCatchesViolations:
                 {COMMISSION_LAYERS},
                 "services.commission.orders.repository -> services.commission.orders.service",
             ),
+            (
+                "services.tracker.endpoints",
+                "from alliance_client import signing\n",
+                {NO_CLIENT},
+                "services.tracker.endpoints -> alliance_client.signing",
+            ),
+            (
+                "alliance_client.clients",
+                "from shared.money import ZERO\n",
+                {CLIENT_ALONE},
+                "alliance_client.clients -> shared.money",
+            ),
         ],
         ids=[
             "shared-imports-a-service",
@@ -148,6 +169,8 @@ class TestTheContractCatchesViolations:
             "a-module-uses-another-modules-repository",
             "a-route-skips-its-service",
             "a-repository-calls-up-into-its-service",
+            "a-service-imports-the-client",
+            "the-client-imports-shared",
         ],
     )
     def test_a_forbidden_import_breaks_its_contract(

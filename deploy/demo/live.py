@@ -14,12 +14,19 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
-import orjson
 
+from alliance_client import (
+    AdminClient,
+    AffiliateClient,
+    ApiError,
+    FinanceClient,
+    NotFound,
+    StoreClient,
+    StorefrontClient,
+)
 from deploy.demo.payouts import payout_run
 from shared.config import Settings
 from shared.ids import new_id
-from shared.secrets import signature_header
 
 T = TypeVar("T")
 BROWSER = (
@@ -50,25 +57,15 @@ async def _until(probe: Callable[[], Awaitable[T | None]], what: str, timeout_s:
     return result
 
 
-async def _signed(
-    client: httpx.AsyncClient, store: str, secret: str, events: list[dict[str, Any]]
-) -> httpx.Response:
-    body = orjson.dumps({"events": events})
-    headers = {
-        "X-Alliance-Store": store,
-        "X-Alliance-Signature": signature_header(secret, int(time.time()), body),
-        "Content-Type": "application/json",
-    }
-    return await client.post("/v1/events", content=body, headers=headers)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
 @dataclass
 class LiveRun:
-    """One run of the live demo: its clients of the running services and what it created."""
+    """One run of the live demo: its connections to the running services and what it created.
+    Every call but a buyer's (the link redirect, the camp) goes through the Python client
+    (``alliance_client``), as a storefront, an affiliate, a store or the operator would."""
 
     tracker: httpx.AsyncClient
     commission: httpx.AsyncClient
@@ -80,34 +77,30 @@ class LiveRun:
     store_keys: dict[str, str] = field(default_factory=dict)  # store id → its API key
     buyer_cookie: str = ""  # the sealed alliance_vid of the last buyer who followed a link
 
+    @property
+    def token(self) -> str:
+        return self.admin["Authorization"].removeprefix("Bearer ")
+
+    def storefront(self, kind: str) -> StorefrontClient:
+        store_id, secret = self.stores[kind]
+        return StorefrontClient(store_id, secret, self.tracker)
+
     async def register_stores(self) -> None:
         """Each store through the admin API, joined at its rate, its catalog uploaded once the
         tracker knows it (the directory reaches the tracker through Kafka)."""
+        admin = AdminClient(self.token, self.commission)
         for kind, rate in RATES.items():
             store_id = f"{kind}-{self.run}"
-            created = await self.commission.post(
-                "/v1/admin/stores",
-                json={
-                    "store_id": store_id,
-                    "name": f"Demo {kind}",
-                    "landing_url_template": f"https://{kind}.shop.example/item/{{product_id}}",
-                },
-                headers=self.admin,
+            created = await admin.create_store(
+                store_id, f"Demo {kind}", f"https://{kind}.shop.example/item/{{product_id}}"
             )
-            created.raise_for_status()
-            keys = created.json()
-            joined = await self.commission.post(
-                f"/v1/stores/{store_id}/program/join",
-                json={"default_rate": rate},
-                headers={"Authorization": f"Bearer {keys['api_key']}"},
-            )
-            joined.raise_for_status()
-            self.stores[kind] = (store_id, keys["webhook_secret"])
-            self.store_keys[store_id] = keys["api_key"]
+            await StoreClient(store_id, created.api_key, self.commission).join(rate)
+            self.stores[kind] = (store_id, created.webhook_secret)
+            self.store_keys[store_id] = created.api_key
             await self.upload_catalog(kind)
 
     async def upload_catalog(self, kind: str) -> None:
-        store_id, secret = self.stores[kind]
+        store_id, _ = self.stores[kind]
         catalog = [
             {
                 "event_id": f"cat-{product_id}",
@@ -123,38 +116,43 @@ class LiveRun:
         ]
 
         async def uploaded() -> bool | None:
-            resp = await _signed(self.tracker, store_id, secret, catalog)
-            return True if resp.status_code == 202 else None
+            try:
+                await self.storefront(kind).post_events(catalog)
+            except ApiError:  # the directory has not reached the tracker yet: 401 or 503
+                return None
+            return True
 
         await _until(uploaded, f"the tracker to know {store_id}")
 
     async def register_affiliates(self) -> None:
+        admin = AdminClient(self.token, self.commission)
         for name in AFFILIATES:
-            resp = await self.commission.post(
-                "/v1/admin/affiliates",
-                json={"affiliate_id": f"{name}-{self.run}", "name": name},
-                headers=self.admin,
-            )
-            resp.raise_for_status()
-            self.affiliate_keys[name] = resp.json()["api_key"]
+            created = await admin.create_affiliate(f"{name}-{self.run}", name)
+            self.affiliate_keys[name] = created.api_key
         stores = ", ".join(s for s, _ in self.stores.values())
         print(f"registered stores {stores} and affiliates {', '.join(self.affiliate_keys)}")
 
     async def link_for(self, affiliate: str, store_id: str, product: str) -> str:
         """An affiliate link, once the tracker knows the affiliate's key (from the directory)."""
 
-        async def fetched() -> str | None:
-            resp = await self.tracker.post(
-                "/v1/links",
-                json={"store_id": store_id, "product_id": product},
-                headers={
-                    "Authorization": f"Bearer {self.affiliate_keys[affiliate]}",
-                    "X-Forwarded-For": "198.51.100.20",
-                },
-            )
-            return str(resp.json()["code"]) if resp.status_code == 201 else None
+        # from the affiliate's own address (through the trusted loopback proxy header), not
+        # the buyer's: a click from the address that made the link is a self-referral
+        tracker = httpx.AsyncClient(
+            base_url=self.tracker.base_url,
+            headers={"X-Forwarded-For": "198.51.100.20"},
+            timeout=self.tracker.timeout,
+        )
+        key = self.affiliate_keys[affiliate]
 
-        return await _until(fetched, "an affiliate link")
+        async def fetched() -> str | None:
+            try:
+                link = await AffiliateClient(key, tracker=tracker).create_link(store_id, product)
+            except ApiError:  # the tracker has not caught up with the directory yet
+                return None
+            return link.code
+
+        async with tracker:
+            return await _until(fetched, "an affiliate link")
 
     async def visit_through_links(self, n: int, store_id: str, product_id: str) -> str:
         """Buyer ``n`` follows one or two affiliates' links like a browser (the cookie the
@@ -179,7 +177,7 @@ class LiveRun:
         placed: list[dict[str, Any]] = []
         for n in range(orders):
             kind = self.rng.choice(list(RATES))
-            store_id, secret = self.stores[kind]
+            store_id, _ = self.stores[kind]
             product = self.rng.choice(PRODUCTS[kind])
             visitor = f"organic-{self.run}-{n}"
             if n % 4 != 3:
@@ -187,7 +185,7 @@ class LiveRun:
             order_id = f"demo-{self.run}-{n:03d}"
             status = "order_cancelled" if n % 6 == 5 else "order_completed"
             events = order_events(order_id, visitor, product, self.rng.randint(1, 3), status)
-            (await _signed(self.tracker, store_id, secret, events)).raise_for_status()
+            await self.storefront(kind).post_events(events)
             placed.append(
                 {
                     "store_id": store_id,
@@ -204,47 +202,32 @@ class LiveRun:
         async def views() -> list[dict[str, Any]] | None:
             found = []
             for p in placed:
-                resp = await self.commission.get(
-                    f"/v1/stores/{p['store_id']}/orders/{p['order_id']}", headers=self.admin
-                )
-                if resp.status_code != 200:
+                store = StoreClient(p["store_id"], self.token, self.commission)
+                try:
+                    view = await store.order(p["order_id"])
+                except NotFound:
                     return None
-                view = resp.json()
-                if not view["attribution_decided"] or view["status"] != p["status"]:
+                if not view.attribution_decided or view.status != p["status"]:
                     return None
-                found.append(view)
+                found.append(view.model_dump(mode="json"))
             return found
 
         return await _until(views, "the pipeline to settle the demo's orders")
 
     async def ledger(self) -> list[dict[str, Any]]:
         """Every ledger line, page by page."""
-        lines: list[dict[str, Any]] = []
-        cursor: int | None = 0
-        while cursor is not None:
-            resp = await self.commission.get(
-                "/v1/ledger", params={"cursor": cursor, "limit": 1000}, headers=self.admin
-            )
-            page = resp.json()
-            lines += page["items"]
-            cursor = page["next_cursor"]
-        return lines
+        lines = await FinanceClient(self.token, self.commission).ledger_lines()
+        return [line.model_dump(mode="json") for line in lines]
 
     async def coupon_program(self) -> str:
         """The phones store lets a spoken code win: the policy ``coupon_wins`` and a code of
         insta-anna's (registered before any order, so attribution knows it in time)."""
         store_id, _ = self.stores["phones"]
-        auth = {"Authorization": f"Bearer {self.store_keys[store_id]}"}  # the store's own key
+        store = StoreClient(store_id, self.store_keys[store_id], self.commission)  # its own key
         code = f"ANNA-{self.run}".upper()
-        policy = await self.commission.put(
-            f"/v1/stores/{store_id}/coupon-policy", json={"policy": "coupon_wins"}, headers=auth
-        )
-        policy.raise_for_status()
+        await store.set_coupon_policy("coupon_wins")
         owner = f"insta-anna-{self.run}"
-        put = await self.commission.put(
-            f"/v1/stores/{store_id}/coupons/{code}", json={"affiliate_id": owner}, headers=auth
-        )
-        put.raise_for_status()
+        await store.put_coupon(code, owner)
         print(f"{store_id}: coupon policy coupon_wins, code {code} for {owner}")
         return code
 
@@ -252,22 +235,23 @@ class LiveRun:
         """A buyer who never clicked types the code: the order is placed, and completed once
         attribution has decided it by the code (a decision made before the code reached
         attribution is corrected while the order is open)."""
-        store_id, secret = self.stores["phones"]
+        store_id, _ = self.stores["phones"]
         order_id = f"demo-{self.run}-{n:03d}"
         placed, done = order_events(
             order_id, f"podcast-{self.run}", PRODUCTS["phones"][1], 2, "order_completed"
         )
         placed["coupon_code"] = code.lower()  # as the listener typed it: codes match any case
-        (await _signed(self.tracker, store_id, secret, [placed])).raise_for_status()
+        await self.storefront("phones").post_events([placed])
+        store = StoreClient(store_id, self.token, self.commission)
 
         async def by_code() -> bool | None:
-            resp = await self.commission.get(
-                f"/v1/stores/{store_id}/orders/{order_id}", headers=self.admin
-            )
-            return True if resp.status_code == 200 and resp.json()["rule"] == "coupon" else None
+            try:
+                return True if (await store.order(order_id)).rule == "coupon" else None
+            except NotFound:
+                return None
 
         await _until(by_code, "the coupon order to be attributed by its code")
-        (await _signed(self.tracker, store_id, secret, [done])).raise_for_status()
+        await self.storefront("phones").post_events([done])
         return {"store_id": store_id, "order_id": order_id, "status": "completed"}
 
     async def camp(self, limit: int = 5) -> None:

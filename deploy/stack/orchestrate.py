@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from deploy.stack import kafka, postgres
 from shared.config import Settings
-from shared.events import TOPIC_CONFIGS, Topic
+from shared.events import Topic, topic_config
 
 DATABASE = "alliance"
 
@@ -47,8 +47,9 @@ def topic_names(settings: Settings) -> dict[str, int]:
 
 
 def topic_configs(settings: Settings) -> dict[str, dict[str, str]]:
-    """:data:`shared.events.TOPIC_CONFIGS` under the deployment's topic names."""
-    return {settings.topic(t): dict(config) for t, config in TOPIC_CONFIGS.items()}
+    """Every topic's configuration (:func:`shared.events.topic_config`: compaction, the
+    retention of ALLIANCE_RETENTION_TOPIC_HOURS) under the deployment's topic names."""
+    return {settings.topic(t): topic_config(t, settings.retention_topic_hours) for t in Topic}
 
 
 def up(settings: Settings, *, migrate: bool = True) -> Stack:

@@ -12,6 +12,7 @@ from services.attribution.consumer import CONSUMER
 from services.attribution.expiry import ClickExpiry
 from services.attribution.privacy import Erasures
 from services.attribution.service import OUTBOX, AttributionService
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -22,6 +23,7 @@ from shared.kafka import make_producer, service_pipeline
 from shared.limits import install_limits
 from shared.outbox import service_relay
 from shared.privacy_store import AddressMinimisation
+from shared.retention_store import RetentionJob
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 
 
@@ -35,13 +37,19 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
 
     erasures = Erasures(settings.secret_key, service.clock)
     expiry = ClickExpiry(sessions, service, settings.click_expiry_interval_s)
-    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    # clients' addresses at rest cut once click quality no longer needs them (docs/privacy.md)
     minimise = AddressMinimisation(
         sessions,
         "attribution",
         service.clock,
         timedelta(hours=settings.privacy_full_address_hours),
         settings.privacy_minimise_interval_s,
+    )
+
+    # the clicks' day partitions: created ahead, dropped whole past ALLIANCE_RETENTION_CLICKS_DAYS;
+    # by the wall clock: it keeps the disk, whatever time a replay's clock says it is
+    retention = RetentionJob(
+        sessions, ("attribution",), settings, SystemClock(), settings.retention_interval_s
     )
 
     @asynccontextmanager
@@ -53,7 +61,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             settings,
             CONSUMER,
             sessions=sessions,
-            # erasures applied and erased visitors' events screened first (README, Privacy)
+            # erasures applied and erased visitors' events screened first (docs/privacy.md)
             handle=erasures.before(service.handle_batch),
             producer=producer,
             after_commit=relay.poke,  # publish the decisions as soon as they are committed
@@ -69,6 +77,8 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             tasks.start_periodic(expiry.periodic)
         if settings.privacy_minimise_interval_s > 0:
             tasks.start_periodic(minimise.periodic)
+        if settings.retention_interval_s > 0:
+            tasks.start_periodic(retention.periodic)
         try:
             yield
         finally:
@@ -77,6 +87,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
             await tasks.stop("outbox-relay")
             await tasks.stop("click-expiry")
             await tasks.stop("address-minimisation")
+            await tasks.stop("retention")
             await producer.stop()
             await engine.dispose()
 
@@ -84,6 +95,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.state.service = service
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    tracing.instrument(app, "attribution")  # a span per request when traces are on
     install_limits(app, settings)  # only health here: the public quota
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))
     app.include_router(

@@ -5,7 +5,7 @@ on a link of S, by V, not marked suspicious, and ``placed_at - window <= occurre
 placed_at`` (both ends inclusive). The order goes to the eligible click with the latest
 ``occurred_at``; ties go to the greater ``click_id``. No eligible click: organic.
 
-Coupon codes (README, "Coupon codes"), under the program's coupon policy in force at
+Coupon codes (docs/coupons.md), under the program's coupon policy in force at
 placement: a code is *valid* for the order when it is a code of the order's store (matched
 case-insensitively) whose registration in force at ``placed_at`` names an affiliate and
 ``valid_from <= placed_at < valid_to`` (start included, end excluded; an open end is

@@ -25,7 +25,9 @@ from shared.privacy_store import erased_visitors_table
 
 metadata = make_metadata("attribution")
 
-#: Clicks kept for the join: the window plus a grace, then expired.
+#: Clicks kept for the join: the window plus a grace, then expired. Range-partitioned by day
+#: of ``occurred_at`` (migration 7a1e5c3d9b20; the retention job drops whole days): the key
+#: holds the partition key, a click's time being fixed with its id.
 clicks = Table(
     "clicks",
     metadata,
@@ -33,7 +35,7 @@ clicks = Table(
     Column("store_id", String(128), nullable=False),
     Column("visitor_id", String(128), nullable=False),
     Column("affiliate_id", String(128), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), primary_key=True),
     Column("received_at", DateTime(timezone=True), nullable=False),
     Column("suspicious", Boolean, nullable=False, default=False),
     Column("link_code", String(512), nullable=False),
@@ -143,7 +145,7 @@ click_caps = click_caps_table(metadata)
 #: Transactional outbox: decisions to publish, written with the state that produced them.
 outbox = outbox_table(metadata)
 
-#: Visitors erased (README, "Privacy"), as keyed hashes: their later clicks are dropped.
+#: Visitors erased (docs/privacy.md), as keyed hashes: their later clicks are dropped.
 erased_visitors = erased_visitors_table(metadata)
 
 consumer_offsets = offsets_table(metadata)

@@ -1,4 +1,4 @@
-"""Erasures in attribution (README, "Privacy"): an erasure read from the privacy topic erases
+"""Erasures in attribution (docs/privacy.md): an erasure read from the privacy topic erases
 what attribution holds of the visitor and lists the visitor's keyed hash; every batch is then
 screened, so the visitor's clicks that arrive later are dropped and their placements are
 pseudonymised. Runs in the batch's transaction, ahead of the join's handler."""

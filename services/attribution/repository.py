@@ -120,7 +120,7 @@ class AttributionRepository:
                         CAST(:occurred_at AS timestamptz[]), CAST(:received_at AS timestamptz[]),
                         CAST(:suspicious AS boolean[]), CAST(:link_code AS text[]),
                         CAST(:product_id AS text[]), CAST(:sub_id AS text[]))
-                    ON CONFLICT (click_id) DO NOTHING
+                    ON CONFLICT (click_id, occurred_at) DO NOTHING
                     RETURNING store_id, visitor_id, occurred_at
                 )
                 SELECT DISTINCT ON (o.store_id, o.order_id) o.*
@@ -529,7 +529,7 @@ class AttributionRepository:
 
 
 class PrivacyRepository:
-    """All SQL of a visitor's erasure in attribution's tables (README, "Privacy")."""
+    """All SQL of a visitor's erasure in attribution's tables (docs/privacy.md)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

@@ -46,6 +46,7 @@ from services.commission.reports.service import ReportService, TrafficService
 from services.commission.webhooks.endpoints import router as webhooks_router
 from services.commission.webhooks.service import WebhookService
 from services.commission.webhooks.worker import DeliveryWorker
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.db import make_engine, make_sessions
@@ -57,6 +58,7 @@ from shared.metrics import COMMITTED, LEDGER_POSTINGS, Metric, ServiceMetrics
 from shared.outbox import service_relay
 from shared.periodic import Periodic
 from shared.privacy_store import AddressMinimisation
+from shared.retention_store import RetentionJob
 from shared.sealed import Sealer
 from shared.service_runtime import BackgroundTasks, install_private_metrics, metrics_router
 from shared.visitors import VisitorCookies
@@ -188,7 +190,7 @@ async def start_consumers(
         settings,
         LEDGER_CONSUMER,
         sessions=sessions,
-        # an erased visitor's later decisions and placements: pseudonymised (README, Privacy)
+        # an erased visitor's later decisions and placements: pseudonymised (docs/privacy.md)
         handle=modules.privacy.erased_visitors.before(modules.orders.handle_batch),
         producer=producer,
     )
@@ -202,7 +204,7 @@ async def start_consumers(
         settings,
         REPORTS_CONSUMER,
         sessions=sessions,
-        # an erased visitor's later clicks and page views: dropped (README, Privacy)
+        # an erased visitor's later clicks and page views: dropped (docs/privacy.md)
         handle=modules.privacy.erased_visitors.before(traffic.handle_batch),
         producer=producer,
     )
@@ -239,7 +241,7 @@ async def start_consumers(
 
     schedule_compaction(settings, sessions, tasks)
 
-    # clients' addresses at rest cut once click quality no longer needs them (README, Privacy)
+    # clients' addresses at rest cut once click quality no longer needs them (docs/privacy.md)
     if settings.privacy_minimise_interval_s > 0:
         tasks.start_periodic(
             AddressMinimisation(
@@ -251,7 +253,18 @@ async def start_consumers(
             ).periodic
         )
 
+    # day partitions created ahead and dropped past their retention, idempotency records and
+    # finished webhook deliveries expired (docs/retention.md); one replica at a time; by the
+    # wall clock: it keeps the disk, whatever time a replay's clock says it is
+    if settings.retention_interval_s > 0:
+        tasks.start_periodic(
+            RetentionJob(
+                sessions, ("commission",), settings, SystemClock(), settings.retention_interval_s
+            ).periodic
+        )
+
     async def stop() -> None:
+        await tasks.stop("retention")
         await tasks.stop("traffic-fold")
         await tasks.stop(COMPACTION)
         await tasks.stop("address-minimisation")
@@ -352,6 +365,7 @@ def create_app(
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    tracing.instrument(app, "commission")  # a span per request when traces are on
     install_limits(app, settings)  # outermost: a refused request costs nothing else
 
     app.include_router(health_router({**standard_checks(app, engine), "workers": tasks.check}))

@@ -59,6 +59,8 @@ orders = Table(
     Column("currency", String(3)),
     Column("placed_at", DateTime(timezone=True)),
     Column("items", JSONB),
+    #: the storefront marked the buyer's first order (the new-buyer bonus, issue 23)
+    Column("new_buyer", Boolean, nullable=False, server_default=text("false")),
     Column("status", String(16), nullable=False, server_default="placed"),
     Column("status_at", DateTime(timezone=True)),
     Column("attribution_revision", Integer, nullable=False, server_default="-1"),
@@ -95,7 +97,7 @@ refunds = Table(
     Index("ix_refunds_occurred", "occurred_at"),
 )
 
-#: Reason-coded adjustments of orders' commission (README, Program controls), numbered per
+#: Reason-coded adjustments of orders' commission (docs/program-controls.md), numbered per
 #: order from 1, each accepted once per (store, Idempotency-Key); append-only.
 adjustments = Table(
     "adjustments",
@@ -113,7 +115,7 @@ adjustments = Table(
     UniqueConstraint("store_id", "idempotency_key"),
 )
 
-#: Affiliates held by finance while fraud is reviewed (README, Program controls): their
+#: Affiliates held by finance while fraud is reviewed (docs/program-controls.md): their
 #: commissions on ``store_id`` (NULL: every store) are posted but not payable while ``active``.
 holds = Table(
     "holds",
@@ -158,6 +160,8 @@ program_ops = Table(
     Column("affiliate_id", String(128)),
     Column("valid_from", DateTime(timezone=True)),
     Column("valid_to", DateTime(timezone=True)),
+    #: an incentive's new setting (kinds ``new_buyer``, ``tiers``, ``caps``; issue 23)
+    Column("incentive", JSONB),
     Column("actor", String(200), nullable=False),
     Column("before", JSONB, nullable=False),
     Column("after", JSONB, nullable=False),
@@ -449,7 +453,8 @@ order_lines = Table(
 )
 
 #: Affiliate clicks as the reports consumer stored them (deduplicated by click id): what
-#: decides whether a page view came from an affiliate visitor.
+#: decides whether a page view came from an affiliate visitor. Range-partitioned by day of
+#: ``occurred_at`` (migration 7a1e5c3d9b20), which the key therefore holds.
 report_clicks = Table(
     "report_clicks",
     metadata,
@@ -457,7 +462,7 @@ report_clicks = Table(
     Column("store_id", String(128), nullable=False),
     Column("visitor_id", String(128), nullable=False),
     Column("affiliate_id", String(128), nullable=False),
-    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("occurred_at", DateTime(timezone=True), primary_key=True),
     Column("suspicious", Boolean, nullable=False),
     Index("ix_report_clicks_visitor", "store_id", "visitor_id", "occurred_at"),
 )
@@ -495,6 +500,7 @@ traffic_days = Table(
 )
 
 #: Who visited a store on a UTC day, and how: distinct visitors over any range of days.
+#: Range-partitioned by ``day`` (migration 7a1e5c3d9b20), kept ALLIANCE_RETENTION_REPORTS_DAYS.
 visitor_days = Table(
     "visitor_days",
     metadata,
@@ -508,7 +514,7 @@ visitor_days = Table(
 
 #: Per store and UTC day: HyperLogLog sketches (``hll``, postgresql-hll) of its affiliate
 #: visitors and of its store visitors; distinct visitors over more than one day are the
-#: cardinality of their union (README, "Reports"). One upsert per (store, day, shard) per batch
+#: cardinality of their union (docs/reports.md). One upsert per (store, day, shard) per batch
 #: of the reports consumer; ``shard`` as in ``traffic_days`` (a day's sketch is the union of
 #: its rows').
 visitor_sketches = Table(
@@ -779,6 +785,6 @@ partner_events = Table(
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)
 
-#: Visitors erased (README, "Privacy"), as keyed hashes: their later events are dropped, or
+#: Visitors erased (docs/privacy.md), as keyed hashes: their later events are dropped, or
 #: pseudonymised where money needs them.
 erased_visitors = erased_visitors_table(metadata)

@@ -29,6 +29,7 @@ from services.tracker.links import LinkSigner
 from services.tracker.service import TrackerService
 from services.tracker.snapshot import Snapshot, snapshot_writer
 from services.tracker.spool import ClickSpool, spool_drainer
+from shared import tracing
 from shared.clock import Clock, SystemClock
 from shared.config import Settings, get_settings
 from shared.docs import install_docs
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     install_docs(app)
     install_error_handlers(app)
     install_private_metrics(app, settings)  # /metrics on its own port, never public
+    tracing.instrument(app, "tracker")  # a span per request when traces are on
     prometheus: ServiceMetrics = app.state.prometheus
     prometheus.add(lambda: tracker_families(getattr(app.state, "tracker", None), tasks))
     # outermost; the click redirect's fast path charges the same limiter (redirect quota)

@@ -1,6 +1,6 @@
 """The redirect's clicks to Kafka, a batch per turn of the event loop.
 
-A redirect must not answer before its click is durable (README, "The redirect"). Sending each
+A redirect must not answer before its click is durable (docs/principals.md). Sending each
 click on its own (``send_and_wait`` under a timeout of its own) cost a redirect more than its
 HTTP did: per click a metadata wait, a pure-Python murmur2, an accumulator append, a future, a
 timer. :class:`ClickBatcher` takes the clicks that arrive in one turn of the loop, and all
@@ -21,7 +21,16 @@ import asyncio
 import functools
 import struct
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any, Final, Protocol
+
+from shared import tracing
+
+#: a record's Kafka headers (a list: aiokafka's record builder takes nothing else)
+Headers = list[tuple[str, bytes]]
+#: the headers of a click while traces are off: one shared list, never changed (the builder
+#: only reads it), so nothing is allocated per click
+NO_HEADERS: Final[Headers] = []
 
 _M: Final = 0x5BD1E995
 _MASK: Final = 0xFFFFFFFF
@@ -64,7 +73,14 @@ def partition_of(key: bytes, partitions: list[int]) -> int:
 
 
 class Batch(Protocol):
-    def append(self, *, key: bytes | None, value: bytes | None, timestamp: int | None) -> Any: ...
+    def append(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -88,7 +104,8 @@ class _Group:
     __slots__ = ("records", "settled", "timer", "unacked", "waiters")
 
     def __init__(self) -> None:
-        self.records: list[tuple[bytes, bytes]] = []
+        #: key, value and headers (the trace context: empty when traces are off)
+        self.records: list[tuple[bytes, bytes, Headers]] = []
         self.waiters: list[asyncio.Future[bool]] = []
         self.unacked = 0
         self.settled = False
@@ -132,7 +149,7 @@ class ClickBatcher:
             if not self._flushing:
                 self._flushing = True
                 self._flusher = loop.create_task(self._flush())
-        group.records.append((key, value))
+        group.records.append((key, value, tracing.kafka_headers() or NO_HEADERS))
         waiter: asyncio.Future[bool] = loop.create_future()
         group.waiters.append(waiter)
         return await waiter
@@ -170,19 +187,21 @@ class ClickBatcher:
         finally:
             self._flushing = False
 
-    async def _queue_batches(self, records: list[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+    async def _queue_batches(
+        self, records: list[tuple[bytes, bytes, Headers]]
+    ) -> list[asyncio.Future[Any]]:
         partitions = sorted(await self.producer.partitions_for(self.topic))
         batches: dict[int, Batch] = {}
         acks: list[asyncio.Future[Any]] = []
-        for key, value in records:
+        for key, value, headers in records:
             partition = partition_of(key, partitions)
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = self.producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it
+            if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 acks.append(await self._submit(batch, partition))
                 batch = batches[partition] = self.producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
+                batch.append(key=key, value=value, timestamp=None, headers=headers)
         for partition, batch in batches.items():
             acks.append(await self._submit(batch, partition))
         return acks

@@ -106,7 +106,7 @@ async def create_link(
                     "description": f"`{VISITOR_COOKIE}`: the visitor, sealed; absent without "
                     "consent (`Sec-GPC: 1`, `?consent=false` or the `alliance_consent=false` "
                     "cookie, or a program requiring consent without `consent=true`), or "
-                    "expired when the buyer still had one (README, Privacy)",
+                    "expired when the buyer still had one (docs/privacy.md)",
                     "schema": {"type": "string"},
                 },
             },

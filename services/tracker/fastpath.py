@@ -23,6 +23,7 @@ from services.tracker.endpoints import VISITOR_COOKIE, declared_consent, redirec
 from services.tracker.links import InvalidCode
 from services.tracker.quality import PREFETCH_HEADERS
 from services.tracker.service import TrackerService
+from shared import tracing
 from shared.http import NUL_ERROR, has_nul, request_id_for
 from shared.limits import Caller, Limiter, answer_refusal, client_address
 from shared.privacy import CONSENT_COOKIE, CONSENT_PARAM
@@ -63,6 +64,13 @@ class TrackerApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _redirect(self, scope: Scope, send: Send) -> None:
+        if tracing.ENABLED:  # off: not even a context manager
+            with tracing.redirect_span("tracker", scope):
+                await self._follow(scope, send)
+            return
+        await self._follow(scope, send)
+
+    async def _follow(self, scope: Scope, send: Send) -> None:
         # the app's rate limit is middleware this path skips: the same quota, charged here
         # (answered as the middleware answers it: outermost, before the request has an id)
         limiter: Limiter | None = getattr(self.state, "limiter", None)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -27,6 +29,20 @@ from tests.integration.harness import (
 from tests.integration.test_pipeline import completed, placed
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.contextmanager
+def one_tracker(run_dir: Path, env: dict[str, str], port: int) -> Iterator[int]:
+    """``alliance tracker`` as a process of its own, ready on ``port``; stopped with SIGTERM
+    (and gone) after the block. Yields its pid."""
+    pid = procs.start("tracker", ["tracker"], run_dir, env)
+    try:
+        procs.wait_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=60)
+        yield pid
+    finally:
+        assert procs.stop("tracker", run_dir)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def service_env(settings: Settings) -> dict[str, str]:
@@ -126,9 +142,7 @@ async def test_metrics_are_served_on_their_own_port_never_on_the_public_one(
         "ALLIANCE_METRICS_TOKEN": "m-tok",
     }
     run_dir = tmp_path / "run"
-    pid = procs.start("tracker", ["tracker"], run_dir, env)
-    try:
-        procs.wait_ready(f"http://127.0.0.1:{public}/healthz", timeout_s=60)
+    with one_tracker(run_dir, env, public):
         async with httpx.AsyncClient() as client:
             assert (await client.get(f"http://127.0.0.1:{public}/metrics")).status_code == 404
             metrics = f"http://127.0.0.1:{private}/metrics"
@@ -138,10 +152,6 @@ async def test_metrics_are_served_on_their_own_port_never_on_the_public_one(
             assert "alliance_tracker_spool_bytes" in found.text
             other = f"http://127.0.0.1:{private}/healthz"
             assert (await client.get(other)).status_code == 404
-    finally:
-        assert procs.stop("tracker", run_dir)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
     log = (run_dir / "tracker.log").read_text()
     assert "Application shutdown complete" in log, log[-2000:]
     assert "Traceback" not in log, log[-4000:]

@@ -314,3 +314,25 @@ class TestMonitoringProfile:
         assert "apt-get install -y --no-install-recommends prometheus" in dockerfile
         assert "USER prometheus" in dockerfile
         assert "prometheus)" in (DEPLOY / "docker" / "build.sh").read_text()
+
+
+def test_every_service_passes_the_log_and_trace_settings_with_traces_off_by_default() -> None:
+    from shared import tracing
+
+    for name, service in load("compose.yaml")["services"].items():
+        if not name.startswith(("tracker-", "attribution-", "commission-")):
+            continue
+        env = service["environment"]
+        for variable in (
+            "ALLIANCE_LOG_FORMAT",
+            "ALLIANCE_LOG_LEVEL",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+            "OTEL_RESOURCE_ATTRIBUTES",
+        ):
+            assert env[variable].startswith(f"${{{variable}:-"), (name, variable)
+        # each variable unset in deploy/.env: its default, and traces stay off
+        defaults = {k: v.split(":-", 1)[1].rstrip("}") for k, v in env.items() if "OTEL_" in k}
+        assert defaults["OTEL_EXPORTER_OTLP_ENDPOINT"] == ""
+        assert not tracing.wanted(defaults)

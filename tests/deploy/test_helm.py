@@ -16,7 +16,7 @@ import yaml
 from deploy.stack.acls import ACL_TABLE, bindings
 from deploy.stack.helm import HelmError, ensure_helm, helm_path
 from shared.config import Settings
-from shared.events import TOPIC_CONFIGS, Topic
+from shared.events import Topic, topic_config
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "alliance"
 PRODUCTION = str(CHART / "values-production.yaml")
@@ -167,9 +167,7 @@ def test_kafka_topics_are_the_codes_topics_with_their_configuration(helm: Path) 
         spec = topics[f"prod.{topic}"]["spec"]
         assert spec["partitions"] == 6
         assert spec["replicas"] == 1
-        assert {k: str(v) for k, v in spec.get("config", {}).items()} == TOPIC_CONFIGS.get(
-            topic, {}
-        )
+        assert {k: str(v) for k, v in spec.get("config", {}).items()} == topic_config(topic, 168)
     names = [t["metadata"]["name"] for t in of(docs, "KafkaTopic").values()]
     assert "prod-dead-letters" in names  # a Kubernetes name: no dots
     assert all(
@@ -557,3 +555,28 @@ def test_alert_rules_and_dashboard_are_off_by_default_and_rendered_from_the_same
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
     board = json.loads((deploy / "grafana" / "alliance.json").read_text())
     assert json.loads(dashboard["data"]["alliance.json"]) == board
+
+
+def test_logs_json_by_default_and_traces_only_with_an_endpoint(helm: Path) -> None:
+    for deployment in of(render(helm), "Deployment").values():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert (env["ALLIANCE_LOG_FORMAT"], env["ALLIANCE_LOG_LEVEL"]) == ("json", "INFO")
+        assert not {name for name in env if name.startswith("OTEL_")}  # traces off
+    on = render(
+        helm,
+        sets=(
+            "tracing.enabled=true",
+            "tracing.endpoint=http://collector:4318",
+            "tracing.resourceAttributes=deployment.environment=test",
+        ),
+    )
+    for name, deployment in of(on, "Deployment").items():
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        env = env_of(container)
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+        assert env["OTEL_TRACES_EXPORTER"] == "otlp"
+        assert env["OTEL_SERVICE_NAME"] == f"alliance-{container['name']}", name
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=test"
+    assert "tracing.endpoint" in refusal(helm, sets=("tracing.enabled=true",))

@@ -78,7 +78,7 @@ def test_only_one_service_writes_each_topic() -> None:
     assert writers[Topic.ATTRIBUTIONS] == {"attribution"}
     assert writers[Topic.DIRECTORY] == {"commission"}
     assert writers[Topic.DEAD_LETTERS] == {"attribution", "commission"}
-    assert writers[Topic.PRIVACY] == {"commission"}  # erasures (README, Privacy)
+    assert writers[Topic.PRIVACY] == {"commission"}  # erasures (docs/privacy.md)
 
 
 def test_kafka_acls_only_tracker_attribution_commission_write_their_topics() -> None:

@@ -281,4 +281,8 @@ def test_the_directory_and_catalog_topics_are_compacted_under_the_deployments_na
     assert configs["t1-directory"]["cleanup.policy"] == "compact"
     assert configs["t1-catalog"]["cleanup.policy"] == "compact"
     assert int(configs["t1-directory"]["min.compaction.lag.ms"]) == 90 * 24 * 3600 * 1000
-    assert set(configs) == {"t1-directory", "t1-catalog"}  # the event topics expire
+    assert "retention.ms" not in configs["t1-directory"]
+    # the event topics expire after ALLIANCE_RETENTION_TOPIC_HOURS (docs/retention.md)
+    assert configs["t1-clicks"] == {"retention.ms": str(168 * 3600 * 1000)}
+    hours = topic_configs(Settings(retention_topic_hours=48, retention_idempotency_days=3))
+    assert hours["orders"]["retention.ms"] == str(48 * 3600 * 1000)

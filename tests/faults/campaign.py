@@ -42,7 +42,8 @@ log_lines: list[str] = []
 
 
 def note(message: str) -> None:
-    """What the campaign did and when (printed at the end, kept for the README's figures)."""
+    """What the campaign did and when (printed at the end, kept for the figures of
+    docs/reliability.md)."""
     log_lines.append(f"{time.strftime('%H:%M:%S')} {message}")
 
 

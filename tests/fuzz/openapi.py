@@ -75,7 +75,7 @@ class Findings:
 
     def save(self, name: str, seconds: float) -> None:
         """``tests/artifacts/fuzz-<name>.txt``: the statuses answered, per caller and
-        operation, and the totals (what the README's figures come from)."""
+        operation, and the totals (what the figures of docs/reliability.md come from)."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         lines = [
             f"{caller:10} {op:64} {status} {n}"

@@ -83,7 +83,7 @@ def idents() -> st.SearchStrategy[str]:
 
 
 def derived_ids(store_id: str, orders: list[str]) -> st.SearchStrategy[str]:
-    """Ids shaped like every key Alliance derives (README, "Security model": idempotency
+    """Ids shaped like every key Alliance derives (docs/security.md: idempotency
     namespaces), for a store to send as its own: a decision's ``<store>:<order>:<n>``, a
     processed event's ``<store>/<event>``, a server click's ``s2s:<store>:<event>``, ledger
     keys (``commission:…``, ``reversal:…/…``, ``payout:…:USD``), a webhook's cause

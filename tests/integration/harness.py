@@ -14,6 +14,18 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from fastapi import FastAPI
 
+from alliance_client import (
+    AdminClient,
+    AffiliateClient,
+    ApiError,
+    Conflict,
+    FinanceClient,
+    NotFound,
+    StoreClient,
+    StorefrontClient,
+    Unauthorized,
+)
+from alliance_client.signing import store_headers
 from shared.clock import Clock
 from shared.config import Settings
 
@@ -104,19 +116,18 @@ def visitor_of(redirect: httpx.Response) -> str:
 async def signed_post(
     client: httpx.AsyncClient, path: str, store: Store, payload: object, *, at: int | None = None
 ) -> httpx.Response:
-    """POST ``payload`` signed with the store's webhook secret, as a storefront does."""
+    """POST ``payload`` signed with the store's webhook secret, as a storefront does (the
+    Python client's signing; the raw answer, whatever its status)."""
     import orjson
 
-    from shared.secrets import signature_header
-
     body = orjson.dumps(payload)
-    stamp = at if at is not None else int(time.time())
-    headers = {
-        "X-Alliance-Store": store.store_id,
-        "X-Alliance-Signature": signature_header(store.secret, stamp, body),
-        "Content-Type": "application/json",
-    }
+    headers = store_headers(store.store_id, store.secret, body, timestamp=at)
     return await client.post(path, content=body, headers=headers)
+
+
+def storefront(svc: Services, store: Store) -> StorefrontClient:
+    """The store's storefront client of the tracker."""
+    return StorefrontClient(store.store_id, store.secret, svc.tracker)
 
 
 async def register_store(
@@ -125,18 +136,10 @@ async def register_store(
     """A store created through the admin API: not in the program, and unknown to the tracker
     until the directory reaches it. ``landing``: its landing URL template (by default one
     host per store)."""
-    resp = await svc.commission.post(
-        "/v1/admin/stores",
-        json={
-            "store_id": store_id,
-            "name": store_id,
-            "landing_url_template": landing
-            or f"https://{store_id}.shop.example/item/{{product_id}}",
-        },
-        headers=admin(settings),
+    created = await AdminClient(settings.admin_token, svc.commission).create_store(
+        store_id, store_id, landing or f"https://{store_id}.shop.example/item/{{product_id}}"
     )
-    assert resp.status_code == 201, resp.text
-    return Store(store_id, resp.json()["api_key"], resp.json()["webhook_secret"])
+    return Store(store_id, created.api_key, created.webhook_secret)
 
 
 async def new_store(
@@ -153,11 +156,8 @@ async def new_store(
     tracker knows the store (with no products: once the tracker knows it)."""
     store = await register_store(svc, settings, store_id, landing=landing)
     if join:
-        body = {"default_rate": rate} if rate else {}
-        joined = await svc.commission.post(
-            f"/v1/stores/{store_id}/program/join", json=body, headers=store.auth
-        )
-        assert joined.status_code == 200, joined.text
+        joined = await StoreClient(store_id, store.api_key, svc.commission).join(rate)
+        assert joined.state == "joined", joined
     events = [
         {
             "event_id": f"cat-{store_id}-{p}",
@@ -173,10 +173,10 @@ async def new_store(
     ]
 
     async def known() -> Store | None:
-        resp = await signed_post(svc.tracker, "/v1/events", store, {"events": events})
-        if resp.status_code == 401:
+        try:
+            await storefront(svc, store).post_events(events)
+        except Unauthorized:
             return None  # the tracker has not seen the store yet
-        assert resp.status_code == 202, resp.text
         return store
 
     return await eventually(known)
@@ -184,24 +184,14 @@ async def new_store(
 
 async def new_finance_user(svc: Services, settings: Settings, user_id: str) -> str:
     """A finance user's API key."""
-    resp = await svc.commission.post(
-        "/v1/admin/finance-users", json={"user_id": user_id}, headers=admin(settings)
-    )
-    assert resp.status_code == 201, resp.text
-    key: str = resp.json()["api_key"]
-    return key
+    admin = AdminClient(settings.admin_token, svc.commission)
+    return (await admin.create_finance_user(user_id)).api_key
 
 
 async def new_affiliate(svc: Services, settings: Settings, affiliate_id: str) -> str:
     """An affiliate's API key."""
-    resp = await svc.commission.post(
-        "/v1/admin/affiliates",
-        json={"affiliate_id": affiliate_id, "name": affiliate_id},
-        headers=admin(settings),
-    )
-    assert resp.status_code == 201, resp.text
-    key: str = resp.json()["api_key"]
-    return key
+    admin = AdminClient(settings.admin_token, svc.commission)
+    return (await admin.create_affiliate(affiliate_id, affiliate_id)).api_key
 
 
 async def new_link(
@@ -210,7 +200,6 @@ async def new_link(
     """An affiliate's link, fetched from the affiliate's own address (not the buyers': a click
     from the address that created the link is a self-referral). Retries until the tracker has
     caught up with the directory and catalog."""
-    body = {"store_id": store_id} | ({"product_id": product_id} if product_id else {})
     if "tracker" in svc.apps:
         transport = httpx.ASGITransport(app=svc.apps["tracker"], client=("198.51.100.7", 40000))
         client = httpx.AsyncClient(transport=transport, base_url="http://tracker.test")
@@ -220,13 +209,14 @@ async def new_link(
             base_url=str(svc.tracker.base_url), headers={"X-Forwarded-For": "198.51.100.7"}
         )
 
+    affiliate = AffiliateClient(key, tracker=client)
+
     async def fetched() -> dict[str, object] | None:
-        resp = await client.post("/v1/links", json=body, headers=bearer(key))
-        if resp.status_code in (401, 404, 409):
+        try:
+            link = await affiliate.create_link(store_id, product_id)
+        except (Unauthorized, NotFound, Conflict):
             return None
-        assert resp.status_code == 201, resp.text
-        link: dict[str, object] = resp.json()
-        return link
+        return link.model_dump(mode="json")
 
     async with client:
         return await eventually(fetched)
@@ -238,12 +228,11 @@ async def order_view(
     """The commission service's view of ``order`` (store id, order id) once it shows every
     field of ``want``; None until then (for `eventually`)."""
     store_id, order_id = order
-    resp = await svc.commission.get(
-        f"/v1/stores/{store_id}/orders/{order_id}", headers=admin(settings)
-    )
-    if resp.status_code != 200:
+    try:
+        view = await StoreClient(store_id, settings.admin_token, svc.commission).order(order_id)
+    except ApiError:
         return None
-    body: dict[str, Any] = resp.json()
+    body: dict[str, Any] = view.model_dump(mode="json")
     return body if all(body.get(k) == v for k, v in want.items()) else None
 
 
@@ -287,18 +276,6 @@ def _now() -> str:
 async def ledger_lines(
     client: httpx.AsyncClient, settings: Settings, **params: str
 ) -> list[dict[str, Any]]:
-    """Every ledger posting (all pages), optionally filtered like the API."""
-    lines: list[dict[str, Any]] = []
-    cursor = 0
-    while True:
-        resp = await client.get(
-            "/v1/ledger",
-            params={**params, "cursor": str(cursor), "limit": "1000"},
-            headers=admin(settings),
-        )
-        assert resp.status_code == 200, resp.text
-        page = resp.json()
-        lines += page["items"]
-        if page["next_cursor"] is None:
-            return lines
-        cursor = page["next_cursor"]
+    """Every ledger posting (all pages), optionally filtered like the API (``account``)."""
+    finance = FinanceClient(settings.admin_token, client)
+    return [line.model_dump(mode="json") for line in await finance.ledger_lines(**params)]

@@ -94,7 +94,7 @@ def rate_of(store: str, product: str, category: str | None) -> Decimal:
 
 
 def base_score(store: str, product: str, category: str | None, affiliate_orders: int) -> Decimal:
-    """README's composite: 30 if hot + 10 if main + 100 × rate + 10 × log10(1 + orders)."""
+    """docs/camp.md's composite: 30 if hot + 10 if main + 100 × rate + 10 × log10(1 + orders)."""
     hot = affiliate_orders > 0  # every store here has fewer than 20 products sold
     main = product in PROGRAMS[store][3]
     history = D(str(round(math.log10(1 + affiliate_orders), 4)))
@@ -119,7 +119,7 @@ def expected(
     extra: dict[str, list[tuple[str, str, str | None]]] | None = None,
 ) -> list[tuple[str, str, Decimal]]:
     """(store, product, boost) in the camp's order, computed here: the final score is the
-    README's boost ``1 + 0.15 × k_category + 0.10 × k_store`` times the base score for the
+    docs/camp.md's boost ``1 + 0.15 × k_category + 0.10 × k_store`` times the base score for the
     best ``per_key`` (by base score, then rate, then ids) of each of the visitor's categories
     and stores among the matches, the base score (boost 1) for the rest; ties to the higher
     rate, then the ids. ``extra``: more products of the stores than :data:`CATALOG`'s."""

@@ -1,4 +1,4 @@
-"""Privacy over HTTP on the real stack (README, "Privacy"): consent on the redirect, a
+"""Privacy over HTTP on the real stack (docs/privacy.md): consent on the redirect, a
 visitor's erasure and export, the truncation of addresses at rest."""
 
 from __future__ import annotations

@@ -37,6 +37,13 @@ PROGRAM_CHANGES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("DELETE", "main-products/p1", None),
     ("PUT", "attribution-window", {"days": 7}),
     ("DELETE", "attribution-window", None),
+    ("PUT", "incentives/new-buyer", {"extra_rate": "0.02"}),
+    (
+        "PUT",
+        "incentives/tiers",
+        {"currency": "USD", "tiers": [{"from": "1000.00", "extra_rate": "0.02"}]},
+    ),
+    ("PUT", "incentives/caps", {"per_order": {"USD": "5.00"}}),
     ("POST", "program/exit", None),
 ]
 

@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 import pytest
 
-from services.commission.core.webhooks import SIGNATURE_HEADER, WebhookEvent, verify
+from alliance_client import InvalidSignature, parse_event, signing
+from alliance_client.signing import get_content
+from services.commission.core.webhooks import SIGNATURE_HEADER, WebhookEvent
 from shared.config import Settings
 from tests.integration.harness import (
     Services,
@@ -250,10 +252,12 @@ async def test_a_receiver_that_was_down_gets_every_event_once_up_in_order_and_si
                 # signed with the secret shown at creation, over the raw body
                 header = r.headers[SIGNATURE_HEADER.lower()]
                 stamp = int(header.split(",")[0].removeprefix("t="))
-                assert verify(mine["secret"], header, r.body, stamp)
-                assert not verify(postback["secret"], header, r.body, stamp)
+                # as a receiver does it, with the Python client: verified, then parsed
+                received = parse_event(mine["secret"], header, r.body, now=stamp)
+                with pytest.raises(InvalidSignature):
+                    parse_event(postback["secret"], header, r.body, now=stamp)
                 event = orjson.loads(r.body)
-                assert event["id"] == r.headers["alliance-event-id"]
+                assert event["id"] == r.headers["alliance-event-id"] == received.id
                 if "order_id" in event["data"]:
                     by_order.setdefault(event["data"]["order_id"], []).append(event["type"])
                 else:
@@ -283,10 +287,12 @@ async def test_a_receiver_that_was_down_gets_every_event_once_up_in_order_and_si
                 assert query["e"] == [r.headers["alliance-event-id"]]
                 header = r.headers[SIGNATURE_HEADER.lower()]
                 stamp = int(header.split(",")[0].removeprefix("t="))
-                assert verify(postback["secret"], header, r.path.encode(), stamp)
+                content = get_content(r.path)
+                assert signing.verify(postback["secret"], header, content, now=stamp) == stamp
             fin = hooks.delivered("/fin")[0]
             stamp = int(fin.headers[SIGNATURE_HEADER.lower()].split(",")[0][2:])
-            assert verify(finance["secret"], fin.headers[SIGNATURE_HEADER.lower()], fin.body, stamp)
+            header = fin.headers[SIGNATURE_HEADER.lower()]
+            assert parse_event(finance["secret"], header, fin.body, now=stamp).id
 
             # the delivery log: every delivery delivered, the failed attempts counted
             log = await all_delivered(svc, AFF, aff_key, mine["id"])
@@ -441,8 +447,8 @@ async def test_twenty_failures_in_a_row_disable_and_the_owner_sees_why(
             header = last.headers[SIGNATURE_HEADER.lower()]
             stamp = int(header.split(",")[0][2:])
             assert header.count("v1=") == 2
-            assert verify(rotated.json()["secret"], header, last.body, stamp)
-            assert verify(mine["secret"], header, last.body, stamp)
+            for secret in (rotated.json()["secret"], mine["secret"]):
+                assert signing.verify(secret, header, last.body, now=stamp) == stamp
 
 
 async def test_an_owner_sees_and_changes_only_its_own_endpoints(settings: Settings) -> None:
@@ -513,7 +519,7 @@ async def test_an_owner_sees_and_changes_only_its_own_endpoints(settings: Settin
         templates = await svc.commission.get(f"{AFF}/templates", headers=bearer(key))
         assert templates.status_code == 200
         assert {m["name"] for m in templates.json()["macros"]} >= {"{order_id}", "{sub_id}"}
-        # every event type (program controls' too: README, Program controls)
+        # every event type (program controls' too: docs/program-controls.md)
         assert {e["type"] for e in templates.json()["events"]} == {e.value for e in WebhookEvent}
         assert set(ALL) < {e.value for e in WebhookEvent}
 

@@ -50,7 +50,11 @@ class FakeProducer:
         self.broker = broker or {}
 
     async def send(
-        self, topic: str, value: bytes, key: bytes | None = None
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[None]:
         if len(value) > LIMIT:
             raise MessageSizeTooLargeError(f"The message is {len(value)} bytes")

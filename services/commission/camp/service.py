@@ -10,7 +10,7 @@ Pages are keyset pages over ``(final score, rate, store id, product id)``. The c
 holds ``as_of``, the time of the first page: the visitor's history is read as of then on
 every page, so a store or category they meet for the first time while paging does not move
 products between pages (an interest they *renew* while paging has its last time moved past
-``as_of`` and leaves the later pages' profile: README, "Pages"); and a fingerprint of the
+``as_of`` and leaves the later pages' profile: docs/camp.md, "Pages"); and a fingerprint of the
 query (``q``, ``category_id``), so a cursor used with another query is refused (422
 ``bad_cursor``) instead of answering a page of something else.
 

@@ -22,6 +22,7 @@ from services.commission.core.errors import (
     TooManyAdjustments,
     UnknownProduct,
 )
+from services.commission.core.incentives import line_rate
 from services.commission.core.program import ProgramHistory
 from shared.money import ZERO, fits_currency, round_money
 from shared.policy import ExitPolicy
@@ -118,6 +119,7 @@ class Placement:
     currency: str
     placed_at: datetime
     items: tuple[LineItem, ...]
+    new_buyer: bool = False  # the buyer's first order on the marketplace (new-buyer bonus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +159,7 @@ class OrderFacts:
     click_at: datetime | None = None
     refunds: tuple[Refund, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
+    new_buyer: bool = False  # the storefront marked the buyer's first order
 
     @property
     def key(self) -> OrderKey:
@@ -171,6 +174,8 @@ class ItemCommission:
     commission: Decimal
     reversed: Decimal
     amended: Decimal = ZERO  # what adjustments lowered the commission base by
+    #: the new-buyer bonus's extra rate, paid on top of ``rate`` (the sum at most 100%)
+    bonus_rate: Decimal = ZERO
 
     @property
     def net(self) -> Decimal:
@@ -362,7 +367,8 @@ def compute_order(
     adjustments: Iterable[Adjustment] | None = None,
 ) -> OrderCommission:
     """The commission of an order: per line, ``(base − amended) × rate`` (rate in force at
-    placement, the adjustments' lowering of the base) rounded half-up, zero while declined;
+    placement with the new-buyer bonus in force then for an order marked as the buyer's first,
+    the adjustments' lowering of the base) rounded half-up, zero while declined;
     the refunds of a line reverse ``(their total amount) × rate`` rounded half-up once, on the
     line's refunded total (never per refund item: 100 items of 0.50 at 1% reverse 0.50, not
     100 × 0.01), capped at the line's commission. Zero when not chargeable or cancelled, and
@@ -390,11 +396,18 @@ def compute_order(
     items: list[ItemCommission] = []
     for line, refunded, less in zip(facts.items, amounts, amended, strict=True):
         rate = state.rate_for(line.product_id, line.category_id)
-        commission = commission_on(line.base - less, rate, facts.currency) if pays else ZERO
-        reversal = commission_on(sum(refunded, ZERO), rate, facts.currency)
+        paid = line_rate(rate, state.incentives, facts.new_buyer)
+        commission = commission_on(line.base - less, paid, facts.currency) if pays else ZERO
+        reversal = commission_on(sum(refunded, ZERO), paid, facts.currency)
         items.append(
             ItemCommission(
-                line.product_id, line.base, rate, commission, min(commission, reversal), less
+                line.product_id,
+                line.base,
+                rate,
+                commission,
+                min(commission, reversal),
+                less,
+                paid - rate if paid != rate else ZERO,
             )
         )
     return OrderCommission(

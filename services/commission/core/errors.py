@@ -35,6 +35,16 @@ class InvalidLockPeriod(ProgramError):
     code = "invalid_lock_period"
 
 
+class InvalidTiers(ProgramError):
+    status_code = 422
+    code = "invalid_tiers"
+
+
+class InvalidCaps(ProgramError):
+    status_code = 422
+    code = "invalid_caps"
+
+
 class InvalidCouponCode(ProgramError):
     status_code = 422
     code = "invalid_coupon_code"

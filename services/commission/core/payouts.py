@@ -92,7 +92,7 @@ class HeldWhy(StrEnum):
 
     #: the order completed less than the holding period ago
     HOLDING_PERIOD = "holding_period"
-    #: an active hold covers the order's store (README, Program controls)
+    #: an active hold covers the order's store (docs/program-controls.md)
     HELD = "held"
     #: payouts need the lock (``ALLIANCE_PAYOUT_REQUIRES_LOCK``) and the order is not locked
     NOT_LOCKED = "not_locked"

@@ -28,6 +28,15 @@ from services.commission.core.errors import (
     RejoinTooEarly,
     TooManyMainProducts,
 )
+from services.commission.core.incentives import (
+    Caps,
+    Incentives,
+    IncentiveSetting,
+    NewBuyerSetting,
+    TierSetting,
+    apply_setting,
+    incentives_json,
+)
 from shared.coupons import CouponPolicy, coupon_key, is_coupon_code
 from shared.partners import Enrollment
 from shared.privacy import Consent
@@ -63,11 +72,22 @@ class OpKind(StrEnum):
     COUPON_POLICY = "coupon_policy"  # policy: off | coupon_wins | click_wins
     COUPON = "coupon"  # a code registered (or its validity changed): key, affiliate, validity
     DELETE_COUPON = "coupon_deleted"  # key: the code
-    CONSENT = "consent"  # consent: not_required | required (the visitor cookie, README Privacy)
+    CONSENT = "consent"  # consent: not_required | required (the visitor cookie, docs/privacy.md)
     LOCK_PERIOD = "lock_period"  # days: the locking date's delay after completion (0 to 365)
     ENROLLMENT = "enrollment"  # enrollment: open | approval (who may promote, partner approval)
     BAN = "partner_ban"  # key: the affiliate banned (its orders placed from then on pay nothing)
     UNBAN = "partner_unban"  # key: the affiliate reinstated (approved again after a ban)
+    NEW_BUYER = "new_buyer"  # incentive: the new-buyer bonus's extra rate (issue 23)
+    TIERS = "tiers"  # incentive: one currency's performance tiers
+    CAPS = "caps"  # incentive: the caps per order and per affiliate-month
+
+
+#: the incentive operations and the setting each carries
+INCENTIVE_OPS: Final[Mapping[OpKind, type[IncentiveSetting]]] = {
+    OpKind.NEW_BUYER: NewBuyerSetting,
+    OpKind.TIERS: TierSetting,
+    OpKind.CAPS: Caps,
+}
 
 
 #: operations on single codes: recorded, but no part of the program's state (a store's codes
@@ -123,6 +143,7 @@ class ProgramOp:
     coupon: Coupon | None = None  # a code registered (COUPON)
     consent: Consent | None = None  # whether the visitor cookie needs consent (CONSENT)
     enrollment: Enrollment | None = None  # who may promote the store (ENROLLMENT)
+    incentive: IncentiveSetting | None = None  # an incentive's new setting (INCENTIVE_OPS)
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,9 @@ class ProgramState:
         """Whether an order attributed to ``affiliate_id`` placed under this state may earn:
         not when the store had banned the affiliate then."""
         return affiliate_id is None or affiliate_id not in self.banned
+
+    #: the new-buyer bonus, tiers and caps in force (issue 23)
+    incentives: Incentives = field(default_factory=Incentives)
 
     @property
     def exit_allowed_at(self) -> datetime | None:
@@ -257,6 +281,10 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     if op.kind is OpKind.LOCK_PERIOD:
         assert op.days is not None
         return replace(state, lock_days=op.days)
+    if op.kind in INCENTIVE_OPS:
+        if not isinstance(op.incentive, INCENTIVE_OPS[op.kind]):
+            raise AssertionError(op.kind)
+        return replace(state, incentives=apply_setting(state.incentives, op.incentive))
     raise AssertionError(op.kind)  # pragma: no cover - exhaustive
 
 
@@ -340,6 +368,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         "consent": state.consent.value,
         "lock_days": state.lock_days,
         "enrollment": state.enrollment.value,
+        "incentives": incentives_json(state.incentives),
     }
 
 

@@ -159,7 +159,7 @@ class TransactionFilter:
     keyword: str | None = None
     order_id: str | None = None
     type: str | None = None  # order | refund | adjustment | None: all
-    #: an adjustment reason (README, Program controls): only adjustments with it
+    #: an adjustment reason (docs/program-controls.md): only adjustments with it
     reason: str | None = None
 
 

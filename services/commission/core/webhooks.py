@@ -37,7 +37,7 @@ class WebhookEvent(StrEnum):
     COMMISSION_PAYABLE = "commission.payable"
     #: a refund reversed (part of) a posted commission: a claw-back
     COMMISSION_REVERSED = "commission.reversed"
-    #: a reason-coded adjustment changed a posted commission (README, Program controls)
+    #: a reason-coded adjustment changed a posted commission (docs/program-controls.md)
     COMMISSION_ADJUSTED = "commission.adjusted"
     #: an order's commission reached its locking date: nothing changes it any more
     COMMISSION_LOCKED = "commission.locked"
@@ -189,7 +189,7 @@ def ledger_notice(
 ) -> Notice:
     """The event of a commission, reversal or adjustment posting of the order ``facts``: its
     id comes from the transaction's idempotency key (posted once, so notified once).
-    ``locks_at``: the order's locking date, shown as ``locks_at`` (README, Program controls)."""
+    ``locks_at``: the order's locking date, shown as ``locks_at`` (docs/program-controls.md)."""
     extra: dict[str, Any] = {"locks_at": locks_at.isoformat() if locks_at else None}
     refund_id = None
     if txn.kind is TxnKind.COMMISSION:
@@ -467,7 +467,7 @@ def signature(secrets: Sequence[str], timestamp: int, content: bytes) -> str:
 
 
 def verify(secret: str, header: str, content: bytes, now_unix: int, tolerance_s: int = 300) -> bool:
-    """A receiver's check (as the README shows): a ``v1`` of ``header`` is the HMAC of
+    """A receiver's check (as docs/webhooks.md shows): a ``v1`` of ``header`` is the HMAC of
     ``content`` with ``secret`` and ``t`` is within ``tolerance_s`` of now (the storefront
     signature's check, :func:`shared.secrets.verify_signature`: the same scheme)."""
     return verify_signature([secret], header, content, now_unix, tolerance_s) is None

@@ -46,7 +46,7 @@ class LedgerLine(BaseModel):
     currency: str
     amount: str
     occurred_at: datetime
-    reason: str | None = None  # an adjustment's reason code (README, Program controls)
+    reason: str | None = None  # an adjustment's reason code (docs/program-controls.md)
 
     @classmethod
     def of(cls, r: Any) -> LedgerLine:

@@ -159,7 +159,7 @@ class FinanceService:
     #: inject a failure there to prove that a run resumes without paying anyone twice)
     step_hook: Callable[[str], Awaitable[None]] | None = None
     #: payouts pay only commission whose order's locking date has passed
-    #: (``ALLIANCE_PAYOUT_REQUIRES_LOCK``; README, Program controls)
+    #: (``ALLIANCE_PAYOUT_REQUIRES_LOCK``; docs/program-controls.md)
     requires_lock: bool = False
 
     async def settlement(

@@ -16,6 +16,7 @@ from services.commission.core.commission import (
     visible_clicks,
 )
 from services.commission.core.holds import holding
+from services.commission.core.incentives import Tier
 from services.commission.deps import (
     Audit,
     Caller,
@@ -39,14 +40,69 @@ from services.commission.orders.schemas import (
     BatchItemResult,
     ItemView,
     OrderView,
+    TierProgressView,
+    TierStanding,
 )
 from services.commission.orders.service import AdjustmentAsk
 from shared.db import decode_cursor, encode_cursor
+from shared.events import Ident
 from shared.http import errors
 from shared.money import ZERO, fmt
 
 #: every route: a bearer key (401), a NUL or a malformed parameter (422), the database (503)
 router = APIRouter(responses=errors(401, 422, 503))
+
+
+def _tier(t: Tier | None) -> dict[str, str] | None:
+    return None if t is None else {"from": str(t.start), "extra_rate": str(t.extra_rate)}
+
+
+@router.get(
+    "/v1/stores/{store_id}/incentives/tier-progress",
+    response_model=TierProgressView,
+    tags=["program"],
+    responses=errors(403),
+)
+async def tier_progress(
+    store_id: StoreIdPath,
+    affiliate_id: Annotated[Ident, Query(description="the affiliate")],
+    month: Annotated[
+        str,
+        Query(
+            pattern=r"^(19[7-9][0-9]|2[0-9]{3})-(0[1-9]|1[0-2])$",
+            description="a calendar month (UTC), YYYY-MM, from 1970-01 to 2999-12",
+        ),
+    ],
+    caller: Caller,
+    session: Session,
+    orders: Orders,
+) -> TierProgressView:
+    """An affiliate's standing in the store's performance tiers for a month, per currency of
+    the tiers in force at the month's end: qualifying sales (sales amounts, not items or
+    orders), the tier reached and the next, the bonus before and after the month's cap, and
+    whether the month has settled (over, every order of it locked). For the store, finance,
+    the admin and the affiliate itself."""
+    if not (caller.kind == "affiliate" and caller.id == affiliate_id):
+        caller.require_store(store_id)
+    standings = await orders.tier_progress(session, store_id, affiliate_id, month)
+    return TierProgressView(
+        store_id=store_id,
+        affiliate_id=affiliate_id,
+        month=month,
+        currencies=[
+            TierStanding(
+                currency=p.currency,
+                orders=p.orders,
+                qualifying_sales=fmt(p.sales, p.currency),
+                tier=_tier(p.tier),
+                next_tier=_tier(p.next_tier),
+                bonus=fmt(p.bonus, p.currency),
+                capped_bonus=fmt(p.capped_bonus, p.currency),
+                settled=p.settled,
+            )
+            for p in standings
+        ],
+    )
 
 
 def _items(
@@ -61,6 +117,7 @@ def _items(
             shipping_fee=line["shipping_fee"],
             base=fmt(item.base, currency),
             rate=str(item.rate),
+            bonus_rate=str(item.bonus_rate),
             commission=fmt(item.commission, currency),
             reversed=fmt(item.reversed, currency),
             net=fmt(item.net, currency),
@@ -107,6 +164,7 @@ async def get_order(
         click_id=row.click_id,
         rule=row.attribution.get("rule") if row.attribution else None,
         coupon_code=row.attribution.get("coupon_code") if row.attribution else None,
+        new_buyer=bool(row.new_buyer),
         attribution_decided=row.attribution_revision >= 0,
         attributed=row.affiliate_id is not None,
         chargeable=bool(result and result.chargeable),

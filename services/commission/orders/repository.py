@@ -124,6 +124,7 @@ def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] 
         click_at=o.click_at,
         refunds=tuple(refunds),
         adjustments=tuple(sorted(adjustments, key=lambda a: a.seq)),
+        new_buyer=bool(o.new_buyer),
     )
 
 
@@ -166,8 +167,8 @@ WHERE ({", ".join(f"order_lines.{c}" for c in _LINE_CHANGING)})
 #: the facts of the orders (``:stores``, ``:ids``) whose placement is known, each with its
 #: refunds as three arrays in refund id order (their items as JSON text)
 _ORDER_FACTS = """
-SELECT o.store_id, o.order_id, o.currency, o.placed_at, o.items, o.status, o.status_at,
-    o.affiliate_id, o.click_id, o.click_at, r.refund_ids, r.refund_ats, r.refund_items,
+SELECT o.store_id, o.order_id, o.currency, o.placed_at, o.items, o.new_buyer, o.status,
+    o.status_at, o.affiliate_id, o.click_id, o.click_at, r.refund_ids, r.refund_ats, r.refund_items,
     r.refund_reported
 FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[])) AS k(store_id, order_id)
 JOIN commission.orders o ON o.store_id = k.store_id AND o.order_id = k.order_id
@@ -191,17 +192,19 @@ def _explanation(expl: Any) -> str | None:
 #: the orders' rows (:meth:`OrderRepository.ensure_orders`): a new row with its placement and
 #: decision, a held row without placement given its placement; ``xmax = 0``: inserted now
 _ENSURE_ORDERS = """
-INSERT INTO commission.orders (store_id, order_id, currency, placed_at, items,
+INSERT INTO commission.orders (store_id, order_id, currency, placed_at, items, new_buyer,
     attribution_revision, affiliate_id, click_id, click_at, sub_id, attribution)
-SELECT store_id, order_id, currency, placed_at, CAST(items AS jsonb), coalesce(rev, -1), aff,
-    click, click_at, sub, CAST(expl AS jsonb)
+SELECT store_id, order_id, currency, placed_at, CAST(items AS jsonb), coalesce(nb, false),
+    coalesce(rev, -1), aff, click, click_at, sub, CAST(expl AS jsonb)
 FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[]), CAST(:currencies AS text[]),
-    CAST(:placed AS timestamptz[]), CAST(:items AS text[]), CAST(:revs AS integer[]),
-    CAST(:affs AS text[]), CAST(:clicks AS text[]), CAST(:click_ats AS timestamptz[]),
-    CAST(:subs AS text[]), CAST(:expls AS text[]))
-    AS p(store_id, order_id, currency, placed_at, items, rev, aff, click, click_at, sub, expl)
+    CAST(:placed AS timestamptz[]), CAST(:items AS text[]), CAST(:new_buyers AS boolean[]),
+    CAST(:revs AS integer[]), CAST(:affs AS text[]), CAST(:clicks AS text[]),
+    CAST(:click_ats AS timestamptz[]), CAST(:subs AS text[]), CAST(:expls AS text[]))
+    AS p(store_id, order_id, currency, placed_at, items, nb, rev, aff, click, click_at, sub,
+        expl)
 ON CONFLICT (store_id, order_id) DO UPDATE SET
-    currency = excluded.currency, placed_at = excluded.placed_at, items = excluded.items
+    currency = excluded.currency, placed_at = excluded.placed_at, items = excluded.items,
+    new_buyer = excluded.new_buyer
 WHERE orders.placed_at IS NULL AND excluded.placed_at IS NOT NULL
 RETURNING store_id, order_id, xmax = 0 AS inserted
 """
@@ -268,6 +271,7 @@ class OrderRepository:
                 "currencies": [None if r is None else r["currency"] for r in rows],
                 "placed": [None if r is None else r["placed_at"] for r in rows],
                 "items": [None if r is None else orjson.dumps(r["items"]).decode() for r in rows],
+                "new_buyers": [None if r is None else r.get("new_buyer", False) for r in rows],
                 "revs": [None if d is None else d["b_rev"] for d in chosen],
                 "affs": [None if d is None else d["b_aff"] for d in chosen],
                 "clicks": [None if d is None else d["b_click"] for d in chosen],
@@ -302,6 +306,7 @@ class OrderRepository:
                 "currency": stmt.excluded.currency,
                 "placed_at": stmt.excluded.placed_at,
                 "items": stmt.excluded["items"],
+                "new_buyer": stmt.excluded.new_buyer,
             },
             where=m.orders.c.placed_at.is_(None),
         )
@@ -326,6 +331,7 @@ class OrderRepository:
                 o.c.currency,
                 o.c.placed_at,
                 o.c["items"],
+                o.c.new_buyer,
                 o.c.attribution_revision,
                 posted.label("posted"),
             ).where(_of_orders(o, keys))
@@ -334,7 +340,7 @@ class OrderRepository:
             (r.store_id, r.order_id): HeldPlacement(
                 None
                 if r.placed_at is None
-                else Placement(r.currency, r.placed_at, _line_items(r.items)),
+                else Placement(r.currency, r.placed_at, _line_items(r.items), r.new_buyer),
                 r.attribution_revision,
                 bool(r.posted),
             )
@@ -354,6 +360,7 @@ class OrderRepository:
                 currency=bindparam("b_currency"),
                 placed_at=bindparam("b_placed"),
                 items=bindparam("b_items", type_=JSONB),
+                new_buyer=bindparam("b_new_buyer"),
             ),
             [
                 {
@@ -362,6 +369,7 @@ class OrderRepository:
                     "b_currency": p.currency,
                     "b_placed": p.placed_at,
                     "b_items": items_json(p.items),
+                    "b_new_buyer": p.new_buyer,
                 }
                 for (store, oid), p in rows
             ],
@@ -471,6 +479,26 @@ class OrderRepository:
         if rows:
             stmt = insert(m.refunds).on_conflict_do_nothing()
             await self.session.execute(stmt, rows)
+
+    async def completed_between(
+        self, store_id: str, affiliate_id: str, start: datetime, end: datetime, limit: int
+    ) -> list[OrderKey]:
+        """The store's orders attributed to the affiliate and completed in [start, end) (at
+        most ``limit``, by completion): a month's tier standing."""
+        o = m.orders
+        rows = await self.session.execute(
+            select(o.c.store_id, o.c.order_id)
+            .where(
+                o.c.store_id == store_id,
+                o.c.affiliate_id == affiliate_id,
+                o.c.status == "completed",
+                o.c.status_at >= start,
+                o.c.status_at < end,
+            )
+            .order_by(o.c.status_at, o.c.order_id)
+            .limit(limit)
+        )
+        return [(r[0], r[1]) for r in rows]
 
     async def order_facts(self, keys: Iterable[OrderKey]) -> dict[OrderKey, OrderFacts]:
         """Facts of the orders whose placement is known (others cannot be computed yet). One

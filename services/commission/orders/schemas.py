@@ -131,6 +131,8 @@ class ItemView(BaseModel):
     reversed: str
     net: str
     amended: str = "0"  # what adjustments lowered the base by
+    #: the new-buyer bonus's extra rate, paid on top of ``rate`` (docs/incentives.md)
+    bonus_rate: str = "0"
 
 
 class OrderView(BaseModel):
@@ -144,6 +146,8 @@ class OrderView(BaseModel):
     #: last_click | organic | coupon (None until the decision arrives)
     rule: str | None = None
     coupon_code: str | None = None  # the code that attributed the order (rule coupon)
+    #: the storefront marked the buyer's first order (the new-buyer bonus, docs/incentives.md)
+    new_buyer: bool = False
     attribution_decided: bool  # the attribution service's decision has arrived
     attributed: bool
     chargeable: bool
@@ -221,3 +225,31 @@ class AffiliateOrder(BaseModel):
 class AffiliateOrdersPage(BaseModel):
     items: list[AffiliateOrder]
     next_cursor: str | None
+
+
+class TierStanding(BaseModel):
+    """An affiliate's standing in one currency's performance tiers for a month
+    (docs/incentives.md)."""
+
+    currency: str
+    orders: int = Field(description="chargeable orders completed in the month")
+    qualifying_sales: str = Field(
+        description="sales amounts (price × quantity − shipping) of those orders, less what "
+        "was refunded: what the thresholds count (never items or orders)"
+    )
+    tier: dict[str, str] | None = Field(description='the highest reached: {"from", "extra_rate"}')
+    next_tier: dict[str, str] | None = Field(description="the next threshold, if any")
+    bonus: str = Field(description="the reached tier's extra rate × the qualifying sales")
+    capped_bonus: str = Field(
+        description="the bonus under the month's cap, after the month's orders' commission"
+    )
+    settled: bool = Field(
+        description="the month is over and all its orders have locked: the figures are final"
+    )
+
+
+class TierProgressView(BaseModel):
+    store_id: str
+    affiliate_id: str
+    month: str
+    currencies: list[TierStanding]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,13 @@ from services.commission.core.commission import (
 )
 from services.commission.core.errors import ProgramError
 from services.commission.core.holds import Hold
+from services.commission.core.incentives import (
+    MonthSale,
+    TierProgress,
+    month_end,
+    month_start,
+    tier_progress,
+)
 from services.commission.core.ledger import LedgerTxn, ledger_delta
 from services.commission.core.program import ProgramHistory
 from services.commission.core.reports import refund_reversals
@@ -59,7 +66,7 @@ from shared.events import (
     OrderRefunded,
 )
 from shared.kafka import Received
-from shared.money import to_minor
+from shared.money import ZERO, to_minor
 from shared.policy import ExitPolicy
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
@@ -97,7 +104,9 @@ def placement_of(event: OrderPlaced | Attribution) -> Placement:
     """The placement an order event states; of a decision, the placement attribution decided
     from (the ``order`` it carries): the one placement commission computes from."""
     placed = event.order if isinstance(event, Attribution) else event
-    return Placement(placed.currency, placed.occurred_at, tuple(line_items(placed)))
+    return Placement(
+        placed.currency, placed.occurred_at, tuple(line_items(placed)), placed.new_buyer
+    )
 
 
 def line_items(event: OrderPlaced) -> list[LineItem]:
@@ -149,6 +158,7 @@ def _placement(p: OrderPlaced) -> dict[str, Any]:
         "currency": p.currency,
         "placed_at": p.occurred_at,
         "items": items_json(line_items(p)),
+        "new_buyer": p.new_buyer,
     }
 
 
@@ -220,6 +230,10 @@ class ItemOutcome:
     row: Any = None
     code: str | None = None
     message: str | None = None
+
+
+#: the most orders of one affiliate-month a tier standing reads
+MAX_TIER_ORDERS: Final = 100_000
 
 
 @dataclass
@@ -455,6 +469,44 @@ class OrderService:
         return len(ids)
 
     # -- reads ------------------------------------------------------------------------------
+
+    async def tier_progress(
+        self, session: AsyncSession, store_id: str, affiliate_id: str, month: str
+    ) -> list[TierProgress]:
+        """The affiliate's standing in each currency of the store's tiers for ``month``: the
+        tiers in force at the month's end, over its chargeable orders completed in the month
+        (the core's :func:`tier_progress`; at most :data:`MAX_TIER_ORDERS` orders read)."""
+        end = month_end(month)
+        keys = await OrderRepository(session).completed_between(
+            store_id, affiliate_id, month_start(month), end, MAX_TIER_ORDERS
+        )
+        program = await self.programs.history(session, store_id)
+        incentives = program.state_at(end - timedelta(microseconds=1)).incentives
+        sales: dict[str, list[MonthSale]] = {}
+        paid: dict[str, Decimal] = {}
+        for facts, history in await self.with_programs(session, keys):
+            result = compute_order(facts, history, self.policy)
+            if not result.chargeable or result.declined:
+                continue
+            refunded = sum((i.amount for r in facts.refunds for i in r.items), ZERO)
+            assert facts.status_at is not None  # completed
+            sales.setdefault(facts.currency, []).append(
+                MonthSale(facts.order_id, facts.status_at, result.sales, refunded, result.locks_at)
+            )
+            paid[facts.currency] = paid.get(facts.currency, ZERO) + result.commission
+        now = self.clock.now()
+        return [
+            tier_progress(
+                cur,
+                tiers,
+                sales.get(cur, []),
+                month,
+                now,
+                paid.get(cur, ZERO),
+                incentives.caps.per_affiliate_month.get(cur),
+            )
+            for cur, tiers in sorted(incentives.tiers.items())
+        ]
 
     async def with_programs(
         self, session: AsyncSession, keys: Iterable[OrderKey]

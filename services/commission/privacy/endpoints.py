@@ -1,4 +1,4 @@
-"""Admin routes of a visitor's data: erasure and export (README, "Privacy")."""
+"""Admin routes of a visitor's data: erasure and export (docs/privacy.md)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ async def export_visitor(
     visitor_id: IdentPath, caller: Caller, session: Session, privacy: Privacy
 ) -> VisitorExport:
     """What is held about a visitor, as JSON (a subject access request): the commission
-    service's clicks, visits, interests, counts and orders (README, "Privacy": attribution's
+    service's clicks, visits, interests, counts and orders (docs/privacy.md: attribution's
     clicks are the same clicks, kept for its window)."""
     caller.require("admin")
     return VisitorExport.model_validate(await privacy.export(session, visitor_id))

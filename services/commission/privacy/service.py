@@ -1,4 +1,4 @@
-"""A visitor's erasure and export (README, "Privacy"): the commission service erases what it
+"""A visitor's erasure and export (docs/privacy.md): the commission service erases what it
 holds in the request's transaction, lists the visitor's keyed hash (its consumers drop the
 visitor's later events) and publishes the erasure on the privacy topic for attribution."""
 

@@ -22,6 +22,7 @@ from services.commission.deps import (
     TimeTo,
 )
 from services.commission.program.schemas import (
+    CapsRequest,
     ConsentRequest,
     CouponPolicyRequest,
     CouponRequest,
@@ -31,9 +32,11 @@ from services.commission.program.schemas import (
     LockPeriodRequest,
     MainProductRequest,
     MainProductView,
+    NewBuyerRequest,
     OperationView,
     ProgramResponse,
     RateRequest,
+    TiersRequest,
     WindowRequest,
 )
 from shared.http import errors
@@ -59,6 +62,8 @@ class Change:
 
 
 STORE = "/v1/stores/{store_id}"
+#: bodies that carry an incentive's setting
+INCENTIVE_BODIES = (NewBuyerRequest, TiersRequest, CapsRequest)
 CHANGES = (
     Change(
         "POST",
@@ -99,9 +104,36 @@ CHANGES = (
         "set_lock_period",
         OpKind.LOCK_PERIOD,
         "The locking date's delay (0 to 365 days after an order completes), for orders placed "
-        "from now on: after it nothing changes the order's commission (README, Program "
-        "controls).",
+        "from now on: after it nothing changes the order's commission (docs/program-controls.md).",
         LockPeriodRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/new-buyer",
+        "set_new_buyer_bonus",
+        OpKind.NEW_BUYER,
+        "The new-buyer bonus: an extra rate on each line of an order the storefront marks as "
+        "the buyer's first, for orders placed from now on (docs/incentives.md).",
+        NewBuyerRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/tiers",
+        "set_tiers",
+        OpKind.TIERS,
+        "One currency's performance tiers, for months from now on: thresholds on an "
+        "affiliate's monthly sales amounts (not items or orders), each with an extra rate "
+        "(docs/incentives.md).",
+        TiersRequest,
+    ),
+    Change(
+        "PUT",
+        f"{STORE}/incentives/caps",
+        "set_caps",
+        OpKind.CAPS,
+        "The caps per order and per affiliate-month, per currency, for orders placed from now "
+        "on (docs/incentives.md).",
+        CapsRequest,
     ),
     Change(
         "PUT",
@@ -109,7 +141,7 @@ CHANGES = (
         "set_coupon_policy",
         OpKind.COUPON_POLICY,
         "How coupon codes attribute orders placed from now on: off (clicks only, the default), "
-        "coupon_wins or click_wins (README, Coupon codes).",
+        "coupon_wins or click_wins (docs/coupons.md).",
         CouponPolicyRequest,
     ),
     Change(
@@ -119,7 +151,7 @@ CHANGES = (
         OpKind.CONSENT,
         "Whether the tracker's visitor cookie needs the buyer's consent, for clicks from now "
         "on: not_required (the default: a cookie unless the buyer objects) or required "
-        "(a cookie only with a declared consent=true) (README, Privacy).",
+        "(a cookie only with a declared consent=true) (docs/privacy.md).",
         ConsentRequest,
     ),
     Change(
@@ -190,6 +222,7 @@ def _endpoint(change: Change) -> Any:
             audit=kw["audit"],
             consent=getattr(body, "consent", None),
             enrollment=getattr(body, "mode", None),
+            incentive=body.setting() if isinstance(body, INCENTIVE_BODIES) else None,
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)
 

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission import models as m
+from services.commission.core.incentives import setting_json, setting_of
 from services.commission.core.program import COUPON_OPS, Coupon, OpKind, ProgramHistory, ProgramOp
 from shared.coupons import CouponPolicy
 from shared.db import lock_keys
@@ -48,9 +49,18 @@ class ProgramRepository:
             consent = Consent(r.policy) if kind is OpKind.CONSENT else None
             enrollment = Enrollment(r.policy) if kind is OpKind.ENROLLMENT else None
             policy = CouponPolicy(r.policy) if kind is OpKind.COUPON_POLICY and r.policy else None
+            incentive = setting_of(r.incentive) if r.incentive is not None else None
             ops[r.store_id].append(
                 ProgramOp(
-                    kind, r.at, r.key, rate, r.days, policy, consent=consent, enrollment=enrollment
+                    kind,
+                    r.at,
+                    r.key,
+                    rate,
+                    r.days,
+                    policy,
+                    consent=consent,
+                    incentive=incentive,
+                    enrollment=enrollment,
                 )
             )
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
@@ -76,6 +86,7 @@ class ProgramRepository:
                 affiliate_id=op.coupon.affiliate_id if op.coupon else None,
                 valid_from=op.coupon.valid_from if op.coupon else None,
                 valid_to=op.coupon.valid_to if op.coupon else None,
+                incentive=setting_json(op.incentive) if op.incentive is not None else None,
                 actor=actor,
                 before=before,
                 after=after,

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from services.commission.core.incentives import (
+    Caps,
+    IncentiveSetting,
+    NewBuyerSetting,
+    Tier,
+    TierSetting,
+    incentives_json,
+)
 from services.commission.core.program import Coupon, ProgramState
 from shared.coupons import CouponPolicy
 from shared.events import DecimalStr, PrincipalId, UtcDatetime
@@ -77,7 +85,7 @@ class ConsentRequest(BaseModel):
         description="not_required: the visitor cookie is set unless the buyer objects "
         "(Sec-GPC: 1, or the storefront declares consent=false); required: only when the "
         "storefront declares consent=true. Without the cookie the visitor id rides on the "
-        "landing URL only (README, Privacy)."
+        "landing URL only (docs/privacy.md)."
     )
 
 
@@ -131,6 +139,96 @@ class CouponView(BaseModel):
         )
 
 
+class NewBuyerRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"extra_rate": "0.02"}]}
+    )
+
+    extra_rate: DecimalStr = Field(
+        description="percentage points added to each line's rate of an order the storefront "
+        "marks as the buyer's first (order_placed.new_buyer), 0 to 0.9; 0 turns it off"
+    )
+
+    def setting(self) -> IncentiveSetting:
+        return NewBuyerSetting(self.extra_rate)
+
+
+class TierView(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    start: DecimalStr = Field(
+        alias="from",
+        description="the threshold: the affiliate's qualifying sales with the store in a "
+        "calendar month (UTC), in the table's currency",
+    )
+    extra_rate: DecimalStr = Field(description="paid on all the month's qualifying sales")
+
+
+class TiersRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "currency": "USD",
+                    "tiers": [
+                        {"from": "1000.00", "extra_rate": "0.02"},
+                        {"from": "10000.00", "extra_rate": "0.04"},
+                    ],
+                }
+            ]
+        },
+    )
+
+    currency: str = Field(max_length=8, description="ISO 4217 code of the table")
+    tiers: list[TierView] = Field(
+        max_length=100,
+        description="thresholds strictly increasing (at most 20; empty: no tiers in this "
+        "currency any more). A threshold counts sales amounts (price × quantity − shipping, "
+        "less refunds) of the affiliate's completed orders with the store in the month: "
+        "never items, never orders. The highest tier reached pays its extra rate × all of "
+        "those sales, once, after the month has settled.",
+    )
+
+    def setting(self) -> IncentiveSetting:
+        return TierSetting(self.currency, tuple(Tier(t.start, t.extra_rate) for t in self.tiers))
+
+
+#: a cap per currency (ISO 4217 code → amount)
+CapTable = Annotated[dict[Annotated[str, Field(max_length=8)], DecimalStr], Field(max_length=200)]
+
+
+class CapsRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"per_order": {"USD": "5.00"}, "per_affiliate_month": {"USD": "1000.00"}}]
+        },
+    )
+
+    per_order: CapTable = Field(
+        default_factory=dict, description="the most commission one order pays, per currency"
+    )
+    per_affiliate_month: CapTable = Field(
+        default_factory=dict,
+        description="the most one affiliate earns with the store per calendar month of "
+        "completion (UTC), tier bonuses included, per currency",
+    )
+
+    def setting(self) -> IncentiveSetting:
+        return Caps(dict(self.per_order), dict(self.per_affiliate_month))
+
+
+class IncentivesView(BaseModel):
+    new_buyer: dict[str, str] = Field(description='{"extra_rate": …} of the new-buyer bonus')
+    tiers: dict[str, list[dict[str, str]]] = Field(
+        description='per currency, [{"from", "extra_rate"}, …]'
+    )
+    caps: dict[str, dict[str, str]] = Field(
+        description='{"per_order": {currency: amount}, "per_affiliate_month": {…}}'
+    )
+
+
 class MainProductRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rate": "0.12"}]})
 
@@ -162,6 +260,9 @@ class ProgramResponse(BaseModel):
     enrollment: Enrollment = Field(
         Enrollment.OPEN, description="who may promote the store: open or approval"
     )
+    incentives: IncentivesView | None = Field(
+        None, description="the new-buyer bonus, performance tiers and caps in force"
+    )
 
     @classmethod
     def of(cls, store_id: str, s: ProgramState, default_window: int) -> ProgramResponse:
@@ -183,6 +284,7 @@ class ProgramResponse(BaseModel):
             consent=s.consent,
             lock_days=s.lock_days,
             enrollment=s.enrollment,
+            incentives=IncentivesView(**incentives_json(s.incentives)),
         )
 
 
@@ -197,6 +299,7 @@ class OperationView(BaseModel):
     affiliate_id: str | None = None  # a coupon code's owner (``key``: the code)
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+    incentive: dict[str, Any] | None = None  # an incentive's new setting (as stored)
     actor: str
     before: dict[str, object]
     after: dict[str, object]
@@ -215,6 +318,7 @@ class OperationView(BaseModel):
             affiliate_id=r.affiliate_id,
             valid_from=r.valid_from,
             valid_to=r.valid_to,
+            incentive=r.incentive,
             actor=r.actor,
             before=r.before,
             after=r.after,

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.commission.channel.service import ChannelService
 from services.commission.core.audit import Recorder
+from services.commission.core.incentives import IncentiveSetting
 from services.commission.core.program import (
     Coupon,
     OpKind,
@@ -98,6 +99,7 @@ class ProgramService:
         audit: Recorder | None = None,
         consent: Consent | None = None,
         enrollment: Enrollment | None = None,
+        incentive: IncentiveSetting | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock, or ``at``) and record it; the
         product channel is re-ranked in the same transaction. Raises the core's refusals."""
@@ -113,6 +115,7 @@ class ProgramService:
             policy,
             consent=consent,
             enrollment=enrollment,
+            incentive=incentive,
         )
         before = history.current()
         after = history.append(op).current()  # raises ProgramError when the rules refuse
@@ -142,6 +145,7 @@ class ProgramService:
         audit: Recorder | None = None,
         consent: Consent | None = None,
         enrollment: Enrollment | None = None,
+        incentive: IncentiveSetting | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
         directory when the tracker or attribution must know (effective from the operation's
@@ -149,7 +153,19 @@ class ProgramService:
         await self._known_store(session, store_id)
         now = self.clock.now()
         await self.change_program(
-            session, store_id, kind, actor, key, rate, days, policy, now, audit, consent, enrollment
+            session,
+            store_id,
+            kind,
+            actor,
+            key,
+            rate,
+            days,
+            policy,
+            now,
+            audit,
+            consent,
+            incentive=incentive,
+            enrollment=enrollment,
         )
         if self.directory is not None and kind in DIRECTORY_CHANGES:
             await self.directory.publish_store(session, store_id, now)

@@ -300,7 +300,7 @@ async def transactions_report(
     type: Annotated[Literal["order", "refund", "adjustment"] | None, Query()] = None,
     reason: Annotated[
         AdjustmentReason | None,
-        Query(description="only adjustments with this reason (README, Program controls)"),
+        Query(description="only adjustments with this reason (docs/program-controls.md)"),
     ] = None,
     cursor: Annotated[
         str | None,

@@ -1,7 +1,7 @@
 """All SQL of the reports: the report queries (read only) and the reports consumer's writes
 (traffic per day, visitors per day, clicks and page views seen, the catalog).
 
-Definitions (documented in the README):
+Definitions (documented in docs/reports.md):
 - an *affiliate order* is a chargeable order (attributed, store in the program at placement)
   that was not cancelled (:func:`~services.commission.core.reports.is_affiliate_order`);
   orders count by their placement day, cancelled ones apart;
@@ -295,7 +295,7 @@ class ReportRepository:
         self, store_id: str, r: DayRange, store_visitors: bool
     ) -> tuple[int, int]:
         """Distinct (affiliate, store) visitors over the range: the cardinality of the union of
-        its days' sketches, within :data:`VISITOR_SKETCH_ERROR` (README, "Reports")."""
+        its days' sketches, within :data:`VISITOR_SKETCH_ERROR` (docs/reports.md)."""
         store = "round(hll_cardinality(hll_union_agg(store_visitors)))" if store_visitors else "0"
         row = (
             await self.session.execute(
@@ -534,7 +534,7 @@ class ReportRepository:
                         for c in sorted(admitted, key=lambda c: c.click_id)
                     ]
                 )
-                .on_conflict_do_nothing(index_elements=["click_id"])
+                .on_conflict_do_nothing(index_elements=["click_id", "occurred_at"])
             )
         return new
 

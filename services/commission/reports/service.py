@@ -74,7 +74,7 @@ class Transaction:
     commission: Decimal
     status: str
     affiliate_id: str | None
-    #: how the order was attributed: last_click or coupon (README, Coupon codes)
+    #: how the order was attributed: last_click or coupon (docs/coupons.md)
     rule: str | None = None
     #: a refund reported at or after the order's locking date: ``locked`` (it reverses nothing)
     reversal_skipped: str | None = None
@@ -269,7 +269,7 @@ class TrafficService:
         repo = ReportRepository(session)
         events = [r.value for r in batch if r.value is not None]
         # a partition is read by one worker at a time: rows keyed by it are never updated by
-        # two workers' batches, where one row per (store, day) was (a hot row, README)
+        # two workers' batches, where one row per (store, day) was (a hot row, docs/reports.md)
         shards: Shards = {
             r.value.visitor_id: r.partition for r in batch if isinstance(r.value, Click | PageView)
         }

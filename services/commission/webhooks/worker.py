@@ -60,6 +60,7 @@ from services.commission.core.webhooks import (
     signing_secrets,
 )
 from services.commission.webhooks.service import Outcome, WebhookService, owner_key
+from shared import logs
 from shared.clock import Clock, SystemClock
 from shared.metrics import webhook_metrics
 from shared.periodic import Periodic
@@ -201,6 +202,8 @@ class DeliveryWorker:
         return task
 
     async def _deliver(self, row: Any) -> Outcome:
+        # each delivery runs in a task of its own: what it logs names its event
+        logs.bind(event_id=row.event_id)
         outcome = await self._attempt(row)
         self.sent += 1
         self.delivered += int(outcome.ok)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -38,7 +39,14 @@ class Batch:
         self.capacity = capacity
         self.closed = False
 
-    def append(self, *, key: bytes, value: bytes, timestamp: int | None) -> object:
+    def append(
+        self,
+        *,
+        key: bytes,
+        value: bytes,
+        timestamp: int | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> object:
         if self.closed or len(self.records) == self.capacity:
             return None
         self.records.append((key, value))

@@ -11,6 +11,7 @@ import logging
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -185,7 +186,14 @@ class AckingProducer:
     def create_batch(self) -> AckingProducer:
         return self  # a batch that holds nothing
 
-    def append(self, *, key: bytes | None, value: bytes | None, timestamp: int | None) -> bool:
+    def append(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int | None,
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> bool:
         return True
 
     def close(self) -> None:

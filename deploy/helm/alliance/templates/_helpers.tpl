@@ -47,14 +47,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The topics of shared/events.py (Topic); tests/deploy/test_helm.py holds them equal. */}}
 {{- define "alliance.topics" -}}
-clicks: {}
-orders: {}
-attributions: {}
-pageviews: {}
+{{- /* the event topics expire after ALLIANCE_RETENTION_TOPIC_HOURS (config; default 168), the
+same setting the services check their idempotency retention against (docs/retention.md) */ -}}
+{{- $hours := index .Values.config "ALLIANCE_RETENTION_TOPIC_HOURS" | default 168 | int64 -}}
+{{- $expire := printf "{retention.ms: \"%d\"}" (mul $hours 3600000) -}}
+clicks: {{ $expire }}
+orders: {{ $expire }}
+attributions: {{ $expire }}
+pageviews: {{ $expire }}
 catalog: {cleanup.policy: compact}
 directory: {cleanup.policy: compact, min.compaction.lag.ms: "7776000000"}
-dead-letters: {}
-privacy: {}
+dead-letters: {{ $expire }}
+privacy: {{ $expire }}
 {{- end -}}
 
 {{/* The peers trusted to set X-Forwarded-For (trustedProxies, or config's

@@ -24,7 +24,7 @@ from services.commission.core.camp import (
 
 D = Decimal
 AS_OF = datetime(2026, 11, 28, 12, tzinfo=UTC)
-STRENGTH = {"view": 1, "click": 2, "order": 3}  # README: purchase > click > view
+STRENGTH = {"view": 1, "click": 2, "order": 3}  # docs/camp.md: purchase > click > view
 
 interests = st.builds(
     Interest,

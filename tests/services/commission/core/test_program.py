@@ -84,6 +84,11 @@ class TestRecord:
             "consent": "not_required",
             "lock_days": 60,
             "enrollment": "open",
+            "incentives": {
+                "new_buyer": {"extra_rate": "0"},
+                "tiers": {},
+                "caps": {"per_order": {}, "per_affiliate_month": {}},
+            },
         }
 
     def test_consent_is_a_setting_of_the_program_in_force_from_its_time(self) -> None:
