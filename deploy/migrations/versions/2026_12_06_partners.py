@@ -9,7 +9,7 @@ program operations (``program_ops`` kinds ``enrollment``, ``partner_ban``,
 ``partner_unban``), so the commission of an order follows the ban in force at placement.
 
 Revision ID: 5e1f0c2a7b94
-Revises: dc51ab691c54
+Revises: 5e1c7a9b3d20
 Create Date: 2026-12-06 02:00:00
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "5e1f0c2a7b94"
-down_revision: str | None = "dc51ab691c54"
+down_revision: str | None = "5e1c7a9b3d20"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
