@@ -1,11 +1,12 @@
 """Directory entries' keys and versions: which entry of a key a reader keeps.
 
 The commission service numbers the entries of each key (a store, an affiliate, a store's
-coupon code) from a counter in its database that only grows, taken under that key's row lock
-in the transaction of the change, before the entry's state is read: of two entries of one key,
-the higher version was committed later and shows everything the lower one did. Kafka's order
-says nothing of that: ``alliance dlq replay`` or any raw produce republishes an old entry
-unchanged, and two commission replicas' relays may publish one key's entries out of order.
+coupon code, an affiliate's standing with a store) from a counter in its database that only
+grows, taken under that key's row lock in the transaction of the change, before the entry's
+state is read: of two entries of one key, the higher version was committed later and shows
+everything the lower one did. Kafka's order says nothing of that: ``alliance dlq replay`` or
+any raw produce republishes an old entry unchanged, and two commission replicas' relays may
+publish one key's entries out of order.
 
 The rule, for every reader: an entry whose version is *lower* than the one held for its key is
 ignored; an equal one is the same entry again (applying it twice changes nothing); a higher
@@ -19,7 +20,13 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from shared.coupons import coupon_key
-from shared.events import AffiliateEntry, CouponEntry, DirectoryEntryBase, StoreEntry
+from shared.events import (
+    AffiliateEntry,
+    CouponEntry,
+    DirectoryEntryBase,
+    PartnerEntry,
+    StoreEntry,
+)
 
 E = TypeVar("E", bound=DirectoryEntryBase)
 
@@ -40,6 +47,11 @@ def coupon_entry_key(store_id: str, code: str) -> str:
     return f"coupon:{store_id}:{coupon_key(code)}"
 
 
+def partner_entry_key(store_id: str, affiliate_id: str) -> str:
+    """The Kafka key (and version counter) of an affiliate's standing with a store."""
+    return f"partner:{store_id}:{affiliate_id}"
+
+
 def directory_key(entry: DirectoryEntryBase) -> str:
     """The key of an entry, from what it says (never from the record's Kafka key, which a
     producer chooses): principal ids have no ``:``, so no two entries' keys can collide."""
@@ -49,6 +61,8 @@ def directory_key(entry: DirectoryEntryBase) -> str:
         return affiliate_key(entry.affiliate_id)
     if isinstance(entry, CouponEntry):
         return coupon_entry_key(entry.store_id, entry.code)
+    if isinstance(entry, PartnerEntry):
+        return partner_entry_key(entry.store_id, entry.affiliate_id)
     raise TypeError(f"not a directory entry: {type(entry).__name__}")
 
 

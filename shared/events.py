@@ -31,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from shared.coupons import COUPON_CODE_MAX, COUPON_CODE_PATTERN, CouponPolicy
 from shared.money import MAX_MINOR_DIGITS, fits_currency, is_currency
+from shared.partners import Enrollment, PartnerStatus
 from shared.privacy import Consent
 
 SCHEMA_VERSION: Final = 1
@@ -432,6 +433,8 @@ class StoreEntry(DirectoryEntryBase):
     coupon_policy: CouponPolicy = CouponPolicy.OFF
     #: whether the tracker's visitor cookie needs the buyer's consent (:mod:`shared.privacy`)
     consent: Consent = Consent.NOT_REQUIRED
+    #: who may promote the store from ``updated_at`` on (:mod:`shared.partners`)
+    enrollment: Enrollment = Enrollment.OPEN
 
 
 class CouponEntry(DirectoryEntryBase):
@@ -464,7 +467,24 @@ class AffiliateEntry(DirectoryEntryBase):
     updated_at: UtcDatetime
 
 
-DirectoryEntry = Annotated[StoreEntry | AffiliateEntry | CouponEntry, Field(discriminator="type")]
+class PartnerEntry(DirectoryEntryBase):
+    """An affiliate's standing with a store from ``updated_at`` on (Kafka key
+    ``partner:<store>:<affiliate>``, so compaction keeps the latest per pair): the tracker
+    issues links and counts clicks by it (:func:`shared.partners.may_promote`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: Literal["partner"] = "partner"
+    event_id: str
+    store_id: Ident
+    affiliate_id: Ident
+    status: PartnerStatus
+    updated_at: UtcDatetime
+
+
+DirectoryEntry = Annotated[
+    StoreEntry | AffiliateEntry | CouponEntry | PartnerEntry, Field(discriminator="type")
+]
 
 
 class ConsideredClick(BaseModel):

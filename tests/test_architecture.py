@@ -45,6 +45,7 @@ COMMISSION_MODULES = (
     "channel",
     "finance",
     "orders",
+    "partners",
     "program",
     "privacy",
     "reports",

@@ -34,6 +34,8 @@ from services.commission.orders.compaction import RollupCompactor
 from services.commission.orders.consumer import CONSUMER as LEDGER_CONSUMER
 from services.commission.orders.endpoints import router as orders_router
 from services.commission.orders.service import OrderService
+from services.commission.partners.endpoints import router as partners_router
+from services.commission.partners.service import PartnerService
 from services.commission.privacy.endpoints import router as privacy_router
 from services.commission.privacy.service import PrivacyService
 from services.commission.program.endpoints import router as program_router
@@ -84,6 +86,7 @@ class Modules:
     camp: CampService
     audit: AuditService
     privacy: PrivacyService
+    partners: PartnerService
 
     @classmethod
     def wire(
@@ -147,6 +150,7 @@ class Modules:
             ),
             audit=AuditService(clock, sessions),
             privacy=PrivacyService(settings.secret_key, settings.topic_prefix, clock),
+            partners=PartnerService(programs, clock, admin),
         )
 
 
@@ -356,6 +360,7 @@ def create_app(
         "camp",
         "audit",
         "privacy",
+        "partners",
     ):
         setattr(app.state, name, getattr(modules, name))
     install_error_handlers(app, ProgramError)
@@ -389,6 +394,7 @@ def create_app(
         camp_router,
         audit_router,
         privacy_router,
+        partners_router,
     ):
         app.include_router(module)
     mount_dashboard(app)

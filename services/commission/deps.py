@@ -20,6 +20,7 @@ from services.commission.core.audit import Actor, Origin, Role
 from services.commission.errors import EmptyTimeRange, Forbidden, Unauthorized
 from services.commission.finance.service import FinanceService
 from services.commission.orders.service import OrderService
+from services.commission.partners.service import PartnerService
 from services.commission.program.service import ProgramService
 from services.commission.reports.service import ReportService
 from services.commission.webhooks.service import WEBHOOKS_DUE
@@ -189,6 +190,11 @@ async def get_reports(request: Request) -> ReportService:
     return reports
 
 
+async def get_partners(request: Request) -> PartnerService:
+    partners: PartnerService = request.app.state.partners
+    return partners
+
+
 async def get_channel(request: Request) -> ChannelService:
     channel: ChannelService = request.app.state.channel
     return channel
@@ -205,6 +211,7 @@ Finance = Annotated[FinanceService, Depends(get_finance)]
 Reports = Annotated[ReportService, Depends(get_reports)]
 Channel = Annotated[ChannelService, Depends(get_channel)]
 Camp = Annotated[CampService, Depends(get_camp)]
+Partners = Annotated[PartnerService, Depends(get_partners)]
 
 
 async def get_audit_log(request: Request) -> AuditService:

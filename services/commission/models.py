@@ -742,6 +742,46 @@ audit_log = Table(
     Index("ix_audit_log_at", "at"),
 )
 
+#: Partner approval: each affiliate's standing with a store (docs/partners.md). A row exists
+#: once the affiliate applied or the store decided on it.
+partners = Table(
+    "partners",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("affiliate_id", String(128), primary_key=True),
+    Column("status", String(16), nullable=False),
+    Column("message", String(1000)),  # the application's message
+    Column("reason", String(32)),  # the last decision's reason code
+    Column("note", String(1000)),  # ...and note
+    Column("applied_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("status IN ('pending', 'approved', 'rejected', 'banned')", name="status"),
+    Index("ix_partners_store_status", "store_id", "status", "affiliate_id"),
+    Index("ix_partners_affiliate", "affiliate_id", "store_id"),
+)
+
+#: Every change of a partner's status, appended, never updated (a trigger refuses it).
+partner_events = Table(
+    "partner_events",
+    metadata,
+    Column("id", BigInteger, Identity(always=True), primary_key=True),
+    Column("store_id", String(128), nullable=False),
+    Column("affiliate_id", String(128), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("status_before", String(16)),
+    Column("status_after", String(16), nullable=False),
+    Column("reason", String(32)),
+    Column("note", String(1000)),
+    Column("message", String(1000)),
+    Column("actor", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    CheckConstraint(
+        "status_after IN ('pending', 'approved', 'rejected', 'banned')", name="status_after"
+    ),
+    Index("ix_partner_events_pair", "store_id", "affiliate_id", "id"),
+)
+
 consumer_offsets = offsets_table(metadata)
 outbox = outbox_table(metadata)
 

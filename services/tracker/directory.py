@@ -28,8 +28,9 @@ from pydantic import ValidationError
 from shared.clock import Clock
 from shared.config import KafkaConnection
 from shared.directory import DirectoryVersions, directory_key
-from shared.events import AffiliateEntry, StoreEntry, Topic, directory_adapter
+from shared.events import AffiliateEntry, PartnerEntry, StoreEntry, Topic, directory_adapter
 from shared.kafka import partitions_of
+from shared.partners import Enrollment, PartnerStatus
 from shared.periodic import wait_or
 from shared.retry import Backoff
 
@@ -164,6 +165,15 @@ class Directory:
     #: the entry version held per directory key: an older entry (a replay, or two relays'
     #: reordering) is ignored, never restoring a rotated secret or an exited store
     versions: DirectoryVersions = field(default_factory=DirectoryVersions)
+    #: (store id, affiliate id) → the affiliate's standing with the store (partner approval)
+    partners: dict[tuple[str, str], PartnerStatus] = field(default_factory=dict)
+
+    def standing(self, store_id: str, affiliate_id: str) -> tuple[Enrollment, PartnerStatus | None]:
+        """The store's enrollment mode (``open`` for a store not known) and the affiliate's
+        status with it (None: never applied nor decided)."""
+        store = self.stores.get(store_id)
+        enrollment = store.enrollment if store is not None else Enrollment.OPEN
+        return enrollment, self.partners.get((store_id, affiliate_id))
 
     def apply_directory(self, raw: bytes) -> None:
         """Apply a directory entry unless it is older than the one held for its principal
@@ -182,6 +192,8 @@ class Directory:
             self.stores[entry.store_id] = entry
         elif isinstance(entry, AffiliateEntry):
             self._set_affiliate_key(entry.affiliate_id, entry.key_hash)
+        elif isinstance(entry, PartnerEntry):
+            self.partners[(entry.store_id, entry.affiliate_id)] = entry.status
         self.version += 1
 
     def _set_affiliate_key(self, affiliate_id: str, key_hash: str) -> None:
@@ -213,6 +225,7 @@ class Directory:
             "affiliates": dict(self._affiliate_key),
             "versions": dict(self.versions.held),
             "products": {store: list(ids) for store, ids in self.products.items()},
+            "partners": [[s, a, status.value] for (s, a), status in self.partners.items()],
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -227,6 +240,9 @@ class Directory:
         for affiliate_id, key_hash in dict(data["affiliates"]).items():
             read._set_affiliate_key(str(affiliate_id), str(key_hash))
         read.products = {str(s): {str(p) for p in ids} for s, ids in dict(data["products"]).items()}
+        # none in a snapshot older than partner approval
+        for store_id, affiliate_id, status in list(data.get("partners", [])):
+            read.partners[(str(store_id), str(affiliate_id))] = PartnerStatus(status)
         held = dict(data.get("versions", {}))  # none in a snapshot older than the versions
         read.versions = DirectoryVersions({str(k): int(v) for k, v in held.items()})
         self._take(read)
@@ -241,6 +257,7 @@ class Directory:
         self.stores, self.products = other.stores, other.products
         self.affiliate_keys, self._affiliate_key = other.affiliate_keys, other._affiliate_key
         self.versions = other.versions
+        self.partners = other.partners
         self.version += 1
 
 

@@ -28,6 +28,7 @@ from services.tracker.schemas import (
 )
 from services.tracker.service import TrackerService
 from shared.http import Bearer, NotFound, bearer_token, error_body, errors
+from shared.partners import ClickSuspicion
 from shared.privacy import CONSENT_COOKIE, CONSENT_PARAM, declared
 from shared.visitors import VISITOR_COOKIE
 
@@ -58,6 +59,11 @@ def _client_ip(request: Request) -> str | None:
     tags=["links"],
     responses=errors(
         (401, "No valid affiliate key"),
+        (
+            403,
+            "`not_approved`: the store banned the affiliate, or requires approval and has not "
+            "approved it (docs/partners.md)",
+        ),
         (404, "Unknown store or product"),
         (409, "The store is not in the program"),
         422,
@@ -213,7 +219,11 @@ def signed_request(body: type[BaseModel]) -> dict[str, Any]:
     openapi_extra=signed_request(ServerClick),
     responses=errors(
         (401, "Missing, bad or stale signature"),
-        (403, "The link belongs to another store"),
+        (
+            403,
+            "The link belongs to another store (`foreign_link`), or its affiliate is not "
+            "approved by a store that requires approval (`not_approved`)",
+        ),
         (404, "Unknown link code"),
         (413, f"Body over {MAX_BODY_BYTES // 2**20} MiB"),
         (
@@ -244,6 +254,10 @@ async def record_server_click(request: Request, service: Service) -> Response:
         raise NotFound("link") from None
     if link.store_id != store_id:
         raise ForeignLink()
+    if service.partner_suspicion(link) is ClickSuspicion.NOT_APPROVED:
+        # the store's own server should know better: refused (a banned one's is recorded,
+        # marked suspicious, so that the store sees it was made)
+        service.check_partner(link.store_id, link.affiliate_id)
     service.check_click_time(payload.occurred_at)
     click = service.make_click(
         link,

@@ -48,6 +48,16 @@ class StoreNotFound(TrackerError):
     message = "no such store"
 
 
+class NotApproved(TrackerError):
+    """The affiliate may not promote the store: banned by it, or not approved by a store whose
+    enrollment requires approval (details: ``store_id``, ``affiliate_id``, ``enrollment``,
+    ``status``: pending, rejected, banned or null)."""
+
+    status_code = 403
+    code = "not_approved"
+    message = "the store has not approved this affiliate"
+
+
 class ProductNotFound(TrackerError):
     status_code = 404
     code = "product_not_found"

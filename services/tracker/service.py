@@ -20,6 +20,7 @@ from services.tracker.clickproducer import ClickBatcher
 from services.tracker.directory import Claim, Directory
 from services.tracker.errors import (
     EVENT_TIME_ERRORS,
+    NotApproved,
     ProductNotFound,
     StoreNotFound,
     StoreNotInProgram,
@@ -44,6 +45,7 @@ from shared.events import (
     storefront_event_adapter,
 )
 from shared.ids import new_id
+from shared.partners import ClickSuspicion, click_suspicion, may_promote
 from shared.privacy import Consent, may_set_cookie
 from shared.retry import Transient
 from shared.secrets import (
@@ -197,9 +199,26 @@ class TrackerService:
             raise ProductNotFound(product_id=product_id)
         if not store.in_program:
             raise StoreNotInProgram()
+        self.check_partner(store_id, affiliate_id)
         if ip:
             self.self_referral.saw(affiliate_id, ip, self.clock.now().timestamp())
         return self.signer.sign(Link(affiliate_id, store_id, product_id, sub_id))
+
+    def check_partner(self, store_id: str, affiliate_id: str) -> None:
+        """:class:`NotApproved` unless the affiliate may promote the store (partner approval:
+        :func:`shared.partners.may_promote` on what the directory holds)."""
+        enrollment, status = self.directory.standing(store_id, affiliate_id)
+        if not may_promote(enrollment, status):
+            raise NotApproved(
+                store_id=store_id,
+                affiliate_id=affiliate_id,
+                enrollment=enrollment.value,
+                status=status.value if status is not None else None,
+            )
+
+    def partner_suspicion(self, link: Link) -> ClickSuspicion | None:
+        """Why a click of ``link`` is suspicious by its affiliate's standing with the store."""
+        return click_suspicion(*self.directory.standing(link.store_id, link.affiliate_id))
 
     def landing_url(self, link: Link) -> str:
         store = self.directory.stores.get(link.store_id)
@@ -276,7 +295,10 @@ class TrackerService:
         ts = now.timestamp()
         who = ([] if new_visitor else [f"v:{visitor_id}"]) + ([f"ip:{ip}"] if ip else [])
         flooded = self.flood.flooded(code, who, ts)
-        reason = suspicion(
+        # a banned or unapproved affiliate's click first: it never counts, whatever else
+        standing = self.partner_suspicion(link)
+        reason = standing.value if standing is not None else None
+        reason = reason or suspicion(
             bot=is_bot(user_agent),
             flooded=flooded,
             self_referral=self.self_referral.is_self(link.affiliate_id, ip, ts),

@@ -15,9 +15,17 @@ from services.commission.errors import AlreadyExists, NotFound
 from services.commission.models import outbox
 from services.commission.program.service import ProgramService
 from shared.clock import Clock, SystemClock
-from shared.directory import affiliate_key, coupon_entry_key, store_key
-from shared.events import AffiliateEntry, CouponEntry, StoreEntry, Topic, encode
+from shared.directory import affiliate_key, coupon_entry_key, partner_entry_key, store_key
+from shared.events import (
+    AffiliateEntry,
+    CouponEntry,
+    PartnerEntry,
+    StoreEntry,
+    Topic,
+    encode,
+)
 from shared.outbox import OutboxRepository
+from shared.partners import PartnerStatus
 from shared.secrets import (
     PrincipalKind,
     hash_key,
@@ -74,6 +82,30 @@ class AdminService:
         topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
         await OUTBOX.add(session, [(topic, key, encode(entry))])
 
+    async def publish_partner(
+        self,
+        session: AsyncSession,
+        store_id: str,
+        affiliate_id: str,
+        status: PartnerStatus,
+        now: datetime,
+    ) -> None:
+        """Put an affiliate's standing with a store in the outbox, from ``now`` on (Kafka key
+        ``partner:<store>:<affiliate>``: compaction keeps the latest). The caller holds the
+        store's program lock, so the versions follow the commits."""
+        key = partner_entry_key(store_id, affiliate_id)
+        version = await PrincipalRepository(session).next_directory_version(key)
+        entry = PartnerEntry(
+            version=version,
+            event_id=f"partner:{store_id}:{affiliate_id}:{now.isoformat()}:{status.value}",
+            store_id=store_id,
+            affiliate_id=affiliate_id,
+            status=status,
+            updated_at=now,
+        )
+        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
+        await OUTBOX.add(session, [(topic, key, encode(entry))])
+
     def _store_entry(
         self, row: Any, program: ProgramState, now: datetime, entry_version: int
     ) -> StoreEntry:
@@ -84,7 +116,7 @@ class AdminService:
             event_id=(
                 f"store:{row.principal_id}:{now.isoformat()}:{version}:{int(program.joined)}"
                 f":{program.window_days or ''}:{program.coupon_policy.value}"
-                f":{program.consent.value}"
+                f":{program.consent.value}:{program.enrollment.value}"
             ),
             store_id=row.principal_id,
             name=row.name,
@@ -97,6 +129,7 @@ class AdminService:
             attribution_window_days=program.window_days,
             coupon_policy=program.coupon_policy,
             consent=program.consent,
+            enrollment=program.enrollment,
         )
 
     async def publish_store(self, session: AsyncSession, store_id: str, now: datetime) -> None:

@@ -371,7 +371,9 @@ def compute_order(
     the adjustments' lowering of the base) rounded half-up, zero while declined;
     the refunds of a line reverse ``(their total amount) × rate`` rounded half-up once, on the
     line's refunded total (never per refund item: 100 items of 0.50 at 1% reverse 0.50, not
-    100 × 0.01), capped at the line's commission. Zero when not chargeable or cancelled.
+    100 × 0.01), capped at the line's commission. Zero when not chargeable or cancelled, and
+    when the store had banned the affiliate at the order's placement (partner approval: an
+    order placed at or after the ban and before any reinstatement; earlier ones keep theirs).
 
     The locking date (:func:`locks_at`): a refund reported at or after it reverses nothing
     (``refunds_skipped``), an adjustment made at or after it changes nothing.
@@ -382,7 +384,12 @@ def compute_order(
     lock = locks_at(facts, program)
     adjusted = before_lock(facts.adjustments if adjustments is None else adjustments, lock)
     amended, declined = fold_adjustments(facts.items, adjusted)
-    pays = chargeable and facts.status is not OrderStatus.CANCELLED and not declined
+    pays = (
+        chargeable
+        and facts.status is not OrderStatus.CANCELLED
+        and not declined
+        and state.pays_affiliate(facts.affiliate_id)  # a banned affiliate's later orders
+    )
     given = list(facts.refunds if refunds is None else refunds)
     counted = [r for r in given if lock is None or r.reported < lock]
     amounts = _refund_amounts(facts, counted)

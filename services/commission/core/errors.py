@@ -171,3 +171,22 @@ class AmountTooPrecise(ProgramError):
     status_code = 422
     code = "amount_too_precise"
     default_message = "the amount has more decimals than its currency allows"
+
+
+# -- partner approval (core/partners.py) --
+
+
+class PartnerBanned(ProgramError):
+    code = "partner_banned"
+    default_message = "the store banned this affiliate: it cannot apply"
+
+
+class InvalidTransition(ProgramError):
+    code = "invalid_transition"
+    default_message = "this decision does not apply to the partner's status"
+
+
+class ReasonRequired(ProgramError):
+    status_code = 422
+    code = "reason_required"
+    default_message = "a rejection or a ban needs a reason"

@@ -38,6 +38,7 @@ from services.commission.core.incentives import (
     incentives_json,
 )
 from shared.coupons import CouponPolicy, coupon_key, is_coupon_code
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 DEFAULT_RATE: Final = Decimal("0.06")
@@ -73,6 +74,9 @@ class OpKind(StrEnum):
     DELETE_COUPON = "coupon_deleted"  # key: the code
     CONSENT = "consent"  # consent: not_required | required (the visitor cookie, docs/privacy.md)
     LOCK_PERIOD = "lock_period"  # days: the locking date's delay after completion (0 to 365)
+    ENROLLMENT = "enrollment"  # enrollment: open | approval (who may promote, partner approval)
+    BAN = "partner_ban"  # key: the affiliate banned (its orders placed from then on pay nothing)
+    UNBAN = "partner_unban"  # key: the affiliate reinstated (approved again after a ban)
     NEW_BUYER = "new_buyer"  # incentive: the new-buyer bonus's extra rate (issue 23)
     TIERS = "tiers"  # incentive: one currency's performance tiers
     CAPS = "caps"  # incentive: the caps per order and per affiliate-month
@@ -89,6 +93,9 @@ INCENTIVE_OPS: Final[Mapping[OpKind, type[IncentiveSetting]]] = {
 #: operations on single codes: recorded, but no part of the program's state (a store's codes
 #: are kept apart, :class:`Coupon`), so the program's history is read without them
 COUPON_OPS: Final = frozenset({OpKind.COUPON, OpKind.DELETE_COUPON})
+#: operations made by a store's decisions on its partners (their routes are partner approval's,
+#: ``services/commission/partners``): part of the state, as what an order pays follows a ban
+PARTNER_OPS: Final = frozenset({OpKind.BAN, OpKind.UNBAN})
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,7 @@ class ProgramOp:
     policy: CouponPolicy | None = None  # coupon policy
     coupon: Coupon | None = None  # a code registered (COUPON)
     consent: Consent | None = None  # whether the visitor cookie needs consent (CONSENT)
+    enrollment: Enrollment | None = None  # who may promote the store (ENROLLMENT)
     incentive: IncentiveSetting | None = None  # an incentive's new setting (INCENTIVE_OPS)
 
 
@@ -153,6 +161,17 @@ class ProgramState:
     consent: Consent = Consent.NOT_REQUIRED
     #: an order placed under this state locks this many days after it completed
     lock_days: int = DEFAULT_LOCK_DAYS
+    #: who may promote the store (partner approval, docs/partners.md)
+    enrollment: Enrollment = Enrollment.OPEN
+    #: the affiliates banned by the store: an order of theirs placed under this state pays
+    #: nothing (kept apart from the other partner statuses, which change no commission)
+    banned: frozenset[str] = frozenset()
+
+    def pays_affiliate(self, affiliate_id: str | None) -> bool:
+        """Whether an order attributed to ``affiliate_id`` placed under this state may earn:
+        not when the store had banned the affiliate then."""
+        return affiliate_id is None or affiliate_id not in self.banned
+
     #: the new-buyer bonus, tiers and caps in force (issue 23)
     incentives: Incentives = field(default_factory=Incentives)
 
@@ -182,7 +201,8 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
     and code registrations only while in the program (a code may be deleted at any time); rates
     in ``[0, 0.9]``; at most 60 main products; a window of 1 to 30 days; a lock period of 0 to
     365 days (set only while in the program, like a rate). Codes leave the state unchanged
-    (:class:`Coupon`, :func:`check_coupon`).
+    (:class:`Coupon`, :func:`check_coupon`). The enrollment mode and partner bans may change in
+    or out of the program (a store may require approval before it joins).
     """
     if op.rate is not None:
         check_rate(op.rate)
@@ -206,6 +226,15 @@ def apply_op(state: ProgramState, op: ProgramOp) -> ProgramState:
         return replace(state, joined=True, joined_at=op.at, exited_at=None, default_rate=rate)
     if op.kind is OpKind.DELETE_COUPON:
         return state
+    if op.kind is OpKind.ENROLLMENT:
+        assert op.enrollment is not None
+        return replace(state, enrollment=op.enrollment)
+    if op.kind is OpKind.BAN:
+        assert op.key is not None
+        return replace(state, banned=state.banned | {op.key})
+    if op.kind is OpKind.UNBAN:
+        assert op.key is not None
+        return replace(state, banned=state.banned - {op.key})
     if not state.joined:
         raise NotJoined()
     if op.kind is OpKind.EXIT:
@@ -338,6 +367,7 @@ def state_json(state: ProgramState) -> dict[str, Any]:
         "coupon_policy": state.coupon_policy.value,
         "consent": state.consent.value,
         "lock_days": state.lock_days,
+        "enrollment": state.enrollment.value,
         "incentives": incentives_json(state.incentives),
     }
 

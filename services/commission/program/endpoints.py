@@ -27,6 +27,7 @@ from services.commission.program.schemas import (
     CouponPolicyRequest,
     CouponRequest,
     CouponView,
+    EnrollmentRequest,
     JoinRequest,
     LockPeriodRequest,
     MainProductRequest,
@@ -155,6 +156,15 @@ CHANGES = (
     ),
     Change(
         "PUT",
+        f"{STORE}/enrollment",
+        "set_enrollment",
+        OpKind.ENROLLMENT,
+        "Who may promote the store from now on: open (the default: every affiliate but those "
+        "it banned) or approval (only the affiliates it approved; docs/partners.md).",
+        EnrollmentRequest,
+    ),
+    Change(
+        "PUT",
         f"{STORE}/rates/categories/{{category_id}}",
         "set_category_rate",
         OpKind.CATEGORY_RATE,
@@ -211,6 +221,7 @@ def _endpoint(change: Change) -> Any:
             policy=getattr(body, "policy", None),
             audit=kw["audit"],
             consent=getattr(body, "consent", None),
+            enrollment=getattr(body, "mode", None),
             incentive=body.setting() if isinstance(body, INCENTIVE_BODIES) else None,
         )
         return ProgramResponse.of(store_id, history.current(), programs.default_window)

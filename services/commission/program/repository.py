@@ -15,6 +15,7 @@ from services.commission.core.incentives import setting_json, setting_of
 from services.commission.core.program import COUPON_OPS, Coupon, OpKind, ProgramHistory, ProgramOp
 from shared.coupons import CouponPolicy
 from shared.db import lock_keys
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 #: the advisory-lock namespace of program changes (and of payouts, keyed apart)
@@ -44,13 +45,22 @@ class ProgramRepository:
         for r in rows:
             rate = r.rate.normalize() if r.rate is not None else None  # Numeric pads zeros
             kind = OpKind(r.kind)
-            # one text column holds the op's setting: the coupon policy, or the consent
+            # one text column holds the op's setting: the coupon policy, consent or enrollment
             consent = Consent(r.policy) if kind is OpKind.CONSENT else None
-            policy = CouponPolicy(r.policy) if r.policy is not None and not consent else None
+            enrollment = Enrollment(r.policy) if kind is OpKind.ENROLLMENT else None
+            policy = CouponPolicy(r.policy) if kind is OpKind.COUPON_POLICY and r.policy else None
             incentive = setting_of(r.incentive) if r.incentive is not None else None
             ops[r.store_id].append(
                 ProgramOp(
-                    kind, r.at, r.key, rate, r.days, policy, consent=consent, incentive=incentive
+                    kind,
+                    r.at,
+                    r.key,
+                    rate,
+                    r.days,
+                    policy,
+                    consent=consent,
+                    incentive=incentive,
+                    enrollment=enrollment,
                 )
             )
         return {s: ProgramHistory(tuple(v)) for s, v in ops.items()}
@@ -136,7 +146,10 @@ def _coupon(r: Any) -> Coupon:
 
 
 def _setting(op: ProgramOp) -> str | None:
-    """The op's setting as the ``policy`` column keeps it (coupon policy or consent)."""
+    """The op's setting as the ``policy`` column keeps it (coupon policy, consent or
+    enrollment)."""
     if op.consent is not None:
         return op.consent.value
+    if op.enrollment is not None:
+        return op.enrollment.value
     return op.policy.value if op.policy is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from services.commission.core.incentives import (
     Caps,
@@ -18,6 +18,7 @@ from services.commission.core.incentives import (
 from services.commission.core.program import Coupon, ProgramState
 from shared.coupons import CouponPolicy
 from shared.events import DecimalStr, PrincipalId, UtcDatetime
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 
@@ -59,6 +60,19 @@ class CouponPolicyRequest(BaseModel):
         description="off: clicks only (the default); coupon_wins: a valid code attributes the "
         "order to its owner whatever the clicks; click_wins: a valid code counts only when no "
         "click is eligible. The policy in force when an order is placed decides it."
+    )
+
+
+class EnrollmentRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"mode": "approval"}]}
+    )
+
+    mode: Enrollment = Field(
+        validation_alias=AliasChoices("mode", "enrollment"),
+        description="open (the default): every affiliate may promote the store but those it "
+        "banned; approval: only the affiliates it approved (docs/partners.md). Also read as "
+        "`enrollment` (issue 22's spelling).",
     )
 
 
@@ -243,6 +257,9 @@ class ProgramResponse(BaseModel):
         description="the lock period in force: orders placed now lock this many days after "
         "they complete"
     )
+    enrollment: Enrollment = Field(
+        Enrollment.OPEN, description="who may promote the store: open or approval"
+    )
     incentives: IncentivesView | None = Field(
         None, description="the new-buyer bonus, performance tiers and caps in force"
     )
@@ -266,6 +283,7 @@ class ProgramResponse(BaseModel):
             coupon_policy=s.coupon_policy,
             consent=s.consent,
             lock_days=s.lock_days,
+            enrollment=s.enrollment,
             incentives=IncentivesView(**incentives_json(s.incentives)),
         )
 

@@ -27,12 +27,20 @@ from services.commission.errors import NotFound
 from services.commission.program.repository import ProgramRepository
 from shared.clock import Clock, SystemClock
 from shared.coupons import CouponPolicy, coupon_key
+from shared.partners import Enrollment
 from shared.privacy import Consent
 
 #: the changes the tracker and attribution must learn of (a store's directory entry holds
 #: membership, window, coupon policy and consent)
 DIRECTORY_CHANGES: Final = frozenset(
-    {OpKind.JOIN, OpKind.EXIT, OpKind.ATTRIBUTION_WINDOW, OpKind.COUPON_POLICY, OpKind.CONSENT}
+    {
+        OpKind.JOIN,
+        OpKind.EXIT,
+        OpKind.ATTRIBUTION_WINDOW,
+        OpKind.COUPON_POLICY,
+        OpKind.CONSENT,
+        OpKind.ENROLLMENT,
+    }
 )
 
 
@@ -90,6 +98,7 @@ class ProgramService:
         at: datetime | None = None,
         audit: Recorder | None = None,
         consent: Consent | None = None,
+        enrollment: Enrollment | None = None,
         incentive: IncentiveSetting | None = None,
     ) -> ProgramState:
         """Apply one program operation now (the service's clock, or ``at``) and record it; the
@@ -105,6 +114,7 @@ class ProgramService:
             days,
             policy,
             consent=consent,
+            enrollment=enrollment,
             incentive=incentive,
         )
         before = history.current()
@@ -134,6 +144,7 @@ class ProgramService:
         policy: CouponPolicy | None = None,
         audit: Recorder | None = None,
         consent: Consent | None = None,
+        enrollment: Enrollment | None = None,
         incentive: IncentiveSetting | None = None,
     ) -> ProgramHistory:
         """A change asked for over HTTP: of a known store (else 404), published to the
@@ -142,7 +153,19 @@ class ProgramService:
         await self._known_store(session, store_id)
         now = self.clock.now()
         await self.change_program(
-            session, store_id, kind, actor, key, rate, days, policy, now, audit, consent, incentive
+            session,
+            store_id,
+            kind,
+            actor,
+            key,
+            rate,
+            days,
+            policy,
+            now,
+            audit,
+            consent,
+            incentive=incentive,
+            enrollment=enrollment,
         )
         if self.directory is not None and kind in DIRECTORY_CHANGES:
             await self.directory.publish_store(session, store_id, now)

@@ -11,6 +11,7 @@ import pytest
 from services.commission.core import errors
 from services.commission.core.program import (
     COUPON_OPS,
+    PARTNER_OPS,
     OpKind,
     ProgramHistory,
     ProgramOp,
@@ -82,6 +83,7 @@ class TestRecord:
             "coupon_policy": "off",
             "consent": "not_required",
             "lock_days": 60,
+            "enrollment": "open",
             "incentives": {
                 "new_buyer": {"extra_rate": "0"},
                 "tiers": {},
@@ -111,8 +113,8 @@ class TestRecord:
 
 class TestRouteTable:
     def test_every_kind_of_change_has_a_route_and_each_route_is_declared_once(self) -> None:
-        # codes have routes of their own (their body and answer are a code's)
-        assert {c.kind for c in CHANGES} == set(OpKind) - COUPON_OPS
+        # codes and partner decisions have routes of their own
+        assert {c.kind for c in CHANGES} == set(OpKind) - COUPON_OPS - PARTNER_OPS
         routes = {
             (m, getattr(r, "path", "")) for r in router.routes for m in getattr(r, "methods", ())
         }
