@@ -40,6 +40,40 @@ def _stack(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    from deploy.stack import backup, orchestrate
+
+    cfg = orchestrate.Stack.from_settings(settings).postgres
+    try:
+        taken = backup.take(cfg, Path(args.dir), args.format)
+    except backup.NotABackup as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except backup.BackupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup    {taken.path} ({taken.format}, {taken.size_bytes} bytes, verified)")
+    return 0
+
+
+def _restore(args: argparse.Namespace, _: Settings) -> int:
+    from deploy.stack import backup, postgres
+
+    cfg = postgres.PostgresConfig(state_dir=Path(args.data_dir).absolute(), port=args.port)
+    try:
+        backup.restore(Path(args.dir), cfg)
+    except backup.NotABackup as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (backup.BackupError, postgres.PostgresStackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"postgres  {postgres.database_url(cfg)}")
+    print(f"data      {cfg.data_dir}")
+    print(f"stop it   pg_ctl -D {cfg.data_dir} stop (as the owner of the data directory)")
+    return 0
+
+
 def _refused(settings: Settings) -> bool:
     """Print why a production deployment may not start on these settings (True), if so."""
     try:
@@ -554,6 +588,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     stack = sub.add_parser("stack", help="the project's own Kafka and PostgreSQL")
     stack.add_argument("action", choices=["up", "down", "status"])
+    backup = sub.add_parser(
+        "backup", help="a verified pg_basebackup of the stack's PostgreSQL (docs/backups.md)"
+    )
+    backup.add_argument("dir", help="a new folder for the backup")
+    backup.add_argument("--format", choices=["plain", "tar"], default="plain")
+    restore = sub.add_parser(
+        "restore", help="start a fresh PostgreSQL cluster from a backup (docs/backups.md)"
+    )
+    restore.add_argument("dir", help="the backup's folder")
+    restore.add_argument(
+        "--data-dir",
+        required=True,
+        help="a new folder for the cluster (data in DATA_DIR/data, log and socket beside it)",
+    )
+    restore.add_argument("--port", type=int, required=True, help="its port on 127.0.0.1")
     services = sub.add_parser("services", help="run the three services in the background")
     services.add_argument("action", choices=["start", "stop", "status"])
     for name in SERVICES:
@@ -644,6 +693,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure_from(settings, args.command if args.command in SERVICES else "cli")
     handlers: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
         "stack": _stack,
+        "backup": _backup,
+        "restore": _restore,
         "services": _services,
         "migrate": _migrate,
         "topics": _topics,

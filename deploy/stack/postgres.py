@@ -222,6 +222,12 @@ def _run_as_user() -> str | None:
     return RUN_AS_WHEN_ROOT
 
 
+def run_as_user() -> str | None:
+    """The OS user the server and its files belong to: None (ourselves) unless we are root
+    (then :data:`RUN_AS_WHEN_ROOT`, created if missing)."""
+    return _run_as_user()
+
+
 def _as_user(user: str | None, cmd: Sequence[str]) -> list[str]:
     return list(cmd) if user is None else ["runuser", "-u", user, "--", *cmd]
 
