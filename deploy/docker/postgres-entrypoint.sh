@@ -19,7 +19,11 @@ if [ "${1:-postgres}" = postgres ]; then
       echo "listen_addresses = '*'"
       echo "unix_socket_directories = '/var/run/postgresql'"
     } >>"$PGDATA/postgresql.conf"
-    echo "host all all all scram-sha-256" >>"$PGDATA/pg_hba.conf"
+    {
+      echo "host all all all scram-sha-256"
+      # the backup profile's pg_basebackup and pg_receivewal (docs/backups.md)
+      echo "host replication $POSTGRES_USER all scram-sha-256"
+    } >>"$PGDATA/pg_hba.conf"
     # a socket-only server while the database is created
     pg_ctl -D "$PGDATA" -w -o "-c listen_addresses=''" start >/dev/null
     if [ "$POSTGRES_DB" != postgres ]; then

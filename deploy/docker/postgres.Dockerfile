@@ -11,7 +11,7 @@ RUN mkdir -p /etc/postgresql-common/createcluster.d \
  && apt-get update \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-hll \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /var/lib/postgresql/data /var/run/postgresql \
+ && mkdir -p /var/lib/postgresql/data /var/lib/postgresql/backups /var/run/postgresql \
  && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql \
  && chmod 700 /var/lib/postgresql/data
 COPY postgres-entrypoint.sh /usr/local/bin/postgres-entrypoint.sh

@@ -28,6 +28,8 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERVICES = ("tracker", "attribution", "commission")
 #: the `monitoring` profile's containers: no Kafka, no database, no Alliance settings
 MONITORING = ("prometheus",)
+#: the `backup` profile's containers: PostgreSQL's client tools, no Kafka, no Alliance settings
+BACKUP = ("postgres-wal", "postgres-backup")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -96,6 +98,9 @@ def test_on_the_host_network_every_container_listens_on_loopback_on_its_own_port
         elif name == "postgres":
             assert service["command"] == ["postgres", "-c", "listen_addresses=127.0.0.1"]
             ports += re.findall(r":-(\d+)\}", env["PGPORT"])
+        elif name in BACKUP:  # clients of the PostgreSQL above: no port of their own
+            assert env["PGHOST"] == "127.0.0.1", name
+            assert env["PGPORT"] == services["postgres"]["environment"]["PGPORT"], name
         elif name == "prometheus":
             listen = "--web.listen-address=127.0.0.1:${PROMETHEUS_PORT:-19090}"
             assert listen in service["command"]
@@ -192,7 +197,7 @@ def test_kafka_sasl_ssl_scram_every_client_its_own_user_and_no_plaintext_listene
             assert any(
                 v.endswith(f"{name}.pem:/etc/kafka/tls/broker.pem:ro") for v in service["volumes"]
             )
-        elif name not in ("postgres", "migrate", *MONITORING):
+        elif name not in ("postgres", "migrate", *MONITORING, *BACKUP):
             kind = name.rsplit("-", 1)[0]
             user = ADMIN_USER if kind == "topics" else f"alliance-{kind}"
             assert env["ALLIANCE_KAFKA_SASL_USERNAME"] == user, name
@@ -270,6 +275,49 @@ def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
     assert set(written) == required_variables() | {"COMPOSE_PROFILES"}
     assert render(written) == first
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left behind
+
+
+class TestBackupProfile:
+    def test_wal_streaming_and_base_backups_run_only_in_the_backup_profile(self) -> None:
+        services = load("compose.yaml")["services"]
+        assert {n for n, s in services.items() if "backup" in s.get("profiles", [])} == set(
+            BACKUP
+        )
+        for name in BACKUP:
+            service = services[name]
+            assert service["image"] == services["postgres"]["image"]
+            assert service["volumes"] == ["postgres-backups:/var/lib/postgresql/backups"]
+            assert service["environment"]["PGHOST"] == "postgres"
+            assert service["environment"]["PGUSER"] == "alliance"
+            assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "postgres-backups" in load("compose.yaml")["volumes"]
+
+    def test_the_wal_is_streamed_on_a_slot_and_base_backups_are_verified_and_pruned(
+        self,
+    ) -> None:
+        services = load("compose.yaml")["services"]
+        wal = services["postgres-wal"]["command"][-1]
+        assert "--slot=alliance_backup --create-slot --if-not-exists" in wal
+        assert 'exec pg_receivewal -D "$$BACKUPS/wal"' in wal
+        base = services["postgres-backup"]["command"][-1]
+        take = base.index("pg_basebackup")
+        verify = base.index("pg_verifybackup")
+        assert take < verify < base.index('mv "$$to.partial" "$$to"')
+        assert "-X stream" in base
+        assert "--manifest-checksums=SHA256" in base
+        assert 'head -n "-$$POSTGRES_BACKUP_KEEP"' in base
+        env = services["postgres-backup"]["environment"]
+        assert env["POSTGRES_BACKUP_INTERVAL_S"] == "${POSTGRES_BACKUP_INTERVAL_S:-86400}"
+        assert env["POSTGRES_BACKUP_KEEP"] == "${POSTGRES_BACKUP_KEEP:-7}"
+
+    def test_the_bundled_postgresql_lets_its_superuser_replicate_and_owns_the_folder(
+        self,
+    ) -> None:
+        entrypoint = (DEPLOY / "docker" / "postgres-entrypoint.sh").read_text()
+        assert 'echo "host replication $POSTGRES_USER all scram-sha-256"' in entrypoint
+        dockerfile = (DEPLOY / "docker" / "postgres.Dockerfile").read_text()
+        assert "/var/lib/postgresql/backups" in dockerfile
+        assert "chown -R postgres:postgres /var/lib/postgresql " in dockerfile
 
 
 class TestMonitoringProfile:
