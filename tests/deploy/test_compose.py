@@ -280,9 +280,7 @@ def test_the_env_file_is_private_and_never_overwritten(tmp_path: Path) -> None:
 class TestBackupProfile:
     def test_wal_streaming_and_base_backups_run_only_in_the_backup_profile(self) -> None:
         services = load("compose.yaml")["services"]
-        assert {n for n, s in services.items() if "backup" in s.get("profiles", [])} == set(
-            BACKUP
-        )
+        assert {n for n, s in services.items() if "backup" in s.get("profiles", [])} == set(BACKUP)
         for name in BACKUP:
             service = services[name]
             assert service["image"] == services["postgres"]["image"]
