@@ -580,3 +580,66 @@ def test_logs_json_by_default_and_traces_only_with_an_endpoint(helm: Path) -> No
         assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
         assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=test"
     assert "tracing.endpoint" in refusal(helm, sets=("tracing.enabled=true",))
+
+
+BACKUP = (
+    "postgresql.cnpg.backup.enabled=true",
+    "postgresql.cnpg.backup.barmanObjectStore.destinationPath=s3://backups/alliance",
+    "postgresql.cnpg.backup.barmanObjectStore.s3Credentials.secret=alliance-backup-s3",
+)
+
+
+def test_backups_are_off_by_default(helm: Path) -> None:
+    docs = render(helm)
+    assert not of(docs, "ScheduledBackup")
+    (cluster,) = of(docs, "Cluster").values()
+    assert "backup" not in cluster["spec"]
+
+
+def test_backups_archive_the_wal_and_take_a_base_backup_on_schedule(helm: Path) -> None:
+    docs = render(
+        helm,
+        sets=(*BACKUP, "postgresql.cnpg.backup.barmanObjectStore.endpointURL=https://minio:9000"),
+    )
+    (cluster,) = of(docs, "Cluster").values()
+    backup = cluster["spec"]["backup"]
+    assert backup["retentionPolicy"] == "30d"
+    store = backup["barmanObjectStore"]
+    assert store["destinationPath"] == "s3://backups/alliance"
+    assert store["endpointURL"] == "https://minio:9000"
+    assert store["s3Credentials"] == {
+        "accessKeyId": {"name": "alliance-backup-s3", "key": "ACCESS_KEY_ID"},
+        "secretAccessKey": {"name": "alliance-backup-s3", "key": "ACCESS_SECRET_KEY"},
+    }
+    assert store["wal"] == store["data"] == {"compression": "gzip"}
+    (scheduled,) = of(docs, "ScheduledBackup").values()
+    assert scheduled["apiVersion"] == "postgresql.cnpg.io/v1"
+    assert scheduled["spec"] == {
+        "schedule": "0 0 3 * * *",
+        "immediate": True,
+        "backupOwnerReference": "self",
+        "method": "barmanObjectStore",
+        "cluster": {"name": cluster["metadata"]["name"]},
+    }
+    sets = [a for s in BACKUP for a in ("--set", s)]
+    linted = run(helm, "lint", "--strict", str(CHART), "--kube-version", KUBE, *sets)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    assert "0 chart(s) failed" in linted.stdout
+
+
+@pytest.mark.parametrize(
+    ("missing", "says"),
+    [
+        (BACKUP[1], "barmanObjectStore.destinationPath"),
+        (BACKUP[2], "s3Credentials.secret"),
+    ],
+)
+def test_backups_without_a_store_or_its_credentials_are_refused(
+    helm: Path, missing: str, says: str
+) -> None:
+    assert says in refusal(helm, sets=tuple(s for s in BACKUP if s != missing))
+
+
+def test_without_the_operator_no_backup_resource_is_rendered(helm: Path) -> None:
+    docs = render(helm, sets=(*MANAGED, *BACKUP))
+    assert not of(docs, "ScheduledBackup")
