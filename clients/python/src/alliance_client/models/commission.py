@@ -10,6 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeAlias
 
+from pydantic import Field
+
 from alliance_client._base import ApiModel
 
 AdjustmentAction: TypeAlias = Literal["amend", "decline", "reset"]
@@ -129,6 +131,11 @@ class CampProduct(ApiModel):
     hot: bool
     boost: str
     because: list[Literal["category", "store"]]
+
+
+class CapsRequest(ApiModel):
+    per_order: dict[str, Decimal] | None = None
+    per_affiliate_month: dict[str, Decimal] | None = None
 
 
 class LinkRequest(ApiModel):
@@ -295,6 +302,12 @@ class ProductPerformance(ApiModel):
     commission: str
 
 
+class IncentivesView(ApiModel):
+    new_buyer: dict[str, str]
+    tiers: dict[str, list[dict[str, str]]]
+    caps: dict[str, dict[str, str]]
+
+
 class ItemView(ApiModel):
     product_id: str
     category_id: str | None
@@ -307,6 +320,7 @@ class ItemView(ApiModel):
     reversed: str
     net: str
     amended: str = "0"
+    bonus_rate: str = "0"
 
 
 class JoinRequest(ApiModel):
@@ -355,6 +369,10 @@ class MinimumsView(ApiModel):
     minimums: dict[str, str]
 
 
+class NewBuyerRequest(ApiModel):
+    extra_rate: Decimal
+
+
 class OperationView(ApiModel):
     id: int
     kind: str
@@ -366,6 +384,7 @@ class OperationView(ApiModel):
     affiliate_id: str | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+    incentive: dict[str, Any] | None = None
     actor: str
     before: dict[str, Any]
     after: dict[str, Any]
@@ -491,6 +510,26 @@ class StatementTotals(ApiModel):
     refunds: int
     reversed: str
     net: str
+
+
+class TierStanding(ApiModel):
+    """An affiliate's standing in one currency's performance tiers for a month
+    (docs/incentives.md).
+    """
+
+    currency: str
+    orders: int
+    qualifying_sales: str
+    tier: dict[str, str] | None
+    next_tier: dict[str, str] | None
+    bonus: str
+    capped_bonus: str
+    settled: bool
+
+
+class TierView(ApiModel):
+    from_: Decimal = Field(alias="from")
+    extra_rate: Decimal
 
 
 class TrafficPoint(ApiModel):
@@ -669,23 +708,6 @@ class CouponPolicyRequest(ApiModel):
     policy: CouponPolicy
 
 
-class ProgramResponse(ApiModel):
-    store_id: str
-    state: str
-    joined_at: datetime | None
-    exited_at: datetime | None
-    exit_allowed_at: datetime | None
-    rejoin_allowed_at: datetime | None
-    default_rate: str
-    category_rates: dict[str, str]
-    main_products: dict[str, str | None]
-    attribution_window_days: int
-    attribution_window_is_default: bool
-    coupon_policy: CouponPolicy
-    consent: Consent = "not_required"
-    lock_days: int
-
-
 class OrdersPoint(ApiModel):
     bucket: date
     totals: list[MoneyTotals]
@@ -745,6 +767,24 @@ class MainProductReport(ApiModel):
     performance: list[ProductPerformance]
 
 
+class ProgramResponse(ApiModel):
+    store_id: str
+    state: str
+    joined_at: datetime | None
+    exited_at: datetime | None
+    exit_allowed_at: datetime | None
+    rejoin_allowed_at: datetime | None
+    default_rate: str
+    category_rates: dict[str, str]
+    main_products: dict[str, str | None]
+    attribution_window_days: int
+    attribution_window_is_default: bool
+    coupon_policy: CouponPolicy
+    consent: Consent = "not_required"
+    lock_days: int
+    incentives: IncentivesView | None = None
+
+
 class OrderView(ApiModel):
     order_id: str
     store_id: str
@@ -755,12 +795,14 @@ class OrderView(ApiModel):
     click_id: str | None
     rule: str | None = None
     coupon_code: str | None = None
+    new_buyer: bool = False
     attribution_decided: bool
     attributed: bool
     chargeable: bool
     estimated: str
     payable: str
     commission: str
+    capped: str = "0.00"
     reversed: str
     net: str
     items: list[ItemView]
@@ -803,6 +845,18 @@ class Statement(ApiModel):
     closed_at: datetime | None
     closed_by: str | None
     totals: list[StatementTotals]
+
+
+class TierProgressView(ApiModel):
+    store_id: str
+    affiliate_id: str
+    month: str
+    currencies: list[TierStanding]
+
+
+class TiersRequest(ApiModel):
+    currency: str
+    tiers: list[TierView]
 
 
 class TrafficReport(ApiModel):
@@ -942,6 +996,18 @@ OPERATIONS: Final[Mapping[tuple[str, str], str]] = {
     ): "set_lock_period_v1_stores__store_id__lock_period_put",
     (
         "PUT",
+        "/v1/stores/{store_id}/incentives/new-buyer",
+    ): "set_new_buyer_bonus_v1_stores__store_id__incentives_new_buyer_put",
+    (
+        "PUT",
+        "/v1/stores/{store_id}/incentives/tiers",
+    ): "set_tiers_v1_stores__store_id__incentives_tiers_put",
+    (
+        "PUT",
+        "/v1/stores/{store_id}/incentives/caps",
+    ): "set_caps_v1_stores__store_id__incentives_caps_put",
+    (
+        "PUT",
         "/v1/stores/{store_id}/coupon-policy",
     ): "set_coupon_policy_v1_stores__store_id__coupon_policy_put",
     ("PUT", "/v1/stores/{store_id}/consent"): "set_consent_v1_stores__store_id__consent_put",
@@ -976,6 +1042,10 @@ OPERATIONS: Final[Mapping[tuple[str, str], str]] = {
         "/v1/stores/{store_id}/coupons/{code}",
     ): "delete_coupon_v1_stores__store_id__coupons__code__delete",
     ("GET", "/v1/stores/{store_id}/coupons"): "list_coupons_v1_stores__store_id__coupons_get",
+    (
+        "GET",
+        "/v1/stores/{store_id}/incentives/tier-progress",
+    ): "tier_progress_v1_stores__store_id__incentives_tier_progress_get",
     (
         "GET",
         "/v1/stores/{store_id}/orders/{order_id}",
