@@ -160,6 +160,9 @@ class OrderFacts:
     refunds: tuple[Refund, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
     new_buyer: bool = False  # the storefront marked the buyer's first order
+    #: what the affiliate-month's cap left the order when its completion was posted (None: no
+    #: month cap applied; :func:`~services.commission.core.incentives.month_allowance`)
+    month_allowance: Decimal | None = None
 
     @property
     def key(self) -> OrderKey:
@@ -195,7 +198,8 @@ class OrderCommission:
     declined: bool = False  # an adjustment declined the order (and no reset since)
     #: refunds reported at or after the lock: recorded, reversing nothing
     refunds_skipped: tuple[str, ...] = ()
-    #: the program's per-order cap in the order's currency in force at placement (None: none)
+    #: the most the order pays: the program's per-order cap in the order's currency in force at
+    #: placement and what the affiliate-month's cap left it, the lower (None: no cap)
     per_order_cap: Decimal | None = None
 
     def locked(self, now: datetime) -> bool:
@@ -437,8 +441,13 @@ def compute_order(
         lock,
         declined,
         tuple(sorted(r.refund_id for r in given if lock is not None and r.reported >= lock)),
-        state.incentives.caps.per_order.get(facts.currency),
+        _order_cap(state.incentives.caps.per_order.get(facts.currency), facts.month_allowance),
     )
+
+
+def _order_cap(per_order: Decimal | None, allowance: Decimal | None) -> Decimal | None:
+    caps = [c for c in (per_order, allowance) if c is not None]
+    return min(caps) if caps else None
 
 
 def visible_clicks(

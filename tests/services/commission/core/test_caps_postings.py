@@ -21,7 +21,7 @@ from services.commission.core.commission import (
     RefundItem,
     compute_order,
 )
-from services.commission.core.incentives import Caps
+from services.commission.core.incentives import CapClaim, Caps, month_allowance, share_caps
 from services.commission.core.ledger import TxnKind, balances, ledger_delta
 from services.commission.core.program import OpKind, ProgramHistory, ProgramOp
 
@@ -214,3 +214,51 @@ class TestCappedPostings:
         assert ledger_delta(full, program, posted) == []
         assert sum(posted.values(), Decimal(0)) == got.net
         assert sum(balances(journal).values(), Decimal(0)) == 0
+
+
+class TestMonthAllowance:
+    def test_an_order_takes_its_commission_at_most_what_the_month_left(self) -> None:
+        assert month_allowance(Decimal("4.00"), None, Decimal(0)) is None
+        assert month_allowance(Decimal("4.00"), Decimal("10.00"), Decimal("3.00")) == Decimal(
+            "4.00"
+        )
+        assert month_allowance(Decimal("4.00"), Decimal("10.00"), Decimal("8.00")) == Decimal(
+            "2.00"
+        )
+        assert month_allowance(Decimal("4.00"), Decimal("10.00"), Decimal("12.00")) == Decimal(0)
+
+    def test_the_order_pays_the_lower_of_its_cap_and_its_allowance(self) -> None:
+        facts = order((LineItem("p1", None, 1, Decimal("100.00"), Decimal(0)),))
+        program = capped_program(Decimal("5.00"))
+        left = compute_order(replace(facts, month_allowance=Decimal("3.00")), program)
+        assert (left.commission, left.capped) == (Decimal("3.00"), Decimal("7.00"))
+        roomy = compute_order(replace(facts, month_allowance=Decimal("9.00")), program)
+        assert roomy.commission == Decimal("5.00")
+        none_left = compute_order(replace(facts, month_allowance=Decimal(0)), program)
+        assert (none_left.commission, none_left.net) == (Decimal(0), Decimal(0))
+        assert post_all(replace(facts, month_allowance=Decimal(0)), program) == {}
+
+    @given(
+        st.lists(st.integers(0, 5_000).map(lambda n: Decimal(n) * C), min_size=1, max_size=8),
+        st.one_of(st.none(), st.integers(1, 3_000).map(lambda n: Decimal(n) * C)),
+        st.integers(1, 10_000).map(lambda n: Decimal(n) * C),
+    )
+    def test_postings_in_completion_order_share_the_room_as_the_core_rule(
+        self, commissions: list[Decimal], per_order: Decimal | None, per_month: Decimal
+    ) -> None:
+        """Completions posted in completion order take the room as ``share_caps`` shares it;
+        the month never pays more than its cap."""
+        used = Decimal(0)
+        paid = []
+        for commission in commissions:
+            capped = commission if per_order is None else min(commission, per_order)
+            allowance = month_allowance(capped, per_month, used)
+            assert allowance is not None
+            used += allowance
+            paid.append(min(capped, allowance))
+        claims = [
+            CapClaim(f"o{n}", T0 + timedelta(minutes=n), c) for n, c in enumerate(commissions)
+        ]
+        shared = share_caps(claims, "USD", per_order, per_month)
+        assert paid == [shared[f"o{n}"].commission for n in range(len(commissions))]
+        assert sum(paid, Decimal(0)) <= per_month

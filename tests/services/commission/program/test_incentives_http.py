@@ -176,6 +176,29 @@ def placed(n: int, at: str) -> dict[str, Any]:
     }
 
 
+def refunded(order: str, refund: str, product: str, amount: str, at: str) -> dict[str, Any]:
+    """Refund ``refund`` of ``amount`` of ``product``'s sales in order ``order`` at ``at``."""
+    return {
+        "kind": "order_refunded",
+        "order_id": order,
+        "refund_id": refund,
+        "at": at,
+        "items": [{"product_id": product, "amount": amount}],
+    }
+
+
+async def settled(replay: Replay, settings: Settings) -> list[tuple[str, str, str, str]]:
+    """aff-a's settlement: (currency, payable, reversed, net) per currency."""
+    got = await replay.svc.commission.get(
+        f"/v1/settlements/affiliates/{replay.id('aff-a')}", headers=admin(settings)
+    )
+    assert got.status_code == 200, got.text
+    return [
+        (t["currency"], t["commission_payable"], t["reversed"], t["net"])
+        for t in got.json()["totals"]
+    ]
+
+
 async def order_view(
     replay: Replay, store: Store, order: str, want: dict[str, Any]
 ) -> dict[str, Any]:
@@ -235,15 +258,7 @@ async def test_a_new_buyers_order_earns_the_bonus_in_force_when_it_was_placed(
             await replay.apply(
                 {"kind": "order_completed", "order_id": "o1", "at": "2026-03-03T12:00:00Z"}
             )
-            await replay.apply(
-                {
-                    "kind": "order_refunded",
-                    "order_id": "o1",
-                    "refund_id": "r1",
-                    "at": "2026-03-04T12:00:00Z",
-                    "items": [{"product_id": "p2", "amount": "20.00"}],
-                }
-            )
+            await replay.apply(refunded("o1", "r1", "p2", "20.00", "2026-03-04T12:00:00Z"))
 
             def view(order: str, want: dict[str, Any]) -> Awaitable[dict[str, Any]]:
                 return order_view(replay, store, order, want)
@@ -339,15 +354,7 @@ async def test_a_capped_orders_completion_and_refunds_post_what_the_cap_leaves(
                 ("o2", "r2", "p1", "100.00"),
                 ("o2", "r3", "p2", "20.00"),
             ):
-                await replay.apply(
-                    {
-                        "kind": "order_refunded",
-                        "order_id": order,
-                        "refund_id": refund,
-                        "at": "2026-03-06T12:00:00Z",
-                        "items": [{"product_id": product, "amount": amount}],
-                    }
-                )
+                await replay.apply(refunded(order, refund, product, amount, "2026-03-06T12:00:00Z"))
             o1 = await order_view(replay, store, "o1", {"status": "completed", "reversed": "0.83"})
             assert (o1["commission"], o1["capped"], o1["net"], o1["payable"]) == (
                 "5.00",
@@ -362,14 +369,51 @@ async def test_a_capped_orders_completion_and_refunds_post_what_the_cap_leaves(
             assert (o3["commission"], o3["capped"], o3["net"]) == ("12.00", "0.00", "12.00")
 
             # the affiliate's settlement is what the ledger posted: 5.00 + 5.00 + 12.00 paid
-            got = await c.get(
-                f"/v1/settlements/affiliates/{replay.id('aff-a')}", headers=admin(settings)
+            assert await settled(replay, settings) == [("USD", "22.00", "5.83", "16.17")]
+        finally:
+            await replay.engine.dispose()
+    await assert_ledger_verifies(settings)
+
+
+async def test_the_month_cap_is_taken_in_the_order_the_completions_are_posted(
+    settings: Settings,
+) -> None:
+    """The per-affiliate-month cap: each completion posted takes its commission, at most what
+    the month's earlier postings left; an earlier order completing late takes what is left
+    and changes nothing posted; a refund reverses its share of what was paid; another month
+    has its own room; the ledger verifies."""
+    clock = FixedClock(ts("2026-02-27T00:00:00Z"))
+    async with running(settings, clock) as svc:
+        replay = Replay(svc, settings, clock)
+        try:
+            c = svc.commission
+            store = await joined_store(replay)
+            put = await c.put(
+                f"/v1/stores/{store.store_id}/incentives/caps",
+                json={"per_affiliate_month": {"USD": "15.00"}},
+                headers=store.auth,
             )
-            assert got.status_code == 200, got.text
-            assert [
-                (t["currency"], t["commission_payable"], t["reversed"], t["net"])
-                for t in got.json()["totals"]
-            ] == [("USD", "22.00", "5.83", "16.17")]
+            assert put.status_code == 200, put.text
+            for n in (1, 2, 3, 4):
+                await click(replay, n)
+                await replay.apply(placed(n, "2026-03-01T12:00:00Z"))
+            # each 12.00 of commission; posted in this order (o3 completed first, posted last)
+            for n, at, paid, cut in (
+                (1, "2026-03-05T12:00:00Z", "12.00", "0.00"),
+                (2, "2026-03-06T12:00:00Z", "3.00", "9.00"),
+                (3, "2026-03-02T12:00:00Z", "0.00", "12.00"),
+                (4, "2026-04-01T12:00:00Z", "12.00", "0.00"),  # April: a room of its own
+            ):
+                await replay.apply({"kind": "order_completed", "order_id": f"o{n}", "at": at})
+                got = await order_view(replay, store, f"o{n}", {"status": "completed"})
+                assert (got["commission"], got["capped"]) == (paid, cut), (n, got)
+            await replay.apply(refunded("o2", "r1", "p2", "20.00", "2026-03-07T12:00:00Z"))
+            # 2.00 of o2's uncapped 12.00 refunded: 3.00 × 2 / 12 = 0.50
+            o2 = await order_view(replay, store, "o2", {"reversed": "0.50"})
+            assert o2["net"] == "2.50"
+            o1 = await order_view(replay, store, "o1", {"status": "completed"})
+            assert (o1["commission"], o1["capped"]) == ("12.00", "0.00")  # posted: unchanged
+            assert await settled(replay, settings) == [("USD", "27.00", "0.50", "26.50")]
         finally:
             await replay.engine.dispose()
     await assert_ledger_verifies(settings)
