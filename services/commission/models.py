@@ -77,10 +77,26 @@ orders = Table(
     Column("sales_minor", BigInteger),
     Column("commission_minor", BigInteger),
     Column("reversed_minor", BigInteger),
+    #: what the per-affiliate-month cap left the order when its completion was posted (minor
+    #: units; NULL: no month cap applied; docs/incentives.md)
+    Column("month_allowance", BigInteger),
     Index("ix_orders_store_placed", "store_id", "placed_at"),
     Index("ix_orders_affiliate_placed", "affiliate_id", "placed_at"),
     Index("ix_orders_store_status_at", "store_id", "status", "status_at"),
     Index("ix_orders_affiliate_status_at", "affiliate_id", "status", "status_at"),
+)
+
+#: Per (store, affiliate, month of completion, currency): what the completions' postings took
+#: of the program's per-affiliate-month cap (minor units); locked in key order by the posting
+#: transaction, so that concurrent workers take the room one after the other.
+month_rooms = Table(
+    "month_rooms",
+    metadata,
+    Column("store_id", String(128), primary_key=True),
+    Column("affiliate_id", String(128), primary_key=True),
+    Column("month", String(7), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("used_minor", BigInteger, nullable=False, server_default="0"),
 )
 
 refunds = Table(

@@ -22,7 +22,7 @@ from services.commission.core.errors import (
     TooManyAdjustments,
     UnknownProduct,
 )
-from services.commission.core.incentives import line_rate
+from services.commission.core.incentives import capped_reversal, line_rate
 from services.commission.core.program import ProgramHistory
 from shared.money import ZERO, fits_currency, round_money
 from shared.policy import ExitPolicy
@@ -160,6 +160,9 @@ class OrderFacts:
     refunds: tuple[Refund, ...] = ()
     adjustments: tuple[Adjustment, ...] = ()
     new_buyer: bool = False  # the storefront marked the buyer's first order
+    #: what the affiliate-month's cap left the order when its completion was posted (None: no
+    #: month cap applied; :func:`~services.commission.core.incentives.month_allowance`)
+    month_allowance: Decimal | None = None
 
     @property
     def key(self) -> OrderKey:
@@ -195,18 +198,40 @@ class OrderCommission:
     declined: bool = False  # an adjustment declined the order (and no reset since)
     #: refunds reported at or after the lock: recorded, reversing nothing
     refunds_skipped: tuple[str, ...] = ()
+    #: the most the order pays: the program's per-order cap in the order's currency in force at
+    #: placement and what the affiliate-month's cap left it, the lower (None: no cap)
+    per_order_cap: Decimal | None = None
 
     def locked(self, now: datetime) -> bool:
         """Whether nothing can change the commission any more at ``now``."""
         return self.locks_at is not None and now >= self.locks_at
 
     @property
-    def commission(self) -> Decimal:
+    def uncapped(self) -> Decimal:
+        """The commission before caps (bonus included): the sum of the lines'."""
         return sum((i.commission for i in self.items), ZERO)
 
     @property
+    def commission(self) -> Decimal:
+        """What the order pays: its commission before caps, at most the per-order cap."""
+        uncapped = self.uncapped
+        if self.per_order_cap is None:
+            return uncapped
+        return min(uncapped, self.per_order_cap)
+
+    @property
+    def capped(self) -> Decimal:
+        """The amount the per-order cap cut (zero when it does not bind)."""
+        return self.uncapped - self.commission
+
+    @property
     def reversed(self) -> Decimal:
-        return sum((i.reversed for i in self.items), ZERO)
+        """What refunds reverse: the lines' reversals; of a capped order, the refunded share of
+        what was paid (:func:`~services.commission.core.incentives.capped_reversal`)."""
+        lines = sum((i.reversed for i in self.items), ZERO)
+        if self.capped == ZERO:
+            return lines
+        return capped_reversal(self.commission, self.uncapped, lines, self.currency)
 
     @property
     def net(self) -> Decimal:
@@ -374,6 +399,9 @@ def compute_order(
     100 × 0.01), capped at the line's commission. Zero when not chargeable or cancelled, and
     when the store had banned the affiliate at the order's placement (partner approval: an
     order placed at or after the ban and before any reinstatement; earlier ones keep theirs).
+    The order's total is at most the per-order cap in force at placement (``commission``;
+    ``capped`` the cut, ``uncapped`` the lines' sum); refunds of a capped order reverse the
+    refunded share of what was paid (``reversed``). Lines show their figures before the cap.
 
     The locking date (:func:`locks_at`): a refund reported at or after it reverses nothing
     (``refunds_skipped``), an adjustment made at or after it changes nothing.
@@ -420,7 +448,13 @@ def compute_order(
         lock,
         declined,
         tuple(sorted(r.refund_id for r in given if lock is not None and r.reported >= lock)),
+        _order_cap(state.incentives.caps.per_order.get(facts.currency), facts.month_allowance),
     )
+
+
+def _order_cap(per_order: Decimal | None, allowance: Decimal | None) -> Decimal | None:
+    caps = [c for c in (per_order, allowance) if c is not None]
+    return min(caps) if caps else None
 
 
 def visible_clicks(

@@ -345,6 +345,19 @@ def share_caps(
     return out
 
 
+def month_allowance(
+    commission: Decimal, per_month: Decimal | None, used: Decimal
+) -> Decimal | None:
+    """What an order whose completion is posted now may pay of its affiliate's month with the
+    store (``used``: what the month's earlier postings took): its commission (after the
+    per-order cap), at most the room left of ``per_month``. The room is taken in the order the
+    completions are posted (one affiliate-month's postings are serialised by a row lock), so
+    a late-completing earlier order never changes what was already posted. None: no cap."""
+    if per_month is None:
+        return None
+    return max(ZERO, min(commission, per_month - used))
+
+
 def capped_tier_bonus(bonus: Decimal, paid_in_month: Decimal, per_month: Decimal | None) -> Decimal:
     """A tier bonus under the month's cap (caps apply after bonuses): at most what the month's
     orders left of it."""

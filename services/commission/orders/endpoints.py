@@ -173,6 +173,7 @@ async def get_order(
         held=hold is not None,
         hold_id=hold.hold_id if hold is not None else None,
         commission=total("commission"),
+        capped=total("capped"),
         reversed=total("reversed"),
         net=total("net"),
         items=_items(row.items, result, currency) if result is not None else [],

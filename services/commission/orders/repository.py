@@ -109,6 +109,10 @@ def hold_of(r: Any) -> Hold:
     return Hold(r.id, r.affiliate_id, r.store_id, HoldStatus(r.status), r.created_at)
 
 
+#: an affiliate's month with a store in one currency: (store, affiliate, ``YYYY-MM``, currency)
+MonthKey = tuple[str, str, str, str]
+
+
 def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] = ()) -> OrderFacts:
     """The facts of an order row whose placement is known."""
     return OrderFacts(
@@ -125,6 +129,9 @@ def _facts(o: Any, refunds: Iterable[Refund], adjustments: Iterable[Adjustment] 
         refunds=tuple(refunds),
         adjustments=tuple(sorted(adjustments, key=lambda a: a.seq)),
         new_buyer=bool(o.new_buyer),
+        month_allowance=(
+            None if o.month_allowance is None else from_minor(o.month_allowance, o.currency)
+        ),
     )
 
 
@@ -168,8 +175,8 @@ WHERE ({", ".join(f"order_lines.{c}" for c in _LINE_CHANGING)})
 #: refunds as three arrays in refund id order (their items as JSON text)
 _ORDER_FACTS = """
 SELECT o.store_id, o.order_id, o.currency, o.placed_at, o.items, o.new_buyer, o.status,
-    o.status_at, o.affiliate_id, o.click_id, o.click_at, r.refund_ids, r.refund_ats, r.refund_items,
-    r.refund_reported
+    o.month_allowance, o.status_at, o.affiliate_id, o.click_id, o.click_at, r.refund_ids,
+    r.refund_ats, r.refund_items, r.refund_reported
 FROM unnest(CAST(:stores AS text[]), CAST(:ids AS text[])) AS k(store_id, order_id)
 JOIN commission.orders o ON o.store_id = k.store_id AND o.order_id = k.order_id
 LEFT JOIN LATERAL (
@@ -281,6 +288,62 @@ class OrderRepository:
             },
         )
         return {(store, oid): bool(inserted) for store, oid, inserted in written}
+
+    async def lock_month_rooms(self, keys: Iterable[MonthKey]) -> dict[MonthKey, int]:
+        """The rooms (store, affiliate, month, currency) of the per-affiliate-month cap, each
+        created if new and row-locked in key order (two transactions never deadlock, and the
+        second reads what the first took), with what they hold taken (minor units)."""
+        ordered = sorted(set(keys))
+        if not ordered:
+            return {}
+        mr = m.month_rooms
+        cols = ("store_id", "affiliate_id", "month", "currency")
+        await self.session.execute(
+            insert(mr)
+            .values([dict(zip(cols, k, strict=True)) for k in ordered])
+            .on_conflict_do_nothing()
+        )
+        rows = await self.session.execute(
+            select(mr.c.store_id, mr.c.affiliate_id, mr.c.month, mr.c.currency, mr.c.used_minor)
+            .where(tuple_(*(mr.c[c] for c in cols)).in_(ordered))
+            .order_by(*(mr.c[c] for c in cols))
+            .with_for_update()
+        )
+        return {(r[0], r[1], r[2], r[3]): int(r[4]) for r in rows}
+
+    async def take_month_rooms(
+        self, used: Mapping[MonthKey, int], allowances: Mapping[OrderKey, int]
+    ) -> None:
+        """What the rooms (locked by :meth:`lock_month_rooms`) hold taken now, and what each
+        order completing now was left (minor units)."""
+        mr, o = m.month_rooms, m.orders
+        if used:
+            await self.session.execute(
+                update(mr)
+                .where(
+                    (mr.c.store_id == bindparam("k_store"))
+                    & (mr.c.affiliate_id == bindparam("k_aff"))
+                    & (mr.c.month == bindparam("k_month"))
+                    & (mr.c.currency == bindparam("k_cur"))
+                )
+                .values(used_minor=bindparam("k_used")),
+                [
+                    {"k_store": k[0], "k_aff": k[1], "k_month": k[2], "k_cur": k[3], "k_used": v}
+                    for k, v in sorted(used.items())
+                ],
+            )
+        if allowances:
+            await self.session.execute(
+                update(o)
+                .where(
+                    (o.c.store_id == bindparam("k_store")) & (o.c.order_id == bindparam("k_oid"))
+                )
+                .values(month_allowance=bindparam("k_allow")),
+                [
+                    {"k_store": k[0], "k_oid": k[1], "k_allow": v}
+                    for k, v in sorted(allowances.items())
+                ],
+            )
 
     async def lock_orders(self, keys: Iterable[OrderKey]) -> None:
         """Row locks on the orders (rows must exist: see ensure_orders), in key order."""

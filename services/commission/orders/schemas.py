@@ -153,7 +153,11 @@ class OrderView(BaseModel):
     chargeable: bool
     estimated: str
     payable: str
+    #: what the order pays: the lines' commission, at most the program's per-order cap in force
+    #: at placement (docs/incentives.md)
     commission: str
+    #: the amount the per-order cap cut from the lines' commission ("0.00": not capped)
+    capped: str = "0.00"
     reversed: str
     net: str
     items: list[ItemView]

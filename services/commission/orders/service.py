@@ -4,7 +4,7 @@ what each order owes to the ledger, and the reads of orders and their commission
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
@@ -32,7 +32,9 @@ from services.commission.core.holds import Hold
 from services.commission.core.incentives import (
     MonthSale,
     TierProgress,
+    month_allowance,
     month_end,
+    month_of,
     month_start,
     tier_progress,
 )
@@ -50,6 +52,7 @@ from services.commission.core.webhooks import (
 from services.commission.errors import IdempotencyKeyReused, NotFound
 from services.commission.orders.repository import (
     LedgerRepository,
+    MonthKey,
     OrderRepository,
     Summary,
     adjustment_of,
@@ -66,7 +69,7 @@ from shared.events import (
     OrderRefunded,
 )
 from shared.kafka import Received
-from shared.money import ZERO, to_minor
+from shared.money import ZERO, from_minor, to_minor
 from shared.policy import ExitPolicy
 
 Incoming = Attribution | OrderPlaced | OrderCompleted | OrderCancelled | OrderRefunded
@@ -375,6 +378,7 @@ class OrderService:
         posted = await ledger.posted(
             k for k, f in facts.items() if f.status is OrderStatus.COMPLETED and f.affiliate_id
         )
+        await self.take_month_rooms(repo, facts, programs, posted)
         entries = []
         summaries = []
         lines: list[dict[str, Any]] = []
@@ -396,6 +400,48 @@ class OrderService:
         if self.webhooks is not None:
             await self._notify(session, facts, results, decided or {}, entries, new, now)
         return len(new)
+
+    async def take_month_rooms(
+        self,
+        repo: OrderRepository,
+        facts: dict[OrderKey, OrderFacts],
+        programs: Mapping[str, ProgramHistory],
+        posted: Mapping[OrderKey, Mapping[str, Decimal]],
+    ) -> None:
+        """The per-affiliate-month cap: each order whose completion is posted now (completed,
+        attributed, nothing posted yet) under a program with a month cap in its currency (the
+        one in force at placement) takes its commission, at most what is left of its month's
+        room (:func:`month_allowance`), in (completion time, order id) order within the batch;
+        the rooms are row-locked in key order, so concurrent workers take them one after the
+        other and what was posted is never changed. ``facts`` are updated in place."""
+        claims: list[tuple[OrderKey, MonthKey, Decimal, Decimal]] = []
+        for key, f in sorted(facts.items(), key=lambda kv: (kv[1].status_at, kv[0])):
+            if (
+                f.status is not OrderStatus.COMPLETED
+                or f.affiliate_id is None
+                or f.status_at is None
+                or f.month_allowance is not None
+                or posted.get(key)
+            ):
+                continue
+            program = programs[f.store_id]
+            per_month = program.state_at(f.placed_at).incentives.caps.per_affiliate_month
+            if f.currency not in per_month:
+                continue
+            gross = compute_order(f, program, self.policy, refunds=(), adjustments=()).commission
+            month = (f.store_id, f.affiliate_id, month_of(f.status_at), f.currency)
+            claims.append((key, month, per_month[f.currency], gross))
+        if not claims:
+            return
+        rooms = await repo.lock_month_rooms(month for _, month, _, _ in claims)
+        used = {k: from_minor(v, k[3]) for k, v in rooms.items()}
+        allowances: dict[OrderKey, int] = {}
+        for key, month, cap, gross in claims:
+            allowance = month_allowance(gross, cap, used[month]) or ZERO
+            used[month] += allowance
+            facts[key] = replace(facts[key], month_allowance=allowance)
+            allowances[key] = to_minor(allowance, month[3])
+        await repo.take_month_rooms({k: to_minor(v, k[3]) for k, v in used.items()}, allowances)
 
     async def _notify(
         self,

@@ -10,6 +10,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeAlias
 
+from pydantic import Field
+
 from alliance_client._base import ApiModel
 
 AdjustmentAction: TypeAlias = Literal["amend", "decline", "reset"]
@@ -60,6 +62,10 @@ class SettlementTotals(ApiModel):
     net: str
     orders_open: int
     estimated: str
+
+
+class ApplicationRequest(ApiModel):
+    message: str | None = None
 
 
 class AttemptView(ApiModel):
@@ -131,6 +137,11 @@ class CampProduct(ApiModel):
     because: list[Literal["category", "store"]]
 
 
+class CapsRequest(ApiModel):
+    per_order: dict[str, Decimal] | None = None
+    per_affiliate_month: dict[str, Decimal] | None = None
+
+
 class LinkRequest(ApiModel):
     store_id: str
     product_id: str
@@ -198,6 +209,19 @@ class TrafficTotals(ApiModel):
     affiliate_visitors: int
 
 
+#: Why a store decided (the affiliate reads it).
+PartnerReason: TypeAlias = Literal[
+    "meets_criteria",
+    "not_a_fit",
+    "low_quality_traffic",
+    "fraud",
+    "brand_violation",
+    "terms_violation",
+    "inactive",
+    "other",
+]
+
+
 class EndpointCreated(ApiModel):
     id: str
     url: str
@@ -238,6 +262,10 @@ WebhookEvent: TypeAlias = Literal[
     "commission.released",
     "payout.created",
 ]
+
+
+#: Who may promote a store: everyone but banned affiliates (``open``, the default), or only the affiliates the store approved (``approval``).
+Enrollment: TypeAlias = Literal["open", "approval"]
 
 
 class ErasureView(ApiModel):
@@ -295,6 +323,12 @@ class ProductPerformance(ApiModel):
     commission: str
 
 
+class IncentivesView(ApiModel):
+    new_buyer: dict[str, str]
+    tiers: dict[str, list[dict[str, str]]]
+    caps: dict[str, dict[str, str]]
+
+
 class ItemView(ApiModel):
     product_id: str
     category_id: str | None
@@ -307,6 +341,7 @@ class ItemView(ApiModel):
     reversed: str
     net: str
     amended: str = "0"
+    bonus_rate: str = "0"
 
 
 class JoinRequest(ApiModel):
@@ -355,6 +390,10 @@ class MinimumsView(ApiModel):
     minimums: dict[str, str]
 
 
+class NewBuyerRequest(ApiModel):
+    extra_rate: Decimal
+
+
 class OperationView(ApiModel):
     id: int
     kind: str
@@ -366,9 +405,14 @@ class OperationView(ApiModel):
     affiliate_id: str | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+    incentive: dict[str, Any] | None = None
     actor: str
     before: dict[str, Any]
     after: dict[str, Any]
+
+
+#: An affiliate's standing with one store (none at all: it never applied nor was decided).
+PartnerStatus: TypeAlias = Literal["pending", "approved", "rejected", "banned"]
 
 
 class PayoutRequest(ApiModel):
@@ -491,6 +535,26 @@ class StatementTotals(ApiModel):
     refunds: int
     reversed: str
     net: str
+
+
+class TierStanding(ApiModel):
+    """An affiliate's standing in one currency's performance tiers for a month
+    (docs/incentives.md).
+    """
+
+    currency: str
+    orders: int
+    qualifying_sales: str
+    tier: dict[str, str] | None
+    next_tier: dict[str, str] | None
+    bonus: str
+    capped_bonus: str
+    settled: bool
+
+
+class TierView(ApiModel):
+    from_: Decimal = Field(alias="from")
+    extra_rate: Decimal
 
 
 class TrafficPoint(ApiModel):
@@ -669,23 +733,6 @@ class CouponPolicyRequest(ApiModel):
     policy: CouponPolicy
 
 
-class ProgramResponse(ApiModel):
-    store_id: str
-    state: str
-    joined_at: datetime | None
-    exited_at: datetime | None
-    exit_allowed_at: datetime | None
-    rejoin_allowed_at: datetime | None
-    default_rate: str
-    category_rates: dict[str, str]
-    main_products: dict[str, str | None]
-    attribution_window_days: int
-    attribution_window_is_default: bool
-    coupon_policy: CouponPolicy
-    consent: Consent = "not_required"
-    lock_days: int
-
-
 class OrdersPoint(ApiModel):
     bucket: date
     totals: list[MoneyTotals]
@@ -697,6 +744,11 @@ class Dashboard(ApiModel):
     last_day: date
     traffic: TrafficTotals
     totals: list[MoneyTotals]
+
+
+class DecisionRequest(ApiModel):
+    reason: PartnerReason | None = None
+    note: str | None = None
 
 
 class EndpointList(ApiModel):
@@ -718,6 +770,10 @@ class WebhookEventBody(ApiModel):
     type: WebhookEvent
     created_at: str
     data: dict[str, Any]
+
+
+class EnrollmentRequest(ApiModel):
+    mode: Enrollment
 
 
 class ErrorBody(ApiModel):
@@ -745,6 +801,25 @@ class MainProductReport(ApiModel):
     performance: list[ProductPerformance]
 
 
+class ProgramResponse(ApiModel):
+    store_id: str
+    state: str
+    joined_at: datetime | None
+    exited_at: datetime | None
+    exit_allowed_at: datetime | None
+    rejoin_allowed_at: datetime | None
+    default_rate: str
+    category_rates: dict[str, str]
+    main_products: dict[str, str | None]
+    attribution_window_days: int
+    attribution_window_is_default: bool
+    coupon_policy: CouponPolicy
+    consent: Consent = "not_required"
+    lock_days: int
+    enrollment: Enrollment = "open"
+    incentives: IncentivesView | None = None
+
+
 class OrderView(ApiModel):
     order_id: str
     store_id: str
@@ -755,12 +830,14 @@ class OrderView(ApiModel):
     click_id: str | None
     rule: str | None = None
     coupon_code: str | None = None
+    new_buyer: bool = False
     attribution_decided: bool
     attributed: bool
     chargeable: bool
     estimated: str
     payable: str
     commission: str
+    capped: str = "0.00"
     reversed: str
     net: str
     items: list[ItemView]
@@ -776,6 +853,30 @@ class OrderView(ApiModel):
 class LedgerPage(ApiModel):
     items: list[LedgerLine]
     next_cursor: int | None
+
+
+class PartnerEventView(ApiModel):
+    id: int
+    action: str
+    status_before: PartnerStatus | None
+    status_after: PartnerStatus
+    reason: str | None
+    note: str | None
+    message: str | None
+    actor: str
+    at: datetime
+
+
+class PartnerView(ApiModel):
+    store_id: str
+    affiliate_id: str
+    status: PartnerStatus
+    message: str | None
+    reason: str | None
+    note: str | None
+    applied_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
 
 
 class PayoutRunView(ApiModel):
@@ -803,6 +904,18 @@ class Statement(ApiModel):
     closed_at: datetime | None
     closed_by: str | None
     totals: list[StatementTotals]
+
+
+class TierProgressView(ApiModel):
+    store_id: str
+    affiliate_id: str
+    month: str
+    currencies: list[TierStanding]
+
+
+class TiersRequest(ApiModel):
+    currency: str
+    tiers: list[TierView]
 
 
 class TrafficReport(ApiModel):
@@ -880,6 +993,24 @@ class MainProducts(ApiModel):
     items: list[MainProductReport]
 
 
+class PartnerDetail(ApiModel):
+    store_id: str
+    affiliate_id: str
+    status: PartnerStatus
+    message: str | None
+    reason: str | None
+    note: str | None
+    applied_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    history: list[PartnerEventView]
+
+
+class PartnerPage(ApiModel):
+    items: list[PartnerView]
+    next_cursor: str | None
+
+
 class RefundsReport(ApiModel):
     store_id: str
     first_day: date
@@ -942,9 +1073,25 @@ OPERATIONS: Final[Mapping[tuple[str, str], str]] = {
     ): "set_lock_period_v1_stores__store_id__lock_period_put",
     (
         "PUT",
+        "/v1/stores/{store_id}/incentives/new-buyer",
+    ): "set_new_buyer_bonus_v1_stores__store_id__incentives_new_buyer_put",
+    (
+        "PUT",
+        "/v1/stores/{store_id}/incentives/tiers",
+    ): "set_tiers_v1_stores__store_id__incentives_tiers_put",
+    (
+        "PUT",
+        "/v1/stores/{store_id}/incentives/caps",
+    ): "set_caps_v1_stores__store_id__incentives_caps_put",
+    (
+        "PUT",
         "/v1/stores/{store_id}/coupon-policy",
     ): "set_coupon_policy_v1_stores__store_id__coupon_policy_put",
     ("PUT", "/v1/stores/{store_id}/consent"): "set_consent_v1_stores__store_id__consent_put",
+    (
+        "PUT",
+        "/v1/stores/{store_id}/enrollment",
+    ): "set_enrollment_v1_stores__store_id__enrollment_put",
     (
         "PUT",
         "/v1/stores/{store_id}/rates/categories/{category_id}",
@@ -976,6 +1123,10 @@ OPERATIONS: Final[Mapping[tuple[str, str], str]] = {
         "/v1/stores/{store_id}/coupons/{code}",
     ): "delete_coupon_v1_stores__store_id__coupons__code__delete",
     ("GET", "/v1/stores/{store_id}/coupons"): "list_coupons_v1_stores__store_id__coupons_get",
+    (
+        "GET",
+        "/v1/stores/{store_id}/incentives/tier-progress",
+    ): "tier_progress_v1_stores__store_id__incentives_tier_progress_get",
     (
         "GET",
         "/v1/stores/{store_id}/orders/{order_id}",
@@ -1163,4 +1314,27 @@ OPERATIONS: Final[Mapping[tuple[str, str], str]] = {
         "/v1/admin/visitors/{visitor_id}",
     ): "erase_visitor_v1_admin_visitors__visitor_id__delete",
     ("GET", "/v1/admin/visitors/{visitor_id}"): "export_visitor_v1_admin_visitors__visitor_id__get",
+    ("POST", "/v1/affiliate/programs/{store_id}/applications"): "apply_to_program",
+    ("POST", "/v1/stores/{store_id}/applications"): "apply_v1_stores__store_id__applications_post",
+    (
+        "GET",
+        "/v1/affiliates/{affiliate_id}/applications",
+    ): "affiliate_applications_v1_affiliates__affiliate_id__applications_get",
+    ("GET", "/v1/stores/{store_id}/partners"): "store_partners_v1_stores__store_id__partners_get",
+    (
+        "GET",
+        "/v1/stores/{store_id}/partners/{affiliate_id}",
+    ): "store_partner_v1_stores__store_id__partners__affiliate_id__get",
+    (
+        "POST",
+        "/v1/stores/{store_id}/partners/{affiliate_id}/approve",
+    ): "approve_partner_v1_stores__store_id__partners__affiliate_id__approve_post",
+    (
+        "POST",
+        "/v1/stores/{store_id}/partners/{affiliate_id}/reject",
+    ): "reject_partner_v1_stores__store_id__partners__affiliate_id__reject_post",
+    (
+        "POST",
+        "/v1/stores/{store_id}/partners/{affiliate_id}/ban",
+    ): "ban_partner_v1_stores__store_id__partners__affiliate_id__ban_post",
 }
