@@ -60,6 +60,11 @@ class AdminService:
     async def affiliate_exists(self, session: AsyncSession, affiliate_id: str) -> bool:
         return await PrincipalRepository(session).get("affiliate", affiliate_id) is not None
 
+    async def _to_directory(self, session: AsyncSession, key: str, entry: Any) -> None:
+        """Put a directory entry in the outbox, in the caller's transaction (the one place
+        that names the directory topic for the admin's entries)."""
+        await OUTBOX.add(session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", key, encode(entry))])
+
     async def publish_coupon(
         self, session: AsyncSession, store_id: str, code: str, coupon: Coupon | None, now: datetime
     ) -> None:
@@ -79,8 +84,7 @@ class AdminService:
             valid_to=coupon.valid_to if coupon else None,
             updated_at=now,
         )
-        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-        await OUTBOX.add(session, [(topic, key, encode(entry))])
+        await self._to_directory(session, key, entry)
 
     async def publish_partner(
         self,
@@ -103,8 +107,7 @@ class AdminService:
             status=status,
             updated_at=now,
         )
-        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-        await OUTBOX.add(session, [(topic, key, encode(entry))])
+        await self._to_directory(session, key, entry)
 
     def _store_entry(
         self, row: Any, program: ProgramState, now: datetime, entry_version: int
@@ -144,7 +147,7 @@ class AdminService:
         row = await repo.get("store", store_id)
         history = await self.programs.history(session, store_id)
         entry = self._store_entry(row, history.current(), now, entry_version)
-        await OUTBOX.add(session, [(f"{self.topic_prefix}{Topic.DIRECTORY}", key, encode(entry))])
+        await self._to_directory(session, key, entry)
 
     async def create(
         self,
@@ -191,8 +194,7 @@ class AdminService:
             key_hash=key_hash,
             updated_at=now,
         )
-        topic = f"{self.topic_prefix}{Topic.DIRECTORY}"
-        await OUTBOX.add(session, [(topic, key, encode(entry))])
+        await self._to_directory(session, key, entry)
 
     async def rotate_key(
         self, session: AsyncSession, kind: PrincipalKind, principal_id: str, now: datetime
